@@ -1,0 +1,185 @@
+//! One outbound Engine.IO packet, encoded once and shared by every recipient.
+//!
+//! A [`Frame`] holds the complete server-to-client WebSocket frame (server frames are unmasked,
+//! so the same bytes fit every recipient). The Engine.IO packet inside it is a zero-copy slice,
+//! which the polling transport batches into payloads. Pure: no I/O, no runtime.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The largest WebSocket header a server frame needs (2 + 8 bytes, no mask).
+pub const MAX_WS_HEADER: usize = 10;
+
+const OPCODE_TEXT: u8 = 0x1;
+const OPCODE_BINARY: u8 = 0x2;
+const FIN: u8 = 0x80;
+
+/// Whether a frame carries an Engine.IO text packet or a raw binary message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// `<type digit><data>`, e.g. `4hello`.
+    Text,
+    /// Raw message bytes (Engine.IO v4 framing; v3 adds a type byte on the wire).
+    Binary,
+}
+
+/// An encoded outbound packet: the whole WebSocket frame, with the packet as a slice of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// INVARIANT: `ws[..start]` is a valid unmasked FIN frame header for `ws[start..]`.
+    ws: Bytes,
+    start: u8,
+    kind: FrameKind,
+}
+
+impl Frame {
+    /// Builds a text frame from a complete Engine.IO text packet (`4hello`, `2`, `3probe`, ...).
+    pub fn text(packet: &[u8]) -> Frame {
+        let mut builder = FrameBuilder::new(FrameKind::Text, packet.len());
+        builder.buf().extend_from_slice(packet);
+        builder.finish()
+    }
+
+    /// Builds a binary frame from raw message bytes.
+    pub fn binary(data: &[u8]) -> Frame {
+        let mut builder = FrameBuilder::new(FrameKind::Binary, data.len());
+        builder.buf().extend_from_slice(data);
+        builder.finish()
+    }
+
+    /// Text or binary.
+    pub fn kind(&self) -> FrameKind {
+        self.kind
+    }
+
+    /// The complete WebSocket frame (header and payload), ready to write.
+    pub fn ws_bytes(&self) -> &Bytes {
+        &self.ws
+    }
+
+    /// The Engine.IO text packet (type digit and data) or the raw binary message.
+    pub fn payload(&self) -> Bytes {
+        self.ws.slice(self.start as usize..)
+    }
+
+    /// Same as [`Frame::payload`] without touching the reference count.
+    pub fn payload_slice(&self) -> &[u8] {
+        &self.ws[self.start as usize..]
+    }
+}
+
+/// Writes a frame's payload in place after room reserved for the header, so that a packet is
+/// serialised exactly once.
+pub struct FrameBuilder {
+    buf: BytesMut,
+    kind: FrameKind,
+}
+
+impl FrameBuilder {
+    /// Starts a frame whose payload is expected to be about `capacity` bytes long.
+    pub fn new(kind: FrameKind, capacity: usize) -> FrameBuilder {
+        let mut buf = BytesMut::with_capacity(MAX_WS_HEADER + capacity);
+        buf.put_bytes(0, MAX_WS_HEADER);
+        FrameBuilder { buf, kind }
+    }
+
+    /// The payload written so far; append to it.
+    pub fn buf(&mut self) -> PayloadWriter<'_> {
+        PayloadWriter(&mut self.buf)
+    }
+
+    /// Writes the header in front of the payload and freezes the frame.
+    pub fn finish(mut self) -> Frame {
+        let len = self.buf.len() - MAX_WS_HEADER;
+        let (header, header_len) = ws_header(self.kind, len);
+        let start = MAX_WS_HEADER - header_len;
+        self.buf[start..MAX_WS_HEADER].copy_from_slice(&header[..header_len]);
+        let ws = self.buf.freeze().slice(start..);
+        Frame {
+            ws,
+            start: header_len as u8,
+            kind: self.kind,
+        }
+    }
+}
+
+/// Append-only view of a [`FrameBuilder`]'s payload.
+pub struct PayloadWriter<'a>(&'a mut BytesMut);
+
+impl PayloadWriter<'_> {
+    /// Appends bytes to the payload.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    /// Appends one byte.
+    pub fn push(&mut self, byte: u8) {
+        self.0.put_u8(byte);
+    }
+
+    /// Payload length so far.
+    pub fn len(&self) -> usize {
+        self.0.len() - MAX_WS_HEADER
+    }
+
+    /// Whether nothing has been written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::io::Write for PayloadWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The unmasked FIN header of a server frame (RFC 6455 §5.2).
+pub fn ws_header(kind: FrameKind, len: usize) -> ([u8; MAX_WS_HEADER], usize) {
+    let opcode = match kind {
+        FrameKind::Text => OPCODE_TEXT,
+        FrameKind::Binary => OPCODE_BINARY,
+    };
+    let mut header = [0u8; MAX_WS_HEADER];
+    header[0] = FIN | opcode;
+    if len < 126 {
+        header[1] = len as u8;
+        (header, 2)
+    } else if len <= u16::MAX as usize {
+        header[1] = 126;
+        header[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        (header, 4)
+    } else {
+        header[1] = 127;
+        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        (header, 10)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_sizes_follow_rfc6455() {
+        for (len, header_len, second) in [(0, 2, 0), (125, 2, 125), (126, 4, 126), (65535, 4, 126), (65536, 10, 127)] {
+            let data = vec![b'x'; len];
+            let frame = Frame::text(&data);
+            assert_eq!(frame.ws_bytes().len(), len + header_len);
+            assert_eq!(frame.ws_bytes()[0], 0x81);
+            assert_eq!(frame.ws_bytes()[1], second);
+            assert_eq!(frame.payload_slice(), &data[..]);
+        }
+    }
+
+    #[test]
+    fn binary_frame_uses_binary_opcode() {
+        let frame = Frame::binary(&[1, 2, 3]);
+        assert_eq!(&frame.ws_bytes()[..], &[0x82, 3, 1, 2, 3]);
+        assert_eq!(frame.kind(), FrameKind::Binary);
+    }
+}

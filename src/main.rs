@@ -1,0 +1,3 @@
+fn main() {
+    println!("uring: {}", monoio::utils::detect_uring());
+}
