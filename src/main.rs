@@ -1,3 +1,111 @@
-fn main() {
-    println!("uring: {}", monoio::utils::detect_uring());
+//! The `ringcast` binary: flags into one `Config`, then the built-in app (or the conformance
+//! app) on every shard.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use ringcast::apps;
+use ringcast::{Config, Server};
+
+/// A thread-per-core io_uring Socket.IO server.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Number of shards, one thread per core [default: every core].
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    host: IpAddr,
+    /// Port to listen on [default: 3000].
+    #[arg(long)]
+    port: Option<u16>,
+    /// HTTP path of the Socket.IO endpoint.
+    #[arg(long, default_value = "/socket.io/")]
+    path: String,
+    /// A namespace to serve with the built-in events (repeatable) [default: /].
+    #[arg(long = "namespace")]
+    namespaces: Vec<String>,
+    /// Server ping interval in milliseconds.
+    #[arg(long, default_value_t = 25_000)]
+    ping_interval: u64,
+    /// Ping timeout in milliseconds.
+    #[arg(long, default_value_t = 20_000)]
+    ping_timeout: u64,
+    /// Largest message or polling body in bytes (Node's maxHttpBufferSize).
+    #[arg(long, default_value_t = 1_000_000)]
+    max_payload: usize,
+    /// Close sessions that join no namespace within this many milliseconds.
+    #[arg(long, default_value_t = 45_000)]
+    connect_timeout: u64,
+    /// Allowed CORS origin (repeatable) [default: any].
+    #[arg(long = "cors-origin")]
+    cors_origins: Vec<String>,
+    /// Allow credentials in CORS responses.
+    #[arg(long)]
+    cors_credentials: bool,
+    /// Refuse Engine.IO protocol 3 (socket.io-client 2.x).
+    #[arg(long)]
+    no_eio3: bool,
+    /// Do not pin shard threads to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Serve the conformance app of the official test suites (port 3000 on 127.0.0.1 unless
+    /// --port / --host say otherwise).
+    #[arg(long)]
+    conformance: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let mut config = Config::default();
+    if let Some(cores) = cli.cores {
+        config.cores = cores.max(1);
+    }
+    config.host = cli.host;
+    config.port = cli.port.unwrap_or(3000);
+    config.path = cli.path;
+    config.pin_cores = !cli.no_pin;
+    config.engine.ping_interval = Duration::from_millis(cli.ping_interval);
+    config.engine.ping_timeout = Duration::from_millis(cli.ping_timeout);
+    config.engine.max_payload = cli.max_payload;
+    config.engine.allow_eio3 = !cli.no_eio3;
+    config.connect_timeout = Duration::from_millis(cli.connect_timeout);
+    config.cors.origins = cli.cors_origins;
+    config.cors.credentials = cli.cors_credentials;
+    let builder = if cli.conformance {
+        if cli.host == IpAddr::from([0, 0, 0, 0]) {
+            config.host = IpAddr::from([127, 0, 0, 1]);
+        }
+        apps::conformance(config)
+    } else {
+        let namespaces = if cli.namespaces.is_empty() {
+            vec!["/".to_owned()]
+        } else {
+            cli.namespaces
+        };
+        namespaces
+            .iter()
+            .fold(Server::builder().config(config), |builder, name| {
+                builder.namespace(name, apps::builtin_namespace())
+            })
+    };
+    match builder.start() {
+        Ok(server) => {
+            server.wait();
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("ringcast: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

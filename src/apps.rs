@@ -1,0 +1,77 @@
+//! The two applications the `ringcast` binary serves without user code: the built-in events
+//! every served namespace understands (the contract the loadtest drives), and the conformance
+//! app the official Engine.IO / Socket.IO test suites expect (conformance.md §3).
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::server::{Server, ServerBuilder};
+use crate::socketio::{Args, Namespace};
+
+/// `join` [room] + ack, `leave` [room] + ack, `publish` [room, payload] (emits `message`
+/// [payload] to the whole room, sender included), `echo` [payload] + ack (acks it unchanged).
+pub fn builtin_namespace() -> Namespace {
+    Namespace::new()
+        .on("join", |socket, message, ack| {
+            if let Some(room) = message.str(0) {
+                socket.join(&room);
+            }
+            if let Some(ack) = ack {
+                ack.send(&Args::new());
+            }
+        })
+        .on("leave", |socket, message, ack| {
+            if let Some(room) = message.str(0) {
+                socket.leave(&room);
+            }
+            if let Some(ack) = ack {
+                ack.send(&Args::new());
+            }
+        })
+        .on("publish", |socket, message, ack| {
+            if let Some(room) = message.str(0) {
+                socket.namespace().to(&room).emit("message", &message.args_from(1));
+            }
+            if let Some(ack) = ack {
+                ack.send(&Args::new());
+            }
+        })
+        .on("echo", |_socket, message, ack| {
+            if let Some(ack) = ack {
+                ack.send(&message.to_args());
+            }
+        })
+}
+
+/// The conformance app: `/engine.io/` echoes raw Engine.IO messages; `/socket.io/` serves `/`
+/// (auth, message -> message-back, message-with-ack) and `/custom` (auth).
+pub fn conformance(mut config: Config) -> ServerBuilder {
+    config.engine.ping_interval = Duration::from_millis(300);
+    config.engine.ping_timeout = Duration::from_millis(200);
+    config.engine.max_payload = 1_000_000;
+    config.engine.allow_eio3 = true;
+    config.engine.eio3_ws_open_delay = Some(Duration::from_millis(10));
+    config.connect_timeout = Duration::from_millis(1000);
+    config.path = "/socket.io/".to_owned();
+    config.cors.origins.clear();
+    let send_auth = |socket: &crate::socketio::Socket| {
+        if let Ok(args) = Args::new().with_raw(&socket.auth_raw()) {
+            socket.emit("auth", &args);
+        }
+    };
+    let main = Namespace::new()
+        .on_connect(send_auth)
+        .on("message", |socket, message, _ack| {
+            socket.emit("message-back", &message.to_args());
+        })
+        .on("message-with-ack", |_socket, message, ack| {
+            if let Some(ack) = ack {
+                ack.send(&message.to_args());
+            }
+        });
+    Server::builder()
+        .config(config)
+        .namespace("/", main)
+        .namespace("/custom", Namespace::new().on_connect(send_auth))
+        .engine_echo("/engine.io/")
+}

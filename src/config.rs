@@ -1,0 +1,119 @@
+//! Server configuration: one plain value, built by the library builder or the CLI, passed by
+//! value to every shard. No globals. Defaults are Node's (`socket.io` 4.x).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::codec::http::{AllowedOrigins, Cors};
+
+/// Everything a server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Number of shards (threads, one per core). Default: every available core.
+    pub cores: usize,
+    /// Address to listen on.
+    pub host: IpAddr,
+    /// TCP port to listen on (0 picks a free one).
+    pub port: u16,
+    /// Pin shard i to core i.
+    pub pin_cores: bool,
+    /// Engine.IO options.
+    pub engine: EngineConfig,
+    /// The HTTP path the Socket.IO endpoint is served at, with trailing slash.
+    pub path: String,
+    /// Close an Engine.IO session that has joined no namespace after this long.
+    pub connect_timeout: Duration,
+    /// Cross-origin resource sharing for the polling transport.
+    pub cors: CorsConfig,
+    /// Capacity of each shard-to-shard ring, in messages.
+    pub bus_capacity: usize,
+}
+
+/// Engine.IO transport and heartbeat options.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How often the server pings (EIO=4) or expects a client ping (EIO=3).
+    pub ping_interval: Duration,
+    /// How long a ping may go unanswered.
+    pub ping_timeout: Duration,
+    /// Largest message or polling body accepted, in bytes (Node's `maxHttpBufferSize`).
+    pub max_payload: usize,
+    /// Accept Engine.IO protocol 3 (socket.io-client 1.x/2.x).
+    pub allow_eio3: bool,
+    /// Bytes queued for one connection before the slow-consumer policy applies.
+    pub max_outbound_bytes: usize,
+    /// Largest HTTP request head accepted.
+    pub max_head_bytes: usize,
+    /// A probe WebSocket must complete the upgrade within this long.
+    pub upgrade_timeout: Duration,
+    /// Conformance-suite quirk (conformance.md §6): delay the first frame of an EIO=3
+    /// WebSocket session so that it never shares a TCP read with the 101 response.
+    pub eio3_ws_open_delay: Option<Duration>,
+}
+
+/// CORS settings; translated to the codec's [`Cors`] once per shard.
+#[derive(Debug, Clone)]
+pub struct CorsConfig {
+    /// Allowed origins; empty means any (`*`).
+    pub origins: Vec<String>,
+    /// Send `Access-Control-Allow-Credentials: true` (the origin is then echoed, never `*`).
+    pub credentials: bool,
+}
+
+impl CorsConfig {
+    /// The codec form of these settings.
+    pub fn to_cors(&self) -> Cors {
+        Cors {
+            origins: if self.origins.is_empty() {
+                AllowedOrigins::Any
+            } else {
+                AllowedOrigins::List(self.origins.clone())
+            },
+            credentials: self.credentials,
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            max_payload: 1_000_000,
+            allow_eio3: true,
+            max_outbound_bytes: 4 << 20,
+            max_head_bytes: 16 << 10,
+            upgrade_timeout: Duration::from_millis(10_000),
+            eio3_ws_open_delay: None,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            host: IpAddr::from([0, 0, 0, 0]),
+            port: 3000,
+            pin_cores: true,
+            engine: EngineConfig::default(),
+            path: "/socket.io/".to_owned(),
+            connect_timeout: Duration::from_millis(45_000),
+            cors: CorsConfig {
+                origins: Vec::new(),
+                credentials: false,
+            },
+            bus_capacity: 8192,
+        }
+    }
+}
+
+/// Normalises an HTTP path to `/name/` form.
+pub fn normalize_path(path: &str) -> String {
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        format!("/{trimmed}/")
+    }
+}

@@ -1,0 +1,882 @@
+//! Engine.IO sessions of one shard, as a sans-IO state machine.
+//!
+//! Owns every session the shard is responsible for: handshake, heartbeat deadlines, the active
+//! transport (polling, a WebSocket probe, WebSocket), the outbound queues, and close reasons.
+//! It knows nothing of Socket.IO: the application above sees [`Event`]s (open, message,
+//! binary, close) and answers with [`Engine::send`] / [`Engine::close`].
+//!
+//! It performs no I/O and reads no clock: the network layer feeds it requests and frames with
+//! `now`, collects what to write ([`Engine::ws_poll_write`], [`PollReply`]), and the shard's
+//! timer calls [`Engine::handle_timeouts`] at [`Engine::next_deadline`].
+#![forbid(unsafe_code)]
+
+mod session;
+
+use std::collections::{BinaryHeap, VecDeque};
+use std::cmp::Reverse;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures_channel::oneshot;
+use slab::Slab;
+
+use crate::codec::eio::{self, ContentType, Packet, Version};
+use crate::codec::frame::{ws_header, Frame, FrameKind};
+use crate::codec::ws;
+use crate::config::EngineConfig;
+use crate::id::{Id, RandomPool};
+
+pub use session::CloseReason;
+use session::{Heartbeat, Session, Transport};
+
+/// A session's slab key on its shard.
+pub type SessionKey = u32;
+/// A WebSocket connection's slab key on its shard.
+pub type LinkKey = u32;
+
+/// What the application layer learns about sessions, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A session was opened (handshake sent).
+    Open(SessionKey),
+    /// A text message.
+    Message(SessionKey, Bytes),
+    /// A binary message.
+    Binary(SessionKey, Bytes),
+    /// The session is gone; its key may be reused after this event.
+    Close(SessionKey, CloseReason),
+}
+
+/// The HTTP answer to a polling request, made by the owner shard and written by whichever
+/// shard holds the TCP connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollReply {
+    /// HTTP status.
+    pub status: u16,
+    /// Content-Type of the body.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl PollReply {
+    /// 200 with an Engine.IO payload.
+    pub fn payload(content_type: ContentType, body: Vec<u8>) -> PollReply {
+        PollReply {
+            status: 200,
+            content_type: content_type.as_str(),
+            body: body.into(),
+        }
+    }
+
+    /// 200 `ok`, the answer to an accepted POST.
+    pub fn ok() -> PollReply {
+        PollReply {
+            status: 200,
+            content_type: "text/html",
+            body: Bytes::from_static(b"ok"),
+        }
+    }
+
+    /// An Engine.IO error answer (conformance.md §4).
+    pub fn error(error: EngineError) -> PollReply {
+        let (status, body): (u16, &'static [u8]) = match error {
+            EngineError::UnknownTransport => (400, br#"{"code":0,"message":"Transport unknown"}"#),
+            EngineError::UnknownSid => (400, br#"{"code":1,"message":"Session ID unknown"}"#),
+            EngineError::BadHandshakeMethod => {
+                (400, br#"{"code":2,"message":"Bad handshake method"}"#)
+            }
+            EngineError::BadRequest => (400, br#"{"code":3,"message":"Bad request"}"#),
+            EngineError::Forbidden => (403, br#"{"code":4,"message":"Forbidden"}"#),
+            EngineError::UnsupportedVersion => {
+                (400, br#"{"code":5,"message":"Unsupported protocol version"}"#)
+            }
+            EngineError::DuplicatePoll => (400, b""),
+            EngineError::PayloadTooLarge => (413, b""),
+        };
+        PollReply {
+            status,
+            content_type: "application/json",
+            body: Bytes::from_static(body),
+        }
+    }
+}
+
+/// Where a polling GET's answer goes: a channel, so the same path serves connections on this
+/// shard and connections forwarded from other shards.
+pub type PollWaiter = oneshot::Sender<PollReply>;
+
+/// Why a request was refused; maps to the reference's error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineError {
+    /// Missing or unknown `transport`.
+    UnknownTransport,
+    /// Unknown, closed or malformed `sid`.
+    UnknownSid,
+    /// A handshake by a method other than GET.
+    BadHandshakeMethod,
+    /// A request that does not fit the session's transport state.
+    BadRequest,
+    /// Refused by policy.
+    Forbidden,
+    /// Missing or unsupported `EIO`.
+    UnsupportedVersion,
+    /// A second concurrent GET.
+    DuplicatePoll,
+    /// A body larger than maxPayload.
+    PayloadTooLarge,
+}
+
+/// What a WebSocket writer should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WriteBatch {
+    /// Write the frames pushed into the output vector, then ask again.
+    Frames,
+    /// Write the frames pushed (ending with a close frame if any), then shut the socket.
+    Close,
+}
+
+/// One WebSocket connection's outbound side.
+#[derive(Debug)]
+struct Link {
+    session: Option<SessionKey>,
+    version: Version,
+    queue: VecDeque<Bytes>,
+    queued_bytes: usize,
+    waker: Option<Waker>,
+    /// Set once the link must end: the close frame to send last (if any).
+    closing: Option<Option<Bytes>>,
+    /// Not before this instant may the first frame go out (conformance quirk, see config).
+    hold_until: Option<Instant>,
+}
+
+/// All Engine.IO sessions and WebSocket links of one shard.
+pub struct Engine {
+    shard: u16,
+    config: EngineConfig,
+    sessions: Slab<Session>,
+    links: Slab<Link>,
+    deadlines: BinaryHeap<Reverse<(Instant, SessionKey, u32)>>,
+    events: VecDeque<Event>,
+    /// Sessions whose pending poll may be answerable now (flushed by [`Engine::flush`]).
+    dirty: Vec<SessionKey>,
+    /// Sessions a client closed over polling: their next GET gets a noop, not a 400
+    /// (the GET/POST race of conformance.md §6).
+    closed_by_client: VecDeque<Id>,
+    random: RandomPool,
+}
+
+impl Engine {
+    /// An empty engine for shard `shard`.
+    pub fn new(shard: u16, config: EngineConfig) -> Engine {
+        Engine {
+            shard,
+            config,
+            sessions: Slab::new(),
+            links: Slab::new(),
+            deadlines: BinaryHeap::new(),
+            events: VecDeque::new(),
+            dirty: Vec::new(),
+            closed_by_client: VecDeque::new(),
+            random: RandomPool::new(),
+        }
+    }
+
+    /// The options in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Number of open sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The id of a session.
+    pub fn id(&self, key: SessionKey) -> Option<Id> {
+        self.sessions.get(key as usize).map(|s| s.id)
+    }
+
+    /// The application endpoint a session belongs to.
+    pub fn endpoint(&self, key: SessionKey) -> Option<u8> {
+        self.sessions.get(key as usize).map(|s| s.endpoint)
+    }
+
+    /// The protocol version of a session.
+    pub fn version(&self, key: SessionKey) -> Option<Version> {
+        self.sessions.get(key as usize).map(|s| s.version)
+    }
+
+    /// Finds a session by the id a peer sent.
+    pub fn find(&self, id: &str) -> Result<SessionKey, EngineError> {
+        let id = Id::parse(id).ok_or(EngineError::UnknownSid)?;
+        let key = id.key();
+        match self.sessions.get(key as usize) {
+            Some(session) if id.shard() == self.shard && session.id == id => Ok(key),
+            _ => Err(EngineError::UnknownSid),
+        }
+    }
+
+    /// Opens a session with a polling handshake; the reply carries the open packet.
+    pub fn open_polling(
+        &mut self,
+        now: Instant,
+        endpoint: u8,
+        version: Version,
+        supports_binary: bool,
+    ) -> (SessionKey, PollReply) {
+        let key = self.insert_session(now, endpoint, version, supports_binary, Transport::Polling);
+        let open = self.open_packet(key, true);
+        let frame = Frame::text(&open);
+        let mut body = Vec::with_capacity(open.len() + 8);
+        let content_type = eio::encode_payload([&frame], version, supports_binary, &mut body);
+        self.events.push_back(Event::Open(key));
+        (key, PollReply::payload(content_type, body))
+    }
+
+    /// Opens a session directly over WebSocket; its open packet is queued on the new link.
+    pub fn open_websocket(
+        &mut self,
+        now: Instant,
+        endpoint: u8,
+        version: Version,
+    ) -> (SessionKey, LinkKey) {
+        let link = self.links.insert(Link::new(version)) as LinkKey;
+        let key = self.insert_session(now, endpoint, version, true, Transport::WebSocket(link));
+        self.links[link as usize].session = Some(key);
+        if version == Version::V3 {
+            self.links[link as usize].hold_until = self.config.eio3_ws_open_delay.map(|d| now + d);
+        }
+        let open = self.open_packet(key, false);
+        self.push_link(link, Frame::text(&open).ws_bytes().clone());
+        self.events.push_back(Event::Open(key));
+        (key, link)
+    }
+
+    fn insert_session(
+        &mut self,
+        now: Instant,
+        endpoint: u8,
+        version: Version,
+        supports_binary: bool,
+        transport: Transport,
+    ) -> SessionKey {
+        let entry = self.sessions.vacant_entry();
+        let key = entry.key() as SessionKey;
+        let id = Id::generate(self.shard, key, &mut self.random);
+        let heartbeat = match version {
+            Version::V4 => Heartbeat::PingDue(now + self.config.ping_interval),
+            Version::V3 => {
+                Heartbeat::ClientPingDue(now + self.config.ping_interval + self.config.ping_timeout)
+            }
+        };
+        entry.insert(Session::new(id, endpoint, version, supports_binary, transport, heartbeat));
+        self.reschedule(key);
+        key
+    }
+
+    fn open_packet(&self, key: SessionKey, can_upgrade: bool) -> Vec<u8> {
+        let session = &self.sessions[key as usize];
+        eio::open_packet(
+            session.id.as_str(),
+            can_upgrade,
+            self.config.ping_interval.as_millis() as u64,
+            self.config.ping_timeout.as_millis() as u64,
+            self.config.max_payload as u64,
+        )
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Polling transport
+
+    /// A polling GET: answered now if frames wait, else when the next frame is sent.
+    pub fn poll_get(&mut self, key: SessionKey, waiter: PollWaiter) {
+        let Some(session) = self.sessions.get_mut(key as usize) else {
+            let _ = waiter.send(PollReply::error(EngineError::UnknownSid));
+            return;
+        };
+        match session.transport {
+            Transport::WebSocket(_) => {
+                let _ = waiter.send(PollReply::error(EngineError::BadRequest));
+                return;
+            }
+            Transport::Polling | Transport::Upgrading { .. } => {}
+        }
+        if session.poll.is_some() {
+            let _ = waiter.send(PollReply::error(EngineError::DuplicatePoll));
+            self.close(key, CloseReason::TransportError);
+            return;
+        }
+        session.poll = Some(waiter);
+        let probed = matches!(session.transport, Transport::Upgrading { probed: true, .. });
+        if session.outbox.is_empty() && probed {
+            // Release the poll so the client can finish the upgrade (conformance.md §5.1 #23).
+            session.push(Frame::text(b"6"));
+        }
+        self.answer_poll(key);
+    }
+
+    /// A GET for a session that a client closed a moment ago gets a noop, once.
+    pub fn poll_get_closed(&mut self, id: &str) -> Option<PollReply> {
+        let position = self.closed_by_client.iter().position(|c| c.as_str() == id)?;
+        let id = self.closed_by_client.remove(position)?;
+        let version = if id.shard() == self.shard {
+            Version::V4
+        } else {
+            return None;
+        };
+        let mut body = Vec::new();
+        let content_type = eio::encode_payload([&Frame::text(b"6")], version, false, &mut body);
+        Some(PollReply::payload(content_type, body))
+    }
+
+    /// The connection holding this session's GET went away: the client is gone.
+    pub fn poll_aborted(&mut self, key: SessionKey) {
+        let Some(session) = self.sessions.get_mut(key as usize) else {
+            return;
+        };
+        if session.poll.take().is_some() {
+            self.close(key, CloseReason::TransportClose);
+        }
+    }
+
+    /// A polling POST: every packet is handled, then `ok` (or an error, closing the session).
+    pub fn poll_post(
+        &mut self,
+        key: SessionKey,
+        now: Instant,
+        body: Bytes,
+        binary_body: bool,
+    ) -> PollReply {
+        let Some(session) = self.sessions.get(key as usize) else {
+            return PollReply::error(EngineError::UnknownSid);
+        };
+        if matches!(session.transport, Transport::WebSocket(_)) {
+            return PollReply::error(EngineError::BadRequest);
+        }
+        if body.len() > self.config.max_payload {
+            self.close(key, CloseReason::TransportError);
+            return PollReply::error(EngineError::PayloadTooLarge);
+        }
+        let version = session.version;
+        if binary_body && version == Version::V4 {
+            self.close(key, CloseReason::ParseError);
+            return PollReply::error(EngineError::BadRequest);
+        }
+        let packets = match eio::decode_payload(body, version, binary_body) {
+            Ok(packets) => packets,
+            Err(_) => {
+                self.close(key, CloseReason::ParseError);
+                return PollReply::error(EngineError::BadRequest);
+            }
+        };
+        for packet in packets {
+            if self.handle_packet(key, now, packet, None).is_err() {
+                return PollReply::error(EngineError::BadRequest);
+            }
+            if !self.sessions.contains(key as usize) {
+                break;
+            }
+        }
+        PollReply::ok()
+    }
+
+    /// Answers the pending GET if frames are queued (or the session is closing).
+    fn answer_poll(&mut self, key: SessionKey) {
+        let Some(session) = self.sessions.get_mut(key as usize) else {
+            return;
+        };
+        if session.outbox.is_empty() || session.poll.is_none() {
+            return;
+        }
+        let Some(waiter) = session.poll.take() else {
+            return;
+        };
+        let mut body = Vec::with_capacity(session.outbox_bytes + 4 * session.outbox.len());
+        let content_type = eio::encode_payload(
+            session.outbox.iter(),
+            session.version,
+            session.supports_binary,
+            &mut body,
+        );
+        session.outbox.clear();
+        session.outbox_bytes = 0;
+        let _ = waiter.send(PollReply::payload(content_type, body));
+    }
+
+    /// Answers every pending poll that became answerable while handling input.
+    pub fn flush(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &key in &dirty {
+            self.answer_poll(key);
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // WebSocket transport
+
+    /// A WebSocket with a `sid`: starts an upgrade probe for a polling session.
+    pub fn ws_upgrade(&mut self, key: SessionKey, now: Instant) -> Result<LinkKey, EngineError> {
+        let Some(session) = self.sessions.get(key as usize) else {
+            return Err(EngineError::UnknownSid);
+        };
+        if !matches!(session.transport, Transport::Polling) {
+            return Err(EngineError::BadRequest);
+        }
+        let version = session.version;
+        let link = self.links.insert(Link::new(version)) as LinkKey;
+        self.links[link as usize].session = Some(key);
+        let session = &mut self.sessions[key as usize];
+        session.transport = Transport::Upgrading {
+            link,
+            probed: false,
+        };
+        session.upgrade_deadline = Some(now + self.config.upgrade_timeout);
+        self.reschedule(key);
+        Ok(link)
+    }
+
+    /// A complete message read from a WebSocket.
+    pub fn ws_message(&mut self, link: LinkKey, now: Instant, message: ws::Message) {
+        let Some(entry) = self.links.get(link as usize) else {
+            return;
+        };
+        let version = entry.version;
+        let session = entry.session;
+        let packet = match message {
+            ws::Message::Text(text) => eio::decode_text(text),
+            ws::Message::Binary(data) => eio::decode_ws_binary(data, version),
+            ws::Message::Ping(payload) => {
+                self.push_link(link, ws::pong_frame(&payload));
+                return;
+            }
+            ws::Message::Pong(_) => return,
+            ws::Message::Close { .. } => {
+                self.end_link(link, Some(ws::close_frame(1000, "")), CloseReason::TransportClose);
+                return;
+            }
+        };
+        let Some(key) = session else {
+            return;
+        };
+        match packet {
+            Ok(packet) => {
+                let _ = self.handle_packet(key, now, packet, Some(link));
+            }
+            Err(_) => self.end_link(link, Some(ws::close_frame(1000, "")), CloseReason::ParseError),
+        }
+    }
+
+    /// The WebSocket broke the protocol (bad frame, oversized message, invalid UTF-8).
+    pub fn ws_error(&mut self, link: LinkKey, error: ws::WsError) {
+        let close = ws::close_frame(error.close_code(), "");
+        self.end_link(link, Some(close), CloseReason::TransportError);
+    }
+
+    /// The WebSocket's reader ended (EOF or I/O error): the peer is gone.
+    pub fn ws_reader_done(&mut self, link: LinkKey) {
+        self.end_link(link, None, CloseReason::TransportClose);
+    }
+
+    /// Hands the writer everything queued for `link`, or registers its waker.
+    pub fn ws_poll_write(
+        &mut self,
+        link: LinkKey,
+        now: Instant,
+        cx: &mut Context<'_>,
+        out: &mut Vec<Bytes>,
+    ) -> Poll<WriteBatch> {
+        let Some(entry) = self.links.get_mut(link as usize) else {
+            return Poll::Ready(WriteBatch::Close);
+        };
+        if let Some(until) = entry.hold_until {
+            if now < until {
+                entry.waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            entry.hold_until = None;
+        }
+        if !entry.queue.is_empty() {
+            out.extend(entry.queue.drain(..));
+            entry.queued_bytes = 0;
+            return Poll::Ready(WriteBatch::Frames);
+        }
+        match entry.closing.take() {
+            Some(close_frame) => {
+                out.extend(close_frame);
+                entry.closing = Some(None);
+                Poll::Ready(WriteBatch::Close)
+            }
+            None => {
+                entry.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// When a held link may write (see [`EngineConfig::eio3_ws_open_delay`]).
+    pub fn ws_hold_until(&self, link: LinkKey) -> Option<Instant> {
+        self.links.get(link as usize).and_then(|l| l.hold_until)
+    }
+
+    /// The writer is done: the link is forgotten.
+    pub fn ws_writer_done(&mut self, link: LinkKey) {
+        if self.links.contains(link as usize) {
+            self.end_link(link, None, CloseReason::TransportClose);
+            self.links.remove(link as usize);
+        }
+    }
+
+    /// Ends a link: its session closes if the link carried it; a probe only ends the probe.
+    fn end_link(&mut self, link: LinkKey, close_frame: Option<Bytes>, reason: CloseReason) {
+        let Some(entry) = self.links.get_mut(link as usize) else {
+            return;
+        };
+        if entry.closing.is_none() {
+            entry.closing = Some(close_frame);
+        }
+        if let Some(waker) = entry.waker.take() {
+            waker.wake();
+        }
+        let Some(key) = entry.session.take() else {
+            return;
+        };
+        let Some(session) = self.sessions.get_mut(key as usize) else {
+            return;
+        };
+        match session.transport {
+            Transport::WebSocket(l) if l == link => self.close(key, reason),
+            Transport::Upgrading { link: l, .. } if l == link => {
+                session.transport = Transport::Polling;
+                session.upgrade_deadline = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn push_link(&mut self, link: LinkKey, frame: Bytes) {
+        let Some(entry) = self.links.get_mut(link as usize) else {
+            return;
+        };
+        if entry.closing.is_some() {
+            return;
+        }
+        entry.queued_bytes += frame.len();
+        entry.queue.push_back(frame);
+        if let Some(waker) = entry.waker.take() {
+            waker.wake();
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Packets from the client
+
+    /// Handles one packet; `via` is the link it came on (None for polling).
+    fn handle_packet(
+        &mut self,
+        key: SessionKey,
+        now: Instant,
+        packet: Packet,
+        via: Option<LinkKey>,
+    ) -> Result<(), CloseReason> {
+        let Some(session) = self.sessions.get_mut(key as usize) else {
+            return Err(CloseReason::TransportClose);
+        };
+        let on_probe = matches!(
+            (session.transport, via),
+            (Transport::Upgrading { link, .. }, Some(v)) if link == v
+        );
+        if on_probe {
+            return self.handle_probe_packet(key, now, packet);
+        }
+        if via.is_some() != matches!(session.transport, Transport::WebSocket(_)) {
+            // A packet on a transport that is not (or no longer) the session's: ignore it.
+            return Ok(());
+        }
+        match packet {
+            Packet::Message(text) => self.events.push_back(Event::Message(key, text)),
+            Packet::Binary(data) => self.events.push_back(Event::Binary(key, data)),
+            Packet::Pong(_) if session.version == Version::V4 => {
+                if matches!(session.heartbeat, Heartbeat::PongDue(_)) {
+                    session.heartbeat = Heartbeat::PingDue(now + self.config.ping_interval);
+                    self.reschedule(key);
+                }
+            }
+            Packet::Ping(data) if session.version == Version::V3 => {
+                let mut pong = Vec::with_capacity(1 + data.len());
+                pong.push(b'3');
+                pong.extend_from_slice(&data);
+                session.heartbeat = Heartbeat::ClientPingDue(
+                    now + self.config.ping_interval + self.config.ping_timeout,
+                );
+                self.reschedule(key);
+                self.send(key, &Frame::text(&pong), false);
+            }
+            Packet::Close => {
+                if via.is_none() {
+                    let id = session.id;
+                    self.remember_client_close(id);
+                }
+                self.close(key, CloseReason::ClientClose);
+                return Err(CloseReason::ClientClose);
+            }
+            Packet::Noop => {}
+            _ => {
+                self.close(key, CloseReason::ParseError);
+                return Err(CloseReason::ParseError);
+            }
+        }
+        Ok(())
+    }
+
+    /// Packets on a probe WebSocket: `2probe`, then `5` completes the upgrade.
+    fn handle_probe_packet(
+        &mut self,
+        key: SessionKey,
+        now: Instant,
+        packet: Packet,
+    ) -> Result<(), CloseReason> {
+        let session = &mut self.sessions[key as usize];
+        let Transport::Upgrading { link, probed } = session.transport else {
+            return Ok(());
+        };
+        match packet {
+            Packet::Ping(data) if &data[..] == b"probe" && !probed => {
+                session.transport = Transport::Upgrading { link, probed: true };
+                self.push_link(link, Frame::text(b"3probe").ws_bytes().clone());
+                let session = &mut self.sessions[key as usize];
+                if session.poll.is_some() && session.outbox.is_empty() {
+                    session.push(Frame::text(b"6"));
+                    self.answer_poll(key);
+                }
+                Ok(())
+            }
+            Packet::Upgrade if probed => {
+                session.transport = Transport::WebSocket(link);
+                session.upgrade_deadline = None;
+                if session.version == Version::V3 {
+                    // The client keeps pinging; restart its deadline from now.
+                    session.heartbeat = Heartbeat::ClientPingDue(
+                        now + self.config.ping_interval + self.config.ping_timeout,
+                    );
+                }
+                let pending: Vec<Frame> = session.outbox.drain(..).collect();
+                session.outbox_bytes = 0;
+                if let Some(waiter) = session.poll.take() {
+                    let mut body = Vec::new();
+                    let content_type = eio::encode_payload(
+                        [&Frame::text(b"6")],
+                        session.version,
+                        false,
+                        &mut body,
+                    );
+                    let _ = waiter.send(PollReply::payload(content_type, body));
+                }
+                let version = session.version;
+                for frame in pending {
+                    self.push_link(link, link_bytes(&frame, version));
+                }
+                self.reschedule(key);
+                Ok(())
+            }
+            _ => {
+                self.end_link(link, Some(ws::close_frame(1000, "")), CloseReason::ParseError);
+                Ok(())
+            }
+        }
+    }
+
+    fn remember_client_close(&mut self, id: Id) {
+        if self.closed_by_client.len() >= 1024 {
+            self.closed_by_client.pop_front();
+        }
+        self.closed_by_client.push_back(id);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // The application side
+
+    /// Queues a frame for a session on its active transport. A volatile frame is dropped when
+    /// the transport cannot take it right away. Errors when the session is gone or its queue
+    /// overflowed (the session is then closed: a slow consumer).
+    pub fn send(&mut self, key: SessionKey, frame: &Frame, volatile: bool) -> bool {
+        let Some(session) = self.sessions.get_mut(key as usize) else {
+            return false;
+        };
+        match session.transport {
+            Transport::WebSocket(link) => {
+                let version = session.version;
+                let Some(entry) = self.links.get(link as usize) else {
+                    return false;
+                };
+                if volatile && !entry.queue.is_empty() {
+                    return false;
+                }
+                if entry.queued_bytes + frame.ws_bytes().len() > self.config.max_outbound_bytes {
+                    self.close(key, CloseReason::SlowConsumer);
+                    return false;
+                }
+                self.push_link(link, link_bytes(frame, version));
+            }
+            Transport::Polling | Transport::Upgrading { .. } => {
+                if volatile && (session.poll.is_none() || !session.outbox.is_empty()) {
+                    return false;
+                }
+                if session.outbox_bytes + frame.payload_slice().len() > self.config.max_outbound_bytes
+                {
+                    self.close(key, CloseReason::SlowConsumer);
+                    return false;
+                }
+                session.push(frame.clone());
+                if session.poll.is_some() {
+                    self.dirty.push(key);
+                }
+            }
+        }
+        true
+    }
+
+    /// Closes a session (server side): a pending poll gets what is queued plus a close packet,
+    /// a WebSocket gets what is queued plus a close frame. Emits [`Event::Close`].
+    pub fn close(&mut self, key: SessionKey, reason: CloseReason) {
+        if !self.sessions.contains(key as usize) {
+            return;
+        }
+        let mut session = self.sessions.remove(key as usize);
+        match session.transport {
+            Transport::WebSocket(link) | Transport::Upgrading { link, .. } => {
+                if let Some(entry) = self.links.get_mut(link as usize) {
+                    entry.session = None;
+                }
+                let frame = (reason != CloseReason::TransportClose).then(|| ws::close_frame(1000, ""));
+                self.end_link(link, frame, reason);
+            }
+            Transport::Polling => {}
+        }
+        if let Some(waiter) = session.poll.take() {
+            if reason == CloseReason::ClientClose {
+                session.outbox.clear();
+                session.push(Frame::text(b"6"));
+            } else if reason.notifies_client() {
+                session.push(Frame::text(b"1"));
+            }
+            let mut body = Vec::new();
+            let content_type = eio::encode_payload(
+                session.outbox.iter(),
+                session.version,
+                session.supports_binary,
+                &mut body,
+            );
+            let _ = waiter.send(PollReply::payload(content_type, body));
+        }
+        self.events.push_back(Event::Close(key, reason));
+    }
+
+    /// The next event for the application, in order.
+    pub fn next_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Time
+
+    /// When [`Engine::handle_timeouts`] must run next.
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some(Reverse((at, key, generation))) = self.deadlines.peek().copied() {
+            match self.sessions.get(key as usize) {
+                Some(session) if session.timer_generation == generation => return Some(at),
+                _ => {
+                    self.deadlines.pop();
+                }
+            }
+        }
+        None
+    }
+
+    /// Sends due pings, closes sessions whose peer went silent, ends stale upgrade probes.
+    pub fn handle_timeouts(&mut self, now: Instant) {
+        while let Some(Reverse((at, key, generation))) = self.deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(session) = self.sessions.get_mut(key as usize) else {
+                continue;
+            };
+            if session.timer_generation != generation {
+                continue;
+            }
+            if let Some(deadline) = session.upgrade_deadline {
+                if deadline <= now {
+                    session.upgrade_deadline = None;
+                    if let Transport::Upgrading { link, .. } = session.transport {
+                        self.end_link(link, Some(ws::close_frame(1000, "")), CloseReason::TransportClose);
+                    }
+                }
+            }
+            let Some(session) = self.sessions.get_mut(key as usize) else {
+                continue;
+            };
+            match session.heartbeat {
+                Heartbeat::PingDue(due) if due <= now => {
+                    // The timeout clock starts when the ping is queued (conformance.md §6).
+                    session.heartbeat = Heartbeat::PongDue(now + self.config.ping_timeout);
+                    self.send(key, &Frame::text(b"2"), false);
+                }
+                Heartbeat::PongDue(due) | Heartbeat::ClientPingDue(due) if due <= now => {
+                    self.close(key, CloseReason::PingTimeout);
+                    continue;
+                }
+                _ => {}
+            }
+            self.reschedule(key);
+        }
+        self.flush();
+    }
+
+    fn reschedule(&mut self, key: SessionKey) {
+        let Some(session) = self.sessions.get_mut(key as usize) else {
+            return;
+        };
+        let mut at = session.heartbeat.due();
+        if let Some(upgrade) = session.upgrade_deadline {
+            at = at.min(upgrade);
+        }
+        session.timer_generation = session.timer_generation.wrapping_add(1);
+        self.deadlines
+            .push(Reverse((at, key, session.timer_generation)));
+    }
+}
+
+impl Link {
+    fn new(version: Version) -> Link {
+        Link {
+            session: None,
+            version,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            waker: None,
+            closing: None,
+            hold_until: None,
+        }
+    }
+}
+
+/// The WebSocket bytes of a frame for a recipient: shared as is, except binary frames for
+/// Engine.IO v3, which carry a leading message-type byte.
+fn link_bytes(frame: &Frame, version: Version) -> Bytes {
+    if frame.kind() == FrameKind::Binary && version == Version::V3 {
+        let data = frame.payload_slice();
+        let (header, header_len) = ws_header(FrameKind::Binary, data.len() + 1);
+        let mut bytes = BytesMut::with_capacity(header_len + 1 + data.len());
+        bytes.extend_from_slice(&header[..header_len]);
+        bytes.extend_from_slice(&[eio::PacketType::Message as u8]);
+        bytes.extend_from_slice(data);
+        return bytes.freeze();
+    }
+    frame.ws_bytes().clone()
+}
+

@@ -1,0 +1,124 @@
+//! One Engine.IO session's state: transport, heartbeat, polling outbox.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use super::{LinkKey, PollWaiter};
+use crate::codec::eio::Version;
+use crate::codec::frame::Frame;
+use crate::id::Id;
+
+/// Why a session ended (the reference's reasons, as Socket.IO reports them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The connection was closed by the peer (EOF, aborted poll, WebSocket close).
+    TransportClose,
+    /// The connection failed (protocol error on the WebSocket, duplicate poll, oversize body).
+    TransportError,
+    /// The client stopped answering heartbeats.
+    PingTimeout,
+    /// The client sent an Engine.IO close packet.
+    ClientClose,
+    /// The client sent something that is not Engine.IO.
+    ParseError,
+    /// The server closed the session.
+    ServerClose,
+    /// The client could not keep up: its outbound queue overflowed.
+    SlowConsumer,
+}
+
+impl CloseReason {
+    /// The reason as Socket.IO's `disconnect` event names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::TransportClose => "transport close",
+            CloseReason::TransportError => "transport error",
+            CloseReason::PingTimeout => "ping timeout",
+            CloseReason::ClientClose => "forced close",
+            CloseReason::ParseError => "parse error",
+            CloseReason::ServerClose => "forced server close",
+            CloseReason::SlowConsumer => "transport error",
+        }
+    }
+
+    /// Whether a pending poll should carry a close packet to the client.
+    pub(super) fn notifies_client(self) -> bool {
+        !matches!(self, CloseReason::TransportClose)
+    }
+}
+
+/// Which transport carries the session now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Transport {
+    Polling,
+    /// Polling, with a WebSocket probing to take over (`probed` once `2probe` was answered).
+    Upgrading { link: LinkKey, probed: bool },
+    WebSocket(LinkKey),
+}
+
+/// The heartbeat's next step and when it is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Heartbeat {
+    /// EIO=4: the server pings at this instant.
+    PingDue(Instant),
+    /// EIO=4: the client must pong by this instant.
+    PongDue(Instant),
+    /// EIO=3: the client must ping by this instant.
+    ClientPingDue(Instant),
+}
+
+impl Heartbeat {
+    pub(super) fn due(self) -> Instant {
+        match self {
+            Heartbeat::PingDue(at) | Heartbeat::PongDue(at) | Heartbeat::ClientPingDue(at) => at,
+        }
+    }
+}
+
+pub(super) struct Session {
+    pub(super) id: Id,
+    pub(super) endpoint: u8,
+    pub(super) version: Version,
+    /// EIO=3 polling: binary payloads allowed (the handshake had no `b64`).
+    pub(super) supports_binary: bool,
+    pub(super) transport: Transport,
+    /// Frames waiting for the next poll (polling and during an upgrade).
+    pub(super) outbox: VecDeque<Frame>,
+    pub(super) outbox_bytes: usize,
+    /// The pending GET.
+    pub(super) poll: Option<PollWaiter>,
+    pub(super) heartbeat: Heartbeat,
+    pub(super) upgrade_deadline: Option<Instant>,
+    /// Only the deadline entry with this generation is live.
+    pub(super) timer_generation: u32,
+}
+
+impl Session {
+    pub(super) fn new(
+        id: Id,
+        endpoint: u8,
+        version: Version,
+        supports_binary: bool,
+        transport: Transport,
+        heartbeat: Heartbeat,
+    ) -> Session {
+        Session {
+            id,
+            endpoint,
+            version,
+            supports_binary,
+            transport,
+            outbox: VecDeque::new(),
+            outbox_bytes: 0,
+            poll: None,
+            heartbeat,
+            upgrade_deadline: None,
+            timer_generation: 0,
+        }
+    }
+
+    pub(super) fn push(&mut self, frame: Frame) {
+        self.outbox_bytes += frame.payload_slice().len();
+        self.outbox.push_back(frame);
+    }
+}

@@ -1,0 +1,165 @@
+//! Session and socket ids: unguessable, and naming the shard (and slab slot) that owns them.
+//!
+//! An id is 18 bytes written as 24 characters of unpadded base64url:
+//! bytes 0-1 the owning shard (u16 big-endian), bytes 2-5 the slab key on that shard (u32
+//! big-endian), bytes 6-17 random from the OS CSPRNG (96 bits). Any shard can route a request
+//! by decoding the first bytes; the owner then compares the whole id, so a stale or forged id
+//! never reaches another session. Pure: no I/O besides the CSPRNG.
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
+/// Length of an id in characters.
+pub const ID_LEN: usize = 24;
+const RAW_LEN: usize = 18;
+const RANDOM_LEN: usize = 12;
+
+/// An Engine.IO session id or a Socket.IO socket id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Id([u8; ID_LEN]);
+
+impl Id {
+    /// A fresh id owned by `shard` at slab `key`, with 96 random bits.
+    pub fn generate(shard: u16, key: u32, random: &mut RandomPool) -> Id {
+        let mut raw = [0u8; RAW_LEN];
+        raw[..2].copy_from_slice(&shard.to_be_bytes());
+        raw[2..6].copy_from_slice(&key.to_be_bytes());
+        random.fill(&mut raw[6..]);
+        let mut text = [0u8; ID_LEN];
+        // Infallible: 18 bytes always encode to exactly 24 characters.
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(raw, &mut text)
+            .unwrap_or_default();
+        debug_assert_eq!(written, ID_LEN);
+        Id(text)
+    }
+
+    /// Parses a peer-supplied id; `None` unless it has the exact shape of an id.
+    pub fn parse(text: &str) -> Option<Id> {
+        let bytes: [u8; ID_LEN] = text.as_bytes().try_into().ok()?;
+        let mut raw = [0u8; RAW_LEN];
+        match URL_SAFE_NO_PAD.decode_slice(bytes, &mut raw) {
+            Ok(RAW_LEN) => Some(Id(bytes)),
+            _ => None,
+        }
+    }
+
+    /// The shard that owns this id.
+    pub fn shard(&self) -> u16 {
+        let raw = self.prefix();
+        u16::from_be_bytes([raw[0], raw[1]])
+    }
+
+    /// The slab key on the owning shard.
+    pub fn key(&self) -> u32 {
+        let raw = self.prefix();
+        u32::from_be_bytes([raw[2], raw[3], raw[4], raw[5]])
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        // The bytes are base64url characters (checked in `parse`, produced in `generate`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    fn prefix(&self) -> [u8; 6] {
+        let mut raw = [0u8; 6];
+        // 8 characters decode to exactly 6 bytes; the alphabet was checked on creation.
+        let _ = URL_SAFE_NO_PAD.decode_slice(&self.0[..8], &mut raw);
+        raw
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({})", self.as_str())
+    }
+}
+
+/// Random bytes from the OS CSPRNG, fetched in blocks so each id costs no syscall.
+pub struct RandomPool {
+    block: [u8; 256],
+    used: usize,
+}
+
+impl RandomPool {
+    /// An empty pool; the first use fills it.
+    pub fn new() -> RandomPool {
+        RandomPool {
+            block: [0; 256],
+            used: 256,
+        }
+    }
+
+    /// Fills `out` (at most 256 bytes) with fresh random bytes.
+    pub fn fill(&mut self, out: &mut [u8]) {
+        debug_assert!(out.len() <= self.block.len());
+        if self.used + out.len() > self.block.len() {
+            // The OS CSPRNG does not fail on Linux once booted; if it ever did, ids would not
+            // be unguessable, so refuse to continue.
+            if let Err(error) = getrandom::getrandom(&mut self.block) {
+                panic!("the OS random number generator failed: {error}");
+            }
+            self.used = 0;
+        }
+        out.copy_from_slice(&self.block[self.used..self.used + out.len()]);
+        // Never hand out the same bytes twice.
+        self.block[self.used..self.used + out.len()].fill(0);
+        self.used += out.len();
+    }
+
+    /// A random u64 (for nonces and masks).
+    pub fn next_u64(&mut self) -> u64 {
+        let mut bytes = [0u8; 8];
+        self.fill(&mut bytes);
+        u64::from_le_bytes(bytes)
+    }
+}
+
+impl Default for RandomPool {
+    fn default() -> Self {
+        RandomPool::new()
+    }
+}
+
+const _: () = assert!(RANDOM_LEN == RAW_LEN - 6);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_shard_and_key() {
+        let mut pool = RandomPool::new();
+        for (shard, key) in [(0, 0), (1, 7), (15, 123_456), (u16::MAX, u32::MAX)] {
+            let id = Id::generate(shard, key, &mut pool);
+            assert_eq!(id.as_str().len(), ID_LEN);
+            let parsed = Id::parse(id.as_str()).unwrap();
+            assert_eq!(parsed, id);
+            assert_eq!((parsed.shard(), parsed.key()), (shard, key));
+        }
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        let mut pool = RandomPool::new();
+        let a = Id::generate(0, 0, &mut pool);
+        let b = Id::generate(0, 0, &mut pool);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        for text in ["", "abc", "!!!!!!!!!!!!!!!!!!!!!!!!", "AAAAAAAAAAAAAAAAAAAAAAAAA", "é"] {
+            assert!(Id::parse(text).is_none(), "{text}");
+        }
+    }
+}

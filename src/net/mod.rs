@@ -1,0 +1,140 @@
+//! The only socket I/O: accepting connections, HTTP/1.1 request handling (polling endpoints,
+//! CORS), the WebSocket driver and vectored writes.
+//!
+//! It speaks HTTP, WebSocket and Engine.IO framing and never interprets Socket.IO: it feeds
+//! the shard's [`Engine`] and asks its [`Host`] to run the application afterwards. Requests for
+//! sessions owned by another shard travel as [`Forward`] messages.
+
+mod http;
+mod ws;
+
+use std::cell::RefCell;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use monoio::net::TcpListener;
+
+use crate::codec::eio::Version;
+use crate::codec::http::Cors;
+use crate::config::EngineConfig;
+use crate::engine::{Engine, PollReply, PollWaiter};
+use crate::id::Id;
+
+pub(crate) use http::answer_forwarded_poll;
+pub(crate) use ws::adopt_websocket;
+
+/// What the network layer needs from its shard.
+pub(crate) trait Host: 'static {
+    /// The shard's Engine.IO sessions.
+    fn engine(&self) -> &RefCell<Engine>;
+    /// Transport options.
+    fn engine_config(&self) -> &EngineConfig;
+    /// CORS policy for polling responses.
+    fn cors(&self) -> &Cors;
+    /// This shard's index and the number of shards.
+    fn shard(&self) -> u16;
+    /// Number of shards.
+    fn shards(&self) -> u16;
+    /// The engine endpoint served at an HTTP path, if any.
+    fn endpoint(&self, path: &str) -> Option<u8>;
+    /// Runs the application on everything the engine produced, then flushes.
+    fn pump(&self);
+    /// Sends a request to the shard that owns its session.
+    fn forward(&self, to: u16, forward: Forward);
+}
+
+/// A request carried to the owner shard of its session.
+#[derive(Debug)]
+pub(crate) enum Forward {
+    /// A polling request; the owner answers through `reply`.
+    Poll {
+        sid: Id,
+        request: PollRequest,
+        reply: Option<PollWaiter>,
+    },
+    /// A WebSocket upgrade for an existing session: the connection itself moves.
+    WebSocket { fd: OwnedFd, upgrade: Upgrade },
+}
+
+/// A polling request for a session.
+#[derive(Debug)]
+pub(crate) enum PollRequest {
+    /// GET: wait for packets.
+    Get,
+    /// POST: packets from the client.
+    Post { body: Bytes, binary: bool },
+    /// The body was larger than maxPayload; the session is closed.
+    TooLarge,
+    /// The connection holding a GET went away.
+    Aborted,
+}
+
+/// A WebSocket upgrade request, parsed.
+#[derive(Debug)]
+pub(crate) struct Upgrade {
+    pub(crate) accept: String,
+    pub(crate) sid: Option<Id>,
+    pub(crate) version: Version,
+    pub(crate) endpoint: u8,
+    /// Bytes read past the request head (the client may already have sent frames).
+    pub(crate) leftover: Bytes,
+}
+
+/// Accepts connections forever, one task per connection.
+pub(crate) async fn accept_loop<H: Host>(host: Rc<H>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(http::serve(host.clone(), stream));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                // Out of file descriptors and the like: back off instead of spinning.
+                monoio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Handles a polling request on the owner shard (local or forwarded).
+pub(crate) fn handle_poll<H: Host>(host: &H, sid: Id, request: PollRequest, reply: Option<PollWaiter>) {
+    let now = std::time::Instant::now();
+    let found = host.engine().borrow().find(sid.as_str());
+    let key = match found {
+        Ok(key) => key,
+        Err(error) => {
+            let Some(reply) = reply else {
+                return;
+            };
+            let closed = match request {
+                PollRequest::Get => host.engine().borrow_mut().poll_get_closed(sid.as_str()),
+                _ => None,
+            };
+            let _ = reply.send(closed.unwrap_or_else(|| PollReply::error(error)));
+            return;
+        }
+    };
+    {
+        let mut engine = host.engine().borrow_mut();
+        match request {
+            PollRequest::Get => {
+                if let Some(reply) = reply {
+                    engine.poll_get(key, reply);
+                }
+            }
+            PollRequest::Post { body, binary } => {
+                let answer = engine.poll_post(key, now, body, binary);
+                if let Some(reply) = reply {
+                    let _ = reply.send(answer);
+                }
+            }
+            PollRequest::TooLarge => {
+                engine.close(key, crate::engine::CloseReason::TransportError);
+            }
+            PollRequest::Aborted => engine.poll_aborted(key),
+        }
+    }
+    host.pump();
+}

@@ -1,0 +1,202 @@
+//! The WebSocket driver: completes the upgrade (on the owner shard, after a hand-off if the
+//! connection landed elsewhere), then runs a reader task (frames -> engine) and a writer task
+//! (engine queue -> one vectored write per batch).
+
+use std::future::poll_fn;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use monoio::buf::IoVecBuf;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedWriteHalf, Splitable};
+use monoio::net::TcpStream;
+
+use super::http::read_more;
+use super::{Forward, Host, Upgrade};
+use crate::codec::http;
+use crate::codec::ws::Decoder;
+use crate::engine::{EngineError, LinkKey, PollReply, WriteBatch};
+
+/// Most frames handed to one `writev` (the kernel's IOV_MAX is 1024).
+const MAX_IOVECS: usize = 1024;
+
+/// Routes an upgrade to the owner shard, or completes it here.
+pub(super) async fn start<H: Host>(host: Rc<H>, stream: TcpStream, upgrade: Upgrade) {
+    if let Some(sid) = upgrade.sid {
+        let owner = sid.shard();
+        if owner != host.shard() && owner < host.shards() {
+            // Move the connection itself: nothing is in flight on it now.
+            let fd = stream.into_raw_fd();
+            // SAFETY: `into_raw_fd` gave up ownership of a valid, open socket descriptor.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            host.forward(owner, Forward::WebSocket { fd, upgrade });
+            return;
+        }
+    }
+    accept(host, stream, upgrade).await
+}
+
+/// Takes over a connection handed over by another shard.
+pub(crate) fn adopt_websocket<H: Host>(host: Rc<H>, fd: OwnedFd, upgrade: Upgrade) {
+    let std_stream = std::net::TcpStream::from(fd);
+    match TcpStream::from_std(std_stream) {
+        Ok(stream) => {
+            monoio::spawn(accept(host, stream, upgrade));
+        }
+        Err(error) => tracing::warn!(%error, "could not adopt a WebSocket connection"),
+    }
+}
+
+/// Opens or upgrades the session, answers 101 and runs the connection.
+async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
+    let now = Instant::now();
+    let link = {
+        let mut engine = host.engine().borrow_mut();
+        match upgrade.sid {
+            None => Ok(engine.open_websocket(now, upgrade.endpoint, upgrade.version).1),
+            Some(sid) => engine
+                .find(sid.as_str())
+                .and_then(|key| engine.ws_upgrade(key, now)),
+        }
+    };
+    let link = match link {
+        Ok(link) => link,
+        Err(error) => {
+            let reply = PollReply::error(error);
+            let mut out = Vec::new();
+            http::write_response_head(&mut out, reply.status, Some(reply.content_type), reply.body.len(), false, b"");
+            out.extend_from_slice(&reply.body);
+            let _ = stream.write_all(out).await;
+            return;
+        }
+    };
+    let _ = EngineError::BadRequest;
+    let mut head = Vec::with_capacity(160);
+    http::write_switching_protocols(&mut head, &upgrade.accept);
+    let (result, _) = stream.write_all(head).await;
+    if result.is_err() {
+        host.engine().borrow_mut().ws_reader_done(link);
+        host.engine().borrow_mut().ws_writer_done(link);
+        host.pump();
+        return;
+    }
+    host.pump();
+    let fd = stream.as_raw_fd();
+    let (mut reader, writer) = stream.into_split();
+    monoio::spawn(write_loop(host.clone(), writer, fd, link));
+    let mut buf = BytesMut::from(&upgrade.leftover[..]);
+    let mut decoder = Decoder::new(host.engine_config().max_payload);
+    'read: loop {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(message)) => {
+                    host.engine().borrow_mut().ws_message(link, Instant::now(), message);
+                    host.pump();
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    host.engine().borrow_mut().ws_error(link, error);
+                    host.pump();
+                    break 'read;
+                }
+            }
+        }
+        if !read_half(&mut reader, &mut buf).await {
+            host.engine().borrow_mut().ws_reader_done(link);
+            host.pump();
+            break;
+        }
+    }
+}
+
+async fn read_half(reader: &mut monoio::io::OwnedReadHalf<TcpStream>, buf: &mut BytesMut) -> bool {
+    if buf.capacity() - buf.len() < 512 {
+        buf.reserve(buf.capacity().max(4096));
+    }
+    let owned = std::mem::take(buf);
+    let (result, owned) = reader.read(owned).await;
+    *buf = owned;
+    matches!(result, Ok(n) if n > 0)
+}
+
+/// Drains the link's queue into vectored writes until the link ends.
+async fn write_loop<H: Host>(host: Rc<H>, mut writer: OwnedWriteHalf<TcpStream>, fd: RawFd, link: LinkKey) {
+    if let Some(until) = host.engine().borrow().ws_hold_until(link) {
+        monoio::time::sleep_until(until.into()).await;
+    }
+    let mut batch = FrameBatch::default();
+    loop {
+        let step = poll_fn(|cx| {
+            host.engine()
+                .borrow_mut()
+                .ws_poll_write(link, Instant::now(), cx, &mut batch.frames)
+        })
+        .await;
+        while !batch.frames.is_empty() {
+            let rest = if batch.frames.len() > MAX_IOVECS {
+                batch.frames.split_off(MAX_IOVECS)
+            } else {
+                Vec::new()
+            };
+            batch.prepare();
+            let (result, written) = writer.write_vectored_all(batch).await;
+            batch = written;
+            batch.frames.clear();
+            batch.frames.extend(rest);
+            if result.is_err() {
+                finish(&*host, fd, link);
+                return;
+            }
+        }
+        if step == WriteBatch::Close {
+            finish(&*host, fd, link);
+            return;
+        }
+    }
+}
+
+fn finish<H: Host>(host: &H, fd: RawFd, link: LinkKey) {
+    // Wakes the reader (its pending read returns) so both halves end.
+    // SAFETY: `fd` belongs to the stream whose write half this task still owns, so it is open.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+    host.engine().borrow_mut().ws_writer_done(link);
+    host.pump();
+}
+
+/// Frames plus the iovec array pointing into them, for one `writev`.
+#[derive(Default)]
+struct FrameBatch {
+    frames: Vec<Bytes>,
+    /// INVARIANT: after `prepare`, `iovecs[i]` points into `frames[i]`, which is not touched
+    /// until the write completes.
+    iovecs: Vec<libc::iovec>,
+}
+
+impl FrameBatch {
+    fn prepare(&mut self) {
+        self.iovecs.clear();
+        self.iovecs.extend(self.frames.iter().map(|frame| libc::iovec {
+            iov_base: frame.as_ptr() as *mut libc::c_void,
+            iov_len: frame.len(),
+        }));
+    }
+}
+
+// SAFETY: the iovecs point into `frames`, whose heap buffers (shared `Bytes`) do not move or
+// change while the runtime owns the batch; both vectors are only modified after the write.
+unsafe impl IoVecBuf for FrameBatch {
+    fn read_iovec_ptr(&self) -> *const libc::iovec {
+        self.iovecs.as_ptr()
+    }
+
+    fn read_iovec_len(&self) -> usize {
+        self.iovecs.len()
+    }
+}
+
+const _: fn() = || {
+    let _ = read_more;
+};

@@ -1,0 +1,297 @@
+//! The composition root of one shard: a thread pinned to a core, its monoio runtime, its
+//! listener, engine, Socket.IO state, timer task and bus endpoint. Also starts and stops the
+//! set of shards.
+//!
+//! Only this module wires layers together; each layer stays ignorant of the others' internals.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::bus;
+use crate::codec::frame::Frame;
+use crate::codec::http::Cors;
+use crate::config::{Config, EngineConfig};
+use crate::engine::{Engine, Event};
+use crate::net::{self, Forward, Host};
+use crate::socketio::{Io, IoConfig, IoMsg, Namespaces};
+
+/// Everything that travels between shards.
+#[derive(Debug)]
+pub(crate) enum ShardMsg {
+    /// A request for a session this shard owns.
+    Net(Forward),
+    /// Socket.IO broadcasts and acks.
+    Io(u16, IoMsg),
+    /// Stop the shard.
+    Stop,
+}
+
+/// What an engine endpoint (an HTTP path) serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum App {
+    /// Socket.IO with the server's namespaces.
+    SocketIo,
+    /// A bare Engine.IO server that echoes every message (the conformance suites' `/engine.io/`).
+    EngineEcho,
+}
+
+/// The shared, immutable description of what every shard serves.
+pub(crate) struct Plan {
+    pub(crate) config: Config,
+    pub(crate) endpoints: Vec<(String, App)>,
+    pub(crate) namespaces: Arc<Namespaces>,
+    pub(crate) stop: AtomicBool,
+}
+
+/// One shard's state, shared by its tasks through `Rc`.
+pub(crate) struct Shard {
+    id: u16,
+    shards: u16,
+    plan: Arc<Plan>,
+    engine: Rc<RefCell<Engine>>,
+    io: RefCell<Option<Rc<Io>>>,
+    bus: Rc<bus::Endpoint<ShardMsg>>,
+    cors: Cors,
+    pumping: Cell<bool>,
+    /// The instant the timer task sleeps until, and how to wake it sooner.
+    timer_at: Cell<Option<Instant>>,
+    timer_kick: Cell<bool>,
+    timer_waker: RefCell<Option<Waker>>,
+}
+
+impl Shard {
+    fn io(&self) -> Rc<Io> {
+        self.io
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| unreachable!("set before any task runs"))
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let engine = self.engine.borrow_mut().next_deadline();
+        let io = self.io().next_deadline();
+        let backlog = self
+            .bus
+            .has_backlog()
+            .then(|| Instant::now() + Duration::from_millis(1));
+        [engine, io, backlog].into_iter().flatten().min()
+    }
+
+    fn handle_event(&self, now: Instant, event: Event) {
+        let key = match &event {
+            Event::Open(key) | Event::Message(key, _) | Event::Binary(key, _) => Some(*key),
+            Event::Close(..) => None,
+        };
+        let endpoint = key.and_then(|key| self.engine.borrow().endpoint(key));
+        let app = endpoint.and_then(|e| self.plan.endpoints.get(e as usize)).map(|(_, app)| app);
+        match (app, event) {
+            (Some(App::EngineEcho), Event::Message(key, text)) => {
+                let mut packet = Vec::with_capacity(text.len() + 1);
+                packet.push(b'4');
+                packet.extend_from_slice(&text);
+                self.engine.borrow_mut().send(key, &Frame::text(&packet), false);
+            }
+            (Some(App::EngineEcho), Event::Binary(key, data)) => {
+                self.engine.borrow_mut().send(key, &Frame::binary(&data), false);
+            }
+            (Some(App::EngineEcho), Event::Open(_)) => {}
+            (_, event) => self.io().handle_event(now, event),
+        }
+    }
+
+    fn wake_timer_if_needed(&self) {
+        let Some(next) = self.next_deadline() else {
+            return;
+        };
+        if self.timer_at.get().is_none_or(|at| next < at) {
+            self.timer_kick.set(true);
+            if let Some(waker) = self.timer_waker.borrow_mut().take() {
+                waker.wake();
+            }
+        }
+    }
+
+    fn handle_message(self: &Rc<Self>, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Net(Forward::Poll {
+                sid,
+                request,
+                reply,
+            }) => net::answer_forwarded_poll(&**self, sid, request, reply),
+            ShardMsg::Net(Forward::WebSocket { fd, upgrade }) => {
+                net::adopt_websocket(self.clone(), fd, upgrade)
+            }
+            ShardMsg::Io(from, msg) => {
+                let io = self.io();
+                io.set_now(Instant::now());
+                io.handle_peer_message(from, msg);
+                self.pump();
+            }
+            ShardMsg::Stop => self.plan.stop.store(true, Ordering::SeqCst),
+        }
+    }
+}
+
+impl Host for Shard {
+    fn engine(&self) -> &RefCell<Engine> {
+        &self.engine
+    }
+
+    fn engine_config(&self) -> &EngineConfig {
+        &self.plan.config.engine
+    }
+
+    fn cors(&self) -> &Cors {
+        &self.cors
+    }
+
+    fn shard(&self) -> u16 {
+        self.id
+    }
+
+    fn shards(&self) -> u16 {
+        self.shards
+    }
+
+    fn endpoint(&self, path: &str) -> Option<u8> {
+        self.plan
+            .endpoints
+            .iter()
+            .position(|(p, _)| p == path || p.strip_suffix('/') == Some(path))
+            .map(|i| i as u8)
+    }
+
+    fn pump(&self) {
+        // Handlers may close sessions, which queues more events: one loop drains them all.
+        if self.pumping.replace(true) {
+            return;
+        }
+        let now = Instant::now();
+        self.io().set_now(now);
+        loop {
+            let event = self.engine.borrow_mut().next_event();
+            match event {
+                Some(event) => self.handle_event(now, event),
+                None => break,
+            }
+        }
+        self.engine.borrow_mut().flush();
+        self.pumping.set(false);
+        self.wake_timer_if_needed();
+    }
+
+    fn forward(&self, to: u16, forward: Forward) {
+        self.bus.send(to as usize, ShardMsg::Net(forward));
+    }
+}
+
+/// Runs shard `id` on the current thread until stopped.
+pub(crate) fn run(
+    id: u16,
+    plan: Arc<Plan>,
+    listener: std::net::TcpListener,
+    bus: bus::Endpoint<ShardMsg>,
+) -> std::io::Result<()> {
+    let config = &plan.config;
+    let shards = config.cores as u16;
+    let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()?;
+    runtime.block_on(async move {
+        let bus = Rc::new(bus);
+        let engine = Rc::new(RefCell::new(Engine::new(id, plan.config.engine.clone())));
+        let shard = Rc::new(Shard {
+            id,
+            shards,
+            cors: plan.config.cors.to_cors(),
+            engine: engine.clone(),
+            io: RefCell::new(None),
+            bus: bus.clone(),
+            plan: plan.clone(),
+            pumping: Cell::new(false),
+            timer_at: Cell::new(None),
+            timer_kick: Cell::new(false),
+            timer_waker: RefCell::new(None),
+        });
+        let peers_bus = bus.clone();
+        let io = Io::new(
+            id,
+            shards,
+            engine,
+            IoConfig {
+                connect_timeout: plan.config.connect_timeout,
+                max_attachments: 64,
+            },
+            plan.namespaces.clone(),
+            Box::new(move |to, msg| peers_bus.send(to as usize, ShardMsg::Io(id, msg))),
+        );
+        *shard.io.borrow_mut() = Some(io);
+        let listener = monoio::net::TcpListener::from_std(listener)?;
+        monoio::spawn(net::accept_loop(shard.clone(), listener));
+        monoio::spawn(timer_loop(shard.clone()));
+        let mut batch = Vec::new();
+        while !plan.stop.load(Ordering::SeqCst) {
+            bus.recv_batch(&mut batch).await;
+            for msg in batch.drain(..) {
+                shard.handle_message(msg);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Fires the engine's and Socket.IO's deadlines, sleeping until the earliest one.
+async fn timer_loop(shard: Rc<Shard>) {
+    loop {
+        let next = shard.next_deadline();
+        shard.timer_at.set(next);
+        let sleep = async {
+            match next {
+                Some(at) => monoio::time::sleep_until(at.into()).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        // Returns when a nearer deadline appears.
+        let woken = poll_fn(|cx| {
+            if shard.timer_kick.replace(false) {
+                return Poll::Ready(());
+            }
+            *shard.timer_waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        });
+        monoio::select! {
+            _ = sleep => {},
+            _ = woken => {},
+        }
+        shard.timer_waker.borrow_mut().take();
+        let now = Instant::now();
+        shard.bus.flush_backlog();
+        shard.engine.borrow_mut().handle_timeouts(now);
+        let io = shard.io();
+        io.set_now(now);
+        io.handle_timeouts(now);
+        shard.pump();
+    }
+}
+
+/// Binds one SO_REUSEPORT listener per shard on the same address; the kernel spreads new
+/// connections across them.
+pub(crate) fn bind_listeners(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    (0..count)
+        .map(|_| {
+            let domain = socket2::Domain::for_address(addr);
+            let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(4096)?;
+            Ok(socket.into())
+        })
+        .collect()
+}

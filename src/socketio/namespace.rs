@@ -1,0 +1,169 @@
+//! What a library user declares once per namespace: connect middleware and handlers. Shared
+//! by every shard (`Send + Sync`); each shard calls them on its own thread with shard-local
+//! [`Socket`] handles.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{AckSender, DisconnectReason, Message, Socket};
+use crate::codec::json;
+
+type Middleware = dyn Fn(&Handshake) -> Result<(), ConnectError> + Send + Sync;
+type ConnectHandler = dyn Fn(&Socket) + Send + Sync;
+type EventHandler = dyn Fn(&Socket, Message, Option<AckSender>) + Send + Sync;
+type DisconnectHandler = dyn Fn(&Socket, DisconnectReason) + Send + Sync;
+
+/// The handlers of one namespace (or of every namespace a dynamic pattern admits).
+#[derive(Clone, Default)]
+pub struct Namespace {
+    pub(crate) middlewares: Vec<Arc<Middleware>>,
+    pub(crate) on_connect: Option<Arc<ConnectHandler>>,
+    pub(crate) on_disconnect: Option<Arc<DisconnectHandler>>,
+    pub(crate) events: HashMap<Box<str>, Arc<EventHandler>>,
+    pub(crate) on_any: Option<Arc<dyn Fn(&Socket, &str, Message, Option<AckSender>) + Send + Sync>>,
+}
+
+impl Namespace {
+    /// A namespace with no handlers: clients may connect, and events are ignored.
+    pub fn new() -> Namespace {
+        Namespace::default()
+    }
+
+    /// Adds connect middleware; they run in order and the first error refuses the connection
+    /// with a CONNECT_ERROR.
+    pub fn middleware(
+        mut self,
+        check: impl Fn(&Handshake) -> Result<(), ConnectError> + Send + Sync + 'static,
+    ) -> Namespace {
+        self.middlewares.push(Arc::new(check));
+        self
+    }
+
+    /// Called once a socket has connected (after its CONNECT reply is queued).
+    pub fn on_connect(mut self, handler: impl Fn(&Socket) + Send + Sync + 'static) -> Namespace {
+        self.on_connect = Some(Arc::new(handler));
+        self
+    }
+
+    /// Called when a socket leaves the namespace, whatever the reason.
+    pub fn on_disconnect(
+        mut self,
+        handler: impl Fn(&Socket, DisconnectReason) + Send + Sync + 'static,
+    ) -> Namespace {
+        self.on_disconnect = Some(Arc::new(handler));
+        self
+    }
+
+    /// Handles event `name`. The [`AckSender`] is there when the client asked for an ack.
+    pub fn on(
+        mut self,
+        name: &str,
+        handler: impl Fn(&Socket, Message, Option<AckSender>) + Send + Sync + 'static,
+    ) -> Namespace {
+        self.events.insert(name.into(), Arc::new(handler));
+        self
+    }
+
+    /// Handles every event that has no handler of its own.
+    pub fn on_any(
+        mut self,
+        handler: impl Fn(&Socket, &str, Message, Option<AckSender>) + Send + Sync + 'static,
+    ) -> Namespace {
+        self.on_any = Some(Arc::new(handler));
+        self
+    }
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Namespace")
+            .field("middlewares", &self.middlewares.len())
+            .field("events", &self.events.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// What a client sent to join a namespace, as middleware sees it.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    pub(crate) nsp: Arc<str>,
+    pub(crate) auth: Bytes,
+    pub(crate) protocol: u8,
+}
+
+impl Handshake {
+    /// The namespace being joined.
+    pub fn nsp(&self) -> &str {
+        &self.nsp
+    }
+
+    /// The raw JSON auth object (`{}` when the client sent none). For protocol 4 clients
+    /// (socket.io-client 2.x) it holds the namespace query parameters.
+    pub fn auth_raw(&self) -> &[u8] {
+        &self.auth
+    }
+
+    /// The auth object decoded into any type.
+    pub fn auth<T: serde::de::DeserializeOwned>(&self) -> Result<T, json::JsonError> {
+        json::from_slice(&self.auth)
+    }
+
+    /// Socket.IO protocol revision of the client: 5, or 4 for socket.io-client 2.x.
+    pub fn protocol(&self) -> u8 {
+        self.protocol
+    }
+}
+
+/// A refusal by middleware, sent to the client as CONNECT_ERROR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectError {
+    pub(crate) message: String,
+    pub(crate) data: Option<Bytes>,
+}
+
+impl ConnectError {
+    /// A refusal with a message (the client's `connect_error` has `err.message`).
+    pub fn new(message: impl Into<String>) -> ConnectError {
+        ConnectError {
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// Adds a JSON value as `err.data`.
+    pub fn with_data<T: serde::Serialize>(mut self, data: &T) -> ConnectError {
+        let mut raw = Vec::new();
+        if json::to_writer(&mut raw, data).is_ok() {
+            self.data = Some(raw.into());
+        }
+        self
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// Where namespaces come from: declared names and dynamic patterns.
+#[derive(Clone, Default)]
+pub struct Namespaces {
+    pub(crate) declared: HashMap<Box<str>, Arc<Namespace>>,
+    pub(crate) dynamic: Vec<(Arc<dyn Fn(&str) -> bool + Send + Sync>, Arc<Namespace>)>,
+}
+
+impl Namespaces {
+    /// The handlers for `name`, declared or admitted by a dynamic pattern.
+    pub(crate) fn resolve(&self, name: &str) -> Option<Arc<Namespace>> {
+        if let Some(ns) = self.declared.get(name) {
+            return Some(ns.clone());
+        }
+        self.dynamic
+            .iter()
+            .find(|(admits, _)| admits(name))
+            .map(|(_, ns)| ns.clone())
+    }
+}

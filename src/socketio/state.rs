@@ -1,0 +1,779 @@
+//! One shard's Socket.IO state (clients, sockets, namespaces, pending acks, deadlines) and the
+//! handling of every inbound packet and peer message.
+//!
+//! Borrow discipline: `Io::state` and `Io::engine` are borrowed only for short, non-nested
+//! spans; user handlers are always called with no borrow held, so they may emit, join or
+//! disconnect freely.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use slab::Slab;
+
+use super::message::{encode_packet, Message};
+use super::namespace::{Handshake, Namespace};
+use super::socket::{AckError, AckSender, Socket};
+use super::{Broadcast, DisconnectReason, Io, IoMsg, EMPTY_AUTH};
+use crate::codec::eio::Version;
+use crate::codec::json;
+use crate::codec::sio::{self, Assembler, PacketType};
+use crate::engine::{CloseReason, SessionKey};
+use crate::id::{Id, RandomPool};
+use crate::rooms::Rooms;
+
+/// A socket's slab key on its shard.
+pub(crate) type SocketKey = u32;
+
+/// What runs when an ack arrives (or its deadline passes).
+pub(crate) enum AckHandler {
+    /// A handler on this shard.
+    Local(Box<dyn FnOnce(Result<Message, AckError>)>),
+    /// A recipient of a broadcast-with-ack sent from this shard.
+    Aggregate(u64),
+    /// A recipient of a broadcast-with-ack sent from another shard.
+    Remote { origin: u16, request: u64 },
+}
+
+pub(crate) struct SocketState {
+    pub(crate) id: Arc<str>,
+    pub(crate) ns: usize,
+    pub(crate) session: SessionKey,
+    pub(crate) rooms: Vec<Box<str>>,
+    pub(crate) acks: HashMap<u64, AckHandler>,
+    pub(crate) auth: Bytes,
+}
+
+struct Client {
+    version: Version,
+    /// (namespace index, socket) for every namespace joined.
+    sockets: Vec<(usize, SocketKey)>,
+    /// A binary packet waiting for its attachments.
+    assembling: Option<Assembler>,
+    /// Close the session if no namespace is joined by then.
+    connect_deadline: Option<Instant>,
+}
+
+pub(crate) struct Nsp {
+    pub(crate) name: Arc<str>,
+    pub(crate) def: Arc<Namespace>,
+    pub(crate) rooms: Rooms,
+    pub(crate) members: HashSet<SocketKey>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Connect(SessionKey),
+    Ack(SocketKey, u64),
+    Aggregate(u64),
+}
+
+/// The origin side of a broadcast that waits for every recipient's ack.
+struct Aggregate {
+    /// Recipients counted so far (this shard plus the shards that answered).
+    expected: usize,
+    /// Shards that have not reported their count yet.
+    shards_pending: usize,
+    responses: Vec<Message>,
+    callback: Box<dyn FnOnce(Result<Vec<Message>, (AckError, Vec<Message>)>)>,
+}
+
+pub(crate) struct State {
+    shard: u16,
+    shards: u16,
+    pub(crate) namespaces: Vec<Nsp>,
+    by_name: HashMap<Arc<str>, usize>,
+    clients: HashMap<SessionKey, Client>,
+    pub(crate) sockets: Slab<SocketState>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    next_ack: u64,
+    aggregates: HashMap<u64, Aggregate>,
+    next_request: u64,
+    random: RandomPool,
+}
+
+impl State {
+    pub(crate) fn new(shard: u16, shards: u16) -> State {
+        State {
+            shard,
+            shards,
+            namespaces: Vec::new(),
+            by_name: HashMap::new(),
+            clients: HashMap::new(),
+            sockets: Slab::new(),
+            timers: BinaryHeap::new(),
+            next_ack: 0,
+            aggregates: HashMap::new(),
+            next_request: 0,
+            random: RandomPool::new(),
+        }
+    }
+
+    pub(crate) fn socket_count(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// An ack id no other shard hands out (ids interleave by shard), below 2^53.
+    pub(crate) fn next_ack_id(&mut self) -> u64 {
+        let id = self.next_ack * self.shards as u64 + self.shard as u64;
+        self.next_ack = (self.next_ack + 1) % (1 << 40);
+        id
+    }
+
+    pub(crate) fn namespace_index(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    fn namespace_or_create(&mut self, io: &Io, name: &str) -> Option<usize> {
+        if let Some(&index) = self.by_name.get(name) {
+            return Some(index);
+        }
+        let def = io.namespaces.resolve(name)?;
+        let name: Arc<str> = Arc::from(name);
+        self.namespaces.push(Nsp {
+            name: name.clone(),
+            def,
+            rooms: Rooms::default(),
+            members: HashSet::new(),
+        });
+        let index = self.namespaces.len() - 1;
+        self.by_name.insert(name, index);
+        Some(index)
+    }
+
+    pub(crate) fn add_ack(&mut self, socket: SocketKey, ack_id: u64, handler: AckHandler, deadline: Option<Instant>) {
+        if let Some(state) = self.sockets.get_mut(socket as usize) {
+            state.acks.insert(ack_id, handler);
+            if let Some(deadline) = deadline {
+                self.timers.push(Reverse((deadline, Timer::Ack(socket, ack_id))));
+            }
+        }
+    }
+
+    /// Registers the origin side of a broadcast-with-ack; returns its request id.
+    pub(crate) fn add_aggregate(
+        &mut self,
+        shards_pending: usize,
+        deadline: Instant,
+        callback: Box<dyn FnOnce(Result<Vec<Message>, (AckError, Vec<Message>)>)>,
+    ) -> u64 {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.aggregates.insert(
+            request,
+            Aggregate {
+                expected: 0,
+                shards_pending,
+                responses: Vec::new(),
+                callback,
+            },
+        );
+        self.timers.push(Reverse((deadline, Timer::Aggregate(request))));
+        request
+    }
+
+    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Adds `count` expected acks and reports whether the broadcast is now complete.
+    fn aggregate_count(&mut self, request: u64, count: usize, shard_report: bool) -> Option<Aggregate> {
+        let aggregate = self.aggregates.get_mut(&request)?;
+        aggregate.expected += count;
+        if shard_report {
+            aggregate.shards_pending = aggregate.shards_pending.saturating_sub(1);
+        }
+        self.take_if_complete(request)
+    }
+
+    fn aggregate_response(&mut self, request: u64, message: Message) -> Option<Aggregate> {
+        self.aggregates.get_mut(&request)?.responses.push(message);
+        self.take_if_complete(request)
+    }
+
+    fn take_if_complete(&mut self, request: u64) -> Option<Aggregate> {
+        let aggregate = self.aggregates.get(&request)?;
+        if aggregate.shards_pending == 0 && aggregate.responses.len() >= aggregate.expected {
+            return self.aggregates.remove(&request);
+        }
+        None
+    }
+
+    pub(crate) fn join(&mut self, socket: SocketKey, room: &str) {
+        let Some(state) = self.sockets.get_mut(socket as usize) else {
+            return;
+        };
+        if self.namespaces[state.ns].rooms.join(room, socket) {
+            state.rooms.push(room.into());
+        }
+    }
+
+    pub(crate) fn leave(&mut self, socket: SocketKey, room: &str) {
+        let Some(state) = self.sockets.get_mut(socket as usize) else {
+            return;
+        };
+        if self.namespaces[state.ns].rooms.leave(room, socket) {
+            state.rooms.retain(|r| &**r != room);
+        }
+    }
+
+    /// Calls `visit(socket, session)` for every local target of a broadcast.
+    pub(crate) fn for_each_target(
+        &mut self,
+        ns: usize,
+        rooms: &[Box<str>],
+        except: &[Box<str>],
+        mut visit: impl FnMut(SocketKey, SessionKey),
+    ) {
+        let Some(nsp) = self.namespaces.get_mut(ns) else {
+            return;
+        };
+        let sockets = &self.sockets;
+        let members = nsp.members.iter().copied();
+        nsp.rooms.for_each_target(rooms, except, members, |key| {
+            if let Some(state) = sockets.get(key as usize) {
+                visit(key, state.session);
+            }
+        });
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// Engine events
+
+pub(super) fn on_open(io: &Rc<Io>, now: Instant, session: SessionKey) {
+    let Some(version) = io.engine.borrow().version(session) else {
+        return;
+    };
+    let deadline = now + io.config.connect_timeout;
+    {
+        let mut state = io.state.borrow_mut();
+        state.clients.insert(
+            session,
+            Client {
+                version,
+                sockets: Vec::new(),
+                assembling: None,
+                connect_deadline: Some(deadline),
+            },
+        );
+        state.timers.push(Reverse((deadline, Timer::Connect(session))));
+    }
+    if version == Version::V3 {
+        // Protocol 4 clients are connected to the main namespace implicitly.
+        connect(io, now, session, "/", Bytes::new(), Bytes::new());
+    }
+}
+
+pub(super) fn on_text(io: &Rc<Io>, now: Instant, session: SessionKey, text: Bytes) {
+    let assembling = io
+        .state
+        .borrow()
+        .clients
+        .get(&session)
+        .is_some_and(|c| c.assembling.is_some());
+    if assembling {
+        return protocol_error(io, session);
+    }
+    let packet = match sio::decode(text, io.config.max_attachments) {
+        Ok(packet) => packet,
+        Err(_) => return protocol_error(io, session),
+    };
+    if packet.kind.is_binary() && packet.attachments > 0 {
+        if json::check_placeholders(&packet.data, packet.attachments).is_err() {
+            return protocol_error(io, session);
+        }
+        if let Some(client) = io.state.borrow_mut().clients.get_mut(&session) {
+            client.assembling = Some(Assembler::new(packet));
+        }
+        return;
+    }
+    dispatch(io, now, session, packet, Vec::new());
+}
+
+pub(super) fn on_binary(io: &Rc<Io>, now: Instant, session: SessionKey, data: Bytes) {
+    let complete = {
+        let mut state = io.state.borrow_mut();
+        let Some(client) = state.clients.get_mut(&session) else {
+            return;
+        };
+        match client.assembling.as_mut() {
+            None => None,
+            Some(assembler) => {
+                if assembler.push(data) {
+                    client.assembling.take().map(Assembler::finish)
+                } else {
+                    return;
+                }
+            }
+        }
+    };
+    match complete {
+        Some((packet, attachments)) => dispatch(io, now, session, packet, attachments),
+        None => protocol_error(io, session),
+    }
+}
+
+pub(super) fn on_close(io: &Rc<Io>, session: SessionKey, reason: DisconnectReason) {
+    let client = io.state.borrow_mut().clients.remove(&session);
+    let Some(client) = client else {
+        return;
+    };
+    for (_, socket) in client.sockets {
+        remove_socket(io, socket, reason);
+    }
+}
+
+/// A peer broke the Socket.IO protocol: its whole session is closed.
+fn protocol_error(io: &Rc<Io>, session: SessionKey) {
+    io.engine.borrow_mut().close(session, CloseReason::ParseError);
+}
+
+fn dispatch(io: &Rc<Io>, now: Instant, session: SessionKey, packet: sio::Packet, attachments: Vec<Bytes>) {
+    let nsp = packet.nsp_str().to_owned();
+    match packet.kind {
+        PacketType::Connect => {
+            let auth = packet.data.clone();
+            connect(io, now, session, &nsp, auth, packet.query.clone())
+        }
+        PacketType::Disconnect => {
+            let socket = find_socket(io, session, &nsp);
+            match socket {
+                Some(socket) => {
+                    detach_from_client(io, session, socket);
+                    remove_socket(io, socket, DisconnectReason::ClientNamespaceDisconnect);
+                }
+                None => protocol_error(io, session),
+            }
+        }
+        PacketType::Event | PacketType::BinaryEvent => {
+            let Some(socket) = find_socket(io, session, &nsp) else {
+                return protocol_error(io, session);
+            };
+            on_event(io, socket, packet, attachments)
+        }
+        PacketType::Ack | PacketType::BinaryAck => {
+            let Some(socket) = find_socket(io, session, &nsp) else {
+                return protocol_error(io, session);
+            };
+            let Some(ack_id) = packet.ack_id else {
+                return protocol_error(io, session);
+            };
+            let Ok(ranges) = json::split_array(&packet.data) else {
+                return protocol_error(io, session);
+            };
+            let message = Message::new(packet.data, ranges, attachments);
+            on_ack(io, socket, ack_id, message)
+        }
+        PacketType::ConnectError => protocol_error(io, session),
+    }
+}
+
+fn find_socket(io: &Io, session: SessionKey, nsp: &str) -> Option<SocketKey> {
+    let state = io.state.borrow();
+    let ns = state.namespace_index(nsp)?;
+    let client = state.clients.get(&session)?;
+    client
+        .sockets
+        .iter()
+        .find(|(n, _)| *n == ns)
+        .map(|&(_, socket)| socket)
+}
+
+fn connect(io: &Rc<Io>, now: Instant, session: SessionKey, nsp: &str, auth: Bytes, query: Bytes) {
+    let (version, ns) = {
+        let mut state = io.state.borrow_mut();
+        let Some(version) = state.clients.get(&session).map(|c| c.version) else {
+            return;
+        };
+        (version, state.namespace_or_create(io, nsp))
+    };
+    let Some(ns) = ns else {
+        let data = br#"{"message":"Invalid namespace"}"#;
+        let frames = encode_packet(PacketType::ConnectError, nsp, None, data, &[]);
+        io.send_frames(session, &frames, false);
+        return;
+    };
+    let already = io
+        .state
+        .borrow()
+        .clients
+        .get(&session)
+        .is_some_and(|c| c.sockets.iter().any(|(n, _)| *n == ns));
+    if already {
+        return protocol_error(io, session);
+    }
+    let auth = match version {
+        Version::V4 if auth.is_empty() => EMPTY_AUTH,
+        Version::V4 if json::is_object(&auth) => auth,
+        Version::V4 => return protocol_error(io, session),
+        Version::V3 => query_to_json(&query),
+    };
+    let (def, name) = {
+        let state = io.state.borrow();
+        (state.namespaces[ns].def.clone(), state.namespaces[ns].name.clone())
+    };
+    let handshake = Handshake {
+        nsp: name.clone(),
+        auth: auth.clone(),
+        protocol: if version == Version::V3 { 4 } else { 5 },
+    };
+    for middleware in &def.middlewares {
+        if let Err(error) = middleware(&handshake) {
+            let data = match version {
+                Version::V4 => {
+                    let mut data = Vec::new();
+                    data.extend_from_slice(br#"{"message":"#);
+                    json::write_str(&mut data, &error.message);
+                    if let Some(extra) = &error.data {
+                        data.extend_from_slice(br#","data":"#);
+                        data.extend_from_slice(extra);
+                    }
+                    data.push(b'}');
+                    data
+                }
+                Version::V3 => {
+                    let mut data = Vec::new();
+                    json::write_str(&mut data, &error.message);
+                    data
+                }
+            };
+            let frames = encode_packet(PacketType::ConnectError, nsp, None, &data, &[]);
+            io.send_frames(session, &frames, false);
+            return;
+        }
+    }
+    let socket = {
+        let mut guard = io.state.borrow_mut();
+        let state = &mut *guard;
+        let engine_id = io.engine.borrow().id(session);
+        let Some(engine_id) = engine_id else {
+            return;
+        };
+        let entry = state.sockets.vacant_entry();
+        let key = entry.key() as SocketKey;
+        let id: Arc<str> = match version {
+            Version::V3 if &*name == "/" => Arc::from(engine_id.as_str()),
+            Version::V3 => Arc::from(format!("{name}#{engine_id}")),
+            Version::V4 => Arc::from(Id::generate(io.shard, key, &mut state.random).as_str()),
+        };
+        entry.insert(SocketState {
+            id: id.clone(),
+            ns,
+            session,
+            rooms: Vec::new(),
+            acks: HashMap::new(),
+            auth,
+        });
+        state.namespaces[ns].members.insert(key);
+        state.join(key, &id);
+        if let Some(client) = state.clients.get_mut(&session) {
+            client.sockets.push((ns, key));
+            client.connect_deadline = None;
+        }
+        key
+    };
+    let _ = now;
+    let id = io.state.borrow().sockets[socket as usize].id.clone();
+    let reply = match version {
+        Version::V4 => {
+            let mut data = Vec::with_capacity(40);
+            data.extend_from_slice(br#"{"sid":"#);
+            json::write_str(&mut data, &id);
+            data.push(b'}');
+            data
+        }
+        Version::V3 => Vec::new(),
+    };
+    let frames = encode_packet(PacketType::Connect, &name, None, &reply, &[]);
+    io.send_frames(session, &frames, false);
+    if let Some(on_connect) = &def.on_connect {
+        on_connect(&Socket::new(io.clone(), socket, id));
+    }
+}
+
+/// Protocol 4 clients put auth in the namespace query: `a=1&b=x` becomes `{"a":"1","b":"x"}`.
+fn query_to_json(query: &[u8]) -> Bytes {
+    let Ok(query) = std::str::from_utf8(query) else {
+        return EMPTY_AUTH;
+    };
+    let mut out = Vec::from(&b"{"[..]);
+    for (n, pair) in query.split('&').filter(|p| !p.is_empty()).enumerate() {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if n > 0 {
+            out.push(b',');
+        }
+        json::write_str(&mut out, &percent_decode(key));
+        out.push(b':');
+        json::write_str(&mut out, &percent_decode(value));
+    }
+    out.push(b'}');
+    out.into()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn on_event(io: &Rc<Io>, socket: SocketKey, packet: sio::Packet, attachments: Vec<Bytes>) {
+    let session = io.state.borrow().sockets.get(socket as usize).map(|s| s.session);
+    let Some(session) = session else {
+        return;
+    };
+    let Ok(ranges) = json::split_array(&packet.data) else {
+        return protocol_error(io, session);
+    };
+    let Some(name_range) = ranges.first() else {
+        return protocol_error(io, session);
+    };
+    let name_raw = &packet.data[name_range.clone()];
+    let name = if json::is_string(name_raw) {
+        match json::parse_str(name_raw) {
+            Ok(name) => name.into_owned(),
+            Err(_) => return protocol_error(io, session),
+        }
+    } else {
+        String::from_utf8_lossy(name_raw).into_owned()
+    };
+    let (def, id) = {
+        let state = io.state.borrow();
+        let socket_state = &state.sockets[socket as usize];
+        (state.namespaces[socket_state.ns].def.clone(), socket_state.id.clone())
+    };
+    let args = ranges[1..].to_vec();
+    let message = Message::new(packet.data, args, attachments);
+    let handle = Socket::new(io.clone(), socket, id);
+    let ack = packet.ack_id.map(|ack_id| AckSender::new(handle.clone(), ack_id));
+    if let Some(handler) = def.events.get(name.as_str()) {
+        handler(&handle, message, ack);
+    } else if let Some(handler) = &def.on_any {
+        handler(&handle, &name, message, ack);
+    }
+}
+
+fn on_ack(io: &Rc<Io>, socket: SocketKey, ack_id: u64, message: Message) {
+    let handler = io
+        .state
+        .borrow_mut()
+        .sockets
+        .get_mut(socket as usize)
+        .and_then(|s| s.acks.remove(&ack_id));
+    match handler {
+        None => {}
+        Some(AckHandler::Local(callback)) => callback(Ok(message)),
+        Some(AckHandler::Aggregate(request)) => {
+            let done = io.state.borrow_mut().aggregate_response(request, message);
+            finish_aggregate(done);
+        }
+        Some(AckHandler::Remote { origin, request }) => {
+            io.send_peer(origin, IoMsg::Ack { request, message });
+        }
+    }
+}
+
+fn finish_aggregate(done: Option<Aggregate>) {
+    if let Some(aggregate) = done {
+        (aggregate.callback)(Ok(aggregate.responses));
+    }
+}
+
+/// Takes a socket out of its client's list (the session stays open).
+fn detach_from_client(io: &Io, session: SessionKey, socket: SocketKey) {
+    if let Some(client) = io.state.borrow_mut().clients.get_mut(&session) {
+        client.sockets.retain(|&(_, s)| s != socket);
+    }
+}
+
+/// Removes a socket: leaves its rooms, fails its pending acks, calls the disconnect handler.
+pub(crate) fn remove_socket(io: &Rc<Io>, socket: SocketKey, reason: DisconnectReason) {
+    let (state_entry, def) = {
+        let mut state = io.state.borrow_mut();
+        if !state.sockets.contains(socket as usize) {
+            return;
+        }
+        let entry = state.sockets.remove(socket as usize);
+        let nsp = &mut state.namespaces[entry.ns];
+        for room in &entry.rooms {
+            nsp.rooms.leave(room, socket);
+        }
+        nsp.members.remove(&socket);
+        (entry, nsp.def.clone())
+    };
+    for (_, handler) in state_entry.acks {
+        if let AckHandler::Local(callback) = handler {
+            callback(Err(AckError::Disconnected));
+        }
+    }
+    if let Some(on_disconnect) = &def.on_disconnect {
+        on_disconnect(&Socket::gone(io.clone(), socket, state_entry.id), reason);
+    }
+}
+
+/// Server-side disconnect of one socket from its namespace (`41` to the client).
+pub(crate) fn disconnect_socket(io: &Rc<Io>, socket: SocketKey) {
+    let target = {
+        let state = io.state.borrow();
+        state.sockets.get(socket as usize).map(|s| (s.session, state.namespaces[s.ns].name.clone()))
+    };
+    let Some((session, nsp)) = target else {
+        return;
+    };
+    let frames = encode_packet(PacketType::Disconnect, &nsp, None, b"", &[]);
+    io.send_frames(session, &frames, false);
+    detach_from_client(io, session, socket);
+    remove_socket(io, socket, DisconnectReason::ServerNamespaceDisconnect);
+}
+
+// -------------------------------------------------------------------------------------------
+// Broadcasts
+
+/// Delivers a broadcast to this shard's matching sockets; registers acks if requested.
+/// Returns the number of recipients.
+pub(crate) fn deliver_local(io: &Rc<Io>, broadcast: &Broadcast, ack: Option<AckHandler>) -> usize {
+    let mut targets = Vec::new();
+    {
+        let mut state = io.state.borrow_mut();
+        let Some(ns) = state.namespace_index(&broadcast.nsp) else {
+            return 0;
+        };
+        state.for_each_target(ns, &broadcast.rooms, &broadcast.except, |socket, session| {
+            targets.push((socket, session));
+        });
+    }
+    let mut delivered = 0;
+    for &(socket, session) in &targets {
+        if io.send_frames(session, &broadcast.frames, broadcast.volatile) {
+            delivered += 1;
+            if let (Some(spec), Some(handler)) = (broadcast.ack, ack.as_ref()) {
+                let handler = match handler {
+                    AckHandler::Aggregate(request) => AckHandler::Aggregate(*request),
+                    AckHandler::Remote { origin, request } => AckHandler::Remote {
+                        origin: *origin,
+                        request: *request,
+                    },
+                    AckHandler::Local(_) => continue,
+                };
+                io.state
+                    .borrow_mut()
+                    .add_ack(socket, spec.ack_id, handler, Some(spec.deadline));
+            }
+        }
+    }
+    delivered
+}
+
+/// Sends a broadcast to this shard and to every other shard (one message each).
+pub(crate) fn broadcast(io: &Rc<Io>, broadcast: Broadcast, shard_local: bool) -> usize {
+    let ack = broadcast.ack.map(|spec| AckHandler::Aggregate(spec.request));
+    let request = broadcast.ack.map(|spec| spec.request);
+    let shared = Arc::new(broadcast);
+    if !shard_local {
+        for shard in (0..io.shards).filter(|&s| s != io.shard) {
+            io.send_peer(shard, IoMsg::Broadcast(shared.clone()));
+        }
+    }
+    let count = deliver_local(io, &shared, ack);
+    if let Some(request) = request {
+        let done = io.state.borrow_mut().aggregate_count(request, count, false);
+        finish_aggregate(done);
+    }
+    count
+}
+
+pub(super) fn on_peer_message(io: &Rc<Io>, _from: u16, msg: IoMsg) {
+    match msg {
+        IoMsg::Broadcast(broadcast) => {
+            let ack = broadcast.ack.map(|spec| AckHandler::Remote {
+                origin: spec.origin,
+                request: spec.request,
+            });
+            let count = deliver_local(io, &broadcast, ack);
+            if let Some(spec) = broadcast.ack {
+                io.send_peer(spec.origin, IoMsg::AckCount {
+                    request: spec.request,
+                    count,
+                });
+            }
+        }
+        IoMsg::AckCount { request, count } => {
+            let done = io.state.borrow_mut().aggregate_count(request, count, true);
+            finish_aggregate(done);
+        }
+        IoMsg::Ack { request, message } => {
+            let done = io.state.borrow_mut().aggregate_response(request, message);
+            finish_aggregate(done);
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// Timers
+
+pub(super) fn on_timeouts(io: &Rc<Io>, now: Instant) {
+    loop {
+        let due = {
+            let mut state = io.state.borrow_mut();
+            match state.timers.peek() {
+                Some(Reverse((at, _))) if *at <= now => state.timers.pop().map(|Reverse(t)| t),
+                _ => None,
+            }
+        };
+        let Some((at, timer)) = due else {
+            return;
+        };
+        match timer {
+            Timer::Connect(session) => {
+                let expired = io
+                    .state
+                    .borrow()
+                    .clients
+                    .get(&session)
+                    .is_some_and(|c| c.connect_deadline == Some(at));
+                if expired {
+                    io.engine.borrow_mut().close(session, CloseReason::ServerClose);
+                }
+            }
+            Timer::Ack(socket, ack_id) => {
+                let handler = io
+                    .state
+                    .borrow_mut()
+                    .sockets
+                    .get_mut(socket as usize)
+                    .and_then(|s| s.acks.remove(&ack_id));
+                if let Some(AckHandler::Local(callback)) = handler {
+                    callback(Err(AckError::Timeout));
+                }
+            }
+            Timer::Aggregate(request) => {
+                let aggregate = io.state.borrow_mut().aggregates.remove(&request);
+                if let Some(aggregate) = aggregate {
+                    (aggregate.callback)(Err((AckError::Timeout, aggregate.responses)));
+                }
+            }
+        }
+    }
+}
