@@ -616,7 +616,9 @@ impl Engine {
                 self.send(key, &Frame::text(&pong), false);
             }
             Packet::Close => {
-                if via.is_none() {
+                // A GET racing this POST (conformance.md §6) still gets its noop if it has
+                // not arrived yet.
+                if via.is_none() && session.poll.is_none() {
                     let id = session.id;
                     self.remember_client_close(id);
                 }

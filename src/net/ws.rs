@@ -12,7 +12,6 @@ use monoio::buf::IoVecBuf;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
-use super::http::read_more;
 use super::{Forward, Host, Upgrade};
 use crate::codec::http;
 use crate::codec::ws::Decoder;
@@ -62,6 +61,15 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
     };
     let link = match link {
         Ok(link) => link,
+        Err(EngineError::BadRequest) => {
+            // The session exists but already has (or is getting) a WebSocket: accept, then
+            // close this extra one at once, as the reference does.
+            let mut out = Vec::with_capacity(256);
+            http::write_switching_protocols(&mut out, &upgrade.accept);
+            out.extend_from_slice(&crate::codec::ws::close_frame(1000, ""));
+            let _ = stream.write_all(out).await;
+            return;
+        }
         Err(error) => {
             let reply = PollReply::error(error);
             let mut out = Vec::new();
@@ -71,7 +79,6 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
             return;
         }
     };
-    let _ = EngineError::BadRequest;
     let mut head = Vec::with_capacity(160);
     http::write_switching_protocols(&mut head, &upgrade.accept);
     let (result, _) = stream.write_all(head).await;
@@ -196,7 +203,3 @@ unsafe impl IoVecBuf for FrameBatch {
         self.iovecs.len()
     }
 }
-
-const _: fn() = || {
-    let _ = read_more;
-};
