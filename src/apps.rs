@@ -30,7 +30,10 @@ pub fn builtin_namespace() -> Namespace {
         })
         .on("publish", |socket, message, ack| {
             if let Some(room) = message.str(0) {
-                socket.namespace().to(&room).emit("message", &message.args_from(1));
+                socket
+                    .namespace()
+                    .to(&room)
+                    .emit("message", &message.args_from(1));
             }
             if let Some(ack) = ack {
                 ack.send(&Args::new());

@@ -21,7 +21,9 @@ use futures_util::task::AtomicWaker;
 pub fn mesh<T: Send>(shards: usize, capacity: usize) -> Vec<Endpoint<T>> {
     let inboxes: Vec<Inbox<T>> = (0..shards)
         .map(|_| Inbox {
-            rings: (0..shards).map(|_| ArrayQueue::new(capacity.max(1))).collect(),
+            rings: (0..shards)
+                .map(|_| ArrayQueue::new(capacity.max(1)))
+                .collect(),
             waker: AtomicWaker::new(),
             notified: AtomicBool::new(false),
         })

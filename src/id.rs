@@ -158,7 +158,13 @@ mod tests {
 
     #[test]
     fn garbage_is_refused() {
-        for text in ["", "abc", "!!!!!!!!!!!!!!!!!!!!!!!!", "AAAAAAAAAAAAAAAAAAAAAAAAA", "é"] {
+        for text in [
+            "",
+            "abc",
+            "!!!!!!!!!!!!!!!!!!!!!!!!",
+            "AAAAAAAAAAAAAAAAAAAAAAAAA",
+            "é",
+        ] {
             assert!(Id::parse(text).is_none(), "{text}");
         }
     }

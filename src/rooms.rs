@@ -69,12 +69,11 @@ impl Rooms {
         all: impl Iterator<Item = MemberKey>,
         mut visit: impl FnMut(MemberKey),
     ) {
-        let excluded =
-            |index: &HashMap<Box<str>, HashSet<MemberKey>>, member: MemberKey| -> bool {
-                except
-                    .iter()
-                    .any(|r| index.get(r.as_ref()).is_some_and(|m| m.contains(&member)))
-            };
+        let excluded = |index: &HashMap<Box<str>, HashSet<MemberKey>>, member: MemberKey| -> bool {
+            except
+                .iter()
+                .any(|r| index.get(r.as_ref()).is_some_and(|m| m.contains(&member)))
+        };
         if rooms.is_empty() {
             for member in all {
                 if !excluded(&self.rooms, member) {
@@ -125,7 +124,10 @@ mod tests {
         assert_eq!(targets(&mut rooms, &["a"], &[], &[]), [1, 2]);
         assert_eq!(targets(&mut rooms, &["a", "b"], &[], &[]), [1, 2, 3]);
         assert_eq!(targets(&mut rooms, &["a", "b"], &["x"], &[]), [1, 2]);
-        assert_eq!(targets(&mut rooms, &[] as &[&str], &["b"], &[1, 2, 3, 4]), [1, 4]);
+        assert_eq!(
+            targets(&mut rooms, &[] as &[&str], &["b"], &[1, 2, 3, 4]),
+            [1, 4]
+        );
         assert!(rooms.leave("a", 1));
         assert!(rooms.leave("a", 2));
         assert!(!rooms.contains("a", 2));

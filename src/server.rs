@@ -90,7 +90,10 @@ impl ServerBuilder {
         config.path = normalize_path(&config.path);
         let shards = config.cores;
         if shards > u16::MAX as usize {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many cores"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "too many cores",
+            ));
         }
         let addr = SocketAddr::new(config.host, config.port);
         let mut listeners = shard::bind_listeners(addr, 1)?;
@@ -111,7 +114,9 @@ impl ServerBuilder {
             stop: AtomicBool::new(false),
         });
         let mut ends = bus::mesh::<ShardMsg>(shards + 1, bus_capacity);
-        let control = ends.pop().unwrap_or_else(|| unreachable!("mesh has shards + 1 ends"));
+        let control = ends
+            .pop()
+            .unwrap_or_else(|| unreachable!("mesh has shards + 1 ends"));
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut threads = Vec::with_capacity(shards);
         for (index, (listener, end)) in listeners.into_iter().zip(ends).enumerate() {

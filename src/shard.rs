@@ -89,16 +89,22 @@ impl Shard {
             Event::Close(..) => None,
         };
         let endpoint = key.and_then(|key| self.engine.borrow().endpoint(key));
-        let app = endpoint.and_then(|e| self.plan.endpoints.get(e as usize)).map(|(_, app)| app);
+        let app = endpoint
+            .and_then(|e| self.plan.endpoints.get(e as usize))
+            .map(|(_, app)| app);
         match (app, event) {
             (Some(App::EngineEcho), Event::Message(key, text)) => {
                 let mut packet = Vec::with_capacity(text.len() + 1);
                 packet.push(b'4');
                 packet.extend_from_slice(&text);
-                self.engine.borrow_mut().send(key, &Frame::text(&packet), false);
+                self.engine
+                    .borrow_mut()
+                    .send(key, &Frame::text(&packet), false);
             }
             (Some(App::EngineEcho), Event::Binary(key, data)) => {
-                self.engine.borrow_mut().send(key, &Frame::binary(&data), false);
+                self.engine
+                    .borrow_mut()
+                    .send(key, &Frame::binary(&data), false);
             }
             (Some(App::EngineEcho), Event::Open(_)) => {}
             (_, event) => self.io().handle_event(now, event),
@@ -282,7 +288,10 @@ async fn timer_loop(shard: Rc<Shard>) {
 
 /// Binds one SO_REUSEPORT listener per shard on the same address; the kernel spreads new
 /// connections across them.
-pub(crate) fn bind_listeners(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+pub(crate) fn bind_listeners(
+    addr: SocketAddr,
+    count: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
     (0..count)
         .map(|_| {
             let domain = socket2::Domain::for_address(addr);

@@ -166,7 +166,13 @@ mod tests {
 
     #[test]
     fn header_sizes_follow_rfc6455() {
-        for (len, header_len, second) in [(0, 2, 0), (125, 2, 125), (126, 4, 126), (65535, 4, 126), (65536, 10, 127)] {
+        for (len, header_len, second) in [
+            (0, 2, 0),
+            (125, 2, 125),
+            (126, 4, 126),
+            (65535, 4, 126),
+            (65536, 10, 127),
+        ] {
             let data = vec![b'x'; len];
             let frame = Frame::text(&data);
             assert_eq!(frame.ws_bytes().len(), len + header_len);

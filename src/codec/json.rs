@@ -50,7 +50,7 @@ impl std::error::Error for JsonError {}
 /// (after validation, so invalid input still gives [`JsonError::Invalid`]).
 pub fn split_array(json: &[u8]) -> Result<Vec<Range<usize>>, JsonError> {
     let mut ranges = Vec::with_capacity(4);
-    let top = Scanner::new(json).run(&mut |range| {
+    let top = scan(json, |range| {
         ranges.push(range);
         true
     })?;
@@ -64,7 +64,7 @@ pub fn split_array(json: &[u8]) -> Result<Vec<Range<usize>>, JsonError> {
 /// for `[]`), without allocating. The Socket.IO decoder uses it to check event packets.
 pub fn array_head(json: &[u8]) -> Result<Option<Range<usize>>, JsonError> {
     let mut head = None;
-    let top = Scanner::new(json).run(&mut |range| {
+    let top = scan(json, |range| {
         if head.is_none() {
             head = Some(range);
         }
@@ -79,7 +79,7 @@ pub fn array_head(json: &[u8]) -> Result<Option<Range<usize>>, JsonError> {
 
 /// Strictly validates one JSON value (RFC 8259) with optional surrounding whitespace.
 pub fn validate(json: &[u8]) -> Result<(), JsonError> {
-    Scanner::new(json).run(&mut |_| false).map(|_| ())
+    scan(json, |_| false).map(|_| ())
 }
 
 /// Whether `json` is an object: after leading whitespace it starts with `{`. Assumes `json`
@@ -402,268 +402,217 @@ fn trim_ws(json: &[u8]) -> &[u8] {
     json.get(start..end).unwrap_or_default()
 }
 
-/// Byte classes inside a string literal.
-const PLAIN: u8 = 0;
-const QUOTE: u8 = 1;
-const BACKSLASH: u8 = 2;
-const CONTROL: u8 = 3;
-const NON_ASCII: u8 = 4;
-
-static STRING_CLASS: [u8; 256] = {
-    let mut table = [PLAIN; 256];
-    let mut i = 0;
-    while i < 256 {
-        table[i] = if i < 0x20 {
-            CONTROL
-        } else if i == b'"' as usize {
-            QUOTE
-        } else if i == b'\\' as usize {
-            BACKSLASH
-        } else if i >= 0x80 {
-            NON_ASCII
-        } else {
-            PLAIN
-        };
-        i += 1;
-    }
-    table
-};
-
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// Whether any of the 8 bytes in `word` needs a closer look inside a string: a quote, a
-/// backslash, a control character or a non-ASCII byte.
-fn word_is_special(word: u64) -> bool {
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
-    word & HIGHS != 0
-        || has_zero(word ^ (ONES * u64::from(b'"')))
-        || has_zero(word ^ (ONES * u64::from(b'\\')))
-        || word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0
+/// Marks (high bit per byte) the bytes of `word` that need a closer look inside a string: a
+/// quote, a backslash, a control character, and non-ASCII bytes when `check_non_ascii`. The
+/// lowest mark is exact (borrows only propagate upwards from a true match), so
+/// `trailing_zeros() / 8` is the index of the first special byte.
+fn special_bytes(word: u64, check_non_ascii: bool) -> u64 {
+    let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let non_ascii = if check_non_ascii { word & HIGHS } else { 0 };
+    non_ascii
+        | zero_bytes(word ^ (ONES * u64::from(b'"')))
+        | zero_bytes(word ^ (ONES * u64::from(b'\\')))
+        | (word.wrapping_sub(ONES * 0x20) & !word & HIGHS)
 }
 
-/// Single-pass structural scanner. The container stack is a bit set (1 = object), which is why
-/// [`MAX_DEPTH`] is 128.
-struct Scanner<'a> {
-    json: &'a [u8],
-    pos: usize,
-    non_ascii: bool,
+/// Skips JSON whitespace from `pos`. Compact JSON has none, so the first test usually exits.
+#[inline(always)]
+fn skip_ws(json: &[u8], mut pos: usize) -> usize {
+    while let Some(&b) = json.get(pos) {
+        if b > b' ' || !is_ws(b) {
+            break;
+        }
+        pos += 1;
+    }
+    pos
 }
 
-impl<'a> Scanner<'a> {
-    fn new(json: &'a [u8]) -> Scanner<'a> {
-        Scanner {
-            json,
-            pos: 0,
-            non_ascii: false,
+/// Single-pass structural scanner over the whole document. `element` is called with the range
+/// of each top-level array element until it returns false. Returns the first byte of the
+/// top-level value.
+///
+/// The position lives in a local (not a struct field) so that it stays in a register; the
+/// container stack is a bit set (1 = object), which is why [`MAX_DEPTH`] is 128.
+fn scan<F: FnMut(Range<usize>) -> bool>(json: &[u8], mut element: F) -> Result<u8, JsonError> {
+    let mut report = true;
+    let mut non_ascii = false;
+    let mut containers: u128 = 0;
+    let mut depth = 0usize;
+    let mut pos = skip_ws(json, 0);
+    let top = *json.get(pos).ok_or(JsonError::Invalid)?;
+    let mut element_start = 0;
+    'value: loop {
+        // A value starts at `pos` (whitespace already skipped).
+        if depth == 1 {
+            element_start = pos;
         }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.json.get(self.pos).copied()
-    }
-
-    fn skip_ws(&mut self) {
-        while self.peek().is_some_and(is_ws) {
-            self.pos += 1;
-        }
-    }
-
-    fn expect(&mut self, byte: u8) -> Result<(), JsonError> {
-        if self.peek() == Some(byte) {
-            self.pos += 1;
-            Ok(())
-        } else {
-            Err(JsonError::Invalid)
-        }
-    }
-
-    /// Scans the whole document. `element` is called with the range of each top-level array
-    /// element until it returns false. Returns the first byte of the top-level value.
-    fn run(mut self, element: &mut dyn FnMut(Range<usize>) -> bool) -> Result<u8, JsonError> {
-        let mut report = true;
-        let mut containers: u128 = 0;
-        let mut depth = 0usize;
-        self.skip_ws();
-        let top = self.peek().ok_or(JsonError::Invalid)?;
-        let mut element_start = 0;
-        'value: loop {
-            // A value starts at `pos` (whitespace already skipped).
-            if depth == 1 {
-                element_start = self.pos;
-            }
-            let mut opened = None;
-            match self.peek() {
-                Some(b'{') => opened = Some(true),
-                Some(b'[') => opened = Some(false),
-                Some(b'"') => self.scan_string()?,
-                Some(b'-' | b'0'..=b'9') => self.scan_number()?,
-                Some(b't') => self.scan_literal(b"true")?,
-                Some(b'f') => self.scan_literal(b"false")?,
-                Some(b'n') => self.scan_literal(b"null")?,
-                _ => return Err(JsonError::Invalid),
-            }
-            if let Some(is_object) = opened {
+        let byte = *json.get(pos).ok_or(JsonError::Invalid)?;
+        match byte {
+            b'"' => pos = scan_string(json, pos, &mut non_ascii)?,
+            b'{' | b'[' => {
                 if depth >= MAX_DEPTH {
                     return Err(JsonError::TooDeep);
                 }
+                let is_object = byte == b'{';
                 containers = (containers & !(1u128 << depth)) | (u128::from(is_object) << depth);
                 depth += 1;
-                self.pos += 1;
-                self.skip_ws();
+                pos = skip_ws(json, pos + 1);
                 let close = if is_object { b'}' } else { b']' };
-                if self.peek() == Some(close) {
-                    self.pos += 1;
-                    depth -= 1;
-                } else {
-                    if is_object {
-                        self.scan_key()?;
+                match json.get(pos) {
+                    Some(&b) if b == close => {
+                        pos += 1;
+                        depth -= 1;
                     }
-                    continue 'value;
-                }
-            }
-            // A value just ended at `pos`: climb out of every container it closes.
-            loop {
-                if depth == 0 {
-                    self.skip_ws();
-                    if self.pos != self.json.len() {
-                        return Err(JsonError::Invalid);
-                    }
-                    if self.non_ascii && std::str::from_utf8(self.json).is_err() {
-                        return Err(JsonError::Invalid);
-                    }
-                    return Ok(top);
-                }
-                if depth == 1 && top == b'[' && report {
-                    report = element(element_start..self.pos);
-                }
-                let in_object = containers & (1u128 << (depth - 1)) != 0;
-                self.skip_ws();
-                match self.peek() {
-                    Some(b',') => {
-                        self.pos += 1;
-                        self.skip_ws();
-                        if in_object {
-                            self.scan_key()?;
+                    _ => {
+                        if is_object {
+                            pos = scan_key(json, pos, &mut non_ascii)?;
                         }
                         continue 'value;
                     }
-                    Some(b']') if !in_object => {}
-                    Some(b'}') if in_object => {}
-                    _ => return Err(JsonError::Invalid),
                 }
-                self.pos += 1;
-                depth -= 1;
             }
-        }
-    }
-
-    /// `"key"`, whitespace, `:`, whitespace.
-    fn scan_key(&mut self) -> Result<(), JsonError> {
-        if self.peek() != Some(b'"') {
-            return Err(JsonError::Invalid);
-        }
-        self.scan_string()?;
-        self.skip_ws();
-        self.expect(b':')?;
-        self.skip_ws();
-        Ok(())
-    }
-
-    /// A string literal starting at the opening quote.
-    fn scan_string(&mut self) -> Result<(), JsonError> {
-        self.pos += 1;
-        loop {
-            // Skip plain ASCII eight bytes at a time.
-            while let Some(chunk) = self.json.get(self.pos..self.pos + 8) {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(chunk);
-                if word_is_special(u64::from_le_bytes(word)) {
-                    break;
-                }
-                self.pos += 8;
-            }
-            let byte = self.peek().ok_or(JsonError::Invalid)?;
-            match STRING_CLASS[usize::from(byte)] {
-                PLAIN => self.pos += 1,
-                NON_ASCII => {
-                    // Checked once for the whole document at the end.
-                    self.non_ascii = true;
-                    self.pos += 1;
-                }
-                QUOTE => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                BACKSLASH => {
-                    self.pos += 1;
-                    match self.peek() {
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                            self.pos += 1
-                        }
-                        Some(b'u') => {
-                            let hex = self
-                                .json
-                                .get(self.pos + 1..self.pos + 5)
-                                .ok_or(JsonError::Invalid)?;
-                            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                                return Err(JsonError::Invalid);
-                            }
-                            self.pos += 5;
-                        }
-                        _ => return Err(JsonError::Invalid),
-                    }
-                }
-                _ => return Err(JsonError::Invalid),
-            }
-        }
-    }
-
-    fn skip_digits(&mut self) -> usize {
-        let start = self.pos;
-        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
-            self.pos += 1;
-        }
-        self.pos - start
-    }
-
-    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
-    fn scan_number(&mut self) -> Result<(), JsonError> {
-        if self.peek() == Some(b'-') {
-            self.pos += 1;
-        }
-        match self.peek() {
-            Some(b'0') => self.pos += 1,
-            Some(b'1'..=b'9') => {
-                self.skip_digits();
-            }
+            b'-' | b'0'..=b'9' => pos = scan_number(json, pos)?,
+            b't' => pos = scan_literal(json, pos, b"true")?,
+            b'f' => pos = scan_literal(json, pos, b"false")?,
+            b'n' => pos = scan_literal(json, pos, b"null")?,
             _ => return Err(JsonError::Invalid),
         }
-        if self.peek() == Some(b'.') {
-            self.pos += 1;
-            if self.skip_digits() == 0 {
-                return Err(JsonError::Invalid);
+        // A value just ended at `pos`: climb out of every container it closes.
+        loop {
+            if depth == 0 {
+                pos = skip_ws(json, pos);
+                if pos != json.len() {
+                    return Err(JsonError::Invalid);
+                }
+                if non_ascii && std::str::from_utf8(json).is_err() {
+                    return Err(JsonError::Invalid);
+                }
+                return Ok(top);
             }
+            if depth == 1 && top == b'[' && report {
+                report = element(element_start..pos);
+            }
+            let in_object = containers & (1u128 << (depth - 1)) != 0;
+            pos = skip_ws(json, pos);
+            match json.get(pos) {
+                Some(b',') => {
+                    pos = skip_ws(json, pos + 1);
+                    if in_object {
+                        pos = scan_key(json, pos, &mut non_ascii)?;
+                    }
+                    continue 'value;
+                }
+                Some(b']') if !in_object => {}
+                Some(b'}') if in_object => {}
+                _ => return Err(JsonError::Invalid),
+            }
+            pos += 1;
+            depth -= 1;
         }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
-            self.pos += 1;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.pos += 1;
-            }
-            if self.skip_digits() == 0 {
-                return Err(JsonError::Invalid);
-            }
-        }
-        Ok(())
     }
+}
 
-    fn scan_literal(&mut self, literal: &[u8]) -> Result<(), JsonError> {
-        if self.json.get(self.pos..self.pos + literal.len()) == Some(literal) {
-            self.pos += literal.len();
-            Ok(())
-        } else {
-            Err(JsonError::Invalid)
+/// `"key"`, whitespace, `:`, whitespace; returns the position of the value.
+#[inline]
+fn scan_key(json: &[u8], pos: usize, non_ascii: &mut bool) -> Result<usize, JsonError> {
+    if json.get(pos) != Some(&b'"') {
+        return Err(JsonError::Invalid);
+    }
+    let pos = skip_ws(json, scan_string(json, pos, non_ascii)?);
+    if json.get(pos) != Some(&b':') {
+        return Err(JsonError::Invalid);
+    }
+    Ok(skip_ws(json, pos + 1))
+}
+
+/// A string literal starting at the opening quote; returns the position after the closing one.
+/// Sets `non_ascii` when it meets a non-ASCII byte (UTF-8 is checked once per document).
+#[inline]
+fn scan_string(json: &[u8], mut pos: usize, non_ascii: &mut bool) -> Result<usize, JsonError> {
+    pos += 1;
+    loop {
+        // Jump over plain ASCII eight bytes at a time, straight to the first special byte.
+        while let Some(chunk) = json.get(pos..pos + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let special = special_bytes(u64::from_le_bytes(word), !*non_ascii);
+            if special != 0 {
+                pos += (special.trailing_zeros() / 8) as usize;
+                break;
+            }
+            pos += 8;
         }
+        match *json.get(pos).ok_or(JsonError::Invalid)? {
+            b'"' => return Ok(pos + 1),
+            b'\\' => match json.get(pos + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => pos += 2,
+                Some(b'u') => {
+                    let hex = json.get(pos + 2..pos + 6).ok_or(JsonError::Invalid)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return Err(JsonError::Invalid);
+                    }
+                    pos += 6;
+                }
+                _ => return Err(JsonError::Invalid),
+            },
+            0x00..=0x1f => return Err(JsonError::Invalid),
+            byte => {
+                *non_ascii |= byte >= 0x80;
+                pos += 1;
+            }
+        }
+    }
+}
+
+#[inline]
+fn skip_digits(json: &[u8], mut pos: usize) -> usize {
+    while json.get(pos).is_some_and(u8::is_ascii_digit) {
+        pos += 1;
+    }
+    pos
+}
+
+/// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`; returns the position after it.
+#[inline]
+fn scan_number(json: &[u8], mut pos: usize) -> Result<usize, JsonError> {
+    if json.get(pos) == Some(&b'-') {
+        pos += 1;
+    }
+    match json.get(pos) {
+        Some(b'0') => pos += 1,
+        Some(b'1'..=b'9') => pos = skip_digits(json, pos + 1),
+        _ => return Err(JsonError::Invalid),
+    }
+    if json.get(pos) == Some(&b'.') {
+        let end = skip_digits(json, pos + 1);
+        if end == pos + 1 {
+            return Err(JsonError::Invalid);
+        }
+        pos = end;
+    }
+    if matches!(json.get(pos), Some(b'e' | b'E')) {
+        pos += 1;
+        if matches!(json.get(pos), Some(b'+' | b'-')) {
+            pos += 1;
+        }
+        let end = skip_digits(json, pos);
+        if end == pos {
+            return Err(JsonError::Invalid);
+        }
+        pos = end;
+    }
+    Ok(pos)
+}
+
+#[inline]
+fn scan_literal(json: &[u8], pos: usize, literal: &[u8]) -> Result<usize, JsonError> {
+    if json.get(pos..pos + literal.len()) == Some(literal) {
+        Ok(pos + literal.len())
+    } else {
+        Err(JsonError::Invalid)
     }
 }
 
@@ -794,6 +743,33 @@ mod tests {
         }
         assert_eq!(validate(b"\xc3\xa9"), Err(JsonError::Invalid));
         assert_eq!(validate("\"\u{e9}\"".as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn special_bytes_at_every_offset() {
+        // The string scanner jumps eight bytes at a time; put each kind of special byte at
+        // every offset around those windows and compare with serde_json.
+        let specials: &[&str] = &[
+            "\\\"", "\n", "\u{1}", "\u{1f}", "é", "😀", "\\u0041", "\\n", "\\x", "\u{7f}",
+        ];
+        for special in specials {
+            for before in 0..20 {
+                for after in [0, 1, 7, 8, 9] {
+                    let text = format!(
+                        "[\"{}{special}{}\",1]",
+                        "a".repeat(before),
+                        "b".repeat(after)
+                    );
+                    let theirs = serde_json::from_str::<serde_json::Value>(&text).is_ok();
+                    assert_eq!(validate(text.as_bytes()).is_ok(), theirs, "{text:?}");
+                    if theirs {
+                        let ranges = split_array(text.as_bytes()).unwrap();
+                        assert_eq!(ranges.len(), 2, "{text:?}");
+                        assert_eq!(&text[ranges[1].clone()], "1");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -1067,6 +1043,25 @@ mod tests {
             let ours = validate(text.as_bytes()).is_ok();
             let theirs = serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok();
             prop_assert_eq!(ours, theirs, "{:?}", text);
+        }
+
+        #[test]
+        fn strings_agree_with_serde_json(
+            parts in prop::collection::vec(
+                prop_oneof![
+                    Just("a"), Just("abcdefgh"), Just("\\\""), Just("\\\\"), Just("\\u00e9"),
+                    Just("\\ud83d\\ude00"), Just("\\q"), Just("\""), Just("\n"), Just("\u{1}"),
+                    Just("é"), Just("😀"), Just(" "), Just("\\"),
+                ],
+                0..12,
+            ),
+        ) {
+            let text = format!("\"{}\"", parts.concat());
+            // Lone surrogates are valid JSON but not a valid Rust `String`.
+            let valid = serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok();
+            prop_assert_eq!(validate(text.as_bytes()).is_ok(), valid, "{:?}", text);
+            let theirs: Result<String, _> = serde_json::from_str(&text);
+            prop_assert_eq!(parse_str(text.as_bytes()).ok(), theirs.ok().map(Cow::Owned), "{:?}", text);
         }
 
         #[test]

@@ -12,8 +12,8 @@
 
 mod session;
 
-use std::collections::{BinaryHeap, VecDeque};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -89,9 +89,10 @@ impl PollReply {
             }
             EngineError::BadRequest => (400, br#"{"code":3,"message":"Bad request"}"#),
             EngineError::Forbidden => (403, br#"{"code":4,"message":"Forbidden"}"#),
-            EngineError::UnsupportedVersion => {
-                (400, br#"{"code":5,"message":"Unsupported protocol version"}"#)
-            }
+            EngineError::UnsupportedVersion => (
+                400,
+                br#"{"code":5,"message":"Unsupported protocol version"}"#,
+            ),
             EngineError::DuplicatePoll => (400, b""),
             EngineError::PayloadTooLarge => (413, b""),
         };
@@ -271,7 +272,14 @@ impl Engine {
                 Heartbeat::ClientPingDue(now + self.config.ping_interval + self.config.ping_timeout)
             }
         };
-        entry.insert(Session::new(id, endpoint, version, supports_binary, transport, heartbeat));
+        entry.insert(Session::new(
+            id,
+            endpoint,
+            version,
+            supports_binary,
+            transport,
+            heartbeat,
+        ));
         self.reschedule(key);
         key
     }
@@ -319,7 +327,10 @@ impl Engine {
 
     /// A GET for a session that a client closed a moment ago gets a noop, once.
     pub fn poll_get_closed(&mut self, id: &str) -> Option<PollReply> {
-        let position = self.closed_by_client.iter().position(|c| c.as_str() == id)?;
+        let position = self
+            .closed_by_client
+            .iter()
+            .position(|c| c.as_str() == id)?;
         let id = self.closed_by_client.remove(position)?;
         let version = if id.shard() == self.shard {
             Version::V4
@@ -447,7 +458,7 @@ impl Engine {
         let version = entry.version;
         let session = entry.session;
         let packet = match message {
-            ws::Message::Text(text) => eio::decode_text(text),
+            ws::Message::Text(text) => eio::decode_ws_text(text, version),
             ws::Message::Binary(data) => eio::decode_ws_binary(data, version),
             ws::Message::Ping(payload) => {
                 self.push_link(link, ws::pong_frame(&payload));
@@ -455,7 +466,11 @@ impl Engine {
             }
             ws::Message::Pong(_) => return,
             ws::Message::Close { .. } => {
-                self.end_link(link, Some(ws::close_frame(1000, "")), CloseReason::TransportClose);
+                self.end_link(
+                    link,
+                    Some(ws::close_frame(1000, "")),
+                    CloseReason::TransportClose,
+                );
                 return;
             }
         };
@@ -466,7 +481,11 @@ impl Engine {
             Ok(packet) => {
                 let _ = self.handle_packet(key, now, packet, Some(link));
             }
-            Err(_) => self.end_link(link, Some(ws::close_frame(1000, "")), CloseReason::ParseError),
+            Err(_) => self.end_link(
+                link,
+                Some(ws::close_frame(1000, "")),
+                CloseReason::ParseError,
+            ),
         }
     }
 
@@ -623,7 +642,6 @@ impl Engine {
                     self.remember_client_close(id);
                 }
                 self.close(key, CloseReason::ClientClose);
-                return Err(CloseReason::ClientClose);
             }
             Packet::Noop => {}
             _ => {
@@ -685,7 +703,11 @@ impl Engine {
                 Ok(())
             }
             _ => {
-                self.end_link(link, Some(ws::close_frame(1000, "")), CloseReason::ParseError);
+                self.end_link(
+                    link,
+                    Some(ws::close_frame(1000, "")),
+                    CloseReason::ParseError,
+                );
                 Ok(())
             }
         }
@@ -727,7 +749,8 @@ impl Engine {
                 if volatile && (session.poll.is_none() || !session.outbox.is_empty()) {
                     return false;
                 }
-                if session.outbox_bytes + frame.payload_slice().len() > self.config.max_outbound_bytes
+                if session.outbox_bytes + frame.payload_slice().len()
+                    > self.config.max_outbound_bytes
                 {
                     self.close(key, CloseReason::SlowConsumer);
                     return false;
@@ -753,7 +776,8 @@ impl Engine {
                 if let Some(entry) = self.links.get_mut(link as usize) {
                     entry.session = None;
                 }
-                let frame = (reason != CloseReason::TransportClose).then(|| ws::close_frame(1000, ""));
+                let frame =
+                    (reason != CloseReason::TransportClose).then(|| ws::close_frame(1000, ""));
                 self.end_link(link, frame, reason);
             }
             Transport::Polling => {}
@@ -815,7 +839,11 @@ impl Engine {
                 if deadline <= now {
                     session.upgrade_deadline = None;
                     if let Transport::Upgrading { link, .. } = session.transport {
-                        self.end_link(link, Some(ws::close_frame(1000, "")), CloseReason::TransportClose);
+                        self.end_link(
+                            link,
+                            Some(ws::close_frame(1000, "")),
+                            CloseReason::TransportClose,
+                        );
                     }
                 }
             }
@@ -881,4 +909,3 @@ fn link_bytes(frame: &Frame, version: Version) -> Bytes {
     }
     frame.ws_bytes().clone()
 }
-

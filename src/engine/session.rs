@@ -52,7 +52,10 @@ impl CloseReason {
 pub(super) enum Transport {
     Polling,
     /// Polling, with a WebSocket probing to take over (`probed` once `2probe` was answered).
-    Upgrading { link: LinkKey, probed: bool },
+    Upgrading {
+        link: LinkKey,
+        probed: bool,
+    },
     WebSocket(LinkKey),
 }
 

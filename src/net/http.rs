@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_channel::oneshot;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use super::{handle_poll, ws, Forward, Host, PollRequest, Upgrade};
@@ -62,7 +62,18 @@ pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream) {
                 }
                 Err(error) => {
                     let status = error.status();
-                    let _ = write_reply(&*host, &mut stream, &PollReply { status, content_type: "text/plain", body: Bytes::new() }, false, None).await;
+                    let _ = write_reply(
+                        &*host,
+                        &mut stream,
+                        &PollReply {
+                            status,
+                            content_type: "text/plain",
+                            body: Bytes::new(),
+                        },
+                        false,
+                        None,
+                    )
+                    .await;
                     return;
                 }
             }
@@ -71,7 +82,9 @@ pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream) {
         let origin = origin.as_deref();
         let request = match route {
             Route::Reply(reply) => {
-                if !write_reply(&*host, &mut stream, &reply, keep_alive, origin).await || !keep_alive {
+                if !write_reply(&*host, &mut stream, &reply, keep_alive, origin).await
+                    || !keep_alive
+                {
                     return;
                 }
                 continue;
@@ -79,7 +92,8 @@ pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream) {
             Route::Preflight => {
                 let mut head = Vec::with_capacity(256);
                 let mut extra = Vec::new();
-                host.cors().write_headers(&mut extra, origin, true, request_headers.as_deref());
+                host.cors()
+                    .write_headers(&mut extra, origin, true, request_headers.as_deref());
                 http::write_response_head(&mut head, 204, None, 0, keep_alive, &extra);
                 let (result, _) = stream.write_all(head).await;
                 if result.is_err() || !keep_alive {
@@ -117,7 +131,9 @@ pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream) {
         let Some(sid) = request.sid else {
             if request.method != Method::Get {
                 let reply = PollReply::error(EngineError::BadHandshakeMethod);
-                if !write_reply(&*host, &mut stream, &reply, request.keep_alive, origin).await || !request.keep_alive {
+                if !write_reply(&*host, &mut stream, &reply, request.keep_alive, origin).await
+                    || !request.keep_alive
+                {
                     return;
                 }
                 if !discard_body(&mut stream, &mut buf, request.content_length).await {
@@ -132,14 +148,18 @@ pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream) {
                 !request.b64,
             );
             host.pump();
-            if !write_reply(&*host, &mut stream, &reply, request.keep_alive, origin).await || !request.keep_alive {
+            if !write_reply(&*host, &mut stream, &reply, request.keep_alive, origin).await
+                || !request.keep_alive
+            {
                 return;
             }
             continue;
         };
         let Ok(sid) = sid else {
             let reply = PollReply::error(EngineError::UnknownSid);
-            if !write_reply(&*host, &mut stream, &reply, request.keep_alive, origin).await || !request.keep_alive {
+            if !write_reply(&*host, &mut stream, &reply, request.keep_alive, origin).await
+                || !request.keep_alive
+            {
                 return;
             }
             continue;
@@ -153,7 +173,8 @@ pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream) {
                     let _ = write_reply(&*host, &mut stream, &reply, false, origin).await;
                     return;
                 }
-                let Some(body) = read_body(&mut stream, &mut buf, request.content_length).await else {
+                let Some(body) = read_body(&mut stream, &mut buf, request.content_length).await
+                else {
                     return;
                 };
                 let (sender, receiver) = oneshot::channel();
@@ -169,7 +190,9 @@ pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream) {
         let Some(reply) = reply else {
             return;
         };
-        if !write_reply(&*host, &mut stream, &reply, request.keep_alive, origin).await || !request.keep_alive {
+        if !write_reply(&*host, &mut stream, &reply, request.keep_alive, origin).await
+            || !request.keep_alive
+        {
             return;
         }
     }
@@ -218,12 +241,24 @@ fn route<H: Host>(host: &H, request: &http::Request<'_>) -> Route {
 }
 
 /// Sends a polling request to the owner of `sid` (this shard or another).
-fn send_to_owner<H: Host>(host: &H, sid: Id, request: PollRequest, reply: Option<crate::engine::PollWaiter>) {
+fn send_to_owner<H: Host>(
+    host: &H,
+    sid: Id,
+    request: PollRequest,
+    reply: Option<crate::engine::PollWaiter>,
+) {
     let owner = sid.shard();
     if owner == host.shard() {
         handle_poll(host, sid, request, reply);
     } else if owner < host.shards() {
-        host.forward(owner, Forward::Poll { sid, request, reply });
+        host.forward(
+            owner,
+            Forward::Poll {
+                sid,
+                request,
+                reply,
+            },
+        );
     } else if let Some(reply) = reply {
         let _ = reply.send(PollReply::error(EngineError::UnknownSid));
     }
@@ -231,7 +266,12 @@ fn send_to_owner<H: Host>(host: &H, sid: Id, request: PollRequest, reply: Option
 
 /// A GET: waits for the owner's answer while watching the connection, so that a client that
 /// aborts its long-poll closes the session at once (conformance.md §5.1 #13).
-async fn poll_get<H: Host>(host: &H, stream: &mut TcpStream, buf: &mut BytesMut, sid: Id) -> Option<PollReply> {
+async fn poll_get<H: Host>(
+    host: &H,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    sid: Id,
+) -> Option<PollReply> {
     let (sender, mut receiver) = oneshot::channel();
     send_to_owner(host, sid, PollRequest::Get, Some(sender));
     let mut watching = true;
@@ -254,19 +294,18 @@ async fn poll_get<H: Host>(host: &H, stream: &mut TcpStream, buf: &mut BytesMut,
 }
 
 /// Answers a forwarded poll request on the owner shard.
-pub(crate) fn answer_forwarded_poll<H: Host>(host: &H, sid: Id, request: PollRequest, reply: Option<crate::engine::PollWaiter>) {
+pub(crate) fn answer_forwarded_poll<H: Host>(
+    host: &H,
+    sid: Id,
+    request: PollRequest,
+    reply: Option<crate::engine::PollWaiter>,
+) {
     handle_poll(host, sid, request, reply)
 }
 
 /// Reads more bytes into `buf`; false on EOF or error.
-pub(super) async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> bool {
-    if buf.capacity() - buf.len() < 512 {
-        buf.reserve(buf.capacity().max(INITIAL_READ));
-    }
-    let owned = std::mem::take(buf);
-    let (result, owned) = stream.read(owned).await;
-    *buf = owned;
-    matches!(result, Ok(n) if n > 0)
+async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> bool {
+    super::read_into(stream, buf, INITIAL_READ).await
 }
 
 async fn read_body(stream: &mut TcpStream, buf: &mut BytesMut, length: usize) -> Option<Bytes> {
@@ -284,12 +323,26 @@ async fn discard_body(stream: &mut TcpStream, buf: &mut BytesMut, length: usize)
 }
 
 /// Writes a response with CORS headers; false if the connection broke.
-async fn write_reply<H: Host>(host: &H, stream: &mut TcpStream, reply: &PollReply, keep_alive: bool, origin: Option<&str>) -> bool {
+async fn write_reply<H: Host>(
+    host: &H,
+    stream: &mut TcpStream,
+    reply: &PollReply,
+    keep_alive: bool,
+    origin: Option<&str>,
+) -> bool {
     let mut extra = Vec::new();
     host.cors().write_headers(&mut extra, origin, false, None);
     let mut out = Vec::with_capacity(256 + reply.body.len());
-    let content_type = (!reply.body.is_empty() || reply.status == 200).then_some(reply.content_type);
-    http::write_response_head(&mut out, reply.status, content_type, reply.body.len(), keep_alive, &extra);
+    let content_type =
+        (!reply.body.is_empty() || reply.status == 200).then_some(reply.content_type);
+    http::write_response_head(
+        &mut out,
+        reply.status,
+        content_type,
+        reply.body.len(),
+        keep_alive,
+        &extra,
+    );
     out.extend_from_slice(&reply.body);
     let (result, _) = stream.write_all(out).await;
     result.is_ok()

@@ -12,7 +12,9 @@ use std::cell::RefCell;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use monoio::buf::IoBufMut;
+use monoio::io::AsyncReadRent;
 use monoio::net::TcpListener;
 
 use crate::codec::eio::Version;
@@ -81,6 +83,24 @@ pub(crate) struct Upgrade {
     pub(crate) leftover: Bytes,
 }
 
+/// Reads more bytes into the spare capacity of `buf` (appending), growing it by at least
+/// `grow` when less than a quarter of that is free. False on EOF or error.
+pub(crate) async fn read_into<R: AsyncReadRent>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    grow: usize,
+) -> bool {
+    if buf.capacity() - buf.len() < grow / 4 {
+        buf.reserve(grow.max(buf.capacity()));
+    }
+    let start = buf.len();
+    let end = buf.capacity();
+    let spare = std::mem::take(buf).slice_mut(start..end);
+    let (result, spare) = reader.read(spare).await;
+    *buf = spare.into_inner();
+    matches!(result, Ok(n) if n > 0)
+}
+
 /// Accepts connections forever, one task per connection.
 pub(crate) async fn accept_loop<H: Host>(host: Rc<H>, listener: TcpListener) {
     loop {
@@ -99,7 +119,12 @@ pub(crate) async fn accept_loop<H: Host>(host: Rc<H>, listener: TcpListener) {
 }
 
 /// Handles a polling request on the owner shard (local or forwarded).
-pub(crate) fn handle_poll<H: Host>(host: &H, sid: Id, request: PollRequest, reply: Option<PollWaiter>) {
+pub(crate) fn handle_poll<H: Host>(
+    host: &H,
+    sid: Id,
+    request: PollRequest,
+    reply: Option<PollWaiter>,
+) {
     let now = std::time::Instant::now();
     let found = host.engine().borrow().find(sid.as_str());
     let key = match found {

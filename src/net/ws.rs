@@ -9,13 +9,16 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoVecBuf;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedWriteHalf, Splitable};
+use monoio::io::{AsyncWriteRentExt, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
 use super::{Forward, Host, Upgrade};
 use crate::codec::http;
 use crate::codec::ws::Decoder;
 use crate::engine::{EngineError, LinkKey, PollReply, WriteBatch};
+
+/// Read buffer growth step for WebSocket connections.
+const READ_CHUNK: usize = 4096;
 
 /// Most frames handed to one `writev` (the kernel's IOV_MAX is 1024).
 const MAX_IOVECS: usize = 1024;
@@ -53,7 +56,9 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
     let link = {
         let mut engine = host.engine().borrow_mut();
         match upgrade.sid {
-            None => Ok(engine.open_websocket(now, upgrade.endpoint, upgrade.version).1),
+            None => Ok(engine
+                .open_websocket(now, upgrade.endpoint, upgrade.version)
+                .1),
             Some(sid) => engine
                 .find(sid.as_str())
                 .and_then(|key| engine.ws_upgrade(key, now)),
@@ -73,7 +78,14 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
         Err(error) => {
             let reply = PollReply::error(error);
             let mut out = Vec::new();
-            http::write_response_head(&mut out, reply.status, Some(reply.content_type), reply.body.len(), false, b"");
+            http::write_response_head(
+                &mut out,
+                reply.status,
+                Some(reply.content_type),
+                reply.body.len(),
+                false,
+                b"",
+            );
             out.extend_from_slice(&reply.body);
             let _ = stream.write_all(out).await;
             return;
@@ -98,7 +110,9 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(message)) => {
-                    host.engine().borrow_mut().ws_message(link, Instant::now(), message);
+                    host.engine()
+                        .borrow_mut()
+                        .ws_message(link, Instant::now(), message);
                     host.pump();
                 }
                 Ok(None) => break,
@@ -109,7 +123,7 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
                 }
             }
         }
-        if !read_half(&mut reader, &mut buf).await {
+        if !super::read_into(&mut reader, &mut buf, READ_CHUNK).await {
             host.engine().borrow_mut().ws_reader_done(link);
             host.pump();
             break;
@@ -117,18 +131,13 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
     }
 }
 
-async fn read_half(reader: &mut monoio::io::OwnedReadHalf<TcpStream>, buf: &mut BytesMut) -> bool {
-    if buf.capacity() - buf.len() < 512 {
-        buf.reserve(buf.capacity().max(4096));
-    }
-    let owned = std::mem::take(buf);
-    let (result, owned) = reader.read(owned).await;
-    *buf = owned;
-    matches!(result, Ok(n) if n > 0)
-}
-
 /// Drains the link's queue into vectored writes until the link ends.
-async fn write_loop<H: Host>(host: Rc<H>, mut writer: OwnedWriteHalf<TcpStream>, fd: RawFd, link: LinkKey) {
+async fn write_loop<H: Host>(
+    host: Rc<H>,
+    mut writer: OwnedWriteHalf<TcpStream>,
+    fd: RawFd,
+    link: LinkKey,
+) {
     if let Some(until) = host.engine().borrow().ws_hold_until(link) {
         monoio::time::sleep_until(until.into()).await;
     }
@@ -185,10 +194,11 @@ struct FrameBatch {
 impl FrameBatch {
     fn prepare(&mut self) {
         self.iovecs.clear();
-        self.iovecs.extend(self.frames.iter().map(|frame| libc::iovec {
-            iov_base: frame.as_ptr() as *mut libc::c_void,
-            iov_len: frame.len(),
-        }));
+        self.iovecs
+            .extend(self.frames.iter().map(|frame| libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            }));
     }
 }
 

@@ -273,8 +273,14 @@ mod tests {
     #[test]
     fn events_and_acks_are_encoded_like_the_reference() {
         let args = Args::new().with_json(&1).unwrap().with_str("2");
-        assert_eq!(text(&encode_event("/", "message-back", &args, None)), r#"42["message-back",1,"2"]"#);
-        assert_eq!(text(&encode_event("/chat", "a", &Args::new(), Some(7))), r#"42/chat,7["a"]"#);
+        assert_eq!(
+            text(&encode_event("/", "message-back", &args, None)),
+            r#"42["message-back",1,"2"]"#
+        );
+        assert_eq!(
+            text(&encode_event("/chat", "a", &Args::new(), Some(7))),
+            r#"42/chat,7["a"]"#
+        );
         let binary = Args::new().with_binary(Bytes::from_static(&[1, 2]));
         let frames = encode_ack("/", 9, &binary);
         assert_eq!(text(&frames), r#"461-9[{"_placeholder":true,"num":0}]"#);

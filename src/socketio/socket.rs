@@ -147,7 +147,10 @@ impl Socket {
     /// Closes the whole Engine.IO connection (every namespace of that client).
     pub fn close_connection(&self) {
         if let Some((session, _)) = self.route() {
-            self.io.engine.borrow_mut().close(session, CloseReason::ServerClose);
+            self.io
+                .engine
+                .borrow_mut()
+                .close(session, CloseReason::ServerClose);
         }
     }
 
@@ -189,7 +192,9 @@ pub struct AckSender {
 
 impl fmt::Debug for AckSender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AckSender").field("ack_id", &self.ack_id).finish()
+        f.debug_struct("AckSender")
+            .field("ack_id", &self.ack_id)
+            .finish()
     }
 }
 
@@ -236,7 +241,10 @@ impl BroadcastOperator {
             io,
             nsp,
             rooms: Vec::new(),
-            except: except_socket.map(|id| Box::from(&*id)).into_iter().collect(),
+            except: except_socket
+                .map(|id| Box::from(&*id))
+                .into_iter()
+                .collect(),
             volatile: false,
             local: false,
             timeout: None,
@@ -310,7 +318,11 @@ impl BroadcastOperator {
         self.io.clone()
     }
 
-    fn into_broadcast(&self, frames: Vec<crate::codec::frame::Frame>, ack: Option<RemoteAck>) -> Broadcast {
+    fn into_broadcast(
+        &self,
+        frames: Vec<crate::codec::frame::Frame>,
+        ack: Option<RemoteAck>,
+    ) -> Broadcast {
         // `local` needs no action while ringcast is a single node: every shard is this node.
         let _ = self.local;
         Broadcast {

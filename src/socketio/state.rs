@@ -144,11 +144,18 @@ impl State {
         Some(index)
     }
 
-    pub(crate) fn add_ack(&mut self, socket: SocketKey, ack_id: u64, handler: AckHandler, deadline: Option<Instant>) {
+    pub(crate) fn add_ack(
+        &mut self,
+        socket: SocketKey,
+        ack_id: u64,
+        handler: AckHandler,
+        deadline: Option<Instant>,
+    ) {
         if let Some(state) = self.sockets.get_mut(socket as usize) {
             state.acks.insert(ack_id, handler);
             if let Some(deadline) = deadline {
-                self.timers.push(Reverse((deadline, Timer::Ack(socket, ack_id))));
+                self.timers
+                    .push(Reverse((deadline, Timer::Ack(socket, ack_id))));
             }
         }
     }
@@ -171,7 +178,8 @@ impl State {
                 callback,
             },
         );
-        self.timers.push(Reverse((deadline, Timer::Aggregate(request))));
+        self.timers
+            .push(Reverse((deadline, Timer::Aggregate(request))));
         request
     }
 
@@ -180,7 +188,12 @@ impl State {
     }
 
     /// Adds `count` expected acks and reports whether the broadcast is now complete.
-    fn aggregate_count(&mut self, request: u64, count: usize, shard_report: bool) -> Option<Aggregate> {
+    fn aggregate_count(
+        &mut self,
+        request: u64,
+        count: usize,
+        shard_report: bool,
+    ) -> Option<Aggregate> {
         let aggregate = self.aggregates.get_mut(&request)?;
         aggregate.expected += count;
         if shard_report {
@@ -260,7 +273,9 @@ pub(super) fn on_open(io: &Rc<Io>, now: Instant, session: SessionKey) {
                 connect_deadline: Some(deadline),
             },
         );
-        state.timers.push(Reverse((deadline, Timer::Connect(session))));
+        state
+            .timers
+            .push(Reverse((deadline, Timer::Connect(session))));
     }
     if version == Version::V3 {
         // Protocol 4 clients are connected to the main namespace implicitly.
@@ -329,10 +344,18 @@ pub(super) fn on_close(io: &Rc<Io>, session: SessionKey, reason: DisconnectReaso
 
 /// A peer broke the Socket.IO protocol: its whole session is closed.
 fn protocol_error(io: &Rc<Io>, session: SessionKey) {
-    io.engine.borrow_mut().close(session, CloseReason::ParseError);
+    io.engine
+        .borrow_mut()
+        .close(session, CloseReason::ParseError);
 }
 
-fn dispatch(io: &Rc<Io>, now: Instant, session: SessionKey, packet: sio::Packet, attachments: Vec<Bytes>) {
+fn dispatch(
+    io: &Rc<Io>,
+    now: Instant,
+    session: SessionKey,
+    packet: sio::Packet,
+    attachments: Vec<Bytes>,
+) {
     let nsp = packet.nsp_str().to_owned();
     match packet.kind {
         PacketType::Connect => {
@@ -414,7 +437,10 @@ fn connect(io: &Rc<Io>, now: Instant, session: SessionKey, nsp: &str, auth: Byte
     };
     let (def, name) = {
         let state = io.state.borrow();
-        (state.namespaces[ns].def.clone(), state.namespaces[ns].name.clone())
+        (
+            state.namespaces[ns].def.clone(),
+            state.namespaces[ns].name.clone(),
+        )
     };
     let handshake = Handshake {
         nsp: name.clone(),
@@ -521,16 +547,14 @@ fn percent_decode(text: &str) -> String {
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' => out.push(b' '),
             b => out.push(b),
         }
@@ -540,7 +564,12 @@ fn percent_decode(text: &str) -> String {
 }
 
 fn on_event(io: &Rc<Io>, socket: SocketKey, packet: sio::Packet, attachments: Vec<Bytes>) {
-    let session = io.state.borrow().sockets.get(socket as usize).map(|s| s.session);
+    let session = io
+        .state
+        .borrow()
+        .sockets
+        .get(socket as usize)
+        .map(|s| s.session);
     let Some(session) = session else {
         return;
     };
@@ -562,12 +591,17 @@ fn on_event(io: &Rc<Io>, socket: SocketKey, packet: sio::Packet, attachments: Ve
     let (def, id) = {
         let state = io.state.borrow();
         let socket_state = &state.sockets[socket as usize];
-        (state.namespaces[socket_state.ns].def.clone(), socket_state.id.clone())
+        (
+            state.namespaces[socket_state.ns].def.clone(),
+            socket_state.id.clone(),
+        )
     };
     let args = ranges[1..].to_vec();
     let message = Message::new(packet.data, args, attachments);
     let handle = Socket::new(io.clone(), socket, id);
-    let ack = packet.ack_id.map(|ack_id| AckSender::new(handle.clone(), ack_id));
+    let ack = packet
+        .ack_id
+        .map(|ack_id| AckSender::new(handle.clone(), ack_id));
     if let Some(handler) = def.events.get(name.as_str()) {
         handler(&handle, message, ack);
     } else if let Some(handler) = &def.on_any {
@@ -637,7 +671,10 @@ pub(crate) fn remove_socket(io: &Rc<Io>, socket: SocketKey, reason: DisconnectRe
 pub(crate) fn disconnect_socket(io: &Rc<Io>, socket: SocketKey) {
     let target = {
         let state = io.state.borrow();
-        state.sockets.get(socket as usize).map(|s| (s.session, state.namespaces[s.ns].name.clone()))
+        state
+            .sockets
+            .get(socket as usize)
+            .map(|s| (s.session, state.namespaces[s.ns].name.clone()))
     };
     let Some((session, nsp)) = target else {
         return;
@@ -660,9 +697,14 @@ pub(crate) fn deliver_local(io: &Rc<Io>, broadcast: &Broadcast, ack: Option<AckH
         let Some(ns) = state.namespace_index(&broadcast.nsp) else {
             return 0;
         };
-        state.for_each_target(ns, &broadcast.rooms, &broadcast.except, |socket, session| {
-            targets.push((socket, session));
-        });
+        state.for_each_target(
+            ns,
+            &broadcast.rooms,
+            &broadcast.except,
+            |socket, session| {
+                targets.push((socket, session));
+            },
+        );
     }
     let mut delivered = 0;
     for &(socket, session) in &targets {
@@ -688,7 +730,9 @@ pub(crate) fn deliver_local(io: &Rc<Io>, broadcast: &Broadcast, ack: Option<AckH
 
 /// Sends a broadcast to this shard and to every other shard (one message each).
 pub(crate) fn broadcast(io: &Rc<Io>, broadcast: Broadcast, shard_local: bool) -> usize {
-    let ack = broadcast.ack.map(|spec| AckHandler::Aggregate(spec.request));
+    let ack = broadcast
+        .ack
+        .map(|spec| AckHandler::Aggregate(spec.request));
     let request = broadcast.ack.map(|spec| spec.request);
     let shared = Arc::new(broadcast);
     if !shard_local {
@@ -713,10 +757,13 @@ pub(super) fn on_peer_message(io: &Rc<Io>, _from: u16, msg: IoMsg) {
             });
             let count = deliver_local(io, &broadcast, ack);
             if let Some(spec) = broadcast.ack {
-                io.send_peer(spec.origin, IoMsg::AckCount {
-                    request: spec.request,
-                    count,
-                });
+                io.send_peer(
+                    spec.origin,
+                    IoMsg::AckCount {
+                        request: spec.request,
+                        count,
+                    },
+                );
             }
         }
         IoMsg::AckCount { request, count } => {
@@ -754,7 +801,9 @@ pub(super) fn on_timeouts(io: &Rc<Io>, now: Instant) {
                     .get(&session)
                     .is_some_and(|c| c.connect_deadline == Some(at));
                 if expired {
-                    io.engine.borrow_mut().close(session, CloseReason::ServerClose);
+                    io.engine
+                        .borrow_mut()
+                        .close(session, CloseReason::ServerClose);
                 }
             }
             Timer::Ack(socket, ack_id) => {

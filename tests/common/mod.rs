@@ -18,7 +18,9 @@ impl Server {
     /// same tests can be checked against a reference implementation.
     pub fn start(args: &[&str]) -> Server {
         if let Ok(external) = std::env::var("RINGCAST_EXTERNAL_ADDR") {
-            let addr = external.parse().expect("RINGCAST_EXTERNAL_ADDR must be host:port");
+            let addr = external
+                .parse()
+                .expect("RINGCAST_EXTERNAL_ADDR must be host:port");
             return Server { addr, child: None };
         }
         let port = free_port();
@@ -29,7 +31,10 @@ impl Server {
             .spawn()
             .expect("spawn ringcast");
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let server = Server { addr, child: Some(child) };
+        let server = Server {
+            addr,
+            child: Some(child),
+        };
         server.wait_ready();
         server
     }
