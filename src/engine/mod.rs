@@ -267,10 +267,10 @@ impl Engine {
         let key = entry.key() as SessionKey;
         let id = Id::generate(self.shard, key, &mut self.random);
         let heartbeat = match version {
-            Version::V4 => Heartbeat::PingDue(now + self.config.ping_interval),
-            Version::V3 => {
-                Heartbeat::ClientPingDue(now + self.config.ping_interval + self.config.ping_timeout)
-            }
+            Version::V4 => Heartbeat::SendPingAt(now + self.config.ping_interval),
+            Version::V3 => Heartbeat::ClientSendPingAt(
+                now + self.config.ping_interval + self.config.ping_timeout,
+            ),
         };
         entry.insert(Session::new(
             id,
@@ -619,8 +619,8 @@ impl Engine {
             Packet::Message(text) => self.events.push_back(Event::Message(key, text)),
             Packet::Binary(data) => self.events.push_back(Event::Binary(key, data)),
             Packet::Pong(_) if session.version == Version::V4 => {
-                if matches!(session.heartbeat, Heartbeat::PongDue(_)) {
-                    session.heartbeat = Heartbeat::PingDue(now + self.config.ping_interval);
+                if matches!(session.heartbeat, Heartbeat::PongBy(_)) {
+                    session.heartbeat = Heartbeat::SendPingAt(now + self.config.ping_interval);
                     self.reschedule(key);
                 }
             }
@@ -628,7 +628,7 @@ impl Engine {
                 let mut pong = Vec::with_capacity(1 + data.len());
                 pong.push(b'3');
                 pong.extend_from_slice(&data);
-                session.heartbeat = Heartbeat::ClientPingDue(
+                session.heartbeat = Heartbeat::ClientSendPingAt(
                     now + self.config.ping_interval + self.config.ping_timeout,
                 );
                 self.reschedule(key);
@@ -679,7 +679,7 @@ impl Engine {
                 session.upgrade_deadline = None;
                 if session.version == Version::V3 {
                     // The client keeps pinging; restart its deadline from now.
-                    session.heartbeat = Heartbeat::ClientPingDue(
+                    session.heartbeat = Heartbeat::ClientSendPingAt(
                         now + self.config.ping_interval + self.config.ping_timeout,
                     );
                 }
@@ -851,12 +851,12 @@ impl Engine {
                 continue;
             };
             match session.heartbeat {
-                Heartbeat::PingDue(due) if due <= now => {
+                Heartbeat::SendPingAt(due) if due <= now => {
                     // The timeout clock starts when the ping is queued (conformance.md §6).
-                    session.heartbeat = Heartbeat::PongDue(now + self.config.ping_timeout);
+                    session.heartbeat = Heartbeat::PongBy(now + self.config.ping_timeout);
                     self.send(key, &Frame::text(b"2"), false);
                 }
-                Heartbeat::PongDue(due) | Heartbeat::ClientPingDue(due) if due <= now => {
+                Heartbeat::PongBy(due) | Heartbeat::ClientSendPingAt(due) if due <= now => {
                     self.close(key, CloseReason::PingTimeout);
                     continue;
                 }
@@ -909,3 +909,6 @@ fn link_bytes(frame: &Frame, version: Version) -> Bytes {
     }
     frame.ws_bytes().clone()
 }
+
+#[cfg(test)]
+mod tests;

@@ -63,17 +63,19 @@ pub(super) enum Transport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Heartbeat {
     /// EIO=4: the server pings at this instant.
-    PingDue(Instant),
+    SendPingAt(Instant),
     /// EIO=4: the client must pong by this instant.
-    PongDue(Instant),
+    PongBy(Instant),
     /// EIO=3: the client must ping by this instant.
-    ClientPingDue(Instant),
+    ClientSendPingAt(Instant),
 }
 
 impl Heartbeat {
     pub(super) fn due(self) -> Instant {
         match self {
-            Heartbeat::PingDue(at) | Heartbeat::PongDue(at) | Heartbeat::ClientPingDue(at) => at,
+            Heartbeat::SendPingAt(at) | Heartbeat::PongBy(at) | Heartbeat::ClientSendPingAt(at) => {
+                at
+            }
         }
     }
 }

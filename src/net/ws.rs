@@ -138,7 +138,8 @@ async fn write_loop<H: Host>(
     fd: RawFd,
     link: LinkKey,
 ) {
-    if let Some(until) = host.engine().borrow().ws_hold_until(link) {
+    let hold = host.engine().borrow().ws_hold_until(link);
+    if let Some(until) = hold {
         monoio::time::sleep_until(until.into()).await;
     }
     let mut batch = FrameBatch::default();

@@ -15,6 +15,8 @@ type Middleware = dyn Fn(&Handshake) -> Result<(), ConnectError> + Send + Sync;
 type ConnectHandler = dyn Fn(&Socket) + Send + Sync;
 type EventHandler = dyn Fn(&Socket, Message, Option<AckSender>) + Send + Sync;
 type DisconnectHandler = dyn Fn(&Socket, DisconnectReason) + Send + Sync;
+type AnyEventHandler = dyn Fn(&Socket, &str, Message, Option<AckSender>) + Send + Sync;
+type Admits = dyn Fn(&str) -> bool + Send + Sync;
 
 /// The handlers of one namespace (or of every namespace a dynamic pattern admits).
 #[derive(Clone, Default)]
@@ -23,7 +25,7 @@ pub struct Namespace {
     pub(crate) on_connect: Option<Arc<ConnectHandler>>,
     pub(crate) on_disconnect: Option<Arc<DisconnectHandler>>,
     pub(crate) events: HashMap<Box<str>, Arc<EventHandler>>,
-    pub(crate) on_any: Option<Arc<dyn Fn(&Socket, &str, Message, Option<AckSender>) + Send + Sync>>,
+    pub(crate) on_any: Option<Arc<AnyEventHandler>>,
 }
 
 impl Namespace {
@@ -152,7 +154,7 @@ impl ConnectError {
 #[derive(Clone, Default)]
 pub struct Namespaces {
     pub(crate) declared: HashMap<Box<str>, Arc<Namespace>>,
-    pub(crate) dynamic: Vec<(Arc<dyn Fn(&str) -> bool + Send + Sync>, Arc<Namespace>)>,
+    pub(crate) dynamic: Vec<(Arc<Admits>, Arc<Namespace>)>,
 }
 
 impl Namespaces {

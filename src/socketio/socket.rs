@@ -284,7 +284,7 @@ impl BroadcastOperator {
     /// Emits to every matching socket on every shard. Returns the recipients on this shard.
     pub fn emit(self, event: &str, args: &Args) -> usize {
         let frames = encode_event(&self.nsp, event, args, None);
-        let broadcast = self.into_broadcast(frames, None);
+        let broadcast = self.to_broadcast(frames, None);
         state::broadcast(&self.io_ref(), broadcast, false)
     }
 
@@ -310,7 +310,7 @@ impl BroadcastOperator {
             ack_id,
             deadline,
         };
-        let broadcast = self.into_broadcast(frames, Some(spec));
+        let broadcast = self.to_broadcast(frames, Some(spec));
         state::broadcast(&self.io_ref(), broadcast, false);
     }
 
@@ -318,7 +318,7 @@ impl BroadcastOperator {
         self.io.clone()
     }
 
-    fn into_broadcast(
+    fn to_broadcast(
         &self,
         frames: Vec<crate::codec::frame::Frame>,
         ack: Option<RemoteAck>,

@@ -28,6 +28,9 @@ use crate::rooms::Rooms;
 /// A socket's slab key on its shard.
 pub(crate) type SocketKey = u32;
 
+/// What runs when every ack of a broadcast arrived (or the deadline passed).
+pub(crate) type AggregateCallback = Box<dyn FnOnce(Result<Vec<Message>, (AckError, Vec<Message>)>)>;
+
 /// What runs when an ack arrives (or its deadline passes).
 pub(crate) enum AckHandler {
     /// A handler on this shard.
@@ -78,7 +81,7 @@ struct Aggregate {
     /// Shards that have not reported their count yet.
     shards_pending: usize,
     responses: Vec<Message>,
-    callback: Box<dyn FnOnce(Result<Vec<Message>, (AckError, Vec<Message>)>)>,
+    callback: AggregateCallback,
 }
 
 pub(crate) struct State {
@@ -165,7 +168,7 @@ impl State {
         &mut self,
         shards_pending: usize,
         deadline: Instant,
-        callback: Box<dyn FnOnce(Result<Vec<Message>, (AckError, Vec<Message>)>)>,
+        callback: AggregateCallback,
     ) -> u64 {
         let request = self.next_request;
         self.next_request += 1;

@@ -1,0 +1,275 @@
+//! The engine driven by hand with simulated time: no sockets, no runtime.
+
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_channel::oneshot;
+use futures_util::task::noop_waker_ref;
+
+use super::*;
+
+const INTERVAL: Duration = Duration::from_millis(300);
+const TIMEOUT: Duration = Duration::from_millis(200);
+
+fn engine() -> Engine {
+    Engine::new(
+        0,
+        EngineConfig {
+            ping_interval: INTERVAL,
+            ping_timeout: TIMEOUT,
+            max_outbound_bytes: 1000,
+            ..EngineConfig::default()
+        },
+    )
+}
+
+fn open(engine: &mut Engine, now: Instant, version: Version) -> SessionKey {
+    let (key, reply) = engine.open_polling(now, 0, version, true);
+    assert_eq!(reply.status, 200);
+    assert_eq!(engine.next_event(), Some(Event::Open(key)));
+    key
+}
+
+/// Issues a GET and returns what it was answered with, if answered yet.
+fn get(engine: &mut Engine, key: SessionKey) -> oneshot::Receiver<PollReply> {
+    let (sender, receiver) = oneshot::channel();
+    engine.poll_get(key, sender);
+    engine.flush();
+    receiver
+}
+
+fn body(receiver: &mut oneshot::Receiver<PollReply>) -> Option<(u16, String)> {
+    let reply = receiver.try_recv().ok().flatten()?;
+    Some((
+        reply.status,
+        String::from_utf8_lossy(&reply.body).into_owned(),
+    ))
+}
+
+fn post(engine: &mut Engine, key: SessionKey, now: Instant, payload: &str) -> u16 {
+    engine
+        .poll_post(key, now, Bytes::copy_from_slice(payload.as_bytes()), false)
+        .status
+}
+
+fn written(engine: &mut Engine, link: LinkKey, now: Instant) -> (Vec<Bytes>, Poll<WriteBatch>) {
+    let mut out = Vec::new();
+    let mut cx = Context::from_waker(noop_waker_ref());
+    let step = engine.ws_poll_write(link, now, &mut cx, &mut out);
+    (out, step)
+}
+
+fn ws_text(text: &str) -> ws::Message {
+    ws::Message::Text(Bytes::copy_from_slice(text.as_bytes()))
+}
+
+#[test]
+fn handshake_carries_the_open_packet() {
+    let mut engine = engine();
+    let (key, reply) = engine.open_polling(Instant::now(), 0, Version::V4, true);
+    let text = std::str::from_utf8(&reply.body).unwrap();
+    let id = engine.id(key).unwrap();
+    assert!(text.starts_with(&format!("0{{\"sid\":\"{id}\",\"upgrades\":[\"websocket\"]")));
+    assert_eq!(engine.find(id.as_str()), Ok(key));
+    assert_eq!(
+        engine.find("AAAAAAAAAAAAAAAAAAAAAAAA"),
+        Err(EngineError::UnknownSid)
+    );
+}
+
+#[test]
+fn v4_heartbeat_pings_then_times_out() {
+    let mut engine = engine();
+    let start = Instant::now();
+    let key = open(&mut engine, start, Version::V4);
+    assert_eq!(engine.next_deadline(), Some(start + INTERVAL));
+    engine.handle_timeouts(start + INTERVAL);
+    let mut poll = get(&mut engine, key);
+    assert_eq!(body(&mut poll), Some((200, "2".into())));
+    // A pong moves the next ping a full interval after it.
+    let pong_at = start + INTERVAL + Duration::from_millis(50);
+    assert_eq!(post(&mut engine, key, pong_at, "3"), 200);
+    assert_eq!(engine.next_deadline(), Some(pong_at + INTERVAL));
+    engine.handle_timeouts(pong_at + INTERVAL);
+    // No pong this time: the session dies `TIMEOUT` after the ping was queued.
+    engine.handle_timeouts(pong_at + INTERVAL + TIMEOUT);
+    assert_eq!(
+        engine.next_event(),
+        Some(Event::Close(key, CloseReason::PingTimeout))
+    );
+    assert_eq!(engine.session_count(), 0);
+}
+
+#[test]
+fn v3_client_pings_are_answered_and_required() {
+    let mut engine = engine();
+    let start = Instant::now();
+    let key = open(&mut engine, start, Version::V3);
+    assert_eq!(post(&mut engine, key, start, "1:2"), 200);
+    let mut poll = get(&mut engine, key);
+    assert_eq!(body(&mut poll), Some((200, "1:3".into())));
+    engine.handle_timeouts(start + INTERVAL + TIMEOUT);
+    assert_eq!(
+        engine.next_event(),
+        Some(Event::Close(key, CloseReason::PingTimeout))
+    );
+}
+
+#[test]
+fn a_poll_is_answered_with_everything_queued() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let key = open(&mut engine, now, Version::V4);
+    let mut poll = get(&mut engine, key);
+    assert_eq!(body(&mut poll), None, "nothing queued yet: the GET waits");
+    engine.send(key, &Frame::text(b"4a"), false);
+    engine.send(key, &Frame::binary(&[1, 2, 3, 4]), false);
+    engine.flush();
+    assert_eq!(body(&mut poll), Some((200, "4a\x1ebAQIDBA==".into())));
+}
+
+#[test]
+fn posted_packets_become_events_and_garbage_closes() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let key = open(&mut engine, now, Version::V4);
+    assert_eq!(post(&mut engine, key, now, "4hello\x1ebAQID"), 200);
+    assert_eq!(
+        engine.next_event(),
+        Some(Event::Message(key, Bytes::from_static(b"hello")))
+    );
+    assert_eq!(
+        engine.next_event(),
+        Some(Event::Binary(key, Bytes::from_static(&[1, 2, 3])))
+    );
+    assert_eq!(post(&mut engine, key, now, "abc"), 400);
+    assert_eq!(
+        engine.next_event(),
+        Some(Event::Close(key, CloseReason::ParseError))
+    );
+}
+
+#[test]
+fn duplicate_poll_closes_the_session() {
+    let mut engine = engine();
+    let key = open(&mut engine, Instant::now(), Version::V4);
+    let mut first = get(&mut engine, key);
+    let mut second = get(&mut engine, key);
+    assert_eq!(body(&mut second).map(|(status, _)| status), Some(400));
+    assert_eq!(body(&mut first), Some((200, "1".into())));
+    assert_eq!(engine.session_count(), 0);
+}
+
+#[test]
+fn client_close_answers_the_pending_poll_with_noop() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let key = open(&mut engine, now, Version::V4);
+    let mut poll = get(&mut engine, key);
+    assert_eq!(post(&mut engine, key, now, "1"), 200);
+    assert_eq!(body(&mut poll), Some((200, "6".into())));
+    assert_eq!(
+        engine.next_event(),
+        Some(Event::Close(key, CloseReason::ClientClose))
+    );
+}
+
+#[test]
+fn upgrade_probe_then_switch() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let key = open(&mut engine, now, Version::V4);
+    let mut poll = get(&mut engine, key);
+    let link = engine.ws_upgrade(key, now).unwrap();
+    assert_eq!(engine.ws_upgrade(key, now), Err(EngineError::BadRequest));
+    engine.ws_message(link, now, ws_text("2probe"));
+    let (frames, _) = written(&mut engine, link, now);
+    assert_eq!(&frames[0][2..], b"3probe");
+    assert_eq!(
+        body(&mut poll),
+        Some((200, "6".into())),
+        "the poll is released at once"
+    );
+    engine.send(key, &Frame::text(b"4queued"), false);
+    engine.ws_message(link, now, ws_text("5"));
+    let (frames, _) = written(&mut engine, link, now);
+    assert_eq!(
+        &frames[0][2..],
+        b"4queued",
+        "frames queued during the upgrade move over"
+    );
+    let mut late = get(&mut engine, key);
+    assert_eq!(body(&mut late).map(|(status, _)| status), Some(400));
+    engine.ws_message(link, now, ws_text("4hi"));
+    assert_eq!(
+        engine.next_event(),
+        Some(Event::Message(key, Bytes::from_static(b"hi")))
+    );
+}
+
+#[test]
+fn a_failed_probe_leaves_polling_in_place() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let key = open(&mut engine, now, Version::V4);
+    let link = engine.ws_upgrade(key, now).unwrap();
+    engine.ws_reader_done(link);
+    engine.ws_writer_done(link);
+    assert_eq!(engine.session_count(), 1);
+    assert!(engine.ws_upgrade(key, now).is_ok(), "a new probe may start");
+}
+
+#[test]
+fn websocket_session_writes_and_closes() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let (key, link) = engine.open_websocket(now, 0, Version::V4);
+    let (frames, step) = written(&mut engine, link, now);
+    assert_eq!(step, Poll::Ready(WriteBatch::Frames));
+    assert_eq!(frames[0][2], b'0');
+    engine.close(key, CloseReason::ServerClose);
+    let (frames, step) = written(&mut engine, link, now);
+    assert_eq!(step, Poll::Ready(WriteBatch::Close));
+    assert_eq!(frames[0][0], 0x88, "a close frame ends the connection");
+}
+
+#[test]
+fn v3_binary_frames_carry_the_type_byte() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let (key, link) = engine.open_websocket(now, 0, Version::V3);
+    let _open = written(&mut engine, link, now);
+    engine.send(key, &Frame::binary(&[9, 9]), false);
+    let (frames, _) = written(&mut engine, link, now);
+    assert_eq!(&frames[0][..], &[0x82, 3, 4, 9, 9]);
+}
+
+#[test]
+fn volatile_frames_are_dropped_when_not_writable() {
+    let mut engine = engine();
+    let key = open(&mut engine, Instant::now(), Version::V4);
+    assert!(
+        !engine.send(key, &Frame::text(b"4v"), true),
+        "no pending poll"
+    );
+    let mut poll = get(&mut engine, key);
+    assert!(engine.send(key, &Frame::text(b"4v"), true));
+    engine.flush();
+    assert_eq!(body(&mut poll), Some((200, "4v".into())));
+}
+
+#[test]
+fn a_slow_consumer_is_disconnected() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let (key, _link) = engine.open_websocket(now, 0, Version::V4);
+    let big = Frame::text(&[b'4'; 600]);
+    assert!(engine.send(key, &big, false));
+    assert!(!engine.send(key, &big, false), "over max_outbound_bytes");
+    engine.next_event();
+    assert_eq!(
+        engine.next_event(),
+        Some(Event::Close(key, CloseReason::SlowConsumer))
+    );
+}
