@@ -42,6 +42,7 @@ pub struct Socket {
     io: Rc<Io>,
     key: SocketKey,
     id: Arc<str>,
+    nsp: Arc<str>,
 }
 
 impl fmt::Debug for Socket {
@@ -51,13 +52,8 @@ impl fmt::Debug for Socket {
 }
 
 impl Socket {
-    pub(crate) fn new(io: Rc<Io>, key: SocketKey, id: Arc<str>) -> Socket {
-        Socket { io, key, id }
-    }
-
-    /// A handle for a socket that is already gone (given to disconnect handlers).
-    pub(crate) fn gone(io: Rc<Io>, key: SocketKey, id: Arc<str>) -> Socket {
-        Socket { io, key, id }
+    pub(crate) fn new(io: Rc<Io>, key: SocketKey, id: Arc<str>, nsp: Arc<str>) -> Socket {
+        Socket { io, key, id, nsp }
     }
 
     /// The socket id (as the client sees it in `socket.id`).
@@ -77,8 +73,7 @@ impl Socket {
 
     /// The namespace name.
     pub fn nsp(&self) -> Arc<str> {
-        self.with_state(|state, socket| state.namespaces[socket.ns].name.clone())
-            .unwrap_or_else(|| Arc::from("/"))
+        self.nsp.clone()
     }
 
     /// The raw JSON auth payload of the CONNECT (`{}` if none).
@@ -170,7 +165,7 @@ impl Socket {
     }
 
     fn route(&self) -> Option<(u32, Arc<str>)> {
-        self.with_state(|state, socket| (socket.session, state.namespaces[socket.ns].name.clone()))
+        self.with_state(|_, socket| (socket.session, self.nsp.clone()))
     }
 
     fn with_state<T>(&self, f: impl FnOnce(&state::State, &state::SocketState) -> T) -> Option<T> {

@@ -520,7 +520,7 @@ fn connect(io: &Rc<Io>, now: Instant, session: SessionKey, nsp: &str, auth: Byte
     let frames = encode_packet(PacketType::Connect, &name, None, &reply, &[]);
     io.send_frames(session, &frames, false);
     if let Some(on_connect) = &def.on_connect {
-        on_connect(&Socket::new(io.clone(), socket, id));
+        on_connect(&Socket::new(io.clone(), socket, id, name));
     }
 }
 
@@ -591,17 +591,19 @@ fn on_event(io: &Rc<Io>, socket: SocketKey, packet: sio::Packet, attachments: Ve
     } else {
         String::from_utf8_lossy(name_raw).into_owned()
     };
-    let (def, id) = {
+    let (def, id, nsp) = {
         let state = io.state.borrow();
         let socket_state = &state.sockets[socket as usize];
+        let namespace = &state.namespaces[socket_state.ns];
         (
-            state.namespaces[socket_state.ns].def.clone(),
+            namespace.def.clone(),
             socket_state.id.clone(),
+            namespace.name.clone(),
         )
     };
     let args = ranges[1..].to_vec();
     let message = Message::new(packet.data, args, attachments);
-    let handle = Socket::new(io.clone(), socket, id);
+    let handle = Socket::new(io.clone(), socket, id, nsp);
     let ack = packet
         .ack_id
         .map(|ack_id| AckSender::new(handle.clone(), ack_id));
@@ -647,7 +649,7 @@ fn detach_from_client(io: &Io, session: SessionKey, socket: SocketKey) {
 
 /// Removes a socket: leaves its rooms, fails its pending acks, calls the disconnect handler.
 pub(crate) fn remove_socket(io: &Rc<Io>, socket: SocketKey, reason: DisconnectReason) {
-    let (state_entry, def) = {
+    let (state_entry, def, nsp_name) = {
         let mut state = io.state.borrow_mut();
         if !state.sockets.contains(socket as usize) {
             return;
@@ -658,7 +660,7 @@ pub(crate) fn remove_socket(io: &Rc<Io>, socket: SocketKey, reason: DisconnectRe
             nsp.rooms.leave(room, socket);
         }
         nsp.members.remove(&socket);
-        (entry, nsp.def.clone())
+        (entry, nsp.def.clone(), nsp.name.clone())
     };
     for (_, handler) in state_entry.acks {
         if let AckHandler::Local(callback) = handler {
@@ -666,7 +668,10 @@ pub(crate) fn remove_socket(io: &Rc<Io>, socket: SocketKey, reason: DisconnectRe
         }
     }
     if let Some(on_disconnect) = &def.on_disconnect {
-        on_disconnect(&Socket::gone(io.clone(), socket, state_entry.id), reason);
+        on_disconnect(
+            &Socket::new(io.clone(), socket, state_entry.id, nsp_name),
+            reason,
+        );
     }
 }
 
