@@ -236,6 +236,7 @@ pub(crate) fn run(
             },
             plan.namespaces.clone(),
             Box::new(move |to, msg| peers_bus.send(to as usize, ShardMsg::Io(id, msg))),
+            Instant::now(),
         );
         *shard.io.borrow_mut() = Some(io);
         let listener = monoio::net::TcpListener::from_std(listener)?;

@@ -123,6 +123,7 @@ impl Io {
         config: IoConfig,
         namespaces: Arc<Namespaces>,
         peers: Box<dyn Fn(u16, IoMsg)>,
+        now: Instant,
     ) -> Rc<Io> {
         Rc::new(Io {
             shard,
@@ -132,7 +133,7 @@ impl Io {
             config,
             namespaces,
             peers,
-            now: Cell::new(Instant::now()),
+            now: Cell::new(now),
         })
     }
 

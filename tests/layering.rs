@@ -1,0 +1,104 @@
+//! Keeps the layers of ARCHITECTURE.md honest: a module may not name what is above it.
+
+use std::fs;
+use std::path::Path;
+
+/// (module directory or file under src/, names it must never use)
+const RULES: &[(&str, &[&str])] = &[
+    (
+        "codec",
+        &[
+            "monoio",
+            "crate::engine",
+            "crate::socketio",
+            "crate::net",
+            "crate::shard",
+            "crate::bus",
+            "crate::rooms",
+        ],
+    ),
+    (
+        "engine",
+        &[
+            "monoio",
+            "crate::socketio",
+            "crate::net",
+            "crate::shard",
+            "crate::bus",
+            "Instant::now",
+        ],
+    ),
+    ("rooms.rs", &["monoio", "crate::"]),
+    ("bus.rs", &["crate::"]),
+    (
+        "socketio",
+        &[
+            "monoio",
+            "crate::net",
+            "crate::shard",
+            "crate::bus",
+            "Instant::now",
+            "libc",
+        ],
+    ),
+    ("net", &["crate::socketio", "crate::rooms", "crate::shard"]),
+];
+
+#[test]
+fn layers_only_import_downward() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut violations = Vec::new();
+    for (module, forbidden) in RULES {
+        for file in rust_files(&src.join(module)) {
+            if file.ends_with("tests.rs") {
+                continue;
+            }
+            let text = fs::read_to_string(&file).expect("read source");
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for name in *forbidden {
+                if code.contains(name) {
+                    violations.push(format!("{} uses {name}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "layering violations:\n{}",
+        violations.join("\n")
+    );
+}
+
+#[test]
+fn every_module_starts_with_a_doc_comment() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let missing: Vec<_> = rust_files(&src)
+        .into_iter()
+        .filter(|file| {
+            let text = fs::read_to_string(file).unwrap_or_default();
+            !text.trim_start().starts_with("//!")
+        })
+        .map(|file| file.display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "files without a //! header:\n{}",
+        missing.join("\n")
+    );
+}
+
+fn rust_files(path: &Path) -> Vec<std::path::PathBuf> {
+    if path.is_file() {
+        return vec![path.to_path_buf()];
+    }
+    let mut files = Vec::new();
+    for entry in fs::read_dir(path).expect("list source dir") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
