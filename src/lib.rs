@@ -17,6 +17,7 @@
 //! Server::builder().namespace("/", ns).start().unwrap().wait();
 //! ```
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
 
 pub mod apps;
 pub mod bus;

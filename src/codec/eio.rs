@@ -27,12 +27,19 @@ pub enum Version {
 #[repr(u8)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacketType {
+    /// Server handshake.
     Open = 0,
+    /// Close the session.
     Close,
+    /// Heartbeat ping (or upgrade probe).
     Ping,
+    /// Heartbeat pong.
     Pong,
+    /// A message.
     Message,
+    /// Complete an upgrade.
     Upgrade,
+    /// Nothing (releases a pending poll).
     Noop,
 }
 

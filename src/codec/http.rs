@@ -11,15 +11,20 @@ pub const MAX_HEADERS: usize = 64;
 /// The request methods the server routes on; anything else is `Other` (answered 405 upstream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// GET.
     Get,
+    /// POST.
     Post,
+    /// OPTIONS (CORS preflight).
     Options,
+    /// Any other method.
     Other,
 }
 
 /// A parsed request head. Every string borrows from the receive buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request<'b> {
+    /// Request method.
     pub method: Method,
     /// The request target before `?`.
     pub path: &'b str,
@@ -35,8 +40,11 @@ pub struct Request<'b> {
     pub websocket_key: Option<&'b str>,
     /// `Upgrade: websocket` was present at all, valid upgrade or not.
     pub websocket_requested: bool,
+    /// The `Origin` header.
     pub origin: Option<&'b str>,
+    /// The `Content-Type` header.
     pub content_type: Option<&'b str>,
+    /// The `Access-Control-Request-Headers` header.
     pub access_control_request_headers: Option<&'b str>,
 }
 
@@ -228,14 +236,18 @@ pub fn query_param<'q>(query: &'q str, key: &str) -> Option<&'q str> {
 /// Which `Origin`s may read responses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AllowedOrigins {
+    /// Any origin.
     Any,
+    /// Only these origins.
     List(Vec<String>),
 }
 
 /// The CORS policy applied to every polling response and preflight.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cors {
+    /// Which origins may call.
     pub origins: AllowedOrigins,
+    /// Whether credentials are allowed.
     pub credentials: bool,
 }
 

@@ -38,12 +38,19 @@ pub const RESERVED_EVENTS: [&str; 6] = [
 #[repr(u8)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacketType {
+    /// Join a namespace.
     Connect = 0,
+    /// Leave a namespace.
     Disconnect,
+    /// An event.
     Event,
+    /// An acknowledgement.
     Ack,
+    /// A refused CONNECT.
     ConnectError,
+    /// An event with binary attachments.
     BinaryEvent,
+    /// An acknowledgement with binary attachments.
     BinaryAck,
 }
 
@@ -77,6 +84,7 @@ impl PacketType {
 /// static `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
+    /// Packet type.
     pub kind: PacketType,
     /// UTF-8 namespace, `/` when absent, without any `?query` suffix.
     pub nsp: Bytes,

@@ -10,11 +10,17 @@ use base64::Engine as _;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use sha1::{Digest, Sha1};
 
+/// Continuation frame.
 pub const OPCODE_CONTINUATION: u8 = 0x0;
+/// Text frame.
 pub const OPCODE_TEXT: u8 = 0x1;
+/// Binary frame.
 pub const OPCODE_BINARY: u8 = 0x2;
+/// Close frame.
 pub const OPCODE_CLOSE: u8 = 0x8;
+/// Ping frame.
 pub const OPCODE_PING: u8 = 0x9;
+/// Pong frame.
 pub const OPCODE_PONG: u8 = 0xA;
 
 const FIN: u8 = 0x80;
@@ -33,11 +39,17 @@ const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// RFC 6455 §7.4.1 status codes the server sends.
 pub const CLOSE_NORMAL: u16 = 1000;
+/// Going away (server shutdown).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Protocol error.
 pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// Invalid payload data (bad UTF-8).
 pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+/// Policy violation.
 pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
+/// Message too big.
 pub const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
+/// Internal error.
 pub const CLOSE_INTERNAL_ERROR: u16 = 1011;
 
 /// One complete message or control frame from the client.
@@ -45,12 +57,17 @@ pub const CLOSE_INTERNAL_ERROR: u16 = 1011;
 pub enum Message {
     /// Valid UTF-8.
     Text(Bytes),
+    /// A binary message.
     Binary(Bytes),
+    /// A ping, to be answered with a pong.
     Ping(Bytes),
+    /// A pong.
     Pong(Bytes),
     /// `code` is `None` for an empty close frame; `reason` is valid UTF-8.
     Close {
+        /// The close code, if any.
         code: Option<u16>,
+        /// The close reason.
         reason: Bytes,
     },
 }
@@ -58,8 +75,11 @@ pub enum Message {
 /// Why the connection must be failed; [`WsError::close_code`] is the code to close with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WsError {
+    /// A framing rule was broken.
     Protocol(&'static str),
+    /// A message is larger than allowed.
     MessageTooBig,
+    /// A text message is not valid UTF-8.
     InvalidUtf8,
 }
 

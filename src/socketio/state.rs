@@ -5,6 +5,7 @@
 //! spans; user handlers are always called with no borrow held, so they may emit, join or
 //! disconnect freely.
 
+use std::any::Any;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::rc::Rc;
@@ -48,6 +49,8 @@ pub(crate) struct SocketState {
     pub(crate) rooms: Vec<Box<str>>,
     pub(crate) acks: HashMap<u64, AckHandler>,
     pub(crate) auth: Bytes,
+    /// The application's value for this socket (`Socket::set_data`).
+    pub(crate) data: Option<Box<dyn Any>>,
 }
 
 struct Client {
@@ -496,6 +499,7 @@ fn connect(io: &Rc<Io>, now: Instant, session: SessionKey, nsp: &str, auth: Byte
             rooms: Vec::new(),
             acks: HashMap::new(),
             auth,
+            data: None,
         });
         state.namespaces[ns].members.insert(key);
         state.join(key, &id);

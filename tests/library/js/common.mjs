@@ -78,6 +78,15 @@ export function request(socket, event, ...args) {
   });
 }
 
+/** Resolves once `check()` is true (polled every 10 ms); rejects with `what` after `ms`. */
+export async function until(check, what, ms = 5000) {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The shard that owns a socket id: the first two bytes (big-endian) of its base64url form. */
