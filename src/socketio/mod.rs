@@ -206,3 +206,6 @@ impl Io {
 
 /// The auth payload used when a client sent none.
 pub(crate) const EMPTY_AUTH: Bytes = Bytes::from_static(b"{}");
+
+#[cfg(test)]
+mod tests;

@@ -28,7 +28,7 @@ run(async () => {
   // An Engine.IO close packet, then the socket closes.
   clientClose.io.engine.close();
   // The TCP connection dies without a close packet or frame.
-  dropped.io.engine.transport.ws._socket.destroy();
+  dropped.io.engine.transport.ws.terminate();
 
   serverClose.emit('close-me');
   const [serverCloseReason] = await once(serverClose, 'disconnect');

@@ -1,0 +1,380 @@
+//! Socket.IO over hand-driven engines: two shards in one thread, WebSocket sessions whose
+//! frames are read straight from the engine, peer messages delivered by the test.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::task::Context;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::task::noop_waker_ref;
+
+use super::*;
+use crate::codec::eio::Version;
+use crate::codec::ws;
+use crate::config::EngineConfig;
+use crate::engine::LinkKey;
+
+type Mailbox = Rc<RefCell<VecDeque<(u16, u16, IoMsg)>>>;
+
+/// Two shards whose peer messages wait in a shared mailbox until [`Cluster::deliver`].
+struct Cluster {
+    shards: Vec<Rc<Io>>,
+    mailbox: Mailbox,
+    now: Instant,
+}
+
+/// A WebSocket client session on one shard.
+struct Client {
+    shard: usize,
+    link: LinkKey,
+}
+
+impl Cluster {
+    fn new(namespaces: Namespaces) -> Cluster {
+        let mailbox: Mailbox = Rc::default();
+        let namespaces = Arc::new(namespaces);
+        let now = Instant::now();
+        let shards = (0..2u16)
+            .map(|id| {
+                let engine = Rc::new(RefCell::new(Engine::new(id, EngineConfig::default())));
+                let mailbox = mailbox.clone();
+                Io::new(
+                    id,
+                    2,
+                    engine,
+                    IoConfig {
+                        connect_timeout: Duration::from_secs(1),
+                        max_attachments: 8,
+                    },
+                    namespaces.clone(),
+                    Box::new(move |to, msg| mailbox.borrow_mut().push_back((id, to, msg))),
+                    now,
+                )
+            })
+            .collect();
+        Cluster {
+            shards,
+            mailbox,
+            now,
+        }
+    }
+
+    /// Runs every queued engine event through Socket.IO, on every shard.
+    fn pump(&self) {
+        for io in &self.shards {
+            loop {
+                let event = io.engine.borrow_mut().next_event();
+                match event {
+                    Some(event) => io.handle_event(self.now, event),
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// Delivers peer messages until none are left.
+    fn deliver(&self) {
+        loop {
+            let next = self.mailbox.borrow_mut().pop_front();
+            let Some((from, to, msg)) = next else {
+                break;
+            };
+            self.shards[to as usize].handle_peer_message(from, msg);
+            self.pump();
+        }
+    }
+
+    fn connect(&self, shard: usize, packet: &str) -> Client {
+        let io = &self.shards[shard];
+        let (_, link) = io
+            .engine
+            .borrow_mut()
+            .open_websocket(self.now, 0, Version::V4);
+        self.pump();
+        let client = Client { shard, link };
+        let open = self.read(&client);
+        assert!(open[0].starts_with("0{"), "{open:?}");
+        self.send(&client, packet);
+        client
+    }
+
+    fn send(&self, client: &Client, text: &str) {
+        let message = ws::Message::Text(Bytes::copy_from_slice(text.as_bytes()));
+        self.shards[client.shard]
+            .engine
+            .borrow_mut()
+            .ws_message(client.link, self.now, message);
+        self.pump();
+        self.deliver();
+    }
+
+    /// Every frame written to the client so far, as text (binary frames as `<n bytes>`).
+    fn read(&self, client: &Client) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let _ = self.shards[client.shard].engine.borrow_mut().ws_poll_write(
+            client.link,
+            self.now,
+            &mut cx,
+            &mut out,
+        );
+        out.iter()
+            .map(|frame| {
+                let header = if frame[1] & 0x7f < 126 { 2 } else { 4 };
+                match frame[0] & 0x0f {
+                    1 => String::from_utf8_lossy(&frame[header..]).into_owned(),
+                    _ => format!("<{} bytes>", frame.len() - header),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The socket id in a `40{"sid":"..."}` reply.
+fn socket_id(connect_reply: &str) -> String {
+    let start = connect_reply.find("\"sid\":\"").expect("sid") + 7;
+    connect_reply[start..start + 24].to_owned()
+}
+
+fn echo_namespace() -> Namespace {
+    Namespace::new()
+        .on("join", |socket, message, ack| {
+            if let Some(room) = message.str(0) {
+                socket.join(&room);
+            }
+            if let Some(ack) = ack {
+                ack.send(&Args::new());
+            }
+        })
+        .on("publish", |socket, message, _| {
+            if let Some(room) = message.str(0) {
+                socket
+                    .namespace()
+                    .to(&room)
+                    .emit("message", &message.args_from(1));
+            }
+        })
+}
+
+fn namespaces(ns: Namespace) -> Namespaces {
+    let mut namespaces = Namespaces::default();
+    namespaces.declared.insert("/".into(), Arc::new(ns));
+    namespaces
+}
+
+#[test]
+fn connect_reply_carries_only_the_sid() {
+    let cluster = Cluster::new(namespaces(Namespace::new()));
+    let client = cluster.connect(1, "40");
+    let frames = cluster.read(&client);
+    assert_eq!(frames.len(), 1);
+    let id = socket_id(&frames[0]);
+    assert_eq!(frames[0], format!("40{{\"sid\":\"{id}\"}}"));
+    assert_eq!(crate::id::Id::parse(&id).map(|id| id.shard()), Some(1));
+}
+
+#[test]
+fn unknown_namespace_gets_connect_error() {
+    let cluster = Cluster::new(namespaces(Namespace::new()));
+    let client = cluster.connect(0, "40/nope,");
+    assert_eq!(
+        cluster.read(&client),
+        ["44/nope,{\"message\":\"Invalid namespace\"}"]
+    );
+}
+
+#[test]
+fn middleware_refusal_carries_message_and_data() {
+    let ns = Namespace::new().middleware(|handshake| {
+        match handshake
+            .auth::<serde_json::Value>()
+            .ok()
+            .and_then(|a| a.get("token").cloned())
+        {
+            Some(token) if token == "ok" => Ok(()),
+            _ => {
+                Err(ConnectError::new("not authorized").with_data(&serde_json::json!({"code": 42})))
+            }
+        }
+    });
+    let cluster = Cluster::new(namespaces(ns));
+    let refused = cluster.connect(0, r#"40{"token":"bad"}"#);
+    assert_eq!(
+        cluster.read(&refused),
+        [r#"44{"message":"not authorized","data":{"code":42}}"#]
+    );
+    let accepted = cluster.connect(0, r#"40{"token":"ok"}"#);
+    assert!(cluster.read(&accepted)[0].starts_with("40{\"sid\""));
+}
+
+#[test]
+fn broadcast_reaches_room_members_on_both_shards_in_order() {
+    let cluster = Cluster::new(namespaces(echo_namespace()));
+    let members: Vec<Client> = (0..4).map(|n| cluster.connect(n % 2, "40")).collect();
+    let outsider = cluster.connect(1, "40");
+    for member in &members {
+        cluster.send(member, r#"421["join","r"]"#);
+    }
+    for member in &members {
+        let frames = cluster.read(member);
+        assert_eq!(frames.last().map(String::as_str), Some("431[]"));
+    }
+    cluster.read(&outsider);
+    for n in 0..50 {
+        cluster.send(&members[0], &format!(r#"42["publish","r",{n}]"#));
+    }
+    for member in &members {
+        let expected: Vec<String> = (0..50).map(|n| format!(r#"42["message",{n}]"#)).collect();
+        assert_eq!(cluster.read(member), expected);
+    }
+    assert!(cluster.read(&outsider).is_empty());
+}
+
+#[test]
+fn broadcast_acks_are_aggregated_across_shards() {
+    let results: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = results.clone();
+    let ns = echo_namespace().on("ask-all", move |socket, _, _| {
+        let sink = sink.clone();
+        socket
+            .namespace()
+            .to("r")
+            .timeout(Duration::from_secs(5))
+            .emit_with_ack("question", &Args::new(), move |result| {
+                let mut answers: Vec<String> = match result {
+                    Ok(messages) => messages
+                        .iter()
+                        .map(|m| m.get::<String>(0).unwrap())
+                        .collect(),
+                    Err((error, _)) => vec![error.to_string()],
+                };
+                answers.sort();
+                sink.lock().unwrap().extend(answers);
+            });
+    });
+    let cluster = Cluster::new(namespaces(ns));
+    let members: Vec<Client> = (0..4).map(|n| cluster.connect(n % 2, "40")).collect();
+    for member in &members {
+        cluster.send(member, r#"421["join","r"]"#);
+        cluster.read(member);
+    }
+    cluster.send(&members[0], r#"42["ask-all"]"#);
+    for (n, member) in members.iter().enumerate() {
+        let question = cluster.read(member);
+        assert_eq!(question.len(), 1, "{question:?}");
+        // `42<ack id>["question"]`: answer with the same id.
+        let ack_id: String = question[0][2..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        cluster.send(member, &format!(r#"43{ack_id}["answer-{n}"]"#));
+    }
+    assert_eq!(
+        *results.lock().unwrap(),
+        ["answer-0", "answer-1", "answer-2", "answer-3"]
+    );
+}
+
+#[test]
+fn server_ack_times_out_without_an_answer() {
+    let results: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = results.clone();
+    let ns = Namespace::new().on_connect(move |socket| {
+        let sink = sink.clone();
+        socket.emit_with_ack(
+            "q",
+            &Args::new(),
+            Duration::from_millis(100),
+            move |result| {
+                sink.lock().unwrap().push(match result {
+                    Ok(message) => message.str(0).unwrap_or_default().into_owned(),
+                    Err(error) => error.to_string(),
+                });
+            },
+        );
+    });
+    let cluster = Cluster::new(namespaces(ns));
+    let answering = cluster.connect(0, "40");
+    let silent = cluster.connect(0, "40");
+    let frames = cluster.read(&answering);
+    let ack_id: String = frames[1][2..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    cluster.send(&answering, &format!(r#"43{ack_id}["yes"]"#));
+    cluster.read(&silent);
+    let io = &cluster.shards[0];
+    io.handle_timeouts(cluster.now + Duration::from_millis(150));
+    assert_eq!(*results.lock().unwrap(), ["yes", "operation has timed out"]);
+}
+
+#[test]
+fn binary_events_are_reassembled_and_relayed() {
+    let ns = Namespace::new().on("echo", |_, message, ack| {
+        assert_eq!(message.attachments(), [Bytes::from_static(&[1, 2, 3])]);
+        if let Some(ack) = ack {
+            ack.send(&message.to_args());
+        }
+    });
+    let cluster = Cluster::new(namespaces(ns));
+    let client = cluster.connect(0, "40");
+    cluster.read(&client);
+    cluster.send(&client, r#"451-7["echo",{"_placeholder":true,"num":0}]"#);
+    assert!(cluster.read(&client).is_empty(), "waits for the attachment");
+    let attachment = ws::Message::Binary(Bytes::from_static(&[1, 2, 3]));
+    cluster.shards[0]
+        .engine
+        .borrow_mut()
+        .ws_message(client.link, cluster.now, attachment);
+    cluster.pump();
+    assert_eq!(
+        cluster.read(&client),
+        [r#"461-7[{"_placeholder":true,"num":0}]"#, "<3 bytes>"]
+    );
+}
+
+#[test]
+fn socket_data_lives_with_the_socket() {
+    let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let sink = seen.clone();
+    let ns = Namespace::new()
+        .on_connect(|socket| socket.set_data(0u32))
+        .on("hit", move |socket, _, _| {
+            let count = socket.with_data(|hits: &mut u32| {
+                *hits += 1;
+                *hits
+            });
+            sink.lock().unwrap().extend(count);
+        });
+    let cluster = Cluster::new(namespaces(ns));
+    let client = cluster.connect(0, "40");
+    cluster.send(&client, r#"42["hit"]"#);
+    cluster.send(&client, r#"42["hit"]"#);
+    assert_eq!(*seen.lock().unwrap(), [1, 2]);
+}
+
+#[test]
+fn protocol_errors_close_the_session() {
+    let cluster = Cluster::new(namespaces(Namespace::new()));
+    for bad in ["4abc", r#"42{}"#, r#"42abc["x"]"#, r#"42/other,["x"]"#] {
+        let client = cluster.connect(0, "40");
+        cluster.read(&client);
+        cluster.send(&client, bad);
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let mut out = Vec::new();
+        let step = cluster.shards[0].engine.borrow_mut().ws_poll_write(
+            client.link,
+            cluster.now,
+            &mut cx,
+            &mut out,
+        );
+        assert_eq!(
+            step,
+            std::task::Poll::Ready(crate::engine::WriteBatch::Close),
+            "{bad} must close"
+        );
+    }
+}
