@@ -91,45 +91,21 @@ impl Socket {
     /// Keeps a value of the application's with this socket (replacing any earlier one); it
     /// lives as long as the socket.
     pub fn set_data<T: 'static>(&self, value: T) {
-        if let Some(socket) = self
-            .io
-            .state
-            .borrow_mut()
-            .sockets
-            .get_mut(self.key as usize)
-        {
-            if socket.id == self.id {
-                socket.data = Some(Box::new(value));
-            }
-        }
+        self.with_socket_mut(|socket| socket.data = Some(Box::new(value)));
     }
 
     /// Runs `f` on the value kept with [`Socket::set_data`], if it has type `T`. The value is
     /// lent out while `f` runs, so `f` may use this socket freely.
     pub fn with_data<T: 'static, R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        let mut data = self.take_data()?;
+        let mut data = self
+            .with_socket_mut(|socket| socket.data.take())
+            .flatten()?;
         let result = data.downcast_mut::<T>().map(f);
-        if let Some(socket) = self
-            .io
-            .state
-            .borrow_mut()
-            .sockets
-            .get_mut(self.key as usize)
-        {
-            if socket.id == self.id && socket.data.is_none() {
-                socket.data = Some(data);
-            }
-        }
+        self.with_socket_mut(|socket| {
+            // `f` may have stored a new value meanwhile; it wins.
+            socket.data.get_or_insert(data);
+        });
         result
-    }
-
-    fn take_data(&self) -> Option<Box<dyn std::any::Any>> {
-        let mut state = self.io.state.borrow_mut();
-        let socket = state.sockets.get_mut(self.key as usize)?;
-        if socket.id != self.id {
-            return None;
-        }
-        socket.data.take()
     }
 
     /// Sends an event to this socket. False if it is gone or could not take it.
@@ -210,6 +186,15 @@ impl Socket {
 
     fn route(&self) -> Option<(u32, Arc<str>)> {
         self.with_state(|_, socket| (socket.session, self.nsp.clone()))
+    }
+
+    fn with_socket_mut<T>(&self, f: impl FnOnce(&mut state::SocketState) -> T) -> Option<T> {
+        let mut state = self.io.state.borrow_mut();
+        let socket = state.sockets.get_mut(self.key as usize)?;
+        if socket.id != self.id {
+            return None;
+        }
+        Some(f(socket))
     }
 
     fn with_state<T>(&self, f: impl FnOnce(&state::State, &state::SocketState) -> T) -> Option<T> {

@@ -139,24 +139,9 @@ fn socket_id(connect_reply: &str) -> String {
     connect_reply[start..start + 24].to_owned()
 }
 
-fn echo_namespace() -> Namespace {
-    Namespace::new()
-        .on("join", |socket, message, ack| {
-            if let Some(room) = message.str(0) {
-                socket.join(&room);
-            }
-            if let Some(ack) = ack {
-                ack.send(&Args::new());
-            }
-        })
-        .on("publish", |socket, message, _| {
-            if let Some(room) = message.str(0) {
-                socket
-                    .namespace()
-                    .to(&room)
-                    .emit("message", &message.args_from(1));
-            }
-        })
+/// The binary's built-ins: `join` + ack, `publish` [room, payload] to the room.
+fn builtins() -> Namespace {
+    crate::apps::builtin_namespace()
 }
 
 fn namespaces(ns: Namespace) -> Namespaces {
@@ -212,7 +197,7 @@ fn middleware_refusal_carries_message_and_data() {
 
 #[test]
 fn broadcast_reaches_room_members_on_both_shards_in_order() {
-    let cluster = Cluster::new(namespaces(echo_namespace()));
+    let cluster = Cluster::new(namespaces(builtins()));
     let members: Vec<Client> = (0..4).map(|n| cluster.connect(n % 2, "40")).collect();
     let outsider = cluster.connect(1, "40");
     for member in &members {
@@ -237,7 +222,7 @@ fn broadcast_reaches_room_members_on_both_shards_in_order() {
 fn broadcast_acks_are_aggregated_across_shards() {
     let results: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = results.clone();
-    let ns = echo_namespace().on("ask-all", move |socket, _, _| {
+    let ns = builtins().on("ask-all", move |socket, _, _| {
         let sink = sink.clone();
         socket
             .namespace()
