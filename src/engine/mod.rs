@@ -536,6 +536,18 @@ impl Engine {
         }
     }
 
+    /// Ready once the link must end (or is gone); otherwise registers the writer's waker.
+    /// Only for a writer that is blocked in a write (it shares the waker slot).
+    pub fn ws_poll_closing(&mut self, link: LinkKey, cx: &mut Context<'_>) -> Poll<()> {
+        match self.links.get_mut(link as usize) {
+            Some(entry) if entry.closing.is_none() => {
+                entry.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            _ => Poll::Ready(()),
+        }
+    }
+
     /// When a held link may write (see [`EngineConfig::eio3_ws_open_delay`]).
     pub fn ws_hold_until(&self, link: LinkKey) -> Option<Instant> {
         self.links.get(link as usize).and_then(|l| l.hold_until)

@@ -157,7 +157,15 @@ async fn write_loop<H: Host>(
                 Vec::new()
             };
             batch.prepare();
-            let (result, written) = writer.write_vectored_all(batch).await;
+            let write = writer.write_vectored_all(batch);
+            let (result, written) = monoio::select! {
+                done = write => done,
+                _ = stuck_after_close(&*host, link) => {
+                    // The peer stopped reading and the link must end: give up on it.
+                    finish(&*host, fd, link);
+                    return;
+                }
+            };
             batch = written;
             batch.frames.clear();
             batch.frames.extend(rest);
@@ -171,6 +179,13 @@ async fn write_loop<H: Host>(
             return;
         }
     }
+}
+
+/// Completes once the link is closing and a write has stayed blocked for a ping timeout
+/// since then, so a client that never reads can't hold a closed session's connection.
+async fn stuck_after_close<H: Host>(host: &H, link: LinkKey) {
+    poll_fn(|cx| host.engine().borrow_mut().ws_poll_closing(link, cx)).await;
+    monoio::time::sleep(host.engine_config().ping_timeout).await;
 }
 
 fn finish<H: Host>(host: &H, fd: RawFd, link: LinkKey) {
