@@ -32,8 +32,13 @@ use session::{Heartbeat, Session, Transport};
 
 /// A session's slab key on its shard.
 pub type SessionKey = u32;
-/// A WebSocket connection's slab key on its shard.
-pub type LinkKey = u32;
+/// A WebSocket connection on its shard: a slab slot plus the generation that tells a reused
+/// slot from the connection that held it before (a finished task may still hold the old key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkKey {
+    index: u32,
+    generation: u32,
+}
 
 /// What the application layer learns about sessions, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +146,7 @@ pub enum WriteBatch {
 /// One WebSocket connection's outbound side.
 #[derive(Debug)]
 struct Link {
+    generation: u32,
     session: Option<SessionKey>,
     version: Version,
     queue: VecDeque<Bytes>,
@@ -158,6 +164,7 @@ pub struct Engine {
     config: EngineConfig,
     sessions: Slab<Session>,
     links: Slab<Link>,
+    next_link_generation: u32,
     deadlines: BinaryHeap<Reverse<(Instant, SessionKey, u32)>>,
     events: VecDeque<Event>,
     /// Sessions whose pending poll may be answerable now (flushed by [`Engine::flush`]).
@@ -176,6 +183,7 @@ impl Engine {
             config,
             sessions: Slab::new(),
             links: Slab::new(),
+            next_link_generation: 0,
             deadlines: BinaryHeap::new(),
             events: VecDeque::new(),
             dirty: Vec::new(),
@@ -243,11 +251,15 @@ impl Engine {
         endpoint: u8,
         version: Version,
     ) -> (SessionKey, LinkKey) {
-        let link = self.links.insert(Link::new(version)) as LinkKey;
+        let link = self.insert_link(version);
         let key = self.insert_session(now, endpoint, version, true, Transport::WebSocket(link));
-        self.links[link as usize].session = Some(key);
-        if version == Version::V3 {
-            self.links[link as usize].hold_until = self.config.eio3_ws_open_delay.map(|d| now + d);
+        let hold_until = match version {
+            Version::V3 => self.config.eio3_ws_open_delay.map(|d| now + d),
+            Version::V4 => None,
+        };
+        if let Some(entry) = self.link_mut(link) {
+            entry.session = Some(key);
+            entry.hold_until = hold_until;
         }
         let open = self.open_packet(key, false);
         self.push_link(link, Frame::text(&open).ws_bytes().clone());
@@ -293,6 +305,25 @@ impl Engine {
             self.config.ping_timeout.as_millis() as u64,
             self.config.max_payload as u64,
         )
+    }
+
+    fn insert_link(&mut self, version: Version) -> LinkKey {
+        let generation = self.next_link_generation;
+        self.next_link_generation = generation.wrapping_add(1);
+        let index = self.links.insert(Link::new(version, generation)) as u32;
+        LinkKey { index, generation }
+    }
+
+    fn link(&self, key: LinkKey) -> Option<&Link> {
+        self.links
+            .get(key.index as usize)
+            .filter(|link| link.generation == key.generation)
+    }
+
+    fn link_mut(&mut self, key: LinkKey) -> Option<&mut Link> {
+        self.links
+            .get_mut(key.index as usize)
+            .filter(|link| link.generation == key.generation)
     }
 
     // ---------------------------------------------------------------------------------------
@@ -438,8 +469,10 @@ impl Engine {
             return Err(EngineError::BadRequest);
         }
         let version = session.version;
-        let link = self.links.insert(Link::new(version)) as LinkKey;
-        self.links[link as usize].session = Some(key);
+        let link = self.insert_link(version);
+        if let Some(entry) = self.link_mut(link) {
+            entry.session = Some(key);
+        }
         let session = &mut self.sessions[key as usize];
         session.transport = Transport::Upgrading {
             link,
@@ -452,7 +485,7 @@ impl Engine {
 
     /// A complete message read from a WebSocket.
     pub fn ws_message(&mut self, link: LinkKey, now: Instant, message: ws::Message) {
-        let Some(entry) = self.links.get(link as usize) else {
+        let Some(entry) = self.link(link) else {
             return;
         };
         let version = entry.version;
@@ -508,7 +541,7 @@ impl Engine {
         cx: &mut Context<'_>,
         out: &mut Vec<Bytes>,
     ) -> Poll<WriteBatch> {
-        let Some(entry) = self.links.get_mut(link as usize) else {
+        let Some(entry) = self.link_mut(link) else {
             return Poll::Ready(WriteBatch::Close);
         };
         if let Some(until) = entry.hold_until {
@@ -539,7 +572,7 @@ impl Engine {
     /// Ready once the link must end (or is gone); otherwise registers the writer's waker.
     /// Only for a writer that is blocked in a write (it shares the waker slot).
     pub fn ws_poll_closing(&mut self, link: LinkKey, cx: &mut Context<'_>) -> Poll<()> {
-        match self.links.get_mut(link as usize) {
+        match self.link_mut(link) {
             Some(entry) if entry.closing.is_none() => {
                 entry.waker = Some(cx.waker().clone());
                 Poll::Pending
@@ -550,20 +583,20 @@ impl Engine {
 
     /// When a held link may write (see [`EngineConfig::eio3_ws_open_delay`]).
     pub fn ws_hold_until(&self, link: LinkKey) -> Option<Instant> {
-        self.links.get(link as usize).and_then(|l| l.hold_until)
+        self.link(link).and_then(|l| l.hold_until)
     }
 
     /// The writer is done: the link is forgotten.
     pub fn ws_writer_done(&mut self, link: LinkKey) {
-        if self.links.contains(link as usize) {
+        if self.link(link).is_some() {
             self.end_link(link, None, CloseReason::TransportClose);
-            self.links.remove(link as usize);
+            self.links.remove(link.index as usize);
         }
     }
 
     /// Ends a link: its session closes if the link carried it; a probe only ends the probe.
     fn end_link(&mut self, link: LinkKey, close_frame: Option<Bytes>, reason: CloseReason) {
-        let Some(entry) = self.links.get_mut(link as usize) else {
+        let Some(entry) = self.link_mut(link) else {
             return;
         };
         if entry.closing.is_none() {
@@ -589,7 +622,7 @@ impl Engine {
     }
 
     fn push_link(&mut self, link: LinkKey, frame: Bytes) {
-        let Some(entry) = self.links.get_mut(link as usize) else {
+        let Some(entry) = self.link_mut(link) else {
             return;
         };
         if entry.closing.is_some() {
@@ -745,7 +778,7 @@ impl Engine {
         match session.transport {
             Transport::WebSocket(link) => {
                 let version = session.version;
-                let Some(entry) = self.links.get(link as usize) else {
+                let Some(entry) = self.link(link) else {
                     return false;
                 };
                 if volatile && !entry.queue.is_empty() {
@@ -785,7 +818,7 @@ impl Engine {
         let mut session = self.sessions.remove(key as usize);
         match session.transport {
             Transport::WebSocket(link) | Transport::Upgrading { link, .. } => {
-                if let Some(entry) = self.links.get_mut(link as usize) {
+                if let Some(entry) = self.link_mut(link) {
                     entry.session = None;
                 }
                 let frame =
@@ -894,8 +927,9 @@ impl Engine {
 }
 
 impl Link {
-    fn new(version: Version) -> Link {
+    fn new(version: Version, generation: u32) -> Link {
         Link {
+            generation,
             session: None,
             version,
             queue: VecDeque::new(),

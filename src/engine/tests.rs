@@ -273,3 +273,23 @@ fn a_slow_consumer_is_disconnected() {
         Some(Event::Close(key, CloseReason::SlowConsumer))
     );
 }
+
+#[test]
+fn a_stale_link_key_cannot_touch_the_connection_that_reuses_its_slot() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let (old_session, old_link) = engine.open_websocket(now, 0, Version::V4);
+    engine.close(old_session, CloseReason::ServerClose);
+    engine.ws_writer_done(old_link);
+    let (key, link) = engine.open_websocket(now, 0, Version::V4);
+    while engine.next_event().is_some() {}
+    // The old connection's reader finishing late must not end the new one.
+    engine.ws_message(old_link, now, ws_text("4injected"));
+    engine.ws_reader_done(old_link);
+    assert_eq!(engine.next_event(), None);
+    engine.ws_message(link, now, ws_text("4mine"));
+    assert_eq!(
+        engine.next_event(),
+        Some(Event::Message(key, Bytes::from_static(b"mine")))
+    );
+}

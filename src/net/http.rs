@@ -29,118 +29,132 @@ struct EioRequest {
     b64: bool,
     websocket_key: Option<String>,
     binary_body: bool,
-    content_length: usize,
-    keep_alive: bool,
 }
 
 enum Route {
     Eio(EioRequest),
-    /// Answer and carry on (or close when `keep_alive` is false).
+    /// Answer at once.
     Reply(PollReply),
     Preflight,
+}
+
+/// What one request-response exchange left the connection in.
+enum Next {
+    /// Write this answer; keep the connection if the request allowed it.
+    Answer(PollReply),
+    /// The connection is gone, upgraded, or handed to another shard.
+    Done,
+}
+
+/// The parts of a request head that outlive the parse.
+struct Head {
+    route: Route,
+    keep_alive: bool,
+    content_length: usize,
+    origin: Option<String>,
+    request_headers: Option<String>,
 }
 
 /// Serves one connection until it closes, is upgraded, or is handed to another shard.
 pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream) {
     let mut buf = BytesMut::with_capacity(INITIAL_READ);
     loop {
-        let max_head = host.engine_config().max_head_bytes;
-        // Read until a whole request head is buffered.
-        let (route, head_len, keep_alive, origin, request_headers) = loop {
-            match http::parse_request(&buf, max_head) {
-                Ok(Some(request)) => {
-                    let keep_alive = request.keep_alive;
-                    let origin = request.origin.map(str::to_owned);
-                    let request_headers = request.access_control_request_headers.map(str::to_owned);
-                    let route = route(&*host, &request);
-                    break (route, request.head_len, keep_alive, origin, request_headers);
-                }
-                Ok(None) => {
-                    if !read_more(&mut stream, &mut buf).await {
-                        return;
-                    }
-                }
-                Err(error) => {
-                    let status = error.status();
-                    let _ = write_reply(
-                        &*host,
-                        &mut stream,
-                        &PollReply {
-                            status,
-                            content_type: "text/plain",
-                            body: Bytes::new(),
-                        },
-                        false,
-                        None,
-                    )
-                    .await;
-                    return;
-                }
-            }
-        };
-        buf.advance(head_len);
-        let origin = origin.as_deref();
-        let request = match route {
-            Route::Reply(reply) => {
-                if !write_reply(&*host, &mut stream, &reply, keep_alive, origin).await
-                    || !keep_alive
-                {
-                    return;
-                }
-                continue;
-            }
-            Route::Preflight => {
-                let mut head = Vec::with_capacity(256);
-                let mut extra = Vec::new();
-                host.cors()
-                    .write_headers(&mut extra, origin, true, request_headers.as_deref());
-                http::write_response_head(&mut head, 204, None, 0, keep_alive, &extra);
-                let (result, _) = stream.write_all(head).await;
-                if result.is_err() || !keep_alive {
-                    return;
-                }
-                continue;
-            }
-            Route::Eio(request) => request,
-        };
-        if request.websocket {
-            let Some(key) = request.websocket_key else {
-                let reply = PollReply::error(EngineError::BadRequest);
-                let _ = write_reply(&*host, &mut stream, &reply, false, origin).await;
+        let head = match read_head(&*host, &mut stream, &mut buf).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(status) => {
+                let reply = PollReply {
+                    status,
+                    content_type: "text/plain",
+                    body: Bytes::new(),
+                };
+                let _ = write_reply(&*host, &mut stream, &reply, false, None, None).await;
                 return;
-            };
-            let sid = match request.sid {
-                None => None,
-                Some(Ok(sid)) => Some(sid),
-                Some(Err(())) => {
-                    let reply = PollReply::error(EngineError::UnknownSid);
-                    let _ = write_reply(&*host, &mut stream, &reply, false, origin).await;
-                    return;
-                }
-            };
-            let upgrade = Upgrade {
-                accept: accept_key(&key),
-                sid,
-                version: request.version,
-                endpoint: request.endpoint,
-                leftover: buf.split().freeze(),
-            };
-            return ws::start(host, stream, upgrade).await;
-        }
-        // Long-polling.
-        let Some(sid) = request.sid else {
-            if request.method != Method::Get {
-                let reply = PollReply::error(EngineError::BadHandshakeMethod);
-                if !write_reply(&*host, &mut stream, &reply, request.keep_alive, origin).await
-                    || !request.keep_alive
-                {
-                    return;
-                }
-                if !discard_body(&mut stream, &mut buf, request.content_length).await {
-                    return;
-                }
-                continue;
             }
+        };
+        let origin = head.origin.as_deref();
+        let unread = head.content_length;
+        // (answer, whether it answers a CORS preflight, body bytes still to skip)
+        let (reply, preflight, unread) = match head.route {
+            Route::Reply(reply) => (reply, false, unread),
+            Route::Preflight => (no_content(), true, unread),
+            Route::Eio(request) if request.websocket => match websocket(&mut buf, request) {
+                Ok(upgrade) => return ws::start(host, stream, upgrade).await,
+                Err(reply) => (reply, false, unread),
+            },
+            Route::Eio(request) => {
+                match exchange(&*host, &mut stream, &mut buf, request, unread).await {
+                    Next::Answer(reply) => (reply, false, 0),
+                    Next::Done => return,
+                }
+            }
+        };
+        // An oversized body is never read: the connection cannot continue after it.
+        let oversized = reply.status == 413 || unread > host.engine_config().max_payload;
+        let keep_alive = head.keep_alive && !oversized;
+        let preflight = preflight.then_some(head.request_headers.as_deref());
+        let written = write_reply(&*host, &mut stream, &reply, keep_alive, origin, preflight);
+        if !written.await || !keep_alive {
+            return;
+        }
+        if read_body(&mut stream, &mut buf, unread).await.is_none() {
+            return;
+        }
+    }
+}
+
+/// Reads until a whole request head is buffered, parses it, and consumes it from `buf`.
+/// `Ok(None)`: the peer closed; `Err(status)`: a malformed or oversized head.
+async fn read_head<H: Host>(
+    host: &H,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<Option<Head>, u16> {
+    let max_head = host.engine_config().max_head_bytes;
+    loop {
+        match http::parse_request(buf, max_head) {
+            Ok(Some(request)) => {
+                let head = Head {
+                    route: route(host, &request),
+                    keep_alive: request.keep_alive,
+                    content_length: request.content_length,
+                    origin: request.origin.map(str::to_owned),
+                    request_headers: request.access_control_request_headers.map(str::to_owned),
+                };
+                buf.advance(request.head_len);
+                return Ok(Some(head));
+            }
+            Ok(None) => {
+                if !read_more(stream, buf).await {
+                    return Ok(None);
+                }
+            }
+            Err(error) => return Err(error.status()),
+        }
+    }
+}
+
+/// Runs one Engine.IO request: a WebSocket upgrade, a handshake, a GET or a POST. The body
+/// (`content_length` bytes) is always consumed, so keep-alive stays in step.
+async fn exchange<H: Host>(
+    host: &H,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    request: EioRequest,
+    content_length: usize,
+) -> Next {
+    if content_length > host.engine_config().max_payload {
+        // Refused unread: the connection closes after the answer.
+        if let (Method::Post, Some(Ok(sid))) = (request.method, request.sid) {
+            send_to_owner(host, sid, PollRequest::TooLarge, None);
+        }
+        return Next::Answer(PollReply::error(EngineError::PayloadTooLarge));
+    }
+    let Some(body) = read_body(stream, buf, content_length).await else {
+        return Next::Done;
+    };
+    let sid = match request.sid {
+        None if request.method == Method::Get => {
             let (_, reply) = host.engine().borrow_mut().open_polling(
                 Instant::now(),
                 request.endpoint,
@@ -148,53 +162,52 @@ pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream) {
                 !request.b64,
             );
             host.pump();
-            if !write_reply(&*host, &mut stream, &reply, request.keep_alive, origin).await
-                || !request.keep_alive
-            {
-                return;
-            }
-            continue;
-        };
-        let Ok(sid) = sid else {
-            let reply = PollReply::error(EngineError::UnknownSid);
-            if !write_reply(&*host, &mut stream, &reply, request.keep_alive, origin).await
-                || !request.keep_alive
-            {
-                return;
-            }
-            continue;
-        };
-        let reply = match request.method {
-            Method::Get => poll_get(&*host, &mut stream, &mut buf, sid).await,
-            Method::Post => {
-                if request.content_length > host.engine_config().max_payload {
-                    send_to_owner(&*host, sid, PollRequest::TooLarge, None);
-                    let reply = PollReply::error(EngineError::PayloadTooLarge);
-                    let _ = write_reply(&*host, &mut stream, &reply, false, origin).await;
-                    return;
-                }
-                let Some(body) = read_body(&mut stream, &mut buf, request.content_length).await
-                else {
-                    return;
-                };
-                let (sender, receiver) = oneshot::channel();
-                let post = PollRequest::Post {
-                    body,
-                    binary: request.binary_body,
-                };
-                send_to_owner(&*host, sid, post, Some(sender));
-                receiver.await.ok()
-            }
-            _ => Some(PollReply::error(EngineError::BadRequest)),
-        };
-        let Some(reply) = reply else {
-            return;
-        };
-        if !write_reply(&*host, &mut stream, &reply, request.keep_alive, origin).await
-            || !request.keep_alive
-        {
-            return;
+            return Next::Answer(reply);
         }
+        None => return Next::Answer(PollReply::error(EngineError::BadHandshakeMethod)),
+        Some(Err(())) => return Next::Answer(PollReply::error(EngineError::UnknownSid)),
+        Some(Ok(sid)) => sid,
+    };
+    let reply = match request.method {
+        Method::Get => poll_get(host, stream, buf, sid).await,
+        Method::Post => {
+            let (sender, receiver) = oneshot::channel();
+            let post = PollRequest::Post {
+                body,
+                binary: request.binary_body,
+            };
+            send_to_owner(host, sid, post, Some(sender));
+            receiver.await.ok()
+        }
+        _ => Some(PollReply::error(EngineError::BadRequest)),
+    };
+    reply.map_or(Next::Done, Next::Answer)
+}
+
+/// Checks a WebSocket request; the upgrade itself is `net::ws`'s (possibly on the owner shard).
+fn websocket(buf: &mut BytesMut, request: EioRequest) -> Result<Upgrade, PollReply> {
+    let Some(key) = request.websocket_key else {
+        return Err(PollReply::error(EngineError::BadRequest));
+    };
+    let sid = match request.sid {
+        None => None,
+        Some(Ok(sid)) => Some(sid),
+        Some(Err(())) => return Err(PollReply::error(EngineError::UnknownSid)),
+    };
+    Ok(Upgrade {
+        accept: accept_key(&key),
+        sid,
+        version: request.version,
+        endpoint: request.endpoint,
+        leftover: buf.split().freeze(),
+    })
+}
+
+fn no_content() -> PollReply {
+    PollReply {
+        status: 204,
+        content_type: "text/plain",
+        body: Bytes::new(),
     }
 }
 
@@ -235,8 +248,6 @@ fn route<H: Host>(host: &H, request: &http::Request<'_>) -> Route {
         binary_body: request
             .content_type
             .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/octet-stream")),
-        content_length: request.content_length,
-        keep_alive: request.keep_alive,
     })
 }
 
@@ -318,20 +329,20 @@ async fn read_body(stream: &mut TcpStream, buf: &mut BytesMut, length: usize) ->
     Some(buf.split_to(length).freeze())
 }
 
-async fn discard_body(stream: &mut TcpStream, buf: &mut BytesMut, length: usize) -> bool {
-    read_body(stream, buf, length).await.is_some()
-}
-
-/// Writes a response with CORS headers; false if the connection broke.
+/// Writes a response with CORS headers (with the preflight ones, given the requested
+/// headers, when `preflight` is set); false if the connection broke.
 async fn write_reply<H: Host>(
     host: &H,
     stream: &mut TcpStream,
     reply: &PollReply,
     keep_alive: bool,
     origin: Option<&str>,
+    preflight: Option<Option<&str>>,
 ) -> bool {
     let mut extra = Vec::new();
-    host.cors().write_headers(&mut extra, origin, false, None);
+    let requested_headers = preflight.flatten();
+    host.cors()
+        .write_headers(&mut extra, origin, preflight.is_some(), requested_headers);
     let mut out = Vec::with_capacity(256 + reply.body.len());
     let content_type =
         (!reply.body.is_empty() || reply.status == 200).then_some(reply.content_type);
