@@ -171,7 +171,7 @@ pub struct Engine {
     dirty: Vec<SessionKey>,
     /// Sessions a client closed over polling: their next GET gets a noop, not a 400
     /// (the GET/POST race of conformance.md §6).
-    closed_by_client: VecDeque<Id>,
+    closed_by_client: VecDeque<(Id, Version)>,
     random: RandomPool,
 }
 
@@ -361,13 +361,8 @@ impl Engine {
         let position = self
             .closed_by_client
             .iter()
-            .position(|c| c.as_str() == id)?;
-        let id = self.closed_by_client.remove(position)?;
-        let version = if id.shard() == self.shard {
-            Version::V4
-        } else {
-            return None;
-        };
+            .position(|(closed, _)| closed.as_str() == id)?;
+        let (_, version) = self.closed_by_client.remove(position)?;
         let mut body = Vec::new();
         let content_type = eio::encode_payload([&Frame::text(b"6")], version, false, &mut body);
         Some(PollReply::payload(content_type, body))
@@ -683,8 +678,8 @@ impl Engine {
                 // A GET racing this POST (conformance.md §6) still gets its noop if it has
                 // not arrived yet.
                 if via.is_none() && session.poll.is_none() {
-                    let id = session.id;
-                    self.remember_client_close(id);
+                    let closed = (session.id, session.version);
+                    self.remember_client_close(closed);
                 }
                 self.close(key, CloseReason::ClientClose);
             }
@@ -758,11 +753,11 @@ impl Engine {
         }
     }
 
-    fn remember_client_close(&mut self, id: Id) {
+    fn remember_client_close(&mut self, closed: (Id, Version)) {
         if self.closed_by_client.len() >= 1024 {
             self.closed_by_client.pop_front();
         }
-        self.closed_by_client.push_back(id);
+        self.closed_by_client.push_back(closed);
     }
 
     // ---------------------------------------------------------------------------------------

@@ -293,3 +293,15 @@ fn a_stale_link_key_cannot_touch_the_connection_that_reuses_its_slot() {
         Some(Event::Message(key, Bytes::from_static(b"mine")))
     );
 }
+
+#[test]
+fn a_get_racing_the_client_close_still_gets_its_noop_once() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let key = open(&mut engine, now, Version::V3);
+    let id = engine.id(key).unwrap();
+    assert_eq!(post(&mut engine, key, now, "1:1"), 200);
+    let late = engine.poll_get_closed(id.as_str()).unwrap();
+    assert_eq!(&late.body[..], b"1:6");
+    assert_eq!(engine.poll_get_closed(id.as_str()), None, "only once");
+}
