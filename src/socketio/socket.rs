@@ -308,8 +308,7 @@ impl BroadcastOperator {
     /// Emits to every matching socket on every shard. Returns the recipients on this shard.
     pub fn emit(self, event: &str, args: &Args) -> usize {
         let frames = encode_event(&self.nsp, event, args, None);
-        let broadcast = self.to_broadcast(frames, None);
-        state::broadcast(&self.io_ref(), broadcast, false)
+        self.send(frames, None)
     }
 
     /// Emits and collects every recipient's ack (on every shard) until all have answered or
@@ -334,28 +333,21 @@ impl BroadcastOperator {
             ack_id,
             deadline,
         };
-        let broadcast = self.to_broadcast(frames, Some(spec));
-        state::broadcast(&self.io_ref(), broadcast, false);
+        self.send(frames, Some(spec));
     }
 
-    fn io_ref(&self) -> Rc<Io> {
-        self.io.clone()
-    }
-
-    fn to_broadcast(
-        &self,
-        frames: Vec<crate::codec::frame::Frame>,
-        ack: Option<RemoteAck>,
-    ) -> Broadcast {
-        // `local` needs no action while ringcast is a single node: every shard is this node.
-        let _ = self.local;
-        Broadcast {
-            nsp: self.nsp.clone(),
-            rooms: self.rooms.clone(),
-            except: self.except.clone(),
+    /// Delivers on this shard and hands one shared copy to every other shard.
+    fn send(self, frames: Vec<crate::codec::frame::Frame>, ack: Option<RemoteAck>) -> usize {
+        // `local` only matters across nodes; within one process every shard is this node.
+        let _this_node_only = self.local;
+        let broadcast = Broadcast {
+            nsp: self.nsp,
+            rooms: self.rooms,
+            except: self.except,
             volatile: self.volatile,
             frames,
             ack,
-        }
+        };
+        state::broadcast(&self.io, broadcast)
     }
 }

@@ -702,7 +702,7 @@ pub(crate) fn disconnect_socket(io: &Rc<Io>, socket: SocketKey) {
 
 /// Delivers a broadcast to this shard's matching sockets; registers acks if requested.
 /// Returns the number of recipients.
-pub(crate) fn deliver_local(io: &Rc<Io>, broadcast: &Broadcast, ack: Option<AckHandler>) -> usize {
+pub(crate) fn deliver_local(io: &Rc<Io>, broadcast: &Broadcast) -> usize {
     let mut targets = Vec::new();
     {
         let mut state = io.state.borrow_mut();
@@ -722,14 +722,14 @@ pub(crate) fn deliver_local(io: &Rc<Io>, broadcast: &Broadcast, ack: Option<AckH
     for &(socket, session) in &targets {
         if io.send_frames(session, &broadcast.frames, broadcast.volatile) {
             delivered += 1;
-            if let (Some(spec), Some(handler)) = (broadcast.ack, ack.as_ref()) {
-                let handler = match handler {
-                    AckHandler::Aggregate(request) => AckHandler::Aggregate(*request),
-                    AckHandler::Remote { origin, request } => AckHandler::Remote {
-                        origin: *origin,
-                        request: *request,
-                    },
-                    AckHandler::Local(_) => continue,
+            if let Some(spec) = broadcast.ack {
+                let handler = if spec.origin == io.shard {
+                    AckHandler::Aggregate(spec.request)
+                } else {
+                    AckHandler::Remote {
+                        origin: spec.origin,
+                        request: spec.request,
+                    }
                 };
                 io.state
                     .borrow_mut()
@@ -741,18 +741,13 @@ pub(crate) fn deliver_local(io: &Rc<Io>, broadcast: &Broadcast, ack: Option<AckH
 }
 
 /// Sends a broadcast to this shard and to every other shard (one message each).
-pub(crate) fn broadcast(io: &Rc<Io>, broadcast: Broadcast, shard_local: bool) -> usize {
-    let ack = broadcast
-        .ack
-        .map(|spec| AckHandler::Aggregate(spec.request));
+pub(crate) fn broadcast(io: &Rc<Io>, broadcast: Broadcast) -> usize {
     let request = broadcast.ack.map(|spec| spec.request);
     let shared = Arc::new(broadcast);
-    if !shard_local {
-        for shard in (0..io.shards).filter(|&s| s != io.shard) {
-            io.send_peer(shard, IoMsg::Broadcast(shared.clone()));
-        }
+    for shard in (0..io.shards).filter(|&s| s != io.shard) {
+        io.send_peer(shard, IoMsg::Broadcast(shared.clone()));
     }
-    let count = deliver_local(io, &shared, ack);
+    let count = deliver_local(io, &shared);
     if let Some(request) = request {
         let done = io.state.borrow_mut().aggregate_count(request, count, false);
         finish_aggregate(done);
@@ -763,11 +758,7 @@ pub(crate) fn broadcast(io: &Rc<Io>, broadcast: Broadcast, shard_local: bool) ->
 pub(super) fn on_peer_message(io: &Rc<Io>, _from: u16, msg: IoMsg) {
     match msg {
         IoMsg::Broadcast(broadcast) => {
-            let ack = broadcast.ack.map(|spec| AckHandler::Remote {
-                origin: spec.origin,
-                request: spec.request,
-            });
-            let count = deliver_local(io, &broadcast, ack);
+            let count = deliver_local(io, &broadcast);
             if let Some(spec) = broadcast.ack {
                 io.send_peer(
                     spec.origin,
