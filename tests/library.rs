@@ -296,7 +296,7 @@ fn disconnect_reasons_on_both_sides() {
     let ids = server.run_script_json("disconnect.mjs");
 
     let reasons: HashMap<String, DisconnectReason> =
-        collect(&disconnects, 5, REPORT_WAIT).into_iter().collect();
+        collect(&disconnects, 6, REPORT_WAIT).into_iter().collect();
     assert_no_more(&disconnects, QUIET);
     let expected = [
         ("kicked", DisconnectReason::ServerNamespaceDisconnect),
@@ -304,6 +304,10 @@ fn disconnect_reasons_on_both_sides() {
         (
             "clientClose",
             DisconnectReason::Transport(CloseReason::ClientClose),
+        ),
+        (
+            "wsClose",
+            DisconnectReason::Transport(CloseReason::TransportClose),
         ),
         (
             "dropped",
@@ -353,6 +357,15 @@ fn events_from_one_handler_arrive_in_order() {
     });
     let server = TestServer::start(Server::builder().namespace("/", ns));
     server.run_script("order.mjs");
+}
+
+/// Regression: a closed WebSocket's reader once ended the link of the next connection, which
+/// had reused its slot.
+#[test]
+fn websocket_connections_survive_close_and_reconnect_cycles() {
+    let server =
+        TestServer::start(Server::builder().namespace("/", ringcast::apps::builtin_namespace()));
+    server.run_script("reconnect_cycles.mjs");
 }
 
 /// Everything reported until nothing more comes for a while.

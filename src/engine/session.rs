@@ -34,7 +34,7 @@ impl CloseReason {
             CloseReason::TransportClose => "transport close",
             CloseReason::TransportError => "transport error",
             CloseReason::PingTimeout => "ping timeout",
-            CloseReason::ClientClose => "forced close",
+            CloseReason::ClientClose => "transport close",
             CloseReason::ParseError => "parse error",
             CloseReason::ServerClose => "forced server close",
             CloseReason::SlowConsumer => "transport error",

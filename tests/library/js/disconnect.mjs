@@ -6,13 +6,15 @@ import { connect, connected, once, run } from './common.mjs';
 run(async () => {
   const kicked = await connected(connect());
   const left = await connected(connect());
-  const clientClose = await connected(connect());
+  const clientClose = await connected(connect('/', { transports: ['polling'] }));
+  const wsClose = await connected(connect());
   const dropped = await connected(connect());
   const serverClose = await connected(connect());
   const ids = {
     kicked: kicked.id,
     left: left.id,
     clientClose: clientClose.id,
+    wsClose: wsClose.id,
     dropped: dropped.id,
     serverClose: serverClose.id,
   };
@@ -25,8 +27,9 @@ run(async () => {
   left.disconnect();
   assert.equal((await leftReason)[0], 'io client disconnect');
 
-  // An Engine.IO close packet, then the socket closes.
+  // Over polling the client sends an Engine.IO close packet; over websocket a close frame.
   clientClose.io.engine.close();
+  wsClose.io.engine.close();
   // The TCP connection dies without a close packet or frame.
   dropped.io.engine.transport.ws.terminate();
 
