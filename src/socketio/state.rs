@@ -260,6 +260,18 @@ impl State {
     }
 }
 
+/// Runs application code. A panic is contained (and logged) so that one faulty handler can't
+/// take down the shard and every other client on it; `None` tells the caller it panicked.
+fn contain<T>(what: &'static str, run: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            tracing::error!(handler = what, "an application handler panicked");
+            None
+        }
+    }
+}
+
 // -------------------------------------------------------------------------------------------
 // Engine events
 
@@ -454,7 +466,9 @@ fn connect(io: &Rc<Io>, now: Instant, session: SessionKey, nsp: &str, auth: Byte
         protocol: if version == Version::V3 { 4 } else { 5 },
     };
     for middleware in &def.middlewares {
-        if let Err(error) = middleware(&handshake) {
+        let verdict = contain("middleware", || middleware(&handshake))
+            .unwrap_or_else(|| Err(super::ConnectError::new("server error")));
+        if let Err(error) = verdict {
             let data = match version {
                 Version::V4 => {
                     let mut data = Vec::new();
@@ -524,7 +538,12 @@ fn connect(io: &Rc<Io>, now: Instant, session: SessionKey, nsp: &str, auth: Byte
     let frames = encode_packet(PacketType::Connect, &name, None, &reply, &[]);
     io.send_frames(session, &frames, false);
     if let Some(on_connect) = &def.on_connect {
-        on_connect(&Socket::new(io.clone(), socket, id, name));
+        let handle = Socket::new(io.clone(), socket, id, name);
+        if contain("connect", || on_connect(&handle)).is_none() {
+            io.engine
+                .borrow_mut()
+                .close(session, CloseReason::ServerClose);
+        }
     }
 }
 
@@ -611,10 +630,17 @@ fn on_event(io: &Rc<Io>, socket: SocketKey, packet: sio::Packet, attachments: Ve
     let ack = packet
         .ack_id
         .map(|ack_id| AckSender::new(handle.clone(), ack_id));
-    if let Some(handler) = def.events.get(name.as_str()) {
-        handler(&handle, message, ack);
+    let completed = if let Some(handler) = def.events.get(name.as_str()) {
+        contain("event", || handler(&handle, message, ack))
     } else if let Some(handler) = &def.on_any {
-        handler(&handle, &name, message, ack);
+        contain("event", || handler(&handle, &name, message, ack))
+    } else {
+        Some(())
+    };
+    if completed.is_none() {
+        io.engine
+            .borrow_mut()
+            .close(session, CloseReason::ServerClose);
     }
 }
 
@@ -627,7 +653,9 @@ fn on_ack(io: &Rc<Io>, socket: SocketKey, ack_id: u64, message: Message) {
         .and_then(|s| s.acks.remove(&ack_id));
     match handler {
         None => {}
-        Some(AckHandler::Local(callback)) => callback(Ok(message)),
+        Some(AckHandler::Local(callback)) => {
+            contain("ack", || callback(Ok(message)));
+        }
         Some(AckHandler::Aggregate(request)) => {
             let done = io.state.borrow_mut().aggregate_response(request, message);
             finish_aggregate(done);
@@ -640,7 +668,7 @@ fn on_ack(io: &Rc<Io>, socket: SocketKey, ack_id: u64, message: Message) {
 
 fn finish_aggregate(done: Option<Aggregate>) {
     if let Some(aggregate) = done {
-        (aggregate.callback)(Ok(aggregate.responses));
+        contain("ack", || (aggregate.callback)(Ok(aggregate.responses)));
     }
 }
 
@@ -668,14 +696,12 @@ pub(crate) fn remove_socket(io: &Rc<Io>, socket: SocketKey, reason: DisconnectRe
     };
     for (_, handler) in state_entry.acks {
         if let AckHandler::Local(callback) = handler {
-            callback(Err(AckError::Disconnected));
+            contain("ack", || callback(Err(AckError::Disconnected)));
         }
     }
     if let Some(on_disconnect) = &def.on_disconnect {
-        on_disconnect(
-            &Socket::new(io.clone(), socket, state_entry.id, nsp_name),
-            reason,
-        );
+        let handle = Socket::new(io.clone(), socket, state_entry.id, nsp_name);
+        contain("disconnect", || on_disconnect(&handle, reason));
     }
 }
 
@@ -817,13 +843,16 @@ pub(super) fn on_timeouts(io: &Rc<Io>, now: Instant) {
                     .get_mut(socket as usize)
                     .and_then(|s| s.acks.remove(&ack_id));
                 if let Some(AckHandler::Local(callback)) = handler {
-                    callback(Err(AckError::Timeout));
+                    contain("ack", || callback(Err(AckError::Timeout)));
                 }
             }
             Timer::Aggregate(request) => {
                 let aggregate = io.state.borrow_mut().aggregates.remove(&request);
                 if let Some(aggregate) = aggregate {
-                    (aggregate.callback)(Err((AckError::Timeout, aggregate.responses)));
+                    let responses = aggregate.responses;
+                    contain("ack", || {
+                        (aggregate.callback)(Err((AckError::Timeout, responses)))
+                    });
                 }
             }
         }

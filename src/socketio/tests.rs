@@ -111,6 +111,18 @@ impl Cluster {
         self.deliver();
     }
 
+    /// Whether the client's connection is being closed (its writer is told to end).
+    fn is_closed(&self, client: &Client) -> bool {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let step = self.shards[client.shard].engine.borrow_mut().ws_poll_write(
+            client.link,
+            self.now,
+            &mut cx,
+            &mut Vec::new(),
+        );
+        step == std::task::Poll::Ready(crate::engine::WriteBatch::Close)
+    }
+
     /// Every frame written to the client so far, as text (binary frames as `<n bytes>`).
     fn read(&self, client: &Client) -> Vec<String> {
         let mut out = Vec::new();
@@ -348,18 +360,20 @@ fn protocol_errors_close_the_session() {
         let client = cluster.connect(0, "40");
         cluster.read(&client);
         cluster.send(&client, bad);
-        let mut cx = Context::from_waker(noop_waker_ref());
-        let mut out = Vec::new();
-        let step = cluster.shards[0].engine.borrow_mut().ws_poll_write(
-            client.link,
-            cluster.now,
-            &mut cx,
-            &mut out,
-        );
-        assert_eq!(
-            step,
-            std::task::Poll::Ready(crate::engine::WriteBatch::Close),
-            "{bad} must close"
-        );
+        assert!(cluster.is_closed(&client), "{bad} must close");
     }
+}
+
+#[test]
+fn a_panicking_handler_closes_only_its_client() {
+    let ns = builtins().on("boom", |_, _, _| panic!("handler bug"));
+    let cluster = Cluster::new(namespaces(ns));
+    let faulty = cluster.connect(0, "40");
+    let bystander = cluster.connect(0, "40");
+    cluster.read(&faulty);
+    cluster.read(&bystander);
+    cluster.send(&faulty, r#"42["boom"]"#);
+    assert!(cluster.is_closed(&faulty));
+    cluster.send(&bystander, r#"421["join","r"]"#);
+    assert_eq!(cluster.read(&bystander), ["431[]"]);
 }
