@@ -14,6 +14,7 @@ mod session;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::net::SocketAddr;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -38,6 +39,20 @@ pub type SessionKey = u32;
 pub struct LinkKey {
     index: u32,
     generation: u32,
+}
+
+/// What a client's handshake request said: where it goes, which protocol, its query string
+/// and address (kept for the application, like Node's `handshake.query` / `address`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The application endpoint (HTTP path) the session belongs to.
+    pub endpoint: u8,
+    /// Engine.IO protocol revision.
+    pub version: Version,
+    /// The handshake request's query string.
+    pub query: Box<str>,
+    /// The client's address, when known.
+    pub address: Option<SocketAddr>,
 }
 
 /// What the application layer learns about sessions, in order.
@@ -212,6 +227,16 @@ impl Engine {
         self.sessions.get(key as usize).map(|s| s.endpoint)
     }
 
+    /// The handshake query string of a session.
+    pub fn query(&self, key: SessionKey) -> Option<&str> {
+        self.sessions.get(key as usize).map(|s| &*s.query)
+    }
+
+    /// The client address of a session, when known.
+    pub fn address(&self, key: SessionKey) -> Option<SocketAddr> {
+        self.sessions.get(key as usize).and_then(|s| s.address)
+    }
+
     /// The protocol version of a session.
     pub fn version(&self, key: SessionKey) -> Option<Version> {
         self.sessions.get(key as usize).map(|s| s.version)
@@ -231,11 +256,11 @@ impl Engine {
     pub fn open_polling(
         &mut self,
         now: Instant,
-        endpoint: u8,
-        version: Version,
+        peer: Peer,
         supports_binary: bool,
     ) -> (SessionKey, PollReply) {
-        let key = self.insert_session(now, endpoint, version, supports_binary, Transport::Polling);
+        let version = peer.version;
+        let key = self.insert_session(now, peer, supports_binary, Transport::Polling);
         let open = self.open_packet(key, true);
         let frame = Frame::text(&open);
         let mut body = Vec::with_capacity(open.len() + 8);
@@ -245,14 +270,10 @@ impl Engine {
     }
 
     /// Opens a session directly over WebSocket; its open packet is queued on the new link.
-    pub fn open_websocket(
-        &mut self,
-        now: Instant,
-        endpoint: u8,
-        version: Version,
-    ) -> (SessionKey, LinkKey) {
+    pub fn open_websocket(&mut self, now: Instant, peer: Peer) -> (SessionKey, LinkKey) {
+        let version = peer.version;
         let link = self.insert_link(version);
-        let key = self.insert_session(now, endpoint, version, true, Transport::WebSocket(link));
+        let key = self.insert_session(now, peer, true, Transport::WebSocket(link));
         let hold_until = match version {
             Version::V3 => self.config.eio3_ws_open_delay.map(|d| now + d),
             Version::V4 => None,
@@ -270,11 +291,11 @@ impl Engine {
     fn insert_session(
         &mut self,
         now: Instant,
-        endpoint: u8,
-        version: Version,
+        peer: Peer,
         supports_binary: bool,
         transport: Transport,
     ) -> SessionKey {
+        let version = peer.version;
         let entry = self.sessions.vacant_entry();
         let key = entry.key() as SessionKey;
         let id = Id::generate(self.shard, key, &mut self.random);
@@ -286,8 +307,7 @@ impl Engine {
         };
         entry.insert(Session::new(
             id,
-            endpoint,
-            version,
+            peer,
             supports_binary,
             transport,
             heartbeat,

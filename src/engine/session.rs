@@ -1,6 +1,7 @@
 //! One Engine.IO session's state: transport, heartbeat, polling outbox.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::{LinkKey, PollWaiter};
@@ -86,6 +87,9 @@ pub(super) struct Session {
     pub(super) version: Version,
     /// EIO=3 polling: binary payloads allowed (the handshake had no `b64`).
     pub(super) supports_binary: bool,
+    /// The handshake request's query string and the client's address.
+    pub(super) query: Box<str>,
+    pub(super) address: Option<SocketAddr>,
     pub(super) transport: Transport,
     /// Frames waiting for the next poll (polling and during an upgrade).
     pub(super) outbox: VecDeque<Frame>,
@@ -101,17 +105,18 @@ pub(super) struct Session {
 impl Session {
     pub(super) fn new(
         id: Id,
-        endpoint: u8,
-        version: Version,
+        peer: super::Peer,
         supports_binary: bool,
         transport: Transport,
         heartbeat: Heartbeat,
     ) -> Session {
         Session {
             id,
-            endpoint,
-            version,
+            endpoint: peer.endpoint,
+            version: peer.version,
             supports_binary,
+            query: peer.query,
+            address: peer.address,
             transport,
             outbox: VecDeque::new(),
             outbox_bytes: 0,

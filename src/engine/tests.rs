@@ -24,8 +24,17 @@ fn engine() -> Engine {
     )
 }
 
+fn peer(version: Version) -> Peer {
+    Peer {
+        endpoint: 0,
+        version,
+        query: "EIO=4&transport=polling&token=abc".into(),
+        address: None,
+    }
+}
+
 fn open(engine: &mut Engine, now: Instant, version: Version) -> SessionKey {
-    let (key, reply) = engine.open_polling(now, 0, version, true);
+    let (key, reply) = engine.open_polling(now, peer(version), true);
     assert_eq!(reply.status, 200);
     assert_eq!(engine.next_event(), Some(Event::Open(key)));
     key
@@ -67,7 +76,7 @@ fn ws_text(text: &str) -> ws::Message {
 #[test]
 fn handshake_carries_the_open_packet() {
     let mut engine = engine();
-    let (key, reply) = engine.open_polling(Instant::now(), 0, Version::V4, true);
+    let (key, reply) = engine.open_polling(Instant::now(), peer(Version::V4), true);
     let text = std::str::from_utf8(&reply.body).unwrap();
     let id = engine.id(key).unwrap();
     assert!(text.starts_with(&format!("0{{\"sid\":\"{id}\",\"upgrades\":[\"websocket\"]")));
@@ -224,7 +233,7 @@ fn a_failed_probe_leaves_polling_in_place() {
 fn websocket_session_writes_and_closes() {
     let mut engine = engine();
     let now = Instant::now();
-    let (key, link) = engine.open_websocket(now, 0, Version::V4);
+    let (key, link) = engine.open_websocket(now, peer(Version::V4));
     let (frames, step) = written(&mut engine, link, now);
     assert_eq!(step, Poll::Ready(WriteBatch::Frames));
     assert_eq!(frames[0][2], b'0');
@@ -238,7 +247,7 @@ fn websocket_session_writes_and_closes() {
 fn v3_binary_frames_carry_the_type_byte() {
     let mut engine = engine();
     let now = Instant::now();
-    let (key, link) = engine.open_websocket(now, 0, Version::V3);
+    let (key, link) = engine.open_websocket(now, peer(Version::V3));
     let _open = written(&mut engine, link, now);
     engine.send(key, &Frame::binary(&[9, 9]), false);
     let (frames, _) = written(&mut engine, link, now);
@@ -263,7 +272,7 @@ fn volatile_frames_are_dropped_when_not_writable() {
 fn a_slow_consumer_is_disconnected() {
     let mut engine = engine();
     let now = Instant::now();
-    let (key, _link) = engine.open_websocket(now, 0, Version::V4);
+    let (key, _link) = engine.open_websocket(now, peer(Version::V4));
     let big = Frame::text(&[b'4'; 600]);
     assert!(engine.send(key, &big, false));
     assert!(!engine.send(key, &big, false), "over max_outbound_bytes");
@@ -278,10 +287,10 @@ fn a_slow_consumer_is_disconnected() {
 fn a_stale_link_key_cannot_touch_the_connection_that_reuses_its_slot() {
     let mut engine = engine();
     let now = Instant::now();
-    let (old_session, old_link) = engine.open_websocket(now, 0, Version::V4);
+    let (old_session, old_link) = engine.open_websocket(now, peer(Version::V4));
     engine.close(old_session, CloseReason::ServerClose);
     engine.ws_writer_done(old_link);
-    let (key, link) = engine.open_websocket(now, 0, Version::V4);
+    let (key, link) = engine.open_websocket(now, peer(Version::V4));
     while engine.next_event().is_some() {}
     // The old connection's reader finishing late must not end the new one.
     engine.ws_message(old_link, now, ws_text("4injected"));

@@ -1,6 +1,7 @@
 //! One HTTP/1.1 connection: request heads, bodies, keep-alive, CORS, and the Engine.IO polling
 //! endpoints (handshake, GET, POST). A WebSocket upgrade hands the connection to `net::ws`.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -13,7 +14,7 @@ use super::{handle_poll, ws, Forward, Host, PollRequest, Upgrade};
 use crate::codec::eio::Version;
 use crate::codec::http::{self, Method};
 use crate::codec::ws::accept_key;
-use crate::engine::{EngineError, PollReply};
+use crate::engine::{EngineError, Peer, PollReply};
 use crate::id::Id;
 
 /// Initial read buffer; grown on demand so idle connections stay small.
@@ -22,8 +23,7 @@ const INITIAL_READ: usize = 1024;
 /// What an Engine.IO request asked for, validated and owned.
 struct EioRequest {
     method: Method,
-    endpoint: u8,
-    version: Version,
+    peer: Peer,
     websocket: bool,
     sid: Option<Result<Id, ()>>,
     b64: bool,
@@ -58,8 +58,9 @@ struct Head {
 /// Serves one connection until it closes, is upgraded, or is handed to another shard.
 pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream) {
     let mut buf = BytesMut::with_capacity(INITIAL_READ);
+    let address = stream.peer_addr().ok();
     loop {
-        let head = match read_head(&*host, &mut stream, &mut buf).await {
+        let head = match read_head(&*host, &mut stream, &mut buf, address).await {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(status) => {
@@ -109,13 +110,14 @@ async fn read_head<H: Host>(
     host: &H,
     stream: &mut TcpStream,
     buf: &mut BytesMut,
+    address: Option<SocketAddr>,
 ) -> Result<Option<Head>, u16> {
     let max_head = host.engine_config().max_head_bytes;
     loop {
         match http::parse_request(buf, max_head) {
             Ok(Some(request)) => {
                 let head = Head {
-                    route: route(host, &request),
+                    route: route(host, &request, address),
                     keep_alive: request.keep_alive,
                     content_length: request.content_length,
                     origin: request.origin.map(str::to_owned),
@@ -155,12 +157,10 @@ async fn exchange<H: Host>(
     };
     let sid = match request.sid {
         None if request.method == Method::Get => {
-            let (_, reply) = host.engine().borrow_mut().open_polling(
-                Instant::now(),
-                request.endpoint,
-                request.version,
-                !request.b64,
-            );
+            let (_, reply) =
+                host.engine()
+                    .borrow_mut()
+                    .open_polling(Instant::now(), request.peer, !request.b64);
             host.pump();
             return Next::Answer(reply);
         }
@@ -197,8 +197,7 @@ fn websocket(buf: &mut BytesMut, request: EioRequest) -> Result<Upgrade, PollRep
     Ok(Upgrade {
         accept: accept_key(&key),
         sid,
-        version: request.version,
-        endpoint: request.endpoint,
+        peer: request.peer,
         leftover: buf.split().freeze(),
     })
 }
@@ -212,7 +211,7 @@ fn no_content() -> PollReply {
 }
 
 /// Validates the Engine.IO query and picks what to do with a request.
-fn route<H: Host>(host: &H, request: &http::Request<'_>) -> Route {
+fn route<H: Host>(host: &H, request: &http::Request<'_>, address: Option<SocketAddr>) -> Route {
     let Some(endpoint) = host.endpoint(request.path) else {
         return Route::Reply(PollReply {
             status: 404,
@@ -239,8 +238,12 @@ fn route<H: Host>(host: &H, request: &http::Request<'_>) -> Route {
     }
     Route::Eio(EioRequest {
         method: request.method,
-        endpoint,
-        version,
+        peer: Peer {
+            endpoint,
+            version,
+            query: query.into(),
+            address,
+        },
         websocket,
         sid: http::query_param(query, "sid").map(|sid| Id::parse(sid).ok_or(())),
         b64: http::query_param(query, "b64").is_some(),

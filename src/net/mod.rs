@@ -17,10 +17,9 @@ use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
 use monoio::net::TcpListener;
 
-use crate::codec::eio::Version;
 use crate::codec::http::Cors;
 use crate::config::EngineConfig;
-use crate::engine::{Engine, PollReply, PollWaiter};
+use crate::engine::{Engine, Peer, PollReply, PollWaiter};
 use crate::id::Id;
 
 pub(crate) use http::answer_forwarded_poll;
@@ -77,8 +76,7 @@ pub(crate) enum PollRequest {
 pub(crate) struct Upgrade {
     pub(crate) accept: String,
     pub(crate) sid: Option<Id>,
-    pub(crate) version: Version,
-    pub(crate) endpoint: u8,
+    pub(crate) peer: Peer,
     /// Bytes read past the request head (the client may already have sent frames).
     pub(crate) leftover: Bytes,
 }

@@ -56,9 +56,7 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
     let link = {
         let mut engine = host.engine().borrow_mut();
         match upgrade.sid {
-            None => Ok(engine
-                .open_websocket(now, upgrade.endpoint, upgrade.version)
-                .1),
+            None => Ok(engine.open_websocket(now, upgrade.peer).1),
             Some(sid) => engine
                 .find(sid.as_str())
                 .and_then(|key| engine.ws_upgrade(key, now)),

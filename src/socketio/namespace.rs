@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::{AckSender, DisconnectReason, Message, Socket};
-use crate::codec::json;
+use crate::codec::{http, json};
 
 type Middleware = dyn Fn(&Handshake) -> Result<(), ConnectError> + Send + Sync;
 type ConnectHandler = dyn Fn(&Socket) + Send + Sync;
@@ -94,6 +95,8 @@ pub struct Handshake {
     pub(crate) nsp: Arc<str>,
     pub(crate) auth: Bytes,
     pub(crate) protocol: u8,
+    pub(crate) query: Box<str>,
+    pub(crate) address: Option<SocketAddr>,
 }
 
 impl Handshake {
@@ -111,6 +114,22 @@ impl Handshake {
     /// The auth object decoded into any type.
     pub fn auth<T: serde::de::DeserializeOwned>(&self) -> Result<T, json::JsonError> {
         json::from_slice(&self.auth)
+    }
+
+    /// The query string of the client's Engine.IO handshake request (`EIO=4&transport=...`
+    /// plus whatever the client added with its `query` option).
+    pub fn query(&self) -> &str {
+        &self.query
+    }
+
+    /// One parameter of the handshake query, percent-decoded.
+    pub fn query_param(&self, key: &str) -> Option<String> {
+        query_param(&self.query, key)
+    }
+
+    /// The client's address, when known.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.address
     }
 
     /// Socket.IO protocol revision of the client: 5, or 4 for socket.io-client 2.x.
@@ -168,4 +187,33 @@ impl Namespaces {
             .find(|(admits, _)| admits(name))
             .map(|(_, ns)| ns.clone())
     }
+}
+
+/// One parameter of a query string, percent-decoded (`+` is a space).
+pub(crate) fn query_param(query: &str, key: &str) -> Option<String> {
+    http::query_param(query, key).map(percent_decode)
+}
+
+/// Decodes `%XX` escapes and `+`; invalid escapes stay as they are.
+pub(crate) fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push((high * 16 + low) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -82,6 +82,19 @@ impl Socket {
             .unwrap_or_default()
     }
 
+    /// One parameter of the client's Engine.IO handshake query, percent-decoded.
+    pub fn query_param(&self, key: &str) -> Option<String> {
+        let session = self.route()?.0;
+        let engine = self.io.engine.borrow();
+        super::namespace::query_param(engine.query(session)?, key)
+    }
+
+    /// The client's address, when known.
+    pub fn address(&self) -> Option<std::net::SocketAddr> {
+        let session = self.route()?.0;
+        self.io.engine.borrow().address(session)
+    }
+
     /// The rooms this socket is in (its own id room included).
     pub fn rooms(&self) -> Vec<String> {
         self.with_state(|_, socket| socket.rooms.iter().map(|r| r.to_string()).collect())

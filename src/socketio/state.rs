@@ -16,7 +16,7 @@ use bytes::Bytes;
 use slab::Slab;
 
 use super::message::{encode_packet, Message};
-use super::namespace::{Handshake, Namespace};
+use super::namespace::{percent_decode, Handshake, Namespace};
 use super::socket::{AckError, AckSender, Socket};
 use super::{Broadcast, DisconnectReason, Io, IoMsg, EMPTY_AUTH};
 use crate::codec::eio::Version;
@@ -460,10 +460,19 @@ fn connect(io: &Rc<Io>, now: Instant, session: SessionKey, nsp: &str, auth: Byte
             state.namespaces[ns].name.clone(),
         )
     };
+    let (query, address) = {
+        let engine = io.engine.borrow();
+        (
+            engine.query(session).unwrap_or_default().into(),
+            engine.address(session),
+        )
+    };
     let handshake = Handshake {
         nsp: name.clone(),
         auth: auth.clone(),
         protocol: if version == Version::V3 { 4 } else { 5 },
+        query,
+        address,
     };
     for middleware in &def.middlewares {
         let verdict = contain("middleware", || middleware(&handshake))
@@ -564,29 +573,6 @@ fn query_to_json(query: &[u8]) -> Bytes {
     }
     out.push(b'}');
     out.into()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn on_event(io: &Rc<Io>, socket: SocketKey, packet: sio::Packet, attachments: Vec<Bytes>) {

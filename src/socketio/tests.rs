@@ -89,10 +89,15 @@ impl Cluster {
 
     fn connect(&self, shard: usize, packet: &str) -> Client {
         let io = &self.shards[shard];
-        let (_, link) = io
-            .engine
-            .borrow_mut()
-            .open_websocket(self.now, 0, Version::V4);
+        let (_, link) = io.engine.borrow_mut().open_websocket(
+            self.now,
+            crate::engine::Peer {
+                endpoint: 0,
+                version: Version::V4,
+                query: "EIO=4&transport=websocket&room=lobby".into(),
+                address: Some(([127, 0, 0, 1], 5000).into()),
+            },
+        );
         self.pump();
         let client = Client { shard, link };
         let open = self.read(&client);
@@ -376,4 +381,33 @@ fn a_panicking_handler_closes_only_its_client() {
     assert!(cluster.is_closed(&faulty));
     cluster.send(&bystander, r#"421["join","r"]"#);
     assert_eq!(cluster.read(&bystander), ["431[]"]);
+}
+
+#[test]
+fn handshake_query_and_address_reach_middleware_and_sockets() {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (in_middleware, in_handler) = (seen.clone(), seen.clone());
+    let ns = Namespace::new()
+        .middleware(move |handshake| {
+            let room = handshake.query_param("room").unwrap_or_default();
+            in_middleware
+                .lock()
+                .unwrap()
+                .push(format!("middleware:{room}"));
+            Ok(())
+        })
+        .on_connect(move |socket| {
+            let address = socket.address().map(|a| a.to_string()).unwrap_or_default();
+            let room = socket.query_param("room").unwrap_or_default();
+            in_handler
+                .lock()
+                .unwrap()
+                .push(format!("socket:{room}@{address}"));
+        });
+    let cluster = Cluster::new(namespaces(ns));
+    cluster.connect(0, "40");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["middleware:lobby", "socket:lobby@127.0.0.1:5000"]
+    );
 }
