@@ -95,7 +95,12 @@ fn main() -> ExitCode {
         namespaces
             .iter()
             .fold(Server::builder().config(config), |builder, name| {
-                builder.namespace(name, apps::builtin_namespace())
+                let name = if name.starts_with('/') {
+                    name.clone()
+                } else {
+                    format!("/{name}")
+                };
+                builder.namespace(&name, apps::builtin_namespace())
             })
     };
     match builder.start() {
