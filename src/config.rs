@@ -17,6 +17,9 @@ pub struct Config {
     pub port: u16,
     /// Pin shard i to core i.
     pub pin_cores: bool,
+    /// Use the epoll driver even where io_uring is available (io_uring is the default, with
+    /// epoll as the automatic fallback).
+    pub force_epoll: bool,
     /// Engine.IO options.
     pub engine: EngineConfig,
     /// The HTTP path the Socket.IO endpoint is served at, with trailing slash.
@@ -96,6 +99,7 @@ impl Default for Config {
             host: IpAddr::from([0, 0, 0, 0]),
             port: 3000,
             pin_cores: true,
+            force_epoll: false,
             engine: EngineConfig::default(),
             path: "/socket.io/".to_owned(),
             connect_timeout: Duration::from_millis(45_000),

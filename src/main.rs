@@ -52,6 +52,9 @@ struct Cli {
     /// Do not pin shard threads to cores.
     #[arg(long)]
     no_pin: bool,
+    /// Use the epoll driver even where io_uring is available.
+    #[arg(long)]
+    epoll: bool,
     /// Serve the conformance app of the official test suites (port 3000 on 127.0.0.1 unless
     /// --port / --host say otherwise).
     #[arg(long)]
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
     config.port = cli.port.unwrap_or(3000);
     config.path = cli.path;
     config.pin_cores = !cli.no_pin;
+    config.force_epoll = cli.epoll;
     config.engine.ping_interval = Duration::from_millis(cli.ping_interval);
     config.engine.ping_timeout = Duration::from_millis(cli.ping_timeout);
     config.engine.max_payload = cli.max_payload;

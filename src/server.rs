@@ -100,7 +100,9 @@ impl ServerBuilder {
         // With port 0 the first bind picks the port; the others join it.
         let addr = listeners[0].local_addr()?;
         listeners.extend(shard::bind_listeners(addr, shards - 1)?);
-        if !monoio::utils::detect_uring() {
+        if config.force_epoll {
+            tracing::info!("using the epoll driver (--epoll)");
+        } else if !monoio::utils::detect_uring() {
             tracing::warn!("io_uring is not available; using the epoll driver");
         }
         let mut endpoints = vec![(config.path.clone(), App::SocketIo)];

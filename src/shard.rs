@@ -204,53 +204,70 @@ pub(crate) fn run(
     listener: std::net::TcpListener,
     bus: bus::Endpoint<ShardMsg>,
 ) -> std::io::Result<()> {
-    let config = &plan.config;
-    let shards = config.cores as u16;
-    let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()?;
-    runtime.block_on(async move {
-        let bus = Rc::new(bus);
-        let engine = Rc::new(RefCell::new(Engine::new(id, plan.config.engine.clone())));
-        let shard = Rc::new(Shard {
-            id,
-            shards,
-            cors: plan.config.cors.to_cors(),
-            engine: engine.clone(),
-            io: RefCell::new(None),
-            bus: bus.clone(),
-            plan: plan.clone(),
-            pumping: Cell::new(false),
-            timer_at: Cell::new(None),
-            timer_kick: Cell::new(false),
-            timer_waker: RefCell::new(None),
-        });
-        let peers_bus = bus.clone();
-        let io = Io::new(
-            id,
-            shards,
-            engine,
-            IoConfig {
-                connect_timeout: plan.config.connect_timeout,
-                max_attachments: 64,
-            },
-            plan.namespaces.clone(),
-            Box::new(move |to, msg| peers_bus.send(to as usize, ShardMsg::Io(id, msg))),
-            Instant::now(),
-        );
-        *shard.io.borrow_mut() = Some(io);
-        let listener = monoio::net::TcpListener::from_std(listener)?;
-        monoio::spawn(net::accept_loop(shard.clone(), listener));
-        monoio::spawn(timer_loop(shard.clone()));
-        let mut batch = Vec::new();
-        while !plan.stop.load(Ordering::SeqCst) {
-            bus.recv_batch(&mut batch).await;
-            for msg in batch.drain(..) {
-                shard.handle_message(msg);
-            }
+    let epoll = plan.config.force_epoll;
+    let shard = serve(id, plan, listener, bus);
+    if epoll {
+        let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()?;
+        runtime.block_on(shard)
+    } else {
+        // io_uring where the kernel allows it, epoll otherwise.
+        let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()?;
+        runtime.block_on(shard)
+    }
+}
+
+/// Everything one shard runs, until it is told to stop.
+async fn serve(
+    id: u16,
+    plan: Arc<Plan>,
+    listener: std::net::TcpListener,
+    bus: bus::Endpoint<ShardMsg>,
+) -> std::io::Result<()> {
+    let shards = plan.config.cores as u16;
+    let bus = Rc::new(bus);
+    let engine = Rc::new(RefCell::new(Engine::new(id, plan.config.engine.clone())));
+    let shard = Rc::new(Shard {
+        id,
+        shards,
+        cors: plan.config.cors.to_cors(),
+        engine: engine.clone(),
+        io: RefCell::new(None),
+        bus: bus.clone(),
+        plan: plan.clone(),
+        pumping: Cell::new(false),
+        timer_at: Cell::new(None),
+        timer_kick: Cell::new(false),
+        timer_waker: RefCell::new(None),
+    });
+    let peers_bus = bus.clone();
+    let io = Io::new(
+        id,
+        shards,
+        engine,
+        IoConfig {
+            connect_timeout: plan.config.connect_timeout,
+            max_attachments: 64,
+        },
+        plan.namespaces.clone(),
+        Box::new(move |to, msg| peers_bus.send(to as usize, ShardMsg::Io(id, msg))),
+        Instant::now(),
+    );
+    *shard.io.borrow_mut() = Some(io);
+    let listener = monoio::net::TcpListener::from_std(listener)?;
+    monoio::spawn(net::accept_loop(shard.clone(), listener));
+    monoio::spawn(timer_loop(shard.clone()));
+    let mut batch = Vec::new();
+    while !plan.stop.load(Ordering::SeqCst) {
+        bus.recv_batch(&mut batch).await;
+        for msg in batch.drain(..) {
+            shard.handle_message(msg);
         }
-        Ok(())
-    })
+    }
+    Ok(())
 }
 
 /// Fires the engine's and Socket.IO's deadlines, sleeping until the earliest one.
@@ -301,6 +318,8 @@ pub(crate) fn bind_listeners(
             socket.set_reuse_port(true)?;
             socket.bind(&addr.into())?;
             socket.listen(4096)?;
+            // The epoll driver needs non-blocking sockets (io_uring does not mind).
+            socket.set_nonblocking(true)?;
             Ok(socket.into())
         })
         .collect()

@@ -5,6 +5,7 @@
 //!
 //! Needs `node` and `npm ci --prefix tests/clients`. Depends only on the public API.
 
+mod common;
 #[path = "library/support.rs"]
 mod support;
 

@@ -42,7 +42,10 @@ pub(super) async fn start<H: Host>(host: Rc<H>, stream: TcpStream, upgrade: Upgr
 /// Takes over a connection handed over by another shard.
 pub(crate) fn adopt_websocket<H: Host>(host: Rc<H>, fd: OwnedFd, upgrade: Upgrade) {
     let std_stream = std::net::TcpStream::from(fd);
-    match TcpStream::from_std(std_stream) {
+    let adopted = std_stream
+        .set_nonblocking(true)
+        .and_then(|()| TcpStream::from_std(std_stream));
+    match adopted {
         Ok(stream) => {
             monoio::spawn(accept(host, stream, upgrade));
         }

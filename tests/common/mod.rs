@@ -13,9 +13,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `ringcast` with `args` (plus `--host 127.0.0.1 --port <free>`), or, when the
-    /// environment names `RINGCAST_EXTERNAL_ADDR=host:port`, uses that server instead, so the
-    /// same tests can be checked against a reference implementation.
+    /// Starts `ringcast` with `args` (plus `--host 127.0.0.1 --port <free>`, and `--epoll`
+    /// when [`epoll_requested`]), or, when the environment names
+    /// `RINGCAST_EXTERNAL_ADDR=host:port`, uses that server instead, so the same tests can be
+    /// checked against a reference implementation.
     pub fn start(args: &[&str]) -> Server {
         if let Ok(external) = std::env::var("RINGCAST_EXTERNAL_ADDR") {
             let addr = external
@@ -27,6 +28,7 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
             .args(args)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(epoll_requested().then_some("--epoll"))
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn ringcast");
@@ -67,6 +69,12 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
+}
+
+/// `RINGCAST_TEST_EPOLL=1` runs the servers under test on the epoll driver, so the fallback
+/// for kernels without io_uring is held to the same tests.
+pub fn epoll_requested() -> bool {
+    std::env::var_os("RINGCAST_TEST_EPOLL").is_some_and(|v| v == "1")
 }
 
 /// A port that was free a moment ago (the OS picks it; the listener is closed at once).

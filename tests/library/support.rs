@@ -28,6 +28,7 @@ impl TestServer {
                 config.host = [127, 0, 0, 1].into();
                 config.port = 0;
                 config.pin_cores = false;
+                config.force_epoll = crate::common::epoll_requested();
             })
             .start()
             .expect("start ringcast");
