@@ -166,6 +166,11 @@ impl State {
         }
     }
 
+    /// Removes and returns the handler waiting for `ack_id` on `socket`.
+    fn take_ack(&mut self, socket: SocketKey, ack_id: u64) -> Option<AckHandler> {
+        self.sockets.get_mut(socket as usize)?.acks.remove(&ack_id)
+    }
+
     /// Registers the origin side of a broadcast-with-ack; returns its request id.
     pub(crate) fn add_aggregate(
         &mut self,
@@ -631,12 +636,7 @@ fn on_event(io: &Rc<Io>, socket: SocketKey, packet: sio::Packet, attachments: Ve
 }
 
 fn on_ack(io: &Rc<Io>, socket: SocketKey, ack_id: u64, message: Message) {
-    let handler = io
-        .state
-        .borrow_mut()
-        .sockets
-        .get_mut(socket as usize)
-        .and_then(|s| s.acks.remove(&ack_id));
+    let handler = io.state.borrow_mut().take_ack(socket, ack_id);
     match handler {
         None => {}
         Some(AckHandler::Local(callback)) => {
@@ -822,12 +822,7 @@ pub(super) fn on_timeouts(io: &Rc<Io>, now: Instant) {
                 }
             }
             Timer::Ack(socket, ack_id) => {
-                let handler = io
-                    .state
-                    .borrow_mut()
-                    .sockets
-                    .get_mut(socket as usize)
-                    .and_then(|s| s.acks.remove(&ack_id));
+                let handler = io.state.borrow_mut().take_ack(socket, ack_id);
                 if let Some(AckHandler::Local(callback)) = handler {
                     contain("ack", || callback(Err(AckError::Timeout)));
                 }

@@ -1,6 +1,7 @@
 // Shared helpers for the client scenarios: target URL, bounded waits, assertions, shard decoding,
 // and a runner that gives every scenario one overall deadline and a clear exit status.
 // Every wait here is bounded; traffic goes only to RINGCAST_URL (a loopback server).
+import http from 'node:http';
 import { isDeepStrictEqual, inspect } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { io, Manager } from 'socket.io-client';
@@ -77,6 +78,43 @@ export function withTimeout(promise, ms, what) {
 }
 
 /** The arguments of the next `event` on `emitter`, bounded by `ms`. */
+/**
+ * One HTTP request to the Socket.IO path on its own TCP connection (agent: false,
+ * Connection: close), so that requests of one session land on any shard. Resolves to
+ * { status, type, body: Buffer }.
+ */
+export function freshRequest(method, query, body, contentType = 'text/plain;charset=UTF-8', ms = 5000) {
+  const base = new URL(BASE_URL);
+  const payload = body === undefined ? undefined : Buffer.from(body);
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          host: base.hostname,
+          port: base.port,
+          method,
+          path: `/socket.io/?${query}`,
+          agent: false,
+          headers: {
+            Connection: 'close',
+            ...(payload === undefined ? {} : { 'Content-Type': contentType, 'Content-Length': payload.length }),
+          },
+        },
+        (res) => {
+          const chunks = [];
+          res.on('data', (c) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode, type: res.headers['content-type'] || '', body: Buffer.concat(chunks) }));
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(payload);
+    }),
+    ms,
+    `${method} ${query}`,
+  );
+}
+
 export function waitFor(emitter, event, ms = 5000, what = `"${event}" event`) {
   return withTimeout(
     new Promise((resolve) => emitter.once(event, (...args) => resolve(args))),

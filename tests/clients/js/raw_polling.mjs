@@ -7,9 +7,8 @@
 //    rounds a long-poll GET is pending during the probe and must be released (noop) before the
 //    upgrade completes, as real clients rely on.
 // Usage: node raw_polling.mjs
-import http from 'node:http';
 import WebSocket from 'ws';
-import { run, BASE_URL, check, checkEqual, checkRingcastId, fail, withTimeout, show } from './lib.mjs';
+import { run, BASE_URL, check, checkEqual, checkRingcastId, fail, withTimeout, show, freshRequest } from './lib.mjs';
 
 const ROUNDS = 20;
 const UPGRADES = 10;
@@ -18,34 +17,10 @@ const RS = '\x1e';
 const base = new URL(BASE_URL);
 
 /** One HTTP request on its own TCP connection (agent: false, Connection: close). */
-function request(method, query, body) {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const req = http.request(
-        {
-          host: base.hostname,
-          port: base.port,
-          method,
-          path: `/socket.io/?${query}`,
-          agent: false,
-          headers: {
-            Connection: 'close',
-            ...(body === undefined ? {} : { 'Content-Type': 'text/plain;charset=UTF-8', 'Content-Length': Buffer.byteLength(body) }),
-          },
-        },
-        (res) => {
-          const chunks = [];
-          res.on('data', (c) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') }));
-          res.on('error', reject);
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
-    }),
-    REQUEST_MS,
-    `${method} ${query}`,
-  );
+/** One request on its own connection; the body as text. */
+async function request(method, query, body) {
+  const res = await freshRequest(method, query, body, 'text/plain;charset=UTF-8', REQUEST_MS);
+  return { status: res.status, body: res.body.toString('utf8') };
 }
 
 let cacheBuster = 0;

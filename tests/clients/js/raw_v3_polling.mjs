@@ -5,38 +5,11 @@
 // "/chat") of a binary echo POSTed as a binary payload, whose binary ack is read back from a
 // binary GET payload.
 // Usage: node raw_v3_polling.mjs
-import http from 'node:http';
-import { run, BASE_URL, check, checkEqual, checkRingcastId, fail, withTimeout, show } from './lib.mjs';
+import { run, check, checkEqual, checkRingcastId, fail, show, freshRequest } from './lib.mjs';
 
 const ROUNDS = 10;
-const base = new URL(BASE_URL);
 
-function request(method, query, body, contentType) {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const req = http.request(
-        {
-          host: base.hostname,
-          port: base.port,
-          method,
-          path: `/socket.io/?${query}`,
-          agent: false,
-          headers: { Connection: 'close', ...(body ? { 'Content-Type': contentType, 'Content-Length': body.length } : {}) },
-        },
-        (res) => {
-          const chunks = [];
-          res.on('data', (c) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode, type: res.headers['content-type'] || '', body: Buffer.concat(chunks) }));
-          res.on('error', reject);
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
-    }),
-    5000,
-    `${method} ${query}`,
-  );
-}
+const request = freshRequest;
 
 let t = 0;
 const q = (sid) => `EIO=3&transport=polling&t=${(t++).toString(36)}${sid ? `&sid=${sid}` : ''}`;
