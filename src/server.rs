@@ -3,7 +3,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -113,7 +112,6 @@ impl ServerBuilder {
             config,
             endpoints,
             namespaces: Arc::new(self.namespaces),
-            stop: AtomicBool::new(false),
         });
         let mut ends = bus::mesh::<ShardMsg>(shards + 1, bus_capacity);
         let control = ends

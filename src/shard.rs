@@ -8,7 +8,6 @@ use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -46,7 +45,6 @@ pub(crate) struct Plan {
     pub(crate) config: Config,
     pub(crate) endpoints: Vec<(String, App)>,
     pub(crate) namespaces: Arc<Namespaces>,
-    pub(crate) stop: AtomicBool,
 }
 
 /// One shard's state, shared by its tasks through `Rc`.
@@ -55,10 +53,11 @@ pub(crate) struct Shard {
     shards: u16,
     plan: Arc<Plan>,
     engine: Rc<RefCell<Engine>>,
-    io: RefCell<Option<Rc<Io>>>,
+    io: Rc<Io>,
     bus: Rc<bus::Endpoint<ShardMsg>>,
     cors: Cors,
     pumping: Cell<bool>,
+    stopped: Cell<bool>,
     /// The instant the timer task sleeps until, and how to wake it sooner.
     timer_at: Cell<Option<Instant>>,
     timer_kick: Cell<bool>,
@@ -66,16 +65,9 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    fn io(&self) -> Rc<Io> {
-        self.io
-            .borrow()
-            .clone()
-            .unwrap_or_else(|| unreachable!("set before any task runs"))
-    }
-
     fn next_deadline(&self) -> Option<Instant> {
         let engine = self.engine.borrow_mut().next_deadline();
-        let io = self.io().next_deadline();
+        let io = self.io.next_deadline();
         let backlog = self
             .bus
             .has_backlog()
@@ -107,7 +99,7 @@ impl Shard {
                     .send(key, &Frame::binary(&data), false);
             }
             (Some(App::EngineEcho), Event::Open(_)) => {}
-            (_, event) => self.io().handle_event(now, event),
+            (_, event) => self.io.handle_event(now, event),
         }
     }
 
@@ -134,12 +126,12 @@ impl Shard {
                 net::adopt_websocket(self.clone(), fd, upgrade)
             }
             ShardMsg::Io(from, msg) => {
-                let io = self.io();
+                let io = &self.io;
                 io.set_now(Instant::now());
                 io.handle_peer_message(from, msg);
                 self.pump();
             }
-            ShardMsg::Stop => self.plan.stop.store(true, Ordering::SeqCst),
+            ShardMsg::Stop => self.stopped.set(true),
         }
     }
 }
@@ -179,7 +171,7 @@ impl Host for Shard {
             return;
         }
         let now = Instant::now();
-        self.io().set_now(now);
+        self.io.set_now(now);
         loop {
             let event = self.engine.borrow_mut().next_event();
             match event {
@@ -230,24 +222,11 @@ async fn serve(
     let shards = plan.config.cores as u16;
     let bus = Rc::new(bus);
     let engine = Rc::new(RefCell::new(Engine::new(id, plan.config.engine.clone())));
-    let shard = Rc::new(Shard {
-        id,
-        shards,
-        cors: plan.config.cors.to_cors(),
-        engine: engine.clone(),
-        io: RefCell::new(None),
-        bus: bus.clone(),
-        plan: plan.clone(),
-        pumping: Cell::new(false),
-        timer_at: Cell::new(None),
-        timer_kick: Cell::new(false),
-        timer_waker: RefCell::new(None),
-    });
     let peers_bus = bus.clone();
     let io = Io::new(
         id,
         shards,
-        engine,
+        engine.clone(),
         IoConfig {
             connect_timeout: plan.config.connect_timeout,
             max_attachments: 64,
@@ -256,12 +235,25 @@ async fn serve(
         Box::new(move |to, msg| peers_bus.send(to as usize, ShardMsg::Io(id, msg))),
         Instant::now(),
     );
-    *shard.io.borrow_mut() = Some(io);
+    let shard = Rc::new(Shard {
+        id,
+        shards,
+        cors: plan.config.cors.to_cors(),
+        engine,
+        io,
+        bus: bus.clone(),
+        plan: plan.clone(),
+        pumping: Cell::new(false),
+        stopped: Cell::new(false),
+        timer_at: Cell::new(None),
+        timer_kick: Cell::new(false),
+        timer_waker: RefCell::new(None),
+    });
     let listener = monoio::net::TcpListener::from_std(listener)?;
     monoio::spawn(net::accept_loop(shard.clone(), listener));
     monoio::spawn(timer_loop(shard.clone()));
     let mut batch = Vec::new();
-    while !plan.stop.load(Ordering::SeqCst) {
+    while !shard.stopped.get() {
         bus.recv_batch(&mut batch).await;
         for msg in batch.drain(..) {
             shard.handle_message(msg);
@@ -297,7 +289,7 @@ async fn timer_loop(shard: Rc<Shard>) {
         let now = Instant::now();
         shard.bus.flush_backlog();
         shard.engine.borrow_mut().handle_timeouts(now);
-        let io = shard.io();
+        let io = &shard.io;
         io.set_now(now);
         io.handle_timeouts(now);
         shard.pump();
