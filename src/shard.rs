@@ -121,7 +121,7 @@ impl Shard {
                 sid,
                 request,
                 reply,
-            }) => net::answer_forwarded_poll(&**self, sid, request, reply),
+            }) => net::handle_poll(&**self, sid, request, reply),
             ShardMsg::Net(Forward::WebSocket { fd, upgrade }) => {
                 net::adopt_websocket(self.clone(), fd, upgrade)
             }

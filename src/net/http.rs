@@ -56,9 +56,9 @@ struct Head {
 }
 
 /// Serves one connection until it closes, is upgraded, or is handed to another shard.
-pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream) {
+pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream, peer: SocketAddr) {
     let mut buf = BytesMut::with_capacity(INITIAL_READ);
-    let address = stream.peer_addr().ok();
+    let address = Some(peer);
     loop {
         let head = match read_head(&*host, &mut stream, &mut buf, address).await {
             Ok(Some(head)) => head,
@@ -305,16 +305,6 @@ async fn poll_get<H: Host>(
             }
         }
     }
-}
-
-/// Answers a forwarded poll request on the owner shard.
-pub(crate) fn answer_forwarded_poll<H: Host>(
-    host: &H,
-    sid: Id,
-    request: PollRequest,
-    reply: Option<crate::engine::PollWaiter>,
-) {
-    handle_poll(host, sid, request, reply)
 }
 
 /// Reads more bytes into `buf`; false on EOF or error.

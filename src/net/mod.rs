@@ -22,7 +22,6 @@ use crate::config::EngineConfig;
 use crate::engine::{Engine, Peer, PollReply, PollWaiter};
 use crate::id::Id;
 
-pub(crate) use http::answer_forwarded_poll;
 pub(crate) use ws::adopt_websocket;
 
 /// What the network layer needs from its shard.
@@ -103,9 +102,9 @@ pub(crate) async fn read_into<R: AsyncReadRent>(
 pub(crate) async fn accept_loop<H: Host>(host: Rc<H>, listener: TcpListener) {
     loop {
         match listener.accept().await {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(http::serve(host.clone(), stream));
+                monoio::spawn(http::serve(host.clone(), stream, peer));
             }
             Err(error) => {
                 tracing::warn!(%error, "accept failed");
