@@ -80,7 +80,11 @@ pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream, peer: Soc
             Route::Reply(reply) => (reply, false, unread),
             Route::Preflight => (no_content(), true, unread),
             Route::Eio(request) if request.websocket => match websocket(&mut buf, request) {
-                Ok(upgrade) => return ws::start(host, stream, upgrade).await,
+                Ok(upgrade) => {
+                    // The WebSocket brings its own buffer; this one is not kept for its life.
+                    drop(buf);
+                    return ws::start(host, stream, upgrade).await;
+                }
                 Err(reply) => (reply, false, unread),
             },
             Route::Eio(request) => {

@@ -17,8 +17,9 @@ use crate::codec::http;
 use crate::codec::ws::Decoder;
 use crate::engine::{EngineError, LinkKey, PollReply, WriteBatch};
 
-/// Read buffer growth step for WebSocket connections.
-const READ_CHUNK: usize = 4096;
+/// First read buffer of a WebSocket connection; it doubles while messages need more, so idle
+/// connections stay small.
+const READ_CHUNK: usize = 1024;
 
 /// Most frames handed to one `writev` (the kernel's IOV_MAX is 1024).
 const MAX_IOVECS: usize = 1024;
@@ -55,11 +56,21 @@ pub(crate) fn adopt_websocket<H: Host>(host: Rc<H>, fd: OwnedFd, upgrade: Upgrad
 
 /// Opens or upgrades the session, answers 101 and runs the connection.
 async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
+    let Upgrade {
+        accept,
+        sid,
+        peer,
+        leftover,
+    } = upgrade;
+    // Copied out so that the HTTP read buffer it points into is freed now, not at the end of
+    // the connection; most upgrades carry no leftover bytes at all.
+    let mut buf = BytesMut::from(&leftover[..]);
+    drop(leftover);
     let now = Instant::now();
     let link = {
         let mut engine = host.engine().borrow_mut();
-        match upgrade.sid {
-            None => Ok(engine.open_websocket(now, upgrade.peer).1),
+        match sid {
+            None => Ok(engine.open_websocket(now, peer).1),
             Some(sid) => engine
                 .find(sid.as_str())
                 .and_then(|key| engine.ws_upgrade(key, now)),
@@ -71,7 +82,7 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
             // The session exists but already has (or is getting) a WebSocket: accept, then
             // close this extra one at once, as the reference does.
             let mut out = Vec::with_capacity(256);
-            http::write_switching_protocols(&mut out, &upgrade.accept);
+            http::write_switching_protocols(&mut out, &accept);
             out.extend_from_slice(&crate::codec::ws::close_frame(1000, ""));
             let _ = stream.write_all(out).await;
             return;
@@ -93,7 +104,7 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
         }
     };
     let mut head = Vec::with_capacity(160);
-    http::write_switching_protocols(&mut head, &upgrade.accept);
+    http::write_switching_protocols(&mut head, &accept);
     let (result, _) = stream.write_all(head).await;
     if result.is_err() {
         host.engine().borrow_mut().ws_reader_done(link);
@@ -105,7 +116,6 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
     let fd = stream.as_raw_fd();
     let (mut reader, writer) = stream.into_split();
     monoio::spawn(write_loop(host.clone(), writer, fd, link));
-    let mut buf = BytesMut::from(&upgrade.leftover[..]);
     let mut decoder = Decoder::new(host.engine_config().max_payload);
     'read: loop {
         loop {
