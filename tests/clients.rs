@@ -23,16 +23,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Shards the harness asks for: two, so that cross-shard paths are exercised.
+/// Shards the harness asks for: two, so that cross-shard paths are exercised (the order and
+/// rooms scenarios also run on four).
 const SHARDS: &str = "2";
-const SERVER_ARGS: &[&str] = &[
-    "--cores",
-    SHARDS,
-    "--namespace",
-    "/",
-    "--namespace",
-    "/chat",
-];
+const SERVER_ARGS: &[&str] = &["--namespace", "/", "--namespace", "/chat"];
 /// The maxPayload scenario's limit: its clients emit 5000-byte strings.
 const SMALL_MAX_PAYLOAD: &[&str] = &["--max-payload", "2000"];
 /// The heartbeat scenario's timers: about six heartbeats in the 2 s it stays connected.
@@ -51,6 +45,7 @@ fn clients_dir() -> PathBuf {
 struct Target {
     url: String,
     external: bool,
+    shards: &'static str,
     _server: Option<common::Server>,
 }
 
@@ -60,11 +55,16 @@ impl Target {
     }
 
     fn started(extra_args: &[&str]) -> Target {
-        let args = [SERVER_ARGS, extra_args].concat();
+        Target::with_shards(SHARDS, extra_args)
+    }
+
+    fn with_shards(shards: &'static str, extra_args: &[&str]) -> Target {
+        let args = [&["--cores", shards], SERVER_ARGS, extra_args].concat();
         let server = common::Server::start(&args);
         Target {
             url: server.url(),
             external: server.is_external(),
+            shards,
             _server: Some(server),
         }
     }
@@ -79,6 +79,7 @@ impl Target {
             Ok(addr) => Some(Target {
                 url: format!("http://{addr}"),
                 external: true,
+                shards: SHARDS,
                 _server: None,
             }),
             Err(_) => {
@@ -116,7 +117,7 @@ fn run_script(target: &Target, runtime: Runtime, script: &str, args: &[&str]) {
         .args(args)
         .current_dir(&dir)
         .env("RINGCAST_URL", &target.url)
-        .env("RINGCAST_SHARDS", SHARDS)
+        .env("RINGCAST_SHARDS", target.shards)
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
@@ -264,6 +265,20 @@ node_scenario!("js/v4_order.mjs" =>
     v4_per_sender_order_polling: "polling",
     v4_per_sender_order_websocket: "websocket",
 );
+
+// 6 and 7 again with four shards (on any core count: shards are threads), so that one
+// sender's broadcasts fan out to three other shards.
+#[test]
+fn v4_rooms_across_four_shards() {
+    let target = Target::with_shards("4", &[]);
+    run_script(&target, Runtime::Node, "js/v4_rooms.mjs", &["websocket"]);
+}
+
+#[test]
+fn v4_per_sender_order_across_four_shards() {
+    let target = Target::with_shards("4", &[]);
+    run_script(&target, Runtime::Node, "js/v4_order.mjs", &["websocket"]);
+}
 
 // 9. manual disconnect + connect, and automatic reconnection after an abrupt transport close.
 node_scenario!("js/v4_reconnect.mjs" =>
