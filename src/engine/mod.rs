@@ -439,7 +439,7 @@ impl Engine {
         PollReply::ok()
     }
 
-    /// Answers the pending GET if frames are queued (or the session is closing).
+    /// Answers the pending GET if frames are queued.
     fn answer_poll(&mut self, key: SessionKey) {
         let Some(session) = self.sessions.get_mut(key as usize) else {
             return;
