@@ -4,7 +4,6 @@
 //! Uses only the blocking clients of `support`; nothing from ringcast's library.
 
 use std::net::SocketAddr;
-use std::thread::sleep;
 use std::time::Duration;
 
 use crate::support::*;
@@ -13,136 +12,9 @@ const PREFIX: &str = "socket.io";
 
 // ==== Engine.IO part ======================================================================
 
-#[test]
-fn sio5_eio_polling_handshake_opens_session() {
-    let server = server();
-    let response = get(server.addr, "/socket.io/?EIO=4&transport=polling");
-    assert_eq!(response.status, 200);
-    check_open_packet(&response.text(), &["websocket"], false);
-}
-
-#[test]
-fn sio5_eio_polling_handshake_rejects_invalid_eio() {
-    let server = server();
-    for path in [
-        "/socket.io/?transport=polling",
-        "/socket.io/?EIO=abc&transport=polling",
-    ] {
-        assert_eq!(get(server.addr, path).status, 400, "{path}");
-    }
-}
-
-#[test]
-fn sio5_eio_polling_handshake_rejects_invalid_transport() {
-    let server = server();
-    for path in ["/socket.io/?EIO=4", "/socket.io/?EIO=4&transport=abc"] {
-        assert_eq!(get(server.addr, path).status, 400, "{path}");
-    }
-}
-
-#[test]
-fn sio5_eio_polling_handshake_rejects_bad_method() {
-    let server = server();
-    let path = "/socket.io/?EIO=4&transport=polling";
-    for method in ["POST", "PUT"] {
-        let response = request(server.addr, method, path, &[], b"").unwrap();
-        assert_eq!(response.status, 400, "{method}");
-    }
-}
-
-#[test]
-fn sio5_eio_ws_handshake_opens_session() {
-    let server = server();
-    let mut ws = ws_open(server.addr, "/socket.io/?EIO=4&transport=websocket");
-    check_open_packet(&ws.text(), &[], false);
-}
-
-#[test]
-fn sio5_eio_ws_rejects_invalid_eio() {
-    let server = server();
-    for path in [
-        "/socket.io/?transport=websocket",
-        "/socket.io/?EIO=abc&transport=websocket",
-    ] {
-        match ws_try_open(server.addr, path) {
-            Err(WsOpenError::Refused(status)) => assert_eq!(status, 400, "{path}"),
-            other => panic!("{path}: expected a 400 refusal, got {:?}", other.err()),
-        }
-    }
-}
-
-#[test]
-fn sio5_eio_ws_rejects_invalid_transport() {
-    let server = server();
-    for path in ["/socket.io/?EIO=4", "/socket.io/?EIO=4&transport=abc"] {
-        ws_expect_rejected(server.addr, path);
-    }
-}
-
-#[test]
-fn sio5_eio_polling_heartbeat_three_rounds() {
-    let server = server();
-    let session = Polling::open(server.addr, PREFIX, 4);
-    for round in 0..3 {
-        let polled = session.get();
-        assert_eq!(polled.status, 200);
-        // Nothing from the Socket.IO layer before a CONNECT: only the ping.
-        assert_eq!(polled.text(), "2", "round {round}");
-        session.post_ok("3");
-    }
-}
-
-#[test]
-fn sio5_eio_polling_ping_timeout_closes_session() {
-    let server = server();
-    let session = Polling::open(server.addr, PREFIX, 4);
-    sleep(PING_DEADLINE);
-    assert_eq!(session.get().status, 400);
-}
-
-#[test]
-fn sio5_eio_ws_heartbeat_three_rounds() {
-    let server = server();
-    let (mut ws, _) = ws_session(server.addr, PREFIX, 4);
-    for round in 0..3 {
-        assert_eq!(ws.text(), "2", "round {round}");
-        ws.send_text("3");
-    }
-}
-
-#[test]
-fn sio5_eio_ws_ping_timeout_closes_socket() {
-    let server = server();
-    let (mut ws, _) = ws_session(server.addr, PREFIX, 4);
-    ws.expect_closed(Duration::from_secs(2));
-}
-
-#[test]
-fn sio5_eio_polling_client_close_answers_pending_poll_with_noop() {
-    let server = server();
-    let mut conn = HttpConn::open(server.addr);
-    let session = Polling::open_on(&mut conn, server.addr, PREFIX, 4, "");
-    conn.send("GET", &session.path(), &[], b"").unwrap();
-    assert_eq!(session.post("1").status, 200);
-    let polled = conn.receive().unwrap();
-    assert_eq!(polled.status, 200);
-    assert_eq!(polled.text(), "6");
-    assert_eq!(session.get().status, 400);
-}
-
-#[test]
-fn sio5_eio_ws_client_close_closes_socket() {
-    let server = server();
-    let (mut ws, _) = ws_session(server.addr, PREFIX, 4);
-    ws.send_text("1");
-    let (elapsed, _) = ws.expect_closed(Duration::from_secs(2));
-    // reference is lax here (conformance.md §8): closes only through the ping timeout.
-    if !external() {
-        assert!(
-            elapsed < Duration::from_millis(250),
-            "closed after {elapsed:?}"
-        );
-    }
+// Handshake, heartbeat and close: the same tests as on /engine.io/ (engine_v4.rs).
+mod engine_layer {
+    crate::engine_io_v4_tests!("socket.io");
 }
 
 #[test]
