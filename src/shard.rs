@@ -4,10 +4,10 @@
 //!
 //! Only this module wires layers together; each layer stays ignorant of the others' internals.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use crate::codec::http::Cors;
 use crate::config::{Config, EngineConfig};
 use crate::engine::{Engine, Event};
 use crate::net::{self, Forward, Host};
-use crate::socketio::{Io, IoConfig, IoMsg, Namespaces};
+use crate::socketio::{Io, IoConfig, IoMsg, LocalTask, Namespaces, ShardHooks};
 
 /// Everything that travels between shards.
 #[derive(Debug)]
@@ -75,7 +75,7 @@ impl Shard {
         [engine, io, backlog].into_iter().flatten().min()
     }
 
-    fn handle_event(&self, now: Instant, event: Event) {
+    fn handle_event(&self, event: Event) {
         let key = match &event {
             Event::Open(key) | Event::Message(key, _) | Event::Binary(key, _) => Some(*key),
             Event::Close(..) => None,
@@ -99,7 +99,7 @@ impl Shard {
                     .send(key, &Frame::binary(&data), false);
             }
             (Some(App::EngineEcho), Event::Open(_)) => {}
-            (_, event) => self.io.handle_event(now, event),
+            (_, event) => self.io.handle_event(event),
         }
     }
 
@@ -175,7 +175,7 @@ impl Host for Shard {
         loop {
             let event = self.engine.borrow_mut().next_event();
             match event {
-                Some(event) => self.handle_event(now, event),
+                Some(event) => self.handle_event(event),
                 None => break,
             }
         }
@@ -223,6 +223,21 @@ async fn serve(
     let bus = Rc::new(bus);
     let engine = Rc::new(RefCell::new(Engine::new(id, plan.config.engine.clone())));
     let peers_bus = bus.clone();
+    // Tasks Socket.IO hands over (asynchronous middleware) run here, then the shard pumps
+    // whatever they produced; the shard is known only once built, hence the cell.
+    let spawner_shard: Rc<OnceCell<Weak<Shard>>> = Rc::default();
+    let spawner = {
+        let cell = spawner_shard.clone();
+        Box::new(move |task: LocalTask| {
+            let cell = cell.clone();
+            monoio::spawn(async move {
+                task.await;
+                if let Some(shard) = cell.get().and_then(Weak::upgrade) {
+                    shard.pump();
+                }
+            });
+        })
+    };
     let io = Io::new(
         id,
         shards,
@@ -232,7 +247,10 @@ async fn serve(
             max_attachments: 64,
         },
         plan.namespaces.clone(),
-        Box::new(move |to, msg| peers_bus.send(to as usize, ShardMsg::Io(id, msg))),
+        ShardHooks {
+            peers: Box::new(move |to, msg| peers_bus.send(to as usize, ShardMsg::Io(id, msg))),
+            spawn: spawner,
+        },
         Instant::now(),
     );
     let shard = Rc::new(Shard {
@@ -249,6 +267,7 @@ async fn serve(
         timer_kick: Cell::new(false),
         timer_waker: RefCell::new(None),
     });
+    let _ = spawner_shard.set(Rc::downgrade(&shard));
     let listener = monoio::net::TcpListener::from_std(listener)?;
     monoio::spawn(net::accept_loop(shard.clone(), listener));
     monoio::spawn(timer_loop(shard.clone()));

@@ -89,33 +89,59 @@ struct TokenAuth {
     token: Option<String>,
 }
 
+/// What a middleware saw: namespace, protocol, whether auth decoded, the token.
+type HandshakeReport = (String, u8, bool, Option<String>);
+
+/// The token check both middleware tests use: reports what it saw, admits token "secret".
+fn check_token(
+    handshake: &Handshake,
+    report: &mpsc::Sender<HandshakeReport>,
+) -> Result<(), ConnectError> {
+    let auth = handshake.auth::<TokenAuth>();
+    let token = auth.as_ref().ok().and_then(|auth| auth.token.clone());
+    let _ = report.send((
+        handshake.nsp().to_owned(),
+        handshake.protocol(),
+        auth.is_ok(),
+        token.clone(),
+    ));
+    match (auth, token) {
+        (Err(_), _) => Err(ConnectError::new("invalid auth")),
+        (Ok(_), Some(token)) if token == "secret" => Ok(()),
+        (Ok(_), _) => Err(ConnectError::new("not authorized").with_data(&json!({ "code": 42 }))),
+    }
+}
+
 #[test]
 fn middleware_refuses_or_admits_by_auth_token() {
     let (report, handshakes) = mpsc::channel();
-    let guarded = Namespace::new()
-        .middleware(move |handshake: &Handshake| {
-            let auth = handshake.auth::<TokenAuth>();
-            let token = auth.as_ref().ok().and_then(|auth| auth.token.clone());
-            let _ = report.send((
-                handshake.nsp().to_owned(),
-                handshake.protocol(),
-                auth.is_ok(),
-                token.clone(),
-            ));
-            match (auth, token) {
-                (Err(_), _) => Err(ConnectError::new("invalid auth")),
-                (Ok(_), Some(token)) if token == "secret" => Ok(()),
-                (Ok(_), _) => {
-                    Err(ConnectError::new("not authorized").with_data(&json!({ "code": 42 })))
-                }
-            }
-        })
-        .on_connect(|socket| {
-            let auth = Args::new()
-                .with_raw(&socket.auth_raw())
-                .expect("auth is JSON");
-            socket.emit("welcome", &auth);
-        });
+    let guarded =
+        Namespace::new().middleware(move |handshake: &Handshake| check_token(handshake, &report));
+    run_middleware_script(guarded, &handshakes);
+}
+
+#[test]
+fn async_middleware_decides_after_shard_local_io() {
+    let (report, handshakes) = mpsc::channel();
+    let guarded = Namespace::new().async_middleware(move |handshake: Handshake| {
+        let report = report.clone();
+        async move {
+            // Stands for a lookup in another service: the shard keeps serving meanwhile.
+            monoio::time::sleep(Duration::from_millis(20)).await;
+            check_token(&handshake, &report)
+        }
+    });
+    run_middleware_script(guarded, &handshakes);
+}
+
+/// Serves `guarded` on `/` and `/private`, runs middleware.mjs, checks every handshake seen.
+fn run_middleware_script(guarded: Namespace, handshakes: &mpsc::Receiver<HandshakeReport>) {
+    let guarded = guarded.on_connect(|socket| {
+        let auth = Args::new()
+            .with_raw(&socket.auth_raw())
+            .expect("auth is JSON");
+        socket.emit("welcome", &auth);
+    });
     let server = TestServer::start(
         Server::builder()
             .namespace("/", guarded.clone())
@@ -123,7 +149,7 @@ fn middleware_refuses_or_admits_by_auth_token() {
     );
     server.run_script("middleware.mjs");
 
-    let seen: Vec<_> = reports_until_quiet(&handshakes);
+    let seen: Vec<_> = reports_until_quiet(handshakes);
     let expected = [
         ("/", 5, true, Some("bad")),
         ("/", 5, true, None),

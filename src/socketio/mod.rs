@@ -19,12 +19,23 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 pub use message::{Args, Message};
-pub use namespace::{ConnectError, Handshake, Namespace, Namespaces};
+pub use namespace::{ConnectError, Handshake, MiddlewareFuture, Namespace, Namespaces};
 pub use socket::{AckError, AckSender, BroadcastOperator, Socket};
 pub(crate) use state::State;
 
 use crate::codec::frame::Frame;
 use crate::engine::{CloseReason, Engine, Event, SessionKey};
+
+/// A shard-local task handed to the shard to run (this layer never spawns by itself).
+pub type LocalTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+/// How Socket.IO reaches beyond itself, provided by the shard that hosts it.
+pub struct ShardHooks {
+    /// Sends a message to another shard.
+    pub peers: Box<dyn Fn(u16, IoMsg)>,
+    /// Runs a task on this shard.
+    pub spawn: Box<dyn Fn(LocalTask)>,
+}
 
 /// Why a socket left its namespace (the strings Socket.IO clients and servers use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +119,7 @@ pub struct Io {
     pub(crate) state: RefCell<State>,
     pub(crate) config: IoConfig,
     pub(crate) namespaces: Arc<Namespaces>,
-    peers: Box<dyn Fn(u16, IoMsg)>,
+    hooks: ShardHooks,
     /// The current tick's time, set by the shard before it calls in (this layer reads no
     /// clock).
     now: Cell<Instant>,
@@ -122,7 +133,7 @@ impl Io {
         engine: Rc<RefCell<Engine>>,
         config: IoConfig,
         namespaces: Arc<Namespaces>,
-        peers: Box<dyn Fn(u16, IoMsg)>,
+        hooks: ShardHooks,
         now: Instant,
     ) -> Rc<Io> {
         Rc::new(Io {
@@ -132,17 +143,17 @@ impl Io {
             state: RefCell::new(State::new(shard, shards)),
             config,
             namespaces,
-            peers,
+            hooks,
             now: Cell::new(now),
         })
     }
 
     /// Handles one engine event for a Socket.IO session.
-    pub fn handle_event(self: &Rc<Self>, now: Instant, event: Event) {
+    pub fn handle_event(self: &Rc<Self>, event: Event) {
         match event {
-            Event::Open(session) => state::on_open(self, now, session),
-            Event::Message(session, text) => state::on_text(self, now, session, text),
-            Event::Binary(session, data) => state::on_binary(self, now, session, data),
+            Event::Open(session) => state::on_open(self, session),
+            Event::Message(session, text) => state::on_text(self, session, text),
+            Event::Binary(session, data) => state::on_binary(self, session, data),
             Event::Close(session, reason) => {
                 state::on_close(self, session, DisconnectReason::Transport(reason))
             }
@@ -184,8 +195,13 @@ impl Io {
         self.state.borrow().socket_count()
     }
 
+    /// Runs a task on this shard (asynchronous middleware); the shard flushes after it.
+    fn spawn(&self, task: LocalTask) {
+        (self.hooks.spawn)(task)
+    }
+
     fn send_peer(&self, to: u16, msg: IoMsg) {
-        (self.peers)(to, msg)
+        (self.hooks.peers)(to, msg)
     }
 
     fn send_frames(&self, session: SessionKey, frames: &[Frame], volatile: bool) -> bool {

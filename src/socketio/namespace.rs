@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,6 +15,9 @@ use super::{AckSender, DisconnectReason, Message, Socket};
 use crate::codec::{http, json};
 
 type Middleware = dyn Fn(&Handshake) -> Result<(), ConnectError> + Send + Sync;
+type AsyncMiddleware = dyn Fn(Handshake) -> MiddlewareFuture + Send + Sync;
+/// What an asynchronous middleware returns: a shard-local future with the verdict.
+pub type MiddlewareFuture = Pin<Box<dyn Future<Output = Result<(), ConnectError>>>>;
 type ConnectHandler = dyn Fn(&Socket) + Send + Sync;
 type EventHandler = dyn Fn(&Socket, Message, Option<AckSender>) + Send + Sync;
 type DisconnectHandler = dyn Fn(&Socket, DisconnectReason) + Send + Sync;
@@ -23,6 +28,7 @@ type Admits = dyn Fn(&str) -> bool + Send + Sync;
 #[derive(Clone, Default)]
 pub struct Namespace {
     pub(crate) middlewares: Vec<Arc<Middleware>>,
+    pub(crate) async_middlewares: Vec<Arc<AsyncMiddleware>>,
     pub(crate) on_connect: Option<Arc<ConnectHandler>>,
     pub(crate) on_disconnect: Option<Arc<DisconnectHandler>>,
     pub(crate) events: HashMap<Box<str>, Arc<EventHandler>>,
@@ -42,6 +48,21 @@ impl Namespace {
         check: impl Fn(&Handshake) -> Result<(), ConnectError> + Send + Sync + 'static,
     ) -> Namespace {
         self.middlewares.push(Arc::new(check));
+        self
+    }
+
+    /// Adds asynchronous connect middleware (a token check against another service, say). It
+    /// runs after every synchronous one, on the shard's thread, so its future may use
+    /// shard-local I/O; the client waits for the CONNECT reply meanwhile.
+    pub fn async_middleware<F>(
+        mut self,
+        check: impl Fn(Handshake) -> F + Send + Sync + 'static,
+    ) -> Namespace
+    where
+        F: Future<Output = Result<(), ConnectError>> + 'static,
+    {
+        self.async_middlewares
+            .push(Arc::new(move |handshake| Box::pin(check(handshake))));
         self
     }
 
@@ -84,6 +105,7 @@ impl fmt::Debug for Namespace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Namespace")
             .field("middlewares", &self.middlewares.len())
+            .field("async_middlewares", &self.async_middlewares.len())
             .field("events", &self.events.keys().collect::<Vec<_>>())
             .finish()
     }

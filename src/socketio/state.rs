@@ -16,7 +16,7 @@ use bytes::Bytes;
 use slab::Slab;
 
 use super::message::{encode_packet, Message};
-use super::namespace::{percent_decode, Handshake, Namespace};
+use super::namespace::{percent_decode, ConnectError, Handshake, Namespace};
 use super::socket::{AckError, AckSender, Socket};
 use super::{Broadcast, DisconnectReason, Io, IoMsg, EMPTY_AUTH};
 use crate::codec::eio::Version;
@@ -57,6 +57,8 @@ struct Client {
     version: Version,
     /// (namespace index, socket) for every namespace joined.
     sockets: Vec<(usize, SocketKey)>,
+    /// Namespaces whose CONNECT waits for asynchronous middleware.
+    connecting: Vec<usize>,
     /// A binary packet waiting for its attachments.
     assembling: Option<Assembler>,
     /// Close the session if no namespace is joined by then.
@@ -280,11 +282,11 @@ fn contain<T>(what: &'static str, run: impl FnOnce() -> T) -> Option<T> {
 // -------------------------------------------------------------------------------------------
 // Engine events
 
-pub(super) fn on_open(io: &Rc<Io>, now: Instant, session: SessionKey) {
+pub(super) fn on_open(io: &Rc<Io>, session: SessionKey) {
     let Some(version) = io.engine.borrow().version(session) else {
         return;
     };
-    let deadline = now + io.config.connect_timeout;
+    let deadline = io.now() + io.config.connect_timeout;
     {
         let mut state = io.state.borrow_mut();
         state.clients.insert(
@@ -292,6 +294,7 @@ pub(super) fn on_open(io: &Rc<Io>, now: Instant, session: SessionKey) {
             Client {
                 version,
                 sockets: Vec::new(),
+                connecting: Vec::new(),
                 assembling: None,
                 connect_deadline: Some(deadline),
             },
@@ -302,11 +305,11 @@ pub(super) fn on_open(io: &Rc<Io>, now: Instant, session: SessionKey) {
     }
     if version == Version::V3 {
         // Protocol 4 clients are connected to the main namespace implicitly.
-        connect(io, now, session, "/", Bytes::new(), Bytes::new());
+        connect(io, session, "/", Bytes::new(), Bytes::new());
     }
 }
 
-pub(super) fn on_text(io: &Rc<Io>, now: Instant, session: SessionKey, text: Bytes) {
+pub(super) fn on_text(io: &Rc<Io>, session: SessionKey, text: Bytes) {
     let assembling = io
         .state
         .borrow()
@@ -329,10 +332,10 @@ pub(super) fn on_text(io: &Rc<Io>, now: Instant, session: SessionKey, text: Byte
         }
         return;
     }
-    dispatch(io, now, session, packet, Vec::new());
+    dispatch(io, session, packet, Vec::new());
 }
 
-pub(super) fn on_binary(io: &Rc<Io>, now: Instant, session: SessionKey, data: Bytes) {
+pub(super) fn on_binary(io: &Rc<Io>, session: SessionKey, data: Bytes) {
     let complete = {
         let mut state = io.state.borrow_mut();
         let Some(client) = state.clients.get_mut(&session) else {
@@ -350,7 +353,7 @@ pub(super) fn on_binary(io: &Rc<Io>, now: Instant, session: SessionKey, data: By
         }
     };
     match complete {
-        Some((packet, attachments)) => dispatch(io, now, session, packet, attachments),
+        Some((packet, attachments)) => dispatch(io, session, packet, attachments),
         None => protocol_error(io, session),
     }
 }
@@ -372,18 +375,12 @@ fn protocol_error(io: &Rc<Io>, session: SessionKey) {
         .close(session, CloseReason::ParseError);
 }
 
-fn dispatch(
-    io: &Rc<Io>,
-    now: Instant,
-    session: SessionKey,
-    packet: sio::Packet,
-    attachments: Vec<Bytes>,
-) {
+fn dispatch(io: &Rc<Io>, session: SessionKey, packet: sio::Packet, attachments: Vec<Bytes>) {
     let nsp = packet.nsp_str().to_owned();
     match packet.kind {
         PacketType::Connect => {
             let auth = packet.data.clone();
-            connect(io, now, session, &nsp, auth, packet.query.clone())
+            connect(io, session, &nsp, auth, packet.query.clone())
         }
         PacketType::Disconnect => {
             let socket = find_socket(io, session, &nsp);
@@ -429,7 +426,7 @@ fn find_socket(io: &Io, session: SessionKey, nsp: &str) -> Option<SocketKey> {
         .map(|&(_, socket)| socket)
 }
 
-fn connect(io: &Rc<Io>, now: Instant, session: SessionKey, nsp: &str, auth: Bytes, query: Bytes) {
+fn connect(io: &Rc<Io>, session: SessionKey, nsp: &str, auth: Bytes, query: Bytes) {
     let (version, ns) = {
         let mut state = io.state.borrow_mut();
         let Some(version) = state.clients.get(&session).map(|c| c.version) else {
@@ -443,13 +440,13 @@ fn connect(io: &Rc<Io>, now: Instant, session: SessionKey, nsp: &str, auth: Byte
         io.send_frames(session, &frames, false);
         return;
     };
-    let already = io
+    let busy = io
         .state
         .borrow()
         .clients
         .get(&session)
-        .is_some_and(|c| c.sockets.iter().any(|(n, _)| *n == ns));
-    if already {
+        .is_some_and(|c| c.sockets.iter().any(|(n, _)| *n == ns) || c.connecting.contains(&ns));
+    if busy {
         return protocol_error(io, session);
     }
     let auth = match version {
@@ -458,59 +455,100 @@ fn connect(io: &Rc<Io>, now: Instant, session: SessionKey, nsp: &str, auth: Byte
         Version::V4 => return protocol_error(io, session),
         Version::V3 => query_to_json(&query),
     };
-    let (def, name) = {
-        let state = io.state.borrow();
-        (
-            state.namespaces[ns].def.clone(),
-            state.namespaces[ns].name.clone(),
-        )
-    };
-    let (query, address) = {
+    let def = io.state.borrow().namespaces[ns].def.clone();
+    let (query, address, engine_id) = {
         let engine = io.engine.borrow();
         (
             engine.query(session).unwrap_or_default().into(),
             engine.address(session),
+            engine.id(session),
         )
     };
+    let Some(engine_id) = engine_id else {
+        return;
+    };
     let handshake = Handshake {
-        nsp: name.clone(),
-        auth: auth.clone(),
+        nsp: io.state.borrow().namespaces[ns].name.clone(),
+        auth,
         protocol: if version == Version::V3 { 4 } else { 5 },
         query,
         address,
     };
     for middleware in &def.middlewares {
         let verdict = contain("middleware", || middleware(&handshake))
-            .unwrap_or_else(|| Err(super::ConnectError::new("server error")));
+            .unwrap_or_else(|| Err(ConnectError::new("server error")));
         if let Err(error) = verdict {
-            let data = match version {
-                Version::V4 => {
-                    let mut data = Vec::new();
-                    data.extend_from_slice(br#"{"message":"#);
-                    json::write_str(&mut data, &error.message);
-                    if let Some(extra) = &error.data {
-                        data.extend_from_slice(br#","data":"#);
-                        data.extend_from_slice(extra);
-                    }
-                    data.push(b'}');
-                    data
-                }
-                Version::V3 => {
-                    let mut data = Vec::new();
-                    json::write_str(&mut data, &error.message);
-                    data
-                }
-            };
-            let frames = encode_packet(PacketType::ConnectError, nsp, None, &data, &[]);
-            io.send_frames(session, &frames, false);
-            return;
+            return refuse(io, session, version, &handshake.nsp, &error);
         }
     }
-    let socket = {
+    if def.async_middlewares.is_empty() {
+        return admit(io, session, version, ns, handshake);
+    }
+    // Asynchronous middleware: the connection waits in `connecting` until they all agree.
+    if let Some(client) = io.state.borrow_mut().clients.get_mut(&session) {
+        client.connecting.push(ns);
+    }
+    let task_io = io.clone();
+    io.spawn(Box::pin(async move {
+        let mut verdict = Ok(());
+        for middleware in &def.async_middlewares {
+            let check = contain("middleware", || middleware(handshake.clone()));
+            verdict = match check {
+                Some(check) => check.await,
+                None => Err(ConnectError::new("server error")),
+            };
+            if verdict.is_err() {
+                break;
+            }
+        }
+        let io = task_io;
+        // The client may have gone (or its session key been reused) while we waited.
+        let same_session = io.engine.borrow().id(session) == Some(engine_id);
+        let waiting = io
+            .state
+            .borrow_mut()
+            .clients
+            .get_mut(&session)
+            .is_some_and(|c| {
+                let position = c.connecting.iter().position(|&n| n == ns);
+                position.map(|p| c.connecting.swap_remove(p)).is_some()
+            });
+        if !(same_session && waiting) {
+            return;
+        }
+        match verdict {
+            Ok(()) => admit(&io, session, version, ns, handshake),
+            Err(error) => refuse(&io, session, version, &handshake.nsp, &error),
+        }
+    }));
+}
+
+/// Answers a refused CONNECT: `{"message","data"}` for protocol 5, a bare string for 4.
+fn refuse(io: &Io, session: SessionKey, version: Version, nsp: &str, error: &ConnectError) {
+    let mut data = Vec::new();
+    match version {
+        Version::V4 => {
+            data.extend_from_slice(br#"{"message":"#);
+            json::write_str(&mut data, &error.message);
+            if let Some(extra) = &error.data {
+                data.extend_from_slice(br#","data":"#);
+                data.extend_from_slice(extra);
+            }
+            data.push(b'}');
+        }
+        Version::V3 => json::write_str(&mut data, &error.message),
+    }
+    let frames = encode_packet(PacketType::ConnectError, nsp, None, &data, &[]);
+    io.send_frames(session, &frames, false);
+}
+
+/// Creates the socket, answers the CONNECT and runs the connect handler.
+fn admit(io: &Rc<Io>, session: SessionKey, version: Version, ns: usize, handshake: Handshake) {
+    let name = handshake.nsp;
+    let (socket, id) = {
         let mut guard = io.state.borrow_mut();
         let state = &mut *guard;
-        let engine_id = io.engine.borrow().id(session);
-        let Some(engine_id) = engine_id else {
+        let Some(engine_id) = io.engine.borrow().id(session) else {
             return;
         };
         let entry = state.sockets.vacant_entry();
@@ -526,7 +564,7 @@ fn connect(io: &Rc<Io>, now: Instant, session: SessionKey, nsp: &str, auth: Byte
             session,
             rooms: Vec::new(),
             acks: HashMap::new(),
-            auth,
+            auth: handshake.auth,
             data: None,
         });
         state.namespaces[ns].members.insert(key);
@@ -535,10 +573,8 @@ fn connect(io: &Rc<Io>, now: Instant, session: SessionKey, nsp: &str, auth: Byte
             client.sockets.push((ns, key));
             client.connect_deadline = None;
         }
-        key
+        (key, id)
     };
-    let _ = now;
-    let id = io.state.borrow().sockets[socket as usize].id.clone();
     let reply = match version {
         Version::V4 => {
             let mut data = Vec::with_capacity(40);
@@ -551,6 +587,7 @@ fn connect(io: &Rc<Io>, now: Instant, session: SessionKey, nsp: &str, auth: Byte
     };
     let frames = encode_packet(PacketType::Connect, &name, None, &reply, &[]);
     io.send_frames(session, &frames, false);
+    let def = io.state.borrow().namespaces[ns].def.clone();
     if let Some(on_connect) = &def.on_connect {
         let handle = Socket::new(io.clone(), socket, id, name);
         if contain("connect", || on_connect(&handle)).is_none() {

@@ -19,10 +19,12 @@ use crate::engine::LinkKey;
 
 type Mailbox = Rc<RefCell<VecDeque<(u16, u16, IoMsg)>>>;
 
-/// Two shards whose peer messages wait in a shared mailbox until [`Cluster::deliver`].
+/// Two shards whose peer messages wait in a shared mailbox until [`Cluster::deliver`], and
+/// whose spawned tasks wait in a list until [`Cluster::run_tasks`].
 struct Cluster {
     shards: Vec<Rc<Io>>,
     mailbox: Mailbox,
+    tasks: Rc<RefCell<Vec<LocalTask>>>,
     now: Instant,
 }
 
@@ -35,12 +37,14 @@ struct Client {
 impl Cluster {
     fn new(namespaces: Namespaces) -> Cluster {
         let mailbox: Mailbox = Rc::default();
+        let tasks: Rc<RefCell<Vec<LocalTask>>> = Rc::default();
         let namespaces = Arc::new(namespaces);
         let now = Instant::now();
         let shards = (0..2u16)
             .map(|id| {
                 let engine = Rc::new(RefCell::new(Engine::new(id, EngineConfig::default())));
                 let mailbox = mailbox.clone();
+                let spawned = tasks.clone();
                 Io::new(
                     id,
                     2,
@@ -50,7 +54,12 @@ impl Cluster {
                         max_attachments: 8,
                     },
                     namespaces.clone(),
-                    Box::new(move |to, msg| mailbox.borrow_mut().push_back((id, to, msg))),
+                    ShardHooks {
+                        peers: Box::new(move |to, msg| {
+                            mailbox.borrow_mut().push_back((id, to, msg))
+                        }),
+                        spawn: Box::new(move |task| spawned.borrow_mut().push(task)),
+                    },
                     now,
                 )
             })
@@ -58,6 +67,7 @@ impl Cluster {
         Cluster {
             shards,
             mailbox,
+            tasks,
             now,
         }
     }
@@ -68,11 +78,24 @@ impl Cluster {
             loop {
                 let event = io.engine.borrow_mut().next_event();
                 match event {
-                    Some(event) => io.handle_event(self.now, event),
+                    Some(event) => io.handle_event(event),
                     None => break,
                 }
             }
         }
+    }
+
+    /// Polls every spawned task once (finished ones are dropped), then pumps.
+    fn run_tasks(&self) {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
+        for mut task in tasks {
+            if task.as_mut().poll(&mut cx).is_pending() {
+                self.tasks.borrow_mut().push(task);
+            }
+        }
+        self.pump();
+        self.deliver();
     }
 
     /// Delivers peer messages until none are left.
@@ -410,4 +433,44 @@ fn handshake_query_and_address_reach_middleware_and_sockets() {
         *seen.lock().unwrap(),
         ["middleware:lobby", "socket:lobby@127.0.0.1:5000"]
     );
+}
+
+#[test]
+fn async_middleware_holds_the_connect_until_it_decides() {
+    type Verdicts = Arc<Mutex<Vec<futures_channel::oneshot::Sender<bool>>>>;
+    let pending: Verdicts = Arc::default();
+    let waiting = pending.clone();
+    let ns = Namespace::new().async_middleware(move |_handshake| {
+        let (decide, verdict) = futures_channel::oneshot::channel();
+        waiting.lock().unwrap().push(decide);
+        async move {
+            match verdict.await {
+                Ok(true) => Ok(()),
+                _ => Err(ConnectError::new("denied")),
+            }
+        }
+    });
+    let cluster = Cluster::new(namespaces(ns));
+    let admitted = cluster.connect(0, "40");
+    let refused = cluster.connect(0, "40");
+    let gone = cluster.connect(0, "40");
+    cluster.run_tasks();
+    assert!(
+        cluster.read(&admitted).is_empty(),
+        "no reply before the verdict"
+    );
+    let mut decisions = std::mem::take(&mut *pending.lock().unwrap()).into_iter();
+    let _ = decisions.next().unwrap().send(true);
+    let _ = decisions.next().unwrap().send(false);
+    // The third client leaves while its verdict is pending; its answer must go nowhere.
+    cluster.shards[0]
+        .engine
+        .borrow_mut()
+        .ws_reader_done(gone.link);
+    cluster.pump();
+    let _ = decisions.next().unwrap().send(true);
+    cluster.run_tasks();
+    assert!(cluster.read(&admitted)[0].starts_with("40{\"sid\""));
+    assert_eq!(cluster.read(&refused), [r#"44{"message":"denied"}"#]);
+    assert_eq!(cluster.shards[0].socket_count(), 1);
 }
