@@ -28,6 +28,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Cross-origin resource sharing for the polling transport.
     pub cors: CorsConfig,
+    /// Most binary attachments one Socket.IO packet may declare.
+    pub max_attachments: usize,
     /// Capacity of each shard-to-shard ring, in messages.
     pub bus_capacity: usize,
 }
@@ -107,6 +109,7 @@ impl Default for Config {
                 origins: Vec::new(),
                 credentials: false,
             },
+            max_attachments: 64,
             bus_capacity: 8192,
         }
     }

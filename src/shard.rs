@@ -244,7 +244,7 @@ async fn serve(
         engine.clone(),
         IoConfig {
             connect_timeout: plan.config.connect_timeout,
-            max_attachments: 64,
+            max_attachments: plan.config.max_attachments,
         },
         plan.namespaces.clone(),
         ShardHooks {
