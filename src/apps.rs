@@ -8,8 +8,9 @@ use crate::config::Config;
 use crate::server::{Server, ServerBuilder};
 use crate::socketio::{Args, Namespace};
 
-/// `join` [room] + ack, `leave` [room] + ack, `publish` [room, payload] (emits `message`
-/// [payload] to the whole room, sender included), `echo` [payload] + ack (acks it unchanged).
+/// The built-in events: `join(room)` + ack, `leave(room)` + ack, `publish(room, payload)`
+/// (emits `message(payload)` to the whole room, the sender included if it is a member), and
+/// `echo(payload)` + ack (acks the payload back unchanged, binary included).
 pub fn builtin_namespace() -> Namespace {
     Namespace::new()
         .on("join", |socket, message, ack| {
