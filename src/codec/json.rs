@@ -60,23 +60,6 @@ pub fn split_array(json: &[u8]) -> Result<Vec<Range<usize>>, JsonError> {
     Ok(ranges)
 }
 
-/// Validates `json` and returns the range of the first element of a top-level array (`None`
-/// for `[]`), without allocating. The Socket.IO decoder uses it to check event packets.
-pub fn array_head(json: &[u8]) -> Result<Option<Range<usize>>, JsonError> {
-    let mut head = None;
-    let top = scan(json, |range| {
-        if head.is_none() {
-            head = Some(range);
-        }
-        // Elements after the first are still validated; only the first is recorded.
-        true
-    })?;
-    if top != b'[' {
-        return Err(JsonError::NotArray);
-    }
-    Ok(head)
-}
-
 /// Strictly validates one JSON value (RFC 8259) with optional surrounding whitespace.
 pub fn validate(json: &[u8]) -> Result<(), JsonError> {
     scan(json, |_| false).map(|_| ())
@@ -818,8 +801,6 @@ mod tests {
             let ranges = split_array(text.as_bytes()).unwrap();
             let got: Vec<&str> = ranges.iter().map(|r| &text[r.clone()]).collect();
             assert_eq!(&got, elements, "{text:?}");
-            let head = array_head(text.as_bytes()).unwrap().map(|r| &text[r]);
-            assert_eq!(head, elements.first().copied(), "{text:?}");
         }
     }
 
@@ -831,14 +812,8 @@ mod tests {
                 Err(JsonError::NotArray),
                 "{text}"
             );
-            assert_eq!(
-                array_head(text.as_bytes()),
-                Err(JsonError::NotArray),
-                "{text}"
-            );
         }
         assert_eq!(split_array(b"[1,]"), Err(JsonError::Invalid));
-        assert_eq!(array_head(b"[1,]"), Err(JsonError::Invalid));
     }
 
     #[test]
@@ -1076,7 +1051,6 @@ mod tests {
         fn never_panics_on_random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..64), attachments in 0usize..4) {
             let _ = validate(&bytes);
             let _ = split_array(&bytes);
-            let _ = array_head(&bytes);
             let _ = parse_str(&bytes);
             let _ = check_placeholders(&bytes, attachments);
             let _ = from_slice::<serde_json::Value>(&bytes);

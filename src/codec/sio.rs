@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::io::Write;
+use std::ops::Range;
 
 use bytes::Bytes;
 
@@ -96,6 +97,9 @@ pub struct Packet {
     pub ack_id: Option<u64>,
     /// The raw JSON payload, possibly empty.
     pub data: Bytes,
+    /// EVENT and ACK kinds: the byte ranges of the array's elements in `data`, found while
+    /// validating it, so the layer above never scans the payload again. Empty otherwise.
+    pub elements: Vec<Range<usize>>,
 }
 
 impl Packet {
@@ -209,7 +213,7 @@ pub fn decode(text: Bytes, max_attachments: usize) -> Result<Packet, SioError> {
     }
 
     let data = text.slice(pos.min(text.len())..);
-    validate_payload(kind, &data)?;
+    let elements = validate_payload(kind, &data)?;
     if kind.is_binary() && !data.is_empty() {
         json::check_placeholders(&data, attachments).map_err(|_| SioError::BadAttachments)?;
     }
@@ -220,13 +224,15 @@ pub fn decode(text: Bytes, max_attachments: usize) -> Result<Packet, SioError> {
         attachments,
         ack_id,
         data,
+        elements,
     })
 }
 
 /// socket.io-parser's `isPayloadValid`, with an empty payload allowed only where the packet
 /// type may have none.
-fn validate_payload(kind: PacketType, data: &[u8]) -> Result<(), SioError> {
+fn validate_payload(kind: PacketType, data: &[u8]) -> Result<Vec<Range<usize>>, SioError> {
     let invalid = |_| SioError::InvalidPayload;
+    let mut elements = Vec::new();
     let ok = match kind {
         PacketType::Connect => {
             data.is_empty() || {
@@ -240,8 +246,8 @@ fn validate_payload(kind: PacketType, data: &[u8]) -> Result<(), SioError> {
             json::is_string(data) || json::is_object(data)
         }
         PacketType::Event | PacketType::BinaryEvent => {
-            let head = json::array_head(data).map_err(invalid)?;
-            let first = head.and_then(|range| data.get(range));
+            elements = json::split_array(data).map_err(invalid)?;
+            let first = elements.first().and_then(|range| data.get(range.clone()));
             match first.and_then(|first| first.first().map(|&b| (b, first))) {
                 Some((b'"', name)) => {
                     let name = json::parse_str(name).map_err(invalid)?;
@@ -251,10 +257,13 @@ fn validate_payload(kind: PacketType, data: &[u8]) -> Result<(), SioError> {
                 _ => false,
             }
         }
-        PacketType::Ack | PacketType::BinaryAck => json::array_head(data).is_ok(),
+        PacketType::Ack | PacketType::BinaryAck => {
+            elements = json::split_array(data).map_err(invalid)?;
+            true
+        }
     };
     if ok {
-        Ok(())
+        Ok(elements)
     } else {
         Err(SioError::InvalidPayload)
     }
@@ -390,6 +399,13 @@ mod tests {
             attachments,
             ack_id,
             data: Bytes::from_static(data.as_bytes()),
+            elements: match kind {
+                PacketType::Event
+                | PacketType::BinaryEvent
+                | PacketType::Ack
+                | PacketType::BinaryAck => json::split_array(data.as_bytes()).unwrap_or_default(),
+                _ => Vec::new(),
+            },
         }
     }
 

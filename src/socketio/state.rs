@@ -323,10 +323,8 @@ pub(super) fn on_text(io: &Rc<Io>, session: SessionKey, text: Bytes) {
         Ok(packet) => packet,
         Err(_) => return protocol_error(io, session),
     };
+    // `sio::decode` has already checked the placeholders against the attachment count.
     if packet.kind.is_binary() && packet.attachments > 0 {
-        if json::check_placeholders(&packet.data, packet.attachments).is_err() {
-            return protocol_error(io, session);
-        }
         if let Some(client) = io.state.borrow_mut().clients.get_mut(&session) {
             client.assembling = Some(Assembler::new(packet));
         }
@@ -405,10 +403,7 @@ fn dispatch(io: &Rc<Io>, session: SessionKey, packet: sio::Packet, attachments: 
             let Some(ack_id) = packet.ack_id else {
                 return protocol_error(io, session);
             };
-            let Ok(ranges) = json::split_array(&packet.data) else {
-                return protocol_error(io, session);
-            };
-            let message = Message::new(packet.data, ranges, attachments);
+            let message = Message::new(packet.data, packet.elements, attachments);
             on_ack(io, socket, ack_id, message)
         }
         PacketType::ConnectError => protocol_error(io, session),
@@ -627,9 +622,8 @@ fn on_event(io: &Rc<Io>, socket: SocketKey, packet: sio::Packet, attachments: Ve
     let Some(session) = session else {
         return;
     };
-    let Ok(ranges) = json::split_array(&packet.data) else {
-        return protocol_error(io, session);
-    };
+    // `sio::decode` validated the array and found its elements.
+    let ranges = packet.elements;
     let Some(name_range) = ranges.first() else {
         return protocol_error(io, session);
     };
