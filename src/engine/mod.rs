@@ -29,7 +29,7 @@ use crate::config::EngineConfig;
 use crate::id::{Id, RandomPool};
 
 pub use session::CloseReason;
-use session::{Heartbeat, Session, Transport};
+use session::{Heartbeat, Session, Transport, Upgrade};
 
 /// A session's slab key on its shard.
 pub type SessionKey = u32;
@@ -301,9 +301,9 @@ impl Engine {
         let id = Id::generate(self.shard, key, &mut self.random);
         let heartbeat = match version {
             Version::V4 => Heartbeat::SendPingAt(now + self.config.ping_interval),
-            Version::V3 => Heartbeat::ClientSendPingAt(
-                now + self.config.ping_interval + self.config.ping_timeout,
-            ),
+            Version::V3 => {
+                Heartbeat::ClientPingBy(now + self.config.ping_interval + self.config.ping_timeout)
+            }
         };
         entry.insert(Session::new(
             id,
@@ -368,11 +368,7 @@ impl Engine {
             return;
         }
         session.poll = Some(waiter);
-        let probed = matches!(session.transport, Transport::Upgrading { probed: true, .. });
-        if session.outbox.is_empty() && probed {
-            // Release the poll so the client can finish the upgrade (conformance.md §5.1 #23).
-            session.push(Frame::text(b"6"));
-        }
+        self.release_probed_poll(key);
         self.answer_poll(key);
     }
 
@@ -491,7 +487,7 @@ impl Engine {
         let session = &mut self.sessions[key as usize];
         session.transport = Transport::Upgrading {
             link,
-            probed: false,
+            stage: Upgrade::Probing,
         };
         session.upgrade_deadline = Some(now + self.config.upgrade_timeout);
         self.reschedule(key);
@@ -688,7 +684,7 @@ impl Engine {
                 let mut pong = Vec::with_capacity(1 + data.len());
                 pong.push(b'3');
                 pong.extend_from_slice(&data);
-                session.heartbeat = Heartbeat::ClientSendPingAt(
+                session.heartbeat = Heartbeat::ClientPingBy(
                     now + self.config.ping_interval + self.config.ping_timeout,
                 );
                 self.reschedule(key);
@@ -720,40 +716,34 @@ impl Engine {
         packet: Packet,
     ) -> Result<(), CloseReason> {
         let session = &mut self.sessions[key as usize];
-        let Transport::Upgrading { link, probed } = session.transport else {
+        let Transport::Upgrading { link, stage } = session.transport else {
             return Ok(());
         };
         match packet {
-            Packet::Ping(data) if &data[..] == b"probe" && !probed => {
-                session.transport = Transport::Upgrading { link, probed: true };
+            Packet::Ping(data) if &data[..] == b"probe" && stage == Upgrade::Probing => {
+                session.transport = Transport::Upgrading {
+                    link,
+                    stage: Upgrade::Probed,
+                };
                 self.push_link(link, Frame::text(b"3probe").ws_bytes().clone());
-                let session = &mut self.sessions[key as usize];
-                if session.poll.is_some() && session.outbox.is_empty() {
-                    session.push(Frame::text(b"6"));
-                    self.answer_poll(key);
-                }
+                self.release_probed_poll(key);
+                self.answer_poll(key);
                 Ok(())
             }
-            Packet::Upgrade if probed => {
+            Packet::Upgrade if stage != Upgrade::Probing => {
                 session.transport = Transport::WebSocket(link);
                 session.upgrade_deadline = None;
                 if session.version == Version::V3 {
                     // The client keeps pinging; restart its deadline from now.
-                    session.heartbeat = Heartbeat::ClientSendPingAt(
+                    session.heartbeat = Heartbeat::ClientPingBy(
                         now + self.config.ping_interval + self.config.ping_timeout,
                     );
                 }
                 let pending: Vec<Frame> = session.outbox.drain(..).collect();
                 session.outbox_bytes = 0;
+                // A GET still waiting is one the client sent after its noop, racing this `5`.
                 if let Some(waiter) = session.poll.take() {
-                    let mut body = Vec::new();
-                    let content_type = eio::encode_payload(
-                        [&Frame::text(b"6")],
-                        session.version,
-                        false,
-                        &mut body,
-                    );
-                    let _ = waiter.send(PollReply::payload(content_type, body));
+                    let _ = waiter.send(PollReply::error(EngineError::BadRequest));
                 }
                 let version = session.version;
                 for frame in pending {
@@ -770,6 +760,28 @@ impl Engine {
                 );
                 Ok(())
             }
+        }
+    }
+
+    /// Once `3probe` is out, the client waits for its pending poll to end before it sends `5`:
+    /// the first poll (pending or next) gets a noop at once (conformance.md §5.1 #23).
+    fn release_probed_poll(&mut self, key: SessionKey) {
+        let Some(session) = self.sessions.get_mut(key as usize) else {
+            return;
+        };
+        let Transport::Upgrading {
+            link,
+            stage: Upgrade::Probed,
+        } = session.transport
+        else {
+            return;
+        };
+        if session.poll.is_some() && session.outbox.is_empty() {
+            session.push(Frame::text(b"6"));
+            session.transport = Transport::Upgrading {
+                link,
+                stage: Upgrade::Released,
+            };
         }
     }
 
@@ -916,7 +928,7 @@ impl Engine {
                     session.heartbeat = Heartbeat::PongBy(now + self.config.ping_timeout);
                     self.send(key, &Frame::text(b"2"), false);
                 }
-                Heartbeat::PongBy(due) | Heartbeat::ClientSendPingAt(due) if due <= now => {
+                Heartbeat::PongBy(due) | Heartbeat::ClientPingBy(due) if due <= now => {
                     self.close(key, CloseReason::PingTimeout);
                     continue;
                 }

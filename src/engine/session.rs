@@ -52,12 +52,24 @@ impl CloseReason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Transport {
     Polling,
-    /// Polling, with a WebSocket probing to take over (`probed` once `2probe` was answered).
+    /// Polling, with a WebSocket probing to take over.
     Upgrading {
         link: LinkKey,
-        probed: bool,
+        stage: Upgrade,
     },
     WebSocket(LinkKey),
+}
+
+/// How far a polling-to-WebSocket upgrade has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Upgrade {
+    /// Waiting for `2probe` on the new WebSocket.
+    Probing,
+    /// `3probe` sent; the next poll is released with a noop.
+    Probed,
+    /// The noop went out: the client's next step is `5`, so a further GET waits for it (and is
+    /// refused once the WebSocket has taken over), whichever connection wins the race.
+    Released,
 }
 
 /// The heartbeat's next step and when it is due.
@@ -68,15 +80,13 @@ pub(super) enum Heartbeat {
     /// EIO=4: the client must pong by this instant.
     PongBy(Instant),
     /// EIO=3: the client must ping by this instant.
-    ClientSendPingAt(Instant),
+    ClientPingBy(Instant),
 }
 
 impl Heartbeat {
     pub(super) fn due(self) -> Instant {
         match self {
-            Heartbeat::SendPingAt(at) | Heartbeat::PongBy(at) | Heartbeat::ClientSendPingAt(at) => {
-                at
-            }
+            Heartbeat::SendPingAt(at) | Heartbeat::PongBy(at) | Heartbeat::ClientPingBy(at) => at,
         }
     }
 }

@@ -314,3 +314,19 @@ fn a_get_racing_the_client_close_still_gets_its_noop_once() {
     assert_eq!(&late.body[..], b"1:6");
     assert_eq!(engine.poll_get_closed(id.as_str()), None, "only once");
 }
+
+#[test]
+fn a_get_racing_the_upgrade_packet_is_refused_not_released_twice() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let key = open(&mut engine, now, Version::V4);
+    let link = engine.ws_upgrade(key, now).unwrap();
+    engine.ws_message(link, now, ws_text("2probe"));
+    let mut released = get(&mut engine, key);
+    assert_eq!(body(&mut released), Some((200, "6".into())));
+    // Sent after the client's `5`, but it reached the owner first: it waits for the switch.
+    let mut racing = get(&mut engine, key);
+    assert_eq!(body(&mut racing), None);
+    engine.ws_message(link, now, ws_text("5"));
+    assert_eq!(body(&mut racing).map(|(status, _)| status), Some(400));
+}
