@@ -95,6 +95,9 @@ impl ServerBuilder {
             ));
         }
         let addr = SocketAddr::new(config.host, config.port);
+        if config.port != 0 {
+            shard::ensure_port_free(addr)?;
+        }
         let mut listeners = shard::bind_listeners(addr, 1)?;
         // With port 0 the first bind picks the port; the others join it.
         let addr = listeners[0].local_addr()?;

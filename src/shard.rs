@@ -315,6 +315,20 @@ async fn timer_loop(shard: Rc<Shard>) {
     }
 }
 
+/// Fails with `AddrInUse` if anything already listens on `addr`. SO_REUSEPORT would let a
+/// second server process share the port and silently take half of its connections; a plain
+/// bind (no SO_REUSEPORT) refuses to share with it, as Node's `listen` would.
+pub(crate) fn ensure_port_free(addr: SocketAddr) -> std::io::Result<()> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    // Connections of an earlier run in TIME_WAIT must not count as "in use".
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())
+}
+
 /// Binds one SO_REUSEPORT listener per shard on the same address; the kernel spreads new
 /// connections across them.
 pub(crate) fn bind_listeners(

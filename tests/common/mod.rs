@@ -2,8 +2,10 @@
 //! (or point at an external server) and stop it when the test ends.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// A running server under test. Dropping it kills the process it started (by its pid only).
@@ -24,21 +26,31 @@ impl Server {
                 .expect("RINGCAST_EXTERNAL_ADDR must be host:port");
             return Server { addr, child: None };
         }
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
-            .args(args)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(epoll_requested().then_some("--epoll"))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn ringcast");
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let server = Server {
-            addr,
-            child: Some(child),
-        };
-        server.wait_ready();
-        server
+        // The port was free a moment ago; if another test's server took it meanwhile, ringcast
+        // refuses to share it and exits, and we try another.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+                .args(args)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(epoll_requested().then_some("--epoll"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                // The readiness line is logged at info.
+                .env("RUST_LOG", "info")
+                .spawn()
+                .expect("spawn ringcast");
+            let ready = announce_readiness(&mut child);
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let mut server = Server {
+                addr,
+                child: Some(child),
+            };
+            if server.wait_ready(&ready) {
+                return server;
+            }
+        }
+        panic!("ringcast did not start on any of 5 free ports");
     }
 
     /// Whether the server is an external one (cross-shard assertions can't be made then).
@@ -50,16 +62,38 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
-    fn wait_ready(&self) {
+    /// Waits for this server's own "listening" line (a connect alone could reach another
+    /// process on the same port); false if it exited first, having refused the port.
+    fn wait_ready(&mut self, ready: &mpsc::Receiver<()>) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
-                return;
+            if ready.recv_timeout(Duration::from_millis(20)).is_ok() {
+                return true;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(_exited)) = child.try_wait() {
+                    self.child = None;
+                    return false;
+                }
+            }
         }
         panic!("ringcast did not start listening on {}", self.addr);
     }
+}
+
+/// Forwards the server's log to ours and reports when it says it is listening.
+fn announce_readiness(child: &mut Child) -> mpsc::Receiver<()> {
+    let (ready, receiver) = mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("ringcast listening") {
+                let _ = ready.send(());
+            }
+            println!("{line}");
+        }
+    });
+    receiver
 }
 
 impl Drop for Server {
