@@ -1,0 +1,657 @@
+//! `loadtest`: a load generator for any Socket.IO server that implements the ringcast bench
+//! contract (`join` + ack, `publish(room, payload)` -> `message` to the room, `echo` + ack).
+//!
+//! The main thread parses the command line, starts the worker threads (each a monoio
+//! runtime on io_uring, or epoll with `--epoll`, driving its share of the clients), moves the
+//! run through its phases, samples the server from /proc, and reports.
+
+mod conn;
+mod payload;
+mod polling;
+mod procfs;
+mod report;
+mod run;
+mod scenarios;
+mod signal;
+mod wire;
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use hdrhistogram::Histogram;
+
+use crate::conn::Target;
+use crate::procfs::Probe;
+use crate::report::Outcome;
+use crate::run::{Phase, Run};
+use crate::scenarios::{Fanout, Worker};
+
+#[derive(Parser)]
+#[command(version, about = "Load generator for Socket.IO servers (the ringcast bench contract)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    global: Global,
+}
+
+#[derive(Args, Clone)]
+struct Global {
+    /// Server address.
+    #[arg(long, global = true, default_value = "127.0.0.1:3000")]
+    addr: String,
+    /// Engine.IO path.
+    #[arg(long, global = true, default_value = "/socket.io/")]
+    path: String,
+    /// The server's pid: its CPU time and RSS are read from /proc.
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    /// Cores the server is pinned to (e.g. `0` or `0-1`): their busy time is the cost.
+    #[arg(long, global = true)]
+    server_cores: Option<String>,
+    /// Loadtest worker threads.
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
+    /// Pin the worker threads to these cores (e.g. `1` or `2-3`).
+    #[arg(long, global = true)]
+    pin: Option<String>,
+    /// Spread connections over this many loopback source addresses (127.0.0.1, .2, ...),
+    /// to get past one address's ephemeral ports.
+    #[arg(long, global = true, default_value_t = 0)]
+    source_addrs: u8,
+    /// The server's name in the results.
+    #[arg(long, global = true, default_value = "server")]
+    label: String,
+    /// Append the results as one JSON line to this file.
+    #[arg(long, global = true)]
+    json: Option<PathBuf>,
+    /// Write the latency histogram picture (SVG) to this file.
+    #[arg(long, global = true)]
+    svg: Option<PathBuf>,
+    /// Use epoll instead of io_uring.
+    #[arg(long, global = true)]
+    epoll: bool,
+    /// No progress bar.
+    #[arg(long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Connect N clients, `concurrency` at a time, and hold them: connects/s, handshake
+    /// latency, server CPU per connect and RSS per connection.
+    Connect {
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        #[arg(long, default_value_t = 100)]
+        concurrency: usize,
+        /// Seconds to hold every connection once all are connected.
+        #[arg(long, default_value_t = 5.0)]
+        hold: f64,
+    },
+    /// N clients in R rooms; P of them publish to their own room: deliveries/s, latency,
+    /// loss and order, server CPU per delivery.
+    Fanout {
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        #[arg(long, default_value_t = 1)]
+        rooms: usize,
+        #[arg(long, default_value_t = 1)]
+        publishers: usize,
+        /// Publishes per second over all publishers (0: as fast as the window allows).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Publishes one publisher may have in flight (not yet received back).
+        #[arg(long, default_value_t = 16)]
+        window: u32,
+        #[command(flatten)]
+        timing: Timing,
+    },
+    /// N clients each sending `echo` with an ack and waiting for it (closed loop).
+    Echo {
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        #[command(flatten)]
+        timing: Timing,
+    },
+    /// The echo scenario over HTTP long-polling.
+    Polling {
+        #[arg(long, default_value_t = 100)]
+        clients: usize,
+        #[command(flatten)]
+        timing: Timing,
+    },
+    /// Sets the runs recorded in JSON-lines files side by side.
+    Table { files: Vec<PathBuf> },
+}
+
+#[derive(Args, Clone, Copy)]
+struct Timing {
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Table { files } = &cli.command {
+        return print_table(files);
+    }
+    match run_scenario(&cli.global, &cli.command) {
+        Ok(outcome) => {
+            report::print_summary(&outcome);
+            if let Some(path) = &cli.global.json {
+                if let Err(error) = report::append_json(path, &outcome) {
+                    eprintln!("could not write {}: {error}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            if outcome.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("loadtest: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn print_table(files: &[PathBuf]) -> ExitCode {
+    let mut lines = String::new();
+    for file in files {
+        match std::fs::read_to_string(file) {
+            Ok(text) => lines.push_str(&text),
+            Err(error) => {
+                eprintln!("could not read {}: {error}", file.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match report::table(&lines) {
+        Ok(table) => {
+            print!("{table}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("loadtest table: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Parses `1`, `0-3` or `0,2,5`.
+fn parse_cores(list: &str) -> Result<Vec<usize>, String> {
+    let mut cores = Vec::new();
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        let bad = || format!("bad core list {list:?}");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                cores.extend(a..=b);
+            }
+            None => cores.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(cores)
+}
+
+/// What the workers of one scenario run, per worker.
+type ClientTask = Arc<dyn Fn(Rc<Worker>, usize) -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync>;
+
+/// How the main thread drives a scenario.
+enum Plan {
+    Connect { concurrency: usize, hold: Duration },
+    Load { warmup: Duration, duration: Duration },
+}
+
+fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
+    let addr: SocketAddr = global
+        .addr
+        .to_socket_addrs()
+        .map_err(|e| format!("bad --addr {}: {e}", global.addr))?
+        .next()
+        .ok_or_else(|| format!("--addr {} resolves to nothing", global.addr))?;
+    let sources = (0..global.source_addrs)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i.saturating_add(1))))
+        .collect();
+    let target = Arc::new(Target {
+        addr,
+        host: global.addr.clone(),
+        path: global.path.clone(),
+        sources,
+    });
+    let threads = global.threads.max(1);
+    let pins = match &global.pin {
+        Some(list) => parse_cores(list)?,
+        None => Vec::new(),
+    };
+    let probe = Probe {
+        server_pid: global.server_pid,
+        server_cores: match &global.server_cores {
+            Some(list) => parse_cores(list)?,
+            None => Vec::new(),
+        },
+    };
+    raise_fd_limit();
+
+    let (scenario, clients, unit, params, plan, task): (_, _, _, _, _, ClientTask) = match *command {
+        Command::Connect {
+            clients,
+            concurrency,
+            hold,
+        } => (
+            "connect",
+            clients,
+            "connect",
+            serde_json::json!({"clients": clients, "concurrency": concurrency, "hold_s": hold}),
+            Plan::Connect {
+                concurrency,
+                hold: Duration::from_secs_f64(hold),
+            },
+            // Connect runs its own per-worker loop (see `spawn_workers`).
+            Arc::new(|_, _| Box::pin(async {})),
+        ),
+        Command::Fanout {
+            clients,
+            rooms,
+            publishers,
+            rate,
+            window,
+            timing,
+        } => {
+            if rooms == 0 || rooms > clients || publishers == 0 || publishers > clients {
+                return Err("fanout needs 1 <= rooms <= clients and 1 <= publishers <= clients".into());
+            }
+            let shape = Fanout {
+                clients,
+                rooms,
+                publishers,
+                rate,
+                window: window.max(1),
+                payload: timing.payload,
+            };
+            (
+                "fanout",
+                clients,
+                "delivery",
+                serde_json::json!({"clients": clients, "rooms": rooms, "publishers": publishers,
+                    "rate": rate, "window": window, "payload": timing.payload,
+                    "duration_s": timing.duration, "warmup_s": timing.warmup}),
+                Plan::Load {
+                    warmup: Duration::from_secs_f64(timing.warmup),
+                    duration: Duration::from_secs_f64(timing.duration),
+                },
+                Arc::new(move |worker, client| {
+                    Box::pin(scenarios::fanout_client(worker, client, shape))
+                }),
+            )
+        }
+        Command::Echo { clients, timing } | Command::Polling { clients, timing } => {
+            let polling = matches!(command, Command::Polling { .. });
+            let size = timing.payload;
+            let task: ClientTask = if polling {
+                Arc::new(move |worker, client| Box::pin(polling::polling_client(worker, client, size)))
+            } else {
+                Arc::new(move |worker, client| Box::pin(scenarios::echo_client(worker, client, size)))
+            };
+            (
+                if polling { "polling" } else { "echo" },
+                clients,
+                "ack",
+                serde_json::json!({"clients": clients, "payload": size,
+                    "duration_s": timing.duration, "warmup_s": timing.warmup}),
+                Plan::Load {
+                    warmup: Duration::from_secs_f64(timing.warmup),
+                    duration: Duration::from_secs_f64(timing.duration),
+                },
+                task,
+            )
+        }
+        Command::Table { .. } => unreachable!("handled in main"),
+    };
+    let key = scenario_key(scenario, &params);
+
+    let run = Arc::new(Run::new(threads));
+    let progress = Progress::new(!global.quiet && std::io::stderr().is_terminal(), &key);
+    let baseline = probe.sample();
+    let started = Instant::now();
+    let concurrency = match plan {
+        Plan::Connect { concurrency, .. } => {
+            // Every connect is measured, from the first to the last.
+            run.set_phase(Phase::Measure);
+            Some(concurrency)
+        }
+        Plan::Load { .. } => None,
+    };
+    let handles = spawn_workers(
+        &run,
+        &target,
+        clients,
+        threads,
+        &pins,
+        global.epoll,
+        concurrency,
+        task,
+    )?;
+
+    // Setup: every client connects (and joins), or fails.
+    let setup_limit = Duration::from_secs(60) + Duration::from_millis(clients as u64 * 2);
+    loop {
+        let settled = run.total(|c| &c.ready) + run.total(|c| &c.errors);
+        progress.show(&format!("connecting {settled}/{clients}"), settled, clients as u64);
+        if settled >= clients as u64 || started.elapsed() > setup_limit {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after_setup = probe.sample();
+
+    let (window, first, last, held) = match plan {
+        Plan::Connect { hold, .. } => {
+            run.set_phase(Phase::Drain);
+            let hold_start = Instant::now();
+            while hold_start.elapsed() < hold {
+                progress.show("holding", hold_start.elapsed().as_millis() as u64, hold.as_millis() as u64);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (run.window(), baseline, after_setup, Some(probe.sample()))
+        }
+        Plan::Load { warmup, duration } => {
+            run.set_phase(Phase::Warmup);
+            let phase_start = Instant::now();
+            while phase_start.elapsed() < warmup {
+                progress.show("warming up", 0, 1);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let first = probe.sample();
+            run.set_phase(Phase::Measure);
+            let measure_start = Instant::now();
+            while measure_start.elapsed() < duration {
+                let done = run.total(|c| &c.measured);
+                let rate = done as f64 / measure_start.elapsed().as_secs_f64().max(1e-3);
+                progress.show(
+                    &format!("{} {unit}/s", report::format_rate(rate)),
+                    measure_start.elapsed().as_millis() as u64,
+                    duration.as_millis() as u64,
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let last = probe.sample();
+            run.set_phase(Phase::Drain);
+            // In-flight work gets a few seconds to arrive; what doesn't is lost.
+            let drain_start = Instant::now();
+            while drain_start.elapsed() < Duration::from_secs(5) {
+                let target_count = if scenario == "fanout" {
+                    run.total(|c| &c.expected)
+                } else {
+                    run.total(|c| &c.sent)
+                };
+                if run.total(|c| &c.done) >= target_count {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            (run.window(), first, last, None)
+        }
+    };
+    run.set_phase(Phase::Done);
+    progress.clear();
+
+    let mut histogram = run::new_histogram();
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(worker_histogram)) => {
+                let _ = histogram.add(&worker_histogram);
+            }
+            Ok(Err(error)) => return Err(format!("worker failed to start: {error}")),
+            Err(_) => return Err("a worker thread panicked".into()),
+        }
+    }
+
+    let ready = run.total(|c| &c.ready);
+    let count = match plan {
+        Plan::Connect { .. } => ready,
+        Plan::Load { .. } => run.total(|c| &c.measured),
+    };
+    let per_unit = |later: Option<u64>, earlier: Option<u64>| match (later, earlier) {
+        (Some(later), Some(earlier)) if count > 0 => {
+            Some(later.saturating_sub(earlier) as f64 / count as f64)
+        }
+        _ => None,
+    };
+    let window_ns = window.as_nanos().max(1) as f64;
+    let self_cpu = last.self_cpu_ns.saturating_sub(first.self_cpu_ns) as f64;
+    let loadtest_cpu = self_cpu / (window_ns * threads as f64);
+    let expected = run.total(|c| &c.expected);
+    let delivered = if scenario == "fanout" {
+        run.total(|c| &c.done)
+    } else {
+        0
+    };
+    let (rss_per_conn, slab_per_conn) = match (&held, ready) {
+        (Some(held), ready) if ready > 0 => (
+            per_conn(held.server_rss, baseline.server_rss, ready),
+            per_conn(held.slab, baseline.slab, ready),
+        ),
+        _ => (None, None),
+    };
+    let mut outcome = Outcome {
+        label: global.label.clone(),
+        scenario: scenario.to_owned(),
+        key,
+        params,
+        unit: unit.to_owned(),
+        clients: clients as u64,
+        ready,
+        count,
+        window_s: window.as_secs_f64(),
+        rate: count as f64 / window.as_secs_f64().max(1e-9),
+        latency_us: report::Latency::of(&histogram),
+        expected,
+        delivered,
+        lost: expected.saturating_sub(delivered),
+        reordered: run.total(|c| &c.reordered),
+        corrupt: run.total(|c| &c.corrupt),
+        errors: run.total(|c| &c.errors),
+        server_cpu_ns_per_unit: per_unit(last.server_cpu_ns, first.server_cpu_ns),
+        server_core_ns_per_unit: per_unit(last.cores_busy_ns, first.cores_busy_ns),
+        server_cpu_cores: match (last.server_cpu_ns, first.server_cpu_ns) {
+            (Some(b), Some(a)) => Some(b.saturating_sub(a) as f64 / window_ns),
+            _ => None,
+        },
+        server_rss_bytes: held.as_ref().unwrap_or(&last).server_rss,
+        server_rss_per_conn: rss_per_conn,
+        slab_per_conn,
+        loadtest_cpu,
+        loadtest_saturated: loadtest_cpu >= 0.9,
+        ok: false,
+        failure: None,
+    };
+    let failure = if outcome.ready < outcome.clients {
+        Some(format!(
+            "{} of {} clients never got ready",
+            outcome.clients - outcome.ready,
+            outcome.clients
+        ))
+    } else if outcome.errors > 0 {
+        Some(format!("{} client errors", outcome.errors))
+    } else if outcome.lost + outcome.reordered + outcome.corrupt > 0 {
+        Some("messages lost, reordered or corrupt".to_owned())
+    } else if outcome.count == 0 {
+        Some("no work was done in the measured window".to_owned())
+    } else {
+        None
+    };
+    outcome.failure = match (failure, run.first_error()) {
+        (Some(failure), Some(first)) => Some(format!("{failure}; first: {first}")),
+        (failure, _) => failure,
+    };
+    outcome.ok = outcome.failure.is_none();
+    if let Some(path) = &global.svg {
+        let title = format!("{} — {}", outcome.key, outcome.label);
+        if let Err(error) = report::write_svg(path, &title, &histogram) {
+            eprintln!("could not write {}: {error}", path.display());
+        }
+    }
+    Ok(outcome)
+}
+
+fn per_conn(after: Option<u64>, before: Option<u64>, connections: u64) -> Option<f64> {
+    Some((after? as f64 - before? as f64) / connections as f64)
+}
+
+/// A stable, readable name for a scenario and its parameters (runs with equal keys compare).
+fn scenario_key(scenario: &str, params: &serde_json::Value) -> String {
+    let get = |name: &str| params.get(name).map(|v| v.to_string()).unwrap_or_default();
+    match scenario {
+        "connect" => format!("connect {} clients, {} at a time", get("clients"), get("concurrency")),
+        "fanout" => {
+            let rate = params.get("rate").and_then(|r| r.as_f64()).unwrap_or(0.0);
+            let pace = if rate > 0.0 {
+                format!("{rate} publishes/s")
+            } else {
+                format!("max rate, window {}", get("window"))
+            };
+            format!(
+                "fanout {} clients in {} rooms, {} publishers, {pace}, {} B",
+                get("clients"),
+                get("rooms"),
+                get("publishers"),
+                get("payload")
+            )
+        }
+        other => format!("{other} {} clients, {} B", get("clients"), get("payload")),
+    }
+}
+
+/// Starts the worker threads; each drives clients `i` with `i % threads == worker`.
+#[allow(clippy::too_many_arguments)]
+fn spawn_workers(
+    run: &Arc<Run>,
+    target: &Arc<Target>,
+    clients: usize,
+    threads: usize,
+    pins: &[usize],
+    epoll: bool,
+    connect_concurrency: Option<usize>,
+    task: ClientTask,
+) -> Result<Vec<std::thread::JoinHandle<std::io::Result<Histogram<u64>>>>, String> {
+    let mut handles = Vec::new();
+    for index in 0..threads {
+        let (run, target, task) = (run.clone(), target.clone(), task.clone());
+        let pin = (!pins.is_empty()).then(|| pins[index % pins.len()]);
+        let handle = std::thread::Builder::new()
+            .name(format!("loadtest-{index}"))
+            .spawn(move || {
+                if let Some(core) = pin {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: core });
+                }
+                let worker = Rc::new(Worker {
+                    index,
+                    run,
+                    target,
+                    clients: (index..clients).step_by(threads).collect(),
+                    histogram: std::cell::RefCell::new(run::new_histogram()),
+                });
+                let share = connect_concurrency.map(|c| c.div_ceil(threads));
+                let main = {
+                    let worker = worker.clone();
+                    async move {
+                        match share {
+                            Some(concurrency) => scenarios::connect(worker.clone(), concurrency).await,
+                            None => {
+                                for &client in &worker.clients {
+                                    monoio::spawn(task(worker.clone(), client));
+                                }
+                                scenarios::wait_phase(&worker.run, Phase::Done).await;
+                            }
+                        }
+                    }
+                };
+                if epoll {
+                    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                        .enable_timer()
+                        .build()?
+                        .block_on(main);
+                } else {
+                    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                        .enable_timer()
+                        .build()?
+                        .block_on(main);
+                }
+                Ok(worker.histogram.replace(run::new_histogram()))
+            })
+            .map_err(|e| format!("could not start a worker thread: {e}"))?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+/// Raises the open-files limit to its hard limit: every client is a file descriptor.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// A one-line progress bar on stderr (when it is a terminal).
+struct Progress {
+    enabled: bool,
+    title: String,
+}
+
+impl Progress {
+    fn new(enabled: bool, title: &str) -> Self {
+        Progress {
+            enabled,
+            title: title.to_owned(),
+        }
+    }
+
+    fn show(&self, status: &str, done: u64, total: u64) {
+        if !self.enabled {
+            return;
+        }
+        const WIDTH: usize = 30;
+        let filled = if total == 0 {
+            0
+        } else {
+            ((done.min(total) as f64 / total as f64) * WIDTH as f64) as usize
+        };
+        eprint!(
+            "\r\x1b[2K[{}{}] {status} — {}",
+            "#".repeat(filled),
+            "-".repeat(WIDTH - filled),
+            self.title
+        );
+    }
+
+    fn clear(&self) {
+        if self.enabled {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The payloads the loadtest sends and checks: a JSON string carrying who sent it, its
+//! sequence number and its intended send time, padded to the requested size with a pattern
+//! that depends on the sequence number, so a corrupted or mixed-up payload is caught.
+//! Pure: no I/O, no allocation beyond the caller's buffers.
+
+use crate::wire::parse_decimal;
+
+const PATTERN: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// A decoded payload header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// The publisher (fanout) or client (echo) that sent it.
+    pub sender: u32,
+    pub seq: u64,
+    /// Nanoseconds since the run's epoch at which the message was meant to leave.
+    pub sent_ns: u64,
+}
+
+/// Appends the JSON string `"<sender>:<seq>:<sent_ns>:<padding>"` whose content is `size`
+/// bytes long (longer if the header alone needs more).
+pub fn put(out: &mut Vec<u8>, stamp: Stamp, size: usize) {
+    out.push(b'"');
+    let start = out.len();
+    crate::wire::put_decimal(out, u64::from(stamp.sender));
+    out.push(b':');
+    crate::wire::put_decimal(out, stamp.seq);
+    out.push(b':');
+    crate::wire::put_decimal(out, stamp.sent_ns);
+    out.push(b':');
+    let header = out.len() - start;
+    let pad = size.saturating_sub(header);
+    let offset = (stamp.seq % PATTERN.len() as u64) as usize;
+    out.extend((0..pad).map(|i| PATTERN[(offset + i) % PATTERN.len()]));
+    out.push(b'"');
+}
+
+/// Why a received payload is not one the loadtest sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corrupt {
+    Shape,
+    Padding,
+}
+
+/// Checks and decodes the content of a payload string (without its quotes).
+pub fn check(content: &[u8]) -> Result<Stamp, Corrupt> {
+    let mut fields = content.splitn(4, |&b| b == b':');
+    let mut number = || fields.next().and_then(parse_decimal).ok_or(Corrupt::Shape);
+    let sender = u32::try_from(number()?).map_err(|_| Corrupt::Shape)?;
+    let seq = number()?;
+    let sent_ns = number()?;
+    let pad = fields.next().ok_or(Corrupt::Shape)?;
+    let offset = (seq % PATTERN.len() as u64) as usize;
+    let intact = pad
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == PATTERN[(offset + i) % PATTERN.len()]);
+    if !intact {
+        return Err(Corrupt::Padding);
+    }
+    Ok(Stamp {
+        sender,
+        seq,
+        sent_ns,
+    })
+}
+
+/// The payload of a `message` event: `["message","<content>"]` -> content.
+pub fn message_content(event: &[u8]) -> Option<&[u8]> {
+    event
+        .strip_prefix(b"[\"message\",\"")?
+        .strip_suffix(b"\"]")
+}
+
+/// The payload of an echo ack: `["<content>"]` -> content.
+pub fn ack_content(args: &[u8]) -> Option<&[u8]> {
+    args.strip_prefix(b"[\"")?.strip_suffix(b"\"]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_at_every_size() {
+        let stamp = Stamp {
+            sender: 42,
+            seq: 123_456,
+            sent_ns: 9_876_543_210,
+        };
+        for size in [0, 10, 26, 100, 1000] {
+            let mut out = Vec::new();
+            put(&mut out, stamp, size);
+            let content = &out[1..out.len() - 1];
+            assert!(content.len() >= size);
+            assert_eq!(check(content), Ok(stamp));
+        }
+    }
+
+    #[test]
+    fn catches_damage() {
+        let stamp = Stamp {
+            sender: 1,
+            seq: 7,
+            sent_ns: 5,
+        };
+        let mut out = Vec::new();
+        put(&mut out, stamp, 100);
+        let mut content = out[1..out.len() - 1].to_vec();
+        let last = content.len() - 1;
+        content[last] ^= 1;
+        assert_eq!(check(&content), Err(Corrupt::Padding));
+        assert_eq!(check(b"1:2"), Err(Corrupt::Shape));
+        assert_eq!(check(b"x:2:3:"), Err(Corrupt::Shape));
+        // The padding depends on the sequence number: a payload relabelled as another is caught.
+        let mut relabelled = b"1:8:5:".to_vec();
+        relabelled.extend_from_slice(&out[7..out.len() - 1]);
+        assert_eq!(check(&relabelled), Err(Corrupt::Padding));
+    }
+
+    #[test]
+    fn extracts_contents() {
+        assert_eq!(message_content(b"[\"message\",\"a:b\"]"), Some(&b"a:b"[..]));
+        assert_eq!(message_content(b"[\"other\",\"a\"]"), None);
+        assert_eq!(ack_content(b"[\"x\"]"), Some(&b"x"[..]));
+        assert_eq!(ack_content(b"[]"), None);
+    }
+}

@@ -1,0 +1,436 @@
+//! The WebSocket scenarios, as the tasks one worker thread runs for its share of the
+//! clients: `connect` (connect and hold), `fanout` (rooms, publishers, deliveries) and
+//! `echo` (closed-loop acks). Every message is checked; every failure is counted.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, Splitable};
+
+use crate::conn::{self, ConnError, Socket, Target};
+use crate::payload::{self, Stamp};
+use crate::run::{self, Counters, Phase, Run};
+use crate::signal::Signal;
+use crate::wire::{self, Incoming};
+
+/// How long one client may take to connect before it counts as failed.
+const CONNECT_LIMIT: Duration = Duration::from_secs(30);
+
+/// One worker thread's share of a run.
+pub struct Worker {
+    pub index: usize,
+    pub run: Arc<Run>,
+    pub target: Arc<Target>,
+    /// The global indices of the clients this worker drives.
+    pub clients: Vec<usize>,
+    pub histogram: RefCell<Histogram<u64>>,
+}
+
+impl Worker {
+    fn counters(&self) -> &Counters {
+        &self.run.workers[self.index]
+    }
+
+    fn fail(&self, client: usize, error: impl std::fmt::Display) {
+        self.run.fail(self.index, format!("client {client}: {error}"));
+    }
+
+    /// Records one unit of work whose clock started at `sent_ns`.
+    fn done(&self, sent_ns: u64) {
+        let counters = self.counters();
+        Counters::add(&counters.done, 1);
+        if self.run.in_window(sent_ns) {
+            Counters::add(&counters.measured, 1);
+            let latency = self.run.now_ns().saturating_sub(sent_ns);
+            run::record(&mut self.histogram.borrow_mut(), latency);
+        }
+    }
+}
+
+/// Sleeps in small steps until the run reaches `phase`.
+pub async fn wait_phase(run: &Run, phase: Phase) {
+    while run.phase() < phase {
+        monoio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Writes one masked text frame.
+async fn send_text<W: AsyncWriteRent>(
+    io: &mut W,
+    out: &mut Vec<u8>,
+    text: &[u8],
+    mask: [u8; 4],
+) -> Result<(), ConnError> {
+    out.clear();
+    wire::put_frame(out, wire::OP_TEXT, text, mask);
+    let (result, buf) = io.write_all(std::mem::take(out)).await;
+    *out = buf;
+    result.map(drop).map_err(ConnError::Io)
+}
+
+/// What a received message means for a scenario that only reads.
+enum Read<'a> {
+    Text(Incoming<'a>),
+    Skip,
+}
+
+/// Interprets one WebSocket message: close frames and Engine.IO closes end the client.
+fn read_message(opcode: u8, data: &[u8]) -> Result<Read<'_>, ConnError> {
+    match opcode {
+        wire::OP_TEXT => match wire::classify(data) {
+            Incoming::Closed => Err(ConnError::Closed),
+            incoming => Ok(Read::Text(incoming)),
+        },
+        wire::OP_CLOSE => Err(ConnError::Closed),
+        _ => Ok(Read::Skip),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// connect
+
+/// Connects the worker's clients, `concurrency` at a time, and holds them until the run ends.
+pub async fn connect(worker: Rc<Worker>, concurrency: usize) {
+    let in_progress = Rc::new(Cell::new(0usize));
+    let slot_freed = Rc::new(Signal::default());
+    for &client in &worker.clients {
+        while in_progress.get() >= concurrency.max(1) {
+            slot_freed.wait().await;
+        }
+        in_progress.set(in_progress.get() + 1);
+        let (worker, in_progress, slot_freed) =
+            (worker.clone(), in_progress.clone(), slot_freed.clone());
+        monoio::spawn(async move {
+            let started = worker.run.now_ns();
+            let opened = conn::open_socket_within(&worker.target, client, CONNECT_LIMIT).await;
+            in_progress.set(in_progress.get() - 1);
+            slot_freed.raise();
+            match opened {
+                Ok(socket) => {
+                    worker.done(started);
+                    Counters::add(&worker.counters().ready, 1);
+                    if let Err(error) = hold(socket).await {
+                        if worker.run.phase() < Phase::Done {
+                            worker.fail(client, error);
+                        }
+                    }
+                }
+                Err(error) => worker.fail(client, error),
+            }
+        });
+    }
+    wait_phase(&worker.run, Phase::Done).await;
+}
+
+/// Keeps a connection alive (answering pings) until it fails or the worker stops.
+async fn hold(mut socket: Socket) -> Result<(), ConnError> {
+    let mut out = Vec::with_capacity(16);
+    loop {
+        let mut pong = false;
+        while let Some((opcode, data)) = socket.frames.next()? {
+            pong |= matches!(read_message(opcode, data)?, Read::Text(Incoming::Ping));
+        }
+        if pong {
+            send_text(&mut socket.stream, &mut out, b"3", socket.mask).await?;
+        }
+        socket.frames.fill(&mut socket.stream).await?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// fanout
+
+/// The shape of a fanout run.
+#[derive(Debug, Clone, Copy)]
+pub struct Fanout {
+    pub clients: usize,
+    pub rooms: usize,
+    pub publishers: usize,
+    /// Publishes per second over all publishers; 0: as fast as the window allows.
+    pub rate: f64,
+    /// Publishes one publisher may have in flight (sent, not yet received back).
+    pub window: u32,
+    pub payload: usize,
+}
+
+impl Fanout {
+    /// Client `i` is a member of room `i % rooms`; publisher `p` is client `p`.
+    pub fn room_of(&self, client: usize) -> usize {
+        client % self.rooms
+    }
+
+    pub fn members(&self, room: usize) -> u64 {
+        (self.clients / self.rooms + usize::from(room < self.clients % self.rooms)) as u64
+    }
+}
+
+/// What a fanout client's reader and writer tasks share.
+#[derive(Default)]
+struct Outbox {
+    pong_due: Cell<bool>,
+    in_flight: Cell<u32>,
+    wake: Signal,
+}
+
+/// Connects, joins the client's room, then reads (and publishes, for publishers).
+pub async fn fanout_client(worker: Rc<Worker>, client: usize, shape: Fanout) {
+    if let Err(error) = fanout_run(&worker, client, shape).await {
+        if worker.run.phase() < Phase::Done {
+            worker.fail(client, error);
+        }
+    }
+}
+
+async fn fanout_run(worker: &Rc<Worker>, client: usize, shape: Fanout) -> Result<(), ConnError> {
+    let mut socket = conn::open_socket_within(&worker.target, client, CONNECT_LIMIT).await?;
+    let room = shape.room_of(client);
+    let mut room_json = Vec::new();
+    room_json.extend_from_slice(b"\"r");
+    wire::put_decimal(&mut room_json, room as u64);
+    room_json.push(b'"');
+    let mut text = Vec::new();
+    wire::put_event(&mut text, "join", Some(1), &[&room_json]);
+    let mut out = Vec::new();
+    send_text(&mut socket.stream, &mut out, &text, socket.mask).await?;
+    await_ack(&mut socket, 1, &mut out).await?;
+    Counters::add(&worker.counters().ready, 1);
+
+    let Socket {
+        stream,
+        mut frames,
+        mask,
+    } = socket;
+    let (mut reader, writer) = stream.into_split();
+    let outbox = Rc::new(Outbox::default());
+    let publisher = (client < shape.publishers).then_some(client as u32);
+    monoio::spawn(fanout_writer(
+        worker.clone(),
+        outbox.clone(),
+        writer,
+        mask,
+        publisher.map(|id| (id, room_json, shape)),
+    ));
+    // Highest sequence number seen per publisher (rooms have few publishers).
+    let mut last_seq: Vec<(u32, u64)> = Vec::new();
+    loop {
+        while let Some((opcode, data)) = frames.next()? {
+            match read_message(opcode, data)? {
+                Read::Text(Incoming::Event(args)) => {
+                    let Some(stamp) = payload::message_content(args)
+                        .and_then(|content| payload::check(content).ok())
+                    else {
+                        Counters::add(&worker.counters().corrupt, 1);
+                        continue;
+                    };
+                    match last_seq.iter_mut().find(|(sender, _)| *sender == stamp.sender) {
+                        Some((_, last)) if stamp.seq <= *last => {
+                            Counters::add(&worker.counters().reordered, 1);
+                        }
+                        Some((_, last)) => *last = stamp.seq,
+                        None => last_seq.push((stamp.sender, stamp.seq)),
+                    }
+                    worker.done(stamp.sent_ns);
+                    if Some(stamp.sender) == publisher {
+                        outbox.in_flight.set(outbox.in_flight.get().saturating_sub(1));
+                        outbox.wake.raise();
+                    }
+                }
+                Read::Text(Incoming::Ping) => {
+                    outbox.pong_due.set(true);
+                    outbox.wake.raise();
+                }
+                _ => {}
+            }
+        }
+        frames.fill(&mut reader).await?;
+    }
+}
+
+/// Reads until the ack with `id` arrives, answering pings.
+async fn await_ack(socket: &mut Socket, id: u64, out: &mut Vec<u8>) -> Result<(), ConnError> {
+    loop {
+        let mut pong = false;
+        let mut acked = false;
+        while let Some((opcode, data)) = socket.frames.next()? {
+            match read_message(opcode, data)? {
+                Read::Text(Incoming::Ping) => pong = true,
+                Read::Text(Incoming::Ack(ack, _)) if ack == id => acked = true,
+                _ => {}
+            }
+        }
+        if pong {
+            send_text(&mut socket.stream, out, b"3", socket.mask).await?;
+        }
+        if acked {
+            return Ok(());
+        }
+        socket.frames.fill(&mut socket.stream).await?;
+    }
+}
+
+/// Sends pongs and, for a publisher, publishes: on schedule (fixed rate) or whenever the
+/// window has room. Several frames due at once go out in one write.
+async fn fanout_writer<W: AsyncWriteRent>(
+    worker: Rc<Worker>,
+    outbox: Rc<Outbox>,
+    mut io: W,
+    mask: [u8; 4],
+    publisher: Option<(u32, Vec<u8>, Fanout)>,
+) {
+    let run = &worker.run;
+    let mut out = Vec::with_capacity(4096);
+    let mut text = Vec::with_capacity(256);
+    let mut body = Vec::with_capacity(256);
+    let mut seq = 0u64;
+    let mut next_due: Option<u64> = None;
+    loop {
+        let phase = run.phase();
+        if phase == Phase::Done {
+            return;
+        }
+        if outbox.pong_due.replace(false) {
+            wire::put_frame(&mut out, wire::OP_TEXT, b"3", mask);
+        }
+        // When to look again if nothing wakes the writer first.
+        let mut wake_at = run.now_ns() + 50_000_000;
+        if let Some((id, room_json, shape)) = &publisher {
+            let publishing = matches!(phase, Phase::Warmup | Phase::Measure);
+            let now = run.now_ns();
+            if phase == Phase::Setup {
+                wake_at = now + 1_000_000;
+            } else if publishing {
+                let interval = if shape.rate > 0.0 {
+                    (1e9 * shape.publishers as f64 / shape.rate) as u64
+                } else {
+                    0
+                };
+                // Publishers start staggered over one interval.
+                let mut due = *next_due.get_or_insert_with(|| {
+                    now + interval * u64::from(*id) / shape.publishers.max(1) as u64
+                });
+                while outbox.in_flight.get() < shape.window && (interval == 0 || due <= now) {
+                    seq += 1;
+                    let sent_ns = if interval == 0 { now } else { due };
+                    body.clear();
+                    payload::put(
+                        &mut body,
+                        Stamp {
+                            sender: *id,
+                            seq,
+                            sent_ns,
+                        },
+                        shape.payload,
+                    );
+                    text.clear();
+                    wire::put_event(&mut text, "publish", None, &[room_json, &body]);
+                    wire::put_frame(&mut out, wire::OP_TEXT, &text, mask);
+                    outbox.in_flight.set(outbox.in_flight.get() + 1);
+                    let counters = worker.counters();
+                    Counters::add(&counters.sent, 1);
+                    Counters::add(&counters.expected, shape.members(shape.room_of(*id as usize)));
+                    due += interval;
+                }
+                next_due = Some(due);
+                if interval > 0 && outbox.in_flight.get() < shape.window {
+                    wake_at = wake_at.min(due);
+                }
+            }
+        }
+        if !out.is_empty() {
+            let (result, buf) = io.write_all(std::mem::take(&mut out)).await;
+            out = buf;
+            out.clear();
+            if let Err(error) = result {
+                if run.phase() < Phase::Done {
+                    worker.fail(0, error);
+                }
+                return;
+            }
+            continue;
+        }
+        let deadline = run.at(wake_at);
+        if deadline > Instant::now() {
+            monoio::select! {
+                _ = outbox.wake.wait() => {}
+                _ = monoio::time::sleep_until(deadline.into()) => {}
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// echo
+
+/// Connects, then sends `echo` with an ack and waits for it, over and over (closed loop).
+pub async fn echo_client(worker: Rc<Worker>, client: usize, payload_size: usize) {
+    if let Err(error) = echo_run(&worker, client, payload_size).await {
+        if worker.run.phase() < Phase::Done {
+            worker.fail(client, error);
+        }
+    }
+}
+
+async fn echo_run(worker: &Worker, client: usize, payload_size: usize) -> Result<(), ConnError> {
+    let mut socket = conn::open_socket_within(&worker.target, client, CONNECT_LIMIT).await?;
+    Counters::add(&worker.counters().ready, 1);
+    wait_phase(&worker.run, Phase::Warmup).await;
+    let (mut out, mut text, mut body) = (Vec::new(), Vec::new(), Vec::new());
+    let mut seq = 0u64;
+    while worker.run.phase() < Phase::Drain {
+        seq += 1;
+        let sent_ns = worker.run.now_ns();
+        body.clear();
+        payload::put(
+            &mut body,
+            Stamp {
+                sender: client as u32,
+                seq,
+                sent_ns,
+            },
+            payload_size,
+        );
+        text.clear();
+        wire::put_event(&mut text, "echo", Some(seq), &[&body]);
+        send_text(&mut socket.stream, &mut out, &text, socket.mask).await?;
+        Counters::add(&worker.counters().sent, 1);
+        let intact = await_echo(&mut socket, seq, &body[1..body.len() - 1], &mut out).await?;
+        if !intact {
+            Counters::add(&worker.counters().corrupt, 1);
+        }
+        worker.done(sent_ns);
+    }
+    // Stay connected (answering pings) until every worker is done.
+    hold(socket).await
+}
+
+/// Reads until the ack `id` arrives; whether it carried `expected` back unchanged.
+async fn await_echo(
+    socket: &mut Socket,
+    id: u64,
+    expected: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<bool, ConnError> {
+    loop {
+        let mut pong = false;
+        let mut answer = None;
+        while let Some((opcode, data)) = socket.frames.next()? {
+            match read_message(opcode, data)? {
+                Read::Text(Incoming::Ping) => pong = true,
+                Read::Text(Incoming::Ack(ack, args)) if ack == id => {
+                    answer = Some(payload::ack_content(args) == Some(expected));
+                }
+                _ => {}
+            }
+        }
+        if pong {
+            send_text(&mut socket.stream, out, b"3", socket.mask).await?;
+        }
+        if let Some(intact) = answer {
+            return Ok(intact);
+        }
+        socket.frames.fill(&mut socket.stream).await?;
+    }
+}
