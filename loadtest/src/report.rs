@@ -198,7 +198,8 @@ fn svg(title: &str, histogram: &Histogram<u64>) -> String {
     const LEFT: f64 = 60.0;
     const BOTTOM: f64 = 50.0;
     const TOP: f64 = 40.0;
-    let plot_w = WIDTH - LEFT - 20.0;
+    // The right margin holds the legend.
+    let plot_w = WIDTH - LEFT - 150.0;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let mut out = String::new();
     let _ = write!(
@@ -252,18 +253,22 @@ fn svg(title: &str, histogram: &Histogram<u64>) -> String {
         );
         decade += 1.0;
     }
-    for (name, quantile, color) in [
+    // Marks as dashed lines, named in a legend at the top right so that close marks stay legible.
+    for (row, (name, quantile, color)) in [
         ("p50", 0.5, "#2a9d2a"),
         ("p99", 0.99, "#d08a00"),
         ("p99.9", 0.999, "#c03030"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let value = histogram.value_at_quantile(quantile).max(1);
         let x = x_of((value as f64).log10());
         let _ = write!(
             out,
-            r#"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{axis_y}" stroke="{color}" stroke-dasharray="4 3"/><text x="{:.1}" y="{}" fill="{color}">{name} {}</text>"#,
-            x + 3.0,
-            TOP + 12.0 + 14.0 * quantile.log10().abs().min(3.0),
+            r#"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{axis_y}" stroke="{color}" stroke-width="2" stroke-dasharray="5 3"/><text x="{}" y="{}" fill="{color}" text-anchor="end">{name} {}</text>"#,
+            WIDTH - 20.0,
+            TOP + 14.0 * row as f64,
             format_us(value as f64 / 1_000.0)
         );
     }
