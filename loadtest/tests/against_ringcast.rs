@@ -1,0 +1,270 @@
+//! Runs every loadtest scenario briefly against the real `ringcast` binary (the sibling of
+//! the loadtest binary in the target directory, built when the whole workspace is tested),
+//! and checks that a server which breaks the contract fails the run.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// A `ringcast` process on a free loopback port, killed (by its pid) when dropped.
+struct Ringcast {
+    port: u16,
+    child: Child,
+}
+
+impl Ringcast {
+    fn start(args: &[&str]) -> Ringcast {
+        let binary = ringcast_binary();
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let mut child = Command::new(&binary)
+                .args([
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--no-pin",
+                ])
+                .args(args)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn ringcast");
+            let stdout = child.stdout.take().expect("piped stdout");
+            let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+            let listening = lines.any(|line| line.contains("ringcast listening"));
+            // Keep reading so the server never writes into a full or closed pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            if listening {
+                return Ringcast { port, child };
+            }
+            let _ = child.wait();
+        }
+        panic!("ringcast did not start");
+    }
+}
+
+impl Drop for Ringcast {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The ringcast binary next to the loadtest binary; built first if it isn't there.
+fn ringcast_binary() -> PathBuf {
+    let loadtest = PathBuf::from(env!("CARGO_BIN_EXE_loadtest"));
+    let binary = loadtest.with_file_name("ringcast");
+    if !binary.exists() {
+        let release = loadtest
+            .parent()
+            .and_then(|dir| dir.file_name())
+            .is_some_and(|name| name == "release");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "ringcast", "--bin", "ringcast"])
+            .args(release.then_some("--release"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "could not build ringcast");
+    }
+    binary
+}
+
+fn loadtest(server: &Ringcast, json: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(["--addr", &format!("127.0.0.1:{}", server.port)])
+        .args([
+            "--server-pid",
+            &server.child.id().to_string(),
+            "--quiet",
+            "--label",
+            "ringcast",
+        ])
+        .args(["--json", json.to_str().expect("utf-8 path")])
+        .args(args)
+        .output()
+        .expect("run loadtest")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("loadtest-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+fn last_result(json: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(json).expect("json lines written");
+    let line = text.lines().last().expect("one line per run");
+    serde_json::from_str(line).expect("valid JSON")
+}
+
+fn assert_clean(output: &Output, result: &serde_json::Value) {
+    assert!(
+        output.status.success(),
+        "loadtest failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(result["ok"], true);
+    for field in ["lost", "reordered", "corrupt", "errors"] {
+        assert_eq!(result[field], 0, "{field}");
+    }
+    assert!(result["count"].as_u64().unwrap() > 0);
+    assert!(result["server_cpu_ns_per_unit"].as_f64().is_some());
+}
+
+#[test]
+fn every_scenario_runs_clean_against_ringcast() {
+    let server = Ringcast::start(&["--cores", "2"]);
+    let json = scratch("results.jsonl");
+    let svg = scratch("fanout.svg");
+    let timing = ["--duration", "1", "--warmup", "0.5"];
+
+    let fanout = [
+        "fanout",
+        "--clients",
+        "60",
+        "--rooms",
+        "3",
+        "--publishers",
+        "6",
+        "--window",
+        "4",
+        "--svg",
+    ];
+    let output = loadtest(
+        &server,
+        &json,
+        &[&fanout[..], &[svg.to_str().unwrap()], &timing].concat(),
+    );
+    let result = last_result(&json);
+    assert_clean(&output, &result);
+    // 6 publishers, each to its own room of 20: every publish reaches 20 clients.
+    assert_eq!(result["expected"], result["delivered"]);
+    assert_eq!(result["expected"].as_u64().unwrap() % 20, 0);
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("p99.9"));
+
+    let fixed = [
+        "fanout",
+        "--clients",
+        "20",
+        "--publishers",
+        "2",
+        "--rate",
+        "200",
+    ];
+    let output = loadtest(&server, &json, &[&fixed[..], &timing].concat());
+    let result = last_result(&json);
+    assert_clean(&output, &result);
+    // 200 publishes/s to a room of 20 for about a second.
+    let rate = result["rate"].as_f64().unwrap();
+    assert!((2_000.0..6_000.0).contains(&rate), "{rate} deliveries/s");
+
+    let output = loadtest(
+        &server,
+        &json,
+        &[&["echo", "--clients", "10"][..], &timing].concat(),
+    );
+    assert_clean(&output, &last_result(&json));
+
+    let output = loadtest(
+        &server,
+        &json,
+        &[&["polling", "--clients", "5"][..], &timing].concat(),
+    );
+    assert_clean(&output, &last_result(&json));
+
+    let connect = [
+        "connect",
+        "--clients",
+        "200",
+        "--concurrency",
+        "20",
+        "--hold",
+        "0.5",
+    ];
+    let output = loadtest(&server, &json, &connect);
+    let result = last_result(&json);
+    assert_clean(&output, &result);
+    assert_eq!(result["ready"], 200);
+    assert!(result["server_rss_per_conn"].as_f64().is_some());
+
+    let table = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(["table", json.to_str().unwrap()])
+        .output()
+        .expect("run loadtest table");
+    assert!(table.status.success());
+    let table = String::from_utf8_lossy(&table.stdout);
+    for scenario in [
+        "fanout 60 clients in 3 rooms",
+        "echo 10 clients",
+        "polling 5 clients",
+        "connect 200",
+    ] {
+        assert!(table.contains(scenario), "{scenario} missing from\n{table}");
+    }
+}
+
+#[test]
+fn a_server_that_drops_clients_fails_the_run() {
+    // Echo payloads above the server's limit get the client disconnected.
+    let server = Ringcast::start(&["--cores", "1", "--max-payload", "100"]);
+    let json = scratch("refused.jsonl");
+    let output = loadtest(
+        &server,
+        &json,
+        &[
+            "echo",
+            "--clients",
+            "3",
+            "--payload",
+            "500",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+        ],
+    );
+    assert!(!output.status.success());
+    let result = last_result(&json);
+    assert_eq!(result["ok"], false);
+    assert!(result["errors"].as_u64().unwrap() > 0);
+    assert!(result["failure"]
+        .as_str()
+        .unwrap()
+        .contains("client errors"));
+}
+
+#[test]
+fn nothing_listening_is_reported_not_hung() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(["--addr", &format!("127.0.0.1:{port}"), "--quiet"])
+        .args([
+            "echo",
+            "--clients",
+            "2",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.1",
+        ])
+        .output()
+        .expect("run loadtest");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("never got ready"));
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
