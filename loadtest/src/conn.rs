@@ -308,7 +308,9 @@ pub async fn open_socket(target: &Target, index: usize) -> Result<Socket, ConnEr
                 Incoming::Ping => Some(&b"3"[..]),
                 Incoming::Connected if opened => break,
                 Incoming::ConnectError(why) => {
-                    return Err(ConnError::Refused(String::from_utf8_lossy(why).into_owned()))
+                    return Err(ConnError::Refused(
+                        String::from_utf8_lossy(why).into_owned(),
+                    ))
                 }
                 Incoming::Closed => return Err(ConnError::Closed),
                 _ => None,

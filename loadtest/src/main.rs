@@ -35,7 +35,10 @@ use crate::run::{Phase, Run};
 use crate::scenarios::{Fanout, Worker};
 
 #[derive(Parser)]
-#[command(version, about = "Load generator for Socket.IO servers (the ringcast bench contract)")]
+#[command(
+    version,
+    about = "Load generator for Socket.IO servers (the ringcast bench contract)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -218,8 +221,14 @@ type ClientTask = Arc<dyn Fn(Rc<Worker>, usize) -> Pin<Box<dyn Future<Output = (
 
 /// How the main thread drives a scenario.
 enum Plan {
-    Connect { concurrency: usize, hold: Duration },
-    Load { warmup: Duration, duration: Duration },
+    Connect {
+        concurrency: usize,
+        hold: Duration,
+    },
+    Load {
+        warmup: Duration,
+        duration: Duration,
+    },
 }
 
 fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
@@ -252,7 +261,8 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
     };
     raise_fd_limit();
 
-    let (scenario, clients, unit, params, plan, task): (_, _, _, _, _, ClientTask) = match *command {
+    let (scenario, clients, unit, params, plan, task): (_, _, _, _, _, ClientTask) = match *command
+    {
         Command::Connect {
             clients,
             concurrency,
@@ -278,7 +288,9 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
             timing,
         } => {
             if rooms == 0 || rooms > clients || publishers == 0 || publishers > clients {
-                return Err("fanout needs 1 <= rooms <= clients and 1 <= publishers <= clients".into());
+                return Err(
+                    "fanout needs 1 <= rooms <= clients and 1 <= publishers <= clients".into(),
+                );
             }
             let shape = Fanout {
                 clients,
@@ -308,9 +320,13 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
             let polling = matches!(command, Command::Polling { .. });
             let size = timing.payload;
             let task: ClientTask = if polling {
-                Arc::new(move |worker, client| Box::pin(polling::polling_client(worker, client, size)))
+                Arc::new(move |worker, client| {
+                    Box::pin(polling::polling_client(worker, client, size))
+                })
             } else {
-                Arc::new(move |worker, client| Box::pin(scenarios::echo_client(worker, client, size)))
+                Arc::new(move |worker, client| {
+                    Box::pin(scenarios::echo_client(worker, client, size))
+                })
             };
             (
                 if polling { "polling" } else { "echo" },
@@ -356,7 +372,11 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
     let setup_limit = Duration::from_secs(60) + Duration::from_millis(clients as u64 * 2);
     loop {
         let settled = run.total(|c| &c.ready) + run.total(|c| &c.errors);
-        progress.show(&format!("connecting {settled}/{clients}"), settled, clients as u64);
+        progress.show(
+            &format!("connecting {settled}/{clients}"),
+            settled,
+            clients as u64,
+        );
         if settled >= clients as u64 || started.elapsed() > setup_limit {
             break;
         }
@@ -369,7 +389,11 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
             run.set_phase(Phase::Drain);
             let hold_start = Instant::now();
             while hold_start.elapsed() < hold {
-                progress.show("holding", hold_start.elapsed().as_millis() as u64, hold.as_millis() as u64);
+                progress.show(
+                    "holding",
+                    hold_start.elapsed().as_millis() as u64,
+                    hold.as_millis() as u64,
+                );
                 std::thread::sleep(Duration::from_millis(100));
             }
             (run.window(), baseline, after_setup, Some(probe.sample()))
@@ -522,7 +546,11 @@ fn per_conn(after: Option<u64>, before: Option<u64>, connections: u64) -> Option
 fn scenario_key(scenario: &str, params: &serde_json::Value) -> String {
     let get = |name: &str| params.get(name).map(|v| v.to_string()).unwrap_or_default();
     match scenario {
-        "connect" => format!("connect {} clients, {} at a time", get("clients"), get("concurrency")),
+        "connect" => format!(
+            "connect {} clients, {} at a time",
+            get("clients"),
+            get("concurrency")
+        ),
         "fanout" => {
             let rate = params.get("rate").and_then(|r| r.as_f64()).unwrap_or(0.0);
             let pace = if rate > 0.0 {
@@ -576,7 +604,9 @@ fn spawn_workers(
                     let worker = worker.clone();
                     async move {
                         match share {
-                            Some(concurrency) => scenarios::connect(worker.clone(), concurrency).await,
+                            Some(concurrency) => {
+                                scenarios::connect(worker.clone(), concurrency).await
+                            }
                             None => {
                                 for &client in &worker.clients {
                                     monoio::spawn(task(worker.clone(), client));
@@ -610,7 +640,8 @@ fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
     unsafe {
         let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }

@@ -67,9 +67,7 @@ pub fn check(content: &[u8]) -> Result<Stamp, Corrupt> {
 
 /// The payload of a `message` event: `["message","<content>"]` -> content.
 pub fn message_content(event: &[u8]) -> Option<&[u8]> {
-    event
-        .strip_prefix(b"[\"message\",\"")?
-        .strip_suffix(b"\"]")
+    event.strip_prefix(b"[\"message\",\"")?.strip_suffix(b"\"]")
 }
 
 /// The payload of an echo ack: `["<content>"]` -> content.

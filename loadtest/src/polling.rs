@@ -50,7 +50,10 @@ impl Http {
         wire::put_decimal(request, body.len() as u64);
         request.extend_from_slice(b"\r\n\r\n");
         request.extend_from_slice(body);
-        let (result, buf) = self.stream.write_all(std::mem::take(&mut self.request)).await;
+        let (result, buf) = self
+            .stream
+            .write_all(std::mem::take(&mut self.request))
+            .await;
         self.request = buf;
         result?;
         let (status, body) = self.buf.read_response(&mut self.stream).await?;
@@ -67,7 +70,9 @@ impl Http {
 pub async fn polling_client(worker: Rc<Worker>, client: usize, payload_size: usize) {
     if let Err(error) = polling_run(&worker, client, payload_size).await {
         if worker.run.phase() < Phase::Done {
-            worker.run.fail(worker.index, format!("client {client}: {error}"));
+            worker
+                .run
+                .fail(worker.index, format!("client {client}: {error}"));
         }
     }
 }
@@ -81,7 +86,9 @@ async fn polling_run(worker: &Worker, client: usize, payload_size: usize) -> Res
         request: Vec::with_capacity(512),
         body: 0..0,
     };
-    let status = http.send(target, "GET", "EIO=4&transport=polling", b"").await?;
+    let status = http
+        .send(target, "GET", "EIO=4&transport=polling", b"")
+        .await?;
     let sid = match (status, session_id(http.body())) {
         (200, Some(sid)) => sid,
         _ => {
@@ -102,7 +109,9 @@ async fn polling_run(worker: &Worker, client: usize, payload_size: usize) -> Res
                 Incoming::Connected => connected = true,
                 Incoming::Ping => pong = true,
                 Incoming::ConnectError(why) => {
-                    return Err(ConnError::Refused(String::from_utf8_lossy(why).into_owned()))
+                    return Err(ConnError::Refused(
+                        String::from_utf8_lossy(why).into_owned(),
+                    ))
                 }
                 Incoming::Closed => return Err(ConnError::Closed),
                 _ => {}

@@ -95,7 +95,11 @@ impl Outcome {
 pub fn print_summary(outcome: &Outcome) {
     let mut text = String::new();
     let status = if outcome.ok { "ok" } else { "FAILED" };
-    let _ = writeln!(text, "\n{} against {} — {status}", outcome.key, outcome.label);
+    let _ = writeln!(
+        text,
+        "\n{} against {} — {status}",
+        outcome.key, outcome.label
+    );
     let mut row = |name: &str, value: String| {
         let _ = writeln!(text, "  {name:<28} {value}");
     };
@@ -148,7 +152,10 @@ pub fn print_summary(outcome: &Outcome) {
         row(&format!("server CPU / {}", outcome.unit), format_ns(ns));
     }
     if let Some(cores) = outcome.server_cpu_cores {
-        row("server CPU use", format!("{:.0} % of a core", cores * 100.0));
+        row(
+            "server CPU use",
+            format!("{:.0} % of a core", cores * 100.0),
+        );
     }
     if let Some(rss) = outcome.server_rss_bytes {
         row("server RSS", format_bytes(rss as f64));
@@ -213,7 +220,9 @@ fn svg(title: &str, histogram: &Histogram<u64>) -> String {
     }
     // Buckets: 10 per decade from the smallest to the largest sample.
     let low = (histogram.min().max(1) as f64).log10().floor();
-    let high = ((histogram.max().max(1) as f64).log10() + 0.1).ceil().max(low + 1.0);
+    let high = ((histogram.max().max(1) as f64).log10() + 0.1)
+        .ceil()
+        .max(low + 1.0);
     let buckets = ((high - low) * 10.0) as usize;
     let mut counts = vec![0u64; buckets];
     for value in histogram.iter_recorded() {
@@ -343,8 +352,8 @@ pub fn table(lines: &str) -> Result<String, String> {
         if line.trim().is_empty() {
             continue;
         }
-        let outcome: Outcome = serde_json::from_str(line)
-            .map_err(|error| format!("line {}: {error}", number + 1))?;
+        let outcome: Outcome =
+            serde_json::from_str(line).map_err(|error| format!("line {}: {error}", number + 1))?;
         outcomes.push(outcome);
     }
     // Labels in order of appearance, ringcast first; for each (key, label) the last run.
@@ -387,7 +396,9 @@ pub fn table(lines: &str) -> Result<String, String> {
             ("latency p50", |o| o.latency_us.map(|l| format_us(l.p50))),
             ("latency p99", |o| o.latency_us.map(|l| format_us(l.p99))),
             ("latency p99.9", |o| o.latency_us.map(|l| format_us(l.p999))),
-            ("RSS / connection", |o| o.server_rss_per_conn.map(format_bytes)),
+            ("RSS / connection", |o| {
+                o.server_rss_per_conn.map(format_bytes)
+            }),
             ("lost / reordered / errors", |o| {
                 Some(format!("{}/{}/{}", o.lost, o.reordered, o.errors))
             }),
@@ -401,7 +412,8 @@ pub fn table(lines: &str) -> Result<String, String> {
             out.push('\n');
         }
         if let Some(base) = base {
-            let ratios: [(&str, fn(&Outcome) -> Option<f64>); 3] = [
+            type Metric = fn(&Outcome) -> Option<f64>;
+            let ratios: [(&str, Metric); 3] = [
                 ("server time: first ÷ this", |o| o.cost_ns()),
                 ("p99: first ÷ this", |o| o.latency_us.map(|l| l.p99)),
                 ("RSS/conn: first ÷ this", |o| o.server_rss_per_conn),
@@ -461,7 +473,10 @@ mod tests {
             .lines()
             .find(|l| l.contains("server time: first"))
             .unwrap();
-        assert!(ratio.contains("1.00×") && ratio.contains("0.25×"), "{ratio}");
+        assert!(
+            ratio.contains("1.00×") && ratio.contains("0.25×"),
+            "{ratio}"
+        );
         assert!(table.contains("2.00 µs") && table.contains("8.00 µs"));
         assert!(super::table("not json").is_err());
     }

@@ -35,7 +35,8 @@ impl Worker {
     }
 
     fn fail(&self, client: usize, error: impl std::fmt::Display) {
-        self.run.fail(self.index, format!("client {client}: {error}"));
+        self.run
+            .fail(self.index, format!("client {client}: {error}"));
     }
 
     /// Records one unit of work whose clock started at `sent_ns`.
@@ -225,7 +226,10 @@ async fn fanout_run(worker: &Rc<Worker>, client: usize, shape: Fanout) -> Result
                         Counters::add(&worker.counters().corrupt, 1);
                         continue;
                     };
-                    match last_seq.iter_mut().find(|(sender, _)| *sender == stamp.sender) {
+                    match last_seq
+                        .iter_mut()
+                        .find(|(sender, _)| *sender == stamp.sender)
+                    {
                         Some((_, last)) if stamp.seq <= *last => {
                             Counters::add(&worker.counters().reordered, 1);
                         }
@@ -234,7 +238,9 @@ async fn fanout_run(worker: &Rc<Worker>, client: usize, shape: Fanout) -> Result
                     }
                     worker.done(stamp.sent_ns);
                     if Some(stamp.sender) == publisher {
-                        outbox.in_flight.set(outbox.in_flight.get().saturating_sub(1));
+                        outbox
+                            .in_flight
+                            .set(outbox.in_flight.get().saturating_sub(1));
                         outbox.wake.raise();
                     }
                 }
@@ -330,7 +336,10 @@ async fn fanout_writer<W: AsyncWriteRent>(
                     outbox.in_flight.set(outbox.in_flight.get() + 1);
                     let counters = worker.counters();
                     Counters::add(&counters.sent, 1);
-                    Counters::add(&counters.expected, shape.members(shape.room_of(*id as usize)));
+                    Counters::add(
+                        &counters.expected,
+                        shape.members(shape.room_of(*id as usize)),
+                    );
                     due += interval;
                 }
                 next_due = Some(due);
