@@ -12,10 +12,11 @@
 //!
 //! Settings: socketioxide's defaults (ping interval 25 s, ping timeout 20 s) except
 //! `max_payload`, raised from socketioxide's 100 kB to the contract's 1e6 (Node's default), and
-//! `max_buffer_size`, the per-socket outbound queue in packets: socketioxide's default 128 drops
-//! any emit past it (the broadcast silently skips that socket), which the loadtest would count
-//! as lost messages; 32768 packets of the bench's ~130-byte frames is about ringcast's 4 MiB
-//! per-session outbound cap. Pass `--max-buffer-size 128` to get socketioxide's default back.
+//! `max_buffer_size`, the per-socket outbound queue in packets: past socketioxide's default of
+//! 128 an emit fails (a broadcast silently skips that socket), so a receiver that falls behind
+//! would lose messages where Node and ringcast queue them. 32768 packets of the bench's
+//! ~130-byte frames is about ringcast's 4 MiB per-session outbound cap. Pass
+//! `--max-buffer-size 128` to get socketioxide's default back.
 
 use std::fmt;
 
@@ -99,12 +100,9 @@ async fn on_connect(socket: SocketRef) {
             ack.send(&NO_ARGS).ok();
         },
     );
-    socket.on(
-        "echo",
-        async |Data(args): Data<Args>, ack: AckSender| {
-            ack.send(&args).ok();
-        },
-    );
+    socket.on("echo", async |Data(args): Data<Args>, ack: AckSender| {
+        ack.send(&args).ok();
+    });
 }
 
 fn option(args: &[String], name: &str, env: Option<&str>, default: &str) -> String {
