@@ -213,7 +213,7 @@ impl Args {
 }
 
 /// Serialises an EVENT (or BINARY_EVENT) once: the text frame then one frame per attachment.
-pub(crate) fn encode_event(nsp: &str, event: &str, args: &Args, ack_id: Option<u64>) -> Vec<Frame> {
+pub fn encode_event(nsp: &str, event: &str, args: &Args, ack_id: Option<u64>) -> Vec<Frame> {
     let kind = if args.attachments.is_empty() {
         PacketType::Event
     } else {

@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+/// Not public API: the broadcast encoder, reachable for `benches/broadcast.rs`.
+#[doc(hidden)]
+pub use message::encode_event;
 pub use message::{Args, Message};
 pub use namespace::{ConnectError, Handshake, MiddlewareFuture, Namespace, Namespaces};
 pub use socket::{AckError, AckSender, BroadcastOperator, Socket};

@@ -199,6 +199,13 @@ pub struct Namespaces {
 }
 
 impl Namespaces {
+    /// Not public API: serves `namespace` as `name` (for benches that build a shard by hand;
+    /// applications use `ServerBuilder::namespace`).
+    #[doc(hidden)]
+    pub fn declare(&mut self, name: &str, namespace: Namespace) {
+        self.declared.insert(name.into(), Arc::new(namespace));
+    }
+
     /// The handlers for `name`, declared or admitted by a dynamic pattern.
     pub(crate) fn resolve(&self, name: &str) -> Option<Arc<Namespace>> {
         if let Some(ns) = self.declared.get(name) {
