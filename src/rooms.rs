@@ -4,6 +4,7 @@
 //! Pure data: no I/O, no Socket.IO types beyond an opaque member key.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// A member of rooms: a socket's slab key on this shard.
 pub type MemberKey = u32;
@@ -11,9 +12,67 @@ pub type MemberKey = u32;
 /// Room membership for one namespace on one shard.
 #[derive(Debug, Default)]
 pub struct Rooms {
-    rooms: HashMap<Box<str>, HashSet<MemberKey>>,
+    /// Names are shared (`Arc`), so that the sockets' own lists of their rooms and the room
+    /// named by a socket's id cost no copy of the name.
+    rooms: HashMap<Arc<str>, Members>,
     /// Scratch set reused to de-duplicate members across several rooms.
     seen: HashSet<MemberKey>,
+}
+
+/// The members of one room. Every socket is alone in the room named by its id, so one member
+/// is the common case and needs no set of its own.
+#[derive(Debug)]
+enum Members {
+    One(MemberKey),
+    /// Boxed so that every entry of the index is two words, not a whole set's worth: most
+    /// entries are `One`. Never empty.
+    #[allow(clippy::box_collection)]
+    Many(Box<HashSet<MemberKey>>),
+}
+
+impl Members {
+    /// Adds `member`; true if it was not there yet.
+    fn insert(&mut self, member: MemberKey) -> bool {
+        match self {
+            Members::One(one) if *one == member => false,
+            Members::One(one) => {
+                *self = Members::Many(Box::new(HashSet::from([*one, member])));
+                true
+            }
+            Members::Many(set) => set.insert(member),
+        }
+    }
+
+    /// Removes `member`: (whether it was there, whether the room is now empty).
+    fn remove(&mut self, member: MemberKey) -> (bool, bool) {
+        match self {
+            Members::One(one) => (*one == member, *one == member),
+            Members::Many(set) => (set.remove(&member), set.is_empty()),
+        }
+    }
+
+    fn contains(&self, member: MemberKey) -> bool {
+        match self {
+            Members::One(one) => *one == member,
+            Members::Many(set) => set.contains(&member),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = MemberKey> + '_ {
+        let (one, many) = match self {
+            Members::One(one) => (Some(*one), None),
+            Members::Many(set) => (None, Some(set.iter().copied())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
+    /// Calls `visit` for every member (no iterator adapters on the broadcast path).
+    fn for_each(&self, mut visit: impl FnMut(MemberKey)) {
+        match self {
+            Members::One(one) => visit(*one),
+            Members::Many(set) => set.iter().for_each(|&member| visit(member)),
+        }
+    }
 }
 
 impl Rooms {
@@ -22,10 +81,33 @@ impl Rooms {
         match self.rooms.get_mut(room) {
             Some(members) => members.insert(member),
             None => {
-                self.rooms.insert(room.into(), HashSet::from([member]));
+                self.rooms.insert(room.into(), Members::One(member));
                 true
             }
         }
+    }
+
+    /// Adds `member` to `room`, for a caller that keeps the room's name as well: returns the
+    /// name as the index holds it, to share rather than copy, or `None` if `member` was there
+    /// already. A new room takes `room` itself as its name, so an `Arc<str>` the caller holds
+    /// already (a socket's id) is not copied either.
+    pub fn join_shared(
+        &mut self,
+        room: impl AsRef<str> + Into<Arc<str>>,
+        member: MemberKey,
+    ) -> Option<Arc<str>> {
+        if let Some(members) = self.rooms.get_mut(room.as_ref()) {
+            if !members.insert(member) {
+                return None;
+            }
+            return self
+                .rooms
+                .get_key_value(room.as_ref())
+                .map(|(name, _)| name.clone());
+        }
+        let name: Arc<str> = room.into();
+        self.rooms.insert(name.clone(), Members::One(member));
+        Some(name)
     }
 
     /// Removes `member` from `room`; an emptied room is dropped. True if it was there.
@@ -33,8 +115,8 @@ impl Rooms {
         let Some(members) = self.rooms.get_mut(room) else {
             return false;
         };
-        let removed = members.remove(&member);
-        if members.is_empty() {
+        let (removed, empty) = members.remove(member);
+        if empty {
             self.rooms.remove(room);
         }
         removed
@@ -42,12 +124,12 @@ impl Rooms {
 
     /// Members of one room.
     pub fn members(&self, room: &str) -> impl Iterator<Item = MemberKey> + '_ {
-        self.rooms.get(room).into_iter().flatten().copied()
+        self.rooms.get(room).into_iter().flat_map(Members::iter)
     }
 
     /// Whether `member` is in `room`.
     pub fn contains(&self, room: &str, member: MemberKey) -> bool {
-        self.rooms.get(room).is_some_and(|m| m.contains(&member))
+        self.rooms.get(room).is_some_and(|m| m.contains(member))
     }
 
     /// Number of non-empty rooms.
@@ -69,10 +151,10 @@ impl Rooms {
         all: impl Iterator<Item = MemberKey>,
         mut visit: impl FnMut(MemberKey),
     ) {
-        let excluded = |index: &HashMap<Box<str>, HashSet<MemberKey>>, member: MemberKey| -> bool {
+        let excluded = |index: &HashMap<Arc<str>, Members>, member: MemberKey| -> bool {
             except
                 .iter()
-                .any(|r| index.get(r.as_ref()).is_some_and(|m| m.contains(&member)))
+                .any(|r| index.get(r.as_ref()).is_some_and(|m| m.contains(member)))
         };
         if rooms.is_empty() {
             for member in all {
@@ -83,19 +165,23 @@ impl Rooms {
             return;
         }
         if let [room] = rooms {
-            for &member in self.rooms.get(room.as_ref()).into_iter().flatten() {
-                if !excluded(&self.rooms, member) {
-                    visit(member);
-                }
+            if let Some(members) = self.rooms.get(room.as_ref()) {
+                members.for_each(|member| {
+                    if !excluded(&self.rooms, member) {
+                        visit(member);
+                    }
+                });
             }
             return;
         }
         self.seen.clear();
         for room in rooms {
-            for &member in self.rooms.get(room.as_ref()).into_iter().flatten() {
-                if self.seen.insert(member) && !excluded(&self.rooms, member) {
-                    visit(member);
-                }
+            if let Some(members) = self.rooms.get(room.as_ref()) {
+                members.for_each(|member| {
+                    if self.seen.insert(member) && !excluded(&self.rooms, member) {
+                        visit(member);
+                    }
+                });
             }
         }
     }
@@ -132,6 +218,41 @@ mod tests {
         assert!(rooms.leave("a", 2));
         assert!(!rooms.contains("a", 2));
         assert_eq!(rooms.len(), 2);
+    }
+
+    #[test]
+    fn a_room_grows_from_one_member_and_back() {
+        let mut rooms = Rooms::default();
+        let id: Arc<str> = Arc::from("socket-id");
+        let name = rooms.join_shared(id.clone(), 7).expect("new room");
+        assert!(
+            Arc::ptr_eq(&name, &id),
+            "the caller's name is the index's key"
+        );
+        assert_eq!(rooms.join_shared("socket-id", 7), None, "already a member");
+        assert!(rooms.contains("socket-id", 7));
+        assert!(!rooms.contains("socket-id", 8));
+        let again = rooms.join_shared("socket-id", 8).expect("second member");
+        assert!(
+            Arc::ptr_eq(&again, &id),
+            "an existing room's name is shared"
+        );
+        assert_eq!(targets(&mut rooms, &["socket-id"], &[], &[]), [7, 8]);
+        let mut members: Vec<_> = rooms.members("socket-id").collect();
+        members.sort();
+        assert_eq!(members, [7, 8]);
+        assert!(!rooms.leave("socket-id", 9));
+        assert!(rooms.leave("socket-id", 7));
+        assert_eq!(rooms.members("socket-id").collect::<Vec<_>>(), [8]);
+        assert!(rooms.leave("socket-id", 8));
+        assert!(rooms.is_empty());
+        assert!(!rooms.leave("socket-id", 8));
+        // A lone member leaving drops the room; another member is not removed by mistake.
+        rooms.join("solo", 1);
+        assert!(!rooms.leave("solo", 2));
+        assert!(rooms.contains("solo", 1));
+        assert!(rooms.leave("solo", 1));
+        assert!(rooms.is_empty());
     }
 
     #[test]

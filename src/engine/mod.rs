@@ -164,7 +164,9 @@ struct Link {
     generation: u32,
     session: Option<SessionKey>,
     version: Version,
-    queue: VecDeque<Bytes>,
+    /// Frames for the writer; handed over whole (allocation included), so an idle link holds
+    /// no buffer.
+    queue: Vec<Bytes>,
     queued_bytes: usize,
     waker: Option<Waker>,
     /// Set once the link must end: the close frame to send last (if any).
@@ -544,7 +546,8 @@ impl Engine {
         self.end_link(link, None, CloseReason::TransportClose);
     }
 
-    /// Hands the writer everything queued for `link`, or registers its waker.
+    /// Hands the writer everything queued for `link`, or registers its waker. When `out` is
+    /// empty the queue moves into it whole, allocation included: an idle link holds no buffer.
     pub fn ws_poll_write(
         &mut self,
         link: LinkKey,
@@ -563,7 +566,12 @@ impl Engine {
             entry.hold_until = None;
         }
         if !entry.queue.is_empty() {
-            out.extend(entry.queue.drain(..));
+            let queue = std::mem::take(&mut entry.queue);
+            if out.is_empty() {
+                *out = queue;
+            } else {
+                out.extend(queue);
+            }
             entry.queued_bytes = 0;
             return Poll::Ready(WriteBatch::Frames);
         }
@@ -640,7 +648,7 @@ impl Engine {
             return;
         }
         entry.queued_bytes += frame.len();
-        entry.queue.push_back(frame);
+        entry.queue.push(frame);
         if let Some(waker) = entry.waker.take() {
             waker.wake();
         }
@@ -959,7 +967,7 @@ impl Link {
             generation,
             session: None,
             version,
-            queue: VecDeque::new(),
+            queue: Vec::new(),
             queued_bytes: 0,
             waker: None,
             closing: None,

@@ -1,15 +1,21 @@
 //! The WebSocket driver: completes the upgrade (on the owner shard, after a hand-off if the
-//! connection landed elsewhere), then runs a reader task (frames -> engine) and a writer task
-//! (engine queue -> one vectored write per batch).
+//! connection landed elsewhere), then runs the connection as one small task that reads
+//! (frames -> engine) and writes (engine queue -> one vectored write per batch) concurrently.
+//!
+//! Idle connections are the common case (tens of thousands per shard), so what a connection
+//! holds between messages is kept small: no read buffer (it waits for readability, then
+//! reads), no write buffers (the engine's queue is handed over whole and dropped once
+//! written), and no timer (boxed, in the rare waits that need one).
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::pin::pin;
 use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoVecBuf;
-use monoio::io::{AsyncWriteRentExt, OwnedWriteHalf, Splitable};
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
 use super::{Forward, Host, Upgrade};
@@ -17,8 +23,8 @@ use crate::codec::http;
 use crate::codec::ws::Decoder;
 use crate::engine::{EngineError, LinkKey, PollReply, WriteBatch};
 
-/// First read buffer of a WebSocket connection; it doubles while messages need more, so idle
-/// connections stay small.
+/// Read buffer of a WebSocket connection, allocated when the peer has sent something and
+/// freed once every complete message is taken off it; it doubles while a message needs more.
 const READ_CHUNK: usize = 1024;
 
 /// Most frames handed to one `writev` (the kernel's IOV_MAX is 1024).
@@ -64,7 +70,7 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
     } = upgrade;
     // Copied out so that the HTTP read buffer it points into is freed now, not at the end of
     // the connection; most upgrades carry no leftover bytes at all.
-    let mut buf = BytesMut::from(&leftover[..]);
+    let buf = BytesMut::from(&leftover[..]);
     drop(leftover);
     let now = Instant::now();
     let link = {
@@ -113,11 +119,45 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
         return;
     }
     host.pump();
+    // The task that ran the handshake (for a connection accepted here, the whole HTTP
+    // connection's) ends now; the connection lives on in a task sized for it alone.
+    monoio::spawn(run(host, stream, link, buf));
+}
+
+/// Runs an open link until both directions are done. Reading and writing are two futures of
+/// one task: whichever woke it (the peer sent something, the engine queued frames) makes
+/// progress, and a write blocked on a peer that does not read never holds up reading.
+///
+/// A plain function returning the joined futures, not an `async fn`: the task then holds just
+/// the two loops, without a second copy of the arguments they were made from.
+fn run<H: Host>(
+    host: Rc<H>,
+    stream: TcpStream,
+    link: LinkKey,
+    buf: BytesMut,
+) -> impl Future<Output = ((), ())> {
     let fd = stream.as_raw_fd();
-    let (mut reader, writer) = stream.into_split();
-    monoio::spawn(write_loop(host.clone(), writer, fd, link));
+    let (reader, writer) = stream.into_split();
+    futures_util::future::join(
+        read_loop(host.clone(), reader, fd, link, buf),
+        write_loop(host, writer, fd, link),
+    )
+}
+
+/// Feeds every message the peer sends to the engine until the peer stops (or breaks the
+/// protocol). `buf` holds what was read and not yet decoded.
+///
+/// It waits for readability with no buffer, then reads what is there without blocking, so an
+/// idle connection holds no read buffer and no read in flight.
+async fn read_loop<H: Host>(
+    host: Rc<H>,
+    reader: OwnedReadHalf<TcpStream>,
+    fd: RawFd,
+    link: LinkKey,
+    mut buf: BytesMut,
+) {
     let mut decoder = Decoder::new(host.engine_config().max_payload);
-    'read: loop {
+    loop {
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(message)) => {
@@ -130,16 +170,68 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
                 Err(error) => {
                     host.engine().borrow_mut().ws_error(link, error);
                     host.pump();
-                    break 'read;
+                    return;
                 }
             }
         }
-        if !super::read_into(&mut reader, &mut buf, READ_CHUNK).await {
-            host.engine().borrow_mut().ws_reader_done(link);
-            host.pump();
+        if buf.is_empty() {
+            // No partial frame: let the buffer go (messages split off it keep their bytes on
+            // their own) before waiting.
+            buf = BytesMut::new();
+        }
+        // Every read waits for readiness first, even when more may be buffered: on io_uring the
+        // wait is a turn of the runtime, so a peer that floods can't hold the shard up.
+        if !readable(&reader).await {
             break;
         }
+        match read_now(fd, &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
     }
+    host.engine().borrow_mut().ws_reader_done(link);
+    host.pump();
+}
+
+/// Waits until a read would not block: bytes, EOF or an error. False if waiting failed.
+async fn readable(reader: &OwnedReadHalf<TcpStream>) -> bool {
+    // SAFETY: the two halves share the stream through an `UnsafeCell`, and monoio's `Split`
+    // contract lets the read side run concurrently with the write side. `readable` reads the
+    // stream only when first polled, to clone the shared fd into the poll it submits; the
+    // write half borrows the stream only inside its synchronous calls that submit a write, on
+    // this same thread, so the two accesses never overlap.
+    let stream = unsafe { &*reader.0.get() };
+    // Not relaxed: on the epoll driver a relaxed wait may report a stale readiness (the reads
+    // below bypass the driver, which never sees them drain the socket); a strict one checks.
+    stream.readable(false).await.is_ok()
+}
+
+/// Reads what the socket holds into the spare capacity of `buf` without blocking, growing
+/// `buf` as `read_into` does. `Ok(0)` is EOF; `WouldBlock`, nothing to read yet.
+fn read_now(fd: RawFd, buf: &mut BytesMut) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK.max(buf.capacity()));
+    }
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: `fd` is this connection's socket, open while its read half lives (the caller
+    // holds it); `recv` writes at most `spare.len()` bytes into `spare`, memory `buf` owns.
+    let read = unsafe {
+        libc::recv(
+            fd,
+            spare.as_mut_ptr().cast(),
+            spare.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    let Ok(read) = usize::try_from(read) else {
+        return Err(std::io::Error::last_os_error());
+    };
+    // SAFETY: `recv` initialised the first `read` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + read) };
+    Ok(read)
 }
 
 /// Drains the link's queue into vectored writes until the link ends.
@@ -151,39 +243,25 @@ async fn write_loop<H: Host>(
 ) {
     let hold = host.engine().borrow().ws_hold_until(link);
     if let Some(until) = hold {
-        monoio::time::sleep_until(until.into()).await;
+        // Boxed, like every timer here: a timer is hundreds of bytes, and it would otherwise
+        // take that much room in every connection's task for the whole connection.
+        Box::pin(monoio::time::sleep_until(until.into())).await;
     }
-    let mut batch = FrameBatch::default();
     loop {
+        // A fresh vector each time: the engine hands its queue over whole, so neither the
+        // link nor this task keeps a buffer while the connection is idle.
+        let mut frames = Vec::new();
         let step = poll_fn(|cx| {
             host.engine()
                 .borrow_mut()
-                .ws_poll_write(link, Instant::now(), cx, &mut batch.frames)
+                .ws_poll_write(link, Instant::now(), cx, &mut frames)
         })
         .await;
-        while !batch.frames.is_empty() {
-            let rest = if batch.frames.len() > MAX_IOVECS {
-                batch.frames.split_off(MAX_IOVECS)
-            } else {
-                Vec::new()
-            };
-            batch.prepare();
-            let write = writer.write_vectored_all(batch);
-            let (result, written) = monoio::select! {
-                done = write => done,
-                _ = stuck_after_close(&*host, link) => {
-                    // The peer stopped reading and the link must end: give up on it.
-                    finish(&*host, fd, link);
-                    return;
-                }
-            };
-            batch = written;
-            batch.frames.clear();
-            batch.frames.extend(rest);
-            if result.is_err() {
-                finish(&*host, fd, link);
-                return;
-            }
+        // Boxed: the writes exist only while bytes move; inline, their room would be taken in
+        // every connection's task for the connection's whole life.
+        if !frames.is_empty() && !Box::pin(write_frames(&*host, &mut writer, link, frames)).await {
+            finish(&*host, fd, link);
+            return;
         }
         if step == WriteBatch::Close {
             finish(&*host, fd, link);
@@ -192,15 +270,61 @@ async fn write_loop<H: Host>(
     }
 }
 
-/// Completes once the link is closing and a write has stayed blocked for a ping timeout
-/// since then, so a client that never reads can't hold a closed session's connection.
-async fn stuck_after_close<H: Host>(host: &H, link: LinkKey) {
-    poll_fn(|cx| host.engine().borrow_mut().ws_poll_closing(link, cx)).await;
-    monoio::time::sleep(host.engine_config().ping_timeout).await;
+/// Writes `frames`, at most `MAX_IOVECS` to a `writev`. False if the connection broke, or if
+/// the link is closing and a write stayed blocked for a ping timeout since then: a client that
+/// never reads can't hold a closed session's connection.
+async fn write_frames<H: Host>(
+    host: &H,
+    writer: &mut OwnedWriteHalf<TcpStream>,
+    link: LinkKey,
+    mut frames: Vec<Bytes>,
+) -> bool {
+    while !frames.is_empty() {
+        let rest = if frames.len() > MAX_IOVECS {
+            frames.split_off(MAX_IOVECS)
+        } else {
+            Vec::new()
+        };
+        let mut write = pin!(write_all(writer, FrameBatch::new(frames)));
+        let written = monoio::select! {
+            result = &mut write => result.is_ok(),
+            () = poll_fn(|cx| host.engine().borrow_mut().ws_poll_closing(link, cx)) => {
+                let give_up = Box::pin(monoio::time::sleep(host.engine_config().ping_timeout));
+                monoio::select! {
+                    result = write => result.is_ok(),
+                    () = give_up => false,
+                }
+            }
+        };
+        if !written {
+            return false;
+        }
+        frames = rest;
+    }
+    true
+}
+
+/// Writes all of `batch`, in as many `writev`s as the socket takes. (monoio's
+/// `write_vectored_all` would first copy the iovec array; this advances the batch's own.)
+async fn write_all(
+    writer: &mut OwnedWriteHalf<TcpStream>,
+    mut batch: FrameBatch,
+) -> std::io::Result<()> {
+    while !batch.is_written() {
+        let (result, rest) = writer.writev(batch).await;
+        batch = rest;
+        match result {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => batch.advance(written),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 fn finish<H: Host>(host: &H, fd: RawFd, link: LinkKey) {
-    // Wakes the reader (its pending read returns) so both halves end.
+    // Wakes the reader (its pending wait or read returns) so both halves end.
     // SAFETY: `fd` belongs to the stream whose write half this task still owns, so it is open.
     unsafe {
         libc::shutdown(fd, libc::SHUT_RDWR);
@@ -209,34 +333,100 @@ fn finish<H: Host>(host: &H, fd: RawFd, link: LinkKey) {
     host.pump();
 }
 
-/// Frames plus the iovec array pointing into them, for one `writev`.
-#[derive(Default)]
+/// Frames plus the iovec array pointing into them, for `writev`s until all is written.
 struct FrameBatch {
-    frames: Vec<Bytes>,
-    /// INVARIANT: after `prepare`, `iovecs[i]` points into `frames[i]`, which is not touched
-    /// until the write completes.
+    /// Owned only to keep the bytes alive while writes are in flight.
+    _frames: Vec<Bytes>,
+    /// INVARIANT: `iovecs[i]` points into `_frames[i]` (past the bytes already written), and
+    /// the vector is not resized after `new`.
     iovecs: Vec<libc::iovec>,
+    /// Iovecs before this one are written.
+    first: usize,
 }
 
 impl FrameBatch {
-    fn prepare(&mut self) {
-        self.iovecs.clear();
-        self.iovecs
-            .extend(self.frames.iter().map(|frame| libc::iovec {
+    fn new(frames: Vec<Bytes>) -> FrameBatch {
+        let iovecs = frames
+            .iter()
+            .map(|frame| libc::iovec {
                 iov_base: frame.as_ptr() as *mut libc::c_void,
                 iov_len: frame.len(),
-            }));
+            })
+            .collect();
+        FrameBatch {
+            _frames: frames,
+            iovecs,
+            first: 0,
+        }
+    }
+
+    fn is_written(&self) -> bool {
+        self.first == self.iovecs.len()
+    }
+
+    /// Skips `written` bytes from the front.
+    fn advance(&mut self, mut written: usize) {
+        while let Some(iovec) = self.iovecs.get_mut(self.first) {
+            if written < iovec.iov_len {
+                iovec.iov_base = iovec.iov_base.cast::<u8>().wrapping_add(written).cast();
+                iovec.iov_len -= written;
+                return;
+            }
+            written -= iovec.iov_len;
+            self.first += 1;
+        }
     }
 }
 
-// SAFETY: the iovecs point into `frames`, whose heap buffers (shared `Bytes`) do not move or
-// change while the runtime owns the batch; both vectors are only modified after the write.
+// SAFETY: the iovecs from `first` on point into `_frames`, whose heap buffers (shared `Bytes`)
+// do not move or change while the runtime owns the batch; the array is only adjusted between
+// writes, never while one is in flight.
 unsafe impl IoVecBuf for FrameBatch {
     fn read_iovec_ptr(&self) -> *const libc::iovec {
-        self.iovecs.as_ptr()
+        self.iovecs[self.first..].as_ptr()
     }
 
     fn read_iovec_len(&self) -> usize {
-        self.iovecs.len()
+        self.iovecs.len() - self.first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes the batch's iovecs still point at, in order.
+    fn unwritten(batch: &FrameBatch) -> Vec<u8> {
+        batch.iovecs[batch.first..]
+            .iter()
+            // SAFETY: every iovec from `first` on points into a frame the batch owns.
+            .flat_map(|v| unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) })
+            .copied()
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_advances_across_partial_writes() {
+        let frames = vec![
+            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"de"),
+            Bytes::from_static(b"fghij"),
+        ];
+        let all = b"abcdefghij";
+        for first in 0..=all.len() {
+            for second in 0..=all.len() - first {
+                let mut batch = FrameBatch::new(frames.clone());
+                batch.advance(first);
+                assert_eq!(unwritten(&batch), &all[first..]);
+                batch.advance(second);
+                assert_eq!(unwritten(&batch), &all[first + second..]);
+                assert_eq!(batch.is_written(), first + second == all.len());
+                assert_eq!(
+                    batch.read_iovec_len(),
+                    batch.iovecs.len() - batch.first,
+                    "the kernel sees only what is left"
+                );
+            }
+        }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::any::Any;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,8 +46,12 @@ pub(crate) struct SocketState {
     pub(crate) id: Arc<str>,
     pub(crate) ns: usize,
     pub(crate) session: SessionKey,
-    pub(crate) rooms: Vec<Box<str>>,
-    pub(crate) acks: HashMap<u64, AckHandler>,
+    /// The rooms it is in (from the start, the room named by its id); the names are shared
+    /// with the room index.
+    pub(crate) rooms: Vec<Arc<str>>,
+    /// Pending acks by id. A B-tree, not a hash map: empty it allocates nothing and takes half
+    /// the room, and most sockets never wait for an ack.
+    pub(crate) acks: BTreeMap<u64, AckHandler>,
     pub(crate) auth: Bytes,
     /// The application's value for this socket (`Socket::set_data`).
     pub(crate) data: Option<Box<dyn Any>>,
@@ -59,10 +63,37 @@ struct Client {
     sockets: Vec<(usize, SocketKey)>,
     /// Namespaces whose CONNECT waits for asynchronous middleware.
     connecting: Vec<usize>,
-    /// A binary packet waiting for its attachments.
-    assembling: Option<Assembler>,
+    /// A binary packet waiting for its attachments (boxed: rare, and large next to the rest).
+    assembling: Option<Box<Assembler>>,
     /// Close the session if no namespace is joined by then.
     connect_deadline: Option<Instant>,
+}
+
+/// Clients by session key. Session keys are the engine's slab keys (small, dense, reused), so a
+/// vector indexed by them holds each client in one slot, smaller than a hash map would.
+#[derive(Default)]
+struct Clients(Vec<Option<Client>>);
+
+impl Clients {
+    fn get(&self, session: SessionKey) -> Option<&Client> {
+        self.0.get(session as usize)?.as_ref()
+    }
+
+    fn get_mut(&mut self, session: SessionKey) -> Option<&mut Client> {
+        self.0.get_mut(session as usize)?.as_mut()
+    }
+
+    fn insert(&mut self, session: SessionKey, client: Client) {
+        let index = session as usize;
+        if index >= self.0.len() {
+            self.0.resize_with(index + 1, || None);
+        }
+        self.0[index] = Some(client);
+    }
+
+    fn remove(&mut self, session: SessionKey) -> Option<Client> {
+        self.0.get_mut(session as usize)?.take()
+    }
 }
 
 pub(crate) struct Nsp {
@@ -94,7 +125,7 @@ pub(crate) struct State {
     shards: u16,
     pub(crate) namespaces: Vec<Nsp>,
     by_name: HashMap<Arc<str>, usize>,
-    clients: HashMap<SessionKey, Client>,
+    clients: Clients,
     pub(crate) sockets: Slab<SocketState>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     next_ack: u64,
@@ -110,7 +141,7 @@ impl State {
             shards,
             namespaces: Vec::new(),
             by_name: HashMap::new(),
-            clients: HashMap::new(),
+            clients: Clients::default(),
             sockets: Slab::new(),
             timers: BinaryHeap::new(),
             next_ack: 0,
@@ -228,12 +259,13 @@ impl State {
         None
     }
 
-    pub(crate) fn join(&mut self, socket: SocketKey, room: &str) {
+    /// Joins `socket` to `room` (an `Arc<str>` the caller holds is shared, not copied).
+    pub(crate) fn join(&mut self, socket: SocketKey, room: impl AsRef<str> + Into<Arc<str>>) {
         let Some(state) = self.sockets.get_mut(socket as usize) else {
             return;
         };
-        if self.namespaces[state.ns].rooms.join(room, socket) {
-            state.rooms.push(room.into());
+        if let Some(name) = self.namespaces[state.ns].rooms.join_shared(room, socket) {
+            state.rooms.push(name);
         }
     }
 
@@ -293,7 +325,8 @@ pub(super) fn on_open(io: &Rc<Io>, session: SessionKey) {
             session,
             Client {
                 version,
-                sockets: Vec::new(),
+                // Room for one namespace, the usual case.
+                sockets: Vec::with_capacity(1),
                 connecting: Vec::new(),
                 assembling: None,
                 connect_deadline: Some(deadline),
@@ -314,7 +347,7 @@ pub(super) fn on_text(io: &Rc<Io>, session: SessionKey, text: Bytes) {
         .state
         .borrow()
         .clients
-        .get(&session)
+        .get(session)
         .is_some_and(|c| c.assembling.is_some());
     if assembling {
         return protocol_error(io, session);
@@ -325,8 +358,8 @@ pub(super) fn on_text(io: &Rc<Io>, session: SessionKey, text: Bytes) {
     };
     // `sio::decode` has already checked the placeholders against the attachment count.
     if packet.kind.is_binary() && packet.attachments > 0 {
-        if let Some(client) = io.state.borrow_mut().clients.get_mut(&session) {
-            client.assembling = Some(Assembler::new(packet));
+        if let Some(client) = io.state.borrow_mut().clients.get_mut(session) {
+            client.assembling = Some(Box::new(Assembler::new(packet)));
         }
         return;
     }
@@ -336,14 +369,14 @@ pub(super) fn on_text(io: &Rc<Io>, session: SessionKey, text: Bytes) {
 pub(super) fn on_binary(io: &Rc<Io>, session: SessionKey, data: Bytes) {
     let complete = {
         let mut state = io.state.borrow_mut();
-        let Some(client) = state.clients.get_mut(&session) else {
+        let Some(client) = state.clients.get_mut(session) else {
             return;
         };
         match client.assembling.as_mut() {
             None => None,
             Some(assembler) => {
                 if assembler.push(data) {
-                    client.assembling.take().map(Assembler::finish)
+                    client.assembling.take().map(|assembler| assembler.finish())
                 } else {
                     return;
                 }
@@ -357,7 +390,7 @@ pub(super) fn on_binary(io: &Rc<Io>, session: SessionKey, data: Bytes) {
 }
 
 pub(super) fn on_close(io: &Rc<Io>, session: SessionKey, reason: DisconnectReason) {
-    let client = io.state.borrow_mut().clients.remove(&session);
+    let client = io.state.borrow_mut().clients.remove(session);
     let Some(client) = client else {
         return;
     };
@@ -413,7 +446,7 @@ fn dispatch(io: &Rc<Io>, session: SessionKey, packet: sio::Packet, attachments: 
 fn find_socket(io: &Io, session: SessionKey, nsp: &str) -> Option<SocketKey> {
     let state = io.state.borrow();
     let ns = state.namespace_index(nsp)?;
-    let client = state.clients.get(&session)?;
+    let client = state.clients.get(session)?;
     client
         .sockets
         .iter()
@@ -424,7 +457,7 @@ fn find_socket(io: &Io, session: SessionKey, nsp: &str) -> Option<SocketKey> {
 fn connect(io: &Rc<Io>, session: SessionKey, nsp: &str, auth: Bytes, query: Bytes) {
     let (version, ns) = {
         let mut state = io.state.borrow_mut();
-        let Some(version) = state.clients.get(&session).map(|c| c.version) else {
+        let Some(version) = state.clients.get(session).map(|c| c.version) else {
             return;
         };
         (version, state.namespace_or_create(io, nsp))
@@ -439,7 +472,7 @@ fn connect(io: &Rc<Io>, session: SessionKey, nsp: &str, auth: Bytes, query: Byte
         .state
         .borrow()
         .clients
-        .get(&session)
+        .get(session)
         .is_some_and(|c| c.sockets.iter().any(|(n, _)| *n == ns) || c.connecting.contains(&ns));
     if busy {
         return protocol_error(io, session);
@@ -480,7 +513,7 @@ fn connect(io: &Rc<Io>, session: SessionKey, nsp: &str, auth: Bytes, query: Byte
         return admit(io, session, version, ns, handshake);
     }
     // Asynchronous middleware: the connection waits in `connecting` until they all agree.
-    if let Some(client) = io.state.borrow_mut().clients.get_mut(&session) {
+    if let Some(client) = io.state.borrow_mut().clients.get_mut(session) {
         client.connecting.push(ns);
     }
     let task_io = io.clone();
@@ -503,7 +536,7 @@ fn connect(io: &Rc<Io>, session: SessionKey, nsp: &str, auth: Bytes, query: Byte
             .state
             .borrow_mut()
             .clients
-            .get_mut(&session)
+            .get_mut(session)
             .is_some_and(|c| {
                 let position = c.connecting.iter().position(|&n| n == ns);
                 position.map(|p| c.connecting.swap_remove(p)).is_some()
@@ -557,14 +590,15 @@ fn admit(io: &Rc<Io>, session: SessionKey, version: Version, ns: usize, handshak
             id: id.clone(),
             ns,
             session,
-            rooms: Vec::new(),
-            acks: HashMap::new(),
+            // Room for its own id room: most sockets join no other.
+            rooms: Vec::with_capacity(1),
+            acks: BTreeMap::new(),
             auth: handshake.auth,
             data: None,
         });
         state.namespaces[ns].members.insert(key);
-        state.join(key, &id);
-        if let Some(client) = state.clients.get_mut(&session) {
+        state.join(key, id.clone());
+        if let Some(client) = state.clients.get_mut(session) {
             client.sockets.push((ns, key));
             client.connect_deadline = None;
         }
@@ -691,7 +725,7 @@ fn finish_aggregate(done: Option<Aggregate>) {
 
 /// Takes a socket out of its client's list (the session stays open).
 fn detach_from_client(io: &Io, session: SessionKey, socket: SocketKey) {
-    if let Some(client) = io.state.borrow_mut().clients.get_mut(&session) {
+    if let Some(client) = io.state.borrow_mut().clients.get_mut(session) {
         client.sockets.retain(|&(_, s)| s != socket);
     }
 }
@@ -844,7 +878,7 @@ pub(super) fn on_timeouts(io: &Rc<Io>, now: Instant) {
                     .state
                     .borrow()
                     .clients
-                    .get(&session)
+                    .get(session)
                     .is_some_and(|c| c.connect_deadline == Some(at));
                 if expired {
                     io.engine
