@@ -31,6 +31,10 @@ use crate::id::{Id, RandomPool};
 pub use session::CloseReason;
 use session::{Heartbeat, Session, Transport, Upgrade};
 
+/// Spare link queues kept for reuse, and the largest capacity worth keeping (frames).
+const MAX_SPARE_QUEUES: usize = 4096;
+const MAX_SPARE_QUEUE_CAPACITY: usize = 1024;
+
 /// A session's slab key on its shard.
 pub type SessionKey = u32;
 /// A WebSocket connection on its shard: a slab slot plus the generation that tells a reused
@@ -186,6 +190,9 @@ pub struct Engine {
     events: VecDeque<Event>,
     /// Sessions whose pending poll may be answerable now (flushed by [`Engine::flush`]).
     dirty: Vec<SessionKey>,
+    /// Emptied link queues, kept with their capacity: busy links reuse them, idle links hold
+    /// none (see [`Engine::recycle_queue`]).
+    spare_queues: Vec<Vec<Bytes>>,
     /// Sessions a client closed over polling: their next GET gets a noop, not a 400
     /// (the GET/POST race of conformance.md §6).
     closed_by_client: VecDeque<(Id, Version)>,
@@ -204,6 +211,7 @@ impl Engine {
             deadlines: BinaryHeap::new(),
             events: VecDeque::new(),
             dirty: Vec::new(),
+            spare_queues: Vec::new(),
             closed_by_client: VecDeque::new(),
             random: RandomPool::new(),
         }
@@ -600,6 +608,16 @@ impl Engine {
         }
     }
 
+    /// Takes back a queue the writer has written out, for the next link that gets frames.
+    pub fn recycle_queue(&mut self, mut queue: Vec<Bytes>) {
+        queue.clear();
+        if queue.capacity() <= MAX_SPARE_QUEUE_CAPACITY
+            && self.spare_queues.len() < MAX_SPARE_QUEUES
+        {
+            self.spare_queues.push(queue);
+        }
+    }
+
     /// When a held link may write (see [`EngineConfig::eio3_ws_open_delay`]).
     pub fn ws_hold_until(&self, link: LinkKey) -> Option<Instant> {
         self.link(link).and_then(|l| l.hold_until)
@@ -641,11 +659,21 @@ impl Engine {
     }
 
     fn push_link(&mut self, link: LinkKey, frame: Bytes) {
-        let Some(entry) = self.link_mut(link) else {
+        let spare_queues = &mut self.spare_queues;
+        let Some(entry) = self
+            .links
+            .get_mut(link.index as usize)
+            .filter(|entry| entry.generation == link.generation)
+        else {
             return;
         };
         if entry.closing.is_some() {
             return;
+        }
+        if entry.queue.capacity() == 0 {
+            // A link that was idle holds no queue; take a used one rather than growing a
+            // new one frame by frame.
+            entry.queue = spare_queues.pop().unwrap_or_default();
         }
         entry.queued_bytes += frame.len();
         entry.queue.push(frame);

@@ -272,7 +272,8 @@ async fn write_loop<H: Host>(
 
 /// Writes `frames`, at most `MAX_IOVECS` to a `writev`. False if the connection broke, or if
 /// the link is closing and a write stayed blocked for a ping timeout since then: a client that
-/// never reads can't hold a closed session's connection.
+/// never reads can't hold a closed session's connection. The emptied vectors go back to the
+/// shard for reuse.
 async fn write_frames<H: Host>(
     host: &H,
     writer: &mut OwnedWriteHalf<TcpStream>,
@@ -286,41 +287,68 @@ async fn write_frames<H: Host>(
             Vec::new()
         };
         let mut write = pin!(write_all(writer, FrameBatch::new(frames)));
-        let written = monoio::select! {
-            result = &mut write => result.is_ok(),
+        let (result, batch) = monoio::select! {
+            done = &mut write => done,
             () = poll_fn(|cx| host.engine().borrow_mut().ws_poll_closing(link, cx)) => {
                 let give_up = Box::pin(monoio::time::sleep(host.engine_config().ping_timeout));
                 monoio::select! {
-                    result = write => result.is_ok(),
-                    () = give_up => false,
+                    done = write => done,
+                    () = give_up => return false,
                 }
             }
         };
-        if !written {
+        if result.is_err() {
             return false;
         }
+        let (written, iovecs) = batch.into_parts();
+        host.engine().borrow_mut().recycle_queue(written);
+        SPARE_IOVECS.with(|spare| spare.borrow_mut().give(iovecs));
         frames = rest;
     }
     true
 }
 
-/// Writes all of `batch`, in as many `writev`s as the socket takes. (monoio's
-/// `write_vectored_all` would first copy the iovec array; this advances the batch's own.)
+/// Writes all of `batch`, in as many `writev`s as the socket takes, and gives the batch back.
+/// (monoio's `write_vectored_all` would first copy the iovec array; this advances the batch's
+/// own.)
 async fn write_all(
     writer: &mut OwnedWriteHalf<TcpStream>,
     mut batch: FrameBatch,
-) -> std::io::Result<()> {
+) -> (std::io::Result<()>, FrameBatch) {
     while !batch.is_written() {
         let (result, rest) = writer.writev(batch).await;
         batch = rest;
         match result {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(0) => return (Err(std::io::ErrorKind::WriteZero.into()), batch),
             Ok(written) => batch.advance(written),
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
+            Err(error) => return (Err(error), batch),
         }
     }
-    Ok(())
+    (Ok(()), batch)
+}
+
+/// Emptied iovec arrays of this shard's thread, reused by the next batches.
+#[derive(Default)]
+struct SpareIovecs(Vec<Vec<libc::iovec>>);
+
+impl SpareIovecs {
+    const MAX: usize = 1024;
+
+    fn take(&mut self) -> Vec<libc::iovec> {
+        self.0.pop().unwrap_or_default()
+    }
+
+    fn give(&mut self, mut iovecs: Vec<libc::iovec>) {
+        iovecs.clear();
+        if self.0.len() < Self::MAX && iovecs.capacity() <= MAX_IOVECS {
+            self.0.push(iovecs);
+        }
+    }
+}
+
+thread_local! {
+    static SPARE_IOVECS: std::cell::RefCell<SpareIovecs> = std::cell::RefCell::default();
 }
 
 fn finish<H: Host>(host: &H, fd: RawFd, link: LinkKey) {
@@ -336,8 +364,8 @@ fn finish<H: Host>(host: &H, fd: RawFd, link: LinkKey) {
 /// Frames plus the iovec array pointing into them, for `writev`s until all is written.
 struct FrameBatch {
     /// Owned only to keep the bytes alive while writes are in flight.
-    _frames: Vec<Bytes>,
-    /// INVARIANT: `iovecs[i]` points into `_frames[i]` (past the bytes already written), and
+    frames: Vec<Bytes>,
+    /// INVARIANT: `iovecs[i]` points into `frames[i]` (past the bytes already written), and
     /// the vector is not resized after `new`.
     iovecs: Vec<libc::iovec>,
     /// Iovecs before this one are written.
@@ -346,18 +374,21 @@ struct FrameBatch {
 
 impl FrameBatch {
     fn new(frames: Vec<Bytes>) -> FrameBatch {
-        let iovecs = frames
-            .iter()
-            .map(|frame| libc::iovec {
-                iov_base: frame.as_ptr() as *mut libc::c_void,
-                iov_len: frame.len(),
-            })
-            .collect();
+        let mut iovecs = SPARE_IOVECS.with(|spare| spare.borrow_mut().take());
+        iovecs.extend(frames.iter().map(|frame| libc::iovec {
+            iov_base: frame.as_ptr() as *mut libc::c_void,
+            iov_len: frame.len(),
+        }));
         FrameBatch {
-            _frames: frames,
+            frames: frames,
             iovecs,
             first: 0,
         }
+    }
+
+    /// The frames (to drop or reuse) and the iovec array (to reuse).
+    fn into_parts(self) -> (Vec<Bytes>, Vec<libc::iovec>) {
+        (self.frames, self.iovecs)
     }
 
     fn is_written(&self) -> bool {
@@ -378,7 +409,7 @@ impl FrameBatch {
     }
 }
 
-// SAFETY: the iovecs from `first` on point into `_frames`, whose heap buffers (shared `Bytes`)
+// SAFETY: the iovecs from `first` on point into `frames`, whose heap buffers (shared `Bytes`)
 // do not move or change while the runtime owns the batch; the array is only adjusted between
 // writes, never while one is in flight.
 unsafe impl IoVecBuf for FrameBatch {
