@@ -380,7 +380,7 @@ impl FrameBatch {
             iov_len: frame.len(),
         }));
         FrameBatch {
-            frames: frames,
+            frames,
             iovecs,
             first: 0,
         }
