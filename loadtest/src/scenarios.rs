@@ -39,13 +39,18 @@ impl Worker {
             .fail(self.index, format!("client {client}: {error}"));
     }
 
-    /// Records one unit of work whose clock started at `sent_ns`.
+    /// Records one unit of work whose clock started at `sent_ns`, done now.
     fn done(&self, sent_ns: u64) {
+        self.done_at(sent_ns, self.run.now_ns());
+    }
+
+    /// Records one unit of work whose clock started at `sent_ns`, done at `now_ns`.
+    fn done_at(&self, sent_ns: u64, now_ns: u64) {
         let counters = self.counters();
         Counters::add(&counters.done, 1);
         if self.run.in_window(sent_ns) {
             Counters::add(&counters.measured, 1);
-            let latency = self.run.now_ns().saturating_sub(sent_ns);
+            let latency = now_ns.saturating_sub(sent_ns);
             run::record(&mut self.histogram.borrow_mut(), latency);
         }
     }
@@ -217,6 +222,8 @@ async fn fanout_run(worker: &Rc<Worker>, client: usize, shape: Fanout) -> Result
     // Highest sequence number seen per publisher (rooms have few publishers).
     let mut last_seq: Vec<(u32, u64)> = Vec::new();
     loop {
+        // One clock reading per read: the messages of one read arrived together.
+        let received_ns = worker.run.now_ns();
         while let Some((opcode, data)) = frames.next()? {
             match read_message(opcode, data)? {
                 Read::Text(Incoming::Event(args)) => {
@@ -236,7 +243,7 @@ async fn fanout_run(worker: &Rc<Worker>, client: usize, shape: Fanout) -> Result
                         Some((_, last)) => *last = stamp.seq,
                         None => last_seq.push((stamp.sender, stamp.seq)),
                     }
-                    worker.done(stamp.sent_ns);
+                    worker.done_at(stamp.sent_ns, received_ns);
                     if Some(stamp.sender) == publisher {
                         outbox
                             .in_flight
