@@ -121,7 +121,7 @@ async fn polling_run(worker: &Worker, client: usize, payload_size: usize) -> Res
             post(&mut http, target, &query, b"3").await?;
         }
     }
-    Counters::add(&worker.run.workers[worker.index].ready, 1);
+    Counters::add(&worker.counters().ready, 1);
     wait_phase(&worker.run, Phase::Warmup).await;
 
     let (mut text, mut body) = (Vec::new(), Vec::new());
@@ -139,7 +139,7 @@ async fn polling_run(worker: &Worker, client: usize, payload_size: usize) -> Res
         text.clear();
         wire::put_event(&mut text, "echo", Some(seq), &[&body]);
         post(&mut http, target, &query, &text).await?;
-        Counters::add(&worker.run.workers[worker.index].sent, 1);
+        Counters::add(&worker.counters().sent, 1);
         let expected = &body[1..body.len() - 1];
         let intact = loop {
             expect_ok(http.send(target, "GET", &query, b"").await?, &http)?;
@@ -163,9 +163,9 @@ async fn polling_run(worker: &Worker, client: usize, payload_size: usize) -> Res
             }
         };
         if !intact {
-            Counters::add(&worker.run.workers[worker.index].corrupt, 1);
+            Counters::add(&worker.counters().corrupt, 1);
         }
-        record_done(worker, sent_ns);
+        worker.done(sent_ns);
     }
     // Keep the session alive (answering pings) until every worker is done.
     loop {
@@ -177,16 +177,6 @@ async fn polling_run(worker: &Worker, client: usize, payload_size: usize) -> Res
         {
             post(&mut http, target, &query, b"3").await?;
         }
-    }
-}
-
-fn record_done(worker: &Worker, sent_ns: u64) {
-    let counters = &worker.run.workers[worker.index];
-    Counters::add(&counters.done, 1);
-    if worker.run.in_window(sent_ns) {
-        Counters::add(&counters.measured, 1);
-        let latency = worker.run.now_ns().saturating_sub(sent_ns);
-        crate::run::record(&mut worker.histogram.borrow_mut(), latency);
     }
 }
 

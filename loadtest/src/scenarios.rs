@@ -30,17 +30,17 @@ pub struct Worker {
 }
 
 impl Worker {
-    fn counters(&self) -> &Counters {
+    pub fn counters(&self) -> &Counters {
         &self.run.workers[self.index]
     }
 
-    fn fail(&self, client: usize, error: impl std::fmt::Display) {
+    pub fn fail(&self, client: usize, error: impl std::fmt::Display) {
         self.run
             .fail(self.index, format!("client {client}: {error}"));
     }
 
     /// Records one unit of work whose clock started at `sent_ns`, done now.
-    fn done(&self, sent_ns: u64) {
+    pub fn done(&self, sent_ns: u64) {
         self.done_at(sent_ns, self.run.now_ns());
     }
 
@@ -201,7 +201,7 @@ async fn fanout_run(worker: &Rc<Worker>, client: usize, shape: Fanout) -> Result
     wire::put_event(&mut text, "join", Some(1), &[&room_json]);
     let mut out = Vec::new();
     send_text(&mut socket.stream, &mut out, &text, socket.mask).await?;
-    await_ack(&mut socket, 1, &mut out).await?;
+    await_ack(&mut socket, 1, None, &mut out).await?;
     Counters::add(&worker.counters().ready, 1);
 
     let Socket {
@@ -262,23 +262,31 @@ async fn fanout_run(worker: &Rc<Worker>, client: usize, shape: Fanout) -> Result
     }
 }
 
-/// Reads until the ack with `id` arrives, answering pings.
-async fn await_ack(socket: &mut Socket, id: u64, out: &mut Vec<u8>) -> Result<(), ConnError> {
+/// Reads until the ack with `id` arrives, answering pings; whether its arguments were
+/// `["<expected>"]` (always true when nothing is expected).
+async fn await_ack(
+    socket: &mut Socket,
+    id: u64,
+    expected: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) -> Result<bool, ConnError> {
     loop {
         let mut pong = false;
-        let mut acked = false;
+        let mut answer = None;
         while let Some((opcode, data)) = socket.frames.next()? {
             match read_message(opcode, data)? {
                 Read::Text(Incoming::Ping) => pong = true,
-                Read::Text(Incoming::Ack(ack, _)) if ack == id => acked = true,
+                Read::Text(Incoming::Ack(ack, args)) if ack == id => {
+                    answer = Some(expected.is_none_or(|e| payload::ack_content(args) == Some(e)));
+                }
                 _ => {}
             }
         }
         if pong {
             send_text(&mut socket.stream, out, b"3", socket.mask).await?;
         }
-        if acked {
-            return Ok(());
+        if let Some(intact) = answer {
+            return Ok(intact);
         }
         socket.frames.fill(&mut socket.stream).await?;
     }
@@ -412,7 +420,8 @@ async fn echo_run(worker: &Worker, client: usize, payload_size: usize) -> Result
         wire::put_event(&mut text, "echo", Some(seq), &[&body]);
         send_text(&mut socket.stream, &mut out, &text, socket.mask).await?;
         Counters::add(&worker.counters().sent, 1);
-        let intact = await_echo(&mut socket, seq, &body[1..body.len() - 1], &mut out).await?;
+        let expected = &body[1..body.len() - 1];
+        let intact = await_ack(&mut socket, seq, Some(expected), &mut out).await?;
         if !intact {
             Counters::add(&worker.counters().corrupt, 1);
         }
@@ -420,33 +429,4 @@ async fn echo_run(worker: &Worker, client: usize, payload_size: usize) -> Result
     }
     // Stay connected (answering pings) until every worker is done.
     hold(socket).await
-}
-
-/// Reads until the ack `id` arrives; whether it carried `expected` back unchanged.
-async fn await_echo(
-    socket: &mut Socket,
-    id: u64,
-    expected: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<bool, ConnError> {
-    loop {
-        let mut pong = false;
-        let mut answer = None;
-        while let Some((opcode, data)) = socket.frames.next()? {
-            match read_message(opcode, data)? {
-                Read::Text(Incoming::Ping) => pong = true,
-                Read::Text(Incoming::Ack(ack, args)) if ack == id => {
-                    answer = Some(payload::ack_content(args) == Some(expected));
-                }
-                _ => {}
-            }
-        }
-        if pong {
-            send_text(&mut socket.stream, out, b"3", socket.mask).await?;
-        }
-        if let Some(intact) = answer {
-            return Ok(intact);
-        }
-        socket.frames.fill(&mut socket.stream).await?;
-    }
 }
