@@ -289,6 +289,7 @@ async fn serve(
     let listener = monoio::net::TcpListener::from_std(listener)?;
     monoio::spawn(net::accept_loop(shard.clone(), listener));
     monoio::spawn(timer_loop(shard.clone()));
+    monoio::spawn(deferred_loop(shard.clone()));
     let mut batch = Vec::new();
     while !shard.stopped.get() {
         bus.recv_batch(&mut batch).await;
@@ -297,6 +298,18 @@ async fn serve(
         }
     }
     Ok(())
+}
+
+/// Sends the broadcasts the engine holds ([`Engine::send_many`]) once per turn of the
+/// runtime. Woken by the first one held, this task runs after the tasks already due in the
+/// turn (the runtime runs woken tasks in order), so every publish read in the turn joins the
+/// run before any recipient's writer runs.
+async fn deferred_loop(shard: Rc<Shard>) {
+    loop {
+        poll_fn(|cx| shard.engine.borrow_mut().poll_deferred(cx)).await;
+        shard.engine.borrow_mut().send_deferred();
+        shard.pump();
+    }
 }
 
 /// Fires the engine's and Socket.IO's deadlines, sleeping until the earliest one.

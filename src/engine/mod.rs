@@ -3,7 +3,9 @@
 //! Owns every session the shard is responsible for: handshake, heartbeat deadlines, the active
 //! transport (polling, a WebSocket probe, WebSocket), the outbound queues, and close reasons.
 //! It knows nothing of Socket.IO: the application above sees [`Event`]s (open, message,
-//! binary, close) and answers with [`Engine::send`] / [`Engine::close`].
+//! binary, close) and answers with [`Engine::send`] / [`Engine::close`], or with
+//! [`Engine::send_many`] for a broadcast: those frames are held until the end of the runtime's
+//! turn, so that a run of broadcasts to the same recipients reaches each as one write.
 //!
 //! It performs no I/O and reads no clock: the network layer feeds it requests and frames with
 //! `now`, collects what to write ([`Engine::ws_poll_write`], [`PollReply`]), and the shard's
@@ -34,6 +36,9 @@ use session::{Heartbeat, Session, Transport, Upgrade};
 /// Spare link queues kept for reuse, and the largest capacity worth keeping (frames).
 const MAX_SPARE_QUEUES: usize = 4096;
 const MAX_SPARE_QUEUE_CAPACITY: usize = 1024;
+
+/// The most bytes of frames joined for one run of broadcasts; a longer run starts another.
+const MAX_JOINED_BYTES: usize = 64 * 1024;
 
 /// A session's slab key on its shard.
 pub type SessionKey = u32;
@@ -196,7 +201,23 @@ pub struct Engine {
     /// Sessions a client closed over polling: their next GET gets a noop, not a 400
     /// (the GET/POST race of conformance.md §6).
     closed_by_client: VecDeque<(Id, Version)>,
+    /// Broadcasts waiting for the end of the turn ([`Engine::send_many`]), oldest first.
+    deferred: Vec<Deferred>,
+    /// The task that calls [`Engine::send_deferred`], woken when the first one is held.
+    deferred_waker: Option<Waker>,
     random: RandomPool,
+}
+
+/// A run of broadcasts to the same recipients, held until the end of the turn.
+#[derive(Debug)]
+struct Deferred {
+    /// Each session at most once; every live one has `Session::deferred` set.
+    recipients: Vec<SessionKey>,
+    /// How many of `recipients` were live when the run began (none can end without first
+    /// flushing the run, see [`Engine::close`]).
+    live: usize,
+    frames: Vec<Frame>,
+    bytes: usize,
 }
 
 impl Engine {
@@ -213,6 +234,8 @@ impl Engine {
             dirty: Vec::new(),
             spare_queues: Vec::new(),
             closed_by_client: VecDeque::new(),
+            deferred: Vec::new(),
+            deferred_waker: None,
             random: RandomPool::new(),
         }
     }
@@ -835,6 +858,91 @@ impl Engine {
     /// the transport cannot take it right away. Errors when the session is gone or its queue
     /// overflowed (the session is then closed: a slow consumer).
     pub fn send(&mut self, key: SessionKey, frame: &Frame, volatile: bool) -> bool {
+        self.send_frames(key, std::slice::from_ref(frame), volatile)
+    }
+
+    /// Queues frames that go together (a packet and its attachments) for a session, after
+    /// everything sent to it before, broadcasts held for the end of the turn included. A
+    /// volatile packet is dropped when the transport cannot take it right away.
+    pub fn send_frames(&mut self, key: SessionKey, frames: &[Frame], volatile: bool) -> bool {
+        if self.sessions.get(key as usize).is_some_and(|s| s.deferred) {
+            self.send_deferred();
+        }
+        self.queue(key, &mut Joined::new(frames), volatile)
+    }
+
+    /// Queues `frames` for every session in `recipients` (each at most once), behind what each
+    /// was sent before, but only at the end of the runtime's turn ([`Engine::send_deferred`]).
+    /// Consecutive calls for the same recipients are joined, so each recipient gets one buffer,
+    /// one write, for the whole run instead of one per broadcast: at high fan-out the per-
+    /// recipient work, not the bytes, is the cost. Returns how many recipients are live.
+    pub fn send_many(&mut self, recipients: Vec<SessionKey>, frames: &[Frame]) -> usize {
+        let bytes: usize = frames.iter().map(|f| f.ws_bytes().len()).sum();
+        if let Some(last) = self.deferred.last_mut() {
+            if last.recipients == recipients && last.bytes + bytes <= MAX_JOINED_BYTES {
+                last.frames.extend_from_slice(frames);
+                last.bytes += bytes;
+                return last.live;
+            }
+        }
+        let mut live = 0;
+        for &key in &recipients {
+            if let Some(session) = self.sessions.get_mut(key as usize) {
+                session.deferred = true;
+                live += 1;
+            }
+        }
+        if live == 0 {
+            return 0;
+        }
+        if self.deferred.is_empty() {
+            if let Some(waker) = self.deferred_waker.take() {
+                waker.wake();
+            }
+        }
+        self.deferred.push(Deferred {
+            recipients,
+            live,
+            frames: frames.to_vec(),
+            bytes,
+        });
+        live
+    }
+
+    /// Ready when broadcasts are held ([`Engine::send_many`]); otherwise registers the waker
+    /// of the task that will call [`Engine::send_deferred`] once they are.
+    pub fn poll_deferred(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.deferred.is_empty() {
+            self.deferred_waker = Some(cx.waker().clone());
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
+    /// Queues every held broadcast for its recipients, oldest first. Polls they make
+    /// answerable are answered by the next [`Engine::flush`].
+    pub fn send_deferred(&mut self) {
+        let mut runs = std::mem::take(&mut self.deferred);
+        for run in runs.drain(..) {
+            let mut joined = Joined::new(&run.frames);
+            for &key in &run.recipients {
+                let Some(session) = self.sessions.get_mut(key as usize) else {
+                    continue;
+                };
+                session.deferred = false;
+                self.queue(key, &mut joined, false);
+            }
+        }
+        // Keep the allocation unless queueing held new broadcasts meanwhile (a slow consumer's
+        // close can't: it finds nothing held).
+        if self.deferred.is_empty() {
+            self.deferred = runs;
+        }
+    }
+
+    /// Queues a packet's frames on the session's active transport.
+    fn queue(&mut self, key: SessionKey, frames: &mut Joined<'_>, volatile: bool) -> bool {
         let Some(session) = self.sessions.get_mut(key as usize) else {
             return false;
         };
@@ -847,23 +955,26 @@ impl Engine {
                 if volatile && !entry.queue.is_empty() {
                     return false;
                 }
-                if entry.queued_bytes + frame.ws_bytes().len() > self.config.max_outbound_bytes {
+                let bytes = frames.ws_bytes(version);
+                if entry.queued_bytes + bytes.len() > self.config.max_outbound_bytes {
                     self.close(key, CloseReason::SlowConsumer);
                     return false;
                 }
-                self.push_link(link, link_bytes(frame, version));
+                let bytes = bytes.clone();
+                self.push_link(link, bytes);
             }
             Transport::Polling | Transport::Upgrading { .. } => {
                 if volatile && (session.poll.is_none() || !session.outbox.is_empty()) {
                     return false;
                 }
-                if session.outbox_bytes + frame.payload_slice().len()
-                    > self.config.max_outbound_bytes
-                {
+                let size: usize = frames.frames.iter().map(|f| f.payload_slice().len()).sum();
+                if session.outbox_bytes + size > self.config.max_outbound_bytes {
                     self.close(key, CloseReason::SlowConsumer);
                     return false;
                 }
-                session.push(frame.clone());
+                for frame in frames.frames {
+                    session.push(frame.clone());
+                }
                 if session.poll.is_some() {
                     self.dirty.push(key);
                 }
@@ -875,8 +986,15 @@ impl Engine {
     /// Closes a session (server side): a pending poll gets what is queued plus a close packet,
     /// a WebSocket gets what is queued plus a close frame. Emits [`Event::Close`].
     pub fn close(&mut self, key: SessionKey, reason: CloseReason) {
-        if !self.sessions.contains(key as usize) {
+        let Some(session) = self.sessions.get(key as usize) else {
             return;
+        };
+        if session.deferred {
+            // What was broadcast to it goes out before the close.
+            self.send_deferred();
+            if !self.sessions.contains(key as usize) {
+                return;
+            }
         }
         let mut session = self.sessions.remove(key as usize);
         match session.transport {
@@ -1004,19 +1122,69 @@ impl Link {
     }
 }
 
+/// The frames of a packet (or of a run of broadcasts) and their WebSocket bytes, joined into
+/// one buffer per Engine.IO version on first use and shared by every recipient.
+struct Joined<'a> {
+    frames: &'a [Frame],
+    v4: Option<Bytes>,
+    v3: Option<Bytes>,
+}
+
+impl<'a> Joined<'a> {
+    fn new(frames: &'a [Frame]) -> Joined<'a> {
+        Joined {
+            frames,
+            v4: None,
+            v3: None,
+        }
+    }
+
+    fn ws_bytes(&mut self, version: Version) -> &Bytes {
+        let frames = self.frames;
+        let slot = match version {
+            Version::V4 => &mut self.v4,
+            Version::V3 => &mut self.v3,
+        };
+        slot.get_or_insert_with(|| match frames {
+            [frame] => link_bytes(frame, version),
+            _ => {
+                let len = frames.iter().map(|f| f.ws_bytes().len() + 1).sum();
+                let mut joined = BytesMut::with_capacity(len);
+                for frame in frames {
+                    put_link_bytes(&mut joined, frame, version);
+                }
+                joined.freeze()
+            }
+        })
+    }
+}
+
 /// The WebSocket bytes of a frame for a recipient: shared as is, except binary frames for
 /// Engine.IO v3, which carry a leading message-type byte.
 fn link_bytes(frame: &Frame, version: Version) -> Bytes {
-    if frame.kind() == FrameKind::Binary && version == Version::V3 {
-        let data = frame.payload_slice();
-        let (header, header_len) = ws_header(FrameKind::Binary, data.len() + 1);
-        let mut bytes = BytesMut::with_capacity(header_len + 1 + data.len());
-        bytes.extend_from_slice(&header[..header_len]);
-        bytes.extend_from_slice(&[eio::PacketType::Message as u8]);
-        bytes.extend_from_slice(data);
+    if needs_v3_type_byte(frame, version) {
+        let mut bytes = BytesMut::with_capacity(frame.ws_bytes().len() + 1);
+        put_link_bytes(&mut bytes, frame, version);
         return bytes.freeze();
     }
     frame.ws_bytes().clone()
+}
+
+fn needs_v3_type_byte(frame: &Frame, version: Version) -> bool {
+    frame.kind() == FrameKind::Binary && version == Version::V3
+}
+
+/// Appends what [`link_bytes`] returns, without building it on its own.
+fn put_link_bytes(out: &mut BytesMut, frame: &Frame, version: Version) {
+    if needs_v3_type_byte(frame, version) {
+        let data = frame.payload_slice();
+        let (header, header_len) = ws_header(FrameKind::Binary, data.len() + 1);
+        out.extend_from_slice(&header[..header_len]);
+        out.extend_from_slice(&[eio::PacketType::Message as u8]);
+        out.extend_from_slice(data);
+    } else {
+        out.extend_from_slice(frame.ws_bytes());
+    }
 }
 
 #[cfg(test)]

@@ -110,6 +110,9 @@ pub(super) struct Session {
     pub(super) upgrade_deadline: Option<Instant>,
     /// Only the deadline entry with this generation is live.
     pub(super) timer_generation: u32,
+    /// Named by a broadcast held for the end of the turn: anything sent to it (or its close)
+    /// first sends what is held, to keep the order.
+    pub(super) deferred: bool,
 }
 
 impl Session {
@@ -134,6 +137,7 @@ impl Session {
             heartbeat,
             upgrade_deadline: None,
             timer_generation: 0,
+            deferred: false,
         }
     }
 

@@ -330,3 +330,117 @@ fn a_get_racing_the_upgrade_packet_is_refused_not_released_twice() {
     engine.ws_message(link, now, ws_text("5"));
     assert_eq!(body(&mut racing).map(|(status, _)| status), Some(400));
 }
+
+/// Opens a WebSocket session and takes its open packet off the link.
+fn open_ws(engine: &mut Engine, now: Instant, version: Version) -> (SessionKey, LinkKey) {
+    let (key, link) = engine.open_websocket(now, peer(version));
+    let _open = written(engine, link, now);
+    (key, link)
+}
+
+#[test]
+fn a_run_of_broadcasts_reaches_each_recipient_as_one_buffer_at_the_end_of_the_turn() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let (a, link_a) = open_ws(&mut engine, now, Version::V4);
+    let (b, link_b) = open_ws(&mut engine, now, Version::V3);
+    assert_eq!(engine.send_many(vec![a, b], &[Frame::text(b"4x")]), 2);
+    assert_eq!(
+        engine.send_many(vec![a, b], &[Frame::binary(&[7])]),
+        2,
+        "joins the run"
+    );
+    assert!(
+        written(&mut engine, link_a, now).0.is_empty(),
+        "held until the end of the turn"
+    );
+    let mut cx = Context::from_waker(noop_waker_ref());
+    assert_eq!(engine.poll_deferred(&mut cx), Poll::Ready(()));
+    engine.send_deferred();
+    assert_eq!(engine.poll_deferred(&mut cx), Poll::Pending);
+    let (frames, _) = written(&mut engine, link_a, now);
+    assert_eq!(
+        frames,
+        [Bytes::from_static(&[0x81, 2, b'4', b'x', 0x82, 1, 7])]
+    );
+    let (frames, _) = written(&mut engine, link_b, now);
+    assert_eq!(
+        frames,
+        [Bytes::from_static(&[0x81, 2, b'4', b'x', 0x82, 2, 4, 7])],
+        "EIO=3 binary frames get their type byte"
+    );
+}
+
+#[test]
+fn a_direct_send_or_close_goes_out_after_what_was_broadcast_before_it() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let (a, link_a) = open_ws(&mut engine, now, Version::V4);
+    let (b, link_b) = open_ws(&mut engine, now, Version::V4);
+    engine.send_many(vec![a, b], &[Frame::text(b"41")]);
+    engine.send(a, &Frame::text(b"42"), false);
+    let (frames, _) = written(&mut engine, link_a, now);
+    assert_eq!(frames, [&b"\x81\x0241"[..], &b"\x81\x0242"[..]]);
+    assert_eq!(written(&mut engine, link_b, now).0, [&b"\x81\x0241"[..]]);
+
+    engine.send_many(vec![b], &[Frame::text(b"43")]);
+    engine.close(b, CloseReason::ServerClose);
+    let (frames, step) = written(&mut engine, link_b, now);
+    assert_eq!(frames, [&b"\x81\x0243"[..]]);
+    assert_eq!(step, Poll::Ready(WriteBatch::Frames));
+    let (frames, step) = written(&mut engine, link_b, now);
+    assert_eq!(frames[0][0], 0x88, "then the close frame");
+    assert_eq!(step, Poll::Ready(WriteBatch::Close));
+}
+
+#[test]
+fn different_recipients_start_a_new_run_and_order_is_kept() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let (a, link_a) = open_ws(&mut engine, now, Version::V4);
+    let (b, _) = open_ws(&mut engine, now, Version::V4);
+    engine.send_many(vec![a], &[Frame::text(b"41")]);
+    engine.send_many(vec![a, b], &[Frame::text(b"42")]);
+    engine.send_many(vec![a], &[Frame::text(b"43")]);
+    engine.send_deferred();
+    let (frames, _) = written(&mut engine, link_a, now);
+    assert_eq!(
+        frames,
+        [&b"\x81\x0241"[..], &b"\x81\x0242"[..], &b"\x81\x0243"[..]]
+    );
+}
+
+#[test]
+fn a_broadcast_to_a_polling_session_is_answered_packet_by_packet() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let key = open(&mut engine, now, Version::V4);
+    let mut poll = get(&mut engine, key);
+    engine.send_many(vec![key], &[Frame::text(b"4a")]);
+    engine.send_many(vec![key], &[Frame::text(b"4b")]);
+    engine.flush();
+    assert_eq!(body(&mut poll), None, "held until the end of the turn");
+    engine.send_deferred();
+    engine.flush();
+    assert_eq!(body(&mut poll), Some((200, "4a\x1e4b".into())));
+}
+
+#[test]
+fn a_slow_consumer_among_broadcast_recipients_is_the_only_one_dropped() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let (slow, _) = open_ws(&mut engine, now, Version::V4);
+    let (fast, link_fast) = open_ws(&mut engine, now, Version::V4);
+    let big = Frame::text(&[b'4'; 600]);
+    engine.send(slow, &big, false);
+    engine.send_many(vec![slow, fast], std::slice::from_ref(&big));
+    engine.send_deferred();
+    assert_eq!(written(&mut engine, link_fast, now).0.len(), 1);
+    while let Some(event) = engine.next_event() {
+        if let Event::Close(key, reason) = event {
+            assert_eq!((key, reason), (slow, CloseReason::SlowConsumer));
+            return;
+        }
+    }
+    panic!("the slow consumer was not closed");
+}

@@ -208,18 +208,9 @@ impl Io {
     }
 
     fn send_frames(&self, session: SessionKey, frames: &[Frame], volatile: bool) -> bool {
-        let mut engine = self.engine.borrow_mut();
-        let mut frames = frames.iter();
-        let Some(first) = frames.next() else {
-            return false;
-        };
-        if !engine.send(session, first, volatile) {
-            return false;
-        }
-        for frame in frames {
-            engine.send(session, frame, false);
-        }
-        true
+        self.engine
+            .borrow_mut()
+            .send_frames(session, frames, volatile)
     }
 }
 

@@ -781,6 +781,9 @@ pub(crate) fn disconnect_socket(io: &Rc<Io>, socket: SocketKey) {
 /// Returns the number of recipients.
 pub(crate) fn deliver_local(io: &Rc<Io>, broadcast: &Broadcast) -> usize {
     let mut targets = Vec::new();
+    let mut sessions = Vec::new();
+    // Only a broadcast that waits for acks needs to know which sockets got it.
+    let plain = broadcast.ack.is_none() && !broadcast.volatile;
     {
         let mut state = io.state.borrow_mut();
         let Some(ns) = state.namespace_index(&broadcast.nsp) else {
@@ -791,9 +794,22 @@ pub(crate) fn deliver_local(io: &Rc<Io>, broadcast: &Broadcast) -> usize {
             &broadcast.rooms,
             &broadcast.except,
             |socket, session| {
-                targets.push((socket, session));
+                if plain {
+                    sessions.push(session);
+                } else {
+                    targets.push((socket, session));
+                }
             },
         );
+    }
+    if plain {
+        if sessions.is_empty() {
+            return 0;
+        }
+        return io
+            .engine
+            .borrow_mut()
+            .send_many(sessions, &broadcast.frames);
     }
     let mut delivered = 0;
     for &(socket, session) in &targets {

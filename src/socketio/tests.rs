@@ -72,7 +72,8 @@ impl Cluster {
         }
     }
 
-    /// Runs every queued engine event through Socket.IO, on every shard.
+    /// Runs every queued engine event through Socket.IO, on every shard, then ends the turn:
+    /// sends the broadcasts the engine held for it, as the shard's task does.
     fn pump(&self) {
         for io in &self.shards {
             loop {
@@ -82,6 +83,7 @@ impl Cluster {
                     None => break,
                 }
             }
+            io.engine.borrow_mut().send_deferred();
         }
     }
 
@@ -161,15 +163,28 @@ impl Cluster {
             &mut cx,
             &mut out,
         );
-        out.iter()
-            .map(|frame| {
-                let header = if frame[1] & 0x7f < 126 { 2 } else { 4 };
-                match frame[0] & 0x0f {
-                    1 => String::from_utf8_lossy(&frame[header..]).into_owned(),
-                    _ => format!("<{} bytes>", frame.len() - header),
-                }
-            })
-            .collect()
+        let mut frames = Vec::new();
+        for mut bytes in out.iter().map(|b| &b[..]) {
+            // A buffer may hold several frames (a packet and its attachments, a run of
+            // broadcasts): split it at the frame boundaries.
+            while !bytes.is_empty() {
+                let (header, len) = match bytes[1] & 0x7f {
+                    126 => (4, usize::from(u16::from_be_bytes([bytes[2], bytes[3]]))),
+                    127 => (
+                        10,
+                        u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+                    ),
+                    len => (2, usize::from(len)),
+                };
+                let payload = &bytes[header..header + len];
+                frames.push(match bytes[0] & 0x0f {
+                    1 => String::from_utf8_lossy(payload).into_owned(),
+                    _ => format!("<{len} bytes>"),
+                });
+                bytes = &bytes[header + len..];
+            }
+        }
+        frames
     }
 }
 
