@@ -147,6 +147,10 @@ struct Timing {
     /// Seconds of load before measuring.
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
+    /// Clients setting up (connecting and joining) at a time; all at once if not given.
+    /// Tens of thousands of simultaneous connects overflow the server's listen backlog.
+    #[arg(long)]
+    concurrency: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -228,7 +232,18 @@ enum Plan {
     Load {
         warmup: Duration,
         duration: Duration,
+        setup_concurrency: Option<usize>,
     },
+}
+
+/// How the worker threads start their clients.
+#[derive(Clone, Copy)]
+enum Start {
+    /// Connect, at most this many at a time, and hold (the `connect` scenario).
+    ConnectAndHold(usize),
+    /// Run the scenario's client task for every client, with at most this many still
+    /// setting up at a time (all at once if `None`).
+    Run(Option<usize>),
 }
 
 fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
@@ -310,6 +325,7 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
                 Plan::Load {
                     warmup: Duration::from_secs_f64(timing.warmup),
                     duration: Duration::from_secs_f64(timing.duration),
+                    setup_concurrency: timing.concurrency,
                 },
                 Arc::new(move |worker, client| {
                     Box::pin(scenarios::fanout_client(worker, client, shape))
@@ -337,6 +353,7 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
                 Plan::Load {
                     warmup: Duration::from_secs_f64(timing.warmup),
                     duration: Duration::from_secs_f64(timing.duration),
+                    setup_concurrency: timing.concurrency,
                 },
                 task,
             )
@@ -349,13 +366,15 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
     let progress = Progress::new(!global.quiet && std::io::stderr().is_terminal(), &key);
     let baseline = probe.sample();
     let started = Instant::now();
-    let concurrency = match plan {
+    let start = match plan {
         Plan::Connect { concurrency, .. } => {
             // Every connect is measured, from the first to the last.
             run.set_phase(Phase::Measure);
-            Some(concurrency)
+            Start::ConnectAndHold(concurrency)
         }
-        Plan::Load { .. } => None,
+        Plan::Load {
+            setup_concurrency, ..
+        } => Start::Run(setup_concurrency),
     };
     let handles = spawn_workers(
         &run,
@@ -364,7 +383,7 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
         threads,
         &pins,
         global.epoll,
-        concurrency,
+        start,
         task,
     )?;
 
@@ -398,7 +417,9 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
             }
             (run.window(), baseline, after_setup, Some(probe.sample()))
         }
-        Plan::Load { warmup, duration } => {
+        Plan::Load {
+            warmup, duration, ..
+        } => {
             run.set_phase(Phase::Warmup);
             let phase_start = Instant::now();
             while phase_start.elapsed() < warmup {
@@ -579,7 +600,7 @@ fn spawn_workers(
     threads: usize,
     pins: &[usize],
     epoll: bool,
-    connect_concurrency: Option<usize>,
+    start: Start,
     task: ClientTask,
 ) -> Result<Vec<std::thread::JoinHandle<std::io::Result<Histogram<u64>>>>, String> {
     let mut handles = Vec::new();
@@ -599,16 +620,20 @@ fn spawn_workers(
                     clients: (index..clients).step_by(threads).collect(),
                     histogram: std::cell::RefCell::new(run::new_histogram()),
                 });
-                let share = connect_concurrency.map(|c| c.div_ceil(threads));
                 let main = {
                     let worker = worker.clone();
                     async move {
-                        match share {
-                            Some(concurrency) => {
-                                scenarios::connect(worker.clone(), concurrency).await
+                        match start {
+                            Start::ConnectAndHold(concurrency) => {
+                                let share = concurrency.div_ceil(threads);
+                                scenarios::connect(worker.clone(), share).await
                             }
-                            None => {
-                                for &client in &worker.clients {
+                            Start::Run(setup_concurrency) => {
+                                let share = setup_concurrency.map(|c| c.div_ceil(threads).max(1));
+                                for (spawned, &client) in worker.clients.iter().enumerate() {
+                                    if let Some(share) = share {
+                                        scenarios::wait_for_setups(&worker, spawned, share).await;
+                                    }
                                     monoio::spawn(task(worker.clone(), client));
                                 }
                                 scenarios::wait_phase(&worker.run, Phase::Done).await;

@@ -4,6 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -129,6 +130,19 @@ pub async fn connect(worker: Rc<Worker>, concurrency: usize) {
         });
     }
     wait_phase(&worker.run, Phase::Done).await;
+}
+
+/// Waits until fewer than `limit` of the first `spawned` clients of this worker are still
+/// setting up (neither ready nor failed), or the run is over.
+pub async fn wait_for_setups(worker: &Worker, spawned: usize, limit: usize) {
+    let settled = || {
+        let counters = worker.counters();
+        counters.ready.load(Ordering::Relaxed) + counters.errors.load(Ordering::Relaxed)
+    };
+    // Polled: setup is not the part measured, and a 1 ms tick keeps this simple.
+    while spawned as u64 >= settled() + limit as u64 && worker.run.phase() < Phase::Done {
+        monoio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// Keeps a connection alive (answering pings) until it fails or the worker stops.
