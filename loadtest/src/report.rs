@@ -377,7 +377,12 @@ pub fn table(lines: &str) -> Result<String, String> {
     }
     let mut out = String::new();
     // Wide enough for every label, with a gap between columns.
-    let width = labels.iter().map(|l| l.len() + 2).max().unwrap_or(0).max(16);
+    let width = labels
+        .iter()
+        .map(|l| l.len() + 2)
+        .max()
+        .unwrap_or(0)
+        .max(16);
     for key in &keys {
         let _ = writeln!(out, "\n{key}");
         let _ = write!(out, "  {:<26}", "");
