@@ -40,6 +40,10 @@ struct Cli {
     /// Close sessions that join no namespace within this many milliseconds.
     #[arg(long, default_value_t = 45_000)]
     connect_timeout: u64,
+    /// On SIGTERM or SIGINT, give clients this many milliseconds to receive what is queued
+    /// for them before exiting (a second signal exits at once).
+    #[arg(long, default_value_t = 10_000)]
+    shutdown_grace: u64,
     /// Allowed CORS origin (repeatable) [default: any].
     #[arg(long = "cors-origin")]
     cors_origins: Vec<String>,
@@ -107,14 +111,67 @@ fn main() -> ExitCode {
                 builder.namespace(&name, apps::builtin_namespace())
             })
     };
-    match builder.start() {
-        Ok(server) => {
-            server.wait();
-            ExitCode::SUCCESS
-        }
+    // Blocked before any thread starts, so every thread inherits the mask and only the
+    // signal thread below (sigwait) ever takes them.
+    let signals = termination_signals();
+    let server = match builder.start() {
+        Ok(server) => server,
         Err(error) => {
             eprintln!("ringcast: {error}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
+        }
+    };
+    let (signalled, signal) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let first = signals.wait();
+        let _ = signalled.send(first);
+        let second = signals.wait();
+        tracing::warn!(signal = second, "second signal: exiting now");
+        std::process::exit(128 + second);
+    });
+    let grace = Duration::from_millis(cli.shutdown_grace);
+    loop {
+        match signal.recv_timeout(Duration::from_millis(200)) {
+            Ok(number) => {
+                tracing::info!(signal = number, ?grace, "shutting down");
+                server.shutdown(grace);
+                tracing::info!("shut down");
+                return ExitCode::SUCCESS;
+            }
+            Err(_) if server.is_finished() => {
+                server.wait();
+                return ExitCode::FAILURE;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// SIGTERM and SIGINT, blocked in the calling thread (and so in every thread it starts).
+struct TerminationSignals(libc::sigset_t);
+
+fn termination_signals() -> TerminationSignals {
+    // SAFETY: `set` is a plain C struct that sigemptyset initialises before any other use;
+    // the calls only read and write it and the calling thread's signal mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        TerminationSignals(set)
+    }
+}
+
+impl TerminationSignals {
+    /// Blocks until one of the signals arrives; returns its number.
+    fn wait(&self) -> i32 {
+        loop {
+            let mut number = 0;
+            // SAFETY: `self.0` is an initialised signal set and `number` a valid out pointer.
+            if unsafe { libc::sigwait(&self.0, &mut number) } == 0 {
+                return number;
+            }
         }
     }
 }

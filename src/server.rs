@@ -3,8 +3,10 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::bus;
 use crate::config::{normalize_path, Config};
@@ -164,6 +166,27 @@ impl ServerHandle {
         for thread in self.threads {
             let _ = thread.join();
         }
+    }
+
+    /// Whether every shard has stopped.
+    pub fn is_finished(&self) -> bool {
+        self.threads.iter().all(JoinHandle::is_finished)
+    }
+
+    /// Shuts down gracefully and waits: every shard stops accepting, sends what is queued for
+    /// each client, closes every session ("server shutting down"; a client may reconnect
+    /// elsewhere), and stops once its connections are done or `grace` has passed.
+    pub fn shutdown(self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        let idle: Arc<[AtomicBool]> = (0..self.threads.len())
+            .map(|_| AtomicBool::new(false))
+            .collect();
+        for shard in 0..self.threads.len() {
+            let idle = idle.clone();
+            self.control
+                .send(shard, ShardMsg::Shutdown { deadline, idle });
+        }
+        self.wait();
     }
 
     /// Stops every shard and waits for them (connections are dropped).

@@ -8,6 +8,7 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -27,8 +28,16 @@ pub(crate) enum ShardMsg {
     Net(Forward),
     /// Socket.IO broadcasts and acks.
     Io(u16, IoMsg),
-    /// Stop the shard.
+    /// Stop the shard now (connections are dropped).
     Stop,
+    /// Shut down gracefully: stop accepting, send everything queued and close every session,
+    /// then stop once every shard is idle (`idle[shard]`: no session, no WebSocket, no HTTP
+    /// request unanswered) or at `deadline`, whichever comes first. A shard waits for the
+    /// others because the HTTP connections it holds may carry their polling sessions.
+    Shutdown {
+        deadline: Instant,
+        idle: Arc<[AtomicBool]>,
+    },
 }
 
 /// What an engine endpoint (an HTTP path) serves.
@@ -58,6 +67,11 @@ pub(crate) struct Shard {
     cors: Cors,
     pumping: Cell<bool>,
     stopped: Cell<bool>,
+    /// Set when a graceful shutdown began: its deadline. The accept loop waits on it.
+    draining: Cell<Option<Instant>>,
+    /// HTTP requests read and not yet answered (see `Host::requests_in_flight`).
+    requests_in_flight: Cell<usize>,
+    drain_waker: RefCell<Option<Waker>>,
     /// The instant the timer task sleeps until, and how to wake it sooner.
     timer_at: Cell<Option<Instant>>,
     timer_kick: Cell<bool>,
@@ -132,7 +146,32 @@ impl Shard {
                 self.pump();
             }
             ShardMsg::Stop => self.stopped.set(true),
+            ShardMsg::Shutdown { deadline, idle } => self.begin_shutdown(deadline, idle),
         }
+    }
+
+    fn begin_shutdown(self: &Rc<Self>, deadline: Instant, idle: Arc<[AtomicBool]>) {
+        if self.draining.replace(Some(deadline)).is_some() {
+            return;
+        }
+        if let Some(waker) = self.drain_waker.borrow_mut().take() {
+            waker.wake();
+        }
+        self.engine.borrow_mut().drain();
+        self.pump();
+        monoio::spawn(stop_when_drained(self.clone(), deadline, idle));
+    }
+
+    /// Completes once a graceful shutdown has begun.
+    async fn shutdown_begun(&self) {
+        poll_fn(|cx| {
+            if self.draining.get().is_some() {
+                return Poll::Ready(());
+            }
+            *self.drain_waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -182,6 +221,10 @@ impl Host for Shard {
         self.engine.borrow_mut().flush();
         self.pumping.set(false);
         self.wake_timer_if_needed();
+    }
+
+    fn requests_in_flight(&self) -> &Cell<usize> {
+        &self.requests_in_flight
     }
 
     fn forward(&self, to: u16, forward: Forward) {
@@ -281,13 +324,20 @@ async fn serve(
         plan: plan.clone(),
         pumping: Cell::new(false),
         stopped: Cell::new(false),
+        draining: Cell::new(None),
+        requests_in_flight: Cell::new(0),
+        drain_waker: RefCell::new(None),
         timer_at: Cell::new(None),
         timer_kick: Cell::new(false),
         timer_waker: RefCell::new(None),
     });
     let _ = spawner_shard.set(Rc::downgrade(&shard));
     let listener = monoio::net::TcpListener::from_std(listener)?;
-    monoio::spawn(net::accept_loop(shard.clone(), listener));
+    let stop_accepting = {
+        let shard = shard.clone();
+        async move { shard.shutdown_begun().await }
+    };
+    monoio::spawn(net::accept_loop(shard.clone(), listener, stop_accepting));
     monoio::spawn(timer_loop(shard.clone()));
     monoio::spawn(deferred_loop(shard.clone()));
     let mut batch = Vec::new();
@@ -309,6 +359,23 @@ async fn deferred_loop(shard: Rc<Shard>) {
         poll_fn(|cx| shard.engine.borrow_mut().poll_deferred(cx)).await;
         shard.engine.borrow_mut().send_deferred();
         shard.pump();
+    }
+}
+
+/// Stops the shard once every shard is idle (sessions and WebSockets finished, their queues
+/// written and closes sent, no HTTP request unanswered) or at `deadline`. Checked every few
+/// milliseconds: shutdown is rare and not timed finely. A request that reaches a shard after
+/// all were idle can only be for a session that no longer exists.
+async fn stop_when_drained(shard: Rc<Shard>, deadline: Instant, idle: Arc<[AtomicBool]>) {
+    loop {
+        let now_idle = shard.engine.borrow().is_empty() && shard.requests_in_flight.get() == 0;
+        idle[shard.id as usize].store(now_idle, Ordering::Release);
+        let all_idle = idle.iter().all(|shard| shard.load(Ordering::Acquire));
+        if all_idle || Instant::now() >= deadline {
+            shard.bus.send(shard.id as usize, ShardMsg::Stop);
+            return;
+        }
+        monoio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

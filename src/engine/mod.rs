@@ -124,6 +124,7 @@ impl PollReply {
             ),
             EngineError::DuplicatePoll => (400, b""),
             EngineError::PayloadTooLarge => (413, b""),
+            EngineError::ShuttingDown => (503, br#"{"code":3,"message":"Server shutting down"}"#),
         };
         PollReply {
             status,
@@ -156,6 +157,8 @@ pub enum EngineError {
     DuplicatePoll,
     /// A body larger than maxPayload.
     PayloadTooLarge,
+    /// A handshake while the server shuts down (see [`Engine::drain`]).
+    ShuttingDown,
 }
 
 /// What a WebSocket writer should do next.
@@ -205,6 +208,8 @@ pub struct Engine {
     deferred: Vec<Deferred>,
     /// The task that calls [`Engine::send_deferred`], woken when the first one is held.
     deferred_waker: Option<Waker>,
+    /// Set by [`Engine::drain`]: no new sessions; polling sessions close at their next GET.
+    draining: bool,
     random: RandomPool,
 }
 
@@ -236,6 +241,7 @@ impl Engine {
             closed_by_client: VecDeque::new(),
             deferred: Vec::new(),
             deferred_waker: None,
+            draining: false,
             random: RandomPool::new(),
         }
     }
@@ -283,6 +289,36 @@ impl Engine {
             Some(session) if id.shard() == self.shard && session.id == id => Ok(key),
             _ => Err(EngineError::UnknownSid),
         }
+    }
+
+    /// Whether new sessions may open (not once [`Engine::drain`] has begun).
+    pub fn accepts_sessions(&self) -> bool {
+        !self.draining
+    }
+
+    /// Whether no session and no WebSocket connection is left.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty() && self.links.is_empty()
+    }
+
+    /// Starts a graceful shutdown: everything queued or held goes out, then each session is
+    /// closed (`ServerShutdown`) behind it: a WebSocket gets its queue and a close frame, a
+    /// pending GET its queue and a close packet, and a polling session with no GET pending
+    /// gets both at its next GET. New sessions are refused from now on.
+    pub fn drain(&mut self) {
+        self.draining = true;
+        self.send_deferred();
+        let keys: Vec<SessionKey> = self.sessions.iter().map(|(key, _)| key as u32).collect();
+        for key in keys {
+            let Some(session) = self.sessions.get(key as usize) else {
+                continue;
+            };
+            let waits_for_get = session.transport == Transport::Polling && session.poll.is_none();
+            if !waits_for_get {
+                self.close(key, CloseReason::ServerShutdown);
+            }
+        }
+        self.flush();
     }
 
     /// Opens a session with a polling handshake; the reply carries the open packet.
@@ -401,6 +437,10 @@ impl Engine {
             return;
         }
         session.poll = Some(waiter);
+        if self.draining {
+            self.close(key, CloseReason::ServerShutdown);
+            return;
+        }
         self.release_probed_poll(key);
         self.answer_poll(key);
     }

@@ -26,6 +26,8 @@ pub enum CloseReason {
     ServerClose,
     /// The client could not keep up: its outbound queue overflowed.
     SlowConsumer,
+    /// The server is shutting down (after sending everything queued).
+    ServerShutdown,
 }
 
 impl CloseReason {
@@ -39,6 +41,7 @@ impl CloseReason {
             CloseReason::ParseError => "parse error",
             CloseReason::ServerClose => "forced server close",
             CloseReason::SlowConsumer => "transport error",
+            CloseReason::ServerShutdown => "server shutting down",
         }
     }
 

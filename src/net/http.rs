@@ -73,6 +73,7 @@ pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream, peer: Soc
                 return;
             }
         };
+        let in_flight = InFlight::new(&*host);
         let origin = head.origin.as_deref();
         let unread = head.content_length;
         // (answer, whether it answers a CORS preflight, body bytes still to skip)
@@ -83,6 +84,7 @@ pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream, peer: Soc
                 Ok(upgrade) => {
                     // The WebSocket brings its own buffer; this one is not kept for its life.
                     drop(buf);
+                    drop(in_flight);
                     return ws::start(host, stream, upgrade).await;
                 }
                 Err(reply) => (reply, false, unread),
@@ -102,9 +104,29 @@ pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream, peer: Soc
         if !written.await || !keep_alive {
             return;
         }
+        drop(in_flight);
         if read_body(&mut stream, &mut buf, unread).await.is_none() {
             return;
         }
+    }
+}
+
+/// Counts one request, from its head read to its answer written, in
+/// [`Host::requests_in_flight`].
+struct InFlight<'h, H: Host>(&'h H);
+
+impl<'h, H: Host> InFlight<'h, H> {
+    fn new(host: &'h H) -> Self {
+        let count = host.requests_in_flight();
+        count.set(count.get() + 1);
+        InFlight(host)
+    }
+}
+
+impl<H: Host> Drop for InFlight<'_, H> {
+    fn drop(&mut self) {
+        let count = self.0.requests_in_flight();
+        count.set(count.get() - 1);
     }
 }
 
@@ -160,6 +182,9 @@ async fn exchange<H: Host>(
         return Next::Done;
     };
     let sid = match request.sid {
+        None if request.method == Method::Get && !host.engine().borrow().accepts_sessions() => {
+            return Next::Answer(PollReply::error(EngineError::ShuttingDown));
+        }
         None if request.method == Method::Get => {
             let (_, reply) =
                 host.engine()

@@ -8,7 +8,7 @@
 mod http;
 mod ws;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
@@ -42,6 +42,9 @@ pub(crate) trait Host: 'static {
     fn pump(&self);
     /// Sends a request to the shard that owns its session.
     fn forward(&self, to: u16, forward: Forward);
+    /// HTTP requests whose head was read and whose answer is not yet written: a shard that
+    /// shuts down waits for them.
+    fn requests_in_flight(&self) -> &Cell<usize>;
 }
 
 /// A request carried to the owner shard of its session.
@@ -98,10 +101,20 @@ pub(crate) async fn read_into<R: AsyncReadRent>(
     matches!(result, Ok(n) if n > 0)
 }
 
-/// Accepts connections forever, one task per connection.
-pub(crate) async fn accept_loop<H: Host>(host: Rc<H>, listener: TcpListener) {
+/// Accepts connections, one task per connection, until `stop` completes (a graceful
+/// shutdown); the listener is closed then.
+pub(crate) async fn accept_loop<H: Host>(
+    host: Rc<H>,
+    listener: TcpListener,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut stop = std::pin::pin!(stop);
     loop {
-        match listener.accept().await {
+        let accepted = monoio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => return,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 monoio::spawn(http::serve(host.clone(), stream, peer));

@@ -76,6 +76,7 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
     let link = {
         let mut engine = host.engine().borrow_mut();
         match sid {
+            _ if !engine.accepts_sessions() => Err(EngineError::ShuttingDown),
             None => Ok(engine.open_websocket(now, peer).1),
             Some(sid) => engine
                 .find(sid.as_str())

@@ -2,6 +2,8 @@
 //! (or point at an external server) and stop it when the test ends.
 #![allow(dead_code)]
 
+pub mod ws_client;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
@@ -94,6 +96,26 @@ fn announce_readiness(child: &mut Child) -> mpsc::Receiver<()> {
         }
     });
     receiver
+}
+
+impl Server {
+    /// Sends SIGTERM to the server this test started and waits up to `within` for it to
+    /// exit; its exit status, or `None` if it is still running (or is external).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let pid = i32::try_from(child.id()).expect("pid");
+        // SAFETY: kill(2) with the pid of a child this test spawned and has not reaped yet.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
 }
 
 impl Drop for Server {
