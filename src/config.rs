@@ -49,6 +49,10 @@ pub struct EngineConfig {
     pub max_outbound_bytes: usize,
     /// Largest HTTP request head accepted.
     pub max_head_bytes: usize,
+    /// A connection must send a complete request head within this long of opening or of its
+    /// last answer (Node's `headersTimeout` and `keepAliveTimeout` in one), or it is closed: a
+    /// partial head gets 408, an idle keep-alive connection is closed silently.
+    pub head_timeout: Duration,
     /// A probe WebSocket must complete the upgrade within this long.
     pub upgrade_timeout: Duration,
     /// Conformance-suite quirk (conformance.md §6): delay the first frame of an EIO=3
@@ -88,6 +92,7 @@ impl Default for EngineConfig {
             allow_eio3: true,
             max_outbound_bytes: 4 << 20,
             max_head_bytes: 16 << 10,
+            head_timeout: Duration::from_millis(30_000),
             upgrade_timeout: Duration::from_millis(10_000),
             eio3_ws_open_delay: None,
         }

@@ -40,6 +40,21 @@ struct Cli {
     /// Close sessions that join no namespace within this many milliseconds.
     #[arg(long, default_value_t = 45_000)]
     connect_timeout: u64,
+    /// Bytes queued for one client before it is disconnected as a slow consumer (volatile
+    /// packets are dropped before that, whenever the client can't take them at once).
+    #[arg(long, default_value_t = 4 << 20)]
+    max_outbound: usize,
+    /// Largest HTTP request head in bytes.
+    #[arg(long, default_value_t = 16 << 10)]
+    max_head: usize,
+    /// A WebSocket probing to take over a polling session must finish the upgrade within this
+    /// many milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    upgrade_timeout: u64,
+    /// Close an HTTP connection that sends no complete request head within this many
+    /// milliseconds of opening or of its last answer.
+    #[arg(long, default_value_t = 30_000)]
+    head_timeout: u64,
     /// On SIGTERM or SIGINT, give clients this many milliseconds to receive what is queued
     /// for them before exiting (a second signal exits at once).
     #[arg(long, default_value_t = 10_000)]
@@ -85,6 +100,10 @@ fn main() -> ExitCode {
     config.engine.ping_interval = Duration::from_millis(cli.ping_interval);
     config.engine.ping_timeout = Duration::from_millis(cli.ping_timeout);
     config.engine.max_payload = cli.max_payload;
+    config.engine.head_timeout = Duration::from_millis(cli.head_timeout);
+    config.engine.max_outbound_bytes = cli.max_outbound;
+    config.engine.max_head_bytes = cli.max_head;
+    config.engine.upgrade_timeout = Duration::from_millis(cli.upgrade_timeout);
     config.engine.allow_eio3 = !cli.no_eio3;
     config.connect_timeout = Duration::from_millis(cli.connect_timeout);
     config.cors.origins = cli.cors_origins;

@@ -115,6 +115,10 @@ enum Command {
         /// Publishes one publisher may have in flight (not yet received back).
         #[arg(long, default_value_t = 16)]
         window: u32,
+        /// The last N clients join their room and then never read (slow consumers): the
+        /// others must still get every message; these are not counted.
+        #[arg(long, default_value_t = 0)]
+        stalled: usize,
         #[command(flatten)]
         timing: Timing,
     },
@@ -300,12 +304,13 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
             publishers,
             rate,
             window,
+            stalled,
             timing,
         } => {
-            if rooms == 0 || rooms > clients || publishers == 0 || publishers > clients {
-                return Err(
-                    "fanout needs 1 <= rooms <= clients and 1 <= publishers <= clients".into(),
-                );
+            if rooms == 0 || rooms > clients || publishers == 0 || publishers + stalled > clients {
+                return Err("fanout needs 1 <= rooms <= clients and 1 <= publishers <= \
+                     publishers + stalled <= clients"
+                    .into());
             }
             let shape = Fanout {
                 clients,
@@ -314,12 +319,14 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
                 rate,
                 window: window.max(1),
                 payload: timing.payload,
+                stalled,
             };
             (
                 "fanout",
                 clients,
                 "delivery",
                 serde_json::json!({"clients": clients, "rooms": rooms, "publishers": publishers,
+                    "stalled": stalled,
                     "rate": rate, "window": window, "payload": timing.payload,
                     "duration_s": timing.duration, "warmup_s": timing.warmup}),
                 Plan::Load {
@@ -579,8 +586,12 @@ fn scenario_key(scenario: &str, params: &serde_json::Value) -> String {
             } else {
                 format!("max rate, window {}", get("window"))
             };
+            let stalled = match params.get("stalled").and_then(|s| s.as_u64()) {
+                Some(n) if n > 0 => format!(", {n} stalled"),
+                _ => String::new(),
+            };
             format!(
-                "fanout {} clients in {} rooms, {} publishers, {pace}, {} B",
+                "fanout {} clients in {} rooms, {} publishers{stalled}, {pace}, {} B",
                 get("clients"),
                 get("rooms"),
                 get("publishers"),

@@ -174,6 +174,8 @@ pub struct Fanout {
     /// Publishes one publisher may have in flight (sent, not yet received back).
     pub window: u32,
     pub payload: usize,
+    /// The last `stalled` clients never read after joining (and are not counted).
+    pub stalled: usize,
 }
 
 impl Fanout {
@@ -182,8 +184,17 @@ impl Fanout {
         client % self.rooms
     }
 
+    /// Members of `room` that read (the stalled ones are not expected to get anything).
     pub fn members(&self, room: usize) -> u64 {
-        (self.clients / self.rooms + usize::from(room < self.clients % self.rooms)) as u64
+        let all = self.clients / self.rooms + usize::from(room < self.clients % self.rooms);
+        let stalled = (self.clients - self.stalled..self.clients)
+            .filter(|&client| self.room_of(client) == room)
+            .count();
+        (all - stalled) as u64
+    }
+
+    pub fn is_stalled(&self, client: usize) -> bool {
+        client >= self.clients - self.stalled
     }
 }
 
@@ -217,6 +228,13 @@ async fn fanout_run(worker: &Rc<Worker>, client: usize, shape: Fanout) -> Result
     send_text(&mut socket.stream, &mut out, &text, socket.mask).await?;
     await_ack(&mut socket, 1, None, &mut out).await?;
     Counters::add(&worker.counters().ready, 1);
+    if shape.is_stalled(client) {
+        // Holds the connection open and never reads again: whatever the server sends it
+        // piles up in the kernel's buffers, then in the server's queue for it.
+        wait_phase(&worker.run, Phase::Done).await;
+        drop(socket);
+        return Ok(());
+    }
 
     let Socket {
         stream,

@@ -268,3 +268,40 @@ fn nothing_listening_is_reported_not_hung() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("never got ready"));
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+#[test]
+fn one_member_that_never_reads_costs_the_others_nothing() {
+    // One of 1000 room members stops reading after it joins. Its queue on the server fills
+    // (to 256 KiB here, so within the run), it is disconnected as a slow consumer, and every
+    // other member still gets every message, in order, with the server's memory bounded.
+    let server = Ringcast::start(&["--cores", "1", "--max-outbound", "262144"]);
+    let json = scratch("stalled.jsonl");
+    let output = loadtest(
+        &server,
+        &json,
+        &[
+            "fanout",
+            "--clients",
+            "1000",
+            "--publishers",
+            "4",
+            "--payload",
+            "2000",
+            "--duration",
+            "3",
+            "--warmup",
+            "1",
+            "--concurrency",
+            "200",
+            "--stalled",
+            "1",
+        ],
+    );
+    let result = last_result(&json);
+    assert_clean(&output, &result);
+    // 999 readers, each delivery counted once: far more than the stalled queue could hold.
+    assert!(result["delivered"].as_u64().unwrap() > 20_000);
+    // Without the bound the stalled member's queue would grow by every delivery's 2 KB.
+    let rss = result["server_rss_bytes"].as_u64().unwrap();
+    assert!(rss < 256 << 20, "server RSS {rss} bytes");
+}

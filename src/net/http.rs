@@ -139,6 +139,9 @@ async fn read_head<H: Host>(
     address: Option<SocketAddr>,
 ) -> Result<Option<Head>, u16> {
     let max_head = host.engine_config().max_head_bytes;
+    // Created on the first wait only: most heads arrive whole with the first read. Boxed, as
+    // every timer here, so that it takes no room in the connection's task between requests.
+    let mut deadline = None;
     loop {
         match http::parse_request(buf, max_head) {
             Ok(Some(request)) => {
@@ -153,7 +156,20 @@ async fn read_head<H: Host>(
                 return Ok(Some(head));
             }
             Ok(None) => {
-                if !read_more(stream, buf).await {
+                let timer = deadline.get_or_insert_with(|| {
+                    Box::pin(monoio::time::sleep(host.engine_config().head_timeout))
+                });
+                // Noted before the read: a read cut short by the timer takes the buffer with it.
+                let partial = !buf.is_empty();
+                let read = monoio::select! {
+                    read = read_more(stream, buf) => read,
+                    () = timer.as_mut() => {
+                        // A silent keep-alive connection just closes; a head left unfinished
+                        // is told why.
+                        return if partial { Err(408) } else { Ok(None) };
+                    }
+                };
+                if !read {
                     return Ok(None);
                 }
             }

@@ -16,6 +16,16 @@ impl Client {
     /// before connecting, so the window the server may fill stays small.
     #[track_caller]
     pub fn connect(addr: SocketAddr, receive_buffer: Option<usize>) -> Client {
+        let mut client = Client::open(addr, receive_buffer);
+        client.send("40");
+        assert!(client.text().starts_with("40{\"sid\""), "connected to /");
+        client
+    }
+
+    /// Opens an Engine.IO session over WebSocket (the open packet read), without connecting
+    /// to any Socket.IO namespace.
+    #[track_caller]
+    pub fn open(addr: SocketAddr, receive_buffer: Option<usize>) -> Client {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("socket");
         if let Some(size) = receive_buffer {
@@ -45,8 +55,6 @@ impl Client {
         assert!(client.buf.starts_with(b"HTTP/1.1 101"), "not upgraded");
         client.buf.drain(..head_end);
         assert!(client.text().starts_with("0{"), "open packet first");
-        client.send("40");
-        assert!(client.text().starts_with("40{\"sid\""), "connected to /");
         client
     }
 
