@@ -200,7 +200,9 @@ impl Shard {
         let mut namespaces = Namespaces::default();
         namespaces.declare(
             "/",
-            Namespace::new().on_connect(|socket| socket.join("lobby")),
+            Namespace::new().on_connect(|socket| {
+                socket.join("lobby");
+            }),
         );
         let io = Io::new(
             0,
@@ -209,6 +211,8 @@ impl Shard {
             IoConfig {
                 connect_timeout: Duration::from_secs(45),
                 max_attachments: 64,
+                max_rooms_per_socket: 10_000,
+                max_namespaces_per_client: 100,
             },
             Arc::new(namespaces),
             ShardHooks {

@@ -8,17 +8,21 @@ use crate::config::Config;
 use crate::server::{Server, ServerBuilder};
 use crate::socketio::{Args, Namespace};
 
-/// The built-in events: `join(room)` + ack, `leave(room)` + ack, `publish(room, payload)`
+/// The built-in events: `join(room)` + ack (`{"error":"not joined"}` past the room limit),
+/// `leave(room)` + ack, `publish(room, payload)`
 /// (emits `message(payload)` to the whole room, the sender included if it is a member), and
 /// `echo(payload)` + ack (acks the payload back unchanged, binary included).
 pub fn builtin_namespace() -> Namespace {
     Namespace::new()
         .on("join", |socket, message, ack| {
-            if let Some(room) = message.str(0) {
-                socket.join(&room);
-            }
+            let joined = message.str(0).is_some_and(|room| socket.join(&room));
             if let Some(ack) = ack {
-                ack.send(&Args::new());
+                if joined {
+                    ack.send(&Args::new());
+                } else if let Ok(error) = Args::new().with_raw(br#"{"error":"not joined"}"#) {
+                    // Past the room limit (or no room named).
+                    ack.send(&error);
+                }
             }
         })
         .on("leave", |socket, message, ack| {

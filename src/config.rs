@@ -32,6 +32,12 @@ pub struct Config {
     pub max_attachments: usize,
     /// Capacity of each shard-to-shard ring, in messages.
     pub bus_capacity: usize,
+    /// Rooms one socket may join (its own id room not counted); `Socket::join` past it is
+    /// refused.
+    pub max_rooms_per_socket: usize,
+    /// Namespaces one client (Engine.IO session) may join; a CONNECT past it gets
+    /// CONNECT_ERROR "Too many namespaces".
+    pub max_namespaces_per_client: usize,
 }
 
 /// Engine.IO transport and heartbeat options.
@@ -55,6 +61,14 @@ pub struct EngineConfig {
     pub head_timeout: Duration,
     /// A probe WebSocket must complete the upgrade within this long.
     pub upgrade_timeout: Duration,
+    /// Sessions open on the whole server (0: no limit but the open-files limit). A handshake
+    /// past it is refused with 503.
+    pub max_sessions: usize,
+    /// Sessions open from one client address (0: no limit). Off by default: many clients can
+    /// share an address behind a NAT or a proxy. A handshake past it is refused with 503.
+    pub max_sessions_per_ip: usize,
+    /// Handshakes one client address may make per second (0: no limit); past it, 429.
+    pub handshakes_per_ip_per_second: usize,
     /// Conformance-suite quirk (conformance.md §6): delay the first frame of an EIO=3
     /// WebSocket session so that it never shares a TCP read with the 101 response.
     pub eio3_ws_open_delay: Option<Duration>,
@@ -94,6 +108,9 @@ impl Default for EngineConfig {
             max_head_bytes: 16 << 10,
             head_timeout: Duration::from_millis(30_000),
             upgrade_timeout: Duration::from_millis(10_000),
+            max_sessions: 0,
+            max_sessions_per_ip: 0,
+            handshakes_per_ip_per_second: 0,
             eio3_ws_open_delay: None,
         }
     }
@@ -116,6 +133,8 @@ impl Default for Config {
             },
             max_attachments: 64,
             bus_capacity: 8192,
+            max_rooms_per_socket: 10_000,
+            max_namespaces_per_client: 100,
         }
     }
 }

@@ -44,6 +44,21 @@ struct Cli {
     /// packets are dropped before that, whenever the client can't take them at once).
     #[arg(long, default_value_t = 4 << 20)]
     max_outbound: usize,
+    /// Sessions open on the whole server (0: no limit); past it handshakes get 503.
+    #[arg(long, default_value_t = 0)]
+    max_connections: usize,
+    /// Sessions open from one client address (0: no limit); past it handshakes get 503.
+    #[arg(long, default_value_t = 0)]
+    max_connections_per_ip: usize,
+    /// Handshakes one client address may make per second (0: no limit); past it, 429.
+    #[arg(long, default_value_t = 0)]
+    handshakes_per_ip: usize,
+    /// Rooms one socket may join (its own room not counted).
+    #[arg(long, default_value_t = 10_000)]
+    max_rooms_per_socket: usize,
+    /// Namespaces one client may join; past it the CONNECT gets CONNECT_ERROR.
+    #[arg(long, default_value_t = 100)]
+    max_namespaces_per_client: usize,
     /// Largest HTTP request head in bytes.
     #[arg(long, default_value_t = 16 << 10)]
     max_head: usize,
@@ -103,6 +118,11 @@ fn main() -> ExitCode {
     config.engine.head_timeout = Duration::from_millis(cli.head_timeout);
     config.engine.max_outbound_bytes = cli.max_outbound;
     config.engine.max_head_bytes = cli.max_head;
+    config.engine.max_sessions = cli.max_connections;
+    config.engine.max_sessions_per_ip = cli.max_connections_per_ip;
+    config.engine.handshakes_per_ip_per_second = cli.handshakes_per_ip;
+    config.max_rooms_per_socket = cli.max_rooms_per_socket;
+    config.max_namespaces_per_client = cli.max_namespaces_per_client;
     config.engine.upgrade_timeout = Duration::from_millis(cli.upgrade_timeout);
     config.engine.allow_eio3 = !cli.no_eio3;
     config.connect_timeout = Duration::from_millis(cli.connect_timeout);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::bus;
 use crate::config::{normalize_path, Config};
+use crate::engine::{Admission, AdmissionLimits};
 use crate::shard::{self, App, Plan, ShardMsg};
 use crate::socketio::{Namespace, Namespaces};
 
@@ -113,10 +114,16 @@ impl ServerBuilder {
         endpoints.extend(self.echo_paths.into_iter().map(|p| (p, App::EngineEcho)));
         let bus_capacity = config.bus_capacity;
         let pin = config.pin_cores;
+        let limits = AdmissionLimits {
+            max_sessions: config.engine.max_sessions,
+            max_sessions_per_ip: config.engine.max_sessions_per_ip,
+            handshakes_per_ip_per_second: config.engine.handshakes_per_ip_per_second,
+        };
         let plan = Arc::new(Plan {
             config,
             endpoints,
             namespaces: Arc::new(self.namespaces),
+            admission: limits.any().then(|| Arc::new(Admission::new(limits))),
         });
         let mut ends = bus::mesh::<ShardMsg>(shards + 1, bus_capacity);
         let control = ends

@@ -17,7 +17,7 @@ use crate::bus;
 use crate::codec::frame::Frame;
 use crate::codec::http::Cors;
 use crate::config::{Config, EngineConfig};
-use crate::engine::{Engine, Event};
+use crate::engine::{Admission, Engine, Event};
 use crate::net::{self, Forward, Host};
 use crate::socketio::{Io, IoConfig, IoMsg, LocalTask, Namespaces, ShardHooks};
 
@@ -54,6 +54,8 @@ pub(crate) struct Plan {
     pub(crate) config: Config,
     pub(crate) endpoints: Vec<(String, App)>,
     pub(crate) namespaces: Arc<Namespaces>,
+    /// The session limits every shard's engine shares, when any is set.
+    pub(crate) admission: Option<Arc<Admission>>,
 }
 
 /// One shard's state, shared by its tasks through `Rc`.
@@ -282,7 +284,11 @@ async fn serve(
 ) -> std::io::Result<()> {
     let shards = plan.config.cores as u16;
     let bus = Rc::new(bus);
-    let engine = Rc::new(RefCell::new(Engine::new(id, plan.config.engine.clone())));
+    let mut engine = Engine::new(id, plan.config.engine.clone());
+    if let Some(admission) = &plan.admission {
+        engine = engine.with_admission(admission.clone());
+    }
+    let engine = Rc::new(RefCell::new(engine));
     let peers_bus = bus.clone();
     // Tasks Socket.IO hands over (asynchronous middleware) run here, then the shard pumps
     // whatever they produced; the shard is known only once built, hence the cell.
@@ -306,6 +312,8 @@ async fn serve(
         IoConfig {
             connect_timeout: plan.config.connect_timeout,
             max_attachments: plan.config.max_attachments,
+            max_rooms_per_socket: plan.config.max_rooms_per_socket,
+            max_namespaces_per_client: plan.config.max_namespaces_per_client,
         },
         plan.namespaces.clone(),
         ShardHooks {

@@ -12,11 +12,13 @@
 //! timer calls [`Engine::handle_timeouts`] at [`Engine::next_deadline`].
 #![forbid(unsafe_code)]
 
+mod admission;
 mod session;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -30,6 +32,7 @@ use crate::codec::ws;
 use crate::config::EngineConfig;
 use crate::id::{Id, RandomPool};
 
+pub use admission::{Admission, AdmissionLimits};
 pub use session::CloseReason;
 use session::{Heartbeat, Session, Transport, Upgrade};
 
@@ -125,6 +128,12 @@ impl PollReply {
             EngineError::DuplicatePoll => (400, b""),
             EngineError::PayloadTooLarge => (413, b""),
             EngineError::ShuttingDown => (503, br#"{"code":3,"message":"Server shutting down"}"#),
+            EngineError::TooManySessions => {
+                (503, br#"{"code":4,"message":"Too many connections"}"#)
+            }
+            EngineError::TooManyHandshakes => {
+                (429, br#"{"code":4,"message":"Too many handshakes"}"#)
+            }
         };
         PollReply {
             status,
@@ -159,6 +168,10 @@ pub enum EngineError {
     PayloadTooLarge,
     /// A handshake while the server shuts down (see [`Engine::drain`]).
     ShuttingDown,
+    /// A handshake past the server's or the client address's session limit.
+    TooManySessions,
+    /// A handshake past the client address's handshakes per second.
+    TooManyHandshakes,
 }
 
 /// What a WebSocket writer should do next.
@@ -210,6 +223,10 @@ pub struct Engine {
     deferred_waker: Option<Waker>,
     /// Set by [`Engine::drain`]: no new sessions; polling sessions close at their next GET.
     draining: bool,
+    /// The server's session limits, shared with the other shards (see [`Engine::admit`]).
+    admission: Option<Arc<Admission>>,
+    /// Slots [`Engine::admit`] took that no session holds yet (the next open takes one).
+    admitted_unused: usize,
     random: RandomPool,
 }
 
@@ -242,6 +259,8 @@ impl Engine {
             deferred: Vec::new(),
             deferred_waker: None,
             draining: false,
+            admission: None,
+            admitted_unused: 0,
             random: RandomPool::new(),
         }
     }
@@ -291,9 +310,29 @@ impl Engine {
         }
     }
 
+    /// Applies the server's session limits (shared by every shard) to this engine.
+    pub fn with_admission(mut self, admission: Arc<Admission>) -> Engine {
+        self.admission = Some(admission);
+        self
+    }
+
     /// Whether new sessions may open (not once [`Engine::drain`] has begun).
     pub fn accepts_sessions(&self) -> bool {
         !self.draining
+    }
+
+    /// Asks to open a session for a handshake from `address`: refused while shutting down and
+    /// past the session and handshake limits. On `Ok` the next [`Engine::open_polling`] or
+    /// [`Engine::open_websocket`] holds the slot taken, and gives it back when it closes.
+    pub fn admit(&mut self, address: Option<SocketAddr>, now: Instant) -> Result<(), EngineError> {
+        if self.draining {
+            return Err(EngineError::ShuttingDown);
+        }
+        if let Some(admission) = &self.admission {
+            admission.admit(address.map(|a| a.ip()), now)?;
+            self.admitted_unused += 1;
+        }
+        Ok(())
     }
 
     /// Whether no session and no WebSocket connection is left.
@@ -374,13 +413,12 @@ impl Engine {
                 Heartbeat::ClientPingBy(now + self.config.ping_interval + self.config.ping_timeout)
             }
         };
-        entry.insert(Session::new(
-            id,
-            peer,
-            supports_binary,
-            transport,
-            heartbeat,
-        ));
+        let mut session = Session::new(id, peer, supports_binary, transport, heartbeat);
+        if self.admitted_unused > 0 {
+            self.admitted_unused -= 1;
+            session.admitted = true;
+        }
+        entry.insert(session);
         self.reschedule(key);
         key
     }
@@ -1037,6 +1075,9 @@ impl Engine {
             }
         }
         let mut session = self.sessions.remove(key as usize);
+        if let (true, Some(admission)) = (session.admitted, &self.admission) {
+            admission.release(session.address.map(|a| a.ip()));
+        }
         match session.transport {
             Transport::WebSocket(link) | Transport::Upgrading { link, .. } => {
                 if let Some(entry) = self.link_mut(link) {

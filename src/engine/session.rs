@@ -113,6 +113,8 @@ pub(super) struct Session {
     pub(super) upgrade_deadline: Option<Instant>,
     /// Only the deadline entry with this generation is live.
     pub(super) timer_generation: u32,
+    /// Holds a slot of the server's session limits (see `Engine::admit`).
+    pub(super) admitted: bool,
     /// Named by a broadcast held for the end of the turn: anything sent to it (or its close)
     /// first sends what is held, to keep the order.
     pub(super) deferred: bool,
@@ -140,6 +142,7 @@ impl Session {
             heartbeat,
             upgrade_deadline: None,
             timer_generation: 0,
+            admitted: false,
             deferred: false,
         }
     }

@@ -198,14 +198,14 @@ async fn exchange<H: Host>(
         return Next::Done;
     };
     let sid = match request.sid {
-        None if request.method == Method::Get && !host.engine().borrow().accepts_sessions() => {
-            return Next::Answer(PollReply::error(EngineError::ShuttingDown));
-        }
         None if request.method == Method::Get => {
-            let (_, reply) =
-                host.engine()
-                    .borrow_mut()
-                    .open_polling(Instant::now(), request.peer, !request.b64);
+            let now = Instant::now();
+            let mut engine = host.engine().borrow_mut();
+            if let Err(refused) = engine.admit(request.peer.address, now) {
+                return Next::Answer(PollReply::error(refused));
+            }
+            let (_, reply) = engine.open_polling(now, request.peer, !request.b64);
+            drop(engine);
             host.pump();
             return Next::Answer(reply);
         }

@@ -76,8 +76,10 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
     let link = {
         let mut engine = host.engine().borrow_mut();
         match sid {
-            _ if !engine.accepts_sessions() => Err(EngineError::ShuttingDown),
-            None => Ok(engine.open_websocket(now, peer).1),
+            None => engine
+                .admit(peer.address, now)
+                .map(|()| engine.open_websocket(now, peer).1),
+            Some(_) if !engine.accepts_sessions() => Err(EngineError::ShuttingDown),
             Some(sid) => engine
                 .find(sid.as_str())
                 .and_then(|key| engine.ws_upgrade(key, now)),

@@ -69,6 +69,10 @@ pub struct IoConfig {
     pub connect_timeout: Duration,
     /// Largest attachment count a binary packet may declare.
     pub max_attachments: usize,
+    /// Rooms one socket may be in.
+    pub max_rooms_per_socket: usize,
+    /// Namespaces one client may join.
+    pub max_namespaces_per_client: usize,
 }
 
 /// A broadcast as it travels to other shards: encoded once, shared by reference.

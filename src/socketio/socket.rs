@@ -153,11 +153,13 @@ impl Socket {
         self.io.send_frames(session, &frames, false);
     }
 
-    /// Joins a room (on this socket's shard; broadcasts reach it from every shard).
-    pub fn join(&self, room: &str) {
-        if self.connected() {
-            self.io.state.borrow_mut().join(self.key, room);
-        }
+    /// Joins a room (on this socket's shard; broadcasts reach it from every shard). False if
+    /// the socket is disconnected, or already in `max_rooms_per_socket` rooms (its own id
+    /// room not counted) and not in this one.
+    pub fn join(&self, room: &str) -> bool {
+        // + 1: the socket's own room, joined at connect.
+        let max_rooms = self.io.config.max_rooms_per_socket.saturating_add(1);
+        self.connected() && self.io.state.borrow_mut().join(self.key, room, max_rooms)
     }
 
     /// Leaves a room.

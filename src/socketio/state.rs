@@ -259,14 +259,24 @@ impl State {
         None
     }
 
-    /// Joins `socket` to `room` (an `Arc<str>` the caller holds is shared, not copied).
-    pub(crate) fn join(&mut self, socket: SocketKey, room: impl AsRef<str> + Into<Arc<str>>) {
+    /// Joins `socket` to `room` (an `Arc<str>` the caller holds is shared, not copied). False
+    /// if the socket is gone, or is in `max_rooms` rooms already and not in this one.
+    pub(crate) fn join(
+        &mut self,
+        socket: SocketKey,
+        room: impl AsRef<str> + Into<Arc<str>>,
+        max_rooms: usize,
+    ) -> bool {
         let Some(state) = self.sockets.get_mut(socket as usize) else {
-            return;
+            return false;
         };
+        if state.rooms.len() >= max_rooms {
+            return state.rooms.iter().any(|r| **r == *room.as_ref());
+        }
         if let Some(name) = self.namespaces[state.ns].rooms.join_shared(room, socket) {
             state.rooms.push(name);
         }
+        true
     }
 
     pub(crate) fn leave(&mut self, socket: SocketKey, room: &str) {
@@ -477,6 +487,16 @@ fn connect(io: &Rc<Io>, session: SessionKey, nsp: &str, auth: Bytes, query: Byte
     if busy {
         return protocol_error(io, session);
     }
+    let joined = io
+        .state
+        .borrow()
+        .clients
+        .get(session)
+        .map_or(0, |c| c.sockets.len() + c.connecting.len());
+    if joined >= io.config.max_namespaces_per_client {
+        let error = ConnectError::new("Too many namespaces");
+        return refuse(io, session, version, nsp, &error);
+    }
     let auth = match version {
         Version::V4 if auth.is_empty() => EMPTY_AUTH,
         Version::V4 if json::is_object(&auth) => auth,
@@ -597,7 +617,7 @@ fn admit(io: &Rc<Io>, session: SessionKey, version: Version, ns: usize, handshak
             data: None,
         });
         state.namespaces[ns].members.insert(key);
-        state.join(key, id.clone());
+        state.join(key, id.clone(), usize::MAX);
         if let Some(client) = state.clients.get_mut(session) {
             client.sockets.push((ns, key));
             client.connect_deadline = None;

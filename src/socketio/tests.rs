@@ -52,6 +52,8 @@ impl Cluster {
                     IoConfig {
                         connect_timeout: Duration::from_secs(1),
                         max_attachments: 8,
+                        max_rooms_per_socket: 10_000,
+                        max_namespaces_per_client: 100,
                     },
                     namespaces.clone(),
                     ShardHooks {

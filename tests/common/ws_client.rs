@@ -9,6 +9,8 @@ use std::time::Duration;
 pub struct Client {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// The Engine.IO open packet the server sent (`0{"sid":...}`).
+    pub open_packet: String,
 }
 
 impl Client {
@@ -45,6 +47,7 @@ impl Client {
         let mut client = Client {
             stream,
             buf: Vec::new(),
+            open_packet: String::new(),
         };
         let head_end = loop {
             if let Some(at) = client.buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -54,7 +57,8 @@ impl Client {
         };
         assert!(client.buf.starts_with(b"HTTP/1.1 101"), "not upgraded");
         client.buf.drain(..head_end);
-        assert!(client.text().starts_with("0{"), "open packet first");
+        client.open_packet = client.text();
+        assert!(client.open_packet.starts_with("0{"), "open packet first");
         client
     }
 
@@ -171,5 +175,42 @@ impl Client {
             at += header + len;
         }
         (ended, closes)
+    }
+
+    /// Writes raw bytes (a hand-made, possibly broken, frame).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("raw write");
+    }
+
+    /// Reads until the server ends the connection (or `within` passes) and describes how it
+    /// ended: `close <code>` for a close frame with a code, `closed` for an end without one,
+    /// `open` if it did not end.
+    pub fn ending(&mut self, within: Duration) -> String {
+        let (ended, _) = self.read_to_end(within);
+        let mut at = 0;
+        while self.buf.len() >= at + 2 {
+            let (len, header) = match self.buf[at + 1] & 0x7f {
+                126 if self.buf.len() >= at + 4 => (
+                    usize::from(u16::from_be_bytes([self.buf[at + 2], self.buf[at + 3]])),
+                    4,
+                ),
+                127 if self.buf.len() >= at + 10 => {
+                    let mut len = [0; 8];
+                    len.copy_from_slice(&self.buf[at + 2..at + 10]);
+                    (u64::from_be_bytes(len) as usize, 10)
+                }
+                126 | 127 => break,
+                len => (usize::from(len), 2),
+            };
+            if self.buf.len() < at + header + len {
+                break;
+            }
+            if self.buf[at] & 0x0f == 0x8 && len >= 2 {
+                let code = u16::from_be_bytes([self.buf[at + 2], self.buf[at + 3]]);
+                return format!("close {code}");
+            }
+            at += header + len;
+        }
+        if ended { "closed" } else { "open" }.to_owned()
     }
 }
