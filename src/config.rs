@@ -38,6 +38,9 @@ pub struct Config {
     /// Namespaces one client (Engine.IO session) may join; a CONNECT past it gets
     /// CONNECT_ERROR "Too many namespaces".
     pub max_namespaces_per_client: usize,
+    /// Where a GET answers with the server's counts as JSON (sessions, WebSockets, sockets,
+    /// rooms, timers, requests in flight; per shard and in total). Not served when `None`.
+    pub stats_path: Option<String>,
 }
 
 /// Engine.IO transport and heartbeat options.
@@ -135,6 +138,7 @@ impl Default for Config {
             bus_capacity: 8192,
             max_rooms_per_socket: 10_000,
             max_namespaces_per_client: 100,
+            stats_path: None,
         }
     }
 }

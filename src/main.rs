@@ -59,6 +59,9 @@ struct Cli {
     /// Namespaces one client may join; past it the CONNECT gets CONNECT_ERROR.
     #[arg(long, default_value_t = 100)]
     max_namespaces_per_client: usize,
+    /// Serve the server's counts (sessions, sockets, rooms, timers; JSON) at this path.
+    #[arg(long)]
+    stats_path: Option<String>,
     /// Largest HTTP request head in bytes.
     #[arg(long, default_value_t = 16 << 10)]
     max_head: usize,
@@ -123,6 +126,7 @@ fn main() -> ExitCode {
     config.engine.handshakes_per_ip_per_second = cli.handshakes_per_ip;
     config.max_rooms_per_socket = cli.max_rooms_per_socket;
     config.max_namespaces_per_client = cli.max_namespaces_per_client;
+    config.stats_path = cli.stats_path;
     config.engine.upgrade_timeout = Duration::from_millis(cli.upgrade_timeout);
     config.engine.allow_eio3 = !cli.no_eio3;
     config.connect_timeout = Duration::from_millis(cli.connect_timeout);

@@ -13,13 +13,15 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use crate::bus;
 use crate::codec::frame::Frame;
 use crate::codec::http::Cors;
 use crate::config::{Config, EngineConfig};
-use crate::engine::{Admission, Engine, Event};
+use crate::engine::{Admission, Engine, EngineCounts, Event};
 use crate::net::{self, Forward, Host};
-use crate::socketio::{Io, IoConfig, IoMsg, LocalTask, Namespaces, ShardHooks};
+use crate::socketio::{Io, IoConfig, IoCounts, IoMsg, LocalTask, Namespaces, ShardHooks};
 
 /// Everything that travels between shards.
 #[derive(Debug)]
@@ -28,6 +30,8 @@ pub(crate) enum ShardMsg {
     Net(Forward),
     /// Socket.IO broadcasts and acks.
     Io(u16, IoMsg),
+    /// Report this shard's counts (for the stats endpoint).
+    Stats(futures_channel::oneshot::Sender<ShardCounts>),
     /// Stop the shard now (connections are dropped).
     Stop,
     /// Shut down gracefully: stop accepting, send everything queued and close every session,
@@ -38,6 +42,44 @@ pub(crate) enum ShardMsg {
         deadline: Instant,
         idle: Arc<[AtomicBool]>,
     },
+}
+
+/// What one shard holds, for the stats endpoint and soak runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ShardCounts {
+    engine: EngineCounts,
+    io: IoCounts,
+    requests_in_flight: usize,
+}
+
+impl ShardCounts {
+    fn write_json(&self, out: &mut String) {
+        use std::fmt::Write;
+        let (e, io) = (&self.engine, &self.io);
+        let _ = write!(
+            out,
+            r#"{{"sessions":{},"websockets":{},"engine_timers":{},"clients":{},"sockets":{},"rooms":{},"socketio_timers":{},"http_requests":{}}}"#,
+            e.sessions,
+            e.websockets,
+            e.timers,
+            io.clients,
+            io.sockets,
+            io.rooms,
+            io.timers,
+            self.requests_in_flight
+        );
+    }
+
+    fn add(&mut self, other: &ShardCounts) {
+        self.engine.sessions += other.engine.sessions;
+        self.engine.websockets += other.engine.websockets;
+        self.engine.timers += other.engine.timers;
+        self.io.clients += other.io.clients;
+        self.io.sockets += other.io.sockets;
+        self.io.rooms += other.io.rooms;
+        self.io.timers += other.io.timers;
+        self.requests_in_flight += other.requests_in_flight;
+    }
 }
 
 /// What an engine endpoint (an HTTP path) serves.
@@ -147,8 +189,20 @@ impl Shard {
                 io.handle_peer_message(from, msg);
                 self.pump();
             }
+            ShardMsg::Stats(reply) => {
+                let _ = reply.send(self.counts());
+            }
             ShardMsg::Stop => self.stopped.set(true),
             ShardMsg::Shutdown { deadline, idle } => self.begin_shutdown(deadline, idle),
+        }
+    }
+
+    fn counts(&self) -> ShardCounts {
+        ShardCounts {
+            engine: self.engine.borrow().counts(),
+            io: self.io.counts(),
+            // The stats request itself is one.
+            requests_in_flight: self.requests_in_flight.get(),
         }
     }
 
@@ -227,6 +281,40 @@ impl Host for Shard {
 
     fn requests_in_flight(&self) -> &Cell<usize> {
         &self.requests_in_flight
+    }
+
+    fn is_stats_path(&self, path: &str) -> bool {
+        self.plan.config.stats_path.as_deref() == Some(path)
+    }
+
+    fn stats(&self) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = Bytes>>>> {
+        self.plan.config.stats_path.as_ref()?;
+        let replies: Vec<_> = (0..self.shards as usize)
+            .map(|shard| {
+                let (sender, receiver) = futures_channel::oneshot::channel();
+                self.bus.send(shard, ShardMsg::Stats(sender));
+                receiver
+            })
+            .collect();
+        Some(Box::pin(async move {
+            let mut total = ShardCounts::default();
+            let mut shards = String::new();
+            for (index, reply) in replies.into_iter().enumerate() {
+                // A shard that stopped answers nothing: count it as empty.
+                let counts = reply.await.unwrap_or_default();
+                total.add(&counts);
+                if index > 0 {
+                    shards.push(',');
+                }
+                counts.write_json(&mut shards);
+            }
+            let mut json = String::from(r#"{"total":"#);
+            total.write_json(&mut json);
+            json.push_str(r#","shards":["#);
+            json.push_str(&shards);
+            json.push_str("]}");
+            Bytes::from(json)
+        }))
     }
 
     fn forward(&self, to: u16, forward: Forward) {

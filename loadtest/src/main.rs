@@ -5,6 +5,7 @@
 //! runtime on io_uring, or epoll with `--epoll`, driving its share of the clients), moves the
 //! run through its phases, samples the server from /proc, and reports.
 
+mod churn;
 mod conn;
 mod payload;
 mod polling;
@@ -119,6 +120,27 @@ enum Command {
         /// others must still get every message; these are not counted.
         #[arg(long, default_value_t = 0)]
         stalled: usize,
+        #[command(flatten)]
+        timing: Timing,
+    },
+    /// Churn soak: `stable` clients stay in their rooms and check every message while all the
+    /// others connect, join, publish, see their message back and leave (cleanly or abruptly),
+    /// over and over; with `--stats-url`, checks afterwards that the server holds nothing.
+    Churn {
+        #[arg(long, default_value_t = 10_000)]
+        clients: usize,
+        #[arg(long, default_value_t = 100)]
+        stable: usize,
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        /// Messages a churning client publishes per visit.
+        #[arg(long, default_value_t = 2)]
+        publishes: usize,
+        /// The server's stats endpoint (`ringcast --stats-path`), e.g.
+        /// http://127.0.0.1:3000/stats: after the run it must report no sessions, sockets,
+        /// rooms or timers.
+        #[arg(long)]
+        stats_url: Option<String>,
         #[command(flatten)]
         timing: Timing,
     },
@@ -339,6 +361,40 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
                 }),
             )
         }
+        Command::Churn {
+            clients,
+            stable,
+            rooms,
+            publishes,
+            stats_url: _,
+            timing,
+        } => {
+            if stable == 0 || stable >= clients || rooms == 0 || rooms > stable {
+                return Err("churn needs 1 <= rooms <= stable < clients".into());
+            }
+            let shape = churn::Churn {
+                stable,
+                rooms,
+                publishes: publishes.max(1),
+                payload: timing.payload,
+            };
+            (
+                "churn",
+                clients,
+                "delivery",
+                serde_json::json!({"clients": clients, "stable": stable, "rooms": rooms,
+                    "publishes": publishes, "payload": timing.payload,
+                    "duration_s": timing.duration, "warmup_s": timing.warmup}),
+                Plan::Load {
+                    warmup: Duration::from_secs_f64(timing.warmup),
+                    duration: Duration::from_secs_f64(timing.duration),
+                    setup_concurrency: timing.concurrency,
+                },
+                Arc::new(move |worker, client| {
+                    Box::pin(churn::churn_client(worker, client, shape))
+                }),
+            )
+        }
         Command::Echo { clients, timing } | Command::Polling { clients, timing } => {
             let polling = matches!(command, Command::Polling { .. });
             let size = timing.payload;
@@ -451,7 +507,7 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
             // In-flight work gets a few seconds to arrive; what doesn't is lost.
             let drain_start = Instant::now();
             while drain_start.elapsed() < Duration::from_secs(5) {
-                let target_count = if scenario == "fanout" {
+                let target_count = if scenario == "fanout" || scenario == "churn" {
                     run.total(|c| &c.expected)
                 } else {
                     run.total(|c| &c.sent)
@@ -493,7 +549,7 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
     let self_cpu = last.self_cpu_ns.saturating_sub(first.self_cpu_ns) as f64;
     let loadtest_cpu = self_cpu / (window_ns * threads as f64);
     let expected = run.total(|c| &c.expected);
-    let delivered = if scenario == "fanout" {
+    let delivered = if scenario == "fanout" || scenario == "churn" {
         run.total(|c| &c.done)
     } else {
         0
@@ -534,9 +590,25 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
         slab_per_conn,
         loadtest_cpu,
         loadtest_saturated: loadtest_cpu >= 0.9,
+        server_rss_baseline_bytes: baseline.server_rss,
+        leftover: None,
         ok: false,
         failure: None,
     };
+    // Churn: the server must have let go of everything once every client is gone.
+    let mut not_settled = None;
+    if let Command::Churn {
+        stats_url: Some(url),
+        ..
+    } = command
+    {
+        let (totals, settled) = churn::check_settled(url, Duration::from_secs(15))?;
+        outcome.server_rss_bytes = probe.sample().server_rss;
+        if !settled {
+            not_settled = Some(format!("the server still holds {totals} after the run"));
+        }
+        outcome.leftover = Some(totals);
+    }
     let failure = if outcome.ready < outcome.clients {
         Some(format!(
             "{} of {} clients never got ready",
@@ -550,7 +622,7 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
     } else if outcome.count == 0 {
         Some("no work was done in the measured window".to_owned())
     } else {
-        None
+        not_settled
     };
     outcome.failure = match (failure, run.first_error()) {
         (Some(failure), Some(first)) => Some(format!("{failure}; first: {first}")),
@@ -578,6 +650,14 @@ fn scenario_key(scenario: &str, params: &serde_json::Value) -> String {
             "connect {} clients, {} at a time",
             get("clients"),
             get("concurrency")
+        ),
+        "churn" => format!(
+            "churn {} clients ({} stable) in {} rooms, {} publishes per visit, {} B",
+            get("clients"),
+            get("stable"),
+            get("rooms"),
+            get("publishes"),
+            get("payload")
         ),
         "fanout" => {
             let rate = params.get("rate").and_then(|r| r.as_f64()).unwrap_or(0.0);
@@ -648,6 +728,10 @@ fn spawn_workers(
                                     monoio::spawn(task(worker.clone(), client));
                                 }
                                 scenarios::wait_phase(&worker.run, Phase::Done).await;
+                                // Clients that end at Done (churn's stable ones) close their
+                                // sockets now: tasks still pending when the runtime goes are
+                                // not dropped, and their connections would stay open.
+                                monoio::time::sleep(Duration::from_millis(50)).await;
                             }
                         }
                     }

@@ -80,6 +80,12 @@ pub struct Outcome {
     pub loadtest_cpu: f64,
     /// True when the loadtest itself was the bottleneck (its threads ≥ 90 % busy).
     pub loadtest_saturated: bool,
+    /// The server's RSS before the run (churn compares it with the RSS after).
+    #[serde(default)]
+    pub server_rss_baseline_bytes: Option<u64>,
+    /// Churn: the server's totals (stats endpoint) once every client had gone.
+    #[serde(default)]
+    pub leftover: Option<serde_json::Value>,
     pub ok: bool,
     pub failure: Option<String>,
 }
@@ -170,6 +176,21 @@ pub fn print_summary(outcome: &Outcome) {
         "loadtest CPU use",
         format!("{:.0} % of its threads", outcome.loadtest_cpu * 100.0),
     );
+    if let Some(leftover) = &outcome.leftover {
+        row("server after the run", leftover.to_string());
+        if let (Some(before), Some(after)) =
+            (outcome.server_rss_baseline_bytes, outcome.server_rss_bytes)
+        {
+            row(
+                "server RSS before / after",
+                format!(
+                    "{} / {}",
+                    format_bytes(before as f64),
+                    format_bytes(after as f64)
+                ),
+            );
+        }
+    }
     if let Some(failure) = &outcome.failure {
         row("failure", failure.clone());
     }

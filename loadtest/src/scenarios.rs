@@ -18,7 +18,7 @@ use crate::signal::Signal;
 use crate::wire::{self, Incoming};
 
 /// How long one client may take to connect before it counts as failed.
-const CONNECT_LIMIT: Duration = Duration::from_secs(30);
+pub(crate) const CONNECT_LIMIT: Duration = Duration::from_secs(30);
 
 /// One worker thread's share of a run.
 pub struct Worker {
@@ -65,7 +65,7 @@ pub async fn wait_phase(run: &Run, phase: Phase) {
 }
 
 /// Writes one masked text frame.
-async fn send_text<W: AsyncWriteRent>(
+pub(crate) async fn send_text<W: AsyncWriteRent>(
     io: &mut W,
     out: &mut Vec<u8>,
     text: &[u8],
@@ -79,13 +79,13 @@ async fn send_text<W: AsyncWriteRent>(
 }
 
 /// What a received message means for a scenario that only reads.
-enum Read<'a> {
+pub(crate) enum Read<'a> {
     Text(Incoming<'a>),
     Skip,
 }
 
 /// Interprets one WebSocket message: close frames and Engine.IO closes end the client.
-fn read_message(opcode: u8, data: &[u8]) -> Result<Read<'_>, ConnError> {
+pub(crate) fn read_message(opcode: u8, data: &[u8]) -> Result<Read<'_>, ConnError> {
     match opcode {
         wire::OP_TEXT => match wire::classify(data) {
             Incoming::Closed => Err(ConnError::Closed),
@@ -251,31 +251,16 @@ async fn fanout_run(worker: &Rc<Worker>, client: usize, shape: Fanout) -> Result
         mask,
         publisher.map(|id| (id, room_json, shape)),
     ));
-    // Highest sequence number seen per publisher (rooms have few publishers).
-    let mut last_seq: Vec<(u32, u64)> = Vec::new();
+    let mut order = SenderOrder::default();
     loop {
         // One clock reading per read: the messages of one read arrived together.
         let received_ns = worker.run.now_ns();
         while let Some((opcode, data)) = frames.next()? {
             match read_message(opcode, data)? {
                 Read::Text(Incoming::Event(args)) => {
-                    let Some(stamp) = payload::message_content(args)
-                        .and_then(|content| payload::check(content).ok())
-                    else {
-                        Counters::add(&worker.counters().corrupt, 1);
+                    let Some(stamp) = order.receive(worker, args, received_ns) else {
                         continue;
                     };
-                    match last_seq
-                        .iter_mut()
-                        .find(|(sender, _)| *sender == stamp.sender)
-                    {
-                        Some((_, last)) if stamp.seq <= *last => {
-                            Counters::add(&worker.counters().reordered, 1);
-                        }
-                        Some((_, last)) => *last = stamp.seq,
-                        None => last_seq.push((stamp.sender, stamp.seq)),
-                    }
-                    worker.done_at(stamp.sent_ns, received_ns);
                     if Some(stamp.sender) == publisher {
                         outbox
                             .in_flight
@@ -294,9 +279,41 @@ async fn fanout_run(worker: &Rc<Worker>, client: usize, shape: Fanout) -> Result
     }
 }
 
+/// Checks each sender's messages arrive in order and intact, and records each delivery.
+#[derive(Default)]
+pub struct SenderOrder {
+    /// Highest sequence number seen per sender (a room has few senders at a time).
+    last_seq: Vec<(u32, u64)>,
+}
+
+impl SenderOrder {
+    /// Records one `message` event's arguments; its stamp, unless it was damaged.
+    pub fn receive(&mut self, worker: &Worker, args: &[u8], received_ns: u64) -> Option<Stamp> {
+        let Some(stamp) =
+            payload::message_content(args).and_then(|content| payload::check(content).ok())
+        else {
+            Counters::add(&worker.counters().corrupt, 1);
+            return None;
+        };
+        match self
+            .last_seq
+            .iter_mut()
+            .find(|(sender, _)| *sender == stamp.sender)
+        {
+            Some((_, last)) if stamp.seq <= *last => {
+                Counters::add(&worker.counters().reordered, 1);
+            }
+            Some((_, last)) => *last = stamp.seq,
+            None => self.last_seq.push((stamp.sender, stamp.seq)),
+        }
+        worker.done_at(stamp.sent_ns, received_ns);
+        Some(stamp)
+    }
+}
+
 /// Reads until the ack with `id` arrives, answering pings; whether its arguments were
 /// `["<expected>"]` (always true when nothing is expected).
-async fn await_ack(
+pub(crate) async fn await_ack(
     socket: &mut Socket,
     id: u64,
     expected: Option<&[u8]>,

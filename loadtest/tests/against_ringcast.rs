@@ -305,3 +305,47 @@ fn one_member_that_never_reads_costs_the_others_nothing() {
     let rss = result["server_rss_bytes"].as_u64().unwrap();
     assert!(rss < 256 << 20, "server RSS {rss} bytes");
 }
+
+#[test]
+fn after_churn_the_server_holds_nothing() {
+    // A short churn soak: 100 stable clients check every message while 900 others come and
+    // go as fast as they can; once all have gone, the server's stats show no session, socket,
+    // room or timer left.
+    let server = Ringcast::start(&["--cores", "2", "--stats-path", "/stats"]);
+    let json = scratch("churn.jsonl");
+    let stats = format!("http://127.0.0.1:{}/stats", server.port);
+    let output = loadtest(
+        &server,
+        &json,
+        &[
+            "churn",
+            "--clients",
+            "1000",
+            "--stable",
+            "100",
+            "--rooms",
+            "10",
+            "--duration",
+            "3",
+            "--warmup",
+            "1",
+            "--concurrency",
+            "200",
+            "--stats-url",
+            &stats,
+        ],
+    );
+    let result = last_result(&json);
+    assert_clean(&output, &result);
+    let leftover = &result["leftover"];
+    for field in [
+        "sessions",
+        "websockets",
+        "sockets",
+        "rooms",
+        "engine_timers",
+        "socketio_timers",
+    ] {
+        assert_eq!(leftover[field], 0, "{field} left after the run: {leftover}");
+    }
+}

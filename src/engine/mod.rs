@@ -102,6 +102,15 @@ impl PollReply {
         }
     }
 
+    /// 200 with a JSON body.
+    pub fn json(body: Bytes) -> PollReply {
+        PollReply {
+            status: 200,
+            content_type: "application/json",
+            body,
+        }
+    }
+
     /// 200 `ok`, the answer to an accepted POST.
     pub fn ok() -> PollReply {
         PollReply {
@@ -181,6 +190,17 @@ pub enum WriteBatch {
     Frames,
     /// Write the frames pushed (ending with a close frame if any), then shut the socket.
     Close,
+}
+
+/// What an engine holds (see [`Engine::counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineCounts {
+    /// Engine.IO sessions.
+    pub sessions: usize,
+    /// WebSocket connections (a session's, or a probe's).
+    pub websockets: usize,
+    /// Pending deadlines of live sessions (replaced ones not counted).
+    pub timers: usize,
 }
 
 /// One WebSocket connection's outbound side.
@@ -333,6 +353,25 @@ impl Engine {
             self.admitted_unused += 1;
         }
         Ok(())
+    }
+
+    /// What the engine holds now (for the stats endpoint and soak runs).
+    pub fn counts(&self) -> EngineCounts {
+        EngineCounts {
+            sessions: self.sessions.len(),
+            websockets: self.links.len(),
+            timers: self
+                .deadlines
+                .iter()
+                .filter(|Reverse((_, key, generation))| self.is_live_deadline(*key, *generation))
+                .count(),
+        }
+    }
+
+    fn is_live_deadline(&self, key: SessionKey, generation: u32) -> bool {
+        self.sessions
+            .get(key as usize)
+            .is_some_and(|s| s.timer_generation == generation)
     }
 
     /// Whether no session and no WebSocket connection is left.
@@ -1185,6 +1224,14 @@ impl Engine {
         session.timer_generation = session.timer_generation.wrapping_add(1);
         self.deadlines
             .push(Reverse((at, key, session.timer_generation)));
+        // Replaced deadlines stay in the heap until they come due; under churn they could
+        // outnumber the live ones many times over, so past a bound they are swept out.
+        if self.deadlines.len() > 2 * self.sessions.len() + 1024 {
+            let mut deadlines = std::mem::take(&mut self.deadlines);
+            deadlines
+                .retain(|Reverse((_, key, generation))| self.is_live_deadline(*key, *generation));
+            self.deadlines = deadlines;
+        }
     }
 }
 

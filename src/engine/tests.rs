@@ -444,3 +444,24 @@ fn a_slow_consumer_among_broadcast_recipients_is_the_only_one_dropped() {
     }
     panic!("the slow consumer was not closed");
 }
+
+#[test]
+fn replaced_deadlines_are_swept_so_the_heap_stays_bounded() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let key = open(&mut engine, now, Version::V3);
+    // Every client ping replaces the session's deadline; the old entries must not pile up.
+    for _ in 0..10_000 {
+        assert_eq!(post(&mut engine, key, now, "1:2"), 200);
+        let _ = get(&mut engine, key);
+    }
+    assert!(engine.deadlines.len() <= 2 * engine.sessions.len() + 1025);
+    assert_eq!(
+        engine.counts(),
+        EngineCounts {
+            sessions: 1,
+            websockets: 0,
+            timers: 1
+        }
+    );
+}

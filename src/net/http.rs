@@ -36,6 +36,8 @@ enum Route {
     /// Answer at once.
     Reply(PollReply),
     Preflight,
+    /// The server's counts (see [`Host::stats`]).
+    Stats,
 }
 
 /// What one request-response exchange left the connection in.
@@ -79,6 +81,10 @@ pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream, peer: Soc
         // (answer, whether it answers a CORS preflight, body bytes still to skip)
         let (reply, preflight, unread) = match head.route {
             Route::Reply(reply) => (reply, false, unread),
+            Route::Stats => match host.stats() {
+                Some(stats) => (PollReply::json(stats.await), false, unread),
+                None => (not_found(), false, unread),
+            },
             Route::Preflight => (no_content(), true, unread),
             Route::Eio(request) if request.websocket => match websocket(&mut buf, request) {
                 Ok(upgrade) => {
@@ -108,6 +114,14 @@ pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream, peer: Soc
         if read_body(&mut stream, &mut buf, unread).await.is_none() {
             return;
         }
+    }
+}
+
+fn not_found() -> PollReply {
+    PollReply {
+        status: 404,
+        content_type: "text/plain",
+        body: Bytes::from_static(b"Not Found"),
     }
 }
 
@@ -257,12 +271,11 @@ fn no_content() -> PollReply {
 
 /// Validates the Engine.IO query and picks what to do with a request.
 fn route<H: Host>(host: &H, request: &http::Request<'_>, address: Option<SocketAddr>) -> Route {
+    if request.method == Method::Get && host.is_stats_path(request.path) {
+        return Route::Stats;
+    }
     let Some(endpoint) = host.endpoint(request.path) else {
-        return Route::Reply(PollReply {
-            status: 404,
-            content_type: "text/plain",
-            body: Bytes::from_static(b"Not Found"),
-        });
+        return Route::Reply(not_found());
     };
     if request.method == Method::Options && request.websocket_key.is_none() {
         return Route::Preflight;

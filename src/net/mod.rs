@@ -45,6 +45,10 @@ pub(crate) trait Host: 'static {
     /// HTTP requests whose head was read and whose answer is not yet written: a shard that
     /// shuts down waits for them.
     fn requests_in_flight(&self) -> &Cell<usize>;
+    /// Whether `path` is where the server's counts are served.
+    fn is_stats_path(&self, path: &str) -> bool;
+    /// The server's counts as JSON (gathered from every shard), if served.
+    fn stats(&self) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = Bytes>>>>;
 }
 
 /// A request carried to the owner shard of its session.

@@ -24,6 +24,7 @@ pub use message::encode_event;
 pub use message::{Args, Message};
 pub use namespace::{ConnectError, Handshake, MiddlewareFuture, Namespace, Namespaces};
 pub use socket::{AckError, AckSender, BroadcastOperator, Socket};
+pub use state::IoCounts;
 pub(crate) use state::State;
 
 use crate::codec::frame::Frame;
@@ -205,6 +206,11 @@ impl Io {
     /// Runs a task on this shard (asynchronous middleware); the shard flushes after it.
     fn spawn(&self, task: LocalTask) {
         (self.hooks.spawn)(task)
+    }
+
+    /// What this shard's Socket.IO layer holds now.
+    pub fn counts(&self) -> IoCounts {
+        self.state.borrow().counts()
     }
 
     fn send_peer(&self, to: u16, msg: IoMsg) {

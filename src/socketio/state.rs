@@ -120,6 +120,19 @@ struct Aggregate {
     callback: AggregateCallback,
 }
 
+/// What the Socket.IO layer of a shard holds (see `Io::counts`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoCounts {
+    /// Engine.IO sessions known to Socket.IO.
+    pub clients: usize,
+    /// Sockets (a client's connection to one namespace).
+    pub sockets: usize,
+    /// Rooms with members, every namespace's (each socket's own room included).
+    pub rooms: usize,
+    /// Pending connect, ack and aggregate deadlines that still mean something.
+    pub timers: usize,
+}
+
 pub(crate) struct State {
     shard: u16,
     shards: u16,
@@ -153,6 +166,47 @@ impl State {
 
     pub(crate) fn socket_count(&self) -> usize {
         self.sockets.len()
+    }
+
+    /// Sockets, clients, rooms and live timers on this shard.
+    pub(crate) fn counts(&self) -> IoCounts {
+        IoCounts {
+            clients: self.clients.0.iter().flatten().count(),
+            sockets: self.sockets.len(),
+            rooms: self.namespaces.iter().map(|nsp| nsp.rooms.len()).sum(),
+            timers: self
+                .timers
+                .iter()
+                .filter(|Reverse(t)| self.is_live(t))
+                .count(),
+        }
+    }
+
+    /// Whether a timer entry still means something: its client, ack or aggregate is there.
+    fn is_live(&self, (at, timer): &(Instant, Timer)) -> bool {
+        match *timer {
+            Timer::Connect(session) => self
+                .clients
+                .get(session)
+                .is_some_and(|c| c.connect_deadline == Some(*at)),
+            Timer::Ack(socket, id) => self
+                .sockets
+                .get(socket as usize)
+                .is_some_and(|s| s.acks.contains_key(&id)),
+            Timer::Aggregate(request) => self.aggregates.contains_key(&request),
+        }
+    }
+
+    /// Adds a timer; past a bound, sweeps out entries whose target is gone (they would
+    /// otherwise wait until they come due, many more than the live ones under churn).
+    fn push_timer(&mut self, at: Instant, timer: Timer) {
+        self.timers.push(Reverse((at, timer)));
+        let live_bound = 2 * (self.sockets.len() + self.aggregates.len()) + 1024;
+        if self.timers.len() > live_bound + self.clients.0.len() {
+            let mut timers = std::mem::take(&mut self.timers);
+            timers.retain(|Reverse(t)| self.is_live(t));
+            self.timers = timers;
+        }
     }
 
     /// An ack id no other shard hands out (ids interleave by shard), below 2^53.
@@ -193,8 +247,7 @@ impl State {
         if let Some(state) = self.sockets.get_mut(socket as usize) {
             state.acks.insert(ack_id, handler);
             if let Some(deadline) = deadline {
-                self.timers
-                    .push(Reverse((deadline, Timer::Ack(socket, ack_id))));
+                self.push_timer(deadline, Timer::Ack(socket, ack_id));
             }
         }
     }
@@ -222,8 +275,7 @@ impl State {
                 callback,
             },
         );
-        self.timers
-            .push(Reverse((deadline, Timer::Aggregate(request))));
+        self.push_timer(deadline, Timer::Aggregate(request));
         request
     }
 
@@ -342,9 +394,7 @@ pub(super) fn on_open(io: &Rc<Io>, session: SessionKey) {
                 connect_deadline: Some(deadline),
             },
         );
-        state
-            .timers
-            .push(Reverse((deadline, Timer::Connect(session))));
+        state.push_timer(deadline, Timer::Connect(session));
     }
     if version == Version::V3 {
         // Protocol 4 clients are connected to the main namespace implicitly.
