@@ -142,6 +142,14 @@ impl Rooms {
         self.rooms.is_empty()
     }
 
+    /// Gives back the capacity of the index when it is empty (it keeps its peak otherwise).
+    pub fn shrink_if_empty(&mut self) {
+        if self.rooms.is_empty() {
+            self.rooms = HashMap::new();
+            self.seen = HashSet::new();
+        }
+    }
+
     /// Calls `visit` once for every member of any of `rooms` (or of `all` when `rooms` is
     /// empty) that is in none of `except`.
     pub fn for_each_target(

@@ -115,6 +115,8 @@ pub(crate) struct Shard {
     draining: Cell<Option<Instant>>,
     /// HTTP requests read and not yet answered (see `Host::requests_in_flight`).
     requests_in_flight: Cell<usize>,
+    /// Whether the memory grown for the last crowd was given back since the shard went idle.
+    idle_memory_released: Cell<bool>,
     drain_waker: RefCell<Option<Waker>>,
     /// The instant the timer task sleeps until, and how to wake it sooner.
     timer_at: Cell<Option<Instant>>,
@@ -194,6 +196,25 @@ impl Shard {
             }
             ShardMsg::Stop => self.stopped.set(true),
             ShardMsg::Shutdown { deadline, idle } => self.begin_shutdown(deadline, idle),
+        }
+    }
+
+    /// Once the last session is gone, gives back what the crowd grew (tables, pools, the
+    /// allocator's free pages). Checked after every pump; does the work once per idle spell.
+    fn release_memory_when_idle(&self) {
+        let idle = self.engine.borrow().is_empty();
+        if !idle {
+            self.idle_memory_released.set(false);
+            return;
+        }
+        if self.idle_memory_released.get() {
+            return;
+        }
+        let released =
+            self.engine.borrow_mut().release_idle_memory() && self.io.release_idle_memory();
+        if released {
+            net::return_free_memory();
+            self.idle_memory_released.set(true);
         }
     }
 
@@ -277,6 +298,7 @@ impl Host for Shard {
         self.engine.borrow_mut().flush();
         self.pumping.set(false);
         self.wake_timer_if_needed();
+        self.release_memory_when_idle();
     }
 
     fn requests_in_flight(&self) -> &Cell<usize> {
@@ -422,6 +444,7 @@ async fn serve(
         stopped: Cell::new(false),
         draining: Cell::new(None),
         requests_in_flight: Cell::new(0),
+        idle_memory_released: Cell::new(true),
         drain_waker: RefCell::new(None),
         timer_at: Cell::new(None),
         timer_kick: Cell::new(false),

@@ -40,16 +40,30 @@ impl Churn {
 
 /// One client of a churn run: stable or churning by its index.
 pub async fn churn_client(worker: Rc<Worker>, client: usize, shape: Churn) {
-    let result = if client < shape.stable {
-        stable(&worker, client, shape).await
-    } else {
+    let counters = worker.counters();
+    let churns = client >= shape.stable;
+    Counters::add(&counters.active, 1);
+    if churns {
+        Counters::add(&counters.churning, 1);
+    }
+    let result = if churns {
         churning(&worker, client, shape).await
+    } else {
+        stable(&worker, client, shape).await
     };
     if let Err(error) = result {
         if worker.run.phase() < Phase::Done {
             worker.fail(client, error);
         }
     }
+    if churns {
+        counters
+            .churning
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    counters
+        .active
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 fn room_json(room: usize) -> Vec<u8> {

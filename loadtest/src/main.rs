@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -504,15 +505,17 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
             }
             let last = probe.sample();
             run.set_phase(Phase::Drain);
-            // In-flight work gets a few seconds to arrive; what doesn't is lost.
+            // In-flight work gets a few seconds to arrive; what doesn't is lost. Churning
+            // clients finish the visit they are in first (they may publish until then).
             let drain_start = Instant::now();
-            while drain_start.elapsed() < Duration::from_secs(5) {
+            let drain_limit = Duration::from_secs(if scenario == "churn" { 60 } else { 5 });
+            while drain_start.elapsed() < drain_limit {
                 let target_count = if scenario == "fanout" || scenario == "churn" {
                     run.total(|c| &c.expected)
                 } else {
                     run.total(|c| &c.sent)
                 };
-                if run.total(|c| &c.done) >= target_count {
+                if run.total(|c| &c.churning) == 0 && run.total(|c| &c.done) >= target_count {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(10));
@@ -728,10 +731,16 @@ fn spawn_workers(
                                     monoio::spawn(task(worker.clone(), client));
                                 }
                                 scenarios::wait_phase(&worker.run, Phase::Done).await;
-                                // Clients that end at Done (churn's stable ones) close their
-                                // sockets now: tasks still pending when the runtime goes are
-                                // not dropped, and their connections would stay open.
-                                monoio::time::sleep(Duration::from_millis(50)).await;
+                                // Clients that end by themselves (churn's) close their sockets
+                                // before the runtime goes: tasks still pending then are not
+                                // dropped, and their connections would stay open.
+                                let active = &worker.counters().active;
+                                let deadline = Instant::now() + Duration::from_secs(10);
+                                while active.load(Ordering::Relaxed) > 0
+                                    && Instant::now() < deadline
+                                {
+                                    monoio::time::sleep(Duration::from_millis(5)).await;
+                                }
                             }
                         }
                     }

@@ -44,6 +44,11 @@ pub struct Counters {
     pub corrupt: AtomicU64,
     /// Clients that failed (connect errors, dropped connections).
     pub errors: AtomicU64,
+    /// Client tasks still running, for scenarios whose clients end by themselves (churn):
+    /// the run waits for them before it checks what the server holds.
+    pub active: AtomicU64,
+    /// Of `active`, those still coming and going (churn), which may still publish.
+    pub churning: AtomicU64,
 }
 
 impl Counters {

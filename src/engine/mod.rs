@@ -374,6 +374,24 @@ impl Engine {
             .is_some_and(|s| s.timer_generation == generation)
     }
 
+    /// With no session and no WebSocket left, gives back what the busiest moment grew: the
+    /// slabs, queues and pools keep their peak capacity otherwise. False if anything is left.
+    pub fn release_idle_memory(&mut self) -> bool {
+        if !self.is_empty() || !self.deferred.is_empty() {
+            return false;
+        }
+        // Fresh slabs: keys restart from 0, which nothing can confuse with a closed session's
+        // (ids are checked whole, links carry a generation).
+        self.sessions = Slab::new();
+        self.links = Slab::new();
+        self.deadlines = BinaryHeap::new();
+        self.events = VecDeque::new();
+        self.dirty = Vec::new();
+        self.spare_queues = Vec::new();
+        self.deferred = Vec::new();
+        true
+    }
+
     /// Whether no session and no WebSocket connection is left.
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty() && self.links.is_empty()

@@ -208,6 +208,11 @@ impl Io {
         (self.hooks.spawn)(task)
     }
 
+    /// With no client left, gives back the memory the busiest moment grew; false otherwise.
+    pub fn release_idle_memory(&self) -> bool {
+        self.state.borrow_mut().release_idle_memory()
+    }
+
     /// What this shard's Socket.IO layer holds now.
     pub fn counts(&self) -> IoCounts {
         self.state.borrow().counts()

@@ -168,6 +168,24 @@ impl State {
         self.sockets.len()
     }
 
+    /// With no client left, gives back what the busiest moment grew (client and socket tables,
+    /// room indexes, timers). False if any client is left.
+    pub(crate) fn release_idle_memory(&mut self) -> bool {
+        if self.clients.0.iter().any(Option::is_some) || !self.sockets.is_empty() {
+            return false;
+        }
+        self.clients = Clients::default();
+        self.sockets = Slab::new();
+        self.timers
+            .retain(|Reverse(t)| matches!(t.1, Timer::Aggregate(_)));
+        self.timers.shrink_to_fit();
+        for nsp in &mut self.namespaces {
+            nsp.rooms.shrink_if_empty();
+            nsp.members.shrink_to_fit();
+        }
+        true
+    }
+
     /// Sockets, clients, rooms and live timers on this shard.
     pub(crate) fn counts(&self) -> IoCounts {
         IoCounts {
