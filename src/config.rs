@@ -56,6 +56,9 @@ pub struct EngineConfig {
     pub allow_eio3: bool,
     /// Bytes queued for one connection before the slow-consumer policy applies.
     pub max_outbound_bytes: usize,
+    /// What happens to a client whose queue is full (volatile packets are dropped before
+    /// that, whenever the client can't take them at once).
+    pub slow_consumer: SlowConsumerPolicy,
     /// Largest HTTP request head accepted.
     pub max_head_bytes: usize,
     /// A connection must send a complete request head within this long of opening or of its
@@ -75,6 +78,15 @@ pub struct EngineConfig {
     /// Conformance-suite quirk (conformance.md §6): delay the first frame of an EIO=3
     /// WebSocket session so that it never shares a TCP read with the 101 response.
     pub eio3_ws_open_delay: Option<Duration>,
+}
+
+/// What the server does with a packet for a client whose outbound queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowConsumerPolicy {
+    /// Close the session ("transport error" on the server; the client may reconnect).
+    Disconnect,
+    /// Drop the packet and keep the session (the client misses it).
+    Drop,
 }
 
 /// CORS settings; translated to the codec's [`Cors`] once per shard.
@@ -108,6 +120,7 @@ impl Default for EngineConfig {
             max_payload: 1_000_000,
             allow_eio3: true,
             max_outbound_bytes: 4 << 20,
+            slow_consumer: SlowConsumerPolicy::Disconnect,
             max_head_bytes: 16 << 10,
             head_timeout: Duration::from_millis(30_000),
             upgrade_timeout: Duration::from_millis(10_000),

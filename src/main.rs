@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use ringcast::apps;
+use ringcast::config::SlowConsumerPolicy;
 use ringcast::{Config, Server};
 
 /// A thread-per-core io_uring Socket.IO server.
@@ -62,6 +63,9 @@ struct Cli {
     /// Serve the server's counts (sessions, sockets, rooms, timers; JSON) at this path.
     #[arg(long)]
     stats_path: Option<String>,
+    /// What to do with a client whose queue is full: disconnect it, or drop the packet.
+    #[arg(long, value_enum, default_value_t = SlowConsumer::Disconnect)]
+    slow_consumer: SlowConsumer,
     /// Largest HTTP request head in bytes.
     #[arg(long, default_value_t = 16 << 10)]
     max_head: usize,
@@ -120,6 +124,10 @@ fn main() -> ExitCode {
     config.engine.max_payload = cli.max_payload;
     config.engine.head_timeout = Duration::from_millis(cli.head_timeout);
     config.engine.max_outbound_bytes = cli.max_outbound;
+    config.engine.slow_consumer = match cli.slow_consumer {
+        SlowConsumer::Disconnect => SlowConsumerPolicy::Disconnect,
+        SlowConsumer::Drop => SlowConsumerPolicy::Drop,
+    };
     config.engine.max_head_bytes = cli.max_head;
     config.engine.max_sessions = cli.max_connections;
     config.engine.max_sessions_per_ip = cli.max_connections_per_ip;
@@ -188,6 +196,13 @@ fn main() -> ExitCode {
             Err(_) => {}
         }
     }
+}
+
+/// `--slow-consumer`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SlowConsumer {
+    Disconnect,
+    Drop,
 }
 
 /// SIGTERM and SIGINT, blocked in the calling thread (and so in every thread it starts).

@@ -58,10 +58,12 @@ impl ShardCounts {
         let (e, io) = (&self.engine, &self.io);
         let _ = write!(
             out,
-            r#"{{"sessions":{},"websockets":{},"engine_timers":{},"clients":{},"sockets":{},"rooms":{},"socketio_timers":{},"http_requests":{}}}"#,
+            r#"{{"sessions":{},"websockets":{},"engine_timers":{},"slow_consumers_disconnected":{},"slow_consumer_packets_dropped":{},"clients":{},"sockets":{},"rooms":{},"socketio_timers":{},"http_requests":{}}}"#,
             e.sessions,
             e.websockets,
             e.timers,
+            e.slow_consumers.disconnected,
+            e.slow_consumers.dropped,
             io.clients,
             io.sockets,
             io.rooms,
@@ -74,6 +76,8 @@ impl ShardCounts {
         self.engine.sessions += other.engine.sessions;
         self.engine.websockets += other.engine.websockets;
         self.engine.timers += other.engine.timers;
+        self.engine.slow_consumers.disconnected += other.engine.slow_consumers.disconnected;
+        self.engine.slow_consumers.dropped += other.engine.slow_consumers.dropped;
         self.io.clients += other.io.clients;
         self.io.sockets += other.io.sockets;
         self.io.rooms += other.io.rooms;

@@ -79,6 +79,27 @@ pub async fn tcp_connect(target: &Target, index: usize) -> io::Result<TcpStream>
     Ok(stream)
 }
 
+/// Caps the kernel's receive buffer of a connected socket, so that a client that stops
+/// reading stops the server's writes to it after a few KiB instead of megabytes.
+pub fn shrink_receive_buffer(stream: &TcpStream, bytes: libc::c_int) -> io::Result<()> {
+    // SAFETY: a valid socket fd (the stream is borrowed for the call), a valid option pointer
+    // and its exact size.
+    let done = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Non-blocking connect from a given local address, completed by waiting for writability.
 async fn connect_from(source: IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
     use socket2::{Domain, Protocol, SockAddr, Socket, Type};

@@ -180,6 +180,17 @@ struct Timing {
     concurrency: Option<usize>,
 }
 
+impl Timing {
+    /// How the main thread drives a load scenario with these timings.
+    fn plan(&self) -> Plan {
+        Plan::Load {
+            warmup: Duration::from_secs_f64(self.warmup),
+            duration: Duration::from_secs_f64(self.duration),
+            setup_concurrency: self.concurrency,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Table { files } = &cli.command {
@@ -352,11 +363,7 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
                     "stalled": stalled,
                     "rate": rate, "window": window, "payload": timing.payload,
                     "duration_s": timing.duration, "warmup_s": timing.warmup}),
-                Plan::Load {
-                    warmup: Duration::from_secs_f64(timing.warmup),
-                    duration: Duration::from_secs_f64(timing.duration),
-                    setup_concurrency: timing.concurrency,
-                },
+                timing.plan(),
                 Arc::new(move |worker, client| {
                     Box::pin(scenarios::fanout_client(worker, client, shape))
                 }),
@@ -386,11 +393,7 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
                 serde_json::json!({"clients": clients, "stable": stable, "rooms": rooms,
                     "publishes": publishes, "payload": timing.payload,
                     "duration_s": timing.duration, "warmup_s": timing.warmup}),
-                Plan::Load {
-                    warmup: Duration::from_secs_f64(timing.warmup),
-                    duration: Duration::from_secs_f64(timing.duration),
-                    setup_concurrency: timing.concurrency,
-                },
+                timing.plan(),
                 Arc::new(move |worker, client| {
                     Box::pin(churn::churn_client(worker, client, shape))
                 }),
@@ -414,11 +417,7 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
                 "ack",
                 serde_json::json!({"clients": clients, "payload": size,
                     "duration_s": timing.duration, "warmup_s": timing.warmup}),
-                Plan::Load {
-                    warmup: Duration::from_secs_f64(timing.warmup),
-                    duration: Duration::from_secs_f64(timing.duration),
-                    setup_concurrency: timing.concurrency,
-                },
+                timing.plan(),
                 task,
             )
         }

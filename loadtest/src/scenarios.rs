@@ -230,7 +230,8 @@ async fn fanout_run(worker: &Rc<Worker>, client: usize, shape: Fanout) -> Result
     Counters::add(&worker.counters().ready, 1);
     if shape.is_stalled(client) {
         // Holds the connection open and never reads again: whatever the server sends it
-        // piles up in the kernel's buffers, then in the server's queue for it.
+        // piles up in the kernel's buffers (kept small), then in the server's queue for it.
+        conn::shrink_receive_buffer(&socket.stream, 4096).map_err(ConnError::Io)?;
         wait_phase(&worker.run, Phase::Done).await;
         drop(socket);
         return Ok(());

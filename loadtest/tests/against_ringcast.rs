@@ -271,10 +271,19 @@ fn nothing_listening_is_reported_not_hung() {
 
 #[test]
 fn one_member_that_never_reads_costs_the_others_nothing() {
-    // One of 1000 room members stops reading after it joins. Its queue on the server fills
-    // (to 256 KiB here, so within the run), it is disconnected as a slow consumer, and every
-    // other member still gets every message, in order, with the server's memory bounded.
-    let server = Ringcast::start(&["--cores", "1", "--max-outbound", "262144"]);
+    // One of 100 room members stops reading after it joins (its receive buffer cut to 4 KiB).
+    // The kernel still takes a few MiB for it, then its queue on the server fills (to 256 KiB
+    // here), it is disconnected as a slow consumer and counted, and every other member gets
+    // every message, in order, with the server's memory bounded. 16 KB messages at 100 a
+    // second get there within the run.
+    let server = Ringcast::start(&[
+        "--cores",
+        "1",
+        "--max-outbound",
+        "262144",
+        "--stats-path",
+        "/stats",
+    ]);
     let json = scratch("stalled.jsonl");
     let output = loadtest(
         &server,
@@ -282,28 +291,50 @@ fn one_member_that_never_reads_costs_the_others_nothing() {
         &[
             "fanout",
             "--clients",
-            "1000",
+            "100",
             "--publishers",
-            "4",
+            "2",
+            "--rate",
+            "100",
+            "--window",
+            "64",
             "--payload",
-            "2000",
+            "16000",
             "--duration",
-            "3",
+            "6",
             "--warmup",
             "1",
-            "--concurrency",
-            "200",
             "--stalled",
             "1",
         ],
     );
     let result = last_result(&json);
     assert_clean(&output, &result);
-    // 999 readers, each delivery counted once: far more than the stalled queue could hold.
-    assert!(result["delivered"].as_u64().unwrap() > 20_000);
-    // Without the bound the stalled member's queue would grow by every delivery's 2 KB.
+    // 99 readers got 100 messages a second of 16 KB: far more than the stalled queue holds.
+    assert!(result["delivered"].as_u64().unwrap() > 30_000);
+    // Without the bound the stalled member's queue would grow by 1.6 MB a second.
     let rss = result["server_rss_bytes"].as_u64().unwrap();
     assert!(rss < 256 << 20, "server RSS {rss} bytes");
+    // The stalled member was disconnected as a slow consumer, and counted.
+    let stats = http_get(server.port, "/stats");
+    assert!(
+        stats.contains(r#""slow_consumers_disconnected":1,"#),
+        "stats: {stats}"
+    );
+}
+
+/// A GET on its own connection; the response body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
 }
 
 #[test]

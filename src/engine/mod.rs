@@ -29,7 +29,7 @@ use slab::Slab;
 use crate::codec::eio::{self, ContentType, Packet, Version};
 use crate::codec::frame::{ws_header, Frame, FrameKind};
 use crate::codec::ws;
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, SlowConsumerPolicy};
 use crate::id::{Id, RandomPool};
 
 pub use admission::{Admission, AdmissionLimits};
@@ -201,6 +201,17 @@ pub struct EngineCounts {
     pub websockets: usize,
     /// Pending deadlines of live sessions (replaced ones not counted).
     pub timers: usize,
+    /// What the slow-consumer policy did since the engine started.
+    pub slow_consumers: SlowConsumerCounts,
+}
+
+/// Clients whose outbound queue overflowed, by what was done (see [`SlowConsumerPolicy`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlowConsumerCounts {
+    /// Sessions closed (policy `Disconnect`).
+    pub disconnected: u64,
+    /// Packets dropped (policy `Drop`).
+    pub dropped: u64,
 }
 
 /// One WebSocket connection's outbound side.
@@ -247,6 +258,8 @@ pub struct Engine {
     admission: Option<Arc<Admission>>,
     /// Slots [`Engine::admit`] took that no session holds yet (the next open takes one).
     admitted_unused: usize,
+    /// What the slow-consumer policy did so far.
+    slow_consumers: SlowConsumerCounts,
     random: RandomPool,
 }
 
@@ -281,6 +294,7 @@ impl Engine {
             draining: false,
             admission: None,
             admitted_unused: 0,
+            slow_consumers: SlowConsumerCounts::default(),
             random: RandomPool::new(),
         }
     }
@@ -365,6 +379,7 @@ impl Engine {
                 .iter()
                 .filter(|Reverse((_, key, generation))| self.is_live_deadline(*key, *generation))
                 .count(),
+            slow_consumers: self.slow_consumers,
         }
     }
 
@@ -1076,6 +1091,17 @@ impl Engine {
         }
     }
 
+    /// A packet for `key` did not fit its outbound queue: the slow-consumer policy applies.
+    fn overflowed(&mut self, key: SessionKey) {
+        match self.config.slow_consumer {
+            SlowConsumerPolicy::Disconnect => {
+                self.slow_consumers.disconnected += 1;
+                self.close(key, CloseReason::SlowConsumer);
+            }
+            SlowConsumerPolicy::Drop => self.slow_consumers.dropped += 1,
+        }
+    }
+
     /// Queues a packet's frames on the session's active transport.
     fn queue(&mut self, key: SessionKey, frames: &mut Joined<'_>, volatile: bool) -> bool {
         let Some(session) = self.sessions.get_mut(key as usize) else {
@@ -1092,7 +1118,7 @@ impl Engine {
                 }
                 let bytes = frames.ws_bytes(version);
                 if entry.queued_bytes + bytes.len() > self.config.max_outbound_bytes {
-                    self.close(key, CloseReason::SlowConsumer);
+                    self.overflowed(key);
                     return false;
                 }
                 let bytes = bytes.clone();
@@ -1104,7 +1130,7 @@ impl Engine {
                 }
                 let size: usize = frames.frames.iter().map(|f| f.payload_slice().len()).sum();
                 if session.outbox_bytes + size > self.config.max_outbound_bytes {
-                    self.close(key, CloseReason::SlowConsumer);
+                    self.overflowed(key);
                     return false;
                 }
                 for frame in frames.frames {

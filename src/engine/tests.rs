@@ -276,11 +276,41 @@ fn a_slow_consumer_is_disconnected() {
     let big = Frame::text(&[b'4'; 600]);
     assert!(engine.send(key, &big, false));
     assert!(!engine.send(key, &big, false), "over max_outbound_bytes");
+    assert_eq!(engine.counts().slow_consumers.disconnected, 1, "counted");
     engine.next_event();
     assert_eq!(
         engine.next_event(),
         Some(Event::Close(key, CloseReason::SlowConsumer))
     );
+}
+
+#[test]
+fn with_the_drop_policy_a_slow_consumer_loses_packets_not_its_session() {
+    let mut engine = Engine::new(
+        0,
+        EngineConfig {
+            max_outbound_bytes: 1000,
+            slow_consumer: SlowConsumerPolicy::Drop,
+            ..EngineConfig::default()
+        },
+    );
+    let now = Instant::now();
+    let (key, link) = engine.open_websocket(now, peer(Version::V4));
+    let _open = written(&mut engine, link, now);
+    let big = Frame::text(&[b'4'; 600]);
+    assert!(engine.send(key, &big, false));
+    assert!(
+        !engine.send(key, &big, false),
+        "over max_outbound_bytes: dropped"
+    );
+    assert_eq!(engine.counts().slow_consumers.dropped, 1);
+    assert_eq!(engine.counts().sessions, 1, "the session stays");
+    assert_eq!(
+        written(&mut engine, link, now).0.len(),
+        1,
+        "the first packet still goes out"
+    );
+    assert!(engine.send(key, &big, false), "room again once written");
 }
 
 #[test]
@@ -461,7 +491,8 @@ fn replaced_deadlines_are_swept_so_the_heap_stays_bounded() {
         EngineCounts {
             sessions: 1,
             websockets: 0,
-            timers: 1
+            timers: 1,
+            slow_consumers: SlowConsumerCounts::default(),
         }
     );
 }
