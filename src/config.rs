@@ -56,6 +56,11 @@ pub struct EngineConfig {
     pub allow_eio3: bool,
     /// Bytes queued for one connection before the slow-consumer policy applies.
     pub max_outbound_bytes: usize,
+    /// The kernel send buffer of each client connection (SO_SNDBUF), when set. The kernel
+    /// otherwise grows it to `net.ipv4.tcp_wmem`'s maximum (often 4 MiB) for a client that
+    /// stops reading, on top of `max_outbound_bytes`; a small one makes a slow consumer
+    /// reach its queue bound sooner and caps kernel memory per connection.
+    pub socket_send_buffer: Option<usize>,
     /// What happens to a client whose queue is full (volatile packets are dropped before
     /// that, whenever the client can't take them at once).
     pub slow_consumer: SlowConsumerPolicy,
@@ -121,6 +126,7 @@ impl Default for EngineConfig {
             allow_eio3: true,
             max_outbound_bytes: 4 << 20,
             slow_consumer: SlowConsumerPolicy::Disconnect,
+            socket_send_buffer: None,
             max_head_bytes: 16 << 10,
             head_timeout: Duration::from_millis(30_000),
             upgrade_timeout: Duration::from_millis(10_000),

@@ -63,6 +63,10 @@ struct Cli {
     /// Serve the server's counts (sessions, sockets, rooms, timers; JSON) at this path.
     #[arg(long)]
     stats_path: Option<String>,
+    /// Kernel send buffer per client connection in bytes (SO_SNDBUF); the kernel's own sizing
+    /// when not given.
+    #[arg(long)]
+    send_buffer: Option<usize>,
     /// What to do with a client whose queue is full: disconnect it, or drop the packet.
     #[arg(long, value_enum, default_value_t = SlowConsumer::Disconnect)]
     slow_consumer: SlowConsumer,
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
     config.engine.max_payload = cli.max_payload;
     config.engine.head_timeout = Duration::from_millis(cli.head_timeout);
     config.engine.max_outbound_bytes = cli.max_outbound;
+    config.engine.socket_send_buffer = cli.send_buffer;
     config.engine.slow_consumer = match cli.slow_consumer {
         SlowConsumer::Disconnect => SlowConsumerPolicy::Disconnect,
         SlowConsumer::Drop => SlowConsumerPolicy::Drop,

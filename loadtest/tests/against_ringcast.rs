@@ -271,16 +271,18 @@ fn nothing_listening_is_reported_not_hung() {
 
 #[test]
 fn one_member_that_never_reads_costs_the_others_nothing() {
-    // One of 100 room members stops reading after it joins (its receive buffer cut to 4 KiB).
-    // The kernel still takes a few MiB for it, then its queue on the server fills (to 256 KiB
-    // here), it is disconnected as a slow consumer and counted, and every other member gets
-    // every message, in order, with the server's memory bounded. 16 KB messages at 100 a
-    // second get there within the run.
+    // One of 1000 room members stops reading after it joins (its receive buffer cut to 4 KiB).
+    // With the server's kernel send buffers capped at 16 KiB, its queue on the server soon
+    // fills (to 256 KiB here): it is disconnected as a slow consumer and counted, and every
+    // other member gets every message, in order, at full rate, with the server's memory
+    // bounded.
     let server = Ringcast::start(&[
         "--cores",
         "1",
         "--max-outbound",
         "262144",
+        "--send-buffer",
+        "16384",
         "--stats-path",
         "/stats",
     ]);
@@ -291,28 +293,26 @@ fn one_member_that_never_reads_costs_the_others_nothing() {
         &[
             "fanout",
             "--clients",
-            "100",
+            "1000",
             "--publishers",
-            "2",
-            "--rate",
-            "100",
-            "--window",
-            "64",
+            "4",
             "--payload",
-            "16000",
+            "1000",
             "--duration",
-            "6",
+            "4",
             "--warmup",
             "1",
+            "--concurrency",
+            "200",
             "--stalled",
             "1",
         ],
     );
     let result = last_result(&json);
     assert_clean(&output, &result);
-    // 99 readers got 100 messages a second of 16 KB: far more than the stalled queue holds.
-    assert!(result["delivered"].as_u64().unwrap() > 30_000);
-    // Without the bound the stalled member's queue would grow by 1.6 MB a second.
+    // 999 readers, each delivery of 1 KB counted once: far more than the stalled queue holds.
+    assert!(result["delivered"].as_u64().unwrap() > 100_000);
+    // Without the bound the stalled member's queue would grow by every publish's 1 KB.
     let rss = result["server_rss_bytes"].as_u64().unwrap();
     assert!(rss < 256 << 20, "server RSS {rss} bytes");
     // The stalled member was disconnected as a slow consumer, and counted.

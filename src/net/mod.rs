@@ -105,6 +105,22 @@ pub(crate) async fn read_into<R: AsyncReadRent>(
     matches!(result, Ok(n) if n > 0)
 }
 
+/// Sets a connection's kernel send buffer (SO_SNDBUF); a failure leaves the default.
+fn set_send_buffer(stream: &monoio::net::TcpStream, bytes: usize) {
+    let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a valid socket fd (the stream is borrowed for the call), a valid option pointer
+    // and its exact size.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 /// Hands the memory the allocator holds free back to the operating system: glibc keeps freed
 /// pages in its arenas, so without this a server that served a crowd keeps that crowd's RSS.
 pub(crate) fn return_free_memory() {
@@ -132,6 +148,9 @@ pub(crate) async fn accept_loop<H: Host>(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                if let Some(bytes) = host.engine_config().socket_send_buffer {
+                    set_send_buffer(&stream, bytes);
+                }
                 monoio::spawn(http::serve(host.clone(), stream, peer));
             }
             Err(error) => {
