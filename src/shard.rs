@@ -121,6 +121,7 @@ pub(crate) struct Shard {
     requests_in_flight: Cell<usize>,
     /// Whether the memory grown for the last crowd was given back since the shard went idle.
     idle_memory_released: Cell<bool>,
+    /// The accept loop's waker while it waits for a shutdown to begin.
     drain_waker: RefCell<Option<Waker>>,
     /// The instant the timer task sleeps until, and how to wake it sooner.
     timer_at: Cell<Option<Instant>>,
