@@ -162,9 +162,12 @@ impl Socket {
         self.connected() && self.io.state.borrow_mut().join(self.key, room, max_rooms)
     }
 
-    /// Leaves a room.
+    /// Leaves a room. (A handle kept past its socket's disconnect does nothing: its slot may
+    /// hold another socket by now.)
     pub fn leave(&self, room: &str) {
-        self.io.state.borrow_mut().leave(self.key, room);
+        if self.connected() {
+            self.io.state.borrow_mut().leave(self.key, room);
+        }
     }
 
     /// Removes the socket from its namespace (the client gets a DISCONNECT).
