@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::ws_client::Client;
@@ -223,47 +222,32 @@ fn every_hostile_input_gets_the_reference_answer_and_no_one_else_notices() {
 
 /// Sends raw bytes on a fresh connection and reads the answer: "<status> <body>".
 fn http(addr: SocketAddr, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("read timeout");
-    // The server may answer and close before all of a large request is written.
-    let _ = stream.write_all(request);
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let text = String::from_utf8_lossy(&response);
-    let status = text.get(9..12).unwrap_or("???");
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let response = common::exchange(addr, request, Duration::from_secs(5));
+    let (status, body) = common::status_and_body(&response);
+    let status = if status == 0 {
+        "???".to_owned()
+    } else {
+        status.to_string()
+    };
     format!("{status} {body}")
 }
 
 fn get(query: &str) -> Vec<u8> {
-    format!("GET /socket.io/?{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes()
+    common::polling_request("GET", query, "")
 }
 
 fn post(query: &str, body: &str) -> Vec<u8> {
-    format!(
-        "POST /socket.io/?{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-         Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+    common::polling_request("POST", query, body)
 }
 
 /// Opens a polling session; its sid.
 fn polling_sid(addr: SocketAddr) -> String {
-    let answer = http(addr, &get("EIO=4&transport=polling"));
-    let start = answer.find(r#""sid":""#).expect("sid") + 7;
-    let len = answer[start..].find('"').expect("end of sid");
-    answer[start..start + len].to_owned()
+    common::sid_in(&http(addr, &get("EIO=4&transport=polling")))
 }
 
 /// The Engine.IO sid of a client opened with [`Client::open`].
 fn client_sid(client: &mut Client) -> String {
-    let open = &client.open_packet;
-    let start = open.find(r#""sid":""#).expect("sid") + 7;
-    let len = open[start..].find('"').expect("end of sid");
-    open[start..start + len].to_owned()
+    common::sid_in(&client.open_packet)
 }
 
 /// Opens a WebSocket session, sends `bytes`, and describes how the connection ends.

@@ -13,23 +13,8 @@ use common::ws_client::Client;
 
 /// A polling handshake on its own connection: the status and body of the answer.
 fn handshake(addr: SocketAddr) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("read timeout");
-    stream
-        .write_all(
-            b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    let status = response[9..12].parse().expect("status");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let request = common::polling_request("GET", "EIO=4&transport=polling", "");
+    common::status_and_body(&common::exchange(addr, &request, Duration::from_secs(10)))
 }
 
 /// A WebSocket handshake: the status line the server answered the upgrade with.

@@ -159,28 +159,20 @@ fn an_upgrade_that_never_completes_is_dropped_and_polling_goes_on() {
 
 /// Opens a polling session and connects it to `/`; its sid.
 fn polling_handshake(addr: SocketAddr) -> String {
-    let answer = http(addr, "GET", "", "");
-    let start = answer.find(r#""sid":""#).expect("sid") + 7;
-    let len = answer[start..].find('"').expect("end of sid");
-    let sid = answer[start..start + len].to_owned();
+    let sid = common::sid_in(&http(addr, "GET", "", ""));
     assert!(http(addr, "POST", &sid, "40").starts_with("HTTP/1.1 200"));
     sid
 }
 
-/// One request on its own connection; the whole response.
+/// One polling request on its own connection; the whole response.
 fn http(addr: SocketAddr, method: &str, sid: &str, body: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect");
     let sid = if sid.is_empty() {
         String::new()
     } else {
         format!("&sid={sid}")
     };
-    let request = format!(
-        "{method} /socket.io/?EIO=4&transport=polling{sid} HTTP/1.1\r\nHost: x\r\n\
-         Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).expect("request");
-    let (_, received) = until_closed(&mut stream, Duration::from_secs(5));
-    String::from_utf8_lossy(&received).into_owned()
+    let query = format!("EIO=4&transport=polling{sid}");
+    let request = common::polling_request(method, &query, body);
+    let response = common::exchange(addr, &request, Duration::from_secs(5));
+    String::from_utf8_lossy(&response).into_owned()
 }

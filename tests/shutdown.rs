@@ -111,9 +111,7 @@ impl Polling {
         };
         let (status, body) = client.request("GET", "");
         assert_eq!(status, 200, "handshake");
-        let start = body.find(r#""sid":""#).expect("sid") + 7;
-        let len = body[start..].find('"').expect("end of sid");
-        client.sid = body[start..start + len].to_owned();
+        client.sid = common::sid_in(&body);
         client.post("40");
         assert!(client.get()[0].starts_with("40{"), "connected to /");
         client

@@ -4,8 +4,8 @@
 
 pub mod ws_client;
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -137,4 +137,42 @@ pub fn epoll_requested() -> bool {
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
     listener.local_addr().expect("local addr").port()
+}
+
+/// One Engine.IO polling request at `/socket.io/?<query>`, closing its connection after it.
+pub fn polling_request(method: &str, query: &str, body: &str) -> Vec<u8> {
+    format!(
+        "{method} /socket.io/?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Sends `request` on a fresh connection and reads until the server closes it (or `within`
+/// passes, or the connection breaks): all it answered. The server may answer and close before
+/// a large request is fully written, so write errors are ignored.
+pub fn exchange(addr: SocketAddr, request: &[u8], within: Duration) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(within)).expect("read timeout");
+    let _ = stream.write_all(request);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    response
+}
+
+/// The status code and body of an HTTP response.
+pub fn status_and_body(response: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(response);
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (status, body.to_owned())
+}
+
+/// The Engine.IO session id in an open packet or handshake answer (`"sid":"..."`).
+#[track_caller]
+pub fn sid_in(text: &str) -> String {
+    let start = text.find(r#""sid":""#).expect("sid") + 7;
+    let len = text[start..].find('"').expect("end of sid");
+    text[start..start + len].to_owned()
 }

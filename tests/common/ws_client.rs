@@ -77,27 +77,42 @@ impl Client {
     #[track_caller]
     pub fn text(&mut self) -> String {
         loop {
-            if self.buf.len() >= 2 {
-                let (len, offset) = match self.buf[1] & 0x7f {
-                    126 if self.buf.len() >= 4 => {
-                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
-                    }
-                    127 if self.buf.len() >= 10 => {
-                        let mut len = [0; 8];
-                        len.copy_from_slice(&self.buf[2..10]);
-                        (u64::from_be_bytes(len) as usize, 10)
-                    }
-                    126 | 127 => (usize::MAX, 0),
-                    len => (len as usize, 2),
-                };
-                if len != usize::MAX && self.buf.len() >= offset + len {
-                    assert_eq!(self.buf[0], 0x81, "a final text frame");
-                    let frame: Vec<u8> = self.buf.drain(..offset + len).collect();
-                    return String::from_utf8(frame[offset..].to_vec()).expect("UTF-8");
-                }
+            if let Some((first, header, len)) = self.frame_at(0) {
+                assert_eq!(first, 0x81, "a final text frame");
+                let frame: Vec<u8> = self.buf.drain(..header + len).collect();
+                return String::from_utf8(frame[header..].to_vec()).expect("UTF-8");
             }
             self.fill();
         }
+    }
+
+    /// The complete frame at `at` in the buffer, if there is one: its first byte, header
+    /// length and payload length.
+    fn frame_at(&self, at: usize) -> Option<(u8, usize, usize)> {
+        let head = self.buf.get(at..)?;
+        let (len, header) = match *head.get(1)? & 0x7f {
+            126 => (
+                usize::from(u16::from_be_bytes(head.get(2..4)?.try_into().ok()?)),
+                4,
+            ),
+            127 => (
+                u64::from_be_bytes(head.get(2..10)?.try_into().ok()?) as usize,
+                10,
+            ),
+            len => (usize::from(len), 2),
+        };
+        (head.len() >= header + len).then_some((head[0], header, len))
+    }
+
+    /// The complete frames buffered: (first byte, payload), in order.
+    fn frames(&self) -> Vec<(u8, &[u8])> {
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while let Some((first, header, len)) = self.frame_at(at) {
+            frames.push((first, &self.buf[at + header..at + header + len]));
+            at += header + len;
+        }
+        frames
     }
 
     /// Sends a text message; false once the server has closed the connection.
@@ -150,30 +165,11 @@ impl Client {
                 }
             }
         };
-        let mut closes = 0;
-        let mut at = 0;
-        while self.buf.len() >= at + 2 {
-            let (len, header) = match self.buf[at + 1] & 0x7f {
-                126 if self.buf.len() >= at + 4 => (
-                    u16::from_be_bytes([self.buf[at + 2], self.buf[at + 3]]) as usize,
-                    4,
-                ),
-                127 if self.buf.len() >= at + 10 => {
-                    let mut len = [0; 8];
-                    len.copy_from_slice(&self.buf[at + 2..at + 10]);
-                    (u64::from_be_bytes(len) as usize, 10)
-                }
-                126 | 127 => break,
-                len => (len as usize, 2),
-            };
-            if self.buf.len() < at + header + len {
-                break;
-            }
-            if self.buf[at] & 0x0f == 0x8 {
-                closes += 1;
-            }
-            at += header + len;
-        }
+        let closes = self
+            .frames()
+            .iter()
+            .filter(|(first, _)| first & 0x0f == 0x8)
+            .count();
         (ended, closes)
     }
 
@@ -187,29 +183,12 @@ impl Client {
     /// `open` if it did not end.
     pub fn ending(&mut self, within: Duration) -> String {
         let (ended, _) = self.read_to_end(within);
-        let mut at = 0;
-        while self.buf.len() >= at + 2 {
-            let (len, header) = match self.buf[at + 1] & 0x7f {
-                126 if self.buf.len() >= at + 4 => (
-                    usize::from(u16::from_be_bytes([self.buf[at + 2], self.buf[at + 3]])),
-                    4,
-                ),
-                127 if self.buf.len() >= at + 10 => {
-                    let mut len = [0; 8];
-                    len.copy_from_slice(&self.buf[at + 2..at + 10]);
-                    (u64::from_be_bytes(len) as usize, 10)
-                }
-                126 | 127 => break,
-                len => (usize::from(len), 2),
-            };
-            if self.buf.len() < at + header + len {
-                break;
-            }
-            if self.buf[at] & 0x0f == 0x8 && len >= 2 {
-                let code = u16::from_be_bytes([self.buf[at + 2], self.buf[at + 3]]);
-                return format!("close {code}");
-            }
-            at += header + len;
+        let close = self
+            .frames()
+            .into_iter()
+            .find(|(first, payload)| first & 0x0f == 0x8 && payload.len() >= 2);
+        if let Some((_, payload)) = close {
+            return format!("close {}", u16::from_be_bytes([payload[0], payload[1]]));
         }
         if ended { "closed" } else { "open" }.to_owned()
     }
