@@ -84,6 +84,21 @@ impl<T: Send> Endpoint<T> {
         Self::wake(inbox);
     }
 
+    /// Queues `msg` for shard `to` only if its ring has room and nothing of this sender waits
+    /// before it; otherwise gives it back (for senders that must not hold messages: a
+    /// producer outside the shards, which never drains a backlog).
+    pub fn try_send(&self, to: usize, msg: T) -> Result<(), T> {
+        let Some(inbox) = self.inboxes.get(to) else {
+            return Err(msg);
+        };
+        if !self.overflow.borrow()[to].is_empty() {
+            return Err(msg);
+        }
+        inbox.rings[self.me].push(msg)?;
+        Self::wake(inbox);
+        Ok(())
+    }
+
     /// Whether messages wait in a local overflow queue for a full ring.
     pub fn has_backlog(&self) -> bool {
         self.overflow.borrow().iter().any(|q| !q.is_empty())
@@ -151,6 +166,21 @@ impl<T: Send> Endpoint<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn try_send_gives_back_what_a_full_ring_cannot_take() {
+        let mut ends = mesh::<u32>(2, 2);
+        let b = ends.pop().unwrap();
+        let a = ends.pop().unwrap();
+        assert_eq!(a.try_send(1, 1), Ok(()));
+        assert_eq!(a.try_send(1, 2), Ok(()));
+        assert_eq!(a.try_send(1, 3), Err(3));
+        assert_eq!(a.try_send(7, 4), Err(4));
+        let mut out = Vec::new();
+        b.drain(&mut out);
+        assert_eq!(out, [1, 2]);
+        assert_eq!(a.try_send(1, 5), Ok(()));
+    }
 
     #[test]
     fn messages_keep_order_per_sender_through_overflow() {

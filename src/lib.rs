@@ -24,6 +24,7 @@ pub mod bus;
 pub mod codec;
 pub mod config;
 pub mod engine;
+pub mod gather;
 pub mod id;
 mod net;
 pub mod rooms;
@@ -32,8 +33,9 @@ mod shard;
 pub mod socketio;
 
 pub use config::{Config, CorsConfig, EngineConfig};
+pub use server::ServerOperator;
 pub use server::{Server, ServerBuilder, ServerHandle};
 pub use socketio::{
-    AckError, AckSender, Args, BroadcastOperator, ConnectError, DisconnectReason, Handshake,
-    Message, Namespace, Socket,
+    AckError, AckSender, Args, BroadcastAcks, BroadcastOperator, ConnectError, DisconnectReason,
+    Handshake, HandshakeInfo, Message, Namespace, Observer, OpError, OpFuture, Socket, SocketInfo,
 };

@@ -76,6 +76,11 @@ impl Members {
 }
 
 impl Rooms {
+    /// The names of the rooms that have members.
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.rooms.keys().map(|name| &**name)
+    }
+
     /// Adds `member` to `room`; true if it was not there yet.
     pub fn join(&mut self, room: &str, member: MemberKey) -> bool {
         match self.rooms.get_mut(room) {

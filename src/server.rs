@@ -1,18 +1,23 @@
-//! The library's front door: [`Server::builder`] collects the config and namespaces, then
-//! [`ServerBuilder::start`] binds the listeners and starts one shard thread per core.
+//! The library's front door: [`Server::builder`] collects the config, namespaces and
+//! observer, then [`ServerBuilder::start`] binds the listeners and starts one shard thread per
+//! core. The [`ServerHandle`] it returns stops the server and, through [`ServerHandle::of`],
+//! reaches its sockets from any thread.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::bus;
 use crate::config::{normalize_path, Config};
 use crate::engine::{Admission, AdmissionLimits};
-use crate::shard::{self, App, Plan, ShardMsg};
-use crate::socketio::{Namespace, Namespaces};
+use crate::shard::{self, App, Control, Plan, ShardMsg};
+use crate::socketio::{
+    Args, BroadcastAcks, BroadcastOperator, Command, Namespace, Namespaces, Observer, OpError,
+    OpFuture, SocketInfo, DEFAULT_TIMEOUT,
+};
 
 /// A Socket.IO server: build it, start it, keep the handle.
 ///
@@ -78,6 +83,16 @@ impl ServerBuilder {
         self
     }
 
+    /// Watches every socket's lifecycle: `make(shard)` builds one observer per shard, used on
+    /// that shard's thread only (see [`Observer`]).
+    pub fn observer(
+        mut self,
+        make: impl Fn(u16) -> Box<dyn Observer> + Send + Sync + 'static,
+    ) -> Self {
+        self.namespaces.observer = Some(Arc::new(make));
+        self
+    }
+
     /// Also serves a bare Engine.IO endpoint at `path` that echoes every message (what the
     /// official Engine.IO test suites drive).
     pub fn engine_echo(mut self, path: &str) -> Self {
@@ -119,16 +134,21 @@ impl ServerBuilder {
             max_sessions_per_ip: config.engine.max_sessions_per_ip,
             handshakes_per_ip_per_second: config.engine.handshakes_per_ip_per_second,
         };
+        let mut ends = bus::mesh::<ShardMsg>(shards + 1, bus_capacity);
+        let control = ends
+            .pop()
+            .unwrap_or_else(|| unreachable!("mesh has shards + 1 ends"));
+        let control = Arc::new(Mutex::new(Control {
+            endpoint: control,
+            running: vec![true; shards],
+        }));
         let plan = Arc::new(Plan {
             config,
             endpoints,
             namespaces: Arc::new(self.namespaces),
             admission: limits.any().then(|| Arc::new(Admission::new(limits))),
+            control: control.clone(),
         });
-        let mut ends = bus::mesh::<ShardMsg>(shards + 1, bus_capacity);
-        let control = ends
-            .pop()
-            .unwrap_or_else(|| unreachable!("mesh has shards + 1 ends"));
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut threads = Vec::with_capacity(shards);
         for (index, (listener, end)) in listeners.into_iter().zip(ends).enumerate() {
@@ -151,6 +171,7 @@ impl ServerBuilder {
             addr,
             threads,
             control,
+            next_shard: Arc::new(AtomicUsize::new(0)),
         })
     }
 }
@@ -159,7 +180,9 @@ impl ServerBuilder {
 pub struct ServerHandle {
     addr: SocketAddr,
     threads: Vec<JoinHandle<()>>,
-    control: bus::Endpoint<ShardMsg>,
+    control: Arc<Mutex<Control>>,
+    /// The shard the next [`ServerHandle::of`] hands its work to (spread round-robin).
+    next_shard: Arc<AtomicUsize>,
 }
 
 impl ServerHandle {
@@ -172,6 +195,25 @@ impl ServerHandle {
     pub fn wait(self) {
         for thread in self.threads {
             let _ = thread.join();
+        }
+    }
+
+    /// Emits and runs server-wide operations on namespace `nsp` from outside a handler: from
+    /// any thread, a tokio task of the embedding application, a timer, a CLI command. The
+    /// operator is `Send` and `Clone`; it hands each call to one shard (the same one for this
+    /// operator and its clones, so its emits keep their order), which runs it as a handler's
+    /// operator would, on every shard.
+    pub fn of(&self, nsp: &str) -> ServerOperator {
+        let shards = self.threads.len().max(1);
+        ServerOperator {
+            control: self.control.clone(),
+            shard: self.next_shard.fetch_add(1, Ordering::Relaxed) % shards,
+            nsp: nsp.into(),
+            rooms: Vec::new(),
+            except: Vec::new(),
+            volatile: false,
+            local: false,
+            timeout: None,
         }
     }
 
@@ -190,7 +232,8 @@ impl ServerHandle {
             .collect();
         for shard in 0..self.threads.len() {
             let idle = idle.clone();
-            self.control
+            lock(&self.control)
+                .endpoint
                 .send(shard, ShardMsg::Shutdown { deadline, idle });
         }
         self.wait();
@@ -199,8 +242,172 @@ impl ServerHandle {
     /// Stops every shard and waits for them (connections are dropped).
     pub fn stop(self) {
         for shard in 0..self.threads.len() {
-            self.control.send(shard, ShardMsg::Stop);
+            lock(&self.control).endpoint.send(shard, ShardMsg::Stop);
         }
         self.wait();
+    }
+}
+
+/// The control end of the bus, shared by the handle's users on any thread.
+fn lock(control: &Mutex<Control>) -> MutexGuard<'_, Control> {
+    // A panic while holding it left nothing half-written: sends are single pushes.
+    control.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A [`BroadcastOperator`] for any thread: selects sockets of one namespace on every shard and
+/// emits to them or runs an operation on them. Made by [`ServerHandle::of`].
+#[derive(Clone)]
+pub struct ServerOperator {
+    control: Arc<Mutex<Control>>,
+    shard: usize,
+    nsp: Arc<str>,
+    rooms: Vec<Box<str>>,
+    except: Vec<Box<str>>,
+    volatile: bool,
+    local: bool,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for ServerOperator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOperator")
+            .field("nsp", &self.nsp)
+            .field("rooms", &self.rooms)
+            .field("except", &self.except)
+            .finish()
+    }
+}
+
+impl ServerOperator {
+    /// Adds a target room (a socket id is a room too). No room means the whole namespace.
+    pub fn to(mut self, room: &str) -> Self {
+        self.rooms.push(room.into());
+        self
+    }
+
+    /// Excludes the members of a room.
+    pub fn except(mut self, room: &str) -> Self {
+        self.except.push(room.into());
+        self
+    }
+
+    /// Drops the packet for recipients that cannot take it right away.
+    pub fn volatile(mut self) -> Self {
+        self.volatile = true;
+        self
+    }
+
+    /// Only this server process, never other nodes of a cluster.
+    pub fn local(mut self) -> Self {
+        self.local = true;
+        self
+    }
+
+    /// How long acks and operations wait for every responder (default 5 s), counted from the
+    /// call.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Emits to every matching socket. Fails only if the shard cannot take the work now.
+    pub fn emit(&self, event: &str, args: &Args) -> Result<(), OpError> {
+        let (event, args) = (event.to_owned(), args.clone());
+        self.submit(move |operator| {
+            operator.emit(&event, &args);
+        })
+    }
+
+    /// Emits and gathers every recipient's ack, until all have answered or the timeout.
+    pub fn emit_with_ack(&self, event: &str, args: &Args) -> OpFuture<BroadcastAcks> {
+        let (event, args) = (event.to_owned(), args.clone());
+        self.call(move |operator| {
+            let (answer, complete) = OpFuture::channel();
+            operator.emit_with_ack(&event, &args, move |acks| complete(Ok(acks)));
+            answer
+        })
+    }
+
+    /// Describes every matching socket (see [`BroadcastOperator::fetch_sockets`]).
+    pub fn fetch_sockets(&self) -> OpFuture<Vec<SocketInfo>> {
+        self.call(BroadcastOperator::fetch_sockets)
+    }
+
+    /// Joins every matching socket to each of `rooms`; answers how many matched.
+    pub fn sockets_join<R: AsRef<str>>(
+        &self,
+        rooms: impl IntoIterator<Item = R>,
+    ) -> OpFuture<usize> {
+        let rooms: Vec<String> = rooms.into_iter().map(|r| r.as_ref().to_owned()).collect();
+        self.call(move |operator| operator.sockets_join(rooms))
+    }
+
+    /// Takes every matching socket out of each of `rooms`; answers how many matched.
+    pub fn sockets_leave<R: AsRef<str>>(
+        &self,
+        rooms: impl IntoIterator<Item = R>,
+    ) -> OpFuture<usize> {
+        let rooms: Vec<String> = rooms.into_iter().map(|r| r.as_ref().to_owned()).collect();
+        self.call(move |operator| operator.sockets_leave(rooms))
+    }
+
+    /// Disconnects every matching socket (or, with `close`, closes its connection).
+    pub fn disconnect_sockets(&self, close: bool) -> OpFuture<usize> {
+        self.call(move |operator| operator.disconnect_sockets(close))
+    }
+
+    /// Every room of the namespace that has a member anywhere.
+    pub fn all_rooms(&self) -> OpFuture<Vec<String>> {
+        self.call(BroadcastOperator::all_rooms)
+    }
+
+    /// Runs an operation on the shard and hands its answer back across threads.
+    fn call<T: Send + 'static>(
+        &self,
+        operate: impl FnOnce(BroadcastOperator) -> OpFuture<T> + Send + 'static,
+    ) -> OpFuture<T> {
+        let (answer, complete) = OpFuture::channel();
+        let submitted = self.submit(move |operator| {
+            let io = operator.io().clone();
+            let local = operate(operator);
+            io.spawn(Box::pin(async move { complete(local.await) }));
+        });
+        match submitted {
+            Ok(()) => answer,
+            Err(error) => OpFuture::ready(Err(error)),
+        }
+    }
+
+    /// Hands `run` to this operator's shard, with a local operator built like this one.
+    fn submit(&self, run: impl FnOnce(BroadcastOperator) + Send + 'static) -> Result<(), OpError> {
+        // The deadline is fixed now, on the caller's clock, not when the shard gets to it.
+        let deadline = Instant::now() + self.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        // Not `self`: a command that held the control end would keep it alive from its ring.
+        let (nsp, rooms, except) = (self.nsp.clone(), self.rooms.clone(), self.except.clone());
+        let (volatile, local) = (self.volatile, self.local);
+        let command = Command::new(move |io| {
+            let mut operator = io.of(&nsp).with_deadline(deadline);
+            for room in &rooms {
+                operator = operator.to(room);
+            }
+            for room in &except {
+                operator = operator.except(room);
+            }
+            if volatile {
+                operator = operator.volatile();
+            }
+            if local {
+                operator = operator.local();
+            }
+            run(operator);
+        });
+        let control = lock(&self.control);
+        if !control.running.get(self.shard).copied().unwrap_or(false) {
+            return Err(OpError::ServerStopped);
+        }
+        control
+            .endpoint
+            .try_send(self.shard, ShardMsg::Command(command))
+            .map_err(|_| OpError::Overloaded)
     }
 }

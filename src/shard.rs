@@ -21,15 +21,17 @@ use crate::codec::http::Cors;
 use crate::config::{Config, EngineConfig};
 use crate::engine::{Admission, Engine, EngineCounts, Event};
 use crate::net::{self, Forward, Host};
-use crate::socketio::{Io, IoConfig, IoCounts, IoMsg, LocalTask, Namespaces, ShardHooks};
+use crate::socketio::{Command, Io, IoConfig, IoCounts, IoMsg, LocalTask, Namespaces, ShardHooks};
 
 /// Everything that travels between shards.
 #[derive(Debug)]
 pub(crate) enum ShardMsg {
     /// A request for a session this shard owns.
     Net(Forward),
-    /// Socket.IO broadcasts and acks.
+    /// Socket.IO broadcasts, operations and their answers.
     Io(u16, IoMsg),
+    /// Work from outside the shards (`ServerHandle::of`).
+    Command(Command),
     /// Report this shard's counts (for the stats endpoint).
     Stats(futures_channel::oneshot::Sender<ShardCounts>),
     /// Stop the shard now (connections are dropped).
@@ -95,6 +97,14 @@ pub(crate) enum App {
     EngineEcho,
 }
 
+/// The bus end the server handle sends through, and which shards still take work from it.
+/// One lock for both: a sender checks `running` and pushes under it, and a stopping shard clears
+/// its flag under it before it drops what waits in its inbox, so nothing is left unanswered.
+pub(crate) struct Control {
+    pub(crate) endpoint: bus::Endpoint<ShardMsg>,
+    pub(crate) running: Vec<bool>,
+}
+
 /// The shared, immutable description of what every shard serves.
 pub(crate) struct Plan {
     pub(crate) config: Config,
@@ -102,6 +112,8 @@ pub(crate) struct Plan {
     pub(crate) namespaces: Arc<Namespaces>,
     /// The session limits every shard's engine shares, when any is set.
     pub(crate) admission: Option<Arc<Admission>>,
+    /// The server handle's end of the bus.
+    pub(crate) control: Arc<std::sync::Mutex<Control>>,
 }
 
 /// One shard's state, shared by its tasks through `Rc`.
@@ -194,6 +206,12 @@ impl Shard {
                 let io = &self.io;
                 io.set_now(Instant::now());
                 io.handle_peer_message(from, msg);
+                self.pump();
+            }
+            ShardMsg::Command(command) => {
+                let io = &self.io;
+                io.set_now(Instant::now());
+                io.run_command(command);
                 self.pump();
             }
             ShardMsg::Stats(reply) => {
@@ -471,6 +489,20 @@ async fn serve(
             shard.handle_message(msg);
         }
     }
+    // No more work from the handle; what waits is dropped, so its callers learn the server
+    // stopped instead of waiting forever.
+    {
+        let mut control = plan
+            .control
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(running) = control.running.get_mut(id as usize) {
+            *running = false;
+        }
+    }
+    batch.clear();
+    bus.drain(&mut batch);
+    drop(batch);
     Ok(())
 }
 

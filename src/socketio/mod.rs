@@ -1,15 +1,27 @@
 //! Socket.IO on top of one shard's Engine.IO sessions: namespaces, connect middleware, sockets,
-//! events, acknowledgements (both ways), rooms and broadcasts across shards.
+//! events, acknowledgements (both ways), rooms, broadcasts and server-wide operations across
+//! shards, and the lifecycle observer.
 //!
 //! Runs on one shard's thread; nothing here touches sockets or reads a clock (time comes in as
-//! `now`). Other shards are reached only through [`IoMsg`]s handed to the shard's bus by the
-//! `peers` function the shard provides.
+//! `now`). Other shards are reached only through the [`adapter`] boundary, whose [`IoMsg`]s the
+//! shard's bus carries through the `peers` function the shard provides.
+//!
+//! Files by role: `tables` (the data), `dispatch` (engine events, packets, rooms, removal,
+//! deadlines), `connect` (CONNECT and middleware), `ack`, `adapter` (what leaves the shard),
+//! `operator` (broadcasts and operations), `socket` (handles), `observe`, `message`,
+//! `namespace` (what the application declares).
 #![forbid(unsafe_code)]
 
+mod ack;
+mod adapter;
+mod connect;
+mod dispatch;
 mod message;
 mod namespace;
+mod observe;
+mod operator;
 mod socket;
-mod state;
+mod tables;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -18,17 +30,25 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+pub use ack::{AckError, BroadcastAcks};
+pub use adapter::{Broadcast, IoMsg, Operation, Origin, Reply};
 /// Not public API: the broadcast encoder, reachable for `benches/broadcast.rs`.
 #[doc(hidden)]
 pub use message::encode_event;
 pub use message::{Args, Message};
 pub use namespace::{ConnectError, Handshake, MiddlewareFuture, Namespace, Namespaces};
-pub use socket::{AckError, AckSender, BroadcastOperator, Socket};
-pub use state::IoCounts;
-pub(crate) use state::State;
+pub use observe::{Observer, ObserverFactory};
+pub use operator::{
+    BroadcastOperator, HandshakeInfo, OpError, OpFuture, SocketInfo, DEFAULT_TIMEOUT,
+};
+pub use socket::{AckSender, Socket};
+pub use tables::IoCounts;
 
 use crate::codec::frame::Frame;
 use crate::engine::{CloseReason, Engine, Event, SessionKey};
+use crate::gather::Gather;
+use adapter::{Adapter, ShardFanout};
+use tables::{SocketKey, State};
 
 /// A shard-local task handed to the shard to run (this layer never spawns by itself).
 pub type LocalTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
@@ -76,58 +96,39 @@ pub struct IoConfig {
     pub max_namespaces_per_client: usize,
 }
 
-/// A broadcast as it travels to other shards: encoded once, shared by reference.
-#[derive(Debug)]
-pub struct Broadcast {
-    pub(crate) nsp: Arc<str>,
-    pub(crate) rooms: Vec<Box<str>>,
-    pub(crate) except: Vec<Box<str>>,
-    pub(crate) volatile: bool,
-    /// The packet's text frame, then one frame per attachment.
-    pub(crate) frames: Vec<Frame>,
-    /// Set when the sender waits for every recipient's ack.
-    pub(crate) ack: Option<RemoteAck>,
+/// Work for a shard from outside it (another thread, another runtime): a function run on
+/// the shard with its Socket.IO server at hand. `Send`; what it captures must be too.
+pub struct Command(Box<CommandFn>);
+
+type CommandFn = dyn FnOnce(&Rc<Io>) + Send;
+
+impl Command {
+    /// Wraps `run`, to be run on a shard.
+    pub fn new(run: impl FnOnce(&Rc<Io>) + Send + 'static) -> Command {
+        Command(Box::new(run))
+    }
 }
 
-/// Where acks for a broadcast go back to.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RemoteAck {
-    pub(crate) origin: u16,
-    pub(crate) request: u64,
-    pub(crate) ack_id: u64,
-    pub(crate) deadline: Instant,
-}
-
-/// Socket.IO's messages between shards.
-#[derive(Debug)]
-pub enum IoMsg {
-    /// Deliver to this shard's matching sockets.
-    Broadcast(Arc<Broadcast>),
-    /// How many sockets on the sending shard got a broadcast that waits for acks.
-    AckCount {
-        /// The origin's request id.
-        request: u64,
-        /// Recipients on the sending shard.
-        count: usize,
-    },
-    /// One recipient's ack for a broadcast.
-    Ack {
-        /// The origin's request id.
-        request: u64,
-        /// The ack's arguments.
-        message: Message,
-    },
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
 }
 
 /// One shard's Socket.IO server. Shared through `Rc` by the shard's tasks and socket handles.
 pub struct Io {
     pub(crate) shard: u16,
-    pub(crate) shards: u16,
     pub(crate) engine: Rc<RefCell<Engine>>,
     pub(crate) state: RefCell<State>,
     pub(crate) config: IoConfig,
     pub(crate) namespaces: Arc<Namespaces>,
-    hooks: ShardHooks,
+    /// Where broadcasts and operations leave this shard.
+    adapter: Box<dyn Adapter>,
+    /// Requests to other shards waiting for their answers (broadcast acks, operations).
+    gather: RefCell<Gather<Reply>>,
+    /// The application's lifecycle observer for this shard, if it gave one.
+    observer: Option<Box<dyn Observer>>,
+    spawn: Box<dyn Fn(LocalTask)>,
     /// The current tick's time, set by the shard before it calls in (this layer reads no
     /// clock).
     now: Cell<Instant>,
@@ -144,14 +145,21 @@ impl Io {
         hooks: ShardHooks,
         now: Instant,
     ) -> Rc<Io> {
+        let observer = namespaces.observer.as_ref().map(|make| make(shard));
         Rc::new(Io {
             shard,
-            shards,
             engine,
             state: RefCell::new(State::new(shard, shards)),
             config,
             namespaces,
-            hooks,
+            adapter: Box::new(ShardFanout {
+                shard,
+                shards,
+                peers: hooks.peers,
+            }),
+            gather: RefCell::new(Gather::default()),
+            observer,
+            spawn: hooks.spawn,
             now: Cell::new(now),
         })
     }
@@ -159,18 +167,23 @@ impl Io {
     /// Handles one engine event for a Socket.IO session.
     pub fn handle_event(self: &Rc<Self>, event: Event) {
         match event {
-            Event::Open(session) => state::on_open(self, session),
-            Event::Message(session, text) => state::on_text(self, session, text),
-            Event::Binary(session, data) => state::on_binary(self, session, data),
+            Event::Open(session) => dispatch::on_open(self, session),
+            Event::Message(session, text) => dispatch::on_text(self, session, text),
+            Event::Binary(session, data) => dispatch::on_binary(self, session, data),
             Event::Close(session, reason) => {
-                state::on_close(self, session, DisconnectReason::Transport(reason))
+                dispatch::on_close(self, session, DisconnectReason::Transport(reason))
             }
         }
     }
 
     /// Handles a message from another shard.
-    pub fn handle_peer_message(self: &Rc<Self>, from: u16, msg: IoMsg) {
-        state::on_peer_message(self, from, msg)
+    pub fn handle_peer_message(self: &Rc<Self>, _from: u16, msg: IoMsg) {
+        adapter::on_peer_message(self, msg)
+    }
+
+    /// Runs work handed in from outside the shard.
+    pub fn run_command(self: &Rc<Self>, command: Command) {
+        dispatch::contain("command", || (command.0)(self));
     }
 
     /// Sets the time of the current tick (the shard calls this before handing work in).
@@ -183,14 +196,16 @@ impl Io {
         self.now.get()
     }
 
-    /// The earliest connect or ack deadline.
+    /// The earliest connect, ack or request deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.state.borrow_mut().next_deadline()
+        let timers = self.state.borrow().next_deadline();
+        let requests = self.gather.borrow().next_deadline();
+        timers.into_iter().chain(requests).min()
     }
 
-    /// Expires connect timeouts and ack timeouts that are due.
+    /// Expires connect, ack and request deadlines that are due.
     pub fn handle_timeouts(self: &Rc<Self>, now: Instant) {
-        state::on_timeouts(self, now)
+        dispatch::on_timeouts(self, now)
     }
 
     /// An operator for namespace `nsp` on this shard (for broadcasts from outside a handler).
@@ -203,9 +218,10 @@ impl Io {
         self.state.borrow().socket_count()
     }
 
-    /// Runs a task on this shard (asynchronous middleware); the shard flushes after it.
-    fn spawn(&self, task: LocalTask) {
-        (self.hooks.spawn)(task)
+    /// Runs a task on this shard (asynchronous middleware, an operation's answer); the shard
+    /// flushes after it.
+    pub(crate) fn spawn(&self, task: LocalTask) {
+        (self.spawn)(task)
     }
 
     /// With no client left, gives back the memory the busiest moment grew; false otherwise.
@@ -215,11 +231,16 @@ impl Io {
 
     /// What this shard's Socket.IO layer holds now.
     pub fn counts(&self) -> IoCounts {
-        self.state.borrow().counts()
+        let mut counts = self.state.borrow().counts();
+        counts.timers += self.gather.borrow().len();
+        counts
     }
 
-    fn send_peer(&self, to: u16, msg: IoMsg) {
-        (self.hooks.peers)(to, msg)
+    /// The handlers of a socket's namespace.
+    fn namespace_handlers(&self, socket: SocketKey) -> Option<Arc<Namespace>> {
+        let state = self.state.borrow();
+        let entry = state.socket(socket)?;
+        Some(state.namespaces[entry.ns].handlers.clone())
     }
 
     fn send_frames(&self, session: SessionKey, frames: &[Frame], volatile: bool) -> bool {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{AckSender, DisconnectReason, Message, Socket};
+use super::{AckSender, DisconnectReason, Message, ObserverFactory, Socket};
 use crate::codec::{http, json};
 
 type Middleware = dyn Fn(&Handshake) -> Result<(), ConnectError> + Send + Sync;
@@ -191,11 +191,13 @@ impl ConnectError {
     }
 }
 
-/// Where namespaces come from: declared names and dynamic patterns.
+/// What the application declares for every shard: namespaces (declared names and dynamic
+/// patterns) and the lifecycle observer.
 #[derive(Clone, Default)]
 pub struct Namespaces {
     pub(crate) declared: HashMap<Box<str>, Arc<Namespace>>,
     pub(crate) dynamic: Vec<(Arc<Admits>, Arc<Namespace>)>,
+    pub(crate) observer: Option<Arc<ObserverFactory>>,
 }
 
 impl Namespaces {

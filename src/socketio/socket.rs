@@ -1,40 +1,26 @@
-//! The handles handlers get: [`Socket`] (one connected socket), [`AckSender`] (answer a
-//! client's ack request) and [`BroadcastOperator`] (to / except / volatile / local / timeout).
+//! The handles handlers get: [`Socket`] (one connected socket) and [`AckSender`] (answer a
+//! client's ack request).
 //!
 //! Handles are shard-local (`!Send`): they hold the shard's `Rc<Io>` and a slab key checked
 //! against the socket id, so a handle kept past its socket's life does nothing.
 
 use std::fmt;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
+use super::ack::{AckError, AckHandler};
+use super::dispatch::{self, contain};
 use super::message::{encode_ack, encode_event, Args, Message};
-use super::state::{self, AckHandler, SocketKey};
-use super::{Broadcast, Io, RemoteAck};
-use crate::engine::CloseReason;
-
-/// Why an acknowledgement did not arrive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckError {
-    /// The deadline passed first.
-    Timeout,
-    /// The socket disconnected first.
-    Disconnected,
-}
-
-impl fmt::Display for AckError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AckError::Timeout => "operation has timed out",
-            AckError::Disconnected => "socket has been disconnected",
-        })
-    }
-}
-
-impl std::error::Error for AckError {}
+use super::operator::BroadcastOperator;
+use super::tables::{SocketKey, SocketState, State};
+use super::Io;
+use crate::engine::{CloseReason, SessionKey};
 
 /// A connected socket in one namespace, usable on the shard that owns it.
 #[derive(Clone)]
@@ -101,24 +87,53 @@ impl Socket {
             .unwrap_or_default()
     }
 
-    /// Keeps a value of the application's with this socket (replacing any earlier one); it
-    /// lives as long as the socket.
-    pub fn set_data<T: 'static>(&self, value: T) {
+    /// Keeps a value of the application's with this socket as JSON (replacing any earlier
+    /// one): it lives as long as the socket and is what `fetch_sockets` reports as `data`, on
+    /// any shard (and node).
+    pub fn set_data<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), serde_json::Error> {
+        let value = serde_json::to_value(value)?;
         self.with_socket_mut(|socket| socket.data = Some(Box::new(value)));
+        Ok(())
     }
 
-    /// Runs `f` on the value kept with [`Socket::set_data`], if it has type `T`. The value is
-    /// lent out while `f` runs, so `f` may use this socket freely.
-    pub fn with_data<T: 'static, R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        let mut data = self
-            .with_socket_mut(|socket| socket.data.take())
-            .flatten()?;
-        let result = data.downcast_mut::<T>().map(f);
-        self.with_socket_mut(|socket| {
-            // `f` may have stored a new value meanwhile; it wins.
-            socket.data.get_or_insert(data);
-        });
-        result
+    /// The value kept with [`Socket::set_data`], decoded as a `T`; `None` if there is none or
+    /// it does not decode as one.
+    pub fn data<T: DeserializeOwned>(&self) -> Option<T> {
+        let value = self.data_json();
+        if value.is_null() {
+            return None;
+        }
+        serde_json::from_value(value).ok()
+    }
+
+    /// The value kept with [`Socket::set_data`] as JSON (`null` if none).
+    pub fn data_json(&self) -> serde_json::Value {
+        self.with_state(|_, socket| socket.data.as_deref().cloned())
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Changes the value kept with [`Socket::set_data`] in place, as a `T` (starting from
+    /// `T::default()` if there is none); false if the socket is gone or the value does not
+    /// decode as a `T`.
+    pub fn update_data<T: Serialize + DeserializeOwned + Default>(
+        &self,
+        change: impl FnOnce(&mut T),
+    ) -> bool {
+        if !self.connected() {
+            return false;
+        }
+        let value = self.data_json();
+        let mut data: T = if value.is_null() {
+            T::default()
+        } else {
+            match serde_json::from_value(value) {
+                Ok(data) => data,
+                Err(_) => return false,
+            }
+        };
+        change(&mut data);
+        self.set_data(&data).is_ok()
     }
 
     /// Sends an event to this socket. False if it is gone or could not take it.
@@ -127,7 +142,9 @@ impl Socket {
             return false;
         };
         let frames = encode_event(&nsp, event, args, None);
-        self.io.send_frames(session, &frames, false)
+        let sent = self.io.send_frames(session, &frames, false);
+        self.notify_sent(event, args);
+        sent
     }
 
     /// Sends an event and waits for the client's ack, at most `timeout`; `callback` gets the
@@ -151,6 +168,7 @@ impl Socket {
             Some(self.io.now() + timeout),
         );
         self.io.send_frames(session, &frames, false);
+        self.notify_sent(event, args);
     }
 
     /// Joins a room (on this socket's shard; broadcasts reach it from every shard). False if
@@ -159,21 +177,21 @@ impl Socket {
     pub fn join(&self, room: &str) -> bool {
         // + 1: the socket's own room, joined at connect.
         let max_rooms = self.io.config.max_rooms_per_socket.saturating_add(1);
-        self.connected() && self.io.state.borrow_mut().join(self.key, room, max_rooms)
+        self.connected() && dispatch::join(&self.io, self.key, room, max_rooms).is_some()
     }
 
     /// Leaves a room. (A handle kept past its socket's disconnect does nothing: its slot may
     /// hold another socket by now.)
     pub fn leave(&self, room: &str) {
         if self.connected() {
-            self.io.state.borrow_mut().leave(self.key, room);
+            dispatch::leave(&self.io, self.key, room);
         }
     }
 
     /// Removes the socket from its namespace (the client gets a DISCONNECT).
     pub fn disconnect(&self) {
         if self.connected() {
-            state::disconnect_socket(&self.io, self.key);
+            dispatch::disconnect_socket(&self.io, self.key);
         }
     }
 
@@ -202,22 +220,34 @@ impl Socket {
         BroadcastOperator::new(self.io.clone(), self.nsp(), None)
     }
 
-    fn route(&self) -> Option<(u32, Arc<str>)> {
+    /// Runs a task on this socket's shard (to await an operation's answer from a handler,
+    /// say); what it sends goes out as it goes.
+    pub fn spawn(&self, task: impl Future<Output = ()> + 'static) {
+        self.io.spawn(Box::pin(task));
+    }
+
+    fn notify_sent(&self, event: &str, args: &Args) {
+        if let Some(observer) = &self.io.observer {
+            contain("observer", || observer.event_sent(self, event, args));
+        }
+    }
+
+    fn route(&self) -> Option<(SessionKey, Arc<str>)> {
         self.with_state(|_, socket| (socket.session, self.nsp.clone()))
     }
 
-    fn with_socket_mut<T>(&self, f: impl FnOnce(&mut state::SocketState) -> T) -> Option<T> {
+    fn with_socket_mut<T>(&self, f: impl FnOnce(&mut SocketState) -> T) -> Option<T> {
         let mut state = self.io.state.borrow_mut();
-        let socket = state.sockets.get_mut(self.key as usize)?;
+        let socket = state.socket_mut(self.key)?;
         if socket.id != self.id {
             return None;
         }
         Some(f(socket))
     }
 
-    fn with_state<T>(&self, f: impl FnOnce(&state::State, &state::SocketState) -> T) -> Option<T> {
+    fn with_state<T>(&self, f: impl FnOnce(&State, &SocketState) -> T) -> Option<T> {
         let state = self.io.state.borrow();
-        let socket = state.sockets.get(self.key as usize)?;
+        let socket = state.socket(self.key)?;
         if socket.id != self.id {
             return None;
         }
@@ -252,120 +282,5 @@ impl AckSender {
         };
         let frames = encode_ack(&nsp, self.ack_id, args);
         self.socket.io.send_frames(session, &frames, false)
-    }
-}
-
-/// Selects the recipients of a broadcast in one namespace, then emits to all of them, on
-/// every shard, encoded once.
-pub struct BroadcastOperator {
-    io: Rc<Io>,
-    nsp: Arc<str>,
-    rooms: Vec<Box<str>>,
-    except: Vec<Box<str>>,
-    volatile: bool,
-    local: bool,
-    timeout: Option<Duration>,
-}
-
-impl fmt::Debug for BroadcastOperator {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BroadcastOperator")
-            .field("nsp", &self.nsp)
-            .field("rooms", &self.rooms)
-            .field("except", &self.except)
-            .finish()
-    }
-}
-
-impl BroadcastOperator {
-    pub(crate) fn new(io: Rc<Io>, nsp: Arc<str>, except_socket: Option<Arc<str>>) -> Self {
-        BroadcastOperator {
-            io,
-            nsp,
-            rooms: Vec::new(),
-            except: except_socket
-                .map(|id| Box::from(&*id))
-                .into_iter()
-                .collect(),
-            volatile: false,
-            local: false,
-            timeout: None,
-        }
-    }
-
-    /// Adds a target room (a socket id is a room too). No room means the whole namespace.
-    pub fn to(mut self, room: &str) -> Self {
-        self.rooms.push(room.into());
-        self
-    }
-
-    /// Excludes the members of a room.
-    pub fn except(mut self, room: &str) -> Self {
-        self.except.push(room.into());
-        self
-    }
-
-    /// Drops the packet for recipients that cannot take it right away.
-    pub fn volatile(mut self) -> Self {
-        self.volatile = true;
-        self
-    }
-
-    /// Only this server process (every shard of it), never other nodes of a cluster.
-    pub fn local(mut self) -> Self {
-        self.local = true;
-        self
-    }
-
-    /// How long [`BroadcastOperator::emit_with_ack`] waits for acks.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Emits to every matching socket on every shard. Returns the recipients on this shard.
-    pub fn emit(self, event: &str, args: &Args) -> usize {
-        let frames = encode_event(&self.nsp, event, args, None);
-        self.send(frames, None)
-    }
-
-    /// Emits and collects every recipient's ack (on every shard) until all have answered or
-    /// the timeout (default 5 s) passes; then calls `callback` once.
-    pub fn emit_with_ack(
-        self,
-        event: &str,
-        args: &Args,
-        callback: impl FnOnce(Result<Vec<Message>, (AckError, Vec<Message>)>) + 'static,
-    ) {
-        let deadline = self.io.now() + self.timeout.unwrap_or(Duration::from_secs(5));
-        let other_shards = self.io.shards as usize - 1;
-        let (request, ack_id) = {
-            let mut state = self.io.state.borrow_mut();
-            let request = state.add_aggregate(other_shards, deadline, Box::new(callback));
-            (request, state.next_ack_id())
-        };
-        let frames = encode_event(&self.nsp, event, args, Some(ack_id));
-        let spec = RemoteAck {
-            origin: self.io.shard,
-            request,
-            ack_id,
-            deadline,
-        };
-        self.send(frames, Some(spec));
-    }
-
-    /// Delivers on this shard and hands one shared copy to every other shard.
-    fn send(self, frames: Vec<crate::codec::frame::Frame>, ack: Option<RemoteAck>) -> usize {
-        // `local` only matters across nodes; within one process every shard is this node.
-        let _this_node_only = self.local;
-        let broadcast = Broadcast {
-            nsp: self.nsp,
-            rooms: self.rooms,
-            except: self.except,
-            volatile: self.volatile,
-            frames,
-            ack,
-        };
-        state::broadcast(&self.io, broadcast)
     }
 }

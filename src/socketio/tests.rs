@@ -3,6 +3,8 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::task::Context;
@@ -380,16 +382,27 @@ fn binary_events_are_reassembled_and_relayed() {
 
 #[test]
 fn socket_data_lives_with_the_socket() {
+    #[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Hits {
+        count: u32,
+    }
     let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
     let sink = seen.clone();
     let ns = Namespace::new()
-        .on_connect(|socket| socket.set_data(0u32))
+        .on_connect(|socket| {
+            assert!(socket.data::<Hits>().is_none());
+            socket.set_data(&Hits::default()).unwrap();
+        })
         .on("hit", move |socket, _, _| {
-            let count = socket.with_data(|hits: &mut u32| {
-                *hits += 1;
-                *hits
-            });
-            sink.lock().unwrap().extend(count);
+            assert!(socket.update_data(|hits: &mut Hits| hits.count += 1));
+            let hits: Hits = socket.data().unwrap();
+            assert_eq!(
+                socket.data_json(),
+                serde_json::json!({ "count": hits.count })
+            );
+            // A value of another shape does not decode as `Hits`.
+            assert!(socket.data::<Vec<String>>().is_none());
+            sink.lock().unwrap().push(hits.count);
         });
     let cluster = Cluster::new(namespaces(ns));
     let client = cluster.connect(0, "40");
@@ -490,4 +503,225 @@ fn async_middleware_holds_the_connect_until_it_decides() {
     assert!(cluster.read(&admitted)[0].starts_with("40{\"sid\""));
     assert_eq!(cluster.read(&refused), [r#"44{"message":"denied"}"#]);
     assert_eq!(cluster.shards[0].socket_count(), 1);
+}
+
+/// The answer of an operation if it has come (polled once, no waker needed).
+fn answer<T>(future: &mut OpFuture<T>) -> Option<Result<T, OpError>> {
+    let mut cx = Context::from_waker(noop_waker_ref());
+    match Pin::new(future).poll(&mut cx) {
+        std::task::Poll::Ready(outcome) => Some(outcome),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// Connects a client on `shard` and joins it to `room` with the built-in `join`.
+fn member(cluster: &Cluster, shard: usize, room: &str) -> (Client, String) {
+    let client = cluster.connect(shard, "40");
+    let id = socket_id(&cluster.read(&client)[0]);
+    cluster.send(&client, &format!(r#"421["join","{room}"]"#));
+    assert_eq!(cluster.read(&client), ["431[]"]);
+    (client, id)
+}
+
+#[test]
+fn operations_reach_sockets_on_every_shard() {
+    let ns = builtins().on_connect(|socket| {
+        socket
+            .set_data(&serde_json::json!({ "shard": socket.shard() }))
+            .unwrap();
+    });
+    let cluster = Cluster::new(namespaces(ns));
+    let (a, a_id) = member(&cluster, 0, "red");
+    let (b, b_id) = member(&cluster, 1, "red");
+    let (c, c_id) = member(&cluster, 1, "blue");
+    let origin = &cluster.shards[0];
+
+    let mut fetch = origin.of("/").to("red").fetch_sockets();
+    cluster.deliver();
+    let mut sockets = answer(&mut fetch).expect("answered").expect("fetched");
+    sockets.sort_by_key(|s| s.shard);
+    assert_eq!(sockets.len(), 2);
+    assert_eq!(
+        (sockets[0].id.as_str(), sockets[0].shard),
+        (a_id.as_str(), 0)
+    );
+    assert_eq!(
+        (sockets[1].id.as_str(), sockets[1].shard),
+        (b_id.as_str(), 1)
+    );
+    assert_eq!(sockets[1].data, serde_json::json!({ "shard": 1 }));
+    assert_eq!(sockets[1].rooms, [b_id.clone(), "red".to_owned()]);
+    assert_eq!(sockets[1].handshake.auth, serde_json::json!({}));
+    assert_eq!(sockets[1].handshake.protocol, 5);
+    assert!(sockets[1].handshake.query.contains("room=lobby"));
+
+    // Join the red members (one per shard) to "green"; c stays out.
+    let mut join = origin.of("/").to("red").sockets_join(["green"]);
+    cluster.deliver();
+    assert_eq!(answer(&mut join), Some(Ok(2)));
+    let mut rooms = origin.of("/").all_rooms();
+    cluster.deliver();
+    let rooms = answer(&mut rooms).expect("answered").expect("rooms");
+    let mut expected = vec![
+        a_id.clone(),
+        b_id.clone(),
+        c_id.clone(),
+        "blue".into(),
+        "green".into(),
+        "red".into(),
+    ];
+    expected.sort();
+    assert_eq!(rooms, expected);
+    origin.of("/").to("green").emit("hi", &Args::new());
+    cluster.deliver();
+    cluster.pump();
+    assert_eq!(cluster.read(&a), [r#"42["hi"]"#]);
+    assert_eq!(cluster.read(&b), [r#"42["hi"]"#]);
+    assert!(cluster.read(&c).is_empty());
+
+    let mut leave = cluster.shards[1].of("/").to(&a_id).sockets_leave(["green"]);
+    cluster.deliver();
+    assert_eq!(answer(&mut leave), Some(Ok(1)));
+    let mut fetch = origin.of("/").to("green").fetch_sockets();
+    cluster.deliver();
+    let ids: Vec<_> = answer(&mut fetch)
+        .expect("answered")
+        .expect("fetched")
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(ids, std::slice::from_ref(&b_id));
+
+    // Disconnect everyone in red except b: only a gets the DISCONNECT.
+    let mut disconnect = origin
+        .of("/")
+        .to("red")
+        .except(&b_id)
+        .disconnect_sockets(false);
+    cluster.deliver();
+    assert_eq!(answer(&mut disconnect), Some(Ok(1)));
+    assert_eq!(cluster.read(&a), ["41"]);
+    assert!(cluster.read(&b).is_empty());
+    // Closing the whole connection of blue's member.
+    let mut close = origin.of("/").to("blue").disconnect_sockets(true);
+    cluster.deliver();
+    assert_eq!(answer(&mut close), Some(Ok(1)));
+    assert!(cluster.is_closed(&c));
+    let mut count = origin.of("/").fetch_sockets();
+    cluster.deliver();
+    assert_eq!(answer(&mut count).map(|s| s.map(|s| s.len())), Some(Ok(1)));
+}
+
+#[test]
+fn an_operation_times_out_when_a_shard_does_not_answer() {
+    let cluster = Cluster::new(namespaces(builtins()));
+    let (_a, _) = member(&cluster, 0, "red");
+    let origin = &cluster.shards[0];
+    let mut fetch = origin
+        .of("/")
+        .timeout(Duration::from_millis(100))
+        .fetch_sockets();
+    // Shard 1 never gets to answer: its message stays in the mailbox.
+    assert!(answer(&mut fetch).is_none());
+    assert_eq!(origin.counts().timers, 1);
+    let deadline = origin.next_deadline().expect("a deadline");
+    assert_eq!(deadline, cluster.now + Duration::from_millis(100));
+    origin.handle_timeouts(deadline);
+    assert_eq!(answer(&mut fetch), Some(Err(OpError::Timeout)));
+    assert_eq!(origin.counts().timers, 0);
+    // The late answer finds nothing waiting.
+    cluster.deliver();
+}
+
+/// Records what an observer hears, as `socket id: what`.
+struct Recorder {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Observer for Recorder {
+    fn connected(&self, socket: &Socket) {
+        self.record(socket, "connected".into());
+    }
+
+    fn joined(&self, socket: &Socket, room: &str) {
+        self.record(socket, format!("joined {room}"));
+    }
+
+    fn left(&self, socket: &Socket, room: &str) {
+        self.record(socket, format!("left {room}"));
+    }
+
+    fn event_received(&self, socket: &Socket, event: &str, message: &Message) {
+        self.record(socket, format!("in {event} {}", message.len()));
+    }
+
+    fn event_sent(&self, socket: &Socket, event: &str, args: &Args) {
+        self.record(socket, format!("out {event} {}", args.len()));
+    }
+
+    fn disconnected(&self, socket: &Socket, reason: DisconnectReason) {
+        self.record(socket, format!("disconnected {}", reason.as_str()));
+    }
+}
+
+impl Recorder {
+    fn record(&self, socket: &Socket, what: String) {
+        let line = format!("{}: {what}", socket.id());
+        self.log.lock().unwrap().push(line);
+    }
+}
+
+#[test]
+fn the_observer_hears_every_socket_event_in_order() {
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = log.clone();
+    let mut declared = namespaces(builtins().on("greet", |socket, _, _| {
+        socket.emit("hello", &Args::new().with_str("you"));
+    }));
+    declared.observer = Some(Arc::new(move |_shard| {
+        Box::new(Recorder { log: sink.clone() }) as Box<dyn Observer>
+    }));
+    let cluster = Cluster::new(declared);
+    let (a, a_id) = member(&cluster, 0, "red");
+    let (b, b_id) = member(&cluster, 1, "red");
+    cluster.send(&a, r#"42["greet"]"#);
+    cluster.send(&a, r#"42["publish","red","x"]"#);
+    cluster.send(&b, r#"42["leave","red"]"#);
+    cluster.send(&b, "41");
+    let mut disconnect = cluster.shards[1].of("/").disconnect_sockets(false);
+    cluster.deliver();
+    assert_eq!(answer(&mut disconnect), Some(Ok(1)));
+    let log = log.lock().unwrap();
+    let of = |id: &str| -> Vec<String> {
+        let prefix = format!("{id}: ");
+        log.iter()
+            .filter_map(|line| line.strip_prefix(&prefix).map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        of(&a_id),
+        [
+            "connected",
+            "in join 1",
+            "joined red",
+            "in greet 0",
+            "out hello 1",
+            "in publish 2",
+            "out message 1",
+            "left red",
+            "disconnected server namespace disconnect",
+        ]
+    );
+    assert_eq!(
+        of(&b_id),
+        [
+            "connected",
+            "in join 1",
+            "joined red",
+            "out message 1",
+            "in leave 1",
+            "left red",
+            "disconnected client namespace disconnect",
+        ]
+    );
 }

@@ -1,0 +1,85 @@
+//! Acknowledgements: why one did not arrive ([`AckError`]), what waits for one on a socket
+//! ([`AckHandler`]), and how a broadcast's acks from every shard are gathered into one answer.
+//!
+//! Data and callbacks only: sending and receiving acks is `dispatch`'s and `adapter`'s job.
+
+use std::fmt;
+
+use super::adapter::{Origin, Reply};
+use super::message::Message;
+use crate::gather::{Collector, RequestId};
+
+/// Why an acknowledgement did not arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckError {
+    /// The deadline passed first.
+    Timeout,
+    /// The socket disconnected first.
+    Disconnected,
+}
+
+impl fmt::Display for AckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AckError::Timeout => "operation has timed out",
+            AckError::Disconnected => "socket has been disconnected",
+        })
+    }
+}
+
+impl std::error::Error for AckError {}
+
+/// What a broadcast-with-ack's callback gets: every ack, or why some are missing and those
+/// that came.
+pub type BroadcastAcks = Result<Vec<Message>, (AckError, Vec<Message>)>;
+
+/// What runs when an ack arrives (or its deadline passes).
+pub(crate) enum AckHandler {
+    /// A handler on this shard.
+    Local(Box<dyn FnOnce(Result<Message, AckError>)>),
+    /// A recipient of a broadcast-with-ack: the ack goes to the request at `origin`.
+    Broadcast { origin: Origin, request: RequestId },
+}
+
+/// The origin side of a broadcast that waits for every recipient's ack: each shard first
+/// reports its number of recipients, then their acks follow.
+pub(crate) struct AckCollector {
+    responses: Vec<Message>,
+    callback: Box<dyn FnOnce(BroadcastAcks)>,
+}
+
+impl AckCollector {
+    pub(crate) fn new(callback: Box<dyn FnOnce(BroadcastAcks)>) -> AckCollector {
+        AckCollector {
+            responses: Vec::new(),
+            callback,
+        }
+    }
+}
+
+impl Collector<Reply> for AckCollector {
+    fn add(&mut self, reply: Reply) -> usize {
+        match reply {
+            Reply::Recipients(count) => count,
+            Reply::Ack(message) => {
+                self.responses.push(message);
+                0
+            }
+            // Not an answer a broadcast asks for; counted as one so the request still ends.
+            _ => 0,
+        }
+    }
+
+    fn finish(self: Box<Self>, complete: bool) {
+        let AckCollector {
+            responses,
+            callback,
+        } = *self;
+        let outcome = if complete {
+            Ok(responses)
+        } else {
+            Err((AckError::Timeout, responses))
+        };
+        super::dispatch::contain("ack", || callback(outcome));
+    }
+}

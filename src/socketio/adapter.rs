@@ -1,0 +1,502 @@
+//! The adapter boundary: where a broadcast or a server-wide operation leaves this shard, and
+//! what comes back. Broadcasts are encoded once and shared (`Arc`); operations (fetch, join,
+//! leave, disconnect, all rooms) run on every responder and their answers are merged in the
+//! shard's [`Gather`] table, like a broadcast's acks.
+//!
+//! Today's responders are the other shards of this process ([`ShardFanout`]); a cluster
+//! adapter adds other nodes behind the same [`Adapter`] trait, with [`Origin`] telling where a
+//! reply goes. Nothing here touches sockets or the bus: messages leave through the function the
+//! shard lends (`ShardHooks::peers`).
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::ack::{AckCollector, AckHandler, BroadcastAcks};
+use super::dispatch::{self, contain};
+use super::message::{Args, Message};
+use super::operator::{HandshakeInfo, OpError, SocketInfo};
+use super::tables::SocketKey;
+use super::{Io, Socket};
+use crate::codec::eio::Version;
+use crate::codec::frame::Frame;
+use crate::engine::{CloseReason, SessionKey};
+use crate::gather::{Collector, Finished, RequestId};
+
+/// Where a request was sent from, so its answers can go back: a shard of this process (a
+/// cluster adds other nodes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A shard of this process.
+    Shard(u16),
+}
+
+/// Which sockets of a namespace: members of any of `rooms` (all if none), minus members of
+/// any of `except`. A socket id is a room too.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) nsp: Arc<str>,
+    pub(crate) rooms: Vec<Box<str>>,
+    pub(crate) except: Vec<Box<str>>,
+}
+
+/// A broadcast as it travels to other shards: encoded once, shared by reference.
+#[derive(Debug)]
+pub struct Broadcast {
+    pub(crate) target: Target,
+    pub(crate) volatile: bool,
+    /// The packet's text frame, then one frame per attachment.
+    pub(crate) frames: Vec<Frame>,
+    /// The event as the application gave it, kept only while an observer watches.
+    pub(crate) packet: Option<EventPacket>,
+    /// Set when the sender waits for every recipient's ack.
+    pub(crate) ack: Option<AckSpec>,
+}
+
+/// An event's name and arguments before encoding.
+#[derive(Debug)]
+pub(crate) struct EventPacket {
+    pub(crate) event: Box<str>,
+    pub(crate) args: Args,
+}
+
+/// Where a broadcast's acks go back to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AckSpec {
+    pub(crate) origin: Origin,
+    pub(crate) request: RequestId,
+    pub(crate) ack_id: u64,
+    pub(crate) deadline: Instant,
+}
+
+/// A server-wide operation on the sockets a target selects (opaque outside this layer).
+#[derive(Debug)]
+pub struct Operation {
+    pub(crate) target: Target,
+    pub(crate) op: Op,
+}
+
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// Describe each socket.
+    FetchSockets,
+    /// Join each socket to these rooms.
+    Join(Vec<Box<str>>),
+    /// Take each socket out of these rooms.
+    Leave(Vec<Box<str>>),
+    /// Disconnect each socket from its namespace, or close its whole connection.
+    Disconnect { close: bool },
+    /// Name every room of the namespace (the target's rooms are ignored).
+    AllRooms,
+}
+
+/// One responder's answer to a request.
+#[derive(Debug)]
+pub enum Reply {
+    /// A broadcast-with-ack reached this many sockets there (their acks follow).
+    Recipients(usize),
+    /// One recipient's ack.
+    Ack(Message),
+    /// Sockets described (fetch).
+    Sockets(Vec<SocketInfo>),
+    /// Room names (all rooms).
+    Rooms(Vec<String>),
+    /// Sockets acted on (join, leave, disconnect).
+    Count(usize),
+}
+
+/// Socket.IO's messages between shards.
+#[derive(Debug)]
+pub enum IoMsg {
+    /// Deliver to this shard's matching sockets.
+    Broadcast(Arc<Broadcast>),
+    /// Run an operation here and answer `origin`.
+    Request {
+        /// Where the answer goes.
+        origin: Origin,
+        /// The origin's request id.
+        request: RequestId,
+        /// What to do.
+        operation: Arc<Operation>,
+    },
+    /// An answer to a request (or to a broadcast's ack request) this shard sent.
+    Reply {
+        /// This shard's request id.
+        request: RequestId,
+        /// The answer.
+        reply: Reply,
+    },
+}
+
+/// Where broadcasts and requests go beyond this shard.
+pub(crate) trait Adapter {
+    /// How many responders besides this shard get what [`Adapter::send_all`] sends; `local`
+    /// keeps to this process.
+    fn responders(&self, local: bool) -> usize;
+    /// Sends a message (made once per responder) to every responder.
+    fn send_all(&self, msg: &dyn Fn() -> IoMsg, local: bool);
+    /// Sends an answer back to the responder a request came from.
+    fn reply(&self, origin: Origin, msg: IoMsg);
+}
+
+/// The adapter of one process: every other shard, one bus message each.
+pub(crate) struct ShardFanout {
+    pub(crate) shard: u16,
+    pub(crate) shards: u16,
+    pub(crate) peers: Box<dyn Fn(u16, IoMsg)>,
+}
+
+impl Adapter for ShardFanout {
+    fn responders(&self, _local: bool) -> usize {
+        self.shards as usize - 1
+    }
+
+    fn send_all(&self, msg: &dyn Fn() -> IoMsg, _local: bool) {
+        for shard in (0..self.shards).filter(|&s| s != self.shard) {
+            (self.peers)(shard, msg());
+        }
+    }
+
+    fn reply(&self, origin: Origin, msg: IoMsg) {
+        match origin {
+            Origin::Shard(shard) => (self.peers)(shard, msg),
+        }
+    }
+}
+
+/// Merges the answers of an operation into a `T`, then hands it (or why it is missing) to
+/// `done`.
+pub(crate) struct OpCollector<T> {
+    value: T,
+    merge: fn(&mut T, Reply),
+    done: Box<dyn FnOnce(Result<T, OpError>)>,
+}
+
+impl<T> OpCollector<T> {
+    pub(crate) fn new(
+        value: T,
+        merge: fn(&mut T, Reply),
+        done: Box<dyn FnOnce(Result<T, OpError>)>,
+    ) -> OpCollector<T> {
+        OpCollector { value, merge, done }
+    }
+}
+
+impl<T> Collector<Reply> for OpCollector<T> {
+    fn add(&mut self, reply: Reply) -> usize {
+        (self.merge)(&mut self.value, reply);
+        0
+    }
+
+    fn finish(self: Box<Self>, complete: bool) {
+        let OpCollector { value, done, .. } = *self;
+        let outcome = if complete {
+            Ok(value)
+        } else {
+            Err(OpError::Timeout)
+        };
+        contain("operation", || done(outcome));
+    }
+}
+
+/// Runs finished requests' completions (with no borrow held).
+pub(crate) fn finish(finished: impl IntoIterator<Item = Finished<Reply>>) {
+    finished.into_iter().for_each(Finished::run);
+}
+
+/// Sends a broadcast to every responder and delivers it here; returns the recipients here.
+pub(crate) fn broadcast(io: &Rc<Io>, broadcast: Broadcast, local: bool) -> usize {
+    let request = broadcast.ack.map(|spec| spec.request);
+    let shared = Arc::new(broadcast);
+    io.adapter
+        .send_all(&|| IoMsg::Broadcast(shared.clone()), local);
+    let count = deliver_local(io, &shared);
+    if let Some(request) = request {
+        let done = io
+            .gather
+            .borrow_mut()
+            .answer(request, Reply::Recipients(count));
+        finish(done);
+    }
+    count
+}
+
+/// Starts gathering the acks of a broadcast about to be sent: its request id, to put in the
+/// broadcast's [`AckSpec`].
+pub(crate) fn expect_acks(
+    io: &Io,
+    local: bool,
+    deadline: Instant,
+    callback: Box<dyn FnOnce(BroadcastAcks)>,
+) -> RequestId {
+    // Every responder and this shard report their recipients first.
+    let responders = io.adapter.responders(local) + 1;
+    let collector = Box::new(AckCollector::new(callback));
+    let (request, _) = io
+        .gather
+        .borrow_mut()
+        .start(responders, deadline, collector);
+    request
+}
+
+/// Runs an operation on every responder and here; `collector` gets the merged answers.
+pub(crate) fn operate(
+    io: &Rc<Io>,
+    operation: Operation,
+    local: bool,
+    deadline: Instant,
+    collector: Box<dyn Collector<Reply>>,
+) {
+    let responders = io.adapter.responders(local) + 1;
+    let (request, _) = io
+        .gather
+        .borrow_mut()
+        .start(responders, deadline, collector);
+    let shared = Arc::new(operation);
+    let origin = io.origin();
+    io.adapter.send_all(
+        &|| IoMsg::Request {
+            origin,
+            request,
+            operation: shared.clone(),
+        },
+        local,
+    );
+    let reply = run_operation(io, &shared);
+    let done = io.gather.borrow_mut().answer(request, reply);
+    finish(done);
+}
+
+pub(super) fn on_peer_message(io: &Rc<Io>, msg: IoMsg) {
+    match msg {
+        IoMsg::Broadcast(broadcast) => {
+            let count = deliver_local(io, &broadcast);
+            if let Some(spec) = broadcast.ack {
+                let reply = Reply::Recipients(count);
+                io.adapter.reply(
+                    spec.origin,
+                    IoMsg::Reply {
+                        request: spec.request,
+                        reply,
+                    },
+                );
+            }
+        }
+        IoMsg::Request {
+            origin,
+            request,
+            operation,
+        } => {
+            let reply = run_operation(io, &operation);
+            io.adapter.reply(origin, IoMsg::Reply { request, reply });
+        }
+        IoMsg::Reply { request, reply } => {
+            let done = io.gather.borrow_mut().answer(request, reply);
+            finish(done);
+        }
+    }
+}
+
+/// A recipient's ack for a broadcast-with-ack: to the gather here, or back to the origin.
+pub(crate) fn forward_ack(io: &Io, origin: Origin, request: RequestId, message: Message) {
+    if origin == io.origin() {
+        let done = io.gather.borrow_mut().answer(request, Reply::Ack(message));
+        finish(done);
+    } else {
+        let reply = Reply::Ack(message);
+        io.adapter.reply(origin, IoMsg::Reply { request, reply });
+    }
+}
+
+/// Delivers a broadcast to this shard's matching sockets; registers acks if requested.
+/// Returns the number of recipients.
+pub(crate) fn deliver_local(io: &Rc<Io>, broadcast: &Broadcast) -> usize {
+    let mut targets = Vec::new();
+    let mut sessions = Vec::new();
+    // Only a broadcast that waits for acks (or that an observer watches) needs to know which
+    // sockets got it.
+    let plain = broadcast.ack.is_none() && !broadcast.volatile;
+    let observed = broadcast.packet.is_some() && io.observer.is_some();
+    {
+        let mut state = io.state.borrow_mut();
+        let Some(ns) = state.namespace_index(&broadcast.target.nsp) else {
+            return 0;
+        };
+        let target = &broadcast.target;
+        state.for_each_target(ns, &target.rooms, &target.except, |socket, session| {
+            if plain {
+                sessions.push(session);
+                if observed {
+                    targets.push((socket, session));
+                }
+            } else {
+                targets.push((socket, session));
+            }
+        });
+    }
+    if plain {
+        if sessions.is_empty() {
+            return 0;
+        }
+        let count = io
+            .engine
+            .borrow_mut()
+            .send_many(sessions, &broadcast.frames);
+        notify_sent(io, broadcast, &targets);
+        return count;
+    }
+    let mut delivered = Vec::with_capacity(targets.len());
+    for &(socket, session) in &targets {
+        if io.send_frames(session, &broadcast.frames, broadcast.volatile) {
+            delivered.push((socket, session));
+            if let Some(spec) = broadcast.ack {
+                let handler = AckHandler::Broadcast {
+                    origin: spec.origin,
+                    request: spec.request,
+                };
+                io.state
+                    .borrow_mut()
+                    .add_ack(socket, spec.ack_id, handler, Some(spec.deadline));
+            }
+        }
+    }
+    notify_sent(io, broadcast, &delivered);
+    delivered.len()
+}
+
+/// Tells the observer which sockets a broadcast was sent to.
+fn notify_sent(io: &Rc<Io>, broadcast: &Broadcast, sockets: &[(SocketKey, SessionKey)]) {
+    let (Some(observer), Some(packet)) = (&io.observer, &broadcast.packet) else {
+        return;
+    };
+    for &(socket, _) in sockets {
+        if let Some(handle) = io.handle(socket) {
+            contain("observer", || {
+                observer.event_sent(&handle, &packet.event, &packet.args)
+            });
+        }
+    }
+}
+
+/// The sockets a target selects on this shard.
+fn targets(io: &Io, target: &Target) -> Vec<SocketKey> {
+    let mut state = io.state.borrow_mut();
+    let Some(ns) = state.namespace_index(&target.nsp) else {
+        return Vec::new();
+    };
+    let mut sockets = Vec::new();
+    state.for_each_target(ns, &target.rooms, &target.except, |socket, _| {
+        sockets.push(socket)
+    });
+    sockets
+}
+
+/// Runs an operation on this shard's sockets.
+fn run_operation(io: &Rc<Io>, operation: &Operation) -> Reply {
+    let target = &operation.target;
+    match &operation.op {
+        Op::FetchSockets => {
+            let sockets = targets(io, target);
+            Reply::Sockets(sockets.iter().filter_map(|&s| describe(io, s)).collect())
+        }
+        Op::Join(rooms) => {
+            let sockets = targets(io, target);
+            for &socket in &sockets {
+                for room in rooms {
+                    dispatch::join(io, socket, room, usize::MAX);
+                }
+            }
+            Reply::Count(sockets.len())
+        }
+        Op::Leave(rooms) => {
+            let sockets = targets(io, target);
+            for &socket in &sockets {
+                for room in rooms {
+                    dispatch::leave(io, socket, room);
+                }
+            }
+            Reply::Count(sockets.len())
+        }
+        Op::Disconnect { close } => {
+            let sockets = targets(io, target);
+            for &socket in &sockets {
+                if *close {
+                    let session = io.state.borrow().socket(socket).map(|s| s.session);
+                    if let Some(session) = session {
+                        io.engine
+                            .borrow_mut()
+                            .close(session, CloseReason::ServerClose);
+                    }
+                } else {
+                    dispatch::disconnect_socket(io, socket);
+                }
+            }
+            Reply::Count(sockets.len())
+        }
+        Op::AllRooms => {
+            let state = io.state.borrow();
+            let rooms = state
+                .namespace_index(&target.nsp)
+                .map(|ns| {
+                    state.namespaces[ns]
+                        .rooms
+                        .names()
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            Reply::Rooms(rooms)
+        }
+    }
+}
+
+/// What `fetch_sockets` tells of one socket.
+fn describe(io: &Io, socket: SocketKey) -> Option<SocketInfo> {
+    let (id, nsp, rooms, auth, data, session) = {
+        let state = io.state.borrow();
+        let entry = state.socket(socket)?;
+        (
+            entry.id.to_string(),
+            state.namespaces[entry.ns].name.to_string(),
+            entry.rooms.iter().map(|r| r.to_string()).collect(),
+            entry.auth.clone(),
+            entry.data.as_deref().cloned().unwrap_or_default(),
+            entry.session,
+        )
+    };
+    let engine = io.engine.borrow();
+    let handshake = HandshakeInfo {
+        query: engine.query(session).unwrap_or_default().to_owned(),
+        address: engine.address(session),
+        auth: serde_json::from_slice(&auth).unwrap_or_default(),
+        protocol: match engine.version(session) {
+            Some(Version::V3) => 4,
+            _ => 5,
+        },
+    };
+    Some(SocketInfo {
+        id,
+        nsp,
+        rooms,
+        handshake,
+        data,
+        shard: io.shard,
+    })
+}
+
+impl Io {
+    /// This shard as the origin of a request.
+    pub(crate) fn origin(&self) -> Origin {
+        Origin::Shard(self.shard)
+    }
+
+    /// A handle on a socket of this shard, if it is still there.
+    pub(crate) fn handle(self: &Rc<Self>, socket: SocketKey) -> Option<Socket> {
+        let (id, nsp) = {
+            let state = self.state.borrow();
+            let entry = state.socket(socket)?;
+            (entry.id.clone(), state.namespaces[entry.ns].name.clone())
+        };
+        Some(Socket::new(self.clone(), socket, id, nsp))
+    }
+}

@@ -1,0 +1,225 @@
+//! Joining a namespace: the CONNECT packet, middleware (synchronous, then asynchronous on a
+//! shard-local task), the refusal (CONNECT_ERROR) or the admission (the socket is created,
+//! CONNECT answered, the connect handler and the observer called).
+//!
+//! Reads and writes the tables and the engine; never reaches other shards.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::dispatch::{contain, protocol_error};
+use super::message::encode_packet;
+use super::namespace::{percent_decode, ConnectError, Handshake};
+use super::tables::SocketState;
+use super::{Io, EMPTY_AUTH};
+use crate::codec::eio::Version;
+use crate::codec::json;
+use crate::codec::sio::PacketType;
+use crate::engine::{CloseReason, SessionKey};
+use crate::id::Id;
+
+pub(crate) fn connect(io: &Rc<Io>, session: SessionKey, nsp: &str, auth: Bytes, query: Bytes) {
+    let (version, ns) = {
+        let mut state = io.state.borrow_mut();
+        let Some(version) = state.clients.get(session).map(|c| c.version) else {
+            return;
+        };
+        let ns = state.namespace_or_create(nsp, |name| io.namespaces.resolve(name));
+        (version, ns)
+    };
+    let Some(ns) = ns else {
+        let data = br#"{"message":"Invalid namespace"}"#;
+        let frames = encode_packet(PacketType::ConnectError, nsp, None, data, &[]);
+        io.send_frames(session, &frames, false);
+        return;
+    };
+    let (busy, joined) = {
+        let state = io.state.borrow();
+        let client = state.clients.get(session);
+        let busy = client
+            .is_some_and(|c| c.sockets.iter().any(|(n, _)| *n == ns) || c.connecting.contains(&ns));
+        let joined = client.map_or(0, |c| c.sockets.len() + c.connecting.len());
+        (busy, joined)
+    };
+    if busy {
+        return protocol_error(io, session);
+    }
+    if joined >= io.config.max_namespaces_per_client {
+        let error = ConnectError::new("Too many namespaces");
+        return refuse(io, session, version, nsp, &error);
+    }
+    let auth = match version {
+        Version::V4 if auth.is_empty() => EMPTY_AUTH,
+        Version::V4 if json::is_object(&auth) => auth,
+        Version::V4 => return protocol_error(io, session),
+        Version::V3 => query_to_json(&query),
+    };
+    let (handlers, nsp_name) = {
+        let state = io.state.borrow();
+        let namespace = &state.namespaces[ns];
+        (namespace.handlers.clone(), namespace.name.clone())
+    };
+    let (query, address, engine_id) = {
+        let engine = io.engine.borrow();
+        (
+            engine.query(session).unwrap_or_default().into(),
+            engine.address(session),
+            engine.id(session),
+        )
+    };
+    let Some(engine_id) = engine_id else {
+        return;
+    };
+    let handshake = Handshake {
+        nsp: nsp_name,
+        auth,
+        protocol: if version == Version::V3 { 4 } else { 5 },
+        query,
+        address,
+    };
+    for middleware in &handlers.middlewares {
+        let verdict = contain("middleware", || middleware(&handshake))
+            .unwrap_or_else(|| Err(ConnectError::new("server error")));
+        if let Err(error) = verdict {
+            return refuse(io, session, version, &handshake.nsp, &error);
+        }
+    }
+    if handlers.async_middlewares.is_empty() {
+        return admit(io, session, version, ns, handshake);
+    }
+    // Asynchronous middleware: the connection waits in `connecting` until they all agree.
+    if let Some(client) = io.state.borrow_mut().clients.get_mut(session) {
+        client.connecting.push(ns);
+    }
+    let task_io = io.clone();
+    io.spawn(Box::pin(async move {
+        let mut verdict = Ok(());
+        for middleware in &handlers.async_middlewares {
+            let check = contain("middleware", || middleware(handshake.clone()));
+            verdict = match check {
+                Some(check) => check.await,
+                None => Err(ConnectError::new("server error")),
+            };
+            if verdict.is_err() {
+                break;
+            }
+        }
+        let io = task_io;
+        // The client may have gone (or its session key been reused) while we waited.
+        let same_session = io.engine.borrow().id(session) == Some(engine_id);
+        let waiting = io
+            .state
+            .borrow_mut()
+            .clients
+            .get_mut(session)
+            .is_some_and(|c| {
+                let position = c.connecting.iter().position(|&n| n == ns);
+                position.map(|p| c.connecting.swap_remove(p)).is_some()
+            });
+        if !(same_session && waiting) {
+            return;
+        }
+        match verdict {
+            Ok(()) => admit(&io, session, version, ns, handshake),
+            Err(error) => refuse(&io, session, version, &handshake.nsp, &error),
+        }
+    }));
+}
+
+/// Answers a refused CONNECT: `{"message","data"}` for protocol 5, a bare string for 4.
+fn refuse(io: &Io, session: SessionKey, version: Version, nsp: &str, error: &ConnectError) {
+    let mut data = Vec::new();
+    match version {
+        Version::V4 => {
+            data.extend_from_slice(br#"{"message":"#);
+            json::write_str(&mut data, &error.message);
+            if let Some(extra) = &error.data {
+                data.extend_from_slice(br#","data":"#);
+                data.extend_from_slice(extra);
+            }
+            data.push(b'}');
+        }
+        Version::V3 => json::write_str(&mut data, &error.message),
+    }
+    let frames = encode_packet(PacketType::ConnectError, nsp, None, &data, &[]);
+    io.send_frames(session, &frames, false);
+}
+
+/// Creates the socket, answers the CONNECT and runs the connect handler.
+fn admit(io: &Rc<Io>, session: SessionKey, version: Version, ns: usize, handshake: Handshake) {
+    let name = handshake.nsp;
+    let Some(engine_id) = io.engine.borrow().id(session) else {
+        return;
+    };
+    let (socket, id) = {
+        let mut guard = io.state.borrow_mut();
+        let state = &mut *guard;
+        let key = state.vacant_socket();
+        let id: Arc<str> = match version {
+            Version::V3 if &*name == "/" => Arc::from(engine_id.as_str()),
+            Version::V3 => Arc::from(format!("{name}#{engine_id}")),
+            Version::V4 => Arc::from(Id::generate(io.shard, key.0, &mut state.random).as_str()),
+        };
+        let socket = state.insert_socket(SocketState {
+            id: id.clone(),
+            ns,
+            session,
+            // Room for its own id room: most sockets join no other.
+            rooms: Vec::with_capacity(1),
+            acks: BTreeMap::new(),
+            auth: handshake.auth,
+            data: None,
+        });
+        if let Some(client) = state.clients.get_mut(session) {
+            client.sockets.push((ns, socket));
+            client.connect_deadline = None;
+        }
+        (socket, id)
+    };
+    let reply = match version {
+        Version::V4 => {
+            let mut data = Vec::with_capacity(40);
+            data.extend_from_slice(br#"{"sid":"#);
+            json::write_str(&mut data, &id);
+            data.push(b'}');
+            data
+        }
+        Version::V3 => Vec::new(),
+    };
+    let frames = encode_packet(PacketType::Connect, &name, None, &reply, &[]);
+    io.send_frames(session, &frames, false);
+    let handle = super::Socket::new(io.clone(), socket, id, name);
+    if let Some(observer) = &io.observer {
+        contain("observer", || observer.connected(&handle));
+    }
+    let handlers = io.namespace_handlers(socket);
+    if let Some(on_connect) = handlers.as_ref().and_then(|h| h.on_connect.as_ref()) {
+        if contain("connect", || on_connect(&handle)).is_none() {
+            io.engine
+                .borrow_mut()
+                .close(session, CloseReason::ServerClose);
+        }
+    }
+}
+
+/// Protocol 4 clients put auth in the namespace query: `a=1&b=x` becomes `{"a":"1","b":"x"}`.
+fn query_to_json(query: &[u8]) -> Bytes {
+    let Ok(query) = std::str::from_utf8(query) else {
+        return EMPTY_AUTH;
+    };
+    let mut out = Vec::from(&b"{"[..]);
+    for (n, pair) in query.split('&').filter(|p| !p.is_empty()).enumerate() {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if n > 0 {
+            out.push(b',');
+        }
+        json::write_str(&mut out, &percent_decode(key));
+        out.push(b':');
+        json::write_str(&mut out, &percent_decode(value));
+    }
+    out.push(b'}');
+    out.into()
+}

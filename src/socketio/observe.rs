@@ -1,0 +1,56 @@
+//! The lifecycle observer: what an application (the Admin UI, metrics, webhooks) hears of
+//! every socket on a shard: connect, rooms joined and left, events in and out, transport
+//! upgrades, disconnect with its reason.
+//!
+//! One observer per shard, made by the factory given to `ServerBuilder::observer`, so it may
+//! keep shard-local state without locks. With none, every call site is one `None` check.
+
+use super::message::{Args, Message};
+use super::{DisconnectReason, Socket};
+
+/// Hears what happens to the sockets of one shard, in order per socket: `connected` first,
+/// then joins, leaves, events in and out and upgrades as they happen, then `left` for every
+/// room the socket was still in and `disconnected` last.
+///
+/// Called on the shard's thread, with no lock or borrow held: an observer may use the socket
+/// handle (it must not block, as a handler must not). Every method does nothing by default.
+pub trait Observer {
+    /// A socket joined its namespace (the room named by its id included).
+    fn connected(&self, socket: &Socket) {
+        let _ = socket;
+    }
+
+    /// A socket joined a room (not its own id room, which it is in from the start).
+    fn joined(&self, socket: &Socket, room: &str) {
+        let _ = (socket, room);
+    }
+
+    /// A socket left a room (on its own, through an operation, or when it disconnected).
+    fn left(&self, socket: &Socket, room: &str) {
+        let _ = (socket, room);
+    }
+
+    /// A socket sent an event (called before the event's handler).
+    fn event_received(&self, socket: &Socket, event: &str, message: &Message) {
+        let _ = (socket, event, message);
+    }
+
+    /// An event was sent to a socket, directly or by a broadcast it was a recipient of.
+    fn event_sent(&self, socket: &Socket, event: &str, args: &Args) {
+        let _ = (socket, event, args);
+    }
+
+    /// A socket's connection moved to another transport (`"websocket"` after an upgrade).
+    fn upgraded(&self, socket: &Socket, transport: &str) {
+        let _ = (socket, transport);
+    }
+
+    /// A socket left its namespace (its handle no longer sends; its id and namespace stay
+    /// readable).
+    fn disconnected(&self, socket: &Socket, reason: DisconnectReason) {
+        let _ = (socket, reason);
+    }
+}
+
+/// Makes one shard's observer, given the shard's index.
+pub type ObserverFactory = dyn Fn(u16) -> Box<dyn Observer> + Send + Sync;

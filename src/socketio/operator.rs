@@ -1,0 +1,363 @@
+//! [`BroadcastOperator`]: selects sockets of one namespace (rooms, except, socket ids as
+//! rooms) across every shard, then emits to them (encoded once) or runs a server-wide
+//! operation on them: fetch, join, leave, disconnect, all rooms. Operations answer through an
+//! [`OpFuture`], bounded by a timeout, with a typed [`OpError`].
+//!
+//! Shard-local like every handle; `ServerHandle::of` gives the `Send` form for other threads.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_channel::oneshot;
+use serde::Serialize;
+
+use super::ack::BroadcastAcks;
+use super::adapter::{
+    self, AckSpec, Broadcast, EventPacket, Op, OpCollector, Operation, Reply, Target,
+};
+use super::message::{encode_event, Args};
+use super::Io;
+
+/// How long operations and broadcast acks wait when no timeout is set (Node's default).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One socket as `fetch_sockets` describes it, wherever it lives.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SocketInfo {
+    /// The socket id.
+    pub id: String,
+    /// Its namespace.
+    pub nsp: String,
+    /// The rooms it is in (its own id room included).
+    pub rooms: Vec<String>,
+    /// What its client said when it connected.
+    pub handshake: HandshakeInfo,
+    /// The application's value for it (`Socket::set_data`), `null` if none.
+    pub data: serde_json::Value,
+    /// The shard that holds it.
+    pub shard: u16,
+}
+
+/// The handshake of a socket, as `fetch_sockets` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HandshakeInfo {
+    /// The query string of the Engine.IO handshake request.
+    pub query: String,
+    /// The client's address, when known.
+    pub address: Option<SocketAddr>,
+    /// The CONNECT packet's auth object (`{}` if none).
+    pub auth: serde_json::Value,
+    /// Socket.IO protocol revision: 5, or 4 for socket.io-client 2.x.
+    pub protocol: u8,
+}
+
+/// Why a server-wide operation gave no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpError {
+    /// A responder (a shard, a node) did not answer within the timeout.
+    Timeout,
+    /// The server stopped before the operation could finish.
+    ServerStopped,
+    /// The shard that was to run it has too many messages waiting; try again later.
+    Overloaded,
+}
+
+impl fmt::Display for OpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OpError::Timeout => "operation has timed out",
+            OpError::ServerStopped => "server stopped",
+            OpError::Overloaded => "server overloaded",
+        })
+    }
+}
+
+impl std::error::Error for OpError {}
+
+/// The answer of a server-wide operation, once every shard (and node) has given its part or the
+/// timeout has passed. `Send` when `T` is, so it can be awaited on any runtime or thread.
+#[must_use = "an operation's answer is only seen by awaiting it"]
+pub struct OpFuture<T> {
+    state: OpState<T>,
+}
+
+enum OpState<T> {
+    Waiting(oneshot::Receiver<Result<T, OpError>>),
+    Ready(Option<Result<T, OpError>>),
+}
+
+impl<T> OpFuture<T> {
+    /// A future and the function that completes it.
+    pub(crate) fn channel() -> (OpFuture<T>, impl FnOnce(Result<T, OpError>)) {
+        let (sender, receiver) = oneshot::channel();
+        let complete = move |outcome| {
+            // The caller may have dropped the future: nobody to tell.
+            let _ = sender.send(outcome);
+        };
+        let future = OpFuture {
+            state: OpState::Waiting(receiver),
+        };
+        (future, complete)
+    }
+
+    /// A future already answered.
+    pub(crate) fn ready(outcome: Result<T, OpError>) -> OpFuture<T> {
+        OpFuture {
+            state: OpState::Ready(Some(outcome)),
+        }
+    }
+}
+
+// Never pinned structurally: the outcome is only ever moved out whole.
+impl<T> Unpin for OpFuture<T> {}
+
+impl<T> Future for OpFuture<T> {
+    type Output = Result<T, OpError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().state {
+            OpState::Waiting(receiver) => match Pin::new(receiver).poll(cx) {
+                Poll::Ready(Ok(outcome)) => Poll::Ready(outcome),
+                // The shard dropped the request: it stopped.
+                Poll::Ready(Err(oneshot::Canceled)) => Poll::Ready(Err(OpError::ServerStopped)),
+                Poll::Pending => Poll::Pending,
+            },
+            OpState::Ready(outcome) => {
+                Poll::Ready(outcome.take().unwrap_or(Err(OpError::ServerStopped)))
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for OpFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpFuture").finish_non_exhaustive()
+    }
+}
+
+/// Selects the sockets of one namespace, on every shard (and, with a cluster adapter, every
+/// node): members of any room added with [`to`](Self::to) (the whole namespace if none),
+/// minus members of any room added with [`except`](Self::except); a socket id is a room too.
+/// Then emits to them, encoded once, or runs an operation on them.
+pub struct BroadcastOperator {
+    io: Rc<Io>,
+    target: Target,
+    volatile: bool,
+    local: bool,
+    timeout: Option<Duration>,
+    /// Set by the `Send` handle: the deadline its caller's clock fixed.
+    deadline: Option<Instant>,
+}
+
+impl fmt::Debug for BroadcastOperator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BroadcastOperator")
+            .field("nsp", &self.target.nsp)
+            .field("rooms", &self.target.rooms)
+            .field("except", &self.target.except)
+            .finish()
+    }
+}
+
+impl BroadcastOperator {
+    pub(crate) fn new(io: Rc<Io>, nsp: Arc<str>, except_socket: Option<Arc<str>>) -> Self {
+        BroadcastOperator {
+            io,
+            target: Target {
+                nsp,
+                rooms: Vec::new(),
+                except: except_socket
+                    .map(|id| Box::from(&*id))
+                    .into_iter()
+                    .collect(),
+            },
+            volatile: false,
+            local: false,
+            timeout: None,
+            deadline: None,
+        }
+    }
+
+    /// Adds a target room (a socket id is a room too). No room means the whole namespace.
+    pub fn to(mut self, room: &str) -> Self {
+        self.target.rooms.push(room.into());
+        self
+    }
+
+    /// Excludes the members of a room.
+    pub fn except(mut self, room: &str) -> Self {
+        self.target.except.push(room.into());
+        self
+    }
+
+    /// Drops the packet for recipients that cannot take it right away.
+    pub fn volatile(mut self) -> Self {
+        self.volatile = true;
+        self
+    }
+
+    /// Only this server process (every shard of it), never other nodes of a cluster.
+    pub fn local(mut self) -> Self {
+        self.local = true;
+        self
+    }
+
+    /// How long acks and operations wait for every responder (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The shard's Socket.IO server this operator runs on.
+    pub(crate) fn io(&self) -> &Rc<Io> {
+        &self.io
+    }
+
+    pub(crate) fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline
+            .unwrap_or_else(|| self.io.now() + self.timeout.unwrap_or(DEFAULT_TIMEOUT))
+    }
+
+    /// Emits to every matching socket on every shard. Returns the recipients on this shard.
+    pub fn emit(self, event: &str, args: &Args) -> usize {
+        let frames = encode_event(&self.target.nsp, event, args, None);
+        self.send(event, args, frames, None)
+    }
+
+    /// Emits and collects every recipient's ack (on every shard) until all have answered or
+    /// the timeout (default 5 s) passes; then calls `callback` once.
+    pub fn emit_with_ack(
+        self,
+        event: &str,
+        args: &Args,
+        callback: impl FnOnce(BroadcastAcks) + 'static,
+    ) {
+        let deadline = self.deadline();
+        let request = adapter::expect_acks(&self.io, self.local, deadline, Box::new(callback));
+        let ack_id = self.io.state.borrow_mut().next_ack_id();
+        let frames = encode_event(&self.target.nsp, event, args, Some(ack_id));
+        let spec = AckSpec {
+            origin: self.io.origin(),
+            request,
+            ack_id,
+            deadline,
+        };
+        self.send(event, args, frames, Some(spec));
+    }
+
+    /// Describes every matching socket (id, namespace, rooms, handshake, data, shard).
+    pub fn fetch_sockets(self) -> OpFuture<Vec<SocketInfo>> {
+        self.operate_then(Op::FetchSockets, Vec::new(), |all, reply| {
+            if let Reply::Sockets(sockets) = reply {
+                all.extend(sockets);
+            }
+        })
+    }
+
+    /// Joins every matching socket to each of `rooms`; answers how many sockets matched.
+    pub fn sockets_join<R: AsRef<str>>(
+        self,
+        rooms: impl IntoIterator<Item = R>,
+    ) -> OpFuture<usize> {
+        let rooms = rooms.into_iter().map(|r| r.as_ref().into()).collect();
+        self.operate_then(Op::Join(rooms), 0, add_count)
+    }
+
+    /// Takes every matching socket out of each of `rooms`; answers how many sockets matched.
+    pub fn sockets_leave<R: AsRef<str>>(
+        self,
+        rooms: impl IntoIterator<Item = R>,
+    ) -> OpFuture<usize> {
+        let rooms = rooms.into_iter().map(|r| r.as_ref().into()).collect();
+        self.operate_then(Op::Leave(rooms), 0, add_count)
+    }
+
+    /// Disconnects every matching socket from the namespace (the client gets a DISCONNECT), or
+    /// with `close`, closes its whole connection; answers how many sockets matched.
+    pub fn disconnect_sockets(self, close: bool) -> OpFuture<usize> {
+        self.operate_then(Op::Disconnect { close }, 0, add_count)
+    }
+
+    /// Every room of the namespace that has a member anywhere (socket id rooms included);
+    /// `to` and `except` do not apply.
+    pub fn all_rooms(self) -> OpFuture<Vec<String>> {
+        self.operate_then(Op::AllRooms, Vec::new(), |all: &mut Vec<_>, reply| {
+            if let Reply::Rooms(rooms) = reply {
+                all.extend(rooms);
+                // Several shards may hold members of one room: name it once.
+                all.sort_unstable();
+                all.dedup();
+            }
+        })
+    }
+
+    /// Runs `op` everywhere and returns the merged answers.
+    fn operate_then<T: Send + 'static>(
+        self,
+        op: Op,
+        empty: T,
+        merge: fn(&mut T, Reply),
+    ) -> OpFuture<T> {
+        let (future, complete) = OpFuture::channel();
+        self.operate(op, empty, merge, Box::new(complete));
+        future
+    }
+
+    /// Runs `op` everywhere; `done` gets the merged answers or why some are missing.
+    pub(crate) fn operate<T: 'static>(
+        self,
+        op: Op,
+        empty: T,
+        merge: fn(&mut T, Reply),
+        done: Box<dyn FnOnce(Result<T, OpError>)>,
+    ) {
+        let deadline = self.deadline();
+        let collector = Box::new(OpCollector::new(empty, merge, done));
+        let operation = Operation {
+            target: self.target,
+            op,
+        };
+        adapter::operate(&self.io, operation, self.local, deadline, collector);
+    }
+
+    /// Delivers on this shard and hands one shared copy to every other responder.
+    fn send(
+        self,
+        event: &str,
+        args: &Args,
+        frames: Vec<crate::codec::frame::Frame>,
+        ack: Option<AckSpec>,
+    ) -> usize {
+        // The observer needs the event as given; nobody else does, so it is kept only then.
+        let packet = self.io.observer.as_ref().map(|_| EventPacket {
+            event: event.into(),
+            args: args.clone(),
+        });
+        let broadcast = Broadcast {
+            target: self.target,
+            volatile: self.volatile,
+            frames,
+            packet,
+            ack,
+        };
+        adapter::broadcast(&self.io, broadcast, self.local)
+    }
+}
+
+fn add_count(total: &mut usize, reply: Reply) {
+    if let Reply::Count(count) = reply {
+        *total += count;
+    }
+}
