@@ -22,9 +22,14 @@ pub struct TestServer {
 impl TestServer {
     /// Starts `builder` on 127.0.0.1, a port the OS picks, with two unpinned shards.
     pub fn start(builder: ServerBuilder) -> TestServer {
+        TestServer::start_with_shards(builder, 2)
+    }
+
+    /// Starts `builder` on 127.0.0.1, a port the OS picks, with `shards` unpinned shards.
+    pub fn start_with_shards(builder: ServerBuilder, shards: usize) -> TestServer {
         let handle = builder
             .configure(|config| {
-                config.cores = 2;
+                config.cores = shards;
                 config.host = [127, 0, 0, 1].into();
                 config.port = 0;
                 config.pin_cores = false;
@@ -43,35 +48,57 @@ impl TestServer {
         format!("http://{}", handle.local_addr())
     }
 
+    /// The running server's handle.
+    pub fn handle(&self) -> &ServerHandle {
+        self.handle.as_ref().expect("server is running")
+    }
+
+    /// Runs a script on its own thread (while the test drives the server); join the thread
+    /// for its standard output.
+    pub fn spawn_script(&self, script: &'static str) -> JoinHandle<String> {
+        let url = self.url();
+        std::thread::spawn(move || run_script_at(&url, script))
+    }
+
     /// Runs `tests/library/js/<script>` against this server; panics with the script's output
     /// unless it exits 0 in time. Returns its standard output.
     pub fn run_script(&self, script: &str) -> String {
-        let path = js_dir().join(script);
-        let child = Command::new("node")
-            .arg(&path)
-            .env("RINGCAST_URL", self.url())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot run node {}: {error}", path.display()));
-        let outcome = wait_with_deadline(child, SCRIPT_DEADLINE);
-        if !outcome.success {
-            panic!(
-                "{script} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                outcome.status, outcome.stdout, outcome.stderr
-            );
-        }
-        outcome.stdout
+        run_script_at(&self.url(), script)
     }
 
     /// Runs a script and parses the last line it printed as JSON (its report to the test).
     pub fn run_script_json(&self, script: &str) -> serde_json::Value {
-        let stdout = self.run_script(script);
-        let last = stdout.lines().last().unwrap_or_default();
-        serde_json::from_str(last)
-            .unwrap_or_else(|error| panic!("{script} printed no JSON report ({error}): {stdout}"))
+        last_json_line(script, &self.run_script(script))
     }
+}
+
+/// The last line a script printed, as JSON (its report to the test).
+pub fn last_json_line(script: &str, stdout: &str) -> serde_json::Value {
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last)
+        .unwrap_or_else(|error| panic!("{script} printed no JSON report ({error}): {stdout}"))
+}
+
+/// Runs `tests/library/js/<script>` against the server at `url`; panics with the script's
+/// output unless it exits 0 in time. Returns its standard output.
+fn run_script_at(url: &str, script: &str) -> String {
+    let path = js_dir().join(script);
+    let child = Command::new("node")
+        .arg(&path)
+        .env("RINGCAST_URL", url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot run node {}: {error}", path.display()));
+    let outcome = wait_with_deadline(child, SCRIPT_DEADLINE);
+    if !outcome.success {
+        panic!(
+            "{script} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            outcome.status, outcome.stdout, outcome.stderr
+        );
+    }
+    outcome.stdout
 }
 
 impl Drop for TestServer {
