@@ -8,6 +8,9 @@ use futures_channel::oneshot;
 use futures_util::task::noop_waker_ref;
 
 use super::*;
+use crate::codec::frame::Frame;
+use crate::codec::ws;
+use crate::config::SlowConsumerPolicy;
 
 const INTERVAL: Duration = Duration::from_millis(300);
 const TIMEOUT: Duration = Duration::from_millis(200);
