@@ -93,7 +93,7 @@ fn peer() -> Peer {
 fn drain(engine: &mut Engine, links: &[LinkKey], now: Instant, out: &mut Vec<Bytes>) {
     let mut cx = Context::from_waker(Waker::noop());
     for &link in links {
-        let _ = engine.ws_poll_write(link, now, &mut cx, out);
+        let _ = engine.poll_ws_write(link, now, &mut cx, out);
         out.clear();
     }
 }

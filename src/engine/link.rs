@@ -163,7 +163,7 @@ impl Engine {
 
     /// Hands the writer everything queued for `link`, or registers its waker. When `out` is
     /// empty the queue moves into it whole, allocation included: an idle link holds no buffer.
-    pub fn ws_poll_write(
+    pub fn poll_ws_write(
         &mut self,
         link: LinkKey,
         now: Instant,
@@ -205,7 +205,7 @@ impl Engine {
 
     /// Ready once the link must end (or is gone); otherwise registers the writer's waker.
     /// Only for a writer that is blocked in a write (it shares the waker slot).
-    pub fn ws_poll_closing(&mut self, link: LinkKey, cx: &mut Context<'_>) -> Poll<()> {
+    pub fn poll_ws_closing(&mut self, link: LinkKey, cx: &mut Context<'_>) -> Poll<()> {
         match self.link_mut(link) {
             Some(entry) if entry.closing.is_none() => {
                 entry.waker = Some(cx.waker().clone());

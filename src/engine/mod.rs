@@ -8,7 +8,7 @@
 //! turn, so that a run of broadcasts to the same recipients reaches each as one write.
 //!
 //! It performs no I/O and reads no clock: the network layer feeds it requests and frames with
-//! `now`, collects what to write ([`Engine::ws_poll_write`], [`PollReply`]), and the shard's
+//! `now`, collects what to write ([`Engine::poll_ws_write`], [`PollReply`]), and the shard's
 //! timer calls [`Engine::handle_timeouts`] at [`Engine::next_deadline`].
 //!
 //! [`Engine`]'s doc lists its method families, one file each, and the order to call them in.
@@ -108,19 +108,22 @@ pub struct SlowConsumerCounts {
 /// - **Sessions begin and end** (`lifecycle.rs`): [`Engine::admit`], [`Engine::open_polling`],
 ///   [`Engine::open_websocket`], [`Engine::close`], [`Engine::drain`],
 ///   [`Engine::release_idle_memory`].
-/// - **Inputs from the network, polling** (`polling.rs`): [`Engine::poll_get`],
-///   [`Engine::poll_post`], [`Engine::poll_aborted`], [`Engine::poll_get_closed`], and
+/// - **Inputs from the network, polling** (`polling.rs`): [`Engine::polling_get`],
+///   [`Engine::polling_post`], [`Engine::polling_aborted`], [`Engine::polling_get_closed`], and
 ///   [`Engine::flush`], which answers the GETs that became answerable.
 /// - **Inputs from the network, WebSocket link** (`link.rs`): [`Engine::ws_upgrade`],
 ///   [`Engine::ws_message`], [`Engine::ws_error`], [`Engine::ws_reader_done`],
-///   [`Engine::ws_writer_done`]; for the link's writer, [`Engine::ws_poll_write`],
-///   [`Engine::ws_poll_closing`], [`Engine::ws_hold_until`] and [`Engine::recycle_queue`].
+///   [`Engine::ws_writer_done`]; for the link's writer, [`Engine::poll_ws_write`],
+///   [`Engine::poll_ws_closing`], [`Engine::ws_hold_until`] and [`Engine::recycle_queue`].
 ///   The packets either transport brings are handled in `packet.rs`.
 /// - **The application side, outbound** (`outbound.rs`): [`Engine::send`],
 ///   [`Engine::send_frames`], [`Engine::send_many`], and for the end of the turn
 ///   [`Engine::poll_deferred`] / [`Engine::send_deferred`]; events go out through
 ///   [`Engine::next_event`].
 /// - **Time** (`timer.rs`): [`Engine::next_deadline`], [`Engine::handle_timeouts`].
+///
+/// One meaning per word: `polling_*` is an input from HTTP long-polling, `poll_*` is a Rust
+/// poll (ready now, or the waker is kept and woken later).
 ///
 /// # Calling order
 ///

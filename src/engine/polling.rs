@@ -17,7 +17,7 @@ use crate::id::Id;
 
 impl Engine {
     /// A polling GET: answered now if frames wait, else when the next frame is sent.
-    pub fn poll_get(&mut self, key: SessionKey, waiter: PollWaiter) {
+    pub fn polling_get(&mut self, key: SessionKey, waiter: PollWaiter) {
         let Some(session) = self.sessions.get_mut(key as usize) else {
             let _ = waiter.send(PollReply::error(EngineError::UnknownSid));
             return;
@@ -44,7 +44,7 @@ impl Engine {
     }
 
     /// A GET for a session that a client closed a moment ago gets a noop, once.
-    pub fn poll_get_closed(&mut self, id: &str) -> Option<PollReply> {
+    pub fn polling_get_closed(&mut self, id: &str) -> Option<PollReply> {
         let position = self
             .closed_by_client
             .iter()
@@ -56,7 +56,7 @@ impl Engine {
     }
 
     /// The connection holding this session's GET went away: the client is gone.
-    pub fn poll_aborted(&mut self, key: SessionKey) {
+    pub fn polling_aborted(&mut self, key: SessionKey) {
         let Some(session) = self.sessions.get_mut(key as usize) else {
             return;
         };
@@ -66,7 +66,7 @@ impl Engine {
     }
 
     /// A polling POST: every packet is handled, then `ok` (or an error, closing the session).
-    pub fn poll_post(
+    pub fn polling_post(
         &mut self,
         key: SessionKey,
         now: Instant,

@@ -46,7 +46,7 @@ fn open(engine: &mut Engine, now: Instant, version: Version) -> SessionKey {
 /// Issues a GET and returns what it was answered with, if answered yet.
 fn get(engine: &mut Engine, key: SessionKey) -> oneshot::Receiver<PollReply> {
     let (sender, receiver) = oneshot::channel();
-    engine.poll_get(key, sender);
+    engine.polling_get(key, sender);
     engine.flush();
     receiver
 }
@@ -61,14 +61,14 @@ fn body(receiver: &mut oneshot::Receiver<PollReply>) -> Option<(u16, String)> {
 
 fn post(engine: &mut Engine, key: SessionKey, now: Instant, payload: &str) -> u16 {
     engine
-        .poll_post(key, now, Bytes::copy_from_slice(payload.as_bytes()), false)
+        .polling_post(key, now, Bytes::copy_from_slice(payload.as_bytes()), false)
         .status
 }
 
 fn written(engine: &mut Engine, link: LinkKey, now: Instant) -> (Vec<Bytes>, Poll<WriteBatch>) {
     let mut out = Vec::new();
     let mut cx = Context::from_waker(noop_waker_ref());
-    let step = engine.ws_poll_write(link, now, &mut cx, &mut out);
+    let step = engine.poll_ws_write(link, now, &mut cx, &mut out);
     (out, step)
 }
 
@@ -343,9 +343,9 @@ fn a_get_racing_the_client_close_still_gets_its_noop_once() {
     let key = open(&mut engine, now, Version::V3);
     let id = engine.id(key).unwrap();
     assert_eq!(post(&mut engine, key, now, "1:1"), 200);
-    let late = engine.poll_get_closed(id.as_str()).unwrap();
+    let late = engine.polling_get_closed(id.as_str()).unwrap();
     assert_eq!(&late.body[..], b"1:6");
-    assert_eq!(engine.poll_get_closed(id.as_str()), None, "only once");
+    assert_eq!(engine.polling_get_closed(id.as_str()), None, "only once");
 }
 
 #[test]

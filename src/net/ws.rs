@@ -257,7 +257,7 @@ async fn write_loop<H: Host>(
         let step = poll_fn(|cx| {
             host.engine()
                 .borrow_mut()
-                .ws_poll_write(link, Instant::now(), cx, &mut frames)
+                .poll_ws_write(link, Instant::now(), cx, &mut frames)
         })
         .await;
         // Boxed: the writes exist only while bytes move; inline, their room would be taken in
@@ -292,7 +292,7 @@ async fn write_frames<H: Host>(
         let mut write = pin!(write_all(writer, FrameBatch::new(frames)));
         let (result, batch) = monoio::select! {
             done = &mut write => done,
-            () = poll_fn(|cx| host.engine().borrow_mut().ws_poll_closing(link, cx)) => {
+            () = poll_fn(|cx| host.engine().borrow_mut().poll_ws_closing(link, cx)) => {
                 let give_up = Box::pin(monoio::time::sleep(host.engine_config().ping_timeout));
                 monoio::select! {
                     done = write => done,

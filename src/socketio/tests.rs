@@ -146,7 +146,7 @@ impl Cluster {
     /// Whether the client's connection is being closed (its writer is told to end).
     fn is_closed(&self, client: &Client) -> bool {
         let mut cx = Context::from_waker(noop_waker_ref());
-        let step = self.shards[client.shard].engine.borrow_mut().ws_poll_write(
+        let step = self.shards[client.shard].engine.borrow_mut().poll_ws_write(
             client.link,
             self.now,
             &mut cx,
@@ -159,7 +159,7 @@ impl Cluster {
     fn read(&self, client: &Client) -> Vec<String> {
         let mut out = Vec::new();
         let mut cx = Context::from_waker(noop_waker_ref());
-        let _ = self.shards[client.shard].engine.borrow_mut().ws_poll_write(
+        let _ = self.shards[client.shard].engine.borrow_mut().poll_ws_write(
             client.link,
             self.now,
             &mut cx,
