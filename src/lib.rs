@@ -23,6 +23,8 @@ pub mod apps;
 pub mod bus;
 pub mod codec;
 pub mod config;
+/// Deadline heaps with lazy deletion, for the engine's and Socket.IO's timers.
+pub mod deadline;
 pub mod engine;
 pub mod id;
 mod net;

@@ -3,7 +3,7 @@
 //!
 //! No I/O and no clock: `now` comes in as an argument.
 
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -14,6 +14,7 @@ use super::{CloseReason, Engine, EngineError, Event, LinkKey, Peer, PollReply, S
 use crate::codec::eio::{self, Version};
 use crate::codec::frame::Frame;
 use crate::codec::ws;
+use crate::deadline::DeadlineHeap;
 use crate::id::Id;
 
 impl Engine {
@@ -41,7 +42,7 @@ impl Engine {
         // (ids are checked whole, links carry a generation).
         self.sessions = Slab::new();
         self.links = Slab::new();
-        self.deadlines = BinaryHeap::new();
+        self.deadlines = DeadlineHeap::new();
         self.events = VecDeque::new();
         self.dirty = Vec::new();
         self.spare_queues = Vec::new();

@@ -24,18 +24,17 @@ mod reply;
 mod session;
 mod timer;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Waker;
-use std::time::Instant;
 
 use bytes::Bytes;
 use slab::Slab;
 
 use crate::codec::eio::Version;
 use crate::config::EngineConfig;
+use crate::deadline::DeadlineHeap;
 use crate::id::{Id, RandomPool};
 
 pub use admission::{Admission, AdmissionLimits};
@@ -143,7 +142,8 @@ pub struct Engine {
     sessions: Slab<Session>,
     links: Slab<Link>,
     next_link_generation: u32,
-    deadlines: BinaryHeap<Reverse<(Instant, SessionKey, u32)>>,
+    /// One live entry per session: (key, `Session::timer_generation`) (see `timer.rs`).
+    deadlines: DeadlineHeap<(SessionKey, u32)>,
     events: VecDeque<Event>,
     /// Sessions whose pending poll may be answerable now (flushed by [`Engine::flush`]).
     dirty: Vec<SessionKey>,
@@ -177,7 +177,7 @@ impl Engine {
             sessions: Slab::new(),
             links: Slab::new(),
             next_link_generation: 0,
-            deadlines: BinaryHeap::new(),
+            deadlines: DeadlineHeap::new(),
             events: VecDeque::new(),
             dirty: Vec::new(),
             spare_queues: Vec::new(),
@@ -255,9 +255,7 @@ impl Engine {
             websockets: self.links.len(),
             timers: self
                 .deadlines
-                .iter()
-                .filter(|Reverse((_, key, generation))| self.is_live_deadline(*key, *generation))
-                .count(),
+                .live_count(|_, (key, generation)| timer::is_live(&self.sessions, key, generation)),
             slow_consumers: self.slow_consumers,
         }
     }

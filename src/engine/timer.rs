@@ -1,13 +1,15 @@
 //! Time: each session has one live deadline (its heartbeat step or its upgrade probe's end,
-//! whichever is first); [`Engine::handle_timeouts`] fires the due ones and
-//! [`Engine::next_deadline`] tells the shard when to call it.
+//! whichever is first) in the shared [`DeadlineHeap`](crate::deadline::DeadlineHeap), the
+//! entry whose generation is the session's `timer_generation`; [`Engine::handle_timeouts`]
+//! fires the due ones and [`Engine::next_deadline`] tells the shard when to call it.
 //!
 //! Never reads the clock: `now` comes in.
 
-use std::cmp::Reverse;
 use std::time::Instant;
 
-use super::session::{Heartbeat, Transport};
+use slab::Slab;
+
+use super::session::{Heartbeat, Session, Transport};
 use super::{CloseReason, Engine, SessionKey};
 use crate::codec::frame::Frame;
 use crate::codec::ws;
@@ -15,30 +17,24 @@ use crate::codec::ws;
 impl Engine {
     /// When [`Engine::handle_timeouts`] must run next.
     pub fn next_deadline(&mut self) -> Option<Instant> {
-        while let Some(Reverse((at, key, generation))) = self.deadlines.peek().copied() {
-            match self.sessions.get(key as usize) {
-                Some(session) if session.timer_generation == generation => return Some(at),
-                _ => {
-                    self.deadlines.pop();
-                }
-            }
-        }
-        None
+        let sessions = &self.sessions;
+        self.deadlines
+            .next_deadline(|_, (key, generation)| is_live(sessions, key, generation))
     }
 
     /// Sends due pings, closes sessions whose peer went silent, ends stale upgrade probes.
     pub fn handle_timeouts(&mut self, now: Instant) {
-        while let Some(Reverse((at, key, generation))) = self.deadlines.peek().copied() {
-            if at > now {
+        loop {
+            let sessions = &self.sessions;
+            let due = self.deadlines.pop_due(now, |_, (key, generation)| {
+                is_live(sessions, key, generation)
+            });
+            let Some((_, (key, _))) = due else {
                 break;
-            }
-            self.deadlines.pop();
+            };
             let Some(session) = self.sessions.get_mut(key as usize) else {
                 continue;
             };
-            if session.timer_generation != generation {
-                continue;
-            }
             if let Some(deadline) = session.upgrade_deadline {
                 if deadline <= now {
                     session.upgrade_deadline = None;
@@ -80,21 +76,20 @@ impl Engine {
             at = at.min(upgrade);
         }
         session.timer_generation = session.timer_generation.wrapping_add(1);
+        self.deadlines.push(at, (key, session.timer_generation));
+        // The replaced entry stays in the heap until it comes due, or until churn grows the
+        // heap enough to sweep it out.
+        let sessions = &self.sessions;
         self.deadlines
-            .push(Reverse((at, key, session.timer_generation)));
-        // Replaced deadlines stay in the heap until they come due; under churn they could
-        // outnumber the live ones many times over, so past a bound they are swept out.
-        if self.deadlines.len() > 2 * self.sessions.len() + 1024 {
-            let mut deadlines = std::mem::take(&mut self.deadlines);
-            deadlines
-                .retain(|Reverse((_, key, generation))| self.is_live_deadline(*key, *generation));
-            self.deadlines = deadlines;
-        }
+            .sweep_if_grown(sessions.len(), |_, (key, generation)| {
+                is_live(sessions, key, generation)
+            });
     }
+}
 
-    pub(super) fn is_live_deadline(&self, key: SessionKey, generation: u32) -> bool {
-        self.sessions
-            .get(key as usize)
-            .is_some_and(|s| s.timer_generation == generation)
-    }
+/// Whether a deadline entry is its session's current one.
+pub(super) fn is_live(sessions: &Slab<Session>, key: SessionKey, generation: u32) -> bool {
+    sessions
+        .get(key as usize)
+        .is_some_and(|s| s.timer_generation == generation)
 }
