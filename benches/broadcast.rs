@@ -242,13 +242,7 @@ impl Shard {
 
     /// Runs queued engine events through Socket.IO (as the shard's `pump` does).
     fn pump(&self) {
-        loop {
-            let event = self.engine.borrow_mut().next_event();
-            match event {
-                Some(event) => self.io.handle_event(event),
-                None => break,
-            }
-        }
+        ringcast::engine::pump(&self.engine, |event| self.io.handle_event(event));
     }
 
     fn drain(&self) {

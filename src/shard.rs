@@ -19,7 +19,7 @@ use crate::bus;
 use crate::codec::frame::Frame;
 use crate::codec::http::Cors;
 use crate::config::{Config, EngineConfig};
-use crate::engine::{Admission, Engine, EngineCounts, Event};
+use crate::engine::{self, Admission, Engine, EngineCounts, Event};
 use crate::net::{self, Forward, Host};
 use crate::socketio::{Io, IoConfig, IoCounts, IoMsg, LocalTask, Namespaces, ShardHooks};
 
@@ -293,14 +293,7 @@ impl Host for Shard {
         }
         let now = Instant::now();
         self.io.set_now(now);
-        loop {
-            let event = self.engine.borrow_mut().next_event();
-            match event {
-                Some(event) => self.handle_event(event),
-                None => break,
-            }
-        }
-        self.engine.borrow_mut().flush();
+        engine::pump(&self.engine, |event| self.handle_event(event));
         self.pumping.set(false);
         self.wake_timer_if_needed();
         self.release_memory_when_idle();

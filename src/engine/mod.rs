@@ -24,6 +24,7 @@ mod reply;
 mod session;
 mod timer;
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -136,6 +137,9 @@ pub struct SlowConsumerCounts {
 ///    [`Engine::send_deferred`], then 2 and 3 again.
 /// 5. Sleep until [`Engine::next_deadline`] (ask again after every step: it moves), then
 ///    call [`Engine::handle_timeouts`] and go on with 2.
+///
+/// [`pump`] is steps 2 and 3, the one copy of them; [`pump_and_end_turn`] adds step 4 for a
+/// harness that has no task waiting on [`Engine::poll_deferred`].
 pub struct Engine {
     shard: u16,
     config: EngineConfig,
@@ -269,6 +273,30 @@ impl Engine {
     pub fn next_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
+}
+
+/// Steps 2 and 3 of the calling order (see [`Engine`]): hands every queued event to `handle`,
+/// with no borrow of the engine held while it runs (a handler may send, close or broadcast,
+/// and the events that queues are handled too), then answers the polls made answerable
+/// ([`Engine::flush`]).
+pub fn pump(engine: &RefCell<Engine>, mut handle: impl FnMut(Event)) {
+    loop {
+        let event = engine.borrow_mut().next_event();
+        match event {
+            Some(event) => handle(event),
+            None => break,
+        }
+    }
+    engine.borrow_mut().flush();
+}
+
+/// [`pump`], then the end of the runtime's turn (step 4 of the calling order): sends the
+/// broadcasts held for it ([`Engine::send_deferred`]) and pumps what that queued. For a
+/// harness with no task waiting on [`Engine::poll_deferred`]; a shard has one.
+pub fn pump_and_end_turn(engine: &RefCell<Engine>, mut handle: impl FnMut(Event)) {
+    pump(engine, &mut handle);
+    engine.borrow_mut().send_deferred();
+    pump(engine, handle);
 }
 
 #[cfg(test)]

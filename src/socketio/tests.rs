@@ -78,14 +78,7 @@ impl Cluster {
     /// sends the broadcasts the engine held for it, as the shard's task does.
     fn pump(&self) {
         for io in &self.shards {
-            loop {
-                let event = io.engine.borrow_mut().next_event();
-                match event {
-                    Some(event) => io.handle_event(event),
-                    None => break,
-                }
-            }
-            io.engine.borrow_mut().send_deferred();
+            crate::engine::pump_and_end_turn(&io.engine, |event| io.handle_event(event));
         }
     }
 
