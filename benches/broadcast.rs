@@ -172,7 +172,7 @@ fn handout(c: &mut Criterion) {
                         || {
                             let mut engine = engine.borrow_mut();
                             for &key in order {
-                                black_box(engine.send(key, &frame, false));
+                                let _ = black_box(engine.send(key, &frame, false));
                             }
                         },
                         || drain(&mut engine.borrow_mut(), &links, now, &mut out),

@@ -34,6 +34,7 @@ mod shard;
 pub mod socketio;
 
 pub use config::{Config, CorsConfig, EngineConfig};
+pub use engine::SendError;
 pub use server::{Server, ServerBuilder, ServerHandle};
 pub use socketio::{
     AckError, AckSender, Args, BroadcastOperator, ConnectError, DisconnectReason, Handshake,

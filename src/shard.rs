@@ -154,12 +154,14 @@ impl Shard {
                 let mut packet = Vec::with_capacity(text.len() + 1);
                 packet.push(b'4');
                 packet.extend_from_slice(&text);
-                self.engine
+                let _ = self
+                    .engine
                     .borrow_mut()
                     .send(key, &Frame::text(&packet), false);
             }
             (Some(App::EngineEcho), Event::Binary(key, data)) => {
-                self.engine
+                let _ = self
+                    .engine
                     .borrow_mut()
                     .send(key, &Frame::binary(&data), false);
             }

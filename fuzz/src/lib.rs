@@ -423,7 +423,7 @@ pub fn engine_session(data: &[u8]) {
             6 => {
                 if let Some(key) = pick(&mut input) {
                     let frame = Frame::text(&[b'4'; 200][..input.below(200) + 1]);
-                    engine.send(key, &frame, input.byte() % 4 == 0);
+                    let _ = engine.send(key, &frame, input.byte() % 4 == 0);
                 }
             }
             7 => {

@@ -42,6 +42,7 @@ pub use admission::{Admission, AdmissionLimits};
 use link::Link;
 pub use link::{LinkKey, WriteBatch};
 use outbound::Deferred;
+pub use outbound::SendError;
 pub use reply::{EngineError, PollReply, PollWaiter};
 pub use session::CloseReason;
 use session::Session;

@@ -5,6 +5,7 @@
 //!
 //! Knows the transports only through the session's state and the link's queue; no I/O.
 
+use std::fmt;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -17,6 +18,31 @@ use crate::config::SlowConsumerPolicy;
 
 /// The most bytes of frames joined for one run of broadcasts; a longer run starts another.
 const MAX_JOINED_BYTES: usize = 64 * 1024;
+
+/// Why [`Engine::send`] or [`Engine::send_frames`] did not queue a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The session is gone: closed, or never there.
+    Closed,
+    /// The session's outbound queue would have passed `max_outbound_bytes`, so the
+    /// slow-consumer policy applied: the session was closed (`Disconnect`), or this packet was
+    /// dropped and the session kept (`Drop`).
+    Overflowed,
+    /// A volatile packet was dropped: the transport could not take it right away.
+    VolatileDropped,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::Closed => "the session is closed",
+            SendError::Overflowed => "the session's outbound queue overflowed",
+            SendError::VolatileDropped => "a volatile packet was dropped: the transport was busy",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
 
 /// A run of broadcasts to the same recipients, held until the end of the turn.
 #[derive(Debug)]
@@ -31,17 +57,31 @@ pub(super) struct Deferred {
 }
 
 impl Engine {
-    /// Queues a frame for a session on its active transport. A volatile frame is dropped when
-    /// the transport cannot take it right away. Errors when the session is gone or its queue
-    /// overflowed (the session is then closed: a slow consumer).
-    pub fn send(&mut self, key: SessionKey, frame: &Frame, volatile: bool) -> bool {
+    /// Queues a frame for a session on its active transport: [`Engine::send_frames`] with one
+    /// frame.
+    pub fn send(
+        &mut self,
+        key: SessionKey,
+        frame: &Frame,
+        volatile: bool,
+    ) -> Result<(), SendError> {
         self.send_frames(key, std::slice::from_ref(frame), volatile)
     }
 
     /// Queues frames that go together (a packet and its attachments) for a session, after
-    /// everything sent to it before, broadcasts held for the end of the turn included. A
-    /// volatile packet is dropped when the transport cannot take it right away.
-    pub fn send_frames(&mut self, key: SessionKey, frames: &[Frame], volatile: bool) -> bool {
+    /// everything sent to it before, broadcasts held for the end of the turn included.
+    ///
+    /// Fails with [`SendError::Closed`] when the session is gone, with
+    /// [`SendError::VolatileDropped`] when `volatile` is set and the transport cannot take the
+    /// packet right away, and with [`SendError::Overflowed`] when the packet does not fit the
+    /// session's outbound queue (the slow-consumer policy then closed the session, or dropped
+    /// the packet).
+    pub fn send_frames(
+        &mut self,
+        key: SessionKey,
+        frames: &[Frame],
+        volatile: bool,
+    ) -> Result<(), SendError> {
         if self.sessions.get(key as usize).is_some_and(|s| s.deferred) {
             self.send_deferred();
         }
@@ -108,7 +148,7 @@ impl Engine {
                     continue;
                 };
                 session.deferred = false;
-                self.queue(key, &mut joined, false);
+                let _ = self.queue(key, &mut joined, false);
             }
         }
         // Keep the allocation unless queueing held new broadcasts meanwhile (a slow consumer's
@@ -130,35 +170,40 @@ impl Engine {
     }
 
     /// Queues a packet's frames on the session's active transport.
-    fn queue(&mut self, key: SessionKey, frames: &mut Joined<'_>, volatile: bool) -> bool {
+    fn queue(
+        &mut self,
+        key: SessionKey,
+        frames: &mut Joined<'_>,
+        volatile: bool,
+    ) -> Result<(), SendError> {
         let Some(session) = self.sessions.get_mut(key as usize) else {
-            return false;
+            return Err(SendError::Closed);
         };
         match session.transport {
             Transport::WebSocket(link) => {
                 let version = session.version;
                 let Some(entry) = self.link(link) else {
-                    return false;
+                    return Err(SendError::Closed);
                 };
                 if volatile && !entry.queue.is_empty() {
-                    return false;
+                    return Err(SendError::VolatileDropped);
                 }
                 let bytes = frames.ws_bytes(version);
                 if entry.queued_bytes + bytes.len() > self.config.max_outbound_bytes {
                     self.overflowed(key);
-                    return false;
+                    return Err(SendError::Overflowed);
                 }
                 let bytes = bytes.clone();
                 self.push_link(link, bytes);
             }
             Transport::Polling | Transport::Upgrading { .. } => {
                 if volatile && (session.poll.is_none() || !session.outbox.is_empty()) {
-                    return false;
+                    return Err(SendError::VolatileDropped);
                 }
                 let size: usize = frames.frames.iter().map(|f| f.payload_slice().len()).sum();
                 if session.outbox_bytes + size > self.config.max_outbound_bytes {
                     self.overflowed(key);
-                    return false;
+                    return Err(SendError::Overflowed);
                 }
                 for frame in frames.frames {
                     session.push(frame.clone());
@@ -168,7 +213,7 @@ impl Engine {
                 }
             }
         }
-        true
+        Ok(())
     }
 }
 

@@ -53,7 +53,7 @@ impl Engine {
                     now + self.config.ping_interval + self.config.ping_timeout,
                 );
                 self.reschedule(key);
-                self.send(key, &Frame::text(&pong), false);
+                let _ = self.send(key, &Frame::text(&pong), false);
             }
             Packet::Close => {
                 // A GET racing this POST (conformance.md §6) still gets its noop if it has

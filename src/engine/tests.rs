@@ -135,8 +135,10 @@ fn a_poll_is_answered_with_everything_queued() {
     let key = open(&mut engine, now, Version::V4);
     let mut poll = get(&mut engine, key);
     assert_eq!(body(&mut poll), None, "nothing queued yet: the GET waits");
-    engine.send(key, &Frame::text(b"4a"), false);
-    engine.send(key, &Frame::binary(&[1, 2, 3, 4]), false);
+    engine.send(key, &Frame::text(b"4a"), false).unwrap();
+    engine
+        .send(key, &Frame::binary(&[1, 2, 3, 4]), false)
+        .unwrap();
     engine.flush();
     assert_eq!(body(&mut poll), Some((200, "4a\x1ebAQIDBA==".into())));
 }
@@ -203,7 +205,7 @@ fn upgrade_probe_then_switch() {
         Some((200, "6".into())),
         "the poll is released at once"
     );
-    engine.send(key, &Frame::text(b"4queued"), false);
+    engine.send(key, &Frame::text(b"4queued"), false).unwrap();
     engine.ws_message(link, now, ws_text("5"));
     let (frames, _) = written(&mut engine, link, now);
     assert_eq!(
@@ -241,6 +243,10 @@ fn websocket_session_writes_and_closes() {
     assert_eq!(step, Poll::Ready(WriteBatch::Frames));
     assert_eq!(frames[0][2], b'0');
     engine.close(key, CloseReason::ServerClose);
+    assert_eq!(
+        engine.send(key, &Frame::text(b"4late"), false),
+        Err(SendError::Closed)
+    );
     let (frames, step) = written(&mut engine, link, now);
     assert_eq!(step, Poll::Ready(WriteBatch::Close));
     assert_eq!(frames[0][0], 0x88, "a close frame ends the connection");
@@ -252,7 +258,7 @@ fn v3_binary_frames_carry_the_type_byte() {
     let now = Instant::now();
     let (key, link) = engine.open_websocket(now, peer(Version::V3));
     let _open = written(&mut engine, link, now);
-    engine.send(key, &Frame::binary(&[9, 9]), false);
+    engine.send(key, &Frame::binary(&[9, 9]), false).unwrap();
     let (frames, _) = written(&mut engine, link, now);
     assert_eq!(&frames[0][..], &[0x82, 3, 4, 9, 9]);
 }
@@ -261,12 +267,13 @@ fn v3_binary_frames_carry_the_type_byte() {
 fn volatile_frames_are_dropped_when_not_writable() {
     let mut engine = engine();
     let key = open(&mut engine, Instant::now(), Version::V4);
-    assert!(
-        !engine.send(key, &Frame::text(b"4v"), true),
+    assert_eq!(
+        engine.send(key, &Frame::text(b"4v"), true),
+        Err(SendError::VolatileDropped),
         "no pending poll"
     );
     let mut poll = get(&mut engine, key);
-    assert!(engine.send(key, &Frame::text(b"4v"), true));
+    assert_eq!(engine.send(key, &Frame::text(b"4v"), true), Ok(()));
     engine.flush();
     assert_eq!(body(&mut poll), Some((200, "4v".into())));
 }
@@ -277,8 +284,12 @@ fn a_slow_consumer_is_disconnected() {
     let now = Instant::now();
     let (key, _link) = engine.open_websocket(now, peer(Version::V4));
     let big = Frame::text(&[b'4'; 600]);
-    assert!(engine.send(key, &big, false));
-    assert!(!engine.send(key, &big, false), "over max_outbound_bytes");
+    assert_eq!(engine.send(key, &big, false), Ok(()));
+    assert_eq!(
+        engine.send(key, &big, false),
+        Err(SendError::Overflowed),
+        "over max_outbound_bytes"
+    );
     assert_eq!(engine.counts().slow_consumers.disconnected, 1, "counted");
     engine.next_event();
     assert_eq!(
@@ -301,9 +312,10 @@ fn with_the_drop_policy_a_slow_consumer_loses_packets_not_its_session() {
     let (key, link) = engine.open_websocket(now, peer(Version::V4));
     let _open = written(&mut engine, link, now);
     let big = Frame::text(&[b'4'; 600]);
-    assert!(engine.send(key, &big, false));
-    assert!(
-        !engine.send(key, &big, false),
+    assert_eq!(engine.send(key, &big, false), Ok(()));
+    assert_eq!(
+        engine.send(key, &big, false),
+        Err(SendError::Overflowed),
         "over max_outbound_bytes: dropped"
     );
     assert_eq!(engine.counts().slow_consumers.dropped, 1);
@@ -313,7 +325,11 @@ fn with_the_drop_policy_a_slow_consumer_loses_packets_not_its_session() {
         1,
         "the first packet still goes out"
     );
-    assert!(engine.send(key, &big, false), "room again once written");
+    assert_eq!(
+        engine.send(key, &big, false),
+        Ok(()),
+        "room again once written"
+    );
 }
 
 #[test]
@@ -411,7 +427,7 @@ fn a_direct_send_or_close_goes_out_after_what_was_broadcast_before_it() {
     let (a, link_a) = open_ws(&mut engine, now, Version::V4);
     let (b, link_b) = open_ws(&mut engine, now, Version::V4);
     engine.send_many(vec![a, b], &[Frame::text(b"41")]);
-    engine.send(a, &Frame::text(b"42"), false);
+    engine.send(a, &Frame::text(b"42"), false).unwrap();
     let (frames, _) = written(&mut engine, link_a, now);
     assert_eq!(frames, [&b"\x81\x0241"[..], &b"\x81\x0242"[..]]);
     assert_eq!(written(&mut engine, link_b, now).0, [&b"\x81\x0241"[..]]);
@@ -465,7 +481,7 @@ fn a_slow_consumer_among_broadcast_recipients_is_the_only_one_dropped() {
     let (slow, _) = open_ws(&mut engine, now, Version::V4);
     let (fast, link_fast) = open_ws(&mut engine, now, Version::V4);
     let big = Frame::text(&[b'4'; 600]);
-    engine.send(slow, &big, false);
+    engine.send(slow, &big, false).unwrap();
     engine.send_many(vec![slow, fast], std::slice::from_ref(&big));
     engine.send_deferred();
     assert_eq!(written(&mut engine, link_fast, now).0.len(), 1);

@@ -54,7 +54,7 @@ impl Engine {
                 Heartbeat::SendPingAt(due) if due <= now => {
                     // The timeout clock starts when the ping is queued (conformance.md §6).
                     session.heartbeat = Heartbeat::PongBy(now + self.config.ping_timeout);
-                    self.send(key, &Frame::text(b"2"), false);
+                    let _ = self.send(key, &Frame::text(b"2"), false);
                 }
                 Heartbeat::PongBy(due) | Heartbeat::ClientPingBy(due) if due <= now => {
                     self.close(key, CloseReason::PingTimeout);

@@ -226,6 +226,7 @@ impl Io {
         self.engine
             .borrow_mut()
             .send_frames(session, frames, volatile)
+            .is_ok()
     }
 }
 
