@@ -142,7 +142,10 @@ impl Shard {
 
     fn handle_event(&self, event: Event) {
         let key = match &event {
-            Event::Open(key) | Event::Message(key, _) | Event::Binary(key, _) => Some(*key),
+            Event::Open(key)
+            | Event::Message(key, _)
+            | Event::Binary(key, _)
+            | Event::Upgraded(key) => Some(*key),
             Event::Close(..) => None,
         };
         let endpoint = key.and_then(|key| self.engine.borrow().endpoint(key));

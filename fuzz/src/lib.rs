@@ -469,6 +469,9 @@ pub fn engine_session(data: &[u8]) {
                 Event::Message(key, _) | Event::Binary(key, _) => {
                     assert!(open.contains_key(&key), "message for a closed session")
                 }
+                Event::Upgraded(key) => {
+                    assert!(open.contains_key(&key), "upgrade of a closed session")
+                }
                 Event::Close(key, _) => {
                     assert!(open.remove(&key).is_some(), "a session closed twice");
                 }

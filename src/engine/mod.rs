@@ -45,7 +45,7 @@ use outbound::Deferred;
 pub use outbound::SendError;
 pub use reply::{EngineError, PollReply, PollWaiter};
 pub use session::CloseReason;
-use session::Session;
+use session::{Session, Transport};
 
 /// A session's slab key on its shard.
 pub type SessionKey = u32;
@@ -73,6 +73,9 @@ pub enum Event {
     Message(SessionKey, Bytes),
     /// A binary message.
     Binary(SessionKey, Bytes),
+    /// The session moved from HTTP long-polling to its WebSocket (the client's `5`); see
+    /// [`Engine::transport_name`].
+    Upgraded(SessionKey),
     /// The session is gone; its key may be reused after this event.
     Close(SessionKey, CloseReason),
 }
@@ -105,7 +108,8 @@ pub struct SlowConsumerCounts {
 /// Its methods come in families, one file each (quinn-proto's `Connection` is the model):
 ///
 /// - **Getters** (this file): [`Engine::config`], [`Engine::find`], [`Engine::id`],
-///   [`Engine::endpoint`], [`Engine::version`], [`Engine::counts`], [`Engine::is_empty`]...
+///   [`Engine::endpoint`], [`Engine::version`], [`Engine::transport_name`],
+///   [`Engine::counts`], [`Engine::is_empty`]...
 /// - **Sessions begin and end** (`lifecycle.rs`): [`Engine::admit`], [`Engine::open_polling`],
 ///   [`Engine::open_websocket`], [`Engine::close`], [`Engine::drain`],
 ///   [`Engine::release_idle_memory`].
@@ -230,6 +234,15 @@ impl Engine {
     /// The protocol version of a session.
     pub fn version(&self, key: SessionKey) -> Option<Version> {
         self.sessions.get(key as usize).map(|s| s.version)
+    }
+
+    /// The transport that carries a session now, as Socket.IO names it: `"polling"` (an
+    /// upgrade probe included, until [`Event::Upgraded`]) or `"websocket"`.
+    pub fn transport_name(&self, key: SessionKey) -> Option<&'static str> {
+        self.sessions.get(key as usize).map(|s| match s.transport {
+            Transport::Polling | Transport::Upgrading { .. } => "polling",
+            Transport::WebSocket(_) => "websocket",
+        })
     }
 
     /// Finds a session by the id a peer sent.

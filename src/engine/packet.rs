@@ -115,6 +115,7 @@ impl Engine {
                     self.push_link(link, link_bytes(&frame, version));
                 }
                 self.reschedule(key);
+                self.events.push_back(Event::Upgraded(key));
                 Ok(())
             }
             _ => {

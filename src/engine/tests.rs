@@ -207,6 +207,7 @@ fn upgrade_probe_then_switch() {
     );
     engine.send(key, &Frame::text(b"4queued"), false).unwrap();
     engine.ws_message(link, now, ws_text("5"));
+    assert_eq!(engine.next_event(), Some(Event::Upgraded(key)));
     let (frames, _) = written(&mut engine, link, now);
     assert_eq!(
         &frames[0][2..],
@@ -220,6 +221,30 @@ fn upgrade_probe_then_switch() {
         engine.next_event(),
         Some(Event::Message(key, Bytes::from_static(b"hi")))
     );
+}
+
+#[test]
+fn the_upgrade_is_an_event_and_the_transport_name_follows_it() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let key = open(&mut engine, now, Version::V4);
+    assert_eq!(engine.transport_name(key), Some("polling"));
+    let link = engine.ws_upgrade(key, now).unwrap();
+    engine.ws_message(link, now, ws_text("2probe"));
+    assert_eq!(engine.transport_name(key), Some("polling"), "while probing");
+    assert_eq!(engine.next_event(), None);
+    engine.ws_message(link, now, ws_text("5"));
+    assert_eq!(engine.next_event(), Some(Event::Upgraded(key)));
+    assert_eq!(engine.transport_name(key), Some("websocket"));
+    let (direct, _) = engine.open_websocket(now, peer(Version::V4));
+    assert_eq!(
+        engine.next_event(),
+        Some(Event::Open(direct)),
+        "no upgrade event"
+    );
+    assert_eq!(engine.transport_name(direct), Some("websocket"));
+    engine.close(key, CloseReason::ServerClose);
+    assert_eq!(engine.transport_name(key), None);
 }
 
 #[test]

@@ -162,6 +162,7 @@ impl Io {
             Event::Open(session) => state::on_open(self, session),
             Event::Message(session, text) => state::on_text(self, session, text),
             Event::Binary(session, data) => state::on_binary(self, session, data),
+            Event::Upgraded(_) => {}
             Event::Close(session, reason) => {
                 state::on_close(self, session, DisconnectReason::Transport(reason))
             }
