@@ -166,8 +166,8 @@ impl Engine {
                 if let Some(entry) = self.link_mut(link) {
                     entry.session = None;
                 }
-                let frame =
-                    (reason != CloseReason::TransportClose).then(|| ws::close_frame(1000, ""));
+                let frame = (reason != CloseReason::TransportClose)
+                    .then(|| ws::close_frame(ws::CLOSE_NORMAL, ""));
                 self.end_link(link, frame, reason);
             }
             Transport::Polling => {}

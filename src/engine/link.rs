@@ -129,7 +129,7 @@ impl Engine {
             ws::Message::Close { .. } => {
                 self.end_link(
                     link,
-                    Some(ws::close_frame(1000, "")),
+                    Some(ws::close_frame(ws::CLOSE_NORMAL, "")),
                     CloseReason::TransportClose,
                 );
                 return;
@@ -144,7 +144,7 @@ impl Engine {
             }
             Err(_) => self.end_link(
                 link,
-                Some(ws::close_frame(1000, "")),
+                Some(ws::close_frame(ws::CLOSE_NORMAL, "")),
                 CloseReason::ParseError,
             ),
         }

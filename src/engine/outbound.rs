@@ -13,7 +13,8 @@ use bytes::{Bytes, BytesMut};
 use super::session::Transport;
 use super::{CloseReason, Engine, SessionKey};
 use crate::codec::eio::{self, Version};
-use crate::codec::frame::{ws_header, Frame, FrameKind};
+use crate::codec::frame::{Frame, FrameKind};
+use crate::codec::ws;
 use crate::config::SlowConsumerPolicy;
 
 /// The most bytes of frames joined for one run of broadcasts; a longer run starts another.
@@ -273,7 +274,7 @@ fn needs_v3_type_byte(frame: &Frame, version: Version) -> bool {
 fn put_link_bytes(out: &mut BytesMut, frame: &Frame, version: Version) {
     if needs_v3_type_byte(frame, version) {
         let data = frame.payload_slice();
-        let (header, header_len) = ws_header(FrameKind::Binary, data.len() + 1);
+        let (header, header_len) = ws::encode_header(ws::OPCODE_BINARY, data.len() + 1);
         out.extend_from_slice(&header[..header_len]);
         out.extend_from_slice(&[eio::PacketType::Message as u8]);
         out.extend_from_slice(data);

@@ -121,7 +121,7 @@ impl Engine {
             _ => {
                 self.end_link(
                     link,
-                    Some(ws::close_frame(1000, "")),
+                    Some(ws::close_frame(ws::CLOSE_NORMAL, "")),
                     CloseReason::ParseError,
                 );
                 Ok(())

@@ -41,7 +41,7 @@ impl Engine {
                     if let Transport::Upgrading { link, .. } = session.transport {
                         self.end_link(
                             link,
-                            Some(ws::close_frame(1000, "")),
+                            Some(ws::close_frame(ws::CLOSE_NORMAL, "")),
                             CloseReason::TransportClose,
                         );
                     }

@@ -20,7 +20,7 @@ use monoio::net::TcpStream;
 
 use super::{Forward, Host, Upgrade};
 use crate::codec::http;
-use crate::codec::ws::Decoder;
+use crate::codec::ws::{self, Decoder};
 use crate::engine::{EngineError, LinkKey, PollReply, WriteBatch};
 
 /// Read buffer of a WebSocket connection, allocated when the peer has sent something and
@@ -92,7 +92,7 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
             // close this extra one at once, as the reference does.
             let mut out = Vec::with_capacity(256);
             http::write_switching_protocols(&mut out, &accept);
-            out.extend_from_slice(&crate::codec::ws::close_frame(1000, ""));
+            out.extend_from_slice(&ws::close_frame(ws::CLOSE_NORMAL, ""));
             let _ = stream.write_all(out).await;
             return;
         }
