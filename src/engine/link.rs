@@ -142,16 +142,20 @@ impl Engine {
             Ok(packet) => {
                 let _ = self.handle_packet(key, now, packet, Some(link));
             }
-            Err(_) => self.end_link(
-                link,
-                Some(ws::close_frame(ws::CLOSE_NORMAL, "")),
-                CloseReason::ParseError,
-            ),
+            Err(error) => {
+                tracing::debug!(session = key, %error, "closing a WebSocket session: bad packet");
+                self.end_link(
+                    link,
+                    Some(ws::close_frame(ws::CLOSE_NORMAL, "")),
+                    CloseReason::ParseError,
+                );
+            }
         }
     }
 
     /// The WebSocket broke the protocol (bad frame, oversized message, invalid UTF-8).
     pub fn ws_error(&mut self, link: LinkKey, error: ws::WsError) {
+        tracing::debug!(%error, "closing a WebSocket: it broke the protocol");
         let close = ws::close_frame(error.close_code(), "");
         self.end_link(link, Some(close), CloseReason::TransportError);
     }

@@ -90,7 +90,8 @@ impl Engine {
         }
         let packets = match eio::decode_payload(body, version, binary_body) {
             Ok(packets) => packets,
-            Err(_) => {
+            Err(error) => {
+                tracing::debug!(session = key, %error, "closing a polling session: bad payload");
                 self.close(key, CloseReason::ParseError);
                 return PollReply::error(EngineError::BadRequest);
             }

@@ -192,7 +192,10 @@ async fn read_loop<H: Host>(
             Ok(_) => {}
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
+            Err(error) => {
+                tracing::debug!(%error, "a WebSocket read failed; the peer is gone");
+                break;
+            }
         }
     }
     host.engine().borrow_mut().ws_reader_done(link);
