@@ -2,9 +2,9 @@
 //! event loop, session slab and room index; shards share nothing but lock-free rings.
 //!
 //! Layers, each importing only those below it (see ARCHITECTURE.md):
-//! `codec` (pure wire formats) < `engine` (Engine.IO sessions, sans-IO) < `socketio`
-//! (namespaces, sockets, acks, rooms, broadcasts) and `net` (the only socket I/O) < `shard`
-//! (one thread's composition root) < `server` (the public builder).
+//! `codec` (pure wire formats) and `deadline` (timer heaps) < `engine` (Engine.IO sessions,
+//! sans-IO) < `socketio` (namespaces, sockets, acks, rooms, broadcasts) and `net` (the only
+//! socket I/O) < `shard` (one thread's composition root) < `server` (the public builder).
 //!
 //! ```no_run
 //! use ringcast::{Args, Namespace, Server};
