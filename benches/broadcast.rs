@@ -93,7 +93,7 @@ fn peer() -> Peer {
 fn drain(engine: &mut Engine, links: &[LinkKey], now: Instant, out: &mut Vec<Bytes>) {
     let mut cx = Context::from_waker(Waker::noop());
     for &link in links {
-        let _ = engine.ws_poll_write(link, now, &mut cx, out);
+        let _ = engine.poll_ws_write(link, now, &mut cx, out);
         out.clear();
     }
 }
@@ -172,7 +172,7 @@ fn handout(c: &mut Criterion) {
                         || {
                             let mut engine = engine.borrow_mut();
                             for &key in order {
-                                black_box(engine.send(key, &frame, false));
+                                let _ = black_box(engine.send(key, &frame, false));
                             }
                         },
                         || drain(&mut engine.borrow_mut(), &links, now, &mut out),
@@ -242,13 +242,7 @@ impl Shard {
 
     /// Runs queued engine events through Socket.IO (as the shard's `pump` does).
     fn pump(&self) {
-        loop {
-            let event = self.engine.borrow_mut().next_event();
-            match event {
-                Some(event) => self.io.handle_event(event),
-                None => break,
-            }
-        }
+        ringcast::engine::pump(&self.engine, |event| self.io.handle_event(event));
     }
 
     fn drain(&self) {

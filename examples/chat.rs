@@ -25,7 +25,7 @@ fn main() {
             }
         })
         .on_connect(|socket| {
-            socket.emit("welcome", &Args::new().with_str(socket.id()));
+            let _ = socket.emit("welcome", &Args::new().with_str(socket.id()));
         })
         .on("join", |socket, message, ack| {
             let Some(room) = message.str(0) else {
@@ -36,7 +36,7 @@ fn main() {
                 .to(&room)
                 .emit("joined", &Args::new().with_str(socket.id()));
             if let Some(ack) = ack {
-                ack.send(&Args::new().with_str(&room));
+                let _ = ack.send(&Args::new().with_str(&room));
             }
         })
         .on("say", |socket, message, _ack| {

@@ -18,10 +18,10 @@ pub fn builtin_namespace() -> Namespace {
             let joined = message.str(0).is_some_and(|room| socket.join(&room));
             if let Some(ack) = ack {
                 if joined {
-                    ack.send(&Args::new());
+                    let _ = ack.send(&Args::new());
                 } else if let Ok(error) = Args::new().with_raw(br#"{"error":"not joined"}"#) {
                     // Past the room limit (or no room named).
-                    ack.send(&error);
+                    let _ = ack.send(&error);
                 }
             }
         })
@@ -30,7 +30,7 @@ pub fn builtin_namespace() -> Namespace {
                 socket.leave(&room);
             }
             if let Some(ack) = ack {
-                ack.send(&Args::new());
+                let _ = ack.send(&Args::new());
             }
         })
         .on("publish", |socket, message, ack| {
@@ -41,12 +41,12 @@ pub fn builtin_namespace() -> Namespace {
                     .emit("message", &message.args_from(1));
             }
             if let Some(ack) = ack {
-                ack.send(&Args::new());
+                let _ = ack.send(&Args::new());
             }
         })
         .on("echo", |_socket, message, ack| {
             if let Some(ack) = ack {
-                ack.send(&message.to_args());
+                let _ = ack.send(&message.to_args());
             }
         })
 }
@@ -64,17 +64,17 @@ pub fn conformance(mut config: Config) -> ServerBuilder {
     config.cors.origins.clear();
     let send_auth = |socket: &crate::socketio::Socket| {
         if let Ok(args) = Args::new().with_raw(&socket.auth_raw()) {
-            socket.emit("auth", &args);
+            let _ = socket.emit("auth", &args);
         }
     };
     let main = Namespace::new()
         .on_connect(send_auth)
         .on("message", |socket, message, _ack| {
-            socket.emit("message-back", &message.to_args());
+            let _ = socket.emit("message-back", &message.to_args());
         })
         .on("message-with-ack", |_socket, message, ack| {
             if let Some(ack) = ack {
-                ack.send(&message.to_args());
+                let _ = ack.send(&message.to_args());
             }
         });
     Server::builder()

@@ -2,9 +2,9 @@
 //! event loop, session slab and room index; shards share nothing but lock-free rings.
 //!
 //! Layers, each importing only those below it (see ARCHITECTURE.md):
-//! `codec` (pure wire formats) < `engine` (Engine.IO sessions, sans-IO) < `socketio`
-//! (namespaces, sockets, acks, rooms, broadcasts) and `net` (the only socket I/O) < `shard`
-//! (one thread's composition root) < `server` (the public builder).
+//! `codec` (pure wire formats) and `deadline` (timer heaps) < `engine` (Engine.IO sessions,
+//! sans-IO) < `socketio` (namespaces, sockets, acks, rooms, broadcasts) and `net` (the only
+//! socket I/O) < `shard` (one thread's composition root) < `server` (the public builder).
 //!
 //! ```no_run
 //! use ringcast::{Args, Namespace, Server};
@@ -23,6 +23,8 @@ pub mod apps;
 pub mod bus;
 pub mod codec;
 pub mod config;
+/// Deadline heaps with lazy deletion, for the engine's and Socket.IO's timers.
+pub mod deadline;
 pub mod engine;
 pub mod gather;
 pub mod id;
@@ -33,6 +35,7 @@ mod shard;
 pub mod socketio;
 
 pub use config::{Config, CorsConfig, EngineConfig};
+pub use engine::SendError;
 pub use server::ServerOperator;
 pub use server::{Server, ServerBuilder, ServerHandle};
 pub use socketio::{

@@ -19,7 +19,7 @@ use crate::bus;
 use crate::codec::frame::Frame;
 use crate::codec::http::Cors;
 use crate::config::{Config, EngineConfig};
-use crate::engine::{Admission, Engine, EngineCounts, Event};
+use crate::engine::{self, Admission, Engine, EngineCounts, Event};
 use crate::net::{self, Forward, Host};
 use crate::socketio::{Command, Io, IoConfig, IoCounts, IoMsg, LocalTask, Namespaces, ShardHooks};
 
@@ -154,7 +154,10 @@ impl Shard {
 
     fn handle_event(&self, event: Event) {
         let key = match &event {
-            Event::Open(key) | Event::Message(key, _) | Event::Binary(key, _) => Some(*key),
+            Event::Open(key)
+            | Event::Message(key, _)
+            | Event::Binary(key, _)
+            | Event::Upgraded(key) => Some(*key),
             Event::Close(..) => None,
         };
         let endpoint = key.and_then(|key| self.engine.borrow().endpoint(key));
@@ -166,12 +169,14 @@ impl Shard {
                 let mut packet = Vec::with_capacity(text.len() + 1);
                 packet.push(b'4');
                 packet.extend_from_slice(&text);
-                self.engine
+                let _ = self
+                    .engine
                     .borrow_mut()
                     .send(key, &Frame::text(&packet), false);
             }
             (Some(App::EngineEcho), Event::Binary(key, data)) => {
-                self.engine
+                let _ = self
+                    .engine
                     .borrow_mut()
                     .send(key, &Frame::binary(&data), false);
             }
@@ -311,14 +316,7 @@ impl Host for Shard {
         }
         let now = Instant::now();
         self.io.set_now(now);
-        loop {
-            let event = self.engine.borrow_mut().next_event();
-            match event {
-                Some(event) => self.handle_event(event),
-                None => break,
-            }
-        }
-        self.engine.borrow_mut().flush();
+        engine::pump(&self.engine, |event| self.handle_event(event));
         self.pumping.set(false);
         self.wake_timer_if_needed();
         self.release_memory_when_idle();

@@ -29,6 +29,7 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     ("rooms.rs", &["monoio", "crate::"]),
+    ("deadline.rs", &["monoio", "crate::", "Instant::now"]),
     ("bus.rs", &["crate::"]),
     (
         "socketio",

@@ -6,6 +6,8 @@
 //! Needs `node` and `npm ci --prefix tests/clients`. Depends only on the public API.
 
 mod common;
+// Shared with tests/operations.rs, which uses the rest of it.
+#[allow(dead_code)]
 #[path = "library/support.rs"]
 mod support;
 
@@ -48,7 +50,7 @@ fn server_emit_with_ack_gets_the_answer_or_an_error() {
                 Err(error) => json!({ "error": error.to_string() }),
             };
             // For the client that disconnected this does nothing.
-            asker.emit("ack-result", &json_arg(summary));
+            let _ = asker.emit("ack-result", &json_arg(summary));
             let _ = report.send((outcome, asked.elapsed()));
         });
     });
@@ -140,7 +142,7 @@ fn run_middleware_script(guarded: Namespace, handshakes: &mpsc::Receiver<Handsha
         let auth = Args::new()
             .with_raw(&socket.auth_raw())
             .expect("auth is JSON");
-        socket.emit("welcome", &auth);
+        let _ = socket.emit("welcome", &auth);
     });
     let server = TestServer::start(
         Server::builder()
@@ -174,7 +176,7 @@ fn dynamic_namespaces_are_created_on_demand_and_isolated() {
         .on_connect(move |socket| {
             let _ = report.send(socket.nsp().to_string());
             socket.join("room");
-            socket.emit("hello", &Args::new().with_str(&socket.nsp()));
+            let _ = socket.emit("hello", &Args::new().with_str(&socket.nsp()));
         })
         .on("say", |socket, message, _ack| {
             let text = message.str(0).unwrap_or_default();
@@ -201,7 +203,7 @@ fn broadcast_with_ack_collects_every_member_across_shards() {
                 socket.join(&room);
             }
             if let Some(ack) = ack {
-                ack.send(&Args::new());
+                let _ = ack.send(&Args::new());
             }
         })
         .on("trigger", move |socket, _message, _ack| {
@@ -224,7 +226,7 @@ fn broadcast_with_ack_collects_every_member_across_shards() {
                         "error": error.map(|error| error.to_string()),
                         "ids": ids,
                     });
-                    origin.emit("ping-all-result", &json_arg(summary));
+                    let _ = origin.emit("ping-all-result", &json_arg(summary));
                     let _ = report.send((error, responses.len()));
                 });
         });
@@ -254,12 +256,12 @@ fn volatile_emits_reach_an_idle_client_without_errors() {
                         .emit("v", &json_arg(json!(n)))
                 })
                 .collect();
-            socket.emit("done", &Args::new());
+            let _ = socket.emit("done", &Args::new());
             let _ = report.send(delivered);
         })
         .on("echo", |_socket, message, ack| {
             if let Some(ack) = ack {
-                ack.send(&message.to_args());
+                let _ = ack.send(&message.to_args());
             }
         });
     let server = TestServer::start(Server::builder().namespace("/", ns));
@@ -284,7 +286,7 @@ fn broadcast_operators_select_the_right_sockets() {
                 socket.join(&room);
             }
             if let Some(ack) = ack {
-                ack.send(&json_arg(json!(socket.rooms())));
+                let _ = ack.send(&json_arg(json!(socket.rooms())));
             }
         })
         .on("op", |socket, message, _ack| {
@@ -358,15 +360,15 @@ fn binary_from_the_server_reaches_every_client_kind() {
             let bin = Args::new()
                 .with_binary(Bytes::from_static(&[1, 2, 3]))
                 .with_str("x");
-            socket.emit("bin", &bin);
+            let _ = socket.emit("bin", &bin);
             let two = Args::new()
                 .with_binary(Bytes::from_static(&[4]))
                 .with_binary(Bytes::new());
-            socket.emit("bin2", &two);
+            let _ = socket.emit("bin2", &two);
         })
         .on("echo", |_socket, message, ack| {
             if let Some(ack) = ack {
-                ack.send(&message.to_args());
+                let _ = ack.send(&message.to_args());
             }
         });
     let server = TestServer::start(Server::builder().namespace("/", ns));
@@ -378,9 +380,9 @@ fn events_from_one_handler_arrive_in_order() {
     let ns = Namespace::new().on("burst", |socket, message, _ack| {
         let count: u32 = message.get(0).unwrap_or(0);
         for n in 0..count {
-            socket.emit("n", &json_arg(json!(n)));
+            let _ = socket.emit("n", &json_arg(json!(n)));
         }
-        socket.emit("end", &Args::new());
+        let _ = socket.emit("end", &Args::new());
     });
     let server = TestServer::start(Server::builder().namespace("/", ns));
     server.run_script("order.mjs");

@@ -385,14 +385,14 @@ pub fn engine_session(data: &[u8]) {
             2 => {
                 if let Some(key) = pick(&mut input) {
                     let (sender, receiver) = oneshot::channel();
-                    engine.poll_get(key, sender);
+                    engine.polling_get(key, sender);
                     polls.push(receiver);
                 }
             }
             3 => {
                 if let Some(key) = pick(&mut input) {
                     let body = Bytes::copy_from_slice(input.bytes(64));
-                    let reply = engine.poll_post(key, now, body, input.byte() % 4 == 0);
+                    let reply = engine.polling_post(key, now, body, input.byte() % 4 == 0);
                     assert!(
                         matches!(reply.status, 200 | 400 | 403),
                         "status {}",
@@ -423,7 +423,7 @@ pub fn engine_session(data: &[u8]) {
             6 => {
                 if let Some(key) = pick(&mut input) {
                     let frame = Frame::text(&[b'4'; 200][..input.below(200) + 1]);
-                    engine.send(key, &frame, input.byte() % 4 == 0);
+                    let _ = engine.send(key, &frame, input.byte() % 4 == 0);
                 }
             }
             7 => {
@@ -440,7 +440,7 @@ pub fn engine_session(data: &[u8]) {
                 if let Some(link) = pick(&mut input).and_then(|k| open[&k]) {
                     let mut out = Vec::new();
                     if engine
-                        .ws_poll_write(link, now, &mut cx, &mut out)
+                        .poll_ws_write(link, now, &mut cx, &mut out)
                         .is_ready()
                     {
                         let written: usize = out.iter().map(|b| b.len()).sum();
@@ -468,6 +468,9 @@ pub fn engine_session(data: &[u8]) {
                 Event::Open(key) => assert!(open.contains_key(&key), "open of an unknown session"),
                 Event::Message(key, _) | Event::Binary(key, _) => {
                     assert!(open.contains_key(&key), "message for a closed session")
+                }
+                Event::Upgraded(key) => {
+                    assert!(open.contains_key(&key), "upgrade of a closed session")
                 }
                 Event::Close(key, _) => {
                     assert!(open.remove(&key).is_some(), "a session closed twice");

@@ -6,12 +6,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// The largest WebSocket header a server frame needs (2 + 8 bytes, no mask).
-pub const MAX_WS_HEADER: usize = 10;
-
-const OPCODE_TEXT: u8 = 0x1;
-const OPCODE_BINARY: u8 = 0x2;
-const FIN: u8 = 0x80;
+use super::ws::{self, MAX_SERVER_HEADER};
 
 /// Whether a frame carries an Engine.IO text packet or a raw binary message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +15,16 @@ pub enum FrameKind {
     Text,
     /// Raw message bytes (Engine.IO v4 framing; v3 adds a type byte on the wire).
     Binary,
+}
+
+impl FrameKind {
+    /// The WebSocket opcode of frames of this kind.
+    pub fn opcode(self) -> u8 {
+        match self {
+            FrameKind::Text => ws::OPCODE_TEXT,
+            FrameKind::Binary => ws::OPCODE_BINARY,
+        }
+    }
 }
 
 /// An encoded outbound packet: the whole WebSocket frame, with the packet as a slice of it.
@@ -77,8 +82,8 @@ pub struct FrameBuilder {
 impl FrameBuilder {
     /// Starts a frame whose payload is expected to be about `capacity` bytes long.
     pub fn new(kind: FrameKind, capacity: usize) -> FrameBuilder {
-        let mut buf = BytesMut::with_capacity(MAX_WS_HEADER + capacity);
-        buf.put_bytes(0, MAX_WS_HEADER);
+        let mut buf = BytesMut::with_capacity(MAX_SERVER_HEADER + capacity);
+        buf.put_bytes(0, MAX_SERVER_HEADER);
         FrameBuilder { buf, kind }
     }
 
@@ -89,10 +94,10 @@ impl FrameBuilder {
 
     /// Writes the header in front of the payload and freezes the frame.
     pub fn finish(mut self) -> Frame {
-        let len = self.buf.len() - MAX_WS_HEADER;
-        let (header, header_len) = ws_header(self.kind, len);
-        let start = MAX_WS_HEADER - header_len;
-        self.buf[start..MAX_WS_HEADER].copy_from_slice(&header[..header_len]);
+        let len = self.buf.len() - MAX_SERVER_HEADER;
+        let (header, header_len) = ws::encode_header(self.kind.opcode(), len);
+        let start = MAX_SERVER_HEADER - header_len;
+        self.buf[start..MAX_SERVER_HEADER].copy_from_slice(&header[..header_len]);
         let ws = self.buf.freeze().slice(start..);
         Frame {
             ws,
@@ -118,7 +123,7 @@ impl PayloadWriter<'_> {
 
     /// Payload length so far.
     pub fn len(&self) -> usize {
-        self.0.len() - MAX_WS_HEADER
+        self.0.len() - MAX_SERVER_HEADER
     }
 
     /// Whether nothing has been written yet.
@@ -135,28 +140,6 @@ impl std::io::Write for PayloadWriter<'_> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-/// The unmasked FIN header of a server frame (RFC 6455 §5.2).
-pub fn ws_header(kind: FrameKind, len: usize) -> ([u8; MAX_WS_HEADER], usize) {
-    let opcode = match kind {
-        FrameKind::Text => OPCODE_TEXT,
-        FrameKind::Binary => OPCODE_BINARY,
-    };
-    let mut header = [0u8; MAX_WS_HEADER];
-    header[0] = FIN | opcode;
-    if len < 126 {
-        header[1] = len as u8;
-        (header, 2)
-    } else if len <= u16::MAX as usize {
-        header[1] = 126;
-        header[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        (header, 4)
-    } else {
-        header[1] = 127;
-        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-        (header, 10)
     }
 }
 

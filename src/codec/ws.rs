@@ -1,8 +1,9 @@
 //! RFC 6455 WebSocket framing for the server side: decoding masked client frames into messages,
-//! the opening-handshake accept key, and the server's close and pong frames.
+//! the opening-handshake accept key, and encoding: the one server frame header encoder
+//! ([`encode_header`], which `codec::frame` uses for data frames) and the close and pong frames.
 //!
-//! Pure: works on `BytesMut`/`Bytes` only; no sockets, runtime or Engine.IO knowledge. Server
-//! data frames are encoded by `codec::frame`. No extensions are negotiated, so RSV bits are errors.
+//! Pure: works on `BytesMut`/`Bytes` only; no sockets, runtime or Engine.IO knowledge. No
+//! extensions are negotiated, so RSV bits are errors.
 
 use std::fmt;
 
@@ -32,25 +33,21 @@ const LEN_16: u8 = 126;
 const LEN_64: u8 = 127;
 /// RFC 6455 §5.5: control frames carry at most 125 bytes and are never fragmented.
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
+/// The largest header of a server frame: 2 bytes and an 8-byte length, no mask.
+pub const MAX_SERVER_HEADER: usize = 10;
 const MASK_KEY_LEN: usize = 4;
 
 /// RFC 6455 §1.3: appended to the client's key before hashing.
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/// RFC 6455 §7.4.1 status codes the server sends.
+/// RFC 6455 §7.4.1 status codes the server sends: normal closure.
 pub const CLOSE_NORMAL: u16 = 1000;
-/// Going away (server shutdown).
-pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Protocol error.
 pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 /// Invalid payload data (bad UTF-8).
 pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
-/// Policy violation.
-pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 /// Message too big.
 pub const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
-/// Internal error.
-pub const CLOSE_INTERNAL_ERROR: u16 = 1011;
 
 /// One complete message or control frame from the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -348,6 +345,37 @@ pub fn accept_key(key: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha1.finalize())
 }
 
+/// The unmasked FIN header of a server frame with `opcode` and a `len`-byte payload (RFC 6455
+/// §5.2): the header's bytes, of which the first `.1` are used.
+pub fn encode_header(opcode: u8, len: usize) -> ([u8; MAX_SERVER_HEADER], usize) {
+    let mut header = [0u8; MAX_SERVER_HEADER];
+    header[0] = FIN | opcode;
+    if len < usize::from(LEN_16) {
+        header[1] = len as u8;
+        (header, 2)
+    } else if len <= usize::from(u16::MAX) {
+        header[1] = LEN_16;
+        header[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        (header, 4)
+    } else {
+        header[1] = LEN_64;
+        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        (header, 10)
+    }
+}
+
+/// A whole unmasked server frame: header and payload.
+fn server_frame(opcode: u8, payload: &[&[u8]]) -> Bytes {
+    let len = payload.iter().map(|part| part.len()).sum();
+    let (header, header_len) = encode_header(opcode, len);
+    let mut frame = BytesMut::with_capacity(header_len + len);
+    frame.put_slice(&header[..header_len]);
+    for part in payload {
+        frame.put_slice(part);
+    }
+    frame.freeze()
+}
+
 /// An unmasked server close frame. The reason is cut (at a character boundary) to fit the
 /// 125-byte control payload.
 pub fn close_frame(code: u16, reason: &str) -> Bytes {
@@ -356,23 +384,14 @@ pub fn close_frame(code: u16, reason: &str) -> Bytes {
         end -= 1;
     }
     let reason = reason.as_bytes().get(..end).unwrap_or_default();
-    let mut frame = BytesMut::with_capacity(4 + reason.len());
-    frame.put_u8(FIN | OPCODE_CLOSE);
-    frame.put_u8((2 + reason.len()) as u8);
-    frame.put_u16(code);
-    frame.put_slice(reason);
-    frame.freeze()
+    server_frame(OPCODE_CLOSE, &[&code.to_be_bytes(), reason])
 }
 
 /// An unmasked server pong echoing a ping's payload (cut to 125 bytes, which a decoded ping never
 /// exceeds).
 pub fn pong_frame(payload: &[u8]) -> Bytes {
     let payload = payload.get(..MAX_CONTROL_PAYLOAD).unwrap_or(payload);
-    let mut frame = BytesMut::with_capacity(2 + payload.len());
-    frame.put_u8(FIN | OPCODE_PONG);
-    frame.put_u8(payload.len() as u8);
-    frame.put_slice(payload);
-    frame.freeze()
+    server_frame(OPCODE_PONG, &[payload])
 }
 
 #[cfg(test)]
@@ -1084,10 +1103,24 @@ mod tests {
     }
 
     #[test]
+    fn server_headers_use_the_shortest_length_form() {
+        for (opcode, len, expected) in [
+            (OPCODE_TEXT, 0, &[0x81, 0][..]),
+            (OPCODE_BINARY, 125, &[0x82, 125]),
+            (OPCODE_CLOSE, 126, &[0x88, 126, 0, 126]),
+            (OPCODE_TEXT, 65535, &[0x81, 126, 0xff, 0xff]),
+            (OPCODE_BINARY, 65536, &[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+        ] {
+            let (header, header_len) = encode_header(opcode, len);
+            assert_eq!(&header[..header_len], expected, "{len} bytes");
+        }
+    }
+
+    #[test]
     fn server_control_frames() {
         let long = "é".repeat(100); // 200 bytes; cut to 122 (61 characters) to fit 123
         let cases: Vec<(Bytes, Vec<u8>)> = vec![
-            (close_frame(1000, ""), vec![0x88, 0x02, 0x03, 0xe8]),
+            (close_frame(CLOSE_NORMAL, ""), vec![0x88, 0x02, 0x03, 0xe8]),
             (
                 close_frame(1002, "bad"),
                 vec![0x88, 0x05, 0x03, 0xea, b'b', b'a', b'd'],

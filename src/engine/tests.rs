@@ -8,6 +8,9 @@ use futures_channel::oneshot;
 use futures_util::task::noop_waker_ref;
 
 use super::*;
+use crate::codec::frame::Frame;
+use crate::codec::ws;
+use crate::config::SlowConsumerPolicy;
 
 const INTERVAL: Duration = Duration::from_millis(300);
 const TIMEOUT: Duration = Duration::from_millis(200);
@@ -43,7 +46,7 @@ fn open(engine: &mut Engine, now: Instant, version: Version) -> SessionKey {
 /// Issues a GET and returns what it was answered with, if answered yet.
 fn get(engine: &mut Engine, key: SessionKey) -> oneshot::Receiver<PollReply> {
     let (sender, receiver) = oneshot::channel();
-    engine.poll_get(key, sender);
+    engine.polling_get(key, sender);
     engine.flush();
     receiver
 }
@@ -58,14 +61,14 @@ fn body(receiver: &mut oneshot::Receiver<PollReply>) -> Option<(u16, String)> {
 
 fn post(engine: &mut Engine, key: SessionKey, now: Instant, payload: &str) -> u16 {
     engine
-        .poll_post(key, now, Bytes::copy_from_slice(payload.as_bytes()), false)
+        .polling_post(key, now, Bytes::copy_from_slice(payload.as_bytes()), false)
         .status
 }
 
 fn written(engine: &mut Engine, link: LinkKey, now: Instant) -> (Vec<Bytes>, Poll<WriteBatch>) {
     let mut out = Vec::new();
     let mut cx = Context::from_waker(noop_waker_ref());
-    let step = engine.ws_poll_write(link, now, &mut cx, &mut out);
+    let step = engine.poll_ws_write(link, now, &mut cx, &mut out);
     (out, step)
 }
 
@@ -132,8 +135,10 @@ fn a_poll_is_answered_with_everything_queued() {
     let key = open(&mut engine, now, Version::V4);
     let mut poll = get(&mut engine, key);
     assert_eq!(body(&mut poll), None, "nothing queued yet: the GET waits");
-    engine.send(key, &Frame::text(b"4a"), false);
-    engine.send(key, &Frame::binary(&[1, 2, 3, 4]), false);
+    engine.send(key, &Frame::text(b"4a"), false).unwrap();
+    engine
+        .send(key, &Frame::binary(&[1, 2, 3, 4]), false)
+        .unwrap();
     engine.flush();
     assert_eq!(body(&mut poll), Some((200, "4a\x1ebAQIDBA==".into())));
 }
@@ -200,8 +205,9 @@ fn upgrade_probe_then_switch() {
         Some((200, "6".into())),
         "the poll is released at once"
     );
-    engine.send(key, &Frame::text(b"4queued"), false);
+    engine.send(key, &Frame::text(b"4queued"), false).unwrap();
     engine.ws_message(link, now, ws_text("5"));
+    assert_eq!(engine.next_event(), Some(Event::Upgraded(key)));
     let (frames, _) = written(&mut engine, link, now);
     assert_eq!(
         &frames[0][2..],
@@ -215,6 +221,30 @@ fn upgrade_probe_then_switch() {
         engine.next_event(),
         Some(Event::Message(key, Bytes::from_static(b"hi")))
     );
+}
+
+#[test]
+fn the_upgrade_is_an_event_and_the_transport_name_follows_it() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let key = open(&mut engine, now, Version::V4);
+    assert_eq!(engine.transport_name(key), Some("polling"));
+    let link = engine.ws_upgrade(key, now).unwrap();
+    engine.ws_message(link, now, ws_text("2probe"));
+    assert_eq!(engine.transport_name(key), Some("polling"), "while probing");
+    assert_eq!(engine.next_event(), None);
+    engine.ws_message(link, now, ws_text("5"));
+    assert_eq!(engine.next_event(), Some(Event::Upgraded(key)));
+    assert_eq!(engine.transport_name(key), Some("websocket"));
+    let (direct, _) = engine.open_websocket(now, peer(Version::V4));
+    assert_eq!(
+        engine.next_event(),
+        Some(Event::Open(direct)),
+        "no upgrade event"
+    );
+    assert_eq!(engine.transport_name(direct), Some("websocket"));
+    engine.close(key, CloseReason::ServerClose);
+    assert_eq!(engine.transport_name(key), None);
 }
 
 #[test]
@@ -238,6 +268,10 @@ fn websocket_session_writes_and_closes() {
     assert_eq!(step, Poll::Ready(WriteBatch::Frames));
     assert_eq!(frames[0][2], b'0');
     engine.close(key, CloseReason::ServerClose);
+    assert_eq!(
+        engine.send(key, &Frame::text(b"4late"), false),
+        Err(SendError::Closed)
+    );
     let (frames, step) = written(&mut engine, link, now);
     assert_eq!(step, Poll::Ready(WriteBatch::Close));
     assert_eq!(frames[0][0], 0x88, "a close frame ends the connection");
@@ -249,7 +283,7 @@ fn v3_binary_frames_carry_the_type_byte() {
     let now = Instant::now();
     let (key, link) = engine.open_websocket(now, peer(Version::V3));
     let _open = written(&mut engine, link, now);
-    engine.send(key, &Frame::binary(&[9, 9]), false);
+    engine.send(key, &Frame::binary(&[9, 9]), false).unwrap();
     let (frames, _) = written(&mut engine, link, now);
     assert_eq!(&frames[0][..], &[0x82, 3, 4, 9, 9]);
 }
@@ -258,12 +292,13 @@ fn v3_binary_frames_carry_the_type_byte() {
 fn volatile_frames_are_dropped_when_not_writable() {
     let mut engine = engine();
     let key = open(&mut engine, Instant::now(), Version::V4);
-    assert!(
-        !engine.send(key, &Frame::text(b"4v"), true),
+    assert_eq!(
+        engine.send(key, &Frame::text(b"4v"), true),
+        Err(SendError::VolatileDropped),
         "no pending poll"
     );
     let mut poll = get(&mut engine, key);
-    assert!(engine.send(key, &Frame::text(b"4v"), true));
+    assert_eq!(engine.send(key, &Frame::text(b"4v"), true), Ok(()));
     engine.flush();
     assert_eq!(body(&mut poll), Some((200, "4v".into())));
 }
@@ -274,8 +309,12 @@ fn a_slow_consumer_is_disconnected() {
     let now = Instant::now();
     let (key, _link) = engine.open_websocket(now, peer(Version::V4));
     let big = Frame::text(&[b'4'; 600]);
-    assert!(engine.send(key, &big, false));
-    assert!(!engine.send(key, &big, false), "over max_outbound_bytes");
+    assert_eq!(engine.send(key, &big, false), Ok(()));
+    assert_eq!(
+        engine.send(key, &big, false),
+        Err(SendError::Overflowed),
+        "over max_outbound_bytes"
+    );
     assert_eq!(engine.counts().slow_consumers.disconnected, 1, "counted");
     engine.next_event();
     assert_eq!(
@@ -298,9 +337,10 @@ fn with_the_drop_policy_a_slow_consumer_loses_packets_not_its_session() {
     let (key, link) = engine.open_websocket(now, peer(Version::V4));
     let _open = written(&mut engine, link, now);
     let big = Frame::text(&[b'4'; 600]);
-    assert!(engine.send(key, &big, false));
-    assert!(
-        !engine.send(key, &big, false),
+    assert_eq!(engine.send(key, &big, false), Ok(()));
+    assert_eq!(
+        engine.send(key, &big, false),
+        Err(SendError::Overflowed),
         "over max_outbound_bytes: dropped"
     );
     assert_eq!(engine.counts().slow_consumers.dropped, 1);
@@ -310,7 +350,11 @@ fn with_the_drop_policy_a_slow_consumer_loses_packets_not_its_session() {
         1,
         "the first packet still goes out"
     );
-    assert!(engine.send(key, &big, false), "room again once written");
+    assert_eq!(
+        engine.send(key, &big, false),
+        Ok(()),
+        "room again once written"
+    );
 }
 
 #[test]
@@ -340,9 +384,9 @@ fn a_get_racing_the_client_close_still_gets_its_noop_once() {
     let key = open(&mut engine, now, Version::V3);
     let id = engine.id(key).unwrap();
     assert_eq!(post(&mut engine, key, now, "1:1"), 200);
-    let late = engine.poll_get_closed(id.as_str()).unwrap();
+    let late = engine.polling_get_closed(id.as_str()).unwrap();
     assert_eq!(&late.body[..], b"1:6");
-    assert_eq!(engine.poll_get_closed(id.as_str()), None, "only once");
+    assert_eq!(engine.polling_get_closed(id.as_str()), None, "only once");
 }
 
 #[test]
@@ -408,7 +452,7 @@ fn a_direct_send_or_close_goes_out_after_what_was_broadcast_before_it() {
     let (a, link_a) = open_ws(&mut engine, now, Version::V4);
     let (b, link_b) = open_ws(&mut engine, now, Version::V4);
     engine.send_many(vec![a, b], &[Frame::text(b"41")]);
-    engine.send(a, &Frame::text(b"42"), false);
+    engine.send(a, &Frame::text(b"42"), false).unwrap();
     let (frames, _) = written(&mut engine, link_a, now);
     assert_eq!(frames, [&b"\x81\x0241"[..], &b"\x81\x0242"[..]]);
     assert_eq!(written(&mut engine, link_b, now).0, [&b"\x81\x0241"[..]]);
@@ -462,7 +506,7 @@ fn a_slow_consumer_among_broadcast_recipients_is_the_only_one_dropped() {
     let (slow, _) = open_ws(&mut engine, now, Version::V4);
     let (fast, link_fast) = open_ws(&mut engine, now, Version::V4);
     let big = Frame::text(&[b'4'; 600]);
-    engine.send(slow, &big, false);
+    engine.send(slow, &big, false).unwrap();
     engine.send_many(vec![slow, fast], std::slice::from_ref(&big));
     engine.send_deferred();
     assert_eq!(written(&mut engine, link_fast, now).0.len(), 1);

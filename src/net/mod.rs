@@ -178,7 +178,7 @@ pub(crate) fn handle_poll<H: Host>(
                 return;
             };
             let closed = match request {
-                PollRequest::Get => host.engine().borrow_mut().poll_get_closed(sid.as_str()),
+                PollRequest::Get => host.engine().borrow_mut().polling_get_closed(sid.as_str()),
                 _ => None,
             };
             let _ = reply.send(closed.unwrap_or_else(|| PollReply::error(error)));
@@ -190,11 +190,11 @@ pub(crate) fn handle_poll<H: Host>(
         match request {
             PollRequest::Get => {
                 if let Some(reply) = reply {
-                    engine.poll_get(key, reply);
+                    engine.polling_get(key, reply);
                 }
             }
             PollRequest::Post { body, binary } => {
-                let answer = engine.poll_post(key, now, body, binary);
+                let answer = engine.polling_post(key, now, body, binary);
                 if let Some(reply) = reply {
                     let _ = reply.send(answer);
                 }
@@ -202,7 +202,7 @@ pub(crate) fn handle_poll<H: Host>(
             PollRequest::TooLarge => {
                 engine.close(key, crate::engine::CloseReason::TransportError);
             }
-            PollRequest::Aborted => engine.poll_aborted(key),
+            PollRequest::Aborted => engine.polling_aborted(key),
         }
     }
     host.pump();

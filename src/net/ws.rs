@@ -20,7 +20,7 @@ use monoio::net::TcpStream;
 
 use super::{Forward, Host, Upgrade};
 use crate::codec::http;
-use crate::codec::ws::Decoder;
+use crate::codec::ws::{self, Decoder};
 use crate::engine::{EngineError, LinkKey, PollReply, WriteBatch};
 
 /// Read buffer of a WebSocket connection, allocated when the peer has sent something and
@@ -92,7 +92,7 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
             // close this extra one at once, as the reference does.
             let mut out = Vec::with_capacity(256);
             http::write_switching_protocols(&mut out, &accept);
-            out.extend_from_slice(&crate::codec::ws::close_frame(1000, ""));
+            out.extend_from_slice(&ws::close_frame(ws::CLOSE_NORMAL, ""));
             let _ = stream.write_all(out).await;
             return;
         }
@@ -192,7 +192,10 @@ async fn read_loop<H: Host>(
             Ok(_) => {}
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
+            Err(error) => {
+                tracing::debug!(%error, "a WebSocket read failed; the peer is gone");
+                break;
+            }
         }
     }
     host.engine().borrow_mut().ws_reader_done(link);
@@ -257,7 +260,7 @@ async fn write_loop<H: Host>(
         let step = poll_fn(|cx| {
             host.engine()
                 .borrow_mut()
-                .ws_poll_write(link, Instant::now(), cx, &mut frames)
+                .poll_ws_write(link, Instant::now(), cx, &mut frames)
         })
         .await;
         // Boxed: the writes exist only while bytes move; inline, their room would be taken in
@@ -292,7 +295,7 @@ async fn write_frames<H: Host>(
         let mut write = pin!(write_all(writer, FrameBatch::new(frames)));
         let (result, batch) = monoio::select! {
             done = &mut write => done,
-            () = poll_fn(|cx| host.engine().borrow_mut().ws_poll_closing(link, cx)) => {
+            () = poll_fn(|cx| host.engine().borrow_mut().poll_ws_closing(link, cx)) => {
                 let give_up = Box::pin(monoio::time::sleep(host.engine_config().ping_timeout));
                 monoio::select! {
                     done = write => done,

@@ -347,7 +347,10 @@ pub(crate) fn deliver_local(io: &Rc<Io>, broadcast: &Broadcast) -> usize {
     }
     let mut delivered = Vec::with_capacity(targets.len());
     for &(socket, session) in &targets {
-        if io.send_frames(session, &broadcast.frames, broadcast.volatile) {
+        if io
+            .send_frames(session, &broadcast.frames, broadcast.volatile)
+            .is_ok()
+        {
             delivered.push((socket, session));
             if let Some(spec) = broadcast.ack {
                 let handler = AckHandler::Broadcast {

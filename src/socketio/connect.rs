@@ -33,7 +33,8 @@ pub(crate) fn connect(io: &Rc<Io>, session: SessionKey, nsp: &str, auth: Bytes, 
     let Some(ns) = ns else {
         let data = br#"{"message":"Invalid namespace"}"#;
         let frames = encode_packet(PacketType::ConnectError, nsp, None, data, &[]);
-        io.send_frames(session, &frames, false);
+        // A client gone meanwhile needs no answer.
+        let _ = io.send_frames(session, &frames, false);
         return;
     };
     let (busy, joined) = {
@@ -145,7 +146,7 @@ fn refuse(io: &Io, session: SessionKey, version: Version, nsp: &str, error: &Con
         Version::V3 => json::write_str(&mut data, &error.message),
     }
     let frames = encode_packet(PacketType::ConnectError, nsp, None, &data, &[]);
-    io.send_frames(session, &frames, false);
+    let _ = io.send_frames(session, &frames, false);
 }
 
 /// Creates the socket, answers the CONNECT and runs the connect handler.
@@ -190,7 +191,7 @@ fn admit(io: &Rc<Io>, session: SessionKey, version: Version, ns: usize, handshak
         Version::V3 => Vec::new(),
     };
     let frames = encode_packet(PacketType::Connect, &name, None, &reply, &[]);
-    io.send_frames(session, &frames, false);
+    let _ = io.send_frames(session, &frames, false);
     let handle = super::Socket::new(io.clone(), socket, id, name);
     if let Some(observer) = &io.observer {
         contain("observer", || observer.connected(&handle));

@@ -126,7 +126,6 @@ pub(super) fn on_close(io: &Rc<Io>, session: SessionKey, reason: DisconnectReaso
 }
 
 /// The session switched to WebSocket: the observer hears it for each of its sockets.
-#[allow(dead_code)] // Wired once the engine reports upgrades.
 pub(super) fn on_upgraded(io: &Rc<Io>, session: SessionKey) {
     let Some(observer) = &io.observer else {
         return;
@@ -335,7 +334,7 @@ pub(crate) fn disconnect_socket(io: &Rc<Io>, socket: SocketKey) {
         return;
     };
     let frames = encode_packet(PacketType::Disconnect, &nsp, None, b"", &[]);
-    io.send_frames(session, &frames, false);
+    let _ = io.send_frames(session, &frames, false);
     detach_from_client(io, session, socket);
     remove_socket(io, socket, DisconnectReason::ServerNamespaceDisconnect);
 }

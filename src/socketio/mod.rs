@@ -45,7 +45,7 @@ pub use socket::{AckSender, Socket};
 pub use tables::IoCounts;
 
 use crate::codec::frame::Frame;
-use crate::engine::{CloseReason, Engine, Event, SessionKey};
+use crate::engine::{CloseReason, Engine, Event, SendError, SessionKey};
 use crate::gather::Gather;
 use adapter::{Adapter, ShardFanout};
 use tables::{SocketKey, State};
@@ -170,6 +170,7 @@ impl Io {
             Event::Open(session) => dispatch::on_open(self, session),
             Event::Message(session, text) => dispatch::on_text(self, session, text),
             Event::Binary(session, data) => dispatch::on_binary(self, session, data),
+            Event::Upgraded(session) => dispatch::on_upgraded(self, session),
             Event::Close(session, reason) => {
                 dispatch::on_close(self, session, DisconnectReason::Transport(reason))
             }
@@ -198,7 +199,7 @@ impl Io {
 
     /// The earliest connect, ack or request deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let timers = self.state.borrow().next_deadline();
+        let timers = self.state.borrow_mut().next_deadline();
         let requests = self.gather.borrow().next_deadline();
         timers.into_iter().chain(requests).min()
     }
@@ -243,7 +244,12 @@ impl Io {
         Some(state.namespaces[entry.ns].handlers.clone())
     }
 
-    fn send_frames(&self, session: SessionKey, frames: &[Frame], volatile: bool) -> bool {
+    fn send_frames(
+        &self,
+        session: SessionKey,
+        frames: &[Frame],
+        volatile: bool,
+    ) -> Result<(), SendError> {
         self.engine
             .borrow_mut()
             .send_frames(session, frames, volatile)

@@ -20,7 +20,7 @@ use super::message::{encode_ack, encode_event, Args, Message};
 use super::operator::BroadcastOperator;
 use super::tables::{SocketKey, SocketState, State};
 use super::Io;
-use crate::engine::{CloseReason, SessionKey};
+use crate::engine::{CloseReason, SendError, SessionKey};
 
 /// A connected socket in one namespace, usable on the shard that owns it.
 #[derive(Clone)]
@@ -136,10 +136,11 @@ impl Socket {
         self.set_data(&data).is_ok()
     }
 
-    /// Sends an event to this socket. False if it is gone or could not take it.
-    pub fn emit(&self, event: &str, args: &Args) -> bool {
+    /// Sends an event to this socket; fails if it is gone, its queue overflowed (the
+    /// slow-consumer policy applied) or the packet was dropped.
+    pub fn emit(&self, event: &str, args: &Args) -> Result<(), SendError> {
         let Some((session, nsp)) = self.route() else {
-            return false;
+            return Err(SendError::Closed);
         };
         let frames = encode_event(&nsp, event, args, None);
         let sent = self.io.send_frames(session, &frames, false);
@@ -167,7 +168,8 @@ impl Socket {
             AckHandler::Local(Box::new(callback)),
             Some(self.io.now() + timeout),
         );
-        self.io.send_frames(session, &frames, false);
+        // A failure reaches the callback: the ack times out, or fails as the socket goes.
+        let _ = self.io.send_frames(session, &frames, false);
         self.notify_sent(event, args);
     }
 
@@ -275,10 +277,10 @@ impl AckSender {
         AckSender { socket, ack_id }
     }
 
-    /// Sends the acknowledgement with these arguments.
-    pub fn send(self, args: &Args) -> bool {
+    /// Sends the acknowledgement with these arguments; fails as [`Socket::emit`] does.
+    pub fn send(self, args: &Args) -> Result<(), SendError> {
         let Some((session, nsp)) = self.socket.route() else {
-            return false;
+            return Err(SendError::Closed);
         };
         let frames = encode_ack(&nsp, self.ack_id, args);
         self.socket.io.send_frames(session, &frames, false)

@@ -4,8 +4,7 @@
 //! Plain tables: no handles, no user code, no messages to other shards. Everything that
 //! reacts to packets (`dispatch`, `connect`) or leaves the shard (`adapter`) works on these.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +15,7 @@ use super::ack::AckHandler;
 use super::namespace::Namespace;
 use crate::codec::eio::Version;
 use crate::codec::sio::Assembler;
+use crate::deadline::DeadlineHeap;
 use crate::engine::SessionKey;
 use crate::id::RandomPool;
 use crate::rooms::Rooms;
@@ -125,7 +125,7 @@ pub(crate) struct State {
     by_name: HashMap<Arc<str>, usize>,
     pub(crate) clients: Clients,
     sockets: Slab<SocketState>,
-    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    timers: DeadlineHeap<Timer>,
     next_ack: u64,
     pub(crate) random: RandomPool,
 }
@@ -139,7 +139,7 @@ impl State {
             by_name: HashMap::new(),
             clients: Clients::default(),
             sockets: Slab::new(),
-            timers: BinaryHeap::new(),
+            timers: DeadlineHeap::new(),
             next_ack: 0,
             random: RandomPool::new(),
         }
@@ -190,7 +190,7 @@ impl State {
         }
         self.clients = Clients::default();
         self.sockets = Slab::new();
-        self.timers = BinaryHeap::new();
+        self.timers = DeadlineHeap::new();
         for nsp in &mut self.namespaces {
             nsp.rooms.shrink_if_empty();
             nsp.members.shrink_to_fit();
@@ -206,48 +206,33 @@ impl State {
             rooms: self.namespaces.iter().map(|nsp| nsp.rooms.len()).sum(),
             timers: self
                 .timers
-                .iter()
-                .filter(|Reverse(t)| self.is_live(t))
-                .count(),
+                .live_count(|at, timer| is_live(&self.clients, &self.sockets, at, timer)),
         }
     }
 
-    /// Whether a timer entry still means something: its client or ack is there.
-    fn is_live(&self, (at, timer): &(Instant, Timer)) -> bool {
-        match *timer {
-            Timer::Connect(session) => self
-                .clients
-                .get(session)
-                .is_some_and(|c| c.connect_deadline == Some(*at)),
-            Timer::Ack(socket, id) => self
-                .socket(socket)
-                .is_some_and(|s| s.acks.contains_key(&id)),
-        }
-    }
-
-    /// Adds a timer; past a bound, sweeps out entries whose target is gone (they would
-    /// otherwise wait until they come due, many more than the live ones under churn).
+    /// Adds a timer; past a bound, the heap drops entries whose target is gone (under churn
+    /// they would otherwise far outnumber the live ones until they come due).
     pub(crate) fn push_timer(&mut self, at: Instant, timer: Timer) {
-        self.timers.push(Reverse((at, timer)));
-        let live_bound = 2 * self.sockets.len() + 1024;
-        if self.timers.len() > live_bound + self.clients.0.len() {
-            let mut timers = std::mem::take(&mut self.timers);
-            timers.retain(|Reverse(t)| self.is_live(t));
-            self.timers = timers;
-        }
+        self.timers.push(at, timer);
+        let (clients, sockets) = (&self.clients, &self.sockets);
+        // Live: a connect deadline per client, an ack deadline per socket most of the time.
+        let live = clients.0.len() + sockets.len();
+        self.timers
+            .sweep_if_grown(live, |at, timer| is_live(clients, sockets, at, timer));
     }
 
-    /// The earliest timer that is due at `now`, taken off the heap (it may be dead: the caller
-    /// checks).
+    /// The earliest live timer due at `now`, taken off the heap.
     pub(crate) fn pop_due_timer(&mut self, now: Instant) -> Option<(Instant, Timer)> {
-        match self.timers.peek() {
-            Some(Reverse((at, _))) if *at <= now => self.timers.pop().map(|Reverse(t)| t),
-            _ => None,
-        }
+        let (clients, sockets) = (&self.clients, &self.sockets);
+        self.timers
+            .pop_due(now, |at, timer| is_live(clients, sockets, at, timer))
     }
 
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+    /// The earliest live timer's deadline.
+    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
+        let (clients, sockets) = (&self.clients, &self.sockets);
+        self.timers
+            .next_deadline(|at, timer| is_live(clients, sockets, at, timer))
     }
 
     /// An ack id no other shard hands out (ids interleave by shard), below 2^53.
@@ -357,5 +342,18 @@ impl State {
                 visit(SocketKey(key), state.session);
             }
         });
+    }
+}
+
+/// Whether a timer entry still means something: its client waits for a CONNECT until then, or
+/// its ack is still pending.
+fn is_live(clients: &Clients, sockets: &Slab<SocketState>, at: Instant, timer: Timer) -> bool {
+    match timer {
+        Timer::Connect(session) => clients
+            .get(session)
+            .is_some_and(|c| c.connect_deadline == Some(at)),
+        Timer::Ack(socket, id) => sockets
+            .get(socket.index())
+            .is_some_and(|s| s.acks.contains_key(&id)),
     }
 }

@@ -80,14 +80,7 @@ impl Cluster {
     /// sends the broadcasts the engine held for it, as the shard's task does.
     fn pump(&self) {
         for io in &self.shards {
-            loop {
-                let event = io.engine.borrow_mut().next_event();
-                match event {
-                    Some(event) => io.handle_event(event),
-                    None => break,
-                }
-            }
-            io.engine.borrow_mut().send_deferred();
+            crate::engine::pump_and_end_turn(&io.engine, |event| io.handle_event(event));
         }
     }
 
@@ -148,7 +141,7 @@ impl Cluster {
     /// Whether the client's connection is being closed (its writer is told to end).
     fn is_closed(&self, client: &Client) -> bool {
         let mut cx = Context::from_waker(noop_waker_ref());
-        let step = self.shards[client.shard].engine.borrow_mut().ws_poll_write(
+        let step = self.shards[client.shard].engine.borrow_mut().poll_ws_write(
             client.link,
             self.now,
             &mut cx,
@@ -161,7 +154,7 @@ impl Cluster {
     fn read(&self, client: &Client) -> Vec<String> {
         let mut out = Vec::new();
         let mut cx = Context::from_waker(noop_waker_ref());
-        let _ = self.shards[client.shard].engine.borrow_mut().ws_poll_write(
+        let _ = self.shards[client.shard].engine.borrow_mut().poll_ws_write(
             client.link,
             self.now,
             &mut cx,
@@ -360,7 +353,7 @@ fn binary_events_are_reassembled_and_relayed() {
     let ns = Namespace::new().on("echo", |_, message, ack| {
         assert_eq!(message.attachments(), [Bytes::from_static(&[1, 2, 3])]);
         if let Some(ack) = ack {
-            ack.send(&message.to_args());
+            let _ = ack.send(&message.to_args());
         }
     });
     let cluster = Cluster::new(namespaces(ns));
@@ -676,7 +669,7 @@ fn the_observer_hears_every_socket_event_in_order() {
     let log: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = log.clone();
     let mut declared = namespaces(builtins().on("greet", |socket, _, _| {
-        socket.emit("hello", &Args::new().with_str("you"));
+        let _ = socket.emit("hello", &Args::new().with_str("you"));
     }));
     declared.observer = Some(Arc::new(move |_shard| {
         Box::new(Recorder { log: sink.clone() }) as Box<dyn Observer>

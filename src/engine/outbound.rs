@@ -1,0 +1,284 @@
+//! The application's side of the engine: frames queued for one session ([`Engine::send`],
+//! [`Engine::send_frames`]) and broadcasts held until the end of the runtime's turn
+//! ([`Engine::send_many`], [`Engine::send_deferred`]), joined into one buffer per recipient,
+//! with the outbound bound and the slow-consumer policy applied on the way.
+//!
+//! Knows the transports only through the session's state and the link's queue; no I/O.
+
+use std::fmt;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+
+use super::session::Transport;
+use super::{CloseReason, Engine, SessionKey};
+use crate::codec::eio::{self, Version};
+use crate::codec::frame::{Frame, FrameKind};
+use crate::codec::ws;
+use crate::config::SlowConsumerPolicy;
+
+/// The most bytes of frames joined for one run of broadcasts; a longer run starts another.
+const MAX_JOINED_BYTES: usize = 64 * 1024;
+
+/// Why [`Engine::send`] or [`Engine::send_frames`] did not queue a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The session is gone: closed, or never there.
+    Closed,
+    /// The session's outbound queue would have passed `max_outbound_bytes`, so the
+    /// slow-consumer policy applied: the session was closed (`Disconnect`), or this packet was
+    /// dropped and the session kept (`Drop`).
+    Overflowed,
+    /// A volatile packet was dropped: the transport could not take it right away.
+    VolatileDropped,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::Closed => "the session is closed",
+            SendError::Overflowed => "the session's outbound queue overflowed",
+            SendError::VolatileDropped => "a volatile packet was dropped: the transport was busy",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// A run of broadcasts to the same recipients, held until the end of the turn.
+#[derive(Debug)]
+pub(super) struct Deferred {
+    /// Each session at most once; every live one has `Session::deferred` set.
+    recipients: Vec<SessionKey>,
+    /// How many of `recipients` were live when the run began (none can end without first
+    /// flushing the run, see [`Engine::close`]).
+    live: usize,
+    frames: Vec<Frame>,
+    bytes: usize,
+}
+
+impl Engine {
+    /// Queues a frame for a session on its active transport: [`Engine::send_frames`] with one
+    /// frame.
+    pub fn send(
+        &mut self,
+        key: SessionKey,
+        frame: &Frame,
+        volatile: bool,
+    ) -> Result<(), SendError> {
+        self.send_frames(key, std::slice::from_ref(frame), volatile)
+    }
+
+    /// Queues frames that go together (a packet and its attachments) for a session, after
+    /// everything sent to it before, broadcasts held for the end of the turn included.
+    ///
+    /// Fails with [`SendError::Closed`] when the session is gone, with
+    /// [`SendError::VolatileDropped`] when `volatile` is set and the transport cannot take the
+    /// packet right away, and with [`SendError::Overflowed`] when the packet does not fit the
+    /// session's outbound queue (the slow-consumer policy then closed the session, or dropped
+    /// the packet).
+    pub fn send_frames(
+        &mut self,
+        key: SessionKey,
+        frames: &[Frame],
+        volatile: bool,
+    ) -> Result<(), SendError> {
+        if self.sessions.get(key as usize).is_some_and(|s| s.deferred) {
+            self.send_deferred();
+        }
+        self.queue(key, &mut Joined::new(frames), volatile)
+    }
+
+    /// Queues `frames` for every session in `recipients` (each at most once), behind what each
+    /// was sent before, but only at the end of the runtime's turn ([`Engine::send_deferred`]).
+    /// Consecutive calls for the same recipients are joined, so each recipient gets one buffer,
+    /// one write, for the whole run instead of one per broadcast: at high fan-out the per-
+    /// recipient work, not the bytes, is the cost. Returns how many recipients are live.
+    pub fn send_many(&mut self, recipients: Vec<SessionKey>, frames: &[Frame]) -> usize {
+        let bytes: usize = frames.iter().map(|f| f.ws_bytes().len()).sum();
+        if let Some(last) = self.deferred.last_mut() {
+            if last.recipients == recipients && last.bytes + bytes <= MAX_JOINED_BYTES {
+                last.frames.extend_from_slice(frames);
+                last.bytes += bytes;
+                return last.live;
+            }
+        }
+        let mut live = 0;
+        for &key in &recipients {
+            if let Some(session) = self.sessions.get_mut(key as usize) {
+                session.deferred = true;
+                live += 1;
+            }
+        }
+        if live == 0 {
+            return 0;
+        }
+        if self.deferred.is_empty() {
+            if let Some(waker) = self.deferred_waker.take() {
+                waker.wake();
+            }
+        }
+        self.deferred.push(Deferred {
+            recipients,
+            live,
+            frames: frames.to_vec(),
+            bytes,
+        });
+        live
+    }
+
+    /// Ready when broadcasts are held ([`Engine::send_many`]); otherwise registers the waker
+    /// of the task that will call [`Engine::send_deferred`] once they are.
+    pub fn poll_deferred(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.deferred.is_empty() {
+            self.deferred_waker = Some(cx.waker().clone());
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
+    /// Queues every held broadcast for its recipients, oldest first. Polls they make
+    /// answerable are answered by the next [`Engine::flush`].
+    pub fn send_deferred(&mut self) {
+        let mut runs = std::mem::take(&mut self.deferred);
+        for run in runs.drain(..) {
+            let mut joined = Joined::new(&run.frames);
+            for &key in &run.recipients {
+                let Some(session) = self.sessions.get_mut(key as usize) else {
+                    continue;
+                };
+                session.deferred = false;
+                let _ = self.queue(key, &mut joined, false);
+            }
+        }
+        // Keep the allocation unless queueing held new broadcasts meanwhile (a slow consumer's
+        // close can't: it finds nothing held).
+        if self.deferred.is_empty() {
+            self.deferred = runs;
+        }
+    }
+
+    /// A packet for `key` did not fit its outbound queue: the slow-consumer policy applies.
+    fn overflowed(&mut self, key: SessionKey) {
+        match self.config.slow_consumer {
+            SlowConsumerPolicy::Disconnect => {
+                self.slow_consumers.disconnected += 1;
+                self.close(key, CloseReason::SlowConsumer);
+            }
+            SlowConsumerPolicy::Drop => self.slow_consumers.dropped += 1,
+        }
+    }
+
+    /// Queues a packet's frames on the session's active transport.
+    fn queue(
+        &mut self,
+        key: SessionKey,
+        frames: &mut Joined<'_>,
+        volatile: bool,
+    ) -> Result<(), SendError> {
+        let Some(session) = self.sessions.get_mut(key as usize) else {
+            return Err(SendError::Closed);
+        };
+        match session.transport {
+            Transport::WebSocket(link) => {
+                let version = session.version;
+                let Some(entry) = self.link(link) else {
+                    return Err(SendError::Closed);
+                };
+                if volatile && !entry.queue.is_empty() {
+                    return Err(SendError::VolatileDropped);
+                }
+                let bytes = frames.ws_bytes(version);
+                if entry.queued_bytes + bytes.len() > self.config.max_outbound_bytes {
+                    self.overflowed(key);
+                    return Err(SendError::Overflowed);
+                }
+                let bytes = bytes.clone();
+                self.push_link(link, bytes);
+            }
+            Transport::Polling | Transport::Upgrading { .. } => {
+                if volatile && (session.poll.is_none() || !session.outbox.is_empty()) {
+                    return Err(SendError::VolatileDropped);
+                }
+                let size: usize = frames.frames.iter().map(|f| f.payload_slice().len()).sum();
+                if session.outbox_bytes + size > self.config.max_outbound_bytes {
+                    self.overflowed(key);
+                    return Err(SendError::Overflowed);
+                }
+                for frame in frames.frames {
+                    session.push(frame.clone());
+                }
+                if session.poll.is_some() {
+                    self.dirty.push(key);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The frames of a packet (or of a run of broadcasts) and their WebSocket bytes, joined into
+/// one buffer per Engine.IO version on first use and shared by every recipient.
+struct Joined<'a> {
+    frames: &'a [Frame],
+    v4: Option<Bytes>,
+    v3: Option<Bytes>,
+}
+
+impl<'a> Joined<'a> {
+    fn new(frames: &'a [Frame]) -> Joined<'a> {
+        Joined {
+            frames,
+            v4: None,
+            v3: None,
+        }
+    }
+
+    fn ws_bytes(&mut self, version: Version) -> &Bytes {
+        let frames = self.frames;
+        let slot = match version {
+            Version::V4 => &mut self.v4,
+            Version::V3 => &mut self.v3,
+        };
+        slot.get_or_insert_with(|| match frames {
+            [frame] => link_bytes(frame, version),
+            _ => {
+                let len = frames.iter().map(|f| f.ws_bytes().len() + 1).sum();
+                let mut joined = BytesMut::with_capacity(len);
+                for frame in frames {
+                    put_link_bytes(&mut joined, frame, version);
+                }
+                joined.freeze()
+            }
+        })
+    }
+}
+
+/// The WebSocket bytes of a frame for a recipient: shared as is, except binary frames for
+/// Engine.IO v3, which carry a leading message-type byte.
+pub(super) fn link_bytes(frame: &Frame, version: Version) -> Bytes {
+    if needs_v3_type_byte(frame, version) {
+        let mut bytes = BytesMut::with_capacity(frame.ws_bytes().len() + 1);
+        put_link_bytes(&mut bytes, frame, version);
+        return bytes.freeze();
+    }
+    frame.ws_bytes().clone()
+}
+
+fn needs_v3_type_byte(frame: &Frame, version: Version) -> bool {
+    frame.kind() == FrameKind::Binary && version == Version::V3
+}
+
+/// Appends what [`link_bytes`] returns, without building it on its own.
+fn put_link_bytes(out: &mut BytesMut, frame: &Frame, version: Version) {
+    if needs_v3_type_byte(frame, version) {
+        let data = frame.payload_slice();
+        let (header, header_len) = ws::encode_header(ws::OPCODE_BINARY, data.len() + 1);
+        out.extend_from_slice(&header[..header_len]);
+        out.extend_from_slice(&[eio::PacketType::Message as u8]);
+        out.extend_from_slice(data);
+    } else {
+        out.extend_from_slice(frame.ws_bytes());
+    }
+}
