@@ -5,7 +5,7 @@
 //! moved, an ack answered): the owner keeps its own record of what is live and says so through
 //! an `is_live(at, key)` closure whenever the heap needs to know. Dead entries are dropped when
 //! they reach the top, and all at once when churn has grown the heap past twice the live ones
-//! plus [`SWEEP_SLACK`], so a heap stays bounded by what is live.
+//! plus `SWEEP_SLACK`, so a heap stays bounded by what is live.
 //!
 //! Pure: instants come in as arguments (never the clock), no I/O, nothing from the rest of the
 //! crate.

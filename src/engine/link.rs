@@ -229,7 +229,8 @@ impl Engine {
         }
     }
 
-    /// When a held link may write (see [`EngineConfig::eio3_ws_open_delay`]).
+    /// When a held link may write (see
+    /// [`EngineConfig::eio3_ws_open_delay`](crate::config::EngineConfig::eio3_ws_open_delay)).
     pub fn ws_hold_until(&self, link: LinkKey) -> Option<Instant> {
         self.link(link).and_then(|l| l.hold_until)
     }

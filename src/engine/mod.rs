@@ -3,7 +3,7 @@
 //! Owns every session the shard is responsible for: handshake, heartbeat deadlines, the active
 //! transport (polling, a WebSocket probe, WebSocket), the outbound queues, and close reasons.
 //! It knows nothing of Socket.IO: the application above sees [`Event`]s (open, message,
-//! binary, close) and answers with [`Engine::send`] / [`Engine::close`], or with
+//! binary, upgraded, close) and answers with [`Engine::send`] / [`Engine::close`], or with
 //! [`Engine::send_many`] for a broadcast: those frames are held until the end of the runtime's
 //! turn, so that a run of broadcasts to the same recipients reaches each as one write.
 //!

@@ -103,7 +103,7 @@ pub enum EngineError {
     DuplicatePoll,
     /// A body larger than maxPayload.
     PayloadTooLarge,
-    /// A handshake while the server shuts down (see [`Engine::drain`]).
+    /// A handshake while the server shuts down (see [`Engine::drain`](super::Engine::drain)).
     ShuttingDown,
     /// A handshake past the server's or the client address's session limit.
     TooManySessions,
