@@ -13,11 +13,9 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 use crate::bus;
 use crate::codec::frame::Frame;
-use crate::codec::http::Cors;
+use crate::codec::http::{Cors, Method};
 use crate::config::{Config, EngineConfig};
 use crate::engine::{Admission, Engine, EngineCounts, Event};
 use crate::net::{self, Forward, Host};
@@ -310,12 +308,25 @@ impl Host for Shard {
         &self.requests_in_flight
     }
 
-    fn is_stats_path(&self, path: &str) -> bool {
-        self.plan.config.stats_path.as_deref() == Some(path)
+    fn forward(&self, to: u16, forward: Forward) {
+        self.bus.send(to as usize, ShardMsg::Net(forward));
+    }
+}
+
+impl Shard {
+    /// What the main listener answers besides Engine.IO: the routes this shard registers.
+    fn router(self: &Rc<Self>) -> net::Router {
+        let mut router = net::Router::with_engine_io();
+        if let Some(path) = &self.plan.config.stats_path {
+            let shard = self.clone();
+            router.route(Method::Get, path, move |_: net::Request| shard.stats());
+        }
+        router
     }
 
-    fn stats(&self) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = Bytes>>>> {
-        self.plan.config.stats_path.as_ref()?;
+    /// The stats route: every shard's counts (asked over the bus, this one included) and
+    /// their sum, as JSON.
+    fn stats(&self) -> impl std::future::Future<Output = net::Response> + 'static {
         let replies: Vec<_> = (0..self.shards as usize)
             .map(|shard| {
                 let (sender, receiver) = futures_channel::oneshot::channel();
@@ -323,7 +334,7 @@ impl Host for Shard {
                 receiver
             })
             .collect();
-        Some(Box::pin(async move {
+        async move {
             let mut total = ShardCounts::default();
             let mut shards = String::new();
             for (index, reply) in replies.into_iter().enumerate() {
@@ -340,12 +351,8 @@ impl Host for Shard {
             json.push_str(r#","shards":["#);
             json.push_str(&shards);
             json.push_str("]}");
-            Bytes::from(json)
-        }))
-    }
-
-    fn forward(&self, to: u16, forward: Forward) {
-        self.bus.send(to as usize, ShardMsg::Net(forward));
+            net::Response::json(json)
+        }
     }
 }
 
@@ -461,7 +468,13 @@ async fn serve(
         let shard = shard.clone();
         async move { shard.shutdown_begun().await }
     };
-    monoio::spawn(net::accept_loop(shard.clone(), listener, stop_accepting));
+    let router = Rc::new(shard.router());
+    monoio::spawn(net::accept_loop(
+        shard.clone(),
+        router,
+        listener,
+        stop_accepting,
+    ));
     monoio::spawn(timer_loop(shard.clone()));
     monoio::spawn(deferred_loop(shard.clone()));
     let mut batch = Vec::new();

@@ -1,11 +1,15 @@
 //! The only socket I/O: accepting connections, HTTP/1.1 request handling (polling endpoints,
-//! CORS), the WebSocket driver and vectored writes.
+//! routes, CORS), the WebSocket driver and vectored writes.
 //!
 //! It speaks HTTP, WebSocket and Engine.IO framing and never interprets Socket.IO: it feeds
 //! the shard's [`Engine`] and asks its [`Host`] to run the application afterwards. Requests for
-//! sessions owned by another shard travel as [`Forward`] messages.
+//! sessions owned by another shard travel as [`Forward`] messages. What a listener answers
+//! besides Engine.IO is its [`Router`]'s, filled by the layers above.
 
 mod http;
+mod route;
+#[cfg(test)]
+mod tests;
 mod ws;
 
 use std::cell::{Cell, RefCell};
@@ -22,6 +26,7 @@ use crate::config::EngineConfig;
 use crate::engine::{Engine, Peer, PollReply, PollWaiter};
 use crate::id::Id;
 
+pub(crate) use route::{Request, Response, Router};
 pub(crate) use ws::adopt_websocket;
 
 /// What the network layer needs from its shard.
@@ -45,10 +50,6 @@ pub(crate) trait Host: 'static {
     /// HTTP requests whose head was read and whose answer is not yet written: a shard that
     /// shuts down waits for them.
     fn requests_in_flight(&self) -> &Cell<usize>;
-    /// Whether `path` is where the server's counts are served.
-    fn is_stats_path(&self, path: &str) -> bool;
-    /// The server's counts as JSON (gathered from every shard), if served.
-    fn stats(&self) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = Bytes>>>>;
 }
 
 /// A request carried to the owner shard of its session.
@@ -133,9 +134,11 @@ pub(crate) fn return_free_memory() {
 }
 
 /// Accepts connections, one task per connection, until `stop` completes (a graceful
-/// shutdown); the listener is closed then.
+/// shutdown); the listener is closed then. `router` says what the listener answers: a shard
+/// may run several loops (a metrics or API port), each with its own router.
 pub(crate) async fn accept_loop<H: Host>(
     host: Rc<H>,
+    router: Rc<Router>,
     listener: TcpListener,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -151,7 +154,7 @@ pub(crate) async fn accept_loop<H: Host>(
                 if let Some(bytes) = host.engine_config().socket_send_buffer {
                     set_send_buffer(&stream, bytes);
                 }
-                monoio::spawn(http::serve(host.clone(), stream, peer));
+                monoio::spawn(http::serve(host.clone(), router.clone(), stream, peer));
             }
             Err(error) => {
                 tracing::warn!(%error, "accept failed");
