@@ -30,6 +30,7 @@ pub mod rooms;
 mod server;
 mod shard;
 pub mod socketio;
+mod stats;
 
 pub use config::{Config, CorsConfig, EngineConfig};
 pub use server::{Server, ServerBuilder, ServerHandle};

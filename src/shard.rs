@@ -17,9 +17,10 @@ use crate::bus;
 use crate::codec::frame::Frame;
 use crate::codec::http::{Cors, Method};
 use crate::config::{Config, EngineConfig};
-use crate::engine::{Admission, Engine, EngineCounts, Event};
+use crate::engine::{Admission, Engine, Event};
 use crate::net::{self, Forward, Host};
-use crate::socketio::{Io, IoConfig, IoCounts, IoMsg, LocalTask, Namespaces, ShardHooks};
+use crate::socketio::{Io, IoConfig, IoMsg, LocalTask, Namespaces, ShardHooks};
+use crate::stats::{Report, ShardCounts};
 
 /// Everything that travels between shards.
 #[derive(Debug)]
@@ -40,48 +41,6 @@ pub(crate) enum ShardMsg {
         deadline: Instant,
         idle: Arc<[AtomicBool]>,
     },
-}
-
-/// What one shard holds, for the stats endpoint and soak runs.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct ShardCounts {
-    engine: EngineCounts,
-    io: IoCounts,
-    requests_in_flight: usize,
-}
-
-impl ShardCounts {
-    fn write_json(&self, out: &mut String) {
-        use std::fmt::Write;
-        let (e, io) = (&self.engine, &self.io);
-        let _ = write!(
-            out,
-            r#"{{"sessions":{},"websockets":{},"engine_timers":{},"slow_consumers_disconnected":{},"slow_consumer_packets_dropped":{},"clients":{},"sockets":{},"rooms":{},"socketio_timers":{},"http_requests":{}}}"#,
-            e.sessions,
-            e.websockets,
-            e.timers,
-            e.slow_consumers.disconnected,
-            e.slow_consumers.dropped,
-            io.clients,
-            io.sockets,
-            io.rooms,
-            io.timers,
-            self.requests_in_flight
-        );
-    }
-
-    fn add(&mut self, other: &ShardCounts) {
-        self.engine.sessions += other.engine.sessions;
-        self.engine.websockets += other.engine.websockets;
-        self.engine.timers += other.engine.timers;
-        self.engine.slow_consumers.disconnected += other.engine.slow_consumers.disconnected;
-        self.engine.slow_consumers.dropped += other.engine.slow_consumers.dropped;
-        self.io.clients += other.io.clients;
-        self.io.sockets += other.io.sockets;
-        self.io.rooms += other.io.rooms;
-        self.io.timers += other.io.timers;
-        self.requests_in_flight += other.requests_in_flight;
-    }
 }
 
 /// What an engine endpoint (an HTTP path) serves.
@@ -222,12 +181,8 @@ impl Shard {
     }
 
     fn counts(&self) -> ShardCounts {
-        ShardCounts {
-            engine: self.engine.borrow().counts(),
-            io: self.io.counts(),
-            // The stats request itself is one.
-            requests_in_flight: self.requests_in_flight.get(),
-        }
+        let engine = self.engine.borrow().counts();
+        ShardCounts::new(engine, self.io.counts(), self.requests_in_flight.get())
     }
 
     fn begin_shutdown(self: &Rc<Self>, deadline: Instant, idle: Arc<[AtomicBool]>) {
@@ -335,23 +290,12 @@ impl Shard {
             })
             .collect();
         async move {
-            let mut total = ShardCounts::default();
-            let mut shards = String::new();
-            for (index, reply) in replies.into_iter().enumerate() {
+            let mut shards = Vec::with_capacity(replies.len());
+            for reply in replies {
                 // A shard that stopped answers nothing: count it as empty.
-                let counts = reply.await.unwrap_or_default();
-                total.add(&counts);
-                if index > 0 {
-                    shards.push(',');
-                }
-                counts.write_json(&mut shards);
+                shards.push(reply.await.unwrap_or_default());
             }
-            let mut json = String::from(r#"{"total":"#);
-            total.write_json(&mut json);
-            json.push_str(r#","shards":["#);
-            json.push_str(&shards);
-            json.push_str("]}");
-            net::Response::json(json)
+            net::Response::json(Report::new(shards).to_json())
         }
     }
 }

@@ -15,6 +15,7 @@ const RULES: &[(&str, &[&str])] = &[
             "crate::shard",
             "crate::bus",
             "crate::rooms",
+            "crate::stats",
         ],
     ),
     (
@@ -25,6 +26,7 @@ const RULES: &[(&str, &[&str])] = &[
             "crate::net",
             "crate::shard",
             "crate::bus",
+            "crate::stats",
             "Instant::now",
         ],
     ),
@@ -37,6 +39,7 @@ const RULES: &[(&str, &[&str])] = &[
             "crate::net",
             "crate::shard",
             "crate::bus",
+            "crate::stats",
             "Instant::now",
             "libc",
         ],
@@ -50,10 +53,16 @@ const RULES: &[(&str, &[&str])] = &[
             "crate::bus",
             "crate::server",
             "crate::apps",
+            "crate::stats",
         ],
     ),
     // Routes are plain data and a table: the connection code runs them.
     ("net/route.rs", &["monoio"]),
+    // The counts and their JSON: the shard gathers them and serves them through a route.
+    (
+        "stats.rs",
+        &["monoio", "crate::net", "crate::shard", "crate::bus", "libc"],
+    ),
 ];
 
 #[test]
