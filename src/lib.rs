@@ -32,7 +32,7 @@ mod shard;
 pub mod socketio;
 mod stats;
 
-pub use config::{Config, CorsConfig, EngineConfig};
+pub use config::{Config, CorsConfig, EngineConfig, HttpConfig, SocketIoConfig};
 pub use server::{Server, ServerBuilder, ServerHandle};
 pub use socketio::{
     AckError, AckSender, Args, BroadcastOperator, ConnectError, DisconnectReason, Handshake,

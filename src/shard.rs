@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use crate::bus;
 use crate::codec::frame::Frame;
 use crate::codec::http::{Cors, Method};
-use crate::config::{Config, EngineConfig};
+use crate::config::{Config, EngineConfig, HttpConfig};
 use crate::engine::{Admission, Engine, Event};
 use crate::net::{self, Forward, Host};
-use crate::socketio::{Io, IoConfig, IoMsg, LocalTask, Namespaces, ShardHooks};
+use crate::socketio::{Io, IoMsg, LocalTask, Namespaces, ShardHooks};
 use crate::stats::{Report, ShardCounts};
 
 /// Everything that travels between shards.
@@ -219,6 +219,10 @@ impl Host for Shard {
         &self.plan.config.engine
     }
 
+    fn http_config(&self) -> &HttpConfig {
+        &self.plan.config.http
+    }
+
     fn cors(&self) -> &Cors {
         &self.cors
     }
@@ -375,12 +379,7 @@ async fn serve(
         id,
         shards,
         engine.clone(),
-        IoConfig {
-            connect_timeout: plan.config.connect_timeout,
-            max_attachments: plan.config.max_attachments,
-            max_rooms_per_socket: plan.config.max_rooms_per_socket,
-            max_namespaces_per_client: plan.config.max_namespaces_per_client,
-        },
+        plan.config.socketio.clone(),
         plan.namespaces.clone(),
         ShardHooks {
             peers: Box::new(move |to, msg| peers_bus.send(to as usize, ShardMsg::Io(id, msg))),

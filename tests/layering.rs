@@ -58,6 +58,19 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     // Routes are plain data and a table: the connection code runs them.
     ("net/route.rs", &["monoio"]),
+    // Plain data every layer reads: it names none of them (the codec's CORS type aside).
+    (
+        "config.rs",
+        &[
+            "monoio",
+            "clap",
+            "crate::engine",
+            "crate::socketio",
+            "crate::net",
+            "crate::shard",
+            "crate::bus",
+        ],
+    ),
     // The counts and their JSON: the shard gathers them and serves them through a route.
     (
         "stats.rs",

@@ -162,7 +162,7 @@ async fn read_head<H: Host>(
     buf: &mut BytesMut,
     address: Option<SocketAddr>,
 ) -> Result<Option<Head>, u16> {
-    let max_head = host.engine_config().max_head_bytes;
+    let max_head = host.http_config().max_head_bytes;
     // Created on the first wait only: most heads arrive whole with the first read. Boxed, as
     // every timer here, so that it takes no room in the connection's task between requests.
     let mut deadline = None;
@@ -186,7 +186,7 @@ async fn read_head<H: Host>(
             }
             Ok(None) => {
                 let timer = deadline.get_or_insert_with(|| {
-                    Box::pin(monoio::time::sleep(host.engine_config().head_timeout))
+                    Box::pin(monoio::time::sleep(host.http_config().head_timeout))
                 });
                 // Noted before the read: a read cut short by the timer takes the buffer with it.
                 let partial = !buf.is_empty();

@@ -22,7 +22,7 @@ use monoio::io::AsyncReadRent;
 use monoio::net::TcpListener;
 
 use crate::codec::http::Cors;
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, HttpConfig};
 use crate::engine::{Engine, Peer, PollReply, PollWaiter};
 use crate::id::Id;
 
@@ -33,8 +33,10 @@ pub(crate) use ws::adopt_websocket;
 pub(crate) trait Host: 'static {
     /// The shard's Engine.IO sessions.
     fn engine(&self) -> &RefCell<Engine>;
-    /// Transport options.
+    /// Engine.IO options.
     fn engine_config(&self) -> &EngineConfig;
+    /// HTTP connection options.
+    fn http_config(&self) -> &HttpConfig;
     /// CORS policy for polling responses.
     fn cors(&self) -> &Cors;
     /// This shard's index and the number of shards.
@@ -151,7 +153,7 @@ pub(crate) async fn accept_loop<H: Host>(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                if let Some(bytes) = host.engine_config().socket_send_buffer {
+                if let Some(bytes) = host.http_config().socket_send_buffer {
                     set_send_buffer(&stream, bytes);
                 }
                 monoio::spawn(http::serve(host.clone(), router.clone(), stream, peer));

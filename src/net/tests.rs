@@ -14,6 +14,7 @@ use crate::codec::http::{AllowedOrigins, Method};
 struct TestHost {
     engine: RefCell<Engine>,
     config: EngineConfig,
+    http: HttpConfig,
     cors: Cors,
     in_flight: Cell<usize>,
 }
@@ -24,6 +25,9 @@ impl Host for TestHost {
     }
     fn engine_config(&self) -> &EngineConfig {
         &self.config
+    }
+    fn http_config(&self) -> &HttpConfig {
+        &self.http
     }
     fn cors(&self) -> &Cors {
         &self.cors
@@ -100,6 +104,7 @@ fn a_second_listener_answers_its_own_routes_and_no_engine_io() {
         let host = Rc::new(TestHost {
             engine: RefCell::new(Engine::new(0, EngineConfig::default())),
             config: EngineConfig::default(),
+            http: HttpConfig::default(),
             cors: Cors {
                 origins: AllowedOrigins::Any,
                 credentials: false,

@@ -14,7 +14,7 @@ mod state;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -63,18 +63,8 @@ impl DisconnectReason {
     }
 }
 
-/// Socket.IO limits and timers.
-#[derive(Debug, Clone)]
-pub struct IoConfig {
-    /// Close a session that joined no namespace within this long.
-    pub connect_timeout: Duration,
-    /// Largest attachment count a binary packet may declare.
-    pub max_attachments: usize,
-    /// Rooms one socket may be in.
-    pub max_rooms_per_socket: usize,
-    /// Namespaces one client may join.
-    pub max_namespaces_per_client: usize,
-}
+/// Socket.IO limits and timers: `Config::socketio`, under the name this layer uses.
+pub use crate::config::SocketIoConfig as IoConfig;
 
 /// A broadcast as it travels to other shards: encoded once, shared by reference.
 #[derive(Debug)]
