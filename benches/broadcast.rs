@@ -23,9 +23,9 @@ use ringcast::codec::eio::Version;
 use ringcast::codec::ws;
 use ringcast::engine::{Engine, LinkKey, Peer, SessionKey};
 use ringcast::socketio::{
-    encode_event, Args, Io, IoConfig, IoMsg, LocalTask, Namespace, Namespaces, ShardHooks,
+    encode_event, Args, Io, IoMsg, LocalTask, Namespace, Namespaces, ShardHooks,
 };
-use ringcast::EngineConfig;
+use ringcast::{EngineConfig, SocketIoConfig};
 
 /// Recipient counts.
 const RECIPIENTS: [usize; 2] = [1_000, 10_000];
@@ -208,12 +208,7 @@ impl Shard {
             0,
             1,
             engine.clone(),
-            IoConfig {
-                connect_timeout: Duration::from_secs(45),
-                max_attachments: 64,
-                max_rooms_per_socket: 10_000,
-                max_namespaces_per_client: 100,
-            },
+            SocketIoConfig::default(),
             Arc::new(namespaces),
             ShardHooks {
                 peers: Box::new(|_: u16, _: IoMsg| {}),

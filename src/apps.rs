@@ -59,7 +59,7 @@ pub fn conformance(mut config: Config) -> ServerBuilder {
     config.engine.max_payload = 1_000_000;
     config.engine.allow_eio3 = true;
     config.engine.eio3_ws_open_delay = Some(Duration::from_millis(10));
-    config.connect_timeout = Duration::from_millis(1000);
+    config.socketio.connect_timeout = Duration::from_millis(1000);
     config.path = "/socket.io/".to_owned();
     config.cors.origins.clear();
     let send_auth = |socket: &crate::socketio::Socket| {

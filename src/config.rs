@@ -1,5 +1,11 @@
 //! Server configuration: one plain value, built by the library builder or the CLI, passed by
-//! value to every shard. No globals. Defaults are Node's (`socket.io` 4.x).
+//! value to every shard. No globals. Defaults are Node's (`socket.io` 4.x), written here only:
+//! the binary's flags take theirs from [`Config::default`].
+//!
+//! One struct per layer that reads it: [`EngineConfig`] (Engine.IO sessions), [`HttpConfig`]
+//! (the HTTP connections `net` serves), [`SocketIoConfig`] (namespaces, sockets, rooms); the
+//! rest is the server's own (address, shards, paths, CORS, the bus). Plain data: it must not
+//! depend on any other module of the crate but the codec's CORS type.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -7,7 +13,7 @@ use std::time::Duration;
 use crate::codec::http::{AllowedOrigins, Cors};
 
 /// Everything a server needs to start.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Number of shards (threads, one per core). Default: every available core.
     pub cores: usize,
@@ -22,29 +28,23 @@ pub struct Config {
     pub force_epoll: bool,
     /// Engine.IO options.
     pub engine: EngineConfig,
+    /// HTTP connection options.
+    pub http: HttpConfig,
+    /// Socket.IO options.
+    pub socketio: SocketIoConfig,
     /// The HTTP path the Socket.IO endpoint is served at, with trailing slash.
     pub path: String,
-    /// Close an Engine.IO session that has joined no namespace after this long.
-    pub connect_timeout: Duration,
     /// Cross-origin resource sharing for the polling transport.
     pub cors: CorsConfig,
-    /// Most binary attachments one Socket.IO packet may declare.
-    pub max_attachments: usize,
     /// Capacity of each shard-to-shard ring, in messages.
     pub bus_capacity: usize,
-    /// Rooms one socket may join (its own id room not counted); `Socket::join` past it is
-    /// refused.
-    pub max_rooms_per_socket: usize,
-    /// Namespaces one client (Engine.IO session) may join; a CONNECT past it gets
-    /// CONNECT_ERROR "Too many namespaces".
-    pub max_namespaces_per_client: usize,
     /// Where a GET answers with the server's counts as JSON (sessions, WebSockets, sockets,
     /// rooms, timers, requests in flight; per shard and in total). Not served when `None`.
     pub stats_path: Option<String>,
 }
 
 /// Engine.IO transport and heartbeat options.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
     /// How often the server pings (EIO=4) or expects a client ping (EIO=3).
     pub ping_interval: Duration,
@@ -56,20 +56,9 @@ pub struct EngineConfig {
     pub allow_eio3: bool,
     /// Bytes queued for one connection before the slow-consumer policy applies.
     pub max_outbound_bytes: usize,
-    /// The kernel send buffer of each client connection (SO_SNDBUF), when set. The kernel
-    /// otherwise grows it to `net.ipv4.tcp_wmem`'s maximum (often 4 MiB) for a client that
-    /// stops reading, on top of `max_outbound_bytes`; a small one makes a slow consumer
-    /// reach its queue bound sooner and caps kernel memory per connection.
-    pub socket_send_buffer: Option<usize>,
     /// What happens to a client whose queue is full (volatile packets are dropped before
     /// that, whenever the client can't take them at once).
     pub slow_consumer: SlowConsumerPolicy,
-    /// Largest HTTP request head accepted.
-    pub max_head_bytes: usize,
-    /// A connection must send a complete request head within this long of opening or of its
-    /// last answer (Node's `headersTimeout` and `keepAliveTimeout` in one), or it is closed: a
-    /// partial head gets 408, an idle keep-alive connection is closed silently.
-    pub head_timeout: Duration,
     /// A probe WebSocket must complete the upgrade within this long.
     pub upgrade_timeout: Duration,
     /// Sessions open on the whole server (0: no limit but the open-files limit). A handshake
@@ -85,6 +74,37 @@ pub struct EngineConfig {
     pub eio3_ws_open_delay: Option<Duration>,
 }
 
+/// HTTP/1.1 connection options (`net`): request heads and client sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Largest HTTP request head accepted.
+    pub max_head_bytes: usize,
+    /// A connection must send a complete request head within this long of opening or of its
+    /// last answer (Node's `headersTimeout` and `keepAliveTimeout` in one), or it is closed: a
+    /// partial head gets 408, an idle keep-alive connection is closed silently.
+    pub head_timeout: Duration,
+    /// The kernel send buffer of each client connection (SO_SNDBUF), when set. The kernel
+    /// otherwise grows it to `net.ipv4.tcp_wmem`'s maximum (often 4 MiB) for a client that
+    /// stops reading, on top of `max_outbound_bytes`; a small one makes a slow consumer
+    /// reach its queue bound sooner and caps kernel memory per connection.
+    pub socket_send_buffer: Option<usize>,
+}
+
+/// Socket.IO limits and timers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketIoConfig {
+    /// Close an Engine.IO session that has joined no namespace after this long.
+    pub connect_timeout: Duration,
+    /// Most binary attachments one Socket.IO packet may declare.
+    pub max_attachments: usize,
+    /// Rooms one socket may join (its own id room not counted); `Socket::join` past it is
+    /// refused.
+    pub max_rooms_per_socket: usize,
+    /// Namespaces one client (Engine.IO session) may join; a CONNECT past it gets
+    /// CONNECT_ERROR "Too many namespaces".
+    pub max_namespaces_per_client: usize,
+}
+
 /// What the server does with a packet for a client whose outbound queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlowConsumerPolicy {
@@ -95,7 +115,7 @@ pub enum SlowConsumerPolicy {
 }
 
 /// CORS settings; translated to the codec's [`Cors`] once per shard.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CorsConfig {
     /// Allowed origins; empty means any (`*`).
     pub origins: Vec<String>,
@@ -126,14 +146,32 @@ impl Default for EngineConfig {
             allow_eio3: true,
             max_outbound_bytes: 4 << 20,
             slow_consumer: SlowConsumerPolicy::Disconnect,
-            socket_send_buffer: None,
-            max_head_bytes: 16 << 10,
-            head_timeout: Duration::from_millis(30_000),
             upgrade_timeout: Duration::from_millis(10_000),
             max_sessions: 0,
             max_sessions_per_ip: 0,
             handshakes_per_ip_per_second: 0,
             eio3_ws_open_delay: None,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_head_bytes: 16 << 10,
+            head_timeout: Duration::from_millis(30_000),
+            socket_send_buffer: None,
+        }
+    }
+}
+
+impl Default for SocketIoConfig {
+    fn default() -> Self {
+        SocketIoConfig {
+            connect_timeout: Duration::from_millis(45_000),
+            max_attachments: 64,
+            max_rooms_per_socket: 10_000,
+            max_namespaces_per_client: 100,
         }
     }
 }
@@ -147,16 +185,12 @@ impl Default for Config {
             pin_cores: true,
             force_epoll: false,
             engine: EngineConfig::default(),
+            http: HttpConfig::default(),
+            socketio: SocketIoConfig::default(),
             path: "/socket.io/".to_owned(),
-            connect_timeout: Duration::from_millis(45_000),
-            cors: CorsConfig {
-                origins: Vec::new(),
-                credentials: false,
-            },
-            max_attachments: 64,
+            // Any origin, no credentials.
+            cors: CorsConfig::default(),
             bus_capacity: 8192,
-            max_rooms_per_socket: 10_000,
-            max_namespaces_per_client: 100,
             stats_path: None,
         }
     }

@@ -33,8 +33,9 @@ pub mod rooms;
 mod server;
 mod shard;
 pub mod socketio;
+mod stats;
 
-pub use config::{Config, CorsConfig, EngineConfig};
+pub use config::{Config, CorsConfig, EngineConfig, HttpConfig, SocketIoConfig};
 pub use engine::SendError;
 pub use server::ServerOperator;
 pub use server::{Server, ServerBuilder, ServerHandle};

@@ -3,12 +3,25 @@
 
 use std::net::IpAddr;
 use std::process::ExitCode;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::Parser;
 use ringcast::apps;
 use ringcast::config::SlowConsumerPolicy;
 use ringcast::{Config, Server};
+
+/// Every flag's default is the library's (`Config::default()`), read here so that none is
+/// written twice; clap shows them in `--help`.
+static DEFAULTS: LazyLock<Config> = LazyLock::new(Config::default);
+
+/// Shutdown grace: the binary's own setting (the library takes it as an argument).
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(10_000);
+
+/// A duration as the flags give it, in whole milliseconds.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// A thread-per-core io_uring Socket.IO server.
 #[derive(Debug, Parser)]
@@ -18,47 +31,47 @@ struct Cli {
     #[arg(long)]
     cores: Option<usize>,
     /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0")]
+    #[arg(long, default_value_t = DEFAULTS.host)]
     host: IpAddr,
-    /// Port to listen on [default: 3000].
-    #[arg(long)]
-    port: Option<u16>,
+    /// Port to listen on.
+    #[arg(long, default_value_t = DEFAULTS.port)]
+    port: u16,
     /// HTTP path of the Socket.IO endpoint.
-    #[arg(long, default_value = "/socket.io/")]
+    #[arg(long, default_value_t = DEFAULTS.path.clone())]
     path: String,
     /// A namespace to serve with the built-in events (repeatable) [default: /].
     #[arg(long = "namespace")]
     namespaces: Vec<String>,
     /// Server ping interval in milliseconds.
-    #[arg(long, default_value_t = 25_000)]
+    #[arg(long, default_value_t = millis(DEFAULTS.engine.ping_interval))]
     ping_interval: u64,
     /// Ping timeout in milliseconds.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = millis(DEFAULTS.engine.ping_timeout))]
     ping_timeout: u64,
     /// Largest message or polling body in bytes (Node's maxHttpBufferSize).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = DEFAULTS.engine.max_payload)]
     max_payload: usize,
     /// Close sessions that join no namespace within this many milliseconds.
-    #[arg(long, default_value_t = 45_000)]
+    #[arg(long, default_value_t = millis(DEFAULTS.socketio.connect_timeout))]
     connect_timeout: u64,
     /// Bytes queued for one client before it is disconnected as a slow consumer (volatile
     /// packets are dropped before that, whenever the client can't take them at once).
-    #[arg(long, default_value_t = 4 << 20)]
+    #[arg(long, default_value_t = DEFAULTS.engine.max_outbound_bytes)]
     max_outbound: usize,
     /// Sessions open on the whole server (0: no limit); past it handshakes get 503.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULTS.engine.max_sessions)]
     max_connections: usize,
     /// Sessions open from one client address (0: no limit); past it handshakes get 503.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULTS.engine.max_sessions_per_ip)]
     max_connections_per_ip: usize,
     /// Handshakes one client address may make per second (0: no limit); past it, 429.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULTS.engine.handshakes_per_ip_per_second)]
     handshakes_per_ip: usize,
     /// Rooms one socket may join (its own room not counted).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = DEFAULTS.socketio.max_rooms_per_socket)]
     max_rooms_per_socket: usize,
     /// Namespaces one client may join; past it the CONNECT gets CONNECT_ERROR.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = DEFAULTS.socketio.max_namespaces_per_client)]
     max_namespaces_per_client: usize,
     /// Serve the server's counts (sessions, sockets, rooms, timers; JSON) at this path.
     #[arg(long)]
@@ -68,22 +81,22 @@ struct Cli {
     #[arg(long)]
     send_buffer: Option<usize>,
     /// What to do with a client whose queue is full: disconnect it, or drop the packet.
-    #[arg(long, value_enum, default_value_t = SlowConsumer::Disconnect)]
+    #[arg(long, value_enum, default_value_t = DEFAULTS.engine.slow_consumer.into())]
     slow_consumer: SlowConsumer,
     /// Largest HTTP request head in bytes.
-    #[arg(long, default_value_t = 16 << 10)]
+    #[arg(long, default_value_t = DEFAULTS.http.max_head_bytes)]
     max_head: usize,
     /// A WebSocket probing to take over a polling session must finish the upgrade within this
     /// many milliseconds.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = millis(DEFAULTS.engine.upgrade_timeout))]
     upgrade_timeout: u64,
     /// Close an HTTP connection that sends no complete request head within this many
     /// milliseconds of opening or of its last answer.
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = millis(DEFAULTS.http.head_timeout))]
     head_timeout: u64,
     /// On SIGTERM or SIGINT, give clients this many milliseconds to receive what is queued
     /// for them before exiting (a second signal exits at once).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = millis(SHUTDOWN_GRACE))]
     shutdown_grace: u64,
     /// Allowed CORS origin (repeatable) [default: any].
     #[arg(long = "cors-origin")]
@@ -106,6 +119,55 @@ struct Cli {
     conformance: bool,
 }
 
+impl Cli {
+    /// The configuration the flags describe: `Config::default()` with each flag's value in
+    /// its place (a flag not given holds the default already; the switches only turn off or
+    /// on what the default does not).
+    fn config(&self) -> Config {
+        let mut config = Config::default();
+        if let Some(cores) = self.cores {
+            config.cores = cores.max(1);
+        }
+        config.host = self.host;
+        config.port = self.port;
+        config.path.clone_from(&self.path);
+        config.pin_cores &= !self.no_pin;
+        config.force_epoll |= self.epoll;
+        if !self.cors_origins.is_empty() {
+            config.cors.origins.clone_from(&self.cors_origins);
+        }
+        config.cors.credentials |= self.cors_credentials;
+        if self.stats_path.is_some() {
+            config.stats_path.clone_from(&self.stats_path);
+        }
+
+        let engine = &mut config.engine;
+        engine.ping_interval = Duration::from_millis(self.ping_interval);
+        engine.ping_timeout = Duration::from_millis(self.ping_timeout);
+        engine.max_payload = self.max_payload;
+        engine.max_outbound_bytes = self.max_outbound;
+        engine.slow_consumer = self.slow_consumer.into();
+        engine.max_sessions = self.max_connections;
+        engine.max_sessions_per_ip = self.max_connections_per_ip;
+        engine.handshakes_per_ip_per_second = self.handshakes_per_ip;
+        engine.upgrade_timeout = Duration::from_millis(self.upgrade_timeout);
+        engine.allow_eio3 &= !self.no_eio3;
+
+        let http = &mut config.http;
+        http.max_head_bytes = self.max_head;
+        http.head_timeout = Duration::from_millis(self.head_timeout);
+        if self.send_buffer.is_some() {
+            http.socket_send_buffer = self.send_buffer;
+        }
+
+        let socketio = &mut config.socketio;
+        socketio.connect_timeout = Duration::from_millis(self.connect_timeout);
+        socketio.max_rooms_per_socket = self.max_rooms_per_socket;
+        socketio.max_namespaces_per_client = self.max_namespaces_per_client;
+        config
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -114,39 +176,9 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let mut config = Config::default();
-    if let Some(cores) = cli.cores {
-        config.cores = cores.max(1);
-    }
-    config.host = cli.host;
-    config.port = cli.port.unwrap_or(3000);
-    config.path = cli.path;
-    config.pin_cores = !cli.no_pin;
-    config.force_epoll = cli.epoll;
-    config.engine.ping_interval = Duration::from_millis(cli.ping_interval);
-    config.engine.ping_timeout = Duration::from_millis(cli.ping_timeout);
-    config.engine.max_payload = cli.max_payload;
-    config.engine.head_timeout = Duration::from_millis(cli.head_timeout);
-    config.engine.max_outbound_bytes = cli.max_outbound;
-    config.engine.socket_send_buffer = cli.send_buffer;
-    config.engine.slow_consumer = match cli.slow_consumer {
-        SlowConsumer::Disconnect => SlowConsumerPolicy::Disconnect,
-        SlowConsumer::Drop => SlowConsumerPolicy::Drop,
-    };
-    config.engine.max_head_bytes = cli.max_head;
-    config.engine.max_sessions = cli.max_connections;
-    config.engine.max_sessions_per_ip = cli.max_connections_per_ip;
-    config.engine.handshakes_per_ip_per_second = cli.handshakes_per_ip;
-    config.max_rooms_per_socket = cli.max_rooms_per_socket;
-    config.max_namespaces_per_client = cli.max_namespaces_per_client;
-    config.stats_path = cli.stats_path;
-    config.engine.upgrade_timeout = Duration::from_millis(cli.upgrade_timeout);
-    config.engine.allow_eio3 = !cli.no_eio3;
-    config.connect_timeout = Duration::from_millis(cli.connect_timeout);
-    config.cors.origins = cli.cors_origins;
-    config.cors.credentials = cli.cors_credentials;
+    let mut config = cli.config();
     let builder = if cli.conformance {
-        if cli.host == IpAddr::from([0, 0, 0, 0]) {
+        if cli.host == DEFAULTS.host {
             config.host = IpAddr::from([127, 0, 0, 1]);
         }
         apps::conformance(config)
@@ -210,6 +242,24 @@ enum SlowConsumer {
     Drop,
 }
 
+impl From<SlowConsumer> for SlowConsumerPolicy {
+    fn from(flag: SlowConsumer) -> SlowConsumerPolicy {
+        match flag {
+            SlowConsumer::Disconnect => SlowConsumerPolicy::Disconnect,
+            SlowConsumer::Drop => SlowConsumerPolicy::Drop,
+        }
+    }
+}
+
+impl From<SlowConsumerPolicy> for SlowConsumer {
+    fn from(policy: SlowConsumerPolicy) -> SlowConsumer {
+        match policy {
+            SlowConsumerPolicy::Disconnect => SlowConsumer::Disconnect,
+            SlowConsumerPolicy::Drop => SlowConsumer::Drop,
+        }
+    }
+}
+
 /// SIGTERM and SIGINT, blocked in the calling thread (and so in every thread it starts).
 struct TerminationSignals(libc::sigset_t);
 
@@ -236,5 +286,78 @@ impl TerminationSignals {
                 return number;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_flags_is_the_librarys_config() {
+        assert_eq!(Cli::parse_from(["ringcast"]).config(), Config::default());
+    }
+
+    #[test]
+    fn each_flag_lands_in_its_field() {
+        let cli = Cli::parse_from([
+            "ringcast",
+            "--cores=3",
+            "--host=127.0.0.1",
+            "--port=4000",
+            "--path=/io/",
+            "--ping-interval=1",
+            "--ping-timeout=2",
+            "--max-payload=3",
+            "--connect-timeout=4",
+            "--max-outbound=5",
+            "--max-connections=6",
+            "--max-connections-per-ip=7",
+            "--handshakes-per-ip=8",
+            "--max-rooms-per-socket=9",
+            "--max-namespaces-per-client=10",
+            "--stats-path=/stats",
+            "--send-buffer=11",
+            "--slow-consumer=drop",
+            "--max-head=12",
+            "--upgrade-timeout=13",
+            "--head-timeout=14",
+            "--cors-origin=http://a",
+            "--cors-credentials",
+            "--no-eio3",
+            "--no-pin",
+            "--epoll",
+        ]);
+        let mut expected = Config {
+            cores: 3,
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 4000,
+            path: "/io/".to_owned(),
+            pin_cores: false,
+            force_epoll: true,
+            stats_path: Some("/stats".to_owned()),
+            ..Config::default()
+        };
+        expected.cors.origins = vec!["http://a".to_owned()];
+        expected.cors.credentials = true;
+        let ms = Duration::from_millis;
+        let engine = &mut expected.engine;
+        engine.ping_interval = ms(1);
+        engine.ping_timeout = ms(2);
+        engine.max_payload = 3;
+        engine.max_outbound_bytes = 5;
+        engine.max_sessions = 6;
+        engine.max_sessions_per_ip = 7;
+        engine.handshakes_per_ip_per_second = 8;
+        engine.slow_consumer = SlowConsumerPolicy::Drop;
+        engine.upgrade_timeout = ms(13);
+        engine.allow_eio3 = false;
+        expected.socketio.connect_timeout = ms(4);
+        expected.socketio.max_rooms_per_socket = 9;
+        expected.socketio.max_namespaces_per_client = 10;
+        expected.http.socket_send_buffer = Some(11);
+        expected.http.max_head_bytes = 12;
+        expected.http.head_timeout = ms(14);
+        assert_eq!(cli.config(), expected);
     }
 }

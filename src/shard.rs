@@ -13,15 +13,14 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 use crate::bus;
 use crate::codec::frame::Frame;
-use crate::codec::http::Cors;
-use crate::config::{Config, EngineConfig};
-use crate::engine::{self, Admission, Engine, EngineCounts, Event};
+use crate::codec::http::{Cors, Method};
+use crate::config::{Config, EngineConfig, HttpConfig};
+use crate::engine::{self, Admission, Engine, Event};
 use crate::net::{self, Forward, Host};
-use crate::socketio::{Command, Io, IoConfig, IoCounts, IoMsg, LocalTask, Namespaces, ShardHooks};
+use crate::socketio::{Command, Io, IoMsg, LocalTask, Namespaces, ShardHooks};
+use crate::stats::{Report, ShardCounts};
 
 /// Everything that travels between shards.
 #[derive(Debug)]
@@ -44,48 +43,6 @@ pub(crate) enum ShardMsg {
         deadline: Instant,
         idle: Arc<[AtomicBool]>,
     },
-}
-
-/// What one shard holds, for the stats endpoint and soak runs.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct ShardCounts {
-    engine: EngineCounts,
-    io: IoCounts,
-    requests_in_flight: usize,
-}
-
-impl ShardCounts {
-    fn write_json(&self, out: &mut String) {
-        use std::fmt::Write;
-        let (e, io) = (&self.engine, &self.io);
-        let _ = write!(
-            out,
-            r#"{{"sessions":{},"websockets":{},"engine_timers":{},"slow_consumers_disconnected":{},"slow_consumer_packets_dropped":{},"clients":{},"sockets":{},"rooms":{},"socketio_timers":{},"http_requests":{}}}"#,
-            e.sessions,
-            e.websockets,
-            e.timers,
-            e.slow_consumers.disconnected,
-            e.slow_consumers.dropped,
-            io.clients,
-            io.sockets,
-            io.rooms,
-            io.timers,
-            self.requests_in_flight
-        );
-    }
-
-    fn add(&mut self, other: &ShardCounts) {
-        self.engine.sessions += other.engine.sessions;
-        self.engine.websockets += other.engine.websockets;
-        self.engine.timers += other.engine.timers;
-        self.engine.slow_consumers.disconnected += other.engine.slow_consumers.disconnected;
-        self.engine.slow_consumers.dropped += other.engine.slow_consumers.dropped;
-        self.io.clients += other.io.clients;
-        self.io.sockets += other.io.sockets;
-        self.io.rooms += other.io.rooms;
-        self.io.timers += other.io.timers;
-        self.requests_in_flight += other.requests_in_flight;
-    }
 }
 
 /// What an engine endpoint (an HTTP path) serves.
@@ -247,12 +204,8 @@ impl Shard {
     }
 
     fn counts(&self) -> ShardCounts {
-        ShardCounts {
-            engine: self.engine.borrow().counts(),
-            io: self.io.counts(),
-            // The stats request itself is one.
-            requests_in_flight: self.requests_in_flight.get(),
-        }
+        let engine = self.engine.borrow().counts();
+        ShardCounts::new(engine, self.io.counts(), self.requests_in_flight.get())
     }
 
     fn begin_shutdown(self: &Rc<Self>, deadline: Instant, idle: Arc<[AtomicBool]>) {
@@ -287,6 +240,10 @@ impl Host for Shard {
 
     fn engine_config(&self) -> &EngineConfig {
         &self.plan.config.engine
+    }
+
+    fn http_config(&self) -> &HttpConfig {
+        &self.plan.config.http
     }
 
     fn cors(&self) -> &Cors {
@@ -326,12 +283,25 @@ impl Host for Shard {
         &self.requests_in_flight
     }
 
-    fn is_stats_path(&self, path: &str) -> bool {
-        self.plan.config.stats_path.as_deref() == Some(path)
+    fn forward(&self, to: u16, forward: Forward) {
+        self.bus.send(to as usize, ShardMsg::Net(forward));
+    }
+}
+
+impl Shard {
+    /// What the main listener answers besides Engine.IO: the routes this shard registers.
+    fn router(self: &Rc<Self>) -> net::Router {
+        let mut router = net::Router::with_engine_io();
+        if let Some(path) = &self.plan.config.stats_path {
+            let shard = self.clone();
+            router.route(Method::Get, path, move |_: net::Request| shard.stats());
+        }
+        router
     }
 
-    fn stats(&self) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = Bytes>>>> {
-        self.plan.config.stats_path.as_ref()?;
+    /// The stats route: every shard's counts (asked over the bus, this one included) and
+    /// their sum, as JSON.
+    fn stats(&self) -> impl std::future::Future<Output = net::Response> + 'static {
         let replies: Vec<_> = (0..self.shards as usize)
             .map(|shard| {
                 let (sender, receiver) = futures_channel::oneshot::channel();
@@ -339,29 +309,14 @@ impl Host for Shard {
                 receiver
             })
             .collect();
-        Some(Box::pin(async move {
-            let mut total = ShardCounts::default();
-            let mut shards = String::new();
-            for (index, reply) in replies.into_iter().enumerate() {
+        async move {
+            let mut shards = Vec::with_capacity(replies.len());
+            for reply in replies {
                 // A shard that stopped answers nothing: count it as empty.
-                let counts = reply.await.unwrap_or_default();
-                total.add(&counts);
-                if index > 0 {
-                    shards.push(',');
-                }
-                counts.write_json(&mut shards);
+                shards.push(reply.await.unwrap_or_default());
             }
-            let mut json = String::from(r#"{"total":"#);
-            total.write_json(&mut json);
-            json.push_str(r#","shards":["#);
-            json.push_str(&shards);
-            json.push_str("]}");
-            Bytes::from(json)
-        }))
-    }
-
-    fn forward(&self, to: u16, forward: Forward) {
-        self.bus.send(to as usize, ShardMsg::Net(forward));
+            net::Response::json(Report::new(shards).to_json())
+        }
     }
 }
 
@@ -440,12 +395,7 @@ async fn serve(
         id,
         shards,
         engine.clone(),
-        IoConfig {
-            connect_timeout: plan.config.connect_timeout,
-            max_attachments: plan.config.max_attachments,
-            max_rooms_per_socket: plan.config.max_rooms_per_socket,
-            max_namespaces_per_client: plan.config.max_namespaces_per_client,
-        },
+        plan.config.socketio.clone(),
         plan.namespaces.clone(),
         ShardHooks {
             peers: Box::new(move |to, msg| peers_bus.send(to as usize, ShardMsg::Io(id, msg))),
@@ -477,7 +427,13 @@ async fn serve(
         let shard = shard.clone();
         async move { shard.shutdown_begun().await }
     };
-    monoio::spawn(net::accept_loop(shard.clone(), listener, stop_accepting));
+    let router = Rc::new(shard.router());
+    monoio::spawn(net::accept_loop(
+        shard.clone(),
+        router,
+        listener,
+        stop_accepting,
+    ));
     monoio::spawn(timer_loop(shard.clone()));
     monoio::spawn(deferred_loop(shard.clone()));
     let mut batch = Vec::new();

@@ -223,6 +223,20 @@ fn parse_content_length(value: &[u8]) -> Result<usize, HttpError> {
     digits.parse().map_err(|_| HttpError::BadContentLength)
 }
 
+/// The first value of header `name` (any case) in a complete request head, trimmed; `None` if
+/// the header is absent, its value is not UTF-8, or `head` does not parse.
+pub fn header_value<'h>(head: &'h [u8], name: &str) -> Option<&'h str> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    parsed.parse(head).ok()?;
+    let header = parsed
+        .headers
+        .iter()
+        .find(|header| header.name.eq_ignore_ascii_case(name))?;
+    let value: &'h [u8] = header.value;
+    header_str(value).ok()
+}
+
 /// The raw (not percent-decoded) value of the first `key` in a query string. A key without `=`
 /// has the value `""`.
 pub fn query_param<'q>(query: &'q str, key: &str) -> Option<&'q str> {
@@ -297,6 +311,20 @@ impl Cors {
 
 fn is_header_safe(value: &str) -> bool {
     !value.bytes().any(|b| b == b'\r' || b == b'\n')
+}
+
+/// Appends the header line `name: value` if the name is an RFC 9110 token and the value holds
+/// no line break; whether it was written. For headers whose text may come from a peer.
+pub fn write_header(out: &mut Vec<u8>, name: &str, value: &str) -> bool {
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token || !is_header_safe(value) {
+        return false;
+    }
+    push_header(out, name, value);
+    true
 }
 
 fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
@@ -740,6 +768,45 @@ mod tests {
         ];
         for (query, key, expected) in cases {
             assert_eq!(query_param(query, key), expected, "{query} {key}");
+        }
+    }
+
+    #[test]
+    fn header_values() {
+        let head = b"GET /x HTTP/1.1\r\nHost: a\r\nAuthorization:  Bearer t \r\nX-Two: 1\r\nx-two: 2\r\nX-Bin: \xff\r\n\r\n";
+        let cases = [
+            ("authorization", Some("Bearer t")),
+            ("HOST", Some("a")),
+            ("x-two", Some("1")),
+            ("x-bin", None),
+            ("missing", None),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(header_value(head, name), expected, "{name}");
+        }
+        assert_eq!(header_value(b"not http\r\n\r\n", "host"), None);
+    }
+
+    #[test]
+    fn header_lines_refuse_injection() {
+        let cases = [
+            ("Cache-Control", "no-store", true),
+            ("X-A", "", true),
+            ("X-A", "a\r\nSet-Cookie: b", false),
+            ("X-A", "a\nb", false),
+            ("X A", "b", false),
+            ("X-A:", "b", false),
+            ("", "b", false),
+        ];
+        for (name, value, written) in cases {
+            let mut out = Vec::new();
+            assert_eq!(write_header(&mut out, name, value), written, "{name:?}");
+            let expected = if written {
+                format!("{name}: {value}\r\n").into_bytes()
+            } else {
+                Vec::new()
+            };
+            assert_eq!(out, expected, "{name:?}");
         }
     }
 

@@ -1,5 +1,6 @@
-//! One HTTP/1.1 connection: request heads, bodies, keep-alive, CORS, and the Engine.IO polling
-//! endpoints (handshake, GET, POST). A WebSocket upgrade hands the connection to `net::ws`.
+//! One HTTP/1.1 connection: request heads, bodies, keep-alive, CORS, the listener's routes
+//! (`net::route`), and the Engine.IO polling endpoints (handshake, GET, POST). A WebSocket
+//! upgrade hands the connection to `net::ws`.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -10,6 +11,7 @@ use futures_channel::oneshot;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
+use super::route::{Request, Response, RouteId, Router};
 use super::{handle_poll, ws, Forward, Host, PollRequest, Upgrade};
 use crate::codec::eio::Version;
 use crate::codec::http::{self, Method};
@@ -31,13 +33,14 @@ struct EioRequest {
     binary_body: bool,
 }
 
-enum Route {
+/// What a request head asked for.
+enum Target {
     Eio(EioRequest),
     /// Answer at once.
-    Reply(PollReply),
+    Reply(Response),
     Preflight,
-    /// The server's counts (see [`Host::stats`]).
-    Stats,
+    /// One of the listener's routes; the body is read before it is called.
+    Route(RouteId, Request),
 }
 
 /// What one request-response exchange left the connection in.
@@ -50,7 +53,7 @@ enum Next {
 
 /// The parts of a request head that outlive the parse.
 struct Head {
-    route: Route,
+    target: Target,
     keep_alive: bool,
     content_length: usize,
     origin: Option<String>,
@@ -58,55 +61,69 @@ struct Head {
 }
 
 /// Serves one connection until it closes, is upgraded, or is handed to another shard.
-pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream, peer: SocketAddr) {
+pub(super) async fn serve<H: Host>(
+    host: Rc<H>,
+    router: Rc<Router>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) {
     let mut buf = BytesMut::with_capacity(INITIAL_READ);
     let address = Some(peer);
     loop {
-        let head = match read_head(&*host, &mut stream, &mut buf, address).await {
+        let head = match read_head(&*host, &router, &mut stream, &mut buf, address).await {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(status) => {
-                let reply = PollReply {
-                    status,
-                    content_type: "text/plain",
-                    body: Bytes::new(),
-                };
-                let _ = write_reply(&*host, &mut stream, &reply, false, None, None).await;
+                let response = Response::empty(status);
+                let _ = write_response(&*host, &mut stream, &response, false, None, None).await;
                 return;
             }
         };
         let in_flight = InFlight::new(&*host);
         let origin = head.origin.as_deref();
         let unread = head.content_length;
+        let max_payload = host.engine_config().max_payload;
         // (answer, whether it answers a CORS preflight, body bytes still to skip)
-        let (reply, preflight, unread) = match head.route {
-            Route::Reply(reply) => (reply, false, unread),
-            Route::Stats => match host.stats() {
-                Some(stats) => (PollReply::json(stats.await), false, unread),
-                None => (not_found(), false, unread),
-            },
-            Route::Preflight => (no_content(), true, unread),
-            Route::Eio(request) if request.websocket => match websocket(&mut buf, request) {
+        let (response, preflight, unread) = match head.target {
+            Target::Reply(response) => (response, false, unread),
+            // Refused unread, as an Engine.IO body would be: the connection closes after.
+            Target::Route(..) if unread > max_payload => (Response::empty(413), false, unread),
+            Target::Route(route, mut request) => {
+                let Some(body) = read_body(&mut stream, &mut buf, unread).await else {
+                    return;
+                };
+                request.body = body;
+                (router.call(route, request).await, false, 0)
+            }
+            Target::Preflight => (Response::empty(204), true, unread),
+            Target::Eio(request) if request.websocket => match websocket(&mut buf, request) {
                 Ok(upgrade) => {
                     // The WebSocket brings its own buffer; this one is not kept for its life.
                     drop(buf);
                     drop(in_flight);
                     return ws::start(host, stream, upgrade).await;
                 }
-                Err(reply) => (reply, false, unread),
+                Err(reply) => (reply.into(), false, unread),
             },
-            Route::Eio(request) => {
+            Target::Eio(request) => {
                 match exchange(&*host, &mut stream, &mut buf, request, unread).await {
-                    Next::Answer(reply) => (reply, false, 0),
+                    Next::Answer(reply) => (reply.into(), false, 0),
                     Next::Done => return,
                 }
             }
         };
         // An oversized body is never read: the connection cannot continue after it.
-        let oversized = reply.status == 413 || unread > host.engine_config().max_payload;
+        let oversized = response.status == 413 || unread > max_payload;
         let keep_alive = head.keep_alive && !oversized;
         let preflight = preflight.then_some(head.request_headers.as_deref());
-        let written = write_reply(&*host, &mut stream, &reply, keep_alive, origin, preflight);
+        let written = write_response(
+            &*host,
+            &mut stream,
+            &response,
+            keep_alive,
+            origin,
+            preflight,
+        );
         if !written.await || !keep_alive {
             return;
         }
@@ -114,14 +131,6 @@ pub(super) async fn serve<H: Host>(host: Rc<H>, mut stream: TcpStream, peer: Soc
         if read_body(&mut stream, &mut buf, unread).await.is_none() {
             return;
         }
-    }
-}
-
-fn not_found() -> PollReply {
-    PollReply {
-        status: 404,
-        content_type: "text/plain",
-        body: Bytes::from_static(b"Not Found"),
     }
 }
 
@@ -148,30 +157,36 @@ impl<H: Host> Drop for InFlight<'_, H> {
 /// `Ok(None)`: the peer closed; `Err(status)`: a malformed or oversized head.
 async fn read_head<H: Host>(
     host: &H,
+    router: &Router,
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     address: Option<SocketAddr>,
 ) -> Result<Option<Head>, u16> {
-    let max_head = host.engine_config().max_head_bytes;
+    let max_head = host.http_config().max_head_bytes;
     // Created on the first wait only: most heads arrive whole with the first read. Boxed, as
     // every timer here, so that it takes no room in the connection's task between requests.
     let mut deadline = None;
     loop {
         match http::parse_request(buf, max_head) {
             Ok(Some(request)) => {
-                let head = Head {
-                    route: route(host, &request, address),
+                let mut head = Head {
+                    target: target(host, router, &request, address),
                     keep_alive: request.keep_alive,
                     content_length: request.content_length,
                     origin: request.origin.map(str::to_owned),
                     request_headers: request.access_control_request_headers.map(str::to_owned),
                 };
-                buf.advance(request.head_len);
+                let head_len = request.head_len;
+                match &mut head.target {
+                    // A route reads its headers from the head itself: hand it over, uncopied.
+                    Target::Route(_, routed) => routed.set_head(buf.split_to(head_len).freeze()),
+                    _ => buf.advance(head_len),
+                }
                 return Ok(Some(head));
             }
             Ok(None) => {
                 let timer = deadline.get_or_insert_with(|| {
-                    Box::pin(monoio::time::sleep(host.engine_config().head_timeout))
+                    Box::pin(monoio::time::sleep(host.http_config().head_timeout))
                 });
                 // Noted before the read: a read cut short by the timer takes the buffer with it.
                 let partial = !buf.is_empty();
@@ -261,41 +276,41 @@ fn websocket(buf: &mut BytesMut, request: EioRequest) -> Result<Upgrade, PollRep
     })
 }
 
-fn no_content() -> PollReply {
-    PollReply {
-        status: 204,
-        content_type: "text/plain",
-        body: Bytes::new(),
+/// Picks what to do with a request: one of the listener's routes, else an Engine.IO endpoint
+/// (its query validated), else 404.
+fn target<H: Host>(
+    host: &H,
+    router: &Router,
+    request: &http::Request<'_>,
+    address: Option<SocketAddr>,
+) -> Target {
+    let (method, path, query) = (request.method, request.path, request.query);
+    if let Some(route) = router.find(method, path) {
+        return Target::Route(route, Request::new(method, path, query, address));
     }
-}
-
-/// Validates the Engine.IO query and picks what to do with a request.
-fn route<H: Host>(host: &H, request: &http::Request<'_>, address: Option<SocketAddr>) -> Route {
-    if request.method == Method::Get && host.is_stats_path(request.path) {
-        return Route::Stats;
-    }
-    let Some(endpoint) = host.endpoint(request.path) else {
-        return Route::Reply(not_found());
+    let endpoint = router.serves_engine_io().then(|| host.endpoint(path));
+    let Some(endpoint) = endpoint.flatten() else {
+        return Target::Reply(Response::not_found());
     };
-    if request.method == Method::Options && request.websocket_key.is_none() {
-        return Route::Preflight;
+    if method == Method::Options && request.websocket_key.is_none() {
+        return Target::Preflight;
     }
-    let query = request.query;
+    let refuse = |error| Target::Reply(PollReply::error(error).into());
     let version = match http::query_param(query, "EIO") {
         Some("4") => Version::V4,
         Some("3") if host.engine_config().allow_eio3 => Version::V3,
-        _ => return Route::Reply(PollReply::error(EngineError::UnsupportedVersion)),
+        _ => return refuse(EngineError::UnsupportedVersion),
     };
     let websocket = match http::query_param(query, "transport") {
         Some("polling") => false,
         Some("websocket") => true,
-        _ => return Route::Reply(PollReply::error(EngineError::UnknownTransport)),
+        _ => return refuse(EngineError::UnknownTransport),
     };
     if websocket != request.websocket_requested {
-        return Route::Reply(PollReply::error(EngineError::BadRequest));
+        return refuse(EngineError::BadRequest);
     }
-    Route::Eio(EioRequest {
-        method: request.method,
+    Target::Eio(EioRequest {
+        method,
         peer: Peer {
             endpoint,
             version,
@@ -381,11 +396,11 @@ async fn read_body(stream: &mut TcpStream, buf: &mut BytesMut, length: usize) ->
 }
 
 /// Writes a response with CORS headers (with the preflight ones, given the requested
-/// headers, when `preflight` is set); false if the connection broke.
-async fn write_reply<H: Host>(
+/// headers, when `preflight` is set) before its own; false if the connection broke.
+async fn write_response<H: Host>(
     host: &H,
     stream: &mut TcpStream,
-    reply: &PollReply,
+    response: &Response,
     keep_alive: bool,
     origin: Option<&str>,
     preflight: Option<Option<&str>>,
@@ -394,18 +409,24 @@ async fn write_reply<H: Host>(
     let requested_headers = preflight.flatten();
     host.cors()
         .write_headers(&mut extra, origin, preflight.is_some(), requested_headers);
-    let mut out = Vec::with_capacity(256 + reply.body.len());
-    let content_type =
-        (!reply.body.is_empty() || reply.status == 200).then_some(reply.content_type);
+    for (name, value) in &response.headers {
+        if !http::write_header(&mut extra, name, value) {
+            tracing::warn!(
+                name,
+                "a response header that is not a valid line was left out"
+            );
+        }
+    }
+    let mut out = Vec::with_capacity(256 + response.body.len());
     http::write_response_head(
         &mut out,
-        reply.status,
-        content_type,
-        reply.body.len(),
+        response.status,
+        response.content_type.as_deref(),
+        response.body.len(),
         keep_alive,
         &extra,
     );
-    out.extend_from_slice(&reply.body);
+    out.extend_from_slice(&response.body);
     let (result, _) = stream.write_all(out).await;
     result.is_ok()
 }

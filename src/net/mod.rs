@@ -1,11 +1,15 @@
 //! The only socket I/O: accepting connections, HTTP/1.1 request handling (polling endpoints,
-//! CORS), the WebSocket driver and vectored writes.
+//! routes, CORS), the WebSocket driver and vectored writes.
 //!
 //! It speaks HTTP, WebSocket and Engine.IO framing and never interprets Socket.IO: it feeds
 //! the shard's [`Engine`] and asks its [`Host`] to run the application afterwards. Requests for
-//! sessions owned by another shard travel as [`Forward`] messages.
+//! sessions owned by another shard travel as [`Forward`] messages. What a listener answers
+//! besides Engine.IO is its [`Router`]'s, filled by the layers above.
 
 mod http;
+mod route;
+#[cfg(test)]
+mod tests;
 mod ws;
 
 use std::cell::{Cell, RefCell};
@@ -18,18 +22,21 @@ use monoio::io::AsyncReadRent;
 use monoio::net::TcpListener;
 
 use crate::codec::http::Cors;
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, HttpConfig};
 use crate::engine::{Engine, Peer, PollReply, PollWaiter};
 use crate::id::Id;
 
+pub(crate) use route::{Request, Response, Router};
 pub(crate) use ws::adopt_websocket;
 
 /// What the network layer needs from its shard.
 pub(crate) trait Host: 'static {
     /// The shard's Engine.IO sessions.
     fn engine(&self) -> &RefCell<Engine>;
-    /// Transport options.
+    /// Engine.IO options.
     fn engine_config(&self) -> &EngineConfig;
+    /// HTTP connection options.
+    fn http_config(&self) -> &HttpConfig;
     /// CORS policy for polling responses.
     fn cors(&self) -> &Cors;
     /// This shard's index and the number of shards.
@@ -45,10 +52,6 @@ pub(crate) trait Host: 'static {
     /// HTTP requests whose head was read and whose answer is not yet written: a shard that
     /// shuts down waits for them.
     fn requests_in_flight(&self) -> &Cell<usize>;
-    /// Whether `path` is where the server's counts are served.
-    fn is_stats_path(&self, path: &str) -> bool;
-    /// The server's counts as JSON (gathered from every shard), if served.
-    fn stats(&self) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = Bytes>>>>;
 }
 
 /// A request carried to the owner shard of its session.
@@ -133,9 +136,11 @@ pub(crate) fn return_free_memory() {
 }
 
 /// Accepts connections, one task per connection, until `stop` completes (a graceful
-/// shutdown); the listener is closed then.
+/// shutdown); the listener is closed then. `router` says what the listener answers: a shard
+/// may run several loops (a metrics or API port), each with its own router.
 pub(crate) async fn accept_loop<H: Host>(
     host: Rc<H>,
+    router: Rc<Router>,
     listener: TcpListener,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -148,10 +153,10 @@ pub(crate) async fn accept_loop<H: Host>(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                if let Some(bytes) = host.engine_config().socket_send_buffer {
+                if let Some(bytes) = host.http_config().socket_send_buffer {
                     set_send_buffer(&stream, bytes);
                 }
-                monoio::spawn(http::serve(host.clone(), stream, peer));
+                monoio::spawn(http::serve(host.clone(), router.clone(), stream, peer));
             }
             Err(error) => {
                 tracing::warn!(%error, "accept failed");

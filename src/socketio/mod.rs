@@ -26,7 +26,7 @@ mod tables;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -83,18 +83,8 @@ impl DisconnectReason {
     }
 }
 
-/// Socket.IO limits and timers.
-#[derive(Debug, Clone)]
-pub struct IoConfig {
-    /// Close a session that joined no namespace within this long.
-    pub connect_timeout: Duration,
-    /// Largest attachment count a binary packet may declare.
-    pub max_attachments: usize,
-    /// Rooms one socket may be in.
-    pub max_rooms_per_socket: usize,
-    /// Namespaces one client may join.
-    pub max_namespaces_per_client: usize,
-}
+/// Socket.IO limits and timers: `Config::socketio`, under the name this layer uses.
+pub use crate::config::SocketIoConfig as IoConfig;
 
 /// Work for a shard from outside it (another thread, another runtime): a function run on
 /// the shard with its Socket.IO server at hand. `Send`; what it captures must be too.
