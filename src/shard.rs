@@ -20,7 +20,12 @@ use crate::config::{Config, EngineConfig, HttpConfig};
 use crate::engine::{self, Admission, Engine, Event};
 use crate::net::{self, Forward, Host};
 use crate::socketio::{Command, Io, IoMsg, LocalTask, Namespaces, ShardHooks};
+use crate::gather::{Collector, Finished, Gather, RequestId};
 use crate::stats::{Report, ShardCounts};
+
+/// How long the stats endpoint waits for every shard; a shard that has not answered by then
+/// (stopped, or stuck in a handler) is counted as empty.
+const STATS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Everything that travels between shards.
 #[derive(Debug)]
@@ -31,8 +36,14 @@ pub(crate) enum ShardMsg {
     Io(u16, IoMsg),
     /// Work from outside the shards (`ServerHandle::of`).
     Command(Command),
-    /// Report this shard's counts (for the stats endpoint).
-    Stats(futures_channel::oneshot::Sender<ShardCounts>),
+    /// Report this shard's counts to shard `from` (for the stats endpoint).
+    Stats { from: u16, request: RequestId },
+    /// One shard's counts, the answer to a `Stats` request.
+    Counts {
+        request: RequestId,
+        shard: u16,
+        counts: ShardCounts,
+    },
     /// Stop the shard now (connections are dropped).
     Stop,
     /// Shut down gracefully: stop accepting, send everything queued and close every session,
@@ -88,6 +99,8 @@ pub(crate) struct Shard {
     draining: Cell<Option<Instant>>,
     /// HTTP requests read and not yet answered (see `Host::requests_in_flight`).
     requests_in_flight: Cell<usize>,
+    /// Requests this shard sent to every shard (the stats endpoint's), waiting for answers.
+    requests: RefCell<Gather<(u16, ShardCounts)>>,
     /// Whether the memory grown for the last crowd was given back since the shard went idle.
     idle_memory_released: Cell<bool>,
     /// The accept loop's waker while it waits for a shutdown to begin.
@@ -102,11 +115,12 @@ impl Shard {
     fn next_deadline(&self) -> Option<Instant> {
         let engine = self.engine.borrow_mut().next_deadline();
         let io = self.io.next_deadline();
+        let requests = self.requests.borrow().next_deadline();
         let backlog = self
             .bus
             .has_backlog()
             .then(|| Instant::now() + Duration::from_millis(1));
-        [engine, io, backlog].into_iter().flatten().min()
+        [engine, io, requests, backlog].into_iter().flatten().min()
     }
 
     fn handle_event(&self, event: Event) {
@@ -176,8 +190,23 @@ impl Shard {
                 io.run_command(command);
                 self.pump();
             }
-            ShardMsg::Stats(reply) => {
-                let _ = reply.send(self.counts());
+            ShardMsg::Stats { from, request } => {
+                let counts = self.counts();
+                let shard = self.id;
+                let answer = ShardMsg::Counts {
+                    request,
+                    shard,
+                    counts,
+                };
+                self.bus.send(from as usize, answer);
+            }
+            ShardMsg::Counts {
+                request,
+                shard,
+                counts,
+            } => {
+                let done = self.requests.borrow_mut().answer(request, (shard, counts));
+                done.into_iter().for_each(Finished::run);
             }
             ShardMsg::Stop => self.stopped.set(true),
             ShardMsg::Shutdown { deadline, idle } => self.begin_shutdown(deadline, idle),
@@ -302,21 +331,48 @@ impl Shard {
     /// The stats route: every shard's counts (asked over the bus, this one included) and
     /// their sum, as JSON.
     fn stats(&self) -> impl std::future::Future<Output = net::Response> + 'static {
-        let replies: Vec<_> = (0..self.shards as usize)
-            .map(|shard| {
-                let (sender, receiver) = futures_channel::oneshot::channel();
-                self.bus.send(shard, ShardMsg::Stats(sender));
-                receiver
-            })
-            .collect();
+        let (sender, receiver) = futures_channel::oneshot::channel();
+        let collector = Box::new(StatsCollector {
+            shards: vec![ShardCounts::default(); self.shards as usize],
+            done: sender,
+        });
+        let deadline = Instant::now() + STATS_TIMEOUT;
+        let (request, _) = self
+            .requests
+            .borrow_mut()
+            .start(self.shards as usize, deadline, collector);
+        for shard in 0..self.shards as usize {
+            let from = self.id;
+            self.bus.send(shard, ShardMsg::Stats { from, request });
+        }
+        self.wake_timer_if_needed();
         async move {
-            let mut shards = Vec::with_capacity(replies.len());
-            for reply in replies {
-                // A shard that stopped answers nothing: count it as empty.
-                shards.push(reply.await.unwrap_or_default());
-            }
+            // The request always finishes (answered, or at its deadline): a dropped sender
+            // means the shard itself stopped.
+            let shards = receiver.await.unwrap_or_default();
             net::Response::json(Report::new(shards).to_json())
         }
+    }
+}
+
+/// Gathers every shard's counts for the stats endpoint; a shard that does not answer in time
+/// counts as empty.
+struct StatsCollector {
+    shards: Vec<ShardCounts>,
+    done: futures_channel::oneshot::Sender<Vec<ShardCounts>>,
+}
+
+impl Collector<(u16, ShardCounts)> for StatsCollector {
+    fn add(&mut self, (shard, counts): (u16, ShardCounts)) -> usize {
+        if let Some(slot) = self.shards.get_mut(shard as usize) {
+            *slot = counts;
+        }
+        0
+    }
+
+    fn finish(self: Box<Self>, _complete: bool) {
+        // The route may have gone with its connection: nobody to answer.
+        let _ = self.done.send(self.shards);
     }
 }
 
@@ -415,6 +471,7 @@ async fn serve(
         stopped: Cell::new(false),
         draining: Cell::new(None),
         requests_in_flight: Cell::new(0),
+        requests: RefCell::default(),
         idle_memory_released: Cell::new(true),
         drain_waker: RefCell::new(None),
         timer_at: Cell::new(None),
@@ -516,6 +573,8 @@ async fn timer_loop(shard: Rc<Shard>) {
         let now = Instant::now();
         shard.bus.flush_backlog();
         shard.engine.borrow_mut().handle_timeouts(now);
+        let expired = shard.requests.borrow_mut().expire(now);
+        expired.into_iter().for_each(Finished::run);
         let io = &shard.io;
         io.set_now(now);
         io.handle_timeouts(now);
