@@ -17,7 +17,7 @@ use super::dispatch::{self, contain};
 use super::message::{Args, Message};
 use super::operator::{HandshakeInfo, OpError, SocketInfo};
 use super::tables::SocketKey;
-use super::{Io, Socket};
+use super::Io;
 use crate::codec::eio::Version;
 use crate::codec::frame::Frame;
 use crate::engine::{CloseReason, SessionKey};
@@ -485,21 +485,4 @@ fn describe(io: &Io, socket: SocketKey) -> Option<SocketInfo> {
         data,
         shard: io.shard,
     })
-}
-
-impl Io {
-    /// This shard as the origin of a request.
-    pub(crate) fn origin(&self) -> Origin {
-        Origin::Shard(self.shard)
-    }
-
-    /// A handle on a socket of this shard, if it is still there.
-    pub(crate) fn handle(self: &Rc<Self>, socket: SocketKey) -> Option<Socket> {
-        let (id, nsp) = {
-            let state = self.state.borrow();
-            let entry = state.socket(socket)?;
-            (entry.id.clone(), state.namespaces[entry.ns].name.clone())
-        };
-        Some(Socket::new(self.clone(), socket, id, nsp))
-    }
 }

@@ -16,7 +16,7 @@ use super::ack::{AckError, AckHandler};
 use super::adapter::{self, finish};
 use super::connect::connect;
 use super::message::{encode_packet, Message};
-use super::socket::AckSender;
+use super::socket::{AckSender, Socket};
 use super::tables::{Client, SocketKey, Timer};
 use super::{DisconnectReason, Io};
 use crate::codec::eio::Version;
@@ -217,10 +217,15 @@ fn on_event(io: &Rc<Io>, socket: SocketKey, packet: sio::Packet, attachments: Ve
     } else {
         String::from_utf8_lossy(name_raw).into_owned()
     };
-    let Some(handle) = io.handle(socket) else {
-        return;
+    let (handle, handlers) = {
+        let state = io.state.borrow();
+        let Some(entry) = state.socket(socket) else {
+            return;
+        };
+        let namespace = &state.namespaces[entry.ns];
+        let handle = Socket::new(io.clone(), socket, entry.id.clone(), namespace.name.clone());
+        (handle, namespace.handlers.clone())
     };
-    let handlers = io.namespace_handlers(socket);
     let args = ranges[1..].to_vec();
     let message = Message::new(packet.data, args, attachments);
     if let Some(observer) = &io.observer {
@@ -231,17 +236,12 @@ fn on_event(io: &Rc<Io>, socket: SocketKey, packet: sio::Packet, attachments: Ve
     let ack = packet
         .ack_id
         .map(|ack_id| AckSender::new(handle.clone(), ack_id));
-    let completed = match handlers {
-        Some(handlers) => {
-            if let Some(handler) = handlers.events.get(name.as_str()) {
-                contain("event", || handler(&handle, message, ack))
-            } else if let Some(handler) = &handlers.on_any {
-                contain("event", || handler(&handle, &name, message, ack))
-            } else {
-                Some(())
-            }
-        }
-        None => Some(()),
+    let completed = if let Some(handler) = handlers.events.get(name.as_str()) {
+        contain("event", || handler(&handle, message, ack))
+    } else if let Some(handler) = &handlers.on_any {
+        contain("event", || handler(&handle, &name, message, ack))
+    } else {
+        Some(())
     };
     if completed.is_none() {
         io.engine

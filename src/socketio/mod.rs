@@ -227,6 +227,21 @@ impl Io {
         counts
     }
 
+    /// This shard as the origin of a request.
+    pub(crate) fn origin(&self) -> Origin {
+        Origin::Shard(self.shard)
+    }
+
+    /// A handle on a socket of this shard, if it is still there.
+    pub(crate) fn handle(self: &Rc<Self>, socket: SocketKey) -> Option<Socket> {
+        let (id, nsp) = {
+            let state = self.state.borrow();
+            let entry = state.socket(socket)?;
+            (entry.id.clone(), state.namespaces[entry.ns].name.clone())
+        };
+        Some(Socket::new(self.clone(), socket, id, nsp))
+    }
+
     /// The handlers of a socket's namespace.
     fn namespace_handlers(&self, socket: SocketKey) -> Option<Arc<Namespace>> {
         let state = self.state.borrow();
