@@ -18,9 +18,9 @@ use crate::codec::frame::Frame;
 use crate::codec::http::{Cors, Method};
 use crate::config::{Config, EngineConfig, HttpConfig};
 use crate::engine::{self, Admission, Engine, Event};
+use crate::gather::{Collector, Finished, Gather, RequestId};
 use crate::net::{self, Forward, Host};
 use crate::socketio::{Command, Io, IoMsg, LocalTask, Namespaces, ShardHooks};
-use crate::gather::{Collector, Finished, Gather, RequestId};
 use crate::stats::{Report, ShardCounts};
 
 /// How long the stats endpoint waits for every shard; a shard that has not answered by then
@@ -337,10 +337,10 @@ impl Shard {
             done: sender,
         });
         let deadline = Instant::now() + STATS_TIMEOUT;
-        let (request, _) = self
-            .requests
-            .borrow_mut()
-            .start(self.shards as usize, deadline, collector);
+        let (request, _) =
+            self.requests
+                .borrow_mut()
+                .start(self.shards as usize, deadline, collector);
         for shard in 0..self.shards as usize {
             let from = self.id;
             self.bus.send(shard, ShardMsg::Stats { from, request });
