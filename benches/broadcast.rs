@@ -19,13 +19,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringcast::codec::eio::Version;
-use ringcast::codec::ws;
-use ringcast::engine::{Engine, LinkKey, Peer, SessionKey};
-use ringcast::socketio::{
-    encode_event, Args, Io, IoMsg, LocalTask, Namespace, Namespaces, ShardHooks,
-};
-use ringcast::{EngineConfig, SocketIoConfig};
+use ringcast::internals::codec::eio::Version;
+use ringcast::internals::codec::ws;
+use ringcast::internals::engine::{Engine, LinkKey, Peer, SessionKey};
+use ringcast::internals::socketio::{encode_event, Io, IoMsg, LocalTask, Namespaces, ShardHooks};
+use ringcast::{Args, EngineConfig, Namespace, SocketIoConfig};
 
 /// Recipient counts.
 const RECIPIENTS: [usize; 2] = [1_000, 10_000];
@@ -237,7 +235,7 @@ impl Shard {
 
     /// Runs queued engine events through Socket.IO (as the shard's `pump` does).
     fn pump(&self) {
-        ringcast::engine::pump(&self.engine, |event| self.io.handle_event(event));
+        ringcast::internals::engine::pump(&self.engine, |event| self.io.handle_event(event));
     }
 
     fn drain(&self) {

@@ -1,7 +1,7 @@
-//! The cross-shard bus (`ringcast::bus`): single-thread push/pop through one ring (send then
-//! drain, in batches and one at a time, and through the overflow backlog when the ring is
-//! full), and send/receive throughput between two threads, the receiver either spinning on
-//! `drain` or parked in `recv_batch` and woken by the sender (as an idle shard is).
+//! The cross-shard bus (`ringcast::internals::bus`): single-thread push/pop through one ring
+//! (send then drain, in batches and one at a time, and through the overflow backlog when the
+//! ring is full), and send/receive throughput between two threads, the receiver either
+//! spinning on `drain` or parked in `recv_batch` and woken by the sender (as an idle shard is).
 //!
 //! Messages are `Arc<Frame>`, a pointer whose clone and drop touch a shared reference count, as
 //! the shard's `IoMsg::Broadcast(Arc<Broadcast>)` does. Ring capacity is the server's default
@@ -15,8 +15,8 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringcast::bus::{self, Endpoint};
-use ringcast::codec::frame::Frame;
+use ringcast::internals::bus::{self, Endpoint};
+use ringcast::internals::codec::frame::Frame;
 
 /// The server's default ring capacity (`Config::bus_capacity`).
 const CAPACITY: usize = 8192;

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use ringcast::codec::eio::{self, Version};
-use ringcast::codec::frame::Frame;
-use ringcast::codec::{json, sio, ws};
+use ringcast::internals::codec::eio::{self, Version};
+use ringcast::internals::codec::frame::Frame;
+use ringcast::internals::codec::{json, sio, ws};
 
 /// The mask key of every client frame here.
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];

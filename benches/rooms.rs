@@ -1,6 +1,6 @@
-//! The room index of one namespace on one shard (`ringcast::rooms::Rooms`): join, leave,
-//! membership lookup and iterating the members a broadcast reaches, for one room of 10k and
-//! 100k members, and for many rooms (100k one-member rooms, as every socket's own id room;
+//! The room index of one namespace on one shard (`ringcast::internals::rooms::Rooms`): join,
+//! leave, membership lookup and iterating the members a broadcast reaches, for one room of 10k
+//! and 100k members, and for many rooms (100k one-member rooms, as every socket's own id room;
 //! 10k rooms of 10).
 //!
 //! Members are slab keys `0..n`, as on a shard. Throughput is in memberships (join, leave),
@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use ringcast::rooms::{MemberKey, Rooms};
+use ringcast::internals::rooms::{MemberKey, Rooms};
 
 /// Members of the one big room.
 const SIZES: [u32; 2] = [10_000, 100_000];

@@ -114,7 +114,7 @@ pub enum SlowConsumerPolicy {
     Drop,
 }
 
-/// CORS settings; translated to the codec's [`Cors`] once per shard.
+/// CORS settings; translated to the codec's form once per shard.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CorsConfig {
     /// Allowed origins; empty means any (`*`).
@@ -125,7 +125,7 @@ pub struct CorsConfig {
 
 impl CorsConfig {
     /// The codec form of these settings.
-    pub fn to_cors(&self) -> Cors {
+    pub(crate) fn to_cors(&self) -> Cors {
         Cors {
             origins: if self.origins.is_empty() {
                 AllowedOrigins::Any

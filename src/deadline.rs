@@ -75,11 +75,6 @@ impl<K: Ord + Copy> DeadlineHeap<K> {
         None
     }
 
-    /// The earliest entry, live or not.
-    pub fn peek(&self) -> Option<(Instant, K)> {
-        self.heap.peek().map(|&Reverse(entry)| entry)
-    }
-
     /// Takes the earliest live entry due by `now` (at or before it), dropping the dead ones
     /// due before it. Call it until `None` to fire everything due; the heap is free between
     /// calls, so a caller may run code that pushes more.
@@ -100,32 +95,26 @@ impl<K: Ord + Copy> DeadlineHeap<K> {
         None
     }
 
-    /// Keeps only the entries `keep` accepts, whatever the heap's size.
-    pub fn retain(&mut self, mut keep: impl FnMut(Instant, K) -> bool) {
-        self.heap.retain(|&Reverse((at, key))| keep(at, key));
-    }
-
-    /// Gives back the capacity beyond what the entries need.
-    pub fn shrink_to_fit(&mut self) {
-        self.heap.shrink_to_fit();
-    }
-
-    /// Entries held, dead ones included.
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
-
-    /// Whether no entry is held, live or dead.
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
-    }
-
     /// Entries `is_live` accepts (a walk over the whole heap: for stats, not the hot path).
     pub fn live_count(&self, mut is_live: impl FnMut(Instant, K) -> bool) -> usize {
         self.heap
             .iter()
             .filter(|&&Reverse((at, key))| is_live(at, key))
             .count()
+    }
+}
+
+/// For the tests of this heap and of its owners.
+#[cfg(test)]
+impl<K: Ord + Copy> DeadlineHeap<K> {
+    /// Entries held, dead ones included.
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Whether no entry is held, live or dead.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.heap.is_empty()
     }
 }
 
@@ -153,8 +142,11 @@ mod tests {
         }
         assert_eq!(fired, ['A', 'a', 'b'], "equal instants: smallest key first");
         assert_eq!(heap.len(), 1);
-        assert_eq!(heap.peek(), Some((ms(start, 30), 'c')));
         assert_eq!(heap.pop_due(ms(start, 29), |_, _| true), None);
+        assert_eq!(
+            heap.pop_due(ms(start, 30), |_, _| true),
+            Some((ms(start, 30), 'c'))
+        );
     }
 
     #[test]
@@ -212,18 +204,5 @@ mod tests {
         small.push(start, 1);
         assert_eq!(small.sweep_if_grown(0, |_, _| false), 0);
         assert_eq!(small.len(), 1);
-    }
-
-    #[test]
-    fn retain_keeps_what_the_owner_asks_for() {
-        let start = Instant::now();
-        let mut heap = DeadlineHeap::default();
-        for key in 0..10 {
-            heap.push(ms(start, key), key);
-        }
-        heap.retain(|_, key| key % 2 == 0);
-        heap.shrink_to_fit();
-        assert_eq!(heap.len(), 5);
-        assert_eq!(heap.peek(), Some((start, 0)));
     }
 }

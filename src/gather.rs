@@ -105,13 +105,6 @@ impl<R> Gather<R> {
         self.remove(id, true)
     }
 
-    /// Adds answers to wait for (an answer announced by another path than [`Gather::answer`]).
-    pub fn expect(&mut self, id: RequestId, more: usize) {
-        if let Some(pending) = self.pending.get_mut(&id) {
-            pending.awaiting += more;
-        }
-    }
-
     /// The earliest deadline of a request in flight.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.first().map(|&(at, _)| at)
@@ -134,11 +127,6 @@ impl<R> Gather<R> {
         self.pending.len()
     }
 
-    /// Whether no request is in flight.
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
-    }
-
     fn remove(&mut self, id: RequestId, complete: bool) -> Option<Finished<R>> {
         let pending = self.pending.remove(&id)?;
         self.deadlines.remove(&(pending.deadline, id));
@@ -156,6 +144,12 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    impl<R> Gather<R> {
+        fn is_empty(&self) -> bool {
+            self.pending.is_empty()
+        }
+    }
 
     /// Where a test's request reports (total, complete).
     type Outcome = Rc<RefCell<Option<(i64, bool)>>>;
@@ -258,7 +252,6 @@ mod tests {
         assert_eq!(*early_done.borrow(), Some((5, false)));
         assert!(late_done.borrow().is_none());
         assert_eq!(gather.len(), 1);
-        gather.expect(RequestId(1), 1);
         gather
             .expire(now + Duration::from_secs(1))
             .into_iter()

@@ -6,6 +6,10 @@
 //! sans-IO) < `socketio` (namespaces, sockets, acks, rooms, broadcasts) and `net` (the only
 //! socket I/O) < `shard` (one thread's composition root) < `server` (the public builder).
 //!
+//! The public API is what the crate root exports, plus [`apps`]; the layers themselves are
+//! private (the fuzz targets, benches and tests reach what they need through a hidden
+//! `internals` module that may change in any release).
+//!
 //! ```no_run
 //! use ringcast::{Args, Namespace, Server};
 //!
@@ -20,26 +24,85 @@
 #![warn(missing_docs)]
 
 pub mod apps;
-pub mod bus;
-pub mod codec;
-pub mod config;
-/// Deadline heaps with lazy deletion, for the engine's and Socket.IO's timers.
-pub mod deadline;
-pub mod engine;
-pub mod gather;
-pub mod id;
+mod bus;
+mod codec;
+mod config;
+mod deadline;
+mod engine;
+mod gather;
+mod id;
 mod net;
-pub mod rooms;
+mod rooms;
 mod server;
 mod shard;
-pub mod socketio;
+mod socketio;
 mod stats;
 
-pub use config::{Config, CorsConfig, EngineConfig, HttpConfig, SocketIoConfig};
-pub use engine::SendError;
-pub use server::ServerOperator;
-pub use server::{Server, ServerBuilder, ServerHandle};
+pub use codec::json::JsonError;
+pub use config::{
+    Config, CorsConfig, EngineConfig, HttpConfig, SlowConsumerPolicy, SocketIoConfig,
+};
+pub use engine::{CloseReason, SendError};
+pub use server::{Server, ServerBuilder, ServerHandle, ServerOperator};
 pub use socketio::{
     AckError, AckSender, Args, BroadcastAcks, BroadcastOperator, ConnectError, DisconnectReason,
-    Handshake, HandshakeInfo, Message, Namespace, Observer, OpError, OpFuture, Socket, SocketInfo,
+    Handshake, HandshakeInfo, Message, MiddlewareFuture, Namespace, Observer, OpError, OpFuture,
+    Socket, SocketInfo,
 };
+
+/// Not public API: exported for the fuzz targets, benches and tests; may change in any release.
+///
+/// The modules here mirror the crate's private ones and re-export only the items those users
+/// name.
+#[doc(hidden)]
+pub mod internals {
+    /// Wire formats (`crate::codec`).
+    pub mod codec {
+        /// Engine.IO packets and polling payloads.
+        pub mod eio {
+            pub use crate::codec::eio::{
+                decode_payload, decode_text, decode_ws_binary, decode_ws_text, encode_payload,
+                ContentType, Packet, PacketType, Version, RECORD_SEPARATOR, V3_BINARY_BINARY,
+                V3_BINARY_LENGTH_END, V3_BINARY_STRING, V3_LENGTH_END,
+            };
+        }
+        /// Encoded server frames.
+        pub mod frame {
+            pub use crate::codec::frame::Frame;
+        }
+        /// HTTP request heads.
+        pub mod http {
+            pub use crate::codec::http::{parse_request, query_param};
+        }
+        /// JSON validation and scanning.
+        pub mod json {
+            pub use crate::codec::json::{
+                check_placeholders, from_slice, is_string, parse_str, split_array, validate,
+            };
+        }
+        /// Socket.IO packets and binary attachments.
+        pub mod sio {
+            pub use crate::codec::sio::{decode, encode, Assembler, PacketType};
+        }
+        /// WebSocket frames.
+        pub mod ws {
+            pub use crate::codec::ws::{unmask, unmask_scalar, Decoder, Message};
+        }
+    }
+    /// The cross-shard rings (`crate::bus`).
+    pub mod bus {
+        pub use crate::bus::{mesh, Endpoint};
+    }
+    /// Engine.IO sessions (`crate::engine`).
+    pub mod engine {
+        pub use crate::engine::{pump, Engine, Event, LinkKey, Peer, PollReply, SessionKey};
+    }
+    /// One shard's room index (`crate::rooms`).
+    pub mod rooms {
+        pub use crate::rooms::{MemberKey, Rooms};
+    }
+    /// One shard's Socket.IO server (`crate::socketio`).
+    pub mod socketio {
+        pub use crate::socketio::{encode_event, Io, IoMsg, LocalTask, Namespaces, ShardHooks};
+    }
+}

@@ -7,9 +7,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::Parser;
-use ringcast::apps;
-use ringcast::config::SlowConsumerPolicy;
-use ringcast::{Config, Server};
+use ringcast::{apps, Config, Server, SlowConsumerPolicy};
 
 /// Every flag's default is the library's (`Config::default()`), read here so that none is
 /// written twice; clap shows them in `--help`.

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use ringcast::config::SlowConsumerPolicy;
-use ringcast::Config;
+use ringcast::{Config, SlowConsumerPolicy};
 
 #[test]
 fn a_port_another_server_listens_on_is_refused() {

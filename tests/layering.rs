@@ -1,4 +1,6 @@
-//! Keeps the layers of ARCHITECTURE.md honest: a module may not name what is above it.
+//! Keeps the layers of ARCHITECTURE.md honest: a module may not name what is above it. And
+//! keeps the public API fenced: the crate root and `apps` are the paved path, everything else
+//! is private and reached by the fuzz targets, benches and tests through `internals` only.
 
 use std::fs;
 use std::path::Path;
@@ -15,6 +17,7 @@ const RULES: &[(&str, &[&str])] = &[
             "crate::shard",
             "crate::bus",
             "crate::rooms",
+            "crate::server",
             "crate::stats",
         ],
     ),
@@ -26,12 +29,15 @@ const RULES: &[(&str, &[&str])] = &[
             "crate::net",
             "crate::shard",
             "crate::bus",
+            "crate::server",
             "crate::stats",
             "Instant::now",
         ],
     ),
     ("rooms.rs", &["monoio", "crate::"]),
+    // Pure data structures: instants come in as arguments, nothing of the crate goes in.
     ("deadline.rs", &["monoio", "crate::", "Instant::now"]),
+    ("gather.rs", &["monoio", "crate::", "Instant::now"]),
     ("bus.rs", &["crate::"]),
     (
         "socketio",
@@ -40,6 +46,7 @@ const RULES: &[(&str, &[&str])] = &[
             "crate::net",
             "crate::shard",
             "crate::bus",
+            "crate::server",
             "crate::stats",
             "Instant::now",
             "libc",
@@ -100,6 +107,52 @@ fn layers_only_import_downward() {
     assert!(
         violations.is_empty(),
         "layering violations:\n{}",
+        violations.join("\n")
+    );
+}
+
+/// Where the library is used as its users use it: these name no `internals`.
+const PAVED: &[&str] = &[
+    "src/main.rs",
+    "examples",
+    "tests/public_api.rs",
+    "tests/library.rs",
+    "tests/library",
+    "tests/operations.rs",
+];
+
+#[test]
+fn the_public_api_is_the_root_apps_and_a_hidden_internals() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = fs::read_to_string(root.join("src/lib.rs")).expect("read src/lib.rs");
+    // Top-level only: the modules nested inside `internals` are indented.
+    let public_modules: Vec<&str> = lib
+        .lines()
+        .filter_map(|line| line.strip_prefix("pub mod "))
+        .map(|rest| rest.trim_end_matches([';', '{', ' ']))
+        .collect();
+    assert_eq!(
+        public_modules,
+        ["apps", "internals"],
+        "src/lib.rs: every other module is private (re-export what fuzz, benches and tests need \
+         from `internals`)"
+    );
+    assert!(
+        lib.contains("#[doc(hidden)]\npub mod internals"),
+        "src/lib.rs: `internals` is not public API, so it stays out of the docs"
+    );
+    let mut violations = Vec::new();
+    for path in PAVED {
+        for file in rust_files(&root.join(path)) {
+            let text = fs::read_to_string(&file).expect("read source");
+            if text.contains("internals") {
+                violations.push(file.display().to_string());
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "these use ringcast as its users do, through the root only:\n{}",
         violations.join("\n")
     );
 }

@@ -16,8 +16,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ringcast::engine::CloseReason;
-use ringcast::{AckError, Args, ConnectError, DisconnectReason, Handshake, Namespace, Server};
+use ringcast::{
+    AckError, Args, CloseReason, ConnectError, DisconnectReason, Handshake, Namespace, Server,
+};
 use serde::Deserialize;
 use serde_json::json;
 

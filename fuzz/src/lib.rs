@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
 use futures_util::task::noop_waker_ref;
-use ringcast::codec::eio::{self, Packet, Version};
-use ringcast::codec::frame::Frame;
-use ringcast::codec::{http, json, sio, ws};
-use ringcast::engine::{CloseReason, Engine, Event, LinkKey, Peer, PollReply, SessionKey};
-use ringcast::rooms::Rooms;
-use ringcast::EngineConfig;
+use ringcast::internals::codec::eio::{self, Packet, Version};
+use ringcast::internals::codec::frame::Frame;
+use ringcast::internals::codec::{http, json, sio, ws};
+use ringcast::internals::engine::{Engine, Event, LinkKey, Peer, PollReply, SessionKey};
+use ringcast::internals::rooms::Rooms;
+use ringcast::{CloseReason, EngineConfig};
 
 /// A target's body: takes any bytes, panics if an invariant breaks.
 pub type Target = fn(&[u8]);

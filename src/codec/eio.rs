@@ -151,7 +151,7 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
 ///
 /// Validates UTF-8 (cheap, and it keeps every `Message` safe to treat as text). Base64 binary
 /// packets (`b...`) depend on the protocol version and are refused here as
-/// [`EioError::UnknownType`]; use [`decode_ws_text`] when a `b` packet is acceptable. Data
+/// `EioError::UnknownType`; use [`decode_ws_text`] when a `b` packet is acceptable. Data
 /// after the type of `1`, `5` and `6` is ignored, as the reference does.
 pub fn decode_text(packet: Bytes) -> Result<Packet, EioError> {
     std::str::from_utf8(&packet).map_err(|_| EioError::InvalidUtf8)?;
@@ -299,14 +299,9 @@ pub fn open_packet(
     out
 }
 
-/// Length of `s` in UTF-16 code units (JavaScript's `string.length`).
-pub fn utf16_len(s: &str) -> usize {
-    utf16_len_bytes(s.as_bytes())
-}
-
-/// UTF-16 length of UTF-8 bytes: every byte but continuation bytes starts a code point, and
-/// 4-byte sequences (lead byte >= 0xF0) need a surrogate pair. Total on any input, exact on
-/// valid UTF-8.
+/// UTF-16 length of UTF-8 bytes (JavaScript's `string.length` of their text): every byte but
+/// continuation bytes starts a code point, and 4-byte sequences (lead byte >= 0xF0) need a
+/// surrogate pair. Total on any input, exact on valid UTF-8.
 fn utf16_len_bytes(bytes: &[u8]) -> usize {
     if bytes.is_ascii() {
         return bytes.len();
@@ -990,8 +985,12 @@ mod tests {
             ("a\u{7f}\u{80}\u{7ff}\u{800}", 5),
         ];
         for (s, len) in table {
-            assert_eq!(utf16_len(s), len, "{s:?}");
-            assert_eq!(utf16_len(s), s.encode_utf16().count(), "{s:?}");
+            assert_eq!(utf16_len_bytes(s.as_bytes()), len, "{s:?}");
+            assert_eq!(
+                utf16_len_bytes(s.as_bytes()),
+                s.encode_utf16().count(),
+                "{s:?}"
+            );
         }
     }
 
@@ -1041,7 +1040,7 @@ mod tests {
 
         #[test]
         fn utf16_len_matches_std(s in ".*") {
-            prop_assert_eq!(utf16_len(&s), s.encode_utf16().count());
+            prop_assert_eq!(utf16_len_bytes(s.as_bytes()), s.encode_utf16().count());
         }
 
         #[test]

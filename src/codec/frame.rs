@@ -120,16 +120,6 @@ impl PayloadWriter<'_> {
     pub fn push(&mut self, byte: u8) {
         self.0.put_u8(byte);
     }
-
-    /// Payload length so far.
-    pub fn len(&self) -> usize {
-        self.0.len() - MAX_SERVER_HEADER
-    }
-
-    /// Whether nothing has been written yet.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl std::io::Write for PayloadWriter<'_> {

@@ -23,7 +23,7 @@ pub enum JsonError {
     NotString,
     /// Valid JSON, but not an object where one was required.
     NotObject,
-    /// Containers nest deeper than [`MAX_DEPTH`].
+    /// Containers nest more than 128 deep (`MAX_DEPTH`).
     TooDeep,
     /// A binary placeholder `{"_placeholder":true,"num":N}` whose `num` is not a valid
     /// attachment index.
@@ -75,12 +75,6 @@ pub fn is_object(json: &[u8]) -> bool {
 /// has been validated.
 pub fn is_string(json: &[u8]) -> bool {
     first_non_ws(json) == Some(b'"')
-}
-
-/// Whether `json` is an array: after leading whitespace it starts with `[`. Assumes `json`
-/// has been validated.
-pub fn is_array(json: &[u8]) -> bool {
-    first_non_ws(json) == Some(b'[')
 }
 
 /// Decodes one JSON string token (e.g. `"join"`, `"a\"b"`; surrounding whitespace allowed).
@@ -819,16 +813,15 @@ mod tests {
     #[test]
     fn kind_predicates() {
         let table = [
-            (" {}", true, false, false),
-            ("\"x\"", false, true, false),
-            ("\n[1]", false, false, true),
-            ("1", false, false, false),
-            ("", false, false, false),
+            (" {}", true, false),
+            ("\"x\"", false, true),
+            ("\n[1]", false, false),
+            ("1", false, false),
+            ("", false, false),
         ];
-        for (text, object, string, array) in table {
+        for (text, object, string) in table {
             assert_eq!(is_object(text.as_bytes()), object, "{text:?}");
             assert_eq!(is_string(text.as_bytes()), string, "{text:?}");
-            assert_eq!(is_array(text.as_bytes()), array, "{text:?}");
         }
     }
 

@@ -154,7 +154,7 @@ impl std::error::Error for SioError {}
 /// or an object; DISCONNECT empty; CONNECT_ERROR a string or an object; EVENT and BINARY_EVENT a
 /// non-empty array whose first element is a number or a non-reserved event name; ACK and
 /// BINARY_ACK an array. For binary kinds every placeholder must also point at a declared
-/// attachment ([`SioError::BadAttachments`] otherwise).
+/// attachment (`SioError::BadAttachments` otherwise).
 pub fn decode(text: Bytes, max_attachments: usize) -> Result<Packet, SioError> {
     let digit = *text.first().ok_or(SioError::Empty)?;
     let kind = PacketType::from_digit(digit).ok_or(SioError::UnknownType)?;

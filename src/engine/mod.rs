@@ -143,8 +143,8 @@ pub struct SlowConsumerCounts {
 /// 5. Sleep until [`Engine::next_deadline`] (ask again after every step: it moves), then
 ///    call [`Engine::handle_timeouts`] and go on with 2.
 ///
-/// [`pump`] is steps 2 and 3, the one copy of them; [`pump_and_end_turn`] adds step 4 for a
-/// harness that has no task waiting on [`Engine::poll_deferred`].
+/// [`pump`] is steps 2 and 3, the one copy of them; `pump_and_end_turn` (for the tests) adds
+/// step 4 for a harness that has no task waiting on [`Engine::poll_deferred`].
 pub struct Engine {
     shard: u16,
     config: EngineConfig,
@@ -307,7 +307,8 @@ pub fn pump(engine: &RefCell<Engine>, mut handle: impl FnMut(Event)) {
 /// [`pump`], then the end of the runtime's turn (step 4 of the calling order): sends the
 /// broadcasts held for it ([`Engine::send_deferred`]) and pumps what that queued. For a
 /// harness with no task waiting on [`Engine::poll_deferred`]; a shard has one.
-pub fn pump_and_end_turn(engine: &RefCell<Engine>, mut handle: impl FnMut(Event)) {
+#[cfg(test)]
+pub(crate) fn pump_and_end_turn(engine: &RefCell<Engine>, mut handle: impl FnMut(Event)) {
     pump(engine, &mut handle);
     engine.borrow_mut().send_deferred();
     pump(engine, handle);

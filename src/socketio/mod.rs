@@ -31,9 +31,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 pub use ack::{AckError, BroadcastAcks};
-pub use adapter::{Broadcast, IoMsg, Operation, Origin, Reply};
-/// Not public API: the broadcast encoder, reachable for `benches/broadcast.rs`.
-#[doc(hidden)]
+pub use adapter::{IoMsg, Reply};
+/// The broadcast encoder, for `benches/broadcast.rs` (through `ringcast::internals`).
 pub use message::encode_event;
 pub use message::{Args, Message};
 pub use namespace::{ConnectError, Handshake, MiddlewareFuture, Namespace, Namespaces};

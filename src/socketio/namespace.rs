@@ -201,9 +201,8 @@ pub struct Namespaces {
 }
 
 impl Namespaces {
-    /// Not public API: serves `namespace` as `name` (for benches that build a shard by hand;
-    /// applications use `ServerBuilder::namespace`).
-    #[doc(hidden)]
+    /// Serves `namespace` as `name`: for benches that build a shard by hand (through
+    /// `ringcast::internals`); applications use `ServerBuilder::namespace`.
     pub fn declare(&mut self, name: &str, namespace: Namespace) {
         self.declared.insert(name.into(), Arc::new(namespace));
     }
