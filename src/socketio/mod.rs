@@ -46,7 +46,7 @@ pub use tables::IoCounts;
 use crate::codec::frame::Frame;
 use crate::engine::{CloseReason, Engine, Event, SendError, SessionKey};
 use crate::gather::Gather;
-use adapter::{Adapter, ShardFanout};
+use adapter::{Adapter, Origin, ShardFanout};
 use tables::{SocketKey, State};
 
 /// A shard-local task handed to the shard to run (this layer never spawns by itself).
