@@ -31,6 +31,7 @@ mod deadline;
 mod engine;
 mod gather;
 mod id;
+mod key;
 mod net;
 mod rooms;
 mod server;
@@ -99,7 +100,7 @@ pub mod internals {
     }
     /// One shard's room index (`crate::rooms`).
     pub mod rooms {
-        pub use crate::rooms::{MemberKey, Rooms};
+        pub use crate::rooms::Rooms;
     }
     /// One shard's Socket.IO server (`crate::socketio`).
     pub mod socketio {

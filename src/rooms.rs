@@ -1,38 +1,46 @@
 //! One shard's room index for one namespace: room -> members. (Member -> rooms is kept on
 //! the socket itself, so leaving everything on disconnect is proportional to its own rooms.)
 //!
-//! Pure data: no I/O, no Socket.IO types beyond an opaque member key.
+//! Pure data: no I/O, no Socket.IO types; generic over the member key (the Socket.IO layer's
+//! socket key).
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::sync::Arc;
 
-/// A member of rooms: a socket's slab key on this shard.
-pub type MemberKey = u32;
-
-/// Room membership for one namespace on one shard.
-#[derive(Debug, Default)]
-pub struct Rooms {
+/// Room membership for one namespace on one shard, by member key `M`.
+#[derive(Debug)]
+pub struct Rooms<M = u32> {
     /// Names are shared (`Arc`), so that the sockets' own lists of their rooms and the room
     /// named by a socket's id cost no copy of the name.
-    rooms: HashMap<Arc<str>, Members>,
+    rooms: HashMap<Arc<str>, Members<M>>,
     /// Scratch set reused to de-duplicate members across several rooms.
-    seen: HashSet<MemberKey>,
+    seen: HashSet<M>,
+}
+
+impl<M> Default for Rooms<M> {
+    fn default() -> Self {
+        Rooms {
+            rooms: HashMap::new(),
+            seen: HashSet::new(),
+        }
+    }
 }
 
 /// The members of one room. Every socket is alone in the room named by its id, so one member
 /// is the common case and needs no set of its own.
 #[derive(Debug)]
-enum Members {
-    One(MemberKey),
+enum Members<M> {
+    One(M),
     /// Boxed so that every entry of the index is two words, not a whole set's worth: most
     /// entries are `One`. Never empty.
     #[allow(clippy::box_collection)]
-    Many(Box<HashSet<MemberKey>>),
+    Many(Box<HashSet<M>>),
 }
 
-impl Members {
+impl<M: Copy + Eq + Hash> Members<M> {
     /// Adds `member`; true if it was not there yet.
-    fn insert(&mut self, member: MemberKey) -> bool {
+    fn insert(&mut self, member: M) -> bool {
         match self {
             Members::One(one) if *one == member => false,
             Members::One(one) => {
@@ -44,21 +52,21 @@ impl Members {
     }
 
     /// Removes `member`: (whether it was there, whether the room is now empty).
-    fn remove(&mut self, member: MemberKey) -> (bool, bool) {
+    fn remove(&mut self, member: M) -> (bool, bool) {
         match self {
             Members::One(one) => (*one == member, *one == member),
             Members::Many(set) => (set.remove(&member), set.is_empty()),
         }
     }
 
-    fn contains(&self, member: MemberKey) -> bool {
+    fn contains(&self, member: M) -> bool {
         match self {
             Members::One(one) => *one == member,
             Members::Many(set) => set.contains(&member),
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = MemberKey> + '_ {
+    fn iter(&self) -> impl Iterator<Item = M> + '_ {
         let (one, many) = match self {
             Members::One(one) => (Some(*one), None),
             Members::Many(set) => (None, Some(set.iter().copied())),
@@ -67,7 +75,7 @@ impl Members {
     }
 
     /// Calls `visit` for every member (no iterator adapters on the broadcast path).
-    fn for_each(&self, mut visit: impl FnMut(MemberKey)) {
+    fn for_each(&self, mut visit: impl FnMut(M)) {
         match self {
             Members::One(one) => visit(*one),
             Members::Many(set) => set.iter().for_each(|&member| visit(member)),
@@ -75,14 +83,14 @@ impl Members {
     }
 }
 
-impl Rooms {
+impl<M: Copy + Eq + Hash> Rooms<M> {
     /// The names of the rooms that have members.
     pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
         self.rooms.keys().map(|name| &**name)
     }
 
     /// Adds `member` to `room`; true if it was not there yet.
-    pub fn join(&mut self, room: &str, member: MemberKey) -> bool {
+    pub fn join(&mut self, room: &str, member: M) -> bool {
         match self.rooms.get_mut(room) {
             Some(members) => members.insert(member),
             None => {
@@ -99,7 +107,7 @@ impl Rooms {
     pub fn join_shared(
         &mut self,
         room: impl AsRef<str> + Into<Arc<str>>,
-        member: MemberKey,
+        member: M,
     ) -> Option<Arc<str>> {
         if let Some(members) = self.rooms.get_mut(room.as_ref()) {
             if !members.insert(member) {
@@ -116,7 +124,7 @@ impl Rooms {
     }
 
     /// Removes `member` from `room`; an emptied room is dropped. True if it was there.
-    pub fn leave(&mut self, room: &str, member: MemberKey) -> bool {
+    pub fn leave(&mut self, room: &str, member: M) -> bool {
         let Some(members) = self.rooms.get_mut(room) else {
             return false;
         };
@@ -128,12 +136,12 @@ impl Rooms {
     }
 
     /// Members of one room.
-    pub fn members(&self, room: &str) -> impl Iterator<Item = MemberKey> + '_ {
+    pub fn members(&self, room: &str) -> impl Iterator<Item = M> + '_ {
         self.rooms.get(room).into_iter().flat_map(Members::iter)
     }
 
     /// Whether `member` is in `room`.
-    pub fn contains(&self, room: &str, member: MemberKey) -> bool {
+    pub fn contains(&self, room: &str, member: M) -> bool {
         self.rooms.get(room).is_some_and(|m| m.contains(member))
     }
 
@@ -161,10 +169,10 @@ impl Rooms {
         &mut self,
         rooms: &[impl AsRef<str>],
         except: &[impl AsRef<str>],
-        all: impl Iterator<Item = MemberKey>,
-        mut visit: impl FnMut(MemberKey),
+        all: impl Iterator<Item = M>,
+        mut visit: impl FnMut(M),
     ) {
-        let excluded = |index: &HashMap<Arc<str>, Members>, member: MemberKey| -> bool {
+        let excluded = |index: &HashMap<Arc<str>, Members<M>>, member: M| -> bool {
             except
                 .iter()
                 .any(|r| index.get(r.as_ref()).is_some_and(|m| m.contains(member)))
@@ -204,7 +212,7 @@ impl Rooms {
 mod tests {
     use super::*;
 
-    fn targets(rooms: &mut Rooms, to: &[&str], except: &[&str], all: &[MemberKey]) -> Vec<u32> {
+    fn targets(rooms: &mut Rooms, to: &[&str], except: &[&str], all: &[u32]) -> Vec<u32> {
         let mut out = Vec::new();
         rooms.for_each_target(to, except, all.iter().copied(), |m| out.push(m));
         out.sort();

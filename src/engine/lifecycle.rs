@@ -7,8 +7,6 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use slab::Slab;
-
 use super::session::{Heartbeat, Session, Transport};
 use super::{CloseReason, Engine, EngineError, Event, LinkKey, Peer, PollReply, SessionKey};
 use crate::codec::eio::{self, Version};
@@ -38,10 +36,10 @@ impl Engine {
         if !self.is_empty() || !self.deferred.is_empty() {
             return false;
         }
-        // Fresh slabs: keys restart from 0, which nothing can confuse with a closed session's
-        // (ids are checked whole, links carry a generation).
-        self.sessions = Slab::new();
-        self.links = Slab::new();
+        // Fresh slabs; their generations go on counting, so no key of a closed session or link
+        // names a new one.
+        self.sessions.release_if_empty();
+        self.links.release_if_empty();
         self.deadlines = DeadlineHeap::new();
         self.events = VecDeque::new();
         self.dirty = Vec::new();
@@ -57,9 +55,13 @@ impl Engine {
     pub fn drain(&mut self) {
         self.draining = true;
         self.send_deferred();
-        let keys: Vec<SessionKey> = self.sessions.iter().map(|(key, _)| key as u32).collect();
+        let keys: Vec<SessionKey> = self
+            .sessions
+            .iter()
+            .map(|(key, _)| SessionKey(key))
+            .collect();
         for key in keys {
-            let Some(session) = self.sessions.get(key as usize) else {
+            let Some(session) = self.sessions.get(key.0) else {
                 continue;
             };
             let waits_for_get = session.transport == Transport::Polling && session.poll.is_none();
@@ -114,9 +116,8 @@ impl Engine {
         transport: Transport,
     ) -> SessionKey {
         let version = peer.version;
-        let entry = self.sessions.vacant_entry();
-        let key = entry.key() as SessionKey;
-        let id = Id::generate(self.shard, key, &mut self.random);
+        let key = SessionKey(self.sessions.vacant_key());
+        let id = Id::generate(self.shard, key.0.index() as u32, &mut self.random);
         let heartbeat = match version {
             Version::V4 => Heartbeat::SendPingAt(now + self.config.ping_interval),
             Version::V3 => {
@@ -128,13 +129,15 @@ impl Engine {
             self.admitted_unused -= 1;
             session.admitted = true;
         }
-        entry.insert(session);
+        self.sessions.insert(session);
         self.reschedule(key);
         key
     }
 
     fn open_packet(&self, key: SessionKey, can_upgrade: bool) -> Vec<u8> {
-        let session = &self.sessions[key as usize];
+        let Some(session) = self.sessions.get(key.0) else {
+            return Vec::new();
+        };
         eio::open_packet(
             session.id.as_str(),
             can_upgrade,
@@ -147,17 +150,19 @@ impl Engine {
     /// Closes a session (server side): a pending poll gets what is queued plus a close packet,
     /// a WebSocket gets what is queued plus a close frame. Emits [`Event::Close`].
     pub fn close(&mut self, key: SessionKey, reason: CloseReason) {
-        let Some(session) = self.sessions.get(key as usize) else {
+        let Some(session) = self.sessions.get(key.0) else {
             return;
         };
         if session.deferred {
             // What was broadcast to it goes out before the close.
             self.send_deferred();
-            if !self.sessions.contains(key as usize) {
+            if !self.sessions.contains(key.0) {
                 return;
             }
         }
-        let mut session = self.sessions.remove(key as usize);
+        let Some(mut session) = self.sessions.remove(key.0) else {
+            return;
+        };
         if let (true, Some(admission)) = (session.admitted, &self.admission) {
             admission.release(session.address.map(|a| a.ip()));
         }

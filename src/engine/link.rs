@@ -14,18 +14,16 @@ use super::session::{Transport, Upgrade};
 use super::{CloseReason, Engine, EngineError, SessionKey};
 use crate::codec::eio::{self, Version};
 use crate::codec::ws;
+use crate::key::Key;
 
 /// Spare link queues kept for reuse, and the largest capacity worth keeping (frames).
 const MAX_SPARE_QUEUES: usize = 4096;
 const MAX_SPARE_QUEUE_CAPACITY: usize = 1024;
 
-/// A WebSocket connection on its shard: a slab slot plus the generation that tells a reused
-/// slot from the connection that held it before (a finished task may still hold the old key).
+/// A WebSocket connection on its shard: its slot and generation (see `key::Slots`), so a
+/// finished task that still holds the key never reaches the connection that reuses the slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LinkKey {
-    index: u32,
-    generation: u32,
-}
+pub struct LinkKey(Key);
 
 /// What a WebSocket writer should do next.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,7 +37,6 @@ pub enum WriteBatch {
 /// One WebSocket connection's outbound side.
 #[derive(Debug)]
 pub(super) struct Link {
-    pub(super) generation: u32,
     pub(super) session: Option<SessionKey>,
     pub(super) version: Version,
     /// Frames for the writer; handed over whole (allocation included), so an idle link holds
@@ -54,9 +51,8 @@ pub(super) struct Link {
 }
 
 impl Link {
-    fn new(version: Version, generation: u32) -> Link {
+    fn new(version: Version) -> Link {
         Link {
-            generation,
             session: None,
             version,
             queue: Vec::new(),
@@ -70,27 +66,20 @@ impl Link {
 
 impl Engine {
     pub(super) fn insert_link(&mut self, version: Version) -> LinkKey {
-        let generation = self.next_link_generation;
-        self.next_link_generation = generation.wrapping_add(1);
-        let index = self.links.insert(Link::new(version, generation)) as u32;
-        LinkKey { index, generation }
+        LinkKey(self.links.insert(Link::new(version)))
     }
 
     pub(super) fn link(&self, key: LinkKey) -> Option<&Link> {
-        self.links
-            .get(key.index as usize)
-            .filter(|link| link.generation == key.generation)
+        self.links.get(key.0)
     }
 
     pub(super) fn link_mut(&mut self, key: LinkKey) -> Option<&mut Link> {
-        self.links
-            .get_mut(key.index as usize)
-            .filter(|link| link.generation == key.generation)
+        self.links.get_mut(key.0)
     }
 
     /// A WebSocket with a `sid`: starts an upgrade probe for a polling session.
     pub fn ws_upgrade(&mut self, key: SessionKey, now: Instant) -> Result<LinkKey, EngineError> {
-        let Some(session) = self.sessions.get(key as usize) else {
+        let Some(session) = self.sessions.get(key.0) else {
             return Err(EngineError::UnknownSid);
         };
         if !matches!(session.transport, Transport::Polling) {
@@ -101,7 +90,9 @@ impl Engine {
         if let Some(entry) = self.link_mut(link) {
             entry.session = Some(key);
         }
-        let session = &mut self.sessions[key as usize];
+        let Some(session) = self.sessions.get_mut(key.0) else {
+            return Err(EngineError::UnknownSid);
+        };
         session.transport = Transport::Upgrading {
             link,
             stage: Upgrade::Probing,
@@ -143,7 +134,7 @@ impl Engine {
                 let _ = self.handle_packet(key, now, packet, Some(link));
             }
             Err(error) => {
-                tracing::debug!(session = key, %error, "closing a WebSocket session: bad packet");
+                tracing::debug!(session = key.index(), %error, "closing a WebSocket session: bad packet");
                 self.end_link(
                     link,
                     Some(ws::close_frame(ws::CLOSE_NORMAL, "")),
@@ -239,7 +230,7 @@ impl Engine {
     pub fn ws_writer_done(&mut self, link: LinkKey) {
         if self.link(link).is_some() {
             self.end_link(link, None, CloseReason::TransportClose);
-            self.links.remove(link.index as usize);
+            self.links.remove(link.0);
         }
     }
 
@@ -262,7 +253,7 @@ impl Engine {
         let Some(key) = entry.session.take() else {
             return;
         };
-        let Some(session) = self.sessions.get_mut(key as usize) else {
+        let Some(session) = self.sessions.get_mut(key.0) else {
             return;
         };
         match session.transport {
@@ -277,11 +268,7 @@ impl Engine {
 
     pub(super) fn push_link(&mut self, link: LinkKey, frame: Bytes) {
         let spare_queues = &mut self.spare_queues;
-        let Some(entry) = self
-            .links
-            .get_mut(link.index as usize)
-            .filter(|entry| entry.generation == link.generation)
-        else {
+        let Some(entry) = self.links.get_mut(link.0) else {
             return;
         };
         if entry.closing.is_some() {

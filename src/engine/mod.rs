@@ -31,12 +31,12 @@ use std::sync::Arc;
 use std::task::Waker;
 
 use bytes::Bytes;
-use slab::Slab;
 
 use crate::codec::eio::Version;
 use crate::config::EngineConfig;
 use crate::deadline::DeadlineHeap;
 use crate::id::{Id, RandomPool};
+use crate::key::{Key, Slots};
 
 pub use admission::{Admission, AdmissionLimits};
 use link::Link;
@@ -47,8 +47,17 @@ pub use reply::{EngineError, PollReply, PollWaiter};
 pub use session::CloseReason;
 use session::{Session, Transport};
 
-/// A session's slab key on its shard.
-pub type SessionKey = u32;
+/// A session's key on its shard: its slot and generation (see `key::Slots`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey(pub(crate) Key);
+
+impl SessionKey {
+    /// The session's slot: small, dense and reused, fit to index a side table (whose entry
+    /// should keep the whole key to tell a reused slot's session from the one before).
+    pub fn index(self) -> usize {
+        self.0.index()
+    }
+}
 
 /// What a client's handshake request said: where it goes, which protocol, its query string
 /// and address (kept for the application, like Node's `handshake.query` / `address`).
@@ -148,9 +157,8 @@ pub struct SlowConsumerCounts {
 pub struct Engine {
     shard: u16,
     config: EngineConfig,
-    sessions: Slab<Session>,
-    links: Slab<Link>,
-    next_link_generation: u32,
+    sessions: Slots<Session>,
+    links: Slots<Link>,
     /// One live entry per session: (key, `Session::timer_generation`) (see `timer.rs`).
     deadlines: DeadlineHeap<(SessionKey, u32)>,
     events: VecDeque<Event>,
@@ -183,9 +191,8 @@ impl Engine {
         Engine {
             shard,
             config,
-            sessions: Slab::new(),
-            links: Slab::new(),
-            next_link_generation: 0,
+            sessions: Slots::default(),
+            links: Slots::default(),
             deadlines: DeadlineHeap::new(),
             events: VecDeque::new(),
             dirty: Vec::new(),
@@ -213,33 +220,33 @@ impl Engine {
 
     /// The id of a session.
     pub fn id(&self, key: SessionKey) -> Option<Id> {
-        self.sessions.get(key as usize).map(|s| s.id)
+        self.sessions.get(key.0).map(|s| s.id)
     }
 
     /// The application endpoint a session belongs to.
     pub fn endpoint(&self, key: SessionKey) -> Option<u8> {
-        self.sessions.get(key as usize).map(|s| s.endpoint)
+        self.sessions.get(key.0).map(|s| s.endpoint)
     }
 
     /// The handshake query string of a session.
     pub fn query(&self, key: SessionKey) -> Option<&str> {
-        self.sessions.get(key as usize).map(|s| &*s.query)
+        self.sessions.get(key.0).map(|s| &*s.query)
     }
 
     /// The client address of a session, when known.
     pub fn address(&self, key: SessionKey) -> Option<SocketAddr> {
-        self.sessions.get(key as usize).and_then(|s| s.address)
+        self.sessions.get(key.0).and_then(|s| s.address)
     }
 
     /// The protocol version of a session.
     pub fn version(&self, key: SessionKey) -> Option<Version> {
-        self.sessions.get(key as usize).map(|s| s.version)
+        self.sessions.get(key.0).map(|s| s.version)
     }
 
     /// The transport that carries a session now, as Socket.IO names it: `"polling"` (an
     /// upgrade probe included, until [`Event::Upgraded`]) or `"websocket"`.
     pub fn transport_name(&self, key: SessionKey) -> Option<&'static str> {
-        self.sessions.get(key as usize).map(|s| match s.transport {
+        self.sessions.get(key.0).map(|s| match s.transport {
             Transport::Polling | Transport::Upgrading { .. } => "polling",
             Transport::WebSocket(_) => "websocket",
         })
@@ -248,9 +255,10 @@ impl Engine {
     /// Finds a session by the id a peer sent.
     pub fn find(&self, id: &str) -> Result<SessionKey, EngineError> {
         let id = Id::parse(id).ok_or(EngineError::UnknownSid)?;
-        let key = id.key();
-        match self.sessions.get(key as usize) {
-            Some(session) if id.shard() == self.shard && session.id == id => Ok(key),
+        match self.sessions.get_by_index(id.key() as usize) {
+            Some((key, session)) if id.shard() == self.shard && session.id == id => {
+                Ok(SessionKey(key))
+            }
             _ => Err(EngineError::UnknownSid),
         }
     }

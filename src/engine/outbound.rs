@@ -83,7 +83,7 @@ impl Engine {
         frames: &[Frame],
         volatile: bool,
     ) -> Result<(), SendError> {
-        if self.sessions.get(key as usize).is_some_and(|s| s.deferred) {
+        if self.sessions.get(key.0).is_some_and(|s| s.deferred) {
             self.send_deferred();
         }
         self.queue(key, &mut Joined::new(frames), volatile)
@@ -105,7 +105,7 @@ impl Engine {
         }
         let mut live = 0;
         for &key in &recipients {
-            if let Some(session) = self.sessions.get_mut(key as usize) {
+            if let Some(session) = self.sessions.get_mut(key.0) {
                 session.deferred = true;
                 live += 1;
             }
@@ -145,7 +145,7 @@ impl Engine {
         for run in runs.drain(..) {
             let mut joined = Joined::new(&run.frames);
             for &key in &run.recipients {
-                let Some(session) = self.sessions.get_mut(key as usize) else {
+                let Some(session) = self.sessions.get_mut(key.0) else {
                     continue;
                 };
                 session.deferred = false;
@@ -177,7 +177,7 @@ impl Engine {
         frames: &mut Joined<'_>,
         volatile: bool,
     ) -> Result<(), SendError> {
-        let Some(session) = self.sessions.get_mut(key as usize) else {
+        let Some(session) = self.sessions.get_mut(key.0) else {
             return Err(SendError::Closed);
         };
         match session.transport {

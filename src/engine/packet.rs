@@ -22,7 +22,7 @@ impl Engine {
         packet: Packet,
         via: Option<LinkKey>,
     ) -> Result<(), CloseReason> {
-        let Some(session) = self.sessions.get_mut(key as usize) else {
+        let Some(session) = self.sessions.get_mut(key.0) else {
             return Err(CloseReason::TransportClose);
         };
         let on_probe = matches!(
@@ -80,7 +80,9 @@ impl Engine {
         now: Instant,
         packet: Packet,
     ) -> Result<(), CloseReason> {
-        let session = &mut self.sessions[key as usize];
+        let Some(session) = self.sessions.get_mut(key.0) else {
+            return Ok(());
+        };
         let Transport::Upgrading { link, stage } = session.transport else {
             return Ok(());
         };
@@ -132,7 +134,7 @@ impl Engine {
     /// Once `3probe` is out, the client waits for its pending poll to end before it sends `5`:
     /// the first poll (pending or next) gets a noop at once (conformance.md §5.1 #23).
     pub(super) fn release_probed_poll(&mut self, key: SessionKey) {
-        let Some(session) = self.sessions.get_mut(key as usize) else {
+        let Some(session) = self.sessions.get_mut(key.0) else {
             return;
         };
         let Transport::Upgrading {

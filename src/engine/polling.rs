@@ -18,7 +18,7 @@ use crate::id::Id;
 impl Engine {
     /// A polling GET: answered now if frames wait, else when the next frame is sent.
     pub fn polling_get(&mut self, key: SessionKey, waiter: PollWaiter) {
-        let Some(session) = self.sessions.get_mut(key as usize) else {
+        let Some(session) = self.sessions.get_mut(key.0) else {
             let _ = waiter.send(PollReply::error(EngineError::UnknownSid));
             return;
         };
@@ -57,7 +57,7 @@ impl Engine {
 
     /// The connection holding this session's GET went away: the client is gone.
     pub fn polling_aborted(&mut self, key: SessionKey) {
-        let Some(session) = self.sessions.get_mut(key as usize) else {
+        let Some(session) = self.sessions.get_mut(key.0) else {
             return;
         };
         if session.poll.take().is_some() {
@@ -73,7 +73,7 @@ impl Engine {
         body: Bytes,
         binary_body: bool,
     ) -> PollReply {
-        let Some(session) = self.sessions.get(key as usize) else {
+        let Some(session) = self.sessions.get(key.0) else {
             return PollReply::error(EngineError::UnknownSid);
         };
         if matches!(session.transport, Transport::WebSocket(_)) {
@@ -91,7 +91,7 @@ impl Engine {
         let packets = match eio::decode_payload(body, version, binary_body) {
             Ok(packets) => packets,
             Err(error) => {
-                tracing::debug!(session = key, %error, "closing a polling session: bad payload");
+                tracing::debug!(session = key.index(), %error, "closing a polling session: bad payload");
                 self.close(key, CloseReason::ParseError);
                 return PollReply::error(EngineError::BadRequest);
             }
@@ -100,7 +100,7 @@ impl Engine {
             if self.handle_packet(key, now, packet, None).is_err() {
                 return PollReply::error(EngineError::BadRequest);
             }
-            if !self.sessions.contains(key as usize) {
+            if !self.sessions.contains(key.0) {
                 break;
             }
         }
@@ -109,7 +109,7 @@ impl Engine {
 
     /// Answers the pending GET if frames are queued.
     pub(super) fn answer_poll(&mut self, key: SessionKey) {
-        let Some(session) = self.sessions.get_mut(key as usize) else {
+        let Some(session) = self.sessions.get_mut(key.0) else {
             return;
         };
         if session.outbox.is_empty() || session.poll.is_none() {

@@ -7,12 +7,11 @@
 
 use std::time::Instant;
 
-use slab::Slab;
-
 use super::session::{Heartbeat, Session, Transport};
 use super::{CloseReason, Engine, SessionKey};
 use crate::codec::frame::Frame;
 use crate::codec::ws;
+use crate::key::Slots;
 
 impl Engine {
     /// When [`Engine::handle_timeouts`] must run next.
@@ -32,7 +31,7 @@ impl Engine {
             let Some((_, (key, _))) = due else {
                 break;
             };
-            let Some(session) = self.sessions.get_mut(key as usize) else {
+            let Some(session) = self.sessions.get_mut(key.0) else {
                 continue;
             };
             if let Some(deadline) = session.upgrade_deadline {
@@ -47,7 +46,7 @@ impl Engine {
                     }
                 }
             }
-            let Some(session) = self.sessions.get_mut(key as usize) else {
+            let Some(session) = self.sessions.get_mut(key.0) else {
                 continue;
             };
             match session.heartbeat {
@@ -68,7 +67,7 @@ impl Engine {
     }
 
     pub(super) fn reschedule(&mut self, key: SessionKey) {
-        let Some(session) = self.sessions.get_mut(key as usize) else {
+        let Some(session) = self.sessions.get_mut(key.0) else {
             return;
         };
         let mut at = session.heartbeat.due();
@@ -88,8 +87,8 @@ impl Engine {
 }
 
 /// Whether a deadline entry is its session's current one.
-pub(super) fn is_live(sessions: &Slab<Session>, key: SessionKey, generation: u32) -> bool {
+pub(super) fn is_live(sessions: &Slots<Session>, key: SessionKey, generation: u32) -> bool {
     sessions
-        .get(key as usize)
+        .get(key.0)
         .is_some_and(|s| s.timer_generation == generation)
 }

@@ -162,7 +162,9 @@ fn admit(io: &Rc<Io>, session: SessionKey, version: Version, ns: usize, handshak
         let id: Arc<str> = match version {
             Version::V3 if &*name == "/" => Arc::from(engine_id.as_str()),
             Version::V3 => Arc::from(format!("{name}#{engine_id}")),
-            Version::V4 => Arc::from(Id::generate(io.shard, key.0, &mut state.random).as_str()),
+            Version::V4 => {
+                Arc::from(Id::generate(io.shard, key.index() as u32, &mut state.random).as_str())
+            }
         };
         let socket = state.insert_socket(SocketState {
             id: id.clone(),

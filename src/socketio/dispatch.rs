@@ -46,17 +46,15 @@ pub(super) fn on_open(io: &Rc<Io>, session: SessionKey) {
     let deadline = io.now() + io.config.connect_timeout;
     {
         let mut state = io.state.borrow_mut();
-        state.clients.insert(
+        state.clients.insert(Client {
             session,
-            Client {
-                version,
-                // Room for one namespace, the usual case.
-                sockets: Vec::with_capacity(1),
-                connecting: Vec::new(),
-                assembling: None,
-                connect_deadline: Some(deadline),
-            },
-        );
+            version,
+            // Room for one namespace, the usual case.
+            sockets: Vec::with_capacity(1),
+            connecting: Vec::new(),
+            assembling: None,
+            connect_deadline: Some(deadline),
+        });
         state.push_timer(deadline, Timer::Connect(session));
     }
     if version == Version::V3 {

@@ -1,8 +1,8 @@
 //! The handles handlers get: [`Socket`] (one connected socket) and [`AckSender`] (answer a
 //! client's ack request).
 //!
-//! Handles are shard-local (`!Send`): they hold the shard's `Rc<Io>` and a slab key checked
-//! against the socket id, so a handle kept past its socket's life does nothing.
+//! Handles are shard-local (`!Send`): they hold the shard's `Rc<Io>` and the socket's
+//! generational key, so a handle kept past its socket's life does nothing.
 
 use std::fmt;
 use std::future::Future;
@@ -240,19 +240,12 @@ impl Socket {
 
     fn with_socket_mut<T>(&self, f: impl FnOnce(&mut SocketState) -> T) -> Option<T> {
         let mut state = self.io.state.borrow_mut();
-        let socket = state.socket_mut(self.key)?;
-        if socket.id != self.id {
-            return None;
-        }
-        Some(f(socket))
+        state.socket_mut(self.key).map(f)
     }
 
     fn with_state<T>(&self, f: impl FnOnce(&State, &SocketState) -> T) -> Option<T> {
         let state = self.io.state.borrow();
         let socket = state.socket(self.key)?;
-        if socket.id != self.id {
-            return None;
-        }
         Some(f(&state, socket))
     }
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use slab::Slab;
 
 use super::ack::AckHandler;
 use super::namespace::Namespace;
@@ -18,15 +17,18 @@ use crate::codec::sio::Assembler;
 use crate::deadline::DeadlineHeap;
 use crate::engine::SessionKey;
 use crate::id::RandomPool;
+use crate::key::{Key, Slots};
 use crate::rooms::Rooms;
 
-/// A socket's slab key on its shard (not to be confused with its client's [`SessionKey`]).
+/// A socket's key on its shard: slot and generation (not to be confused with its client's
+/// [`SessionKey`]). A handle kept past its socket's life names nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct SocketKey(pub(crate) u32);
+pub(crate) struct SocketKey(Key);
 
 impl SocketKey {
-    fn index(self) -> usize {
-        self.0 as usize
+    /// The slot, which the socket's id carries.
+    pub(crate) fn index(self) -> usize {
+        self.0.index()
     }
 }
 
@@ -48,6 +50,8 @@ pub(crate) struct SocketState {
 }
 
 pub(crate) struct Client {
+    /// Its session's whole key: a reused slot's new session is another client.
+    pub(crate) session: SessionKey,
     pub(crate) version: Version,
     /// (namespace index, socket) for every namespace joined.
     pub(crate) sockets: Vec<(usize, SocketKey)>,
@@ -59,22 +63,26 @@ pub(crate) struct Client {
     pub(crate) connect_deadline: Option<Instant>,
 }
 
-/// Clients by session key. Session keys are the engine's slab keys (small, dense, reused), so a
-/// vector indexed by them holds each client in one slot, smaller than a hash map would.
+/// Clients by session. Session slots are small, dense and reused, so a vector indexed by them
+/// holds each client in one slot, smaller than a hash map would; the client keeps its whole
+/// session key, so a stale key finds nothing.
 #[derive(Default)]
 pub(crate) struct Clients(Vec<Option<Client>>);
 
 impl Clients {
     pub(crate) fn get(&self, session: SessionKey) -> Option<&Client> {
-        self.0.get(session as usize)?.as_ref()
+        let client = self.0.get(session.index())?.as_ref()?;
+        (client.session == session).then_some(client)
     }
 
     pub(crate) fn get_mut(&mut self, session: SessionKey) -> Option<&mut Client> {
-        self.0.get_mut(session as usize)?.as_mut()
+        let client = self.0.get_mut(session.index())?.as_mut()?;
+        (client.session == session).then_some(client)
     }
 
-    pub(crate) fn insert(&mut self, session: SessionKey, client: Client) {
-        let index = session as usize;
+    /// Adds the client of its session (replacing whatever the slot held).
+    pub(crate) fn insert(&mut self, client: Client) {
+        let index = client.session.index();
         if index >= self.0.len() {
             self.0.resize_with(index + 1, || None);
         }
@@ -82,7 +90,8 @@ impl Clients {
     }
 
     pub(crate) fn remove(&mut self, session: SessionKey) -> Option<Client> {
-        self.0.get_mut(session as usize)?.take()
+        self.get(session)?;
+        self.0.get_mut(session.index())?.take()
     }
 
     fn count(&self) -> usize {
@@ -94,7 +103,7 @@ impl Clients {
 pub(crate) struct NamespaceState {
     pub(crate) name: Arc<str>,
     pub(crate) handlers: Arc<Namespace>,
-    pub(crate) rooms: Rooms,
+    pub(crate) rooms: Rooms<SocketKey>,
     pub(crate) members: HashSet<SocketKey>,
 }
 
@@ -124,7 +133,7 @@ pub(crate) struct State {
     pub(crate) namespaces: Vec<NamespaceState>,
     by_name: HashMap<Arc<str>, usize>,
     pub(crate) clients: Clients,
-    sockets: Slab<SocketState>,
+    sockets: Slots<SocketState>,
     timers: DeadlineHeap<Timer>,
     next_ack: u64,
     pub(crate) random: RandomPool,
@@ -138,7 +147,7 @@ impl State {
             namespaces: Vec::new(),
             by_name: HashMap::new(),
             clients: Clients::default(),
-            sockets: Slab::new(),
+            sockets: Slots::default(),
             timers: DeadlineHeap::new(),
             next_ack: 0,
             random: RandomPool::new(),
@@ -150,22 +159,22 @@ impl State {
     }
 
     pub(crate) fn socket(&self, key: SocketKey) -> Option<&SocketState> {
-        self.sockets.get(key.index())
+        self.sockets.get(key.0)
     }
 
     pub(crate) fn socket_mut(&mut self, key: SocketKey) -> Option<&mut SocketState> {
-        self.sockets.get_mut(key.index())
+        self.sockets.get_mut(key.0)
     }
 
     /// The key the next inserted socket gets.
     pub(crate) fn vacant_socket(&self) -> SocketKey {
-        SocketKey(self.sockets.vacant_key() as u32)
+        SocketKey(self.sockets.vacant_key())
     }
 
     /// Adds a socket to its namespace and to the room named by its id.
     pub(crate) fn insert_socket(&mut self, socket: SocketState) -> SocketKey {
         let (ns, id) = (socket.ns, socket.id.clone());
-        let key = SocketKey(self.sockets.insert(socket) as u32);
+        let key = SocketKey(self.sockets.insert(socket));
         self.namespaces[ns].members.insert(key);
         self.join(key, id, usize::MAX);
         key
@@ -173,10 +182,10 @@ impl State {
 
     /// Takes a socket out of its namespace and every room.
     pub(crate) fn remove_socket(&mut self, key: SocketKey) -> Option<SocketState> {
-        let socket = self.sockets.try_remove(key.index())?;
+        let socket = self.sockets.remove(key.0)?;
         let nsp = &mut self.namespaces[socket.ns];
         for room in &socket.rooms {
-            nsp.rooms.leave(room, key.0);
+            nsp.rooms.leave(room, key);
         }
         nsp.members.remove(&key);
         Some(socket)
@@ -189,7 +198,7 @@ impl State {
             return false;
         }
         self.clients = Clients::default();
-        self.sockets = Slab::new();
+        self.sockets.release_if_empty();
         self.timers = DeadlineHeap::new();
         for nsp in &mut self.namespaces {
             nsp.rooms.shrink_if_empty();
@@ -297,12 +306,12 @@ impl State {
         room: impl AsRef<str> + Into<Arc<str>>,
         max_rooms: usize,
     ) -> Option<bool> {
-        let state = self.sockets.get_mut(socket.index())?;
+        let state = self.sockets.get_mut(socket.0)?;
         if state.rooms.len() >= max_rooms {
             let member = state.rooms.iter().any(|r| **r == *room.as_ref());
             return member.then_some(false);
         }
-        match self.namespaces[state.ns].rooms.join_shared(room, socket.0) {
+        match self.namespaces[state.ns].rooms.join_shared(room, socket) {
             Some(name) => {
                 state.rooms.push(name);
                 Some(true)
@@ -313,10 +322,10 @@ impl State {
 
     /// Takes `socket` out of `room`; true if it was in it.
     pub(crate) fn leave(&mut self, socket: SocketKey, room: &str) -> bool {
-        let Some(state) = self.sockets.get_mut(socket.index()) else {
+        let Some(state) = self.sockets.get_mut(socket.0) else {
             return false;
         };
-        if self.namespaces[state.ns].rooms.leave(room, socket.0) {
+        if self.namespaces[state.ns].rooms.leave(room, socket) {
             state.rooms.retain(|r| &**r != room);
             return true;
         }
@@ -336,10 +345,10 @@ impl State {
             return;
         };
         let sockets = &self.sockets;
-        let members = nsp.members.iter().map(|key| key.0);
+        let members = nsp.members.iter().copied();
         nsp.rooms.for_each_target(rooms, except, members, |key| {
-            if let Some(state) = sockets.get(key as usize) {
-                visit(SocketKey(key), state.session);
+            if let Some(state) = sockets.get(key.0) {
+                visit(key, state.session);
             }
         });
     }
@@ -347,13 +356,13 @@ impl State {
 
 /// Whether a timer entry still means something: its client waits for a CONNECT until then, or
 /// its ack is still pending.
-fn is_live(clients: &Clients, sockets: &Slab<SocketState>, at: Instant, timer: Timer) -> bool {
+fn is_live(clients: &Clients, sockets: &Slots<SocketState>, at: Instant, timer: Timer) -> bool {
     match timer {
         Timer::Connect(session) => clients
             .get(session)
             .is_some_and(|c| c.connect_deadline == Some(at)),
         Timer::Ack(socket, id) => sockets
-            .get(socket.index())
+            .get(socket.0)
             .is_some_and(|s| s.acks.contains_key(&id)),
     }
 }
