@@ -23,6 +23,7 @@ use ringcast::internals::codec::eio::Version;
 use ringcast::internals::codec::ws;
 use ringcast::internals::engine::{Engine, LinkKey, Peer, SessionKey};
 use ringcast::internals::socketio::{encode_event, Io, IoMsg, LocalTask, Namespaces, ShardHooks};
+use ringcast::ShardId;
 use ringcast::{Args, EngineConfig, Namespace, SocketIoConfig};
 
 /// Recipient counts.
@@ -148,7 +149,7 @@ fn handout(c: &mut Criterion) {
         );
 
         // What the Socket.IO layer calls for each recipient: `Engine::send` on a WebSocket link.
-        let mut engine = Engine::new(0, EngineConfig::default());
+        let mut engine = Engine::new(ShardId::new(0), EngineConfig::default());
         let (keys, links): (Vec<SessionKey>, Vec<LinkKey>) =
             (0..n).map(|_| engine.open_websocket(now, peer())).unzip();
         while engine.next_event().is_some() {}
@@ -194,7 +195,10 @@ struct Shard {
 impl Shard {
     fn new(n: usize) -> Shard {
         let now = Instant::now();
-        let engine = Rc::new(RefCell::new(Engine::new(0, EngineConfig::default())));
+        let engine = Rc::new(RefCell::new(Engine::new(
+            ShardId::new(0),
+            EngineConfig::default(),
+        )));
         let mut namespaces = Namespaces::default();
         namespaces.declare(
             "/",
@@ -203,13 +207,13 @@ impl Shard {
             }),
         );
         let io = Io::new(
-            0,
+            ShardId::new(0),
             1,
             engine.clone(),
             SocketIoConfig::default(),
             Arc::new(namespaces),
             ShardHooks {
-                peers: Box::new(|_: u16, _: IoMsg| {}),
+                peers: Box::new(|_: ShardId, _: IoMsg| {}),
                 spawn: Box::new(|_: LocalTask| {}),
             },
             now,

@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::key::ShardId;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
@@ -22,9 +24,9 @@ pub struct Id([u8; ID_LEN]);
 
 impl Id {
     /// A fresh id owned by `shard` at slab `key`, with 96 random bits.
-    pub fn generate(shard: u16, key: u32, random: &mut RandomPool) -> Id {
+    pub fn generate(shard: ShardId, key: u32, random: &mut RandomPool) -> Id {
         let mut raw = [0u8; RAW_LEN];
-        raw[..2].copy_from_slice(&shard.to_be_bytes());
+        raw[..2].copy_from_slice(&shard.get().to_be_bytes());
         raw[2..6].copy_from_slice(&key.to_be_bytes());
         random.fill(&mut raw[6..]);
         let mut text = [0u8; ID_LEN];
@@ -47,9 +49,9 @@ impl Id {
     }
 
     /// The shard that owns this id.
-    pub fn shard(&self) -> u16 {
+    pub fn shard(&self) -> ShardId {
         let raw = self.prefix();
-        u16::from_be_bytes([raw[0], raw[1]])
+        ShardId::new(u16::from_be_bytes([raw[0], raw[1]]))
     }
 
     /// The slab key on the owning shard.
@@ -140,19 +142,19 @@ mod tests {
     fn ids_round_trip_shard_and_key() {
         let mut pool = RandomPool::new();
         for (shard, key) in [(0, 0), (1, 7), (15, 123_456), (u16::MAX, u32::MAX)] {
-            let id = Id::generate(shard, key, &mut pool);
+            let id = Id::generate(ShardId::new(shard), key, &mut pool);
             assert_eq!(id.as_str().len(), ID_LEN);
             let parsed = Id::parse(id.as_str()).unwrap();
             assert_eq!(parsed, id);
-            assert_eq!((parsed.shard(), parsed.key()), (shard, key));
+            assert_eq!((parsed.shard().get(), parsed.key()), (shard, key));
         }
     }
 
     #[test]
     fn ids_are_unique() {
         let mut pool = RandomPool::new();
-        let a = Id::generate(0, 0, &mut pool);
-        let b = Id::generate(0, 0, &mut pool);
+        let a = Id::generate(ShardId::new(0), 0, &mut pool);
+        let b = Id::generate(ShardId::new(0), 0, &mut pool);
         assert_ne!(a, b);
     }
 

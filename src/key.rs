@@ -4,9 +4,43 @@
 //! entry that reuses the slot. Engine sessions and WebSocket links and Socket.IO sockets are
 //! kept this way, each behind its own newtype so that one kind of key can't stand for another.
 //!
+//! Also the shard index ([`ShardId`]), so that it is never just one more `u16`.
+//!
 //! Pure data: nothing of the crate, no I/O.
 
+use std::fmt;
+
+use serde::Serialize;
 use slab::Slab;
+
+/// One shard of this process, by its index (`0..cores`): named in session and socket ids, the
+/// bus's address of the shard, and where answers go back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ShardId(u16);
+
+impl ShardId {
+    /// The shard with this index.
+    pub const fn new(index: u16) -> ShardId {
+        ShardId(index)
+    }
+
+    /// The index, as the bus and per-shard tables take it.
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
+    /// The index as the ids carry it.
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl fmt::Display for ShardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// A slot and the generation of the entry it names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -44,6 +44,7 @@ pub use config::{
     Config, CorsConfig, EngineConfig, HttpConfig, SlowConsumerPolicy, SocketIoConfig,
 };
 pub use engine::{CloseReason, SendError};
+pub use key::ShardId;
 pub use server::{Server, ServerBuilder, ServerHandle, ServerOperator};
 pub use socketio::{
     AckError, AckSender, Args, BroadcastAcks, BroadcastOperator, ConnectError, DisconnectReason,
@@ -97,6 +98,10 @@ pub mod internals {
     /// Engine.IO sessions (`crate::engine`).
     pub mod engine {
         pub use crate::engine::{pump, Engine, Event, LinkKey, Peer, PollReply, SessionKey};
+    }
+    /// Generational keys and shard indexes (`crate::key`).
+    pub mod key {
+        pub use crate::key::{Key, Slots};
     }
     /// One shard's room index (`crate::rooms`).
     pub mod rooms {

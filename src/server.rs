@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::bus;
 use crate::config::{normalize_path, Config};
 use crate::engine::{Admission, AdmissionLimits};
+use crate::key::ShardId;
 use crate::shard::{self, App, Control, Plan, ShardMsg};
 use crate::socketio::{
     Args, BroadcastAcks, BroadcastOperator, Command, Namespace, Namespaces, Observer, OpError,
@@ -87,7 +88,7 @@ impl ServerBuilder {
     /// that shard's thread only (see [`Observer`]).
     pub fn observer(
         mut self,
-        make: impl Fn(u16) -> Box<dyn Observer> + Send + Sync + 'static,
+        make: impl Fn(ShardId) -> Box<dyn Observer> + Send + Sync + 'static,
     ) -> Self {
         self.namespaces.observer = Some(Arc::new(make));
         self
@@ -160,7 +161,8 @@ impl ServerBuilder {
                     if let (true, Some(core)) = (pin, core) {
                         core_affinity::set_for_current(core);
                     }
-                    if let Err(error) = shard::run(index as u16, plan, listener, end) {
+                    if let Err(error) = shard::run(ShardId::new(index as u16), plan, listener, end)
+                    {
                         tracing::error!(shard = index, %error, "shard failed");
                     }
                 })?;

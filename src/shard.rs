@@ -19,6 +19,7 @@ use crate::codec::http::{Cors, Method};
 use crate::config::{Config, EngineConfig, HttpConfig};
 use crate::engine::{self, Admission, Engine, Event};
 use crate::gather::{Collector, Finished, Gather, RequestId};
+use crate::key::ShardId;
 use crate::net::{self, Forward, Host};
 use crate::socketio::{Command, Io, IoMsg, LocalTask, Namespaces, ShardHooks};
 use crate::stats::{Report, ShardCounts};
@@ -33,15 +34,15 @@ pub(crate) enum ShardMsg {
     /// A request for a session this shard owns.
     Net(Forward),
     /// Socket.IO broadcasts, operations and their answers.
-    Io(u16, IoMsg),
+    Io(ShardId, IoMsg),
     /// Work from outside the shards (`ServerHandle::of`).
     Command(Command),
     /// Report this shard's counts to shard `from` (for the stats endpoint).
-    Stats { from: u16, request: RequestId },
+    Stats { from: ShardId, request: RequestId },
     /// One shard's counts, the answer to a `Stats` request.
     Counts {
         request: RequestId,
-        shard: u16,
+        shard: ShardId,
         counts: ShardCounts,
     },
     /// Stop the shard now (connections are dropped).
@@ -86,7 +87,7 @@ pub(crate) struct Plan {
 
 /// One shard's state, shared by its tasks through `Rc`.
 pub(crate) struct Shard {
-    id: u16,
+    id: ShardId,
     shards: u16,
     plan: Arc<Plan>,
     engine: Rc<RefCell<Engine>>,
@@ -100,7 +101,7 @@ pub(crate) struct Shard {
     /// HTTP requests read and not yet answered (see `Host::requests_in_flight`).
     requests_in_flight: Cell<usize>,
     /// Requests this shard sent to every shard (the stats endpoint's), waiting for answers.
-    requests: RefCell<Gather<(u16, ShardCounts)>>,
+    requests: RefCell<Gather<(ShardId, ShardCounts)>>,
     /// Whether the memory grown for the last crowd was given back since the shard went idle.
     idle_memory_released: Cell<bool>,
     /// The accept loop's waker while it waits for a shutdown to begin.
@@ -198,7 +199,7 @@ impl Shard {
                     shard,
                     counts,
                 };
-                self.bus.send(from as usize, answer);
+                self.bus.send(from.index(), answer);
             }
             ShardMsg::Counts {
                 request,
@@ -279,7 +280,7 @@ impl Host for Shard {
         &self.cors
     }
 
-    fn shard(&self) -> u16 {
+    fn shard(&self) -> ShardId {
         self.id
     }
 
@@ -312,8 +313,8 @@ impl Host for Shard {
         &self.requests_in_flight
     }
 
-    fn forward(&self, to: u16, forward: Forward) {
-        self.bus.send(to as usize, ShardMsg::Net(forward));
+    fn forward(&self, to: ShardId, forward: Forward) {
+        self.bus.send(to.index(), ShardMsg::Net(forward));
     }
 }
 
@@ -362,9 +363,9 @@ struct StatsCollector {
     done: futures_channel::oneshot::Sender<Vec<ShardCounts>>,
 }
 
-impl Collector<(u16, ShardCounts)> for StatsCollector {
-    fn add(&mut self, (shard, counts): (u16, ShardCounts)) -> usize {
-        if let Some(slot) = self.shards.get_mut(shard as usize) {
+impl Collector<(ShardId, ShardCounts)> for StatsCollector {
+    fn add(&mut self, (shard, counts): (ShardId, ShardCounts)) -> usize {
+        if let Some(slot) = self.shards.get_mut(shard.index()) {
             *slot = counts;
         }
         0
@@ -378,7 +379,7 @@ impl Collector<(u16, ShardCounts)> for StatsCollector {
 
 /// Runs shard `id` on the current thread until stopped.
 pub(crate) fn run(
-    id: u16,
+    id: ShardId,
     plan: Arc<Plan>,
     listener: std::net::TcpListener,
     bus: bus::Endpoint<ShardMsg>,
@@ -419,7 +420,7 @@ fn cooperative_uring() -> io_uring::Builder {
 
 /// Everything one shard runs, until it is told to stop.
 async fn serve(
-    id: u16,
+    id: ShardId,
     plan: Arc<Plan>,
     listener: std::net::TcpListener,
     bus: bus::Endpoint<ShardMsg>,
@@ -454,7 +455,7 @@ async fn serve(
         plan.config.socketio.clone(),
         plan.namespaces.clone(),
         ShardHooks {
-            peers: Box::new(move |to, msg| peers_bus.send(to as usize, ShardMsg::Io(id, msg))),
+            peers: Box::new(move |to, msg| peers_bus.send(to.index(), ShardMsg::Io(id, msg))),
             spawn: spawner,
         },
         Instant::now(),
@@ -507,7 +508,7 @@ async fn serve(
             .control
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(running) = control.running.get_mut(id as usize) {
+        if let Some(running) = control.running.get_mut(id.index()) {
             *running = false;
         }
     }
@@ -536,10 +537,10 @@ async fn deferred_loop(shard: Rc<Shard>) {
 async fn stop_when_drained(shard: Rc<Shard>, deadline: Instant, idle: Arc<[AtomicBool]>) {
     loop {
         let now_idle = shard.engine.borrow().is_empty() && shard.requests_in_flight.get() == 0;
-        idle[shard.id as usize].store(now_idle, Ordering::Release);
+        idle[shard.id.index()].store(now_idle, Ordering::Release);
         let all_idle = idle.iter().all(|shard| shard.load(Ordering::Acquire));
         if all_idle || Instant::now() >= deadline {
-            shard.bus.send(shard.id as usize, ShardMsg::Stop);
+            shard.bus.send(shard.id.index(), ShardMsg::Stop);
             return;
         }
         monoio::time::sleep(Duration::from_millis(5)).await;

@@ -38,6 +38,7 @@ const RULES: &[(&str, &[&str])] = &[
     // Pure data structures: instants come in as arguments, nothing of the crate goes in.
     ("deadline.rs", &["monoio", "crate::", "Instant::now"]),
     ("gather.rs", &["monoio", "crate::", "Instant::now"]),
+    ("key.rs", &["monoio", "crate::", "Instant::now"]),
     ("bus.rs", &["crate::"]),
     (
         "socketio",

@@ -17,7 +17,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ringcast::{Args, DisconnectReason, Message, Namespace, Observer, OpError, Server, Socket};
+use ringcast::{
+    Args, DisconnectReason, Message, Namespace, Observer, OpError, Server, ShardId, Socket,
+};
 use serde_json::json;
 
 use support::{collect, last_json_line, TestServer};
@@ -65,7 +67,7 @@ fn operations_from_outside_reach_sockets_on_every_shard() {
         .block_on(handle.of("/").fetch_sockets())
         .expect("fetched");
     assert_eq!(sockets.len(), ids.len());
-    let shards: HashSet<u16> = sockets.iter().map(|s| s.shard).collect();
+    let shards: HashSet<ShardId> = sockets.iter().map(|s| s.shard).collect();
     assert_eq!(shards.len(), 4, "sockets on every shard");
     for socket in &sockets {
         let index = ids
@@ -224,7 +226,7 @@ fn an_operation_waiting_for_a_busy_shard_times_out() {
                 let _ = ack.send(&json_arg(answer));
             });
         });
-    let server = TestServer::start(Server::builder().namespace("/", ns));
+    let server = TestServer::start_with_shards(Server::builder().namespace("/", ns), 4);
     let report = server.run_script_json("blocked_shard.mjs");
     assert!(report["clients"].as_u64().is_some_and(|n| n >= 2));
 }
@@ -278,7 +280,7 @@ fn the_observer_hears_each_socket_in_order() {
     let builder = Server::builder()
         .namespace("/", ringcast::apps::builtin_namespace())
         .observer(move |_shard| Box::new(Recorder { log: sink.clone() }));
-    let server = TestServer::start(builder);
+    let server = TestServer::start_with_shards(builder, 4);
     let report = server.run_script_json("observed.mjs");
     let (a, b) = (
         report["a"].as_str().expect("a").to_owned(),

@@ -11,8 +11,8 @@ use ringcast::{
     apps, AckError, AckSender, Args, BroadcastAcks, BroadcastOperator, CloseReason, Config,
     ConnectError, CorsConfig, DisconnectReason, EngineConfig, Handshake, HandshakeInfo, HttpConfig,
     JsonError, Message, MiddlewareFuture, Namespace, Observer, OpError, OpFuture, SendError,
-    Server, ServerBuilder, ServerHandle, ServerOperator, SlowConsumerPolicy, Socket, SocketInfo,
-    SocketIoConfig,
+    Server, ServerBuilder, ServerHandle, ServerOperator, ShardId, SlowConsumerPolicy, Socket,
+    SocketInfo, SocketIoConfig,
 };
 use tungstenite::protocol::WebSocket;
 
@@ -43,7 +43,7 @@ fn every_root_export_can_be_named() {
             AckError,
             BroadcastAcks,
         ),
-        (SendError, CloseReason, JsonError, MiddlewareFuture),
+        (SendError, CloseReason, JsonError, MiddlewareFuture, ShardId),
         (Config, EngineConfig, HttpConfig, SocketIoConfig, CorsConfig),
         SlowConsumerPolicy,
     );

@@ -19,6 +19,7 @@ use ringcast::internals::codec::frame::Frame;
 use ringcast::internals::codec::{http, json, sio, ws};
 use ringcast::internals::engine::{Engine, Event, LinkKey, Peer, PollReply, SessionKey};
 use ringcast::internals::rooms::Rooms;
+use ringcast::ShardId;
 use ringcast::{CloseReason, EngineConfig};
 
 /// A target's body: takes any bytes, panics if an invariant breaks.
@@ -344,7 +345,7 @@ pub fn engine_session(data: &[u8]) {
         allow_eio3: true,
         ..EngineConfig::default()
     };
-    let mut engine = Engine::new(0, config);
+    let mut engine = Engine::new(ShardId::new(0), config);
     let mut now = Instant::now();
     let mut input = Input { data };
     // The model: open sessions, and the link of those on WebSocket.

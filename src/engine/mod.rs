@@ -36,7 +36,7 @@ use crate::codec::eio::Version;
 use crate::config::EngineConfig;
 use crate::deadline::DeadlineHeap;
 use crate::id::{Id, RandomPool};
-use crate::key::{Key, Slots};
+use crate::key::{Key, ShardId, Slots};
 
 pub use admission::{Admission, AdmissionLimits};
 use link::Link;
@@ -155,7 +155,7 @@ pub struct SlowConsumerCounts {
 /// [`pump`] is steps 2 and 3, the one copy of them; `pump_and_end_turn` (for the tests) adds
 /// step 4 for a harness that has no task waiting on [`Engine::poll_deferred`].
 pub struct Engine {
-    shard: u16,
+    shard: ShardId,
     config: EngineConfig,
     sessions: Slots<Session>,
     links: Slots<Link>,
@@ -187,7 +187,7 @@ pub struct Engine {
 
 impl Engine {
     /// An empty engine for shard `shard`.
-    pub fn new(shard: u16, config: EngineConfig) -> Engine {
+    pub fn new(shard: ShardId, config: EngineConfig) -> Engine {
         Engine {
             shard,
             config,

@@ -11,13 +11,14 @@ use super::*;
 use crate::codec::frame::Frame;
 use crate::codec::ws;
 use crate::config::SlowConsumerPolicy;
+use crate::key::ShardId;
 
 const INTERVAL: Duration = Duration::from_millis(300);
 const TIMEOUT: Duration = Duration::from_millis(200);
 
 fn engine() -> Engine {
     Engine::new(
-        0,
+        ShardId::new(0),
         EngineConfig {
             ping_interval: INTERVAL,
             ping_timeout: TIMEOUT,
@@ -326,7 +327,7 @@ fn a_slow_consumer_is_disconnected() {
 #[test]
 fn with_the_drop_policy_a_slow_consumer_loses_packets_not_its_session() {
     let mut engine = Engine::new(
-        0,
+        ShardId::new(0),
         EngineConfig {
             max_outbound_bytes: 1000,
             slow_consumer: SlowConsumerPolicy::Drop,

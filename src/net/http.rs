@@ -337,7 +337,7 @@ fn send_to_owner<H: Host>(
     let owner = sid.shard();
     if owner == host.shard() {
         handle_poll(host, sid, request, reply);
-    } else if owner < host.shards() {
+    } else if owner.index() < usize::from(host.shards()) {
         host.forward(
             owner,
             Forward::Poll {

@@ -25,6 +25,7 @@ use crate::codec::http::Cors;
 use crate::config::{EngineConfig, HttpConfig};
 use crate::engine::{Engine, Peer, PollReply, PollWaiter};
 use crate::id::Id;
+use crate::key::ShardId;
 
 pub(crate) use route::{Request, Response, Router};
 pub(crate) use ws::adopt_websocket;
@@ -40,7 +41,7 @@ pub(crate) trait Host: 'static {
     /// CORS policy for polling responses.
     fn cors(&self) -> &Cors;
     /// This shard's index and the number of shards.
-    fn shard(&self) -> u16;
+    fn shard(&self) -> ShardId;
     /// Number of shards.
     fn shards(&self) -> u16;
     /// The engine endpoint served at an HTTP path, if any.
@@ -48,7 +49,7 @@ pub(crate) trait Host: 'static {
     /// Runs the application on everything the engine produced, then flushes.
     fn pump(&self);
     /// Sends a request to the shard that owns its session.
-    fn forward(&self, to: u16, forward: Forward);
+    fn forward(&self, to: ShardId, forward: Forward);
     /// HTTP requests whose head was read and whose answer is not yet written: a shard that
     /// shuts down waits for them.
     fn requests_in_flight(&self) -> &Cell<usize>;

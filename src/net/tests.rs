@@ -9,6 +9,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
 use super::*;
 use crate::codec::http::{AllowedOrigins, Method};
+use crate::key::ShardId;
 
 /// A host with an engine and nothing above it: `pump` and `forward` have nothing to run.
 struct TestHost {
@@ -32,8 +33,8 @@ impl Host for TestHost {
     fn cors(&self) -> &Cors {
         &self.cors
     }
-    fn shard(&self) -> u16 {
-        0
+    fn shard(&self) -> ShardId {
+        ShardId::new(0)
     }
     fn shards(&self) -> u16 {
         1
@@ -42,7 +43,7 @@ impl Host for TestHost {
         (path == "/socket.io/").then_some(0)
     }
     fn pump(&self) {}
-    fn forward(&self, _to: u16, _forward: Forward) {}
+    fn forward(&self, _to: ShardId, _forward: Forward) {}
     fn requests_in_flight(&self) -> &Cell<usize> {
         &self.in_flight
     }
@@ -102,7 +103,7 @@ fn a_second_listener_answers_its_own_routes_and_no_engine_io() {
         .expect("runtime");
     runtime.block_on(async {
         let host = Rc::new(TestHost {
-            engine: RefCell::new(Engine::new(0, EngineConfig::default())),
+            engine: RefCell::new(Engine::new(ShardId::new(0), EngineConfig::default())),
             config: EngineConfig::default(),
             http: HttpConfig::default(),
             cors: Cors {

@@ -34,7 +34,7 @@ const MAX_IOVECS: usize = 1024;
 pub(super) async fn start<H: Host>(host: Rc<H>, stream: TcpStream, upgrade: Upgrade) {
     if let Some(sid) = upgrade.sid {
         let owner = sid.shard();
-        if owner != host.shard() && owner < host.shards() {
+        if owner != host.shard() && owner.index() < usize::from(host.shards()) {
             // Move the connection itself: nothing is in flight on it now.
             let fd = stream.into_raw_fd();
             // SAFETY: `into_raw_fd` gave up ownership of a valid, open socket descriptor.

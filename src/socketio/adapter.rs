@@ -22,13 +22,14 @@ use crate::codec::eio::Version;
 use crate::codec::frame::Frame;
 use crate::engine::{CloseReason, SessionKey};
 use crate::gather::{Collector, Finished, RequestId};
+use crate::key::ShardId;
 
 /// Where a request was sent from, so its answers can go back: a shard of this process (a
 /// cluster adds other nodes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     /// A shard of this process.
-    Shard(u16),
+    Shard(ShardId),
 }
 
 /// Which sockets of a namespace: members of any of `rooms` (all if none), minus members of
@@ -141,9 +142,9 @@ pub(crate) trait Adapter {
 
 /// The adapter of one process: every other shard, one bus message each.
 pub(crate) struct ShardFanout {
-    pub(crate) shard: u16,
+    pub(crate) shard: ShardId,
     pub(crate) shards: u16,
-    pub(crate) peers: Box<dyn Fn(u16, IoMsg)>,
+    pub(crate) peers: Box<dyn Fn(ShardId, IoMsg)>,
 }
 
 impl Adapter for ShardFanout {
@@ -152,8 +153,10 @@ impl Adapter for ShardFanout {
     }
 
     fn send_all(&self, msg: &dyn Fn() -> IoMsg, _local: bool) {
-        for shard in (0..self.shards).filter(|&s| s != self.shard) {
-            (self.peers)(shard, msg());
+        for shard in (0..self.shards).map(ShardId::new) {
+            if shard != self.shard {
+                (self.peers)(shard, msg());
+            }
         }
     }
 

@@ -46,6 +46,7 @@ pub use tables::IoCounts;
 use crate::codec::frame::Frame;
 use crate::engine::{CloseReason, Engine, Event, SendError, SessionKey};
 use crate::gather::Gather;
+use crate::key::ShardId;
 use adapter::{Adapter, Origin, ShardFanout};
 use tables::{SocketKey, State};
 
@@ -55,7 +56,7 @@ pub type LocalTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 /// How Socket.IO reaches beyond itself, provided by the shard that hosts it.
 pub struct ShardHooks {
     /// Sends a message to another shard.
-    pub peers: Box<dyn Fn(u16, IoMsg)>,
+    pub peers: Box<dyn Fn(ShardId, IoMsg)>,
     /// Runs a task on this shard.
     pub spawn: Box<dyn Fn(LocalTask)>,
 }
@@ -106,7 +107,7 @@ impl std::fmt::Debug for Command {
 
 /// One shard's Socket.IO server. Shared through `Rc` by the shard's tasks and socket handles.
 pub struct Io {
-    pub(crate) shard: u16,
+    pub(crate) shard: ShardId,
     pub(crate) engine: Rc<RefCell<Engine>>,
     pub(crate) state: RefCell<State>,
     pub(crate) config: IoConfig,
@@ -126,7 +127,7 @@ pub struct Io {
 impl Io {
     /// A Socket.IO server for one shard.
     pub fn new(
-        shard: u16,
+        shard: ShardId,
         shards: u16,
         engine: Rc<RefCell<Engine>>,
         config: IoConfig,
@@ -167,7 +168,7 @@ impl Io {
     }
 
     /// Handles a message from another shard.
-    pub fn handle_peer_message(self: &Rc<Self>, _from: u16, msg: IoMsg) {
+    pub fn handle_peer_message(self: &Rc<Self>, _from: ShardId, msg: IoMsg) {
         adapter::on_peer_message(self, msg)
     }
 

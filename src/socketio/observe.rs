@@ -7,6 +7,7 @@
 
 use super::message::{Args, Message};
 use super::{DisconnectReason, Socket};
+use crate::key::ShardId;
 
 /// Hears what happens to the sockets of one shard, in order per socket: `connected` first,
 /// then joins, leaves, events in and out and upgrades as they happen, then `left` for every
@@ -53,4 +54,4 @@ pub trait Observer {
 }
 
 /// Makes one shard's observer, given the shard's index.
-pub type ObserverFactory = dyn Fn(u16) -> Box<dyn Observer> + Send + Sync;
+pub type ObserverFactory = dyn Fn(ShardId) -> Box<dyn Observer> + Send + Sync;

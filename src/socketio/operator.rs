@@ -23,6 +23,7 @@ use super::adapter::{
 };
 use super::message::{encode_event, Args};
 use super::Io;
+use crate::key::ShardId;
 
 /// How long operations and broadcast acks wait when no timeout is set (Node's default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,7 +42,7 @@ pub struct SocketInfo {
     /// The application's value for it (`Socket::set_data`), `null` if none.
     pub data: serde_json::Value,
     /// The shard that holds it.
-    pub shard: u16,
+    pub shard: ShardId,
 }
 
 /// The handshake of a socket, as `fetch_sockets` reports it.

@@ -21,6 +21,7 @@ use super::operator::BroadcastOperator;
 use super::tables::{SocketKey, SocketState, State};
 use super::Io;
 use crate::engine::{CloseReason, SendError, SessionKey};
+use crate::key::ShardId;
 
 /// A connected socket in one namespace, usable on the shard that owns it.
 #[derive(Clone)]
@@ -53,7 +54,7 @@ impl Socket {
     }
 
     /// The shard this socket lives on.
-    pub fn shard(&self) -> u16 {
+    pub fn shard(&self) -> ShardId {
         self.io.shard
     }
 

@@ -17,7 +17,7 @@ use crate::codec::sio::Assembler;
 use crate::deadline::DeadlineHeap;
 use crate::engine::SessionKey;
 use crate::id::RandomPool;
-use crate::key::{Key, Slots};
+use crate::key::{Key, ShardId, Slots};
 use crate::rooms::Rooms;
 
 /// A socket's key on its shard: slot and generation (not to be confused with its client's
@@ -128,7 +128,7 @@ pub struct IoCounts {
 }
 
 pub(crate) struct State {
-    shard: u16,
+    shard: ShardId,
     shards: u16,
     pub(crate) namespaces: Vec<NamespaceState>,
     by_name: HashMap<Arc<str>, usize>,
@@ -140,7 +140,7 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn new(shard: u16, shards: u16) -> State {
+    pub(crate) fn new(shard: ShardId, shards: u16) -> State {
         State {
             shard,
             shards,
@@ -246,7 +246,7 @@ impl State {
 
     /// An ack id no other shard hands out (ids interleave by shard), below 2^53.
     pub(crate) fn next_ack_id(&mut self) -> u64 {
-        let id = self.next_ack * self.shards as u64 + self.shard as u64;
+        let id = self.next_ack * u64::from(self.shards) + u64::from(self.shard.get());
         self.next_ack = (self.next_ack + 1) % (1 << 40);
         id
     }

@@ -18,8 +18,9 @@ use crate::codec::eio::Version;
 use crate::codec::ws;
 use crate::config::EngineConfig;
 use crate::engine::LinkKey;
+use crate::key::ShardId;
 
-type Mailbox = Rc<RefCell<VecDeque<(u16, u16, IoMsg)>>>;
+type Mailbox = Rc<RefCell<VecDeque<(ShardId, ShardId, IoMsg)>>>;
 
 /// Two shards whose peer messages wait in a shared mailbox until [`Cluster::deliver`], and
 /// whose spawned tasks wait in a list until [`Cluster::run_tasks`].
@@ -44,6 +45,7 @@ impl Cluster {
         let now = Instant::now();
         let shards = (0..2u16)
             .map(|id| {
+                let id = ShardId::new(id);
                 let engine = Rc::new(RefCell::new(Engine::new(id, EngineConfig::default())));
                 let mailbox = mailbox.clone();
                 let spawned = tasks.clone();
@@ -104,7 +106,7 @@ impl Cluster {
             let Some((from, to, msg)) = next else {
                 break;
             };
-            self.shards[to as usize].handle_peer_message(from, msg);
+            self.shards[to.index()].handle_peer_message(from, msg);
             self.pump();
         }
     }
@@ -210,7 +212,10 @@ fn connect_reply_carries_only_the_sid() {
     assert_eq!(frames.len(), 1);
     let id = socket_id(&frames[0]);
     assert_eq!(frames[0], format!("40{{\"sid\":\"{id}\"}}"));
-    assert_eq!(crate::id::Id::parse(&id).map(|id| id.shard()), Some(1));
+    assert_eq!(
+        crate::id::Id::parse(&id).map(|id| id.shard()),
+        Some(ShardId::new(1))
+    );
 }
 
 #[test]
@@ -536,11 +541,11 @@ fn operations_reach_sockets_on_every_shard() {
     assert_eq!(sockets.len(), 2);
     assert_eq!(
         (sockets[0].id.as_str(), sockets[0].shard),
-        (a_id.as_str(), 0)
+        (a_id.as_str(), ShardId::new(0))
     );
     assert_eq!(
         (sockets[1].id.as_str(), sockets[1].shard),
-        (b_id.as_str(), 1)
+        (b_id.as_str(), ShardId::new(1))
     );
     assert_eq!(sockets[1].data, serde_json::json!({ "shard": 1 }));
     assert_eq!(sockets[1].rooms, [b_id.clone(), "red".to_owned()]);
