@@ -22,7 +22,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ringcast::internals::codec::eio::Version;
 use ringcast::internals::codec::ws;
 use ringcast::internals::engine::{Engine, LinkKey, Peer, SessionKey};
-use ringcast::internals::socketio::{encode_event, Io, IoMsg, LocalTask, Namespaces, ShardHooks};
+use ringcast::internals::socketio::{
+    encode_event, LocalTask, Namespaces, ShardHooks, SocketIo, SocketIoMsg,
+};
 use ringcast::ShardId;
 use ringcast::{Args, EngineConfig, Namespace, SocketIoConfig};
 
@@ -186,7 +188,7 @@ fn handout(c: &mut Criterion) {
 /// One shard's Engine.IO and Socket.IO layers with `n` WebSocket clients connected to `/`,
 /// each in room `lobby`.
 struct Shard {
-    io: Rc<Io>,
+    io: Rc<SocketIo>,
     engine: Rc<RefCell<Engine>>,
     links: Vec<LinkKey>,
     now: Instant,
@@ -206,14 +208,14 @@ impl Shard {
                 socket.join("lobby");
             }),
         );
-        let io = Io::new(
+        let io = SocketIo::new(
             ShardId::new(0),
             1,
             engine.clone(),
             SocketIoConfig::default(),
             Arc::new(namespaces),
             ShardHooks {
-                peers: Box::new(|_: ShardId, _: IoMsg| {}),
+                peers: Box::new(|_: ShardId, _: SocketIoMsg| {}),
                 spawn: Box::new(|_: LocalTask| {}),
             },
             now,

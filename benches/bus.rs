@@ -4,7 +4,7 @@
 //! spinning on `drain` or parked in `recv_batch` and woken by the sender (as an idle shard is).
 //!
 //! Messages are `Arc<Frame>`, a pointer whose clone and drop touch a shared reference count, as
-//! the shard's `IoMsg::Broadcast(Arc<Broadcast>)` does. Ring capacity is the server's default
+//! the shard's `SocketIoMsg::Broadcast(Arc<Broadcast>)` does. Ring capacity is the server's default
 //! `bus_capacity` (8192) except where the overflow path is measured.
 
 use std::future::Future;

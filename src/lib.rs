@@ -109,6 +109,8 @@ pub mod internals {
     }
     /// One shard's Socket.IO server (`crate::socketio`).
     pub mod socketio {
-        pub use crate::socketio::{encode_event, Io, IoMsg, LocalTask, Namespaces, ShardHooks};
+        pub use crate::socketio::{
+            encode_event, LocalTask, Namespaces, ShardHooks, SocketIo, SocketIoMsg,
+        };
     }
 }

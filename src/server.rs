@@ -207,9 +207,11 @@ impl ServerHandle {
     /// operator would, on every shard.
     pub fn of(&self, nsp: &str) -> ServerOperator {
         let shards = self.threads.len().max(1);
+        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % shards;
         ServerOperator {
             control: self.control.clone(),
-            shard: self.next_shard.fetch_add(1, Ordering::Relaxed) % shards,
+            // Below the shard count, which `start` checked fits a shard id.
+            shard: ShardId::new(shard as u16),
             nsp: nsp.into(),
             rooms: Vec::new(),
             except: Vec::new(),
@@ -261,7 +263,7 @@ fn lock(control: &Mutex<Control>) -> MutexGuard<'_, Control> {
 #[derive(Clone)]
 pub struct ServerOperator {
     control: Arc<Mutex<Control>>,
-    shard: usize,
+    shard: ShardId,
     nsp: Arc<str>,
     rooms: Vec<Box<str>>,
     except: Vec<Box<str>>,
@@ -404,12 +406,17 @@ impl ServerOperator {
             run(operator);
         });
         let control = lock(&self.control);
-        if !control.running.get(self.shard).copied().unwrap_or(false) {
+        if !control
+            .running
+            .get(self.shard.index())
+            .copied()
+            .unwrap_or(false)
+        {
             return Err(OpError::ServerStopped);
         }
         control
             .endpoint
-            .try_send(self.shard, ShardMsg::Command(command))
+            .try_send(self.shard.index(), ShardMsg::Command(command))
             .map_err(|_| OpError::Overloaded)
     }
 }

@@ -21,7 +21,7 @@ use crate::engine::{self, Admission, Engine, Event};
 use crate::gather::{Collector, Finished, Gather, RequestId};
 use crate::key::ShardId;
 use crate::net::{self, Forward, Host};
-use crate::socketio::{Command, Io, IoMsg, LocalTask, Namespaces, ShardHooks};
+use crate::socketio::{Command, LocalTask, Namespaces, ShardHooks, SocketIo, SocketIoMsg};
 use crate::stats::{Report, ShardCounts};
 
 /// How long the stats endpoint waits for every shard; a shard that has not answered by then
@@ -34,7 +34,7 @@ pub(crate) enum ShardMsg {
     /// A request for a session this shard owns.
     Net(Forward),
     /// Socket.IO broadcasts, operations and their answers.
-    Io(ShardId, IoMsg),
+    SocketIo(ShardId, SocketIoMsg),
     /// Work from outside the shards (`ServerHandle::of`).
     Command(Command),
     /// Report this shard's counts to shard `from` (for the stats endpoint).
@@ -91,7 +91,7 @@ pub(crate) struct Shard {
     shards: u16,
     plan: Arc<Plan>,
     engine: Rc<RefCell<Engine>>,
-    io: Rc<Io>,
+    io: Rc<SocketIo>,
     bus: Rc<bus::Endpoint<ShardMsg>>,
     cors: Cors,
     pumping: Cell<bool>,
@@ -179,7 +179,7 @@ impl Shard {
             ShardMsg::Net(Forward::WebSocket { fd, upgrade }) => {
                 net::adopt_websocket(self.clone(), fd, upgrade)
             }
-            ShardMsg::Io(from, msg) => {
+            ShardMsg::SocketIo(from, msg) => {
                 let io = &self.io;
                 io.set_now(Instant::now());
                 io.handle_peer_message(from, msg);
@@ -448,14 +448,14 @@ async fn serve(
             });
         })
     };
-    let io = Io::new(
+    let io = SocketIo::new(
         id,
         shards,
         engine.clone(),
         plan.config.socketio.clone(),
         plan.namespaces.clone(),
         ShardHooks {
-            peers: Box::new(move |to, msg| peers_bus.send(to.index(), ShardMsg::Io(id, msg))),
+            peers: Box::new(move |to, msg| peers_bus.send(to.index(), ShardMsg::SocketIo(id, msg))),
             spawn: spawner,
         },
         Instant::now(),

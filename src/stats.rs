@@ -11,7 +11,7 @@ use std::ops::AddAssign;
 use serde::Serialize;
 
 use crate::engine::EngineCounts;
-use crate::socketio::IoCounts;
+use crate::socketio::SocketIoCounts;
 
 /// Declares [`ShardCounts`] and its sum from one list, so that a count added here is
 /// serialised and summed without being named again.
@@ -56,7 +56,11 @@ shard_counts! {
 
 impl ShardCounts {
     /// One shard's counts from its layers' own.
-    pub(crate) fn new(engine: EngineCounts, io: IoCounts, http_requests: usize) -> ShardCounts {
+    pub(crate) fn new(
+        engine: EngineCounts,
+        io: SocketIoCounts,
+        http_requests: usize,
+    ) -> ShardCounts {
         ShardCounts {
             sessions: engine.sessions,
             websockets: engine.websockets,
@@ -110,7 +114,7 @@ mod tests {
                 dropped: 5,
             },
         };
-        let io = IoCounts {
+        let io = SocketIoCounts {
             clients: 6,
             sockets: 7,
             rooms: 8,

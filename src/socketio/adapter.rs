@@ -17,7 +17,7 @@ use super::dispatch::{self, contain};
 use super::message::{Args, Message};
 use super::operator::{HandshakeInfo, OpError, SocketInfo};
 use super::tables::SocketKey;
-use super::Io;
+use super::SocketIo;
 use crate::codec::eio::Version;
 use crate::codec::frame::Frame;
 use crate::engine::{CloseReason, SessionKey};
@@ -108,7 +108,7 @@ pub enum Reply {
 
 /// Socket.IO's messages between shards.
 #[derive(Debug)]
-pub enum IoMsg {
+pub enum SocketIoMsg {
     /// Deliver to this shard's matching sockets.
     Broadcast(Arc<Broadcast>),
     /// Run an operation here and answer `origin`.
@@ -135,16 +135,16 @@ pub(crate) trait Adapter {
     /// keeps to this process.
     fn responders(&self, local: bool) -> usize;
     /// Sends a message (made once per responder) to every responder.
-    fn send_all(&self, msg: &dyn Fn() -> IoMsg, local: bool);
+    fn send_all(&self, msg: &dyn Fn() -> SocketIoMsg, local: bool);
     /// Sends an answer back to the responder a request came from.
-    fn reply(&self, origin: Origin, msg: IoMsg);
+    fn reply(&self, origin: Origin, msg: SocketIoMsg);
 }
 
 /// The adapter of one process: every other shard, one bus message each.
 pub(crate) struct ShardFanout {
     pub(crate) shard: ShardId,
     pub(crate) shards: u16,
-    pub(crate) peers: Box<dyn Fn(ShardId, IoMsg)>,
+    pub(crate) peers: Box<dyn Fn(ShardId, SocketIoMsg)>,
 }
 
 impl Adapter for ShardFanout {
@@ -152,7 +152,7 @@ impl Adapter for ShardFanout {
         self.shards as usize - 1
     }
 
-    fn send_all(&self, msg: &dyn Fn() -> IoMsg, _local: bool) {
+    fn send_all(&self, msg: &dyn Fn() -> SocketIoMsg, _local: bool) {
         for shard in (0..self.shards).map(ShardId::new) {
             if shard != self.shard {
                 (self.peers)(shard, msg());
@@ -160,7 +160,7 @@ impl Adapter for ShardFanout {
         }
     }
 
-    fn reply(&self, origin: Origin, msg: IoMsg) {
+    fn reply(&self, origin: Origin, msg: SocketIoMsg) {
         match origin {
             Origin::Shard(shard) => (self.peers)(shard, msg),
         }
@@ -208,11 +208,11 @@ pub(crate) fn finish(finished: impl IntoIterator<Item = Finished<Reply>>) {
 }
 
 /// Sends a broadcast to every responder and delivers it here; returns the recipients here.
-pub(crate) fn broadcast(io: &Rc<Io>, broadcast: Broadcast, local: bool) -> usize {
+pub(crate) fn broadcast(io: &Rc<SocketIo>, broadcast: Broadcast, local: bool) -> usize {
     let request = broadcast.ack.map(|spec| spec.request);
     let shared = Arc::new(broadcast);
     io.adapter
-        .send_all(&|| IoMsg::Broadcast(shared.clone()), local);
+        .send_all(&|| SocketIoMsg::Broadcast(shared.clone()), local);
     let count = deliver_local(io, &shared);
     if let Some(request) = request {
         let done = io
@@ -227,7 +227,7 @@ pub(crate) fn broadcast(io: &Rc<Io>, broadcast: Broadcast, local: bool) -> usize
 /// Starts gathering the acks of a broadcast about to be sent: its request id, to put in the
 /// broadcast's [`AckSpec`].
 pub(crate) fn expect_acks(
-    io: &Io,
+    io: &SocketIo,
     local: bool,
     deadline: Instant,
     callback: Box<dyn FnOnce(BroadcastAcks)>,
@@ -244,7 +244,7 @@ pub(crate) fn expect_acks(
 
 /// Runs an operation on every responder and here; `collector` gets the merged answers.
 pub(crate) fn operate(
-    io: &Rc<Io>,
+    io: &Rc<SocketIo>,
     operation: Operation,
     local: bool,
     deadline: Instant,
@@ -258,7 +258,7 @@ pub(crate) fn operate(
     let shared = Arc::new(operation);
     let origin = io.origin();
     io.adapter.send_all(
-        &|| IoMsg::Request {
+        &|| SocketIoMsg::Request {
             origin,
             request,
             operation: shared.clone(),
@@ -270,30 +270,31 @@ pub(crate) fn operate(
     finish(done);
 }
 
-pub(super) fn on_peer_message(io: &Rc<Io>, msg: IoMsg) {
+pub(super) fn on_peer_message(io: &Rc<SocketIo>, msg: SocketIoMsg) {
     match msg {
-        IoMsg::Broadcast(broadcast) => {
+        SocketIoMsg::Broadcast(broadcast) => {
             let count = deliver_local(io, &broadcast);
             if let Some(spec) = broadcast.ack {
                 let reply = Reply::Recipients(count);
                 io.adapter.reply(
                     spec.origin,
-                    IoMsg::Reply {
+                    SocketIoMsg::Reply {
                         request: spec.request,
                         reply,
                     },
                 );
             }
         }
-        IoMsg::Request {
+        SocketIoMsg::Request {
             origin,
             request,
             operation,
         } => {
             let reply = run_operation(io, &operation);
-            io.adapter.reply(origin, IoMsg::Reply { request, reply });
+            io.adapter
+                .reply(origin, SocketIoMsg::Reply { request, reply });
         }
-        IoMsg::Reply { request, reply } => {
+        SocketIoMsg::Reply { request, reply } => {
             let done = io.gather.borrow_mut().answer(request, reply);
             finish(done);
         }
@@ -301,19 +302,20 @@ pub(super) fn on_peer_message(io: &Rc<Io>, msg: IoMsg) {
 }
 
 /// A recipient's ack for a broadcast-with-ack: to the gather here, or back to the origin.
-pub(crate) fn forward_ack(io: &Io, origin: Origin, request: RequestId, message: Message) {
+pub(crate) fn forward_ack(io: &SocketIo, origin: Origin, request: RequestId, message: Message) {
     if origin == io.origin() {
         let done = io.gather.borrow_mut().answer(request, Reply::Ack(message));
         finish(done);
     } else {
         let reply = Reply::Ack(message);
-        io.adapter.reply(origin, IoMsg::Reply { request, reply });
+        io.adapter
+            .reply(origin, SocketIoMsg::Reply { request, reply });
     }
 }
 
 /// Delivers a broadcast to this shard's matching sockets; registers acks if requested.
 /// Returns the number of recipients.
-pub(crate) fn deliver_local(io: &Rc<Io>, broadcast: &Broadcast) -> usize {
+pub(crate) fn deliver_local(io: &Rc<SocketIo>, broadcast: &Broadcast) -> usize {
     let mut targets = Vec::new();
     let mut sessions = Vec::new();
     // Only a broadcast that waits for acks (or that an observer watches) needs to know which
@@ -371,7 +373,7 @@ pub(crate) fn deliver_local(io: &Rc<Io>, broadcast: &Broadcast) -> usize {
 }
 
 /// Tells the observer which sockets a broadcast was sent to.
-fn notify_sent(io: &Rc<Io>, broadcast: &Broadcast, sockets: &[(SocketKey, SessionKey)]) {
+fn notify_sent(io: &Rc<SocketIo>, broadcast: &Broadcast, sockets: &[(SocketKey, SessionKey)]) {
     let (Some(observer), Some(packet)) = (&io.observer, &broadcast.packet) else {
         return;
     };
@@ -385,7 +387,7 @@ fn notify_sent(io: &Rc<Io>, broadcast: &Broadcast, sockets: &[(SocketKey, Sessio
 }
 
 /// The sockets a target selects on this shard.
-fn targets(io: &Io, target: &Target) -> Vec<SocketKey> {
+fn targets(io: &SocketIo, target: &Target) -> Vec<SocketKey> {
     let mut state = io.state.borrow_mut();
     let Some(ns) = state.namespace_index(&target.nsp) else {
         return Vec::new();
@@ -398,7 +400,7 @@ fn targets(io: &Io, target: &Target) -> Vec<SocketKey> {
 }
 
 /// Runs an operation on this shard's sockets.
-fn run_operation(io: &Rc<Io>, operation: &Operation) -> Reply {
+fn run_operation(io: &Rc<SocketIo>, operation: &Operation) -> Reply {
     let target = &operation.target;
     match &operation.op {
         Op::FetchSockets => {
@@ -457,7 +459,7 @@ fn run_operation(io: &Rc<Io>, operation: &Operation) -> Reply {
 }
 
 /// What `fetch_sockets` tells of one socket.
-fn describe(io: &Io, socket: SocketKey) -> Option<SocketInfo> {
+fn describe(io: &SocketIo, socket: SocketKey) -> Option<SocketInfo> {
     let (id, nsp, rooms, auth, data, session) = {
         let state = io.state.borrow();
         let entry = state.socket(socket)?;

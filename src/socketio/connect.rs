@@ -14,14 +14,20 @@ use super::dispatch::{contain, protocol_error};
 use super::message::encode_packet;
 use super::namespace::{percent_decode, ConnectError, Handshake};
 use super::tables::SocketState;
-use super::{Io, EMPTY_AUTH};
+use super::{SocketIo, EMPTY_AUTH};
 use crate::codec::eio::Version;
 use crate::codec::json;
 use crate::codec::sio::PacketType;
 use crate::engine::{CloseReason, SessionKey};
 use crate::id::Id;
 
-pub(crate) fn connect(io: &Rc<Io>, session: SessionKey, nsp: &str, auth: Bytes, query: Bytes) {
+pub(crate) fn connect(
+    io: &Rc<SocketIo>,
+    session: SessionKey,
+    nsp: &str,
+    auth: Bytes,
+    query: Bytes,
+) {
     let (version, ns) = {
         let mut state = io.state.borrow_mut();
         let Some(version) = state.clients.get(session).map(|c| c.version) else {
@@ -131,7 +137,7 @@ pub(crate) fn connect(io: &Rc<Io>, session: SessionKey, nsp: &str, auth: Bytes, 
 }
 
 /// Answers a refused CONNECT: `{"message","data"}` for protocol 5, a bare string for 4.
-fn refuse(io: &Io, session: SessionKey, version: Version, nsp: &str, error: &ConnectError) {
+fn refuse(io: &SocketIo, session: SessionKey, version: Version, nsp: &str, error: &ConnectError) {
     let mut data = Vec::new();
     match version {
         Version::V4 => {
@@ -150,7 +156,13 @@ fn refuse(io: &Io, session: SessionKey, version: Version, nsp: &str, error: &Con
 }
 
 /// Creates the socket, answers the CONNECT and runs the connect handler.
-fn admit(io: &Rc<Io>, session: SessionKey, version: Version, ns: usize, handshake: Handshake) {
+fn admit(
+    io: &Rc<SocketIo>,
+    session: SessionKey,
+    version: Version,
+    ns: usize,
+    handshake: Handshake,
+) {
     let name = handshake.nsp;
     let Some(engine_id) = io.engine.borrow().id(session) else {
         return;

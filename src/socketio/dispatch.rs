@@ -2,7 +2,7 @@
 //! (events, acks, namespace disconnects), room joins and leaves, socket removal, and the
 //! connect and ack deadlines.
 //!
-//! Borrow discipline: `Io::state` and `Io::engine` are borrowed only for short, non-nested
+//! Borrow discipline: `SocketIo::state` and `SocketIo::engine` are borrowed only for short, non-nested
 //! spans; user handlers and observers are always called with no borrow held, so they may emit,
 //! join or disconnect freely. This module and `socket` name each other (handlers get `Socket`
 //! handles; handles call back in here): the one allowed cycle of the layer.
@@ -18,7 +18,7 @@ use super::connect::connect;
 use super::message::{encode_packet, Message};
 use super::socket::{AckSender, Socket};
 use super::tables::{Client, SocketKey, Timer};
-use super::{DisconnectReason, Io};
+use super::{DisconnectReason, SocketIo};
 use crate::codec::eio::Version;
 use crate::codec::json;
 use crate::codec::sio::{self, Assembler, PacketType};
@@ -39,7 +39,7 @@ pub(crate) fn contain<T>(what: &'static str, run: impl FnOnce() -> T) -> Option<
 // -------------------------------------------------------------------------------------------
 // Engine events
 
-pub(super) fn on_open(io: &Rc<Io>, session: SessionKey) {
+pub(super) fn on_open(io: &Rc<SocketIo>, session: SessionKey) {
     let Some(version) = io.engine.borrow().version(session) else {
         return;
     };
@@ -63,7 +63,7 @@ pub(super) fn on_open(io: &Rc<Io>, session: SessionKey) {
     }
 }
 
-pub(super) fn on_text(io: &Rc<Io>, session: SessionKey, text: Bytes) {
+pub(super) fn on_text(io: &Rc<SocketIo>, session: SessionKey, text: Bytes) {
     let assembling = io
         .state
         .borrow()
@@ -90,7 +90,7 @@ pub(super) fn on_text(io: &Rc<Io>, session: SessionKey, text: Bytes) {
     dispatch(io, session, packet, Vec::new());
 }
 
-pub(super) fn on_binary(io: &Rc<Io>, session: SessionKey, data: Bytes) {
+pub(super) fn on_binary(io: &Rc<SocketIo>, session: SessionKey, data: Bytes) {
     let complete = {
         let mut state = io.state.borrow_mut();
         let Some(client) = state.clients.get_mut(session) else {
@@ -113,7 +113,7 @@ pub(super) fn on_binary(io: &Rc<Io>, session: SessionKey, data: Bytes) {
     }
 }
 
-pub(super) fn on_close(io: &Rc<Io>, session: SessionKey, reason: DisconnectReason) {
+pub(super) fn on_close(io: &Rc<SocketIo>, session: SessionKey, reason: DisconnectReason) {
     let client = io.state.borrow_mut().clients.remove(session);
     let Some(client) = client else {
         return;
@@ -124,7 +124,7 @@ pub(super) fn on_close(io: &Rc<Io>, session: SessionKey, reason: DisconnectReaso
 }
 
 /// The session switched to WebSocket: the observer hears it for each of its sockets.
-pub(super) fn on_upgraded(io: &Rc<Io>, session: SessionKey) {
+pub(super) fn on_upgraded(io: &Rc<SocketIo>, session: SessionKey) {
     let Some(observer) = &io.observer else {
         return;
     };
@@ -143,13 +143,13 @@ pub(super) fn on_upgraded(io: &Rc<Io>, session: SessionKey) {
 }
 
 /// A peer broke the Socket.IO protocol: its whole session is closed.
-pub(crate) fn protocol_error(io: &Io, session: SessionKey) {
+pub(crate) fn protocol_error(io: &SocketIo, session: SessionKey) {
     io.engine
         .borrow_mut()
         .close(session, CloseReason::ParseError);
 }
 
-fn dispatch(io: &Rc<Io>, session: SessionKey, packet: sio::Packet, attachments: Vec<Bytes>) {
+fn dispatch(io: &Rc<SocketIo>, session: SessionKey, packet: sio::Packet, attachments: Vec<Bytes>) {
     let nsp = packet.nsp_str().to_owned();
     match packet.kind {
         PacketType::Connect => {
@@ -186,7 +186,7 @@ fn dispatch(io: &Rc<Io>, session: SessionKey, packet: sio::Packet, attachments: 
     }
 }
 
-fn find_socket(io: &Io, session: SessionKey, nsp: &str) -> Option<SocketKey> {
+fn find_socket(io: &SocketIo, session: SessionKey, nsp: &str) -> Option<SocketKey> {
     let state = io.state.borrow();
     let ns = state.namespace_index(nsp)?;
     let client = state.clients.get(session)?;
@@ -197,7 +197,7 @@ fn find_socket(io: &Io, session: SessionKey, nsp: &str) -> Option<SocketKey> {
         .map(|&(_, socket)| socket)
 }
 
-fn on_event(io: &Rc<Io>, socket: SocketKey, packet: sio::Packet, attachments: Vec<Bytes>) {
+fn on_event(io: &Rc<SocketIo>, socket: SocketKey, packet: sio::Packet, attachments: Vec<Bytes>) {
     let Some(session) = io.state.borrow().socket(socket).map(|s| s.session) else {
         return;
     };
@@ -248,7 +248,7 @@ fn on_event(io: &Rc<Io>, socket: SocketKey, packet: sio::Packet, attachments: Ve
     }
 }
 
-fn on_ack(io: &Rc<Io>, socket: SocketKey, ack_id: u64, message: Message) {
+fn on_ack(io: &Rc<SocketIo>, socket: SocketKey, ack_id: u64, message: Message) {
     let handler = io.state.borrow_mut().take_ack(socket, ack_id);
     match handler {
         None => {}
@@ -262,7 +262,7 @@ fn on_ack(io: &Rc<Io>, socket: SocketKey, ack_id: u64, message: Message) {
 }
 
 /// Takes a socket out of its client's list (the session stays open).
-fn detach_from_client(io: &Io, session: SessionKey, socket: SocketKey) {
+fn detach_from_client(io: &SocketIo, session: SessionKey, socket: SocketKey) {
     if let Some(client) = io.state.borrow_mut().clients.get_mut(session) {
         client.sockets.retain(|&(_, s)| s != socket);
     }
@@ -270,7 +270,12 @@ fn detach_from_client(io: &Io, session: SessionKey, socket: SocketKey) {
 
 /// Joins a socket to a room; the observer hears of a room joined now. `Some(joined now)`, or
 /// `None` if the socket is gone or at `max_rooms` (see `State::join`).
-pub(crate) fn join(io: &Rc<Io>, socket: SocketKey, room: &str, max_rooms: usize) -> Option<bool> {
+pub(crate) fn join(
+    io: &Rc<SocketIo>,
+    socket: SocketKey,
+    room: &str,
+    max_rooms: usize,
+) -> Option<bool> {
     let joined = io.state.borrow_mut().join(socket, room, max_rooms);
     if joined == Some(true) {
         if let (Some(observer), Some(handle)) = (&io.observer, io.handle(socket)) {
@@ -281,7 +286,7 @@ pub(crate) fn join(io: &Rc<Io>, socket: SocketKey, room: &str, max_rooms: usize)
 }
 
 /// Takes a socket out of a room; the observer hears of it if it was in it.
-pub(crate) fn leave(io: &Rc<Io>, socket: SocketKey, room: &str) {
+pub(crate) fn leave(io: &Rc<SocketIo>, socket: SocketKey, room: &str) {
     let left = io.state.borrow_mut().leave(socket, room);
     if left {
         if let (Some(observer), Some(handle)) = (&io.observer, io.handle(socket)) {
@@ -291,7 +296,7 @@ pub(crate) fn leave(io: &Rc<Io>, socket: SocketKey, room: &str) {
 }
 
 /// Removes a socket: leaves its rooms, fails its pending acks, calls the disconnect handler.
-pub(crate) fn remove_socket(io: &Rc<Io>, socket: SocketKey, reason: DisconnectReason) {
+pub(crate) fn remove_socket(io: &Rc<SocketIo>, socket: SocketKey, reason: DisconnectReason) {
     let Some(handle) = io.handle(socket) else {
         return;
     };
@@ -321,7 +326,7 @@ pub(crate) fn remove_socket(io: &Rc<Io>, socket: SocketKey, reason: DisconnectRe
 }
 
 /// Server-side disconnect of one socket from its namespace (`41` to the client).
-pub(crate) fn disconnect_socket(io: &Rc<Io>, socket: SocketKey) {
+pub(crate) fn disconnect_socket(io: &Rc<SocketIo>, socket: SocketKey) {
     let target = {
         let state = io.state.borrow();
         state
@@ -340,7 +345,7 @@ pub(crate) fn disconnect_socket(io: &Rc<Io>, socket: SocketKey) {
 // -------------------------------------------------------------------------------------------
 // Timers
 
-pub(super) fn on_timeouts(io: &Rc<Io>, now: Instant) {
+pub(super) fn on_timeouts(io: &Rc<SocketIo>, now: Instant) {
     loop {
         let due = io.state.borrow_mut().pop_due_timer(now);
         let Some((at, timer)) = due else {

@@ -3,7 +3,7 @@
 //! shards, and the lifecycle observer.
 //!
 //! Runs on one shard's thread; nothing here touches sockets or reads a clock (time comes in as
-//! `now`). Other shards are reached only through the [`adapter`] boundary, whose [`IoMsg`]s the
+//! `now`). Other shards are reached only through the [`adapter`] boundary, whose [`SocketIoMsg`]s the
 //! shard's bus carries through the `peers` function the shard provides.
 //!
 //! Files by role: `tables` (the data), `dispatch` (engine events, packets, rooms, removal,
@@ -31,7 +31,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 pub use ack::{AckError, BroadcastAcks};
-pub use adapter::{IoMsg, Reply};
+pub use adapter::{Reply, SocketIoMsg};
 /// The broadcast encoder, for `benches/broadcast.rs` (through `ringcast::internals`).
 pub use message::encode_event;
 pub use message::{Args, Message};
@@ -41,7 +41,7 @@ pub use operator::{
     BroadcastOperator, HandshakeInfo, OpError, OpFuture, SocketInfo, DEFAULT_TIMEOUT,
 };
 pub use socket::{AckSender, Socket};
-pub use tables::IoCounts;
+pub use tables::SocketIoCounts;
 
 use crate::codec::frame::Frame;
 use crate::engine::{CloseReason, Engine, Event, SendError, SessionKey};
@@ -56,7 +56,7 @@ pub type LocalTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 /// How Socket.IO reaches beyond itself, provided by the shard that hosts it.
 pub struct ShardHooks {
     /// Sends a message to another shard.
-    pub peers: Box<dyn Fn(ShardId, IoMsg)>,
+    pub peers: Box<dyn Fn(ShardId, SocketIoMsg)>,
     /// Runs a task on this shard.
     pub spawn: Box<dyn Fn(LocalTask)>,
 }
@@ -84,17 +84,17 @@ impl DisconnectReason {
 }
 
 /// Socket.IO limits and timers: `Config::socketio`, under the name this layer uses.
-pub use crate::config::SocketIoConfig as IoConfig;
+pub use crate::config::SocketIoConfig;
 
 /// Work for a shard from outside it (another thread, another runtime): a function run on
 /// the shard with its Socket.IO server at hand. `Send`; what it captures must be too.
 pub struct Command(Box<CommandFn>);
 
-type CommandFn = dyn FnOnce(&Rc<Io>) + Send;
+type CommandFn = dyn FnOnce(&Rc<SocketIo>) + Send;
 
 impl Command {
     /// Wraps `run`, to be run on a shard.
-    pub fn new(run: impl FnOnce(&Rc<Io>) + Send + 'static) -> Command {
+    pub fn new(run: impl FnOnce(&Rc<SocketIo>) + Send + 'static) -> Command {
         Command(Box::new(run))
     }
 }
@@ -106,11 +106,11 @@ impl std::fmt::Debug for Command {
 }
 
 /// One shard's Socket.IO server. Shared through `Rc` by the shard's tasks and socket handles.
-pub struct Io {
+pub struct SocketIo {
     pub(crate) shard: ShardId,
     pub(crate) engine: Rc<RefCell<Engine>>,
     pub(crate) state: RefCell<State>,
-    pub(crate) config: IoConfig,
+    pub(crate) config: SocketIoConfig,
     pub(crate) namespaces: Arc<Namespaces>,
     /// Where broadcasts and operations leave this shard.
     adapter: Box<dyn Adapter>,
@@ -124,19 +124,19 @@ pub struct Io {
     now: Cell<Instant>,
 }
 
-impl Io {
+impl SocketIo {
     /// A Socket.IO server for one shard.
     pub fn new(
         shard: ShardId,
         shards: u16,
         engine: Rc<RefCell<Engine>>,
-        config: IoConfig,
+        config: SocketIoConfig,
         namespaces: Arc<Namespaces>,
         hooks: ShardHooks,
         now: Instant,
-    ) -> Rc<Io> {
+    ) -> Rc<SocketIo> {
         let observer = namespaces.observer.as_ref().map(|make| make(shard));
-        Rc::new(Io {
+        Rc::new(SocketIo {
             shard,
             engine,
             state: RefCell::new(State::new(shard, shards)),
@@ -168,7 +168,7 @@ impl Io {
     }
 
     /// Handles a message from another shard.
-    pub fn handle_peer_message(self: &Rc<Self>, _from: ShardId, msg: IoMsg) {
+    pub fn handle_peer_message(self: &Rc<Self>, _from: ShardId, msg: SocketIoMsg) {
         adapter::on_peer_message(self, msg)
     }
 
@@ -221,7 +221,7 @@ impl Io {
     }
 
     /// What this shard's Socket.IO layer holds now.
-    pub fn counts(&self) -> IoCounts {
+    pub fn counts(&self) -> SocketIoCounts {
         let mut counts = self.state.borrow().counts();
         counts.timers += self.gather.borrow().len();
         counts

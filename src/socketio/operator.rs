@@ -22,7 +22,7 @@ use super::adapter::{
     self, AckSpec, Broadcast, EventPacket, Op, OpCollector, Operation, Reply, Target,
 };
 use super::message::{encode_event, Args};
-use super::Io;
+use super::SocketIo;
 use crate::key::ShardId;
 
 /// How long operations and broadcast acks wait when no timeout is set (Node's default).
@@ -148,7 +148,7 @@ impl<T> fmt::Debug for OpFuture<T> {
 /// minus members of any room added with [`except`](Self::except); a socket id is a room too.
 /// Then emits to them, encoded once, or runs an operation on them.
 pub struct BroadcastOperator {
-    io: Rc<Io>,
+    io: Rc<SocketIo>,
     target: Target,
     volatile: bool,
     local: bool,
@@ -168,7 +168,7 @@ impl fmt::Debug for BroadcastOperator {
 }
 
 impl BroadcastOperator {
-    pub(crate) fn new(io: Rc<Io>, nsp: Arc<str>, except_socket: Option<Arc<str>>) -> Self {
+    pub(crate) fn new(io: Rc<SocketIo>, nsp: Arc<str>, except_socket: Option<Arc<str>>) -> Self {
         BroadcastOperator {
             io,
             target: Target {
@@ -217,7 +217,7 @@ impl BroadcastOperator {
     }
 
     /// The shard's Socket.IO server this operator runs on.
-    pub(crate) fn io(&self) -> &Rc<Io> {
+    pub(crate) fn io(&self) -> &Rc<SocketIo> {
         &self.io
     }
 

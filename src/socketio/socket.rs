@@ -1,7 +1,7 @@
 //! The handles handlers get: [`Socket`] (one connected socket) and [`AckSender`] (answer a
 //! client's ack request).
 //!
-//! Handles are shard-local (`!Send`): they hold the shard's `Rc<Io>` and the socket's
+//! Handles are shard-local (`!Send`): they hold the shard's `Rc<SocketIo>` and the socket's
 //! generational key, so a handle kept past its socket's life does nothing.
 
 use std::fmt;
@@ -19,14 +19,14 @@ use super::dispatch::{self, contain};
 use super::message::{encode_ack, encode_event, Args, Message};
 use super::operator::BroadcastOperator;
 use super::tables::{SocketKey, SocketState, State};
-use super::Io;
+use super::SocketIo;
 use crate::engine::{CloseReason, SendError, SessionKey};
 use crate::key::ShardId;
 
 /// A connected socket in one namespace, usable on the shard that owns it.
 #[derive(Clone)]
 pub struct Socket {
-    io: Rc<Io>,
+    io: Rc<SocketIo>,
     key: SocketKey,
     id: Arc<str>,
     nsp: Arc<str>,
@@ -39,7 +39,7 @@ impl fmt::Debug for Socket {
 }
 
 impl Socket {
-    pub(crate) fn new(io: Rc<Io>, key: SocketKey, id: Arc<str>, nsp: Arc<str>) -> Socket {
+    pub(crate) fn new(io: Rc<SocketIo>, key: SocketKey, id: Arc<str>, nsp: Arc<str>) -> Socket {
         Socket { io, key, id, nsp }
     }
 

@@ -113,9 +113,9 @@ pub(crate) enum Timer {
     Ack(SocketKey, u64),
 }
 
-/// What the Socket.IO layer of a shard holds (see `Io::counts`).
+/// What the Socket.IO layer of a shard holds (see `SocketIo::counts`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IoCounts {
+pub struct SocketIoCounts {
     /// Engine.IO sessions known to Socket.IO.
     pub clients: usize,
     /// Sockets (a client's connection to one namespace).
@@ -208,8 +208,8 @@ impl State {
     }
 
     /// Sockets, clients, rooms and live timers on this shard.
-    pub(crate) fn counts(&self) -> IoCounts {
-        IoCounts {
+    pub(crate) fn counts(&self) -> SocketIoCounts {
+        SocketIoCounts {
             clients: self.clients.count(),
             sockets: self.sockets.len(),
             rooms: self.namespaces.iter().map(|nsp| nsp.rooms.len()).sum(),

@@ -20,12 +20,12 @@ use crate::config::EngineConfig;
 use crate::engine::LinkKey;
 use crate::key::ShardId;
 
-type Mailbox = Rc<RefCell<VecDeque<(ShardId, ShardId, IoMsg)>>>;
+type Mailbox = Rc<RefCell<VecDeque<(ShardId, ShardId, SocketIoMsg)>>>;
 
 /// Two shards whose peer messages wait in a shared mailbox until [`Cluster::deliver`], and
 /// whose spawned tasks wait in a list until [`Cluster::run_tasks`].
 struct Cluster {
-    shards: Vec<Rc<Io>>,
+    shards: Vec<Rc<SocketIo>>,
     mailbox: Mailbox,
     tasks: Rc<RefCell<Vec<LocalTask>>>,
     now: Instant,
@@ -49,11 +49,11 @@ impl Cluster {
                 let engine = Rc::new(RefCell::new(Engine::new(id, EngineConfig::default())));
                 let mailbox = mailbox.clone();
                 let spawned = tasks.clone();
-                Io::new(
+                SocketIo::new(
                     id,
                     2,
                     engine,
-                    IoConfig {
+                    SocketIoConfig {
                         connect_timeout: Duration::from_secs(1),
                         max_attachments: 8,
                         max_rooms_per_socket: 10_000,
