@@ -16,8 +16,8 @@ use crate::engine::{Admission, AdmissionLimits};
 use crate::key::ShardId;
 use crate::shard::{self, App, Control, Plan, ShardMsg};
 use crate::socketio::{
-    Args, BroadcastAcks, BroadcastOperator, Command, Namespace, Namespaces, Observer, OpError,
-    OpFuture, SocketInfo, DEFAULT_TIMEOUT,
+    selecting_methods, Args, BroadcastAcks, BroadcastOperator, Command, Namespace, Namespaces,
+    Observer, OpError, OpFuture, Selection, SocketInfo,
 };
 
 /// A Socket.IO server: build it, start it, keep the handle.
@@ -212,12 +212,7 @@ impl ServerHandle {
             control: self.control.clone(),
             // Below the shard count, which `start` checked fits a shard id.
             shard: ShardId::new(shard as u16),
-            nsp: nsp.into(),
-            rooms: Vec::new(),
-            except: Vec::new(),
-            volatile: false,
-            local: false,
-            timeout: None,
+            selection: Selection::new(nsp.into(), None),
         }
     }
 
@@ -264,55 +259,19 @@ fn lock(control: &Mutex<Control>) -> MutexGuard<'_, Control> {
 pub struct ServerOperator {
     control: Arc<Mutex<Control>>,
     shard: ShardId,
-    nsp: Arc<str>,
-    rooms: Vec<Box<str>>,
-    except: Vec<Box<str>>,
-    volatile: bool,
-    local: bool,
-    timeout: Option<Duration>,
+    selection: Selection,
 }
 
 impl std::fmt::Debug for ServerOperator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerOperator")
-            .field("nsp", &self.nsp)
-            .field("rooms", &self.rooms)
-            .field("except", &self.except)
+        f.debug_tuple("ServerOperator")
+            .field(&self.selection)
             .finish()
     }
 }
 
 impl ServerOperator {
-    /// Adds a target room (a socket id is a room too). No room means the whole namespace.
-    pub fn to(mut self, room: &str) -> Self {
-        self.rooms.push(room.into());
-        self
-    }
-
-    /// Excludes the members of a room.
-    pub fn except(mut self, room: &str) -> Self {
-        self.except.push(room.into());
-        self
-    }
-
-    /// Drops the packet for recipients that cannot take it right away.
-    pub fn volatile(mut self) -> Self {
-        self.volatile = true;
-        self
-    }
-
-    /// Only this server process, never other nodes of a cluster.
-    pub fn local(mut self) -> Self {
-        self.local = true;
-        self
-    }
-
-    /// How long acks and operations wait for every responder (default 5 s), counted from the
-    /// call.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
+    selecting_methods!();
 
     /// Emits to every matching socket. Fails only if the shard cannot take the work now.
     pub fn emit(&self, event: &str, args: &Args) -> Result<(), OpError> {
@@ -385,25 +344,15 @@ impl ServerOperator {
     /// Hands `run` to this operator's shard, with a local operator built like this one.
     fn submit(&self, run: impl FnOnce(BroadcastOperator) + Send + 'static) -> Result<(), OpError> {
         // The deadline is fixed now, on the caller's clock, not when the shard gets to it.
-        let deadline = Instant::now() + self.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let deadline = Instant::now() + self.selection.timeout();
         // Not `self`: a command that held the control end would keep it alive from its ring.
-        let (nsp, rooms, except) = (self.nsp.clone(), self.rooms.clone(), self.except.clone());
-        let (volatile, local) = (self.volatile, self.local);
+        let selection = self.selection.clone();
         let command = Command::new(move |io| {
-            let mut operator = io.of(&nsp).with_deadline(deadline);
-            for room in &rooms {
-                operator = operator.to(room);
-            }
-            for room in &except {
-                operator = operator.except(room);
-            }
-            if volatile {
-                operator = operator.volatile();
-            }
-            if local {
-                operator = operator.local();
-            }
-            run(operator);
+            run(BroadcastOperator::from_selection(
+                io.clone(),
+                selection,
+                Some(deadline),
+            ));
         });
         let control = lock(&self.control);
         if !control

@@ -37,9 +37,8 @@ pub use message::encode_event;
 pub use message::{Args, Message};
 pub use namespace::{ConnectError, Handshake, MiddlewareFuture, Namespace, Namespaces};
 pub use observe::{Observer, ObserverFactory};
-pub use operator::{
-    BroadcastOperator, HandshakeInfo, OpError, OpFuture, SocketInfo, DEFAULT_TIMEOUT,
-};
+pub(crate) use operator::{selecting_methods, Selection};
+pub use operator::{BroadcastOperator, HandshakeInfo, OpError, OpFuture, SocketInfo};
 pub use socket::{AckSender, Socket};
 pub use tables::SocketIoCounts;
 

@@ -26,7 +26,7 @@ use super::SocketIo;
 use crate::key::ShardId;
 
 /// How long operations and broadcast acks wait when no timeout is set (Node's default).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One socket as `fetch_sockets` describes it, wherever it lives.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -143,97 +143,137 @@ impl<T> fmt::Debug for OpFuture<T> {
     }
 }
 
+/// What an operator selects, and how it sends: the same for the shard-local
+/// [`BroadcastOperator`] and the `Send` operator of the server handle, which hands it over.
+#[derive(Clone)]
+pub(crate) struct Selection {
+    pub(crate) target: Target,
+    pub(crate) volatile: bool,
+    pub(crate) local: bool,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl Selection {
+    /// Every socket of namespace `nsp`, except the socket `except_socket` if given.
+    pub(crate) fn new(nsp: Arc<str>, except_socket: Option<&str>) -> Selection {
+        Selection {
+            target: Target {
+                nsp,
+                rooms: Vec::new(),
+                except: except_socket.map(Box::from).into_iter().collect(),
+            },
+            volatile: false,
+            local: false,
+            timeout: None,
+        }
+    }
+
+    /// How long acks and operations wait (the default when none was set).
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(DEFAULT_TIMEOUT)
+    }
+}
+
+/// The selecting methods of an operator holding a `selection` field (the shard-local one and
+/// the `Send` one say the same, once).
+macro_rules! selecting_methods {
+    () => {
+        /// Adds a target room (a socket id is a room too). No room means the whole namespace.
+        pub fn to(mut self, room: &str) -> Self {
+            self.selection.target.rooms.push(room.into());
+            self
+        }
+
+        /// Excludes the members of a room.
+        pub fn except(mut self, room: &str) -> Self {
+            self.selection.target.except.push(room.into());
+            self
+        }
+
+        /// Drops the packet for recipients that cannot take it right away.
+        pub fn volatile(mut self) -> Self {
+            self.selection.volatile = true;
+            self
+        }
+
+        /// Only this server process (every shard of it), never other nodes of a cluster.
+        pub fn local(mut self) -> Self {
+            self.selection.local = true;
+            self
+        }
+
+        /// How long acks and operations wait for every responder (default 5 s; from the
+        /// call, for the server handle's operator).
+        pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.selection.timeout = Some(timeout);
+            self
+        }
+    };
+}
+pub(crate) use selecting_methods;
+
+impl fmt::Debug for Selection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Selection")
+            .field("nsp", &self.target.nsp)
+            .field("rooms", &self.target.rooms)
+            .field("except", &self.target.except)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Selects the sockets of one namespace, on every shard (and, with a cluster adapter, every
 /// node): members of any room added with [`to`](Self::to) (the whole namespace if none),
 /// minus members of any room added with [`except`](Self::except); a socket id is a room too.
 /// Then emits to them, encoded once, or runs an operation on them.
 pub struct BroadcastOperator {
     io: Rc<SocketIo>,
-    target: Target,
-    volatile: bool,
-    local: bool,
-    timeout: Option<Duration>,
+    selection: Selection,
     /// Set by the `Send` handle: the deadline its caller's clock fixed.
     deadline: Option<Instant>,
 }
 
 impl fmt::Debug for BroadcastOperator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BroadcastOperator")
-            .field("nsp", &self.target.nsp)
-            .field("rooms", &self.target.rooms)
-            .field("except", &self.target.except)
+        f.debug_tuple("BroadcastOperator")
+            .field(&self.selection)
             .finish()
     }
 }
 
 impl BroadcastOperator {
-    pub(crate) fn new(io: Rc<SocketIo>, nsp: Arc<str>, except_socket: Option<Arc<str>>) -> Self {
+    pub(crate) fn new(io: Rc<SocketIo>, nsp: Arc<str>, except_socket: Option<&str>) -> Self {
+        BroadcastOperator::from_selection(io, Selection::new(nsp, except_socket), None)
+    }
+
+    /// An operator on this shard for what the server handle selected, with its deadline.
+    pub(crate) fn from_selection(
+        io: Rc<SocketIo>,
+        selection: Selection,
+        deadline: Option<Instant>,
+    ) -> Self {
         BroadcastOperator {
             io,
-            target: Target {
-                nsp,
-                rooms: Vec::new(),
-                except: except_socket
-                    .map(|id| Box::from(&*id))
-                    .into_iter()
-                    .collect(),
-            },
-            volatile: false,
-            local: false,
-            timeout: None,
-            deadline: None,
+            selection,
+            deadline,
         }
     }
 
-    /// Adds a target room (a socket id is a room too). No room means the whole namespace.
-    pub fn to(mut self, room: &str) -> Self {
-        self.target.rooms.push(room.into());
-        self
-    }
-
-    /// Excludes the members of a room.
-    pub fn except(mut self, room: &str) -> Self {
-        self.target.except.push(room.into());
-        self
-    }
-
-    /// Drops the packet for recipients that cannot take it right away.
-    pub fn volatile(mut self) -> Self {
-        self.volatile = true;
-        self
-    }
-
-    /// Only this server process (every shard of it), never other nodes of a cluster.
-    pub fn local(mut self) -> Self {
-        self.local = true;
-        self
-    }
-
-    /// How long acks and operations wait for every responder (default 5 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
+    selecting_methods!();
 
     /// The shard's Socket.IO server this operator runs on.
     pub(crate) fn io(&self) -> &Rc<SocketIo> {
         &self.io
     }
 
-    pub(crate) fn with_deadline(mut self, deadline: Instant) -> Self {
-        self.deadline = Some(deadline);
-        self
-    }
-
     fn deadline(&self) -> Instant {
-        self.deadline
-            .unwrap_or_else(|| self.io.now() + self.timeout.unwrap_or(DEFAULT_TIMEOUT))
+        let timeout = self.selection.timeout();
+        self.deadline.unwrap_or_else(|| self.io.now() + timeout)
     }
 
     /// Emits to every matching socket on every shard. Returns the recipients on this shard.
     pub fn emit(self, event: &str, args: &Args) -> usize {
-        let frames = encode_event(&self.target.nsp, event, args, None);
+        let frames = encode_event(&self.selection.target.nsp, event, args, None);
         self.send(event, args, frames, None)
     }
 
@@ -246,9 +286,10 @@ impl BroadcastOperator {
         callback: impl FnOnce(BroadcastAcks) + 'static,
     ) {
         let deadline = self.deadline();
-        let request = adapter::expect_acks(&self.io, self.local, deadline, Box::new(callback));
+        let request =
+            adapter::expect_acks(&self.io, self.selection.local, deadline, Box::new(callback));
         let ack_id = self.io.state.borrow_mut().next_ack_id();
-        let frames = encode_event(&self.target.nsp, event, args, Some(ack_id));
+        let frames = encode_event(&self.selection.target.nsp, event, args, Some(ack_id));
         let spec = AckSpec {
             origin: self.io.origin(),
             request,
@@ -327,10 +368,16 @@ impl BroadcastOperator {
         let deadline = self.deadline();
         let collector = Box::new(OpCollector::new(empty, merge, done));
         let operation = Operation {
-            target: self.target,
+            target: self.selection.target,
             op,
         };
-        adapter::operate(&self.io, operation, self.local, deadline, collector);
+        adapter::operate(
+            &self.io,
+            operation,
+            self.selection.local,
+            deadline,
+            collector,
+        );
     }
 
     /// Delivers on this shard and hands one shared copy to every other responder.
@@ -347,13 +394,13 @@ impl BroadcastOperator {
             args: args.clone(),
         });
         let broadcast = Broadcast {
-            target: self.target,
-            volatile: self.volatile,
+            target: self.selection.target,
+            volatile: self.selection.volatile,
             frames,
             packet,
             ack,
         };
-        adapter::broadcast(&self.io, broadcast, self.local)
+        adapter::broadcast(&self.io, broadcast, self.selection.local)
     }
 }
 

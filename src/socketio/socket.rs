@@ -215,7 +215,7 @@ impl Socket {
 
     /// A broadcast to the whole namespace except this socket.
     pub fn broadcast(&self) -> BroadcastOperator {
-        BroadcastOperator::new(self.io.clone(), self.nsp(), Some(self.id.clone()))
+        BroadcastOperator::new(self.io.clone(), self.nsp(), Some(&self.id))
     }
 
     /// A broadcast to the whole namespace, this socket included.
