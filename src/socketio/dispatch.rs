@@ -2,9 +2,9 @@
 //! (events, acks, namespace disconnects), room joins and leaves, socket removal, and the
 //! connect and ack deadlines.
 //!
-//! Borrow discipline: `SocketIo::state` and `SocketIo::engine` are borrowed only for short, non-nested
-//! spans; user handlers and observers are always called with no borrow held, so they may emit,
-//! join or disconnect freely. This module and `socket` name each other (handlers get `Socket`
+//! Borrow discipline: `SocketIo::state` and `SocketIo::engine` are borrowed only for short,
+//! non-nested spans; user handlers and observers are always called with no borrow held, so they
+//! may emit, join or disconnect freely. This module and `socket` name each other (handlers get `Socket`
 //! handles; handles call back in here): the one allowed cycle of the layer.
 
 use std::rc::Rc;

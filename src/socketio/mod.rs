@@ -3,8 +3,8 @@
 //! shards, and the lifecycle observer.
 //!
 //! Runs on one shard's thread; nothing here touches sockets or reads a clock (time comes in as
-//! `now`). Other shards are reached only through the [`adapter`] boundary, whose [`SocketIoMsg`]s the
-//! shard's bus carries through the `peers` function the shard provides.
+//! `now`). Other shards are reached only through the [`adapter`] boundary, whose
+//! [`SocketIoMsg`]s the shard's bus carries through the `peers` function the shard provides.
 //!
 //! Files by role: `tables` (the data), `dispatch` (engine events, packets, rooms, removal,
 //! deadlines), `connect` (CONNECT and middleware), `ack`, `adapter` (what leaves the shard),
@@ -82,7 +82,7 @@ impl DisconnectReason {
     }
 }
 
-/// Socket.IO limits and timers: `Config::socketio`, under the name this layer uses.
+/// Socket.IO limits and timers (`Config::socketio`).
 pub use crate::config::SocketIoConfig;
 
 /// Work for a shard from outside it (another thread, another runtime): a function run on
