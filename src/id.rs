@@ -1,8 +1,9 @@
 //! Session and socket ids: unguessable, and naming the shard (and slab slot) that owns them.
 //!
-//! An id is 18 bytes written as 24 characters of unpadded base64url:
-//! bytes 0-1 the owning shard (u16 big-endian), bytes 2-5 the slab key on that shard (u32
-//! big-endian), bytes 6-17 random from the OS CSPRNG (96 bits). Any shard can route a request
+//! An id is 15 bytes written as 20 characters of unpadded base64url, the length of Node's ids
+//! (Node's sharded Redis adapter tells a socket id from a room name by that length alone):
+//! bytes 0-1 the owning shard (u16 big-endian), bytes 2-4 the slot on that shard (24 bits,
+//! big-endian), bytes 5-14 random from the OS CSPRNG (80 bits). Any shard can route a request
 //! by decoding the first bytes; the owner then compares the whole id, so a stale or forged id
 //! never reaches another session. Pure: no I/O besides the CSPRNG.
 
@@ -14,23 +15,26 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
 /// Length of an id in characters.
-pub const ID_LEN: usize = 24;
-const RAW_LEN: usize = 18;
-const RANDOM_LEN: usize = 12;
+pub const ID_LEN: usize = 20;
+const RAW_LEN: usize = 15;
+const RANDOM_LEN: usize = 10;
+/// Slots an id can name: a shard refuses sessions beyond them (a socket id only carries the
+/// slot for show, so its slot is cut to fit).
+pub const MAX_SLOTS: usize = 1 << 24;
 
 /// An Engine.IO session id or a Socket.IO socket id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Id([u8; ID_LEN]);
 
 impl Id {
-    /// A fresh id owned by `shard` at slab `key`, with 96 random bits.
+    /// A fresh id owned by `shard` at slot `key` (its low 24 bits), with 80 random bits.
     pub fn generate(shard: ShardId, key: u32, random: &mut RandomPool) -> Id {
         let mut raw = [0u8; RAW_LEN];
         raw[..2].copy_from_slice(&shard.get().to_be_bytes());
-        raw[2..6].copy_from_slice(&key.to_be_bytes());
-        random.fill(&mut raw[6..]);
+        raw[2..5].copy_from_slice(&key.to_be_bytes()[1..]);
+        random.fill(&mut raw[5..]);
         let mut text = [0u8; ID_LEN];
-        // Infallible: 18 bytes always encode to exactly 24 characters.
+        // Infallible: 15 bytes always encode to exactly 20 characters.
         let written = URL_SAFE_NO_PAD
             .encode_slice(raw, &mut text)
             .unwrap_or_default();
@@ -54,10 +58,10 @@ impl Id {
         ShardId::new(u16::from_be_bytes([raw[0], raw[1]]))
     }
 
-    /// The slab key on the owning shard.
+    /// The slot on the owning shard.
     pub fn key(&self) -> u32 {
         let raw = self.prefix();
-        u32::from_be_bytes([raw[2], raw[3], raw[4], raw[5]])
+        u32::from_be_bytes([0, raw[2], raw[3], raw[4]])
     }
 
     /// The id as text.
@@ -132,16 +136,25 @@ impl Default for RandomPool {
     }
 }
 
-const _: () = assert!(RANDOM_LEN == RAW_LEN - 6);
+const _: () = assert!(RANDOM_LEN == RAW_LEN - 5);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn ids_are_as_long_as_nodes_and_cut_the_slot_to_24_bits() {
+        let mut pool = RandomPool::new();
+        let id = Id::generate(ShardId::new(3), MAX_SLOTS as u32 + 5, &mut pool);
+        assert_eq!(id.as_str().len(), 20);
+        assert_eq!((id.shard(), id.key()), (ShardId::new(3), 5));
+    }
+
+    #[test]
     fn ids_round_trip_shard_and_key() {
         let mut pool = RandomPool::new();
-        for (shard, key) in [(0, 0), (1, 7), (15, 123_456), (u16::MAX, u32::MAX)] {
+        let last = MAX_SLOTS as u32 - 1;
+        for (shard, key) in [(0, 0), (1, 7), (15, 123_456), (u16::MAX, last)] {
             let id = Id::generate(ShardId::new(shard), key, &mut pool);
             assert_eq!(id.as_str().len(), ID_LEN);
             let parsed = Id::parse(id.as_str()).unwrap();

@@ -13,7 +13,7 @@ use crate::codec::eio::{self, Version};
 use crate::codec::frame::Frame;
 use crate::codec::ws;
 use crate::deadline::DeadlineHeap;
-use crate::id::Id;
+use crate::id::{Id, MAX_SLOTS};
 
 impl Engine {
     /// Asks to open a session for a handshake from `address`: refused while shutting down and
@@ -22,6 +22,10 @@ impl Engine {
     pub fn admit(&mut self, address: Option<SocketAddr>, now: Instant) -> Result<(), EngineError> {
         if self.draining {
             return Err(EngineError::ShuttingDown);
+        }
+        // A session id names its slot in 24 bits (`id::MAX_SLOTS`).
+        if self.sessions.vacant_key().index() >= MAX_SLOTS {
+            return Err(EngineError::TooManySessions);
         }
         if let Some(admission) = &self.admission {
             admission.admit(address.map(|a| a.ip()), now)?;

@@ -190,7 +190,7 @@ impl Cluster {
 /// The socket id in a `40{"sid":"..."}` reply.
 fn socket_id(connect_reply: &str) -> String {
     let start = connect_reply.find("\"sid\":\"").expect("sid") + 7;
-    connect_reply[start..start + 24].to_owned()
+    connect_reply[start..start + crate::id::ID_LEN].to_owned()
 }
 
 /// The binary's built-ins: `join` + ack, `publish` [room, payload] to the room.

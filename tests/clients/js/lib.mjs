@@ -141,7 +141,7 @@ export function shardOf(id) {
 export function checkRingcastId(id, what) {
   check(typeof id === 'string' && id.length > 0, `${what} is not set: ${show(id)}`);
   if (EXTERNAL) return;
-  check(/^[A-Za-z0-9_-]{24}$/.test(id), `${what} ${show(id)} is not 24 base64url characters`);
+  check(/^[A-Za-z0-9_-]{20}$/.test(id), `${what} ${show(id)} is not 20 base64url characters`);
   const shard = shardOf(id);
   check(shard < SHARDS, `${what} ${id} names shard ${shard}, but the server runs ${SHARDS}`);
 }
