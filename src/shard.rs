@@ -433,19 +433,29 @@ async fn serve(
     }
     let engine = Rc::new(RefCell::new(engine));
     let peers_bus = bus.clone();
-    // Tasks Socket.IO hands over (asynchronous middleware) run here, then the shard pumps
-    // whatever they produced; the shard is known only once built, hence the cell.
+    // Tasks Socket.IO hands over (asynchronous middleware, tasks of handlers) run here, and
+    // the shard pumps whatever each step produced; the shard is known only once built, hence
+    // the cell.
     let spawner_shard: Rc<OnceCell<Weak<Shard>>> = Rc::default();
     let spawner = {
         let cell = spawner_shard.clone();
-        Box::new(move |task: LocalTask| {
+        Box::new(move |mut task: LocalTask| {
             let cell = cell.clone();
-            monoio::spawn(async move {
-                task.await;
-                if let Some(shard) = cell.get().and_then(Weak::upgrade) {
+            // The shard pumps after every step of the task, not only its last: what a step
+            // sent must go out (polling answers are flushed by the pump), and a deadline it
+            // set (an operation it started) must reach the timer, while it waits.
+            monoio::spawn(poll_fn(move |cx| {
+                let shard = cell.get().and_then(Weak::upgrade);
+                if let Some(shard) = &shard {
+                    // A step may start an operation: its deadline counts from now.
+                    shard.io.set_now(Instant::now());
+                }
+                let step = task.as_mut().poll(cx);
+                if let Some(shard) = shard {
                     shard.pump();
                 }
-            });
+                step
+            }));
         })
     };
     let io = SocketIo::new(

@@ -225,6 +225,25 @@ fn an_operation_waiting_for_a_busy_shard_times_out() {
                 };
                 let _ = ack.send(&json_arg(answer));
             });
+        })
+        .on("count-later", |socket, _message, ack| {
+            let Some(ack) = ack else { return };
+            let later = socket.clone();
+            socket.spawn(async move {
+                // The shard sits idle meanwhile: the operation's deadline must count from when
+                // the task starts it, not from the shard's last turn.
+                monoio::time::sleep(Duration::from_millis(1200)).await;
+                let count = later
+                    .namespace()
+                    .timeout(Duration::from_secs(1))
+                    .fetch_sockets()
+                    .await;
+                let answer = match count {
+                    Ok(sockets) => json!({ "count": sockets.len() }),
+                    Err(error) => json!({ "error": error.to_string() }),
+                };
+                let _ = ack.send(&json_arg(answer));
+            });
         });
     let server = TestServer::start_with_shards(Server::builder().namespace("/", ns), 4);
     let report = server.run_script_json("blocked_shard.mjs");

@@ -23,5 +23,9 @@ run(async () => {
   await sleep(1600);
   const [fast] = await request(asker, 'count', 2000);
   assert.deepEqual(fast, { count: clients.length });
+
+  // An operation a handler's task starts after waiting a while, the server idle meanwhile.
+  const [later] = await request(asker, 'count-later');
+  assert.deepEqual(later, { count: clients.length });
   console.log(JSON.stringify({ clients: clients.length }));
 });
