@@ -82,6 +82,14 @@ pub mod internals {
                 check_placeholders, from_slice, is_string, parse_str, split_array, validate,
             };
         }
+        /// notepack.io MessagePack and its conversion to and from event data.
+        pub mod notepack {
+            pub use crate::codec::notepack::{
+                decode_event, decode_value, encode_event, encode_value, event_to_value,
+                json_to_value, read, write, DecodedEvent, DecodedValue, NotepackError, MAX_DEPTH,
+            };
+            pub use rmpv::Value;
+        }
         /// Socket.IO packets and binary attachments.
         pub mod sio {
             pub use crate::codec::sio::{decode, encode, Assembler, PacketType};

@@ -16,6 +16,7 @@ use futures_channel::oneshot;
 use futures_util::task::noop_waker_ref;
 use ringcast::internals::codec::eio::{self, Packet, Version};
 use ringcast::internals::codec::frame::Frame;
+use ringcast::internals::codec::notepack::{self, Value};
 use ringcast::internals::codec::{http, json, sio, ws};
 use ringcast::internals::engine::{Engine, Event, LinkKey, Peer, PollReply, SessionKey};
 use ringcast::internals::rooms::Rooms;
@@ -33,6 +34,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("eio_payload", eio_payload),
     ("sio_packet", sio_packet),
     ("json_event", json_event),
+    ("notepack", notepack),
     ("engine_session", engine_session),
     ("rooms", rooms),
 ];
@@ -326,6 +328,108 @@ fn without_surrogate_escapes(data: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A MessagePack message as the Redis adapter or the emitter publishes it: whatever reads
+/// converts without panicking, as one value and, where it holds one (`[uid, {data}, opts]`,
+/// `{packet: {data}}`) or is one, as event data. The JSON is valid and holds the arguments;
+/// unless the message itself holds maps shaped like placeholders (`_placeholder: true`, which
+/// Socket.IO cannot tell from real ones), the placeholders are exactly the attachments, in
+/// order, and the JSON encodes to MessagePack that decodes to the same JSON.
+pub fn notepack(data: &[u8]) {
+    let Ok(message) = notepack::read(data) else {
+        return;
+    };
+    let literal = has_placeholder_shape(&message);
+    let events: Vec<Value> = [packet_data(&message).cloned(), Some(message.clone())]
+        .into_iter()
+        .flatten()
+        .collect();
+    if let Ok(value) = notepack::decode_value(message) {
+        assert!(json::validate(&value.json).is_ok(), "invalid JSON");
+        if !literal {
+            assert_placeholders(&value.json, value.attachments.len());
+            let bytes = notepack::encode_value(&value.json, &value.attachments)
+                .expect("decoded JSON encodes again");
+            let again =
+                notepack::decode_value(notepack::read(&bytes).expect("what we wrote reads"))
+                    .expect("re-encoded JSON decodes");
+            assert_eq!(again, value, "the JSON changed on the way round");
+        }
+    }
+    for data in events {
+        let Ok(event) = notepack::decode_event(data) else {
+            continue;
+        };
+        let mut array = b"[".to_vec();
+        array.extend_from_slice(&serde_json::to_vec(&event.name).expect("a string serialises"));
+        if event.count > 0 {
+            array.push(b',');
+            array.extend_from_slice(&event.args);
+        }
+        array.push(b']');
+        assert_eq!(
+            json::split_array(&array).map(|args| args.len()),
+            Ok(event.count + 1),
+            "the arguments are not {} JSON values",
+            event.count
+        );
+        if literal {
+            continue;
+        }
+        assert_placeholders(&array, event.attachments.len());
+        let bytes = notepack::encode_event(&event.name, &event.args, &event.attachments)
+            .expect("decoded event encodes again");
+        let again = notepack::decode_event(notepack::read(&bytes).expect("what we wrote reads"))
+            .expect("re-encoded event decodes");
+        assert_eq!(again, event, "the event changed on the way round");
+    }
+}
+
+/// `packet.data` of a broadcast (`[uid, packet, opts]`) or a request (`{packet}`).
+fn packet_data(message: &Value) -> Option<&Value> {
+    let packet = match message {
+        Value::Array(items) => items.get(1)?,
+        map => field(map, "packet")?,
+    };
+    field(packet, "data")
+}
+
+fn field<'a>(map: &'a Value, name: &str) -> Option<&'a Value> {
+    map.as_map()?
+        .iter()
+        .find(|(key, _)| key.as_str() == Some(name))
+        .map(|(_, value)| value)
+}
+
+/// Whether a map anywhere in `value` has `_placeholder: true`.
+fn has_placeholder_shape(value: &Value) -> bool {
+    match value {
+        Value::Array(items) => items.iter().any(has_placeholder_shape),
+        Value::Map(entries) => entries.iter().any(|(key, value)| {
+            (key.as_str() == Some("_placeholder") && *value == Value::Boolean(true))
+                || has_placeholder_shape(key)
+                || has_placeholder_shape(value)
+        }),
+        _ => false,
+    }
+}
+
+/// Valid JSON whose placeholders are exactly the attachments, each once, in order.
+fn assert_placeholders(json: &[u8], attachments: usize) {
+    let text = String::from_utf8_lossy(json);
+    assert_eq!(
+        json::check_placeholders(json, attachments),
+        Ok(attachments),
+        "placeholders and attachments disagree in {text}"
+    );
+    for num in 0..attachments {
+        let placeholder = format!(r#"{{"_placeholder":true,"num":{num}}}"#);
+        assert!(
+            text.contains(&placeholder),
+            "no placeholder {num} in {text}"
+        );
+    }
 }
 
 // ------------------------------------------------------------------------------------------

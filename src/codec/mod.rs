@@ -7,5 +7,6 @@ pub mod eio;
 pub mod frame;
 pub mod http;
 pub mod json;
+pub mod notepack;
 pub mod sio;
 pub mod ws;
