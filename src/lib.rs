@@ -60,6 +60,18 @@ pub use socketio::{
 pub mod internals {
     /// Wire formats (`crate::codec`).
     pub mod codec {
+        /// The Redis adapter's and the emitter's messages and channels.
+        pub mod adapter {
+            pub use crate::codec::adapter::{
+                broadcast_channel, broadcast_pattern, broadcast_room, classic_channel,
+                classic_publish_channel, looks_like_socket_id, request_channel, response_channel,
+                room_channel, sharded_channel, sharded_response_channel, specific_response_channel,
+                AdapterError, BroadcastMessage, BroadcastOpts, ClassicChannel, ClusterBody,
+                ClusterMessage, ClusterType, Flags, OptsOrder, Packet, RemoteSocket, Request,
+                RequestBody, RequestType, Response, ShardedChannel, SubscriptionMode,
+                DEFAULT_MAX_LEN, DEFAULT_PREFIX, EMITTER_UID, MAX_DEPTH,
+            };
+        }
         /// Engine.IO packets and polling payloads.
         pub mod eio {
             pub use crate::codec::eio::{

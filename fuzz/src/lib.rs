@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
 use futures_util::task::noop_waker_ref;
+use ringcast::internals::codec::adapter::{
+    self, BroadcastMessage, ClassicChannel, ClusterMessage, OptsOrder, Request, RequestType,
+    Response, ShardedChannel, SubscriptionMode,
+};
 use ringcast::internals::codec::eio::{self, Packet, Version};
 use ringcast::internals::codec::frame::Frame;
 use ringcast::internals::codec::notepack::{self, Value};
@@ -35,6 +39,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sio_packet", sio_packet),
     ("json_event", json_event),
     ("notepack", notepack),
+    ("adapter_messages", adapter_messages),
     ("engine_session", engine_session),
     ("rooms", rooms),
 ];
@@ -430,6 +435,140 @@ fn assert_placeholders(json: &[u8], attachments: usize) {
             "no placeholder {num} in {text}"
         );
     }
+}
+
+/// The Redis adapter's messages and channels: the bytes through every decoder (classic
+/// broadcast, request, response for each pending request type, sharded message); whatever
+/// decodes re-encodes to bytes that decode to the same value and re-encode to the same bytes.
+/// Then the bytes as a channel name, and, split at newlines into prefix, namespace and room, as
+/// the parts of channel names that must parse back to those parts.
+pub fn adapter_messages(data: &[u8]) {
+    const MAX: usize = 1 << 16;
+    if let Ok(message) = BroadcastMessage::decode(data, MAX) {
+        for order in [OptsOrder::Server, OptsOrder::Emitter] {
+            round_trip(
+                &message,
+                |m, out| m.encode_with(order, out),
+                |bytes| BroadcastMessage::decode(bytes, usize::MAX),
+            );
+        }
+        let channel = adapter::classic_publish_channel("p", "/", &message.opts.rooms);
+        assert!(adapter::broadcast_room(&channel, "p", "/").is_some());
+    }
+    if let Ok(request) = Request::decode(data, MAX) {
+        round_trip(&request, Request::encode, |bytes| {
+            Request::decode(bytes, usize::MAX)
+        });
+    }
+    for number in 0..=10 {
+        let pending = RequestType::from_number(number);
+        if let Ok(Some(response)) = Response::decode(data, MAX, |_| pending) {
+            round_trip(&response, Response::encode, |bytes| {
+                Response::decode(bytes, usize::MAX, |id| {
+                    assert_eq!(id, response.request_id(), "the request id changed");
+                    pending
+                })
+                .map(|again| again.expect("a response to a pending request"))
+            });
+        }
+    }
+    if let Ok(message) = ClusterMessage::decode(data, MAX) {
+        round_trip(&message, ClusterMessage::encode, |bytes| {
+            ClusterMessage::decode(bytes, usize::MAX)
+        });
+        for mode in [
+            SubscriptionMode::Static,
+            SubscriptionMode::Dynamic,
+            SubscriptionMode::DynamicPrivate,
+        ] {
+            let channel = message.publish_channel("p", mode);
+            assert!(adapter::broadcast_room(&channel, "p", &message.nsp).is_some());
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        adapter_channels(text);
+    }
+}
+
+/// Encodes `value`, decodes that, and checks the value and its encoding are unchanged (values
+/// compare by their debug text, where NaN equals NaN).
+fn round_trip<T: std::fmt::Debug, E: std::fmt::Debug>(
+    value: &T,
+    encode: impl Fn(&T, &mut Vec<u8>),
+    decode: impl Fn(&[u8]) -> Result<T, E>,
+) {
+    let mut bytes = Vec::new();
+    encode(value, &mut bytes);
+    let again = decode(&bytes).expect("an encoded message decodes");
+    assert_eq!(
+        format!("{again:?}"),
+        format!("{value:?}"),
+        "a message does not survive a round trip"
+    );
+    let mut bytes_again = Vec::new();
+    encode(&again, &mut bytes_again);
+    assert_eq!(bytes_again, bytes, "a message re-encodes differently");
+}
+
+fn adapter_channels(text: &str) {
+    const PREFIX: &str = "socket.io";
+    if let Some(room) = adapter::broadcast_room(text, PREFIX, "/") {
+        let rest = text
+            .strip_prefix("socket.io#/#")
+            .expect("under the namespace channel");
+        assert!(rest.starts_with(room) && rest.len() - room.len() <= 4);
+    }
+    let _ = adapter::classic_channel(text, PREFIX, "/");
+    let _ = adapter::sharded_channel(text, PREFIX, "/", "0123456789abcdef");
+    let mut parts = text.splitn(3, '\n');
+    let (Some(prefix), Some(nsp), Some(room)) = (parts.next(), parts.next(), parts.next()) else {
+        return;
+    };
+    assert_eq!(
+        adapter::broadcast_pattern(prefix, nsp),
+        adapter::broadcast_channel(prefix, nsp) + "*"
+    );
+    let namespace = adapter::broadcast_channel(prefix, nsp);
+    assert_eq!(adapter::broadcast_room(&namespace, prefix, nsp), Some(""));
+    let room_channel = adapter::room_channel(prefix, nsp, room);
+    assert_eq!(
+        adapter::broadcast_room(&room_channel, prefix, nsp),
+        Some(room)
+    );
+    assert_eq!(
+        adapter::classic_channel(&room_channel, prefix, nsp),
+        Some(ClassicChannel::Broadcast { room })
+    );
+    assert_eq!(
+        adapter::classic_channel(&adapter::request_channel(prefix, nsp), prefix, nsp),
+        Some(ClassicChannel::Request)
+    );
+    assert_eq!(
+        adapter::classic_channel(&adapter::response_channel(prefix, nsp), prefix, nsp),
+        Some(ClassicChannel::Response)
+    );
+    assert_eq!(
+        adapter::classic_channel(
+            &adapter::specific_response_channel(prefix, nsp, room),
+            prefix,
+            nsp
+        ),
+        Some(ClassicChannel::ResponseTo { uid: room })
+    );
+    let own = adapter::sharded_response_channel(prefix, nsp, room);
+    assert_eq!(
+        adapter::sharded_channel(&own, prefix, nsp, room),
+        Some(ShardedChannel::Response)
+    );
+    assert_eq!(
+        adapter::sharded_channel(&namespace, prefix, nsp, room),
+        Some(ShardedChannel::Main)
+    );
+    let other_uid = format!("{room}x");
+    assert_eq!(
+        adapter::sharded_channel(&room_channel, prefix, nsp, &other_uid),
+        Some(ShardedChannel::Room(room))
+    );
 }
 
 // ------------------------------------------------------------------------------------------

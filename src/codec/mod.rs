@@ -3,6 +3,7 @@
 //! Nothing here does I/O, reads a clock or knows about shards or sessions; every decoder
 //! answers complete, incomplete or error, so each one can be fuzzed on its own.
 
+pub mod adapter;
 pub mod eio;
 pub mod frame;
 pub mod http;
