@@ -25,6 +25,7 @@
 
 pub mod apps;
 mod bus;
+mod cluster;
 mod codec;
 mod config;
 mod deadline;
@@ -58,6 +59,13 @@ pub use socketio::{
 /// name.
 #[doc(hidden)]
 pub mod internals {
+    /// This process as a node of a Redis cluster, sans-IO (`crate::cluster`).
+    pub mod cluster {
+        pub use crate::cluster::{
+            Dropped, Incoming, LocalBroadcast, Node, Publish, RemoteBroadcast, Subscriptions,
+            MAX_MESSAGE,
+        };
+    }
     /// Wire formats (`crate::codec`).
     pub mod codec {
         /// The Redis adapter's and the emitter's messages and channels.

@@ -1,0 +1,258 @@
+//! This process as one node of a Redis cluster of Socket.IO servers, wire-compatible with
+//! Node's `@socket.io/redis-adapter` (classic mode) and `@socket.io/redis-emitter`: each
+//! namespace's uid and subscriptions, what a local broadcast publishes, and what a message from
+//! Redis asks this node to deliver (the receiving rules of the classic adapter).
+//!
+//! Sans-IO, like the engine: bytes and channel names in, decisions out. It never touches a
+//! socket, a runtime or the clock; the Redis link carries its publishes and hands it what the
+//! subscriptions receive, and the shards deliver what it decodes.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use crate::codec::adapter::{
+    self, AdapterError, BroadcastMessage, BroadcastOpts, ClassicChannel, Flags, Packet,
+};
+use crate::codec::notepack::{self, DecodedEvent, NotepackError};
+use crate::id::RandomPool;
+
+/// The largest message from Redis this node decodes; a larger one is dropped unread.
+pub const MAX_MESSAGE: usize = adapter::DEFAULT_MAX_LEN;
+
+/// The characters of a Node `uid2` id: a random byte names one of them (byte mod 64).
+const UID_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// What a namespace's adapter subscribes to: patterns (`PSUBSCRIBE`) and channels
+/// (`SUBSCRIBE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscriptions {
+    /// `<prefix>#<nsp>#*`: every broadcast of the namespace.
+    pub patterns: Vec<String>,
+    /// The request channel, the shared response channel and this node's own one.
+    pub channels: Vec<String>,
+}
+
+/// A broadcast sent by this node's application, to publish.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalBroadcast<'a> {
+    /// The namespace.
+    pub nsp: &'a str,
+    /// The target rooms (none: the whole namespace).
+    pub rooms: &'a [Box<str>],
+    /// The rooms whose members are left out.
+    pub except: &'a [Box<str>],
+    /// Dropped for recipients that can't take it at once.
+    pub volatile: bool,
+    /// The event name.
+    pub event: &'a str,
+    /// The arguments' JSON, comma-separated, without brackets.
+    pub args: &'a [u8],
+    /// The binary attachments the arguments' placeholders name.
+    pub attachments: &'a [Bytes],
+}
+
+/// A message to publish: its channel and bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    /// The channel.
+    pub channel: String,
+    /// The message.
+    pub payload: Vec<u8>,
+}
+
+/// A broadcast another node (or an emitter) published, decoded once for every shard here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteBroadcast {
+    /// The namespace.
+    pub nsp: String,
+    /// The target rooms (none: the whole namespace).
+    pub rooms: Vec<String>,
+    /// The rooms whose members are left out.
+    pub except: Vec<String>,
+    /// Dropped for recipients that can't take it at once.
+    pub volatile: bool,
+    /// The event, its arguments as JSON with placeholders, and its attachments.
+    pub event: DecodedEvent,
+}
+
+/// What a message from Redis asks of this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// Deliver to the matching local sockets (never re-published).
+    Broadcast(RemoteBroadcast),
+    /// Nothing to do, as the protocol says: this node's own broadcast coming back, a room
+    /// this node has no member of, a channel of no namespace it serves.
+    Ignored,
+    /// Bad input: dropped (and counted by the caller).
+    Dropped(Dropped),
+}
+
+/// Why a message from Redis was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Not a message of the adapter's protocol (or too large, or too deep).
+    Malformed(AdapterError),
+    /// An adapter message whose event data can't be delivered.
+    BadEvent(NotepackError),
+    /// A packet of another type than EVENT, or for another namespace than its channel's.
+    Unexpected,
+}
+
+/// The adapter state of this process: one uid per namespace, as Node counts one server per
+/// subscribed connection and this process has one.
+pub struct Node {
+    prefix: String,
+    uids: HashMap<String, String>,
+    random: RandomPool,
+}
+
+impl Node {
+    /// A node publishing under `prefix` (Node's `key` option, `socket.io` by default).
+    pub fn new(prefix: impl Into<String>) -> Node {
+        Node {
+            prefix: prefix.into(),
+            uids: HashMap::new(),
+            random: RandomPool::new(),
+        }
+    }
+
+    /// Serves namespace `nsp`: gives it a uid and says what to subscribe to; `None` if it is
+    /// served already.
+    pub fn add_namespace(&mut self, nsp: &str) -> Option<Subscriptions> {
+        if self.uids.contains_key(nsp) {
+            return None;
+        }
+        let uid = uid2(&mut self.random);
+        let prefix = &self.prefix;
+        let subscriptions = Subscriptions {
+            patterns: vec![adapter::broadcast_pattern(prefix, nsp)],
+            channels: vec![
+                adapter::request_channel(prefix, nsp),
+                adapter::response_channel(prefix, nsp),
+                adapter::specific_response_channel(prefix, nsp, &uid),
+            ],
+        };
+        self.uids.insert(nsp.to_owned(), uid);
+        Some(subscriptions)
+    }
+
+    /// The uid of namespace `nsp`'s adapter, if it is served.
+    pub fn uid(&self, nsp: &str) -> Option<&str> {
+        self.uids.get(nsp).map(String::as_str)
+    }
+
+    /// What to publish for a broadcast of this node's application (Node's order: publish, then
+    /// deliver locally). `None` for a namespace this node does not serve.
+    pub fn publish(
+        &self,
+        broadcast: &LocalBroadcast<'_>,
+    ) -> Option<Result<Publish, NotepackError>> {
+        let uid = self.uid(broadcast.nsp)?;
+        let data = match notepack::event_to_value(
+            broadcast.event,
+            broadcast.args,
+            broadcast.attachments,
+        ) {
+            Ok(data) => data,
+            Err(error) => return Some(Err(error)),
+        };
+        let rooms: Vec<String> = broadcast.rooms.iter().map(|r| r.to_string()).collect();
+        let except = broadcast.except.iter().map(|r| r.to_string()).collect();
+        let channel = adapter::classic_publish_channel(&self.prefix, broadcast.nsp, &rooms);
+        let flags = Flags {
+            volatile: broadcast.volatile.then_some(true),
+            ..Flags::default()
+        };
+        let message = BroadcastMessage {
+            uid: uid.to_owned(),
+            packet: Packet {
+                kind: 2,
+                data,
+                nsp: Some(broadcast.nsp.to_owned()),
+            },
+            opts: BroadcastOpts {
+                rooms,
+                except,
+                flags: Some(flags),
+            },
+        };
+        let mut payload = Vec::new();
+        message.encode(&mut payload);
+        Some(Ok(Publish { channel, payload }))
+    }
+
+    /// Reads a message a subscription received on `channel`. `has_room(nsp, room)` says
+    /// whether any local socket is in `room`: a message to one room no local socket is in is
+    /// ignored before it is decoded, as Node does.
+    pub fn receive(
+        &self,
+        channel: &str,
+        payload: &[u8],
+        has_room: impl Fn(&str, &str) -> bool,
+    ) -> Incoming {
+        // A namespace may contain `#`, so several served namespaces may claim the channel; the
+        // message's own namespace settles it below.
+        let mut claims =
+            self.uids.iter().filter_map(|(nsp, uid)| {
+                match adapter::classic_channel(channel, &self.prefix, nsp)? {
+                    ClassicChannel::Broadcast { room } => Some((nsp, uid, room)),
+                    _ => None,
+                }
+            });
+        let Some(first) = claims.next() else {
+            return Incoming::Ignored;
+        };
+        let claims: Vec<_> = std::iter::once(first).chain(claims).collect();
+        let wanted = claims
+            .iter()
+            .any(|&(nsp, _, room)| room.is_empty() || has_room(nsp, room));
+        if !wanted {
+            return Incoming::Ignored;
+        }
+        let message = match BroadcastMessage::decode(payload, MAX_MESSAGE) {
+            Ok(message) => message,
+            Err(error) => return Incoming::Dropped(Dropped::Malformed(error)),
+        };
+        let nsp = message.packet.nsp_or_root();
+        let Some(&(_, uid, _)) = claims.iter().find(|(claimed, _, _)| *claimed == nsp) else {
+            return Incoming::Dropped(Dropped::Unexpected);
+        };
+        if message.uid == *uid {
+            return Incoming::Ignored;
+        }
+        if message.packet.kind != 2 {
+            return Incoming::Dropped(Dropped::Unexpected);
+        }
+        let nsp = nsp.to_owned();
+        let event = match notepack::decode_event(message.packet.data) {
+            Ok(event) => event,
+            Err(error) => return Incoming::Dropped(Dropped::BadEvent(error)),
+        };
+        let volatile = message
+            .opts
+            .flags
+            .and_then(|flags| flags.volatile)
+            .unwrap_or(false);
+        Incoming::Broadcast(RemoteBroadcast {
+            nsp,
+            rooms: message.opts.rooms,
+            except: message.opts.except,
+            volatile,
+            event,
+        })
+    }
+}
+
+/// A Node `uid2(6)` id: six random characters of `A–Z a–z 0–9 - _`.
+fn uid2(random: &mut RandomPool) -> String {
+    let mut bytes = [0u8; 6];
+    random.fill(&mut bytes);
+    bytes
+        .iter()
+        .map(|&b| char::from(UID_ALPHABET[usize::from(b % 64)]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+//! The classic adapter's publishing and receiving rules against captures from live Node
+//! servers and the emitter (`shared/spec/ecosystem-protocols.md` A.3, B.1).
+
+use super::*;
+
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// `io.to("room1").emit("to-room1", "x")` on a Node server whose `/` adapter had uid `S8xJQv`.
+const TO_ROOM1: &str = "93a65338784a517683a47479706502a46461746192a8746f2d726f6f6d31a178a36e7370a12f83a5726f6f6d7391a5726f6f6d31a665786365707490a5666c61677380";
+
+/// The emitter's `emit("from-emitter", "a", 1, {b: true})`, opts in its own key order.
+const FROM_EMITTER: &str = "93a7656d697474657283a47479706502a46461746194ac66726f6d2d656d6974746572a1610181a162c3a36e7370a12f83a5726f6f6d7390a5666c61677380a665786365707490";
+
+fn node() -> Node {
+    let mut node = Node::new("socket.io");
+    node.add_namespace("/").expect("new namespace");
+    node
+}
+
+fn delivered(incoming: Incoming) -> RemoteBroadcast {
+    match incoming {
+        Incoming::Broadcast(broadcast) => broadcast,
+        other => panic!("not delivered: {other:?}"),
+    }
+}
+
+#[test]
+fn a_namespace_gets_a_node_uid_and_the_adapters_subscriptions() {
+    let mut node = Node::new("socket.io");
+    let subscriptions = node.add_namespace("/chat").expect("new");
+    let uid = node.uid("/chat").expect("uid").to_owned();
+    assert_eq!(uid.len(), 6);
+    assert!(uid.bytes().all(|b| UID_ALPHABET.contains(&b)));
+    assert_eq!(subscriptions.patterns, ["socket.io#/chat#*"]);
+    assert_eq!(
+        subscriptions.channels,
+        [
+            "socket.io-request#/chat#".to_owned(),
+            "socket.io-response#/chat#".to_owned(),
+            format!("socket.io-response#/chat#{uid}#"),
+        ]
+    );
+    assert_eq!(node.add_namespace("/chat"), None);
+    let other = node.add_namespace("/").expect("new");
+    assert_ne!(node.uid("/"), Some(uid.as_str()), "{other:?}");
+}
+
+#[test]
+fn a_node_broadcast_to_a_room_is_delivered_only_where_the_room_has_members() {
+    let node = node();
+    let channel = "socket.io#/#room1#";
+    let broadcast = delivered(node.receive(channel, &hex(TO_ROOM1), |nsp, room| {
+        nsp == "/" && room == "room1"
+    }));
+    assert_eq!(broadcast.nsp, "/");
+    assert_eq!(broadcast.rooms, ["room1"]);
+    assert!(broadcast.except.is_empty());
+    assert!(!broadcast.volatile);
+    assert_eq!(broadcast.event.name, "to-room1");
+    assert_eq!(broadcast.event.args, br#""x""#);
+    // No local member: ignored before decoding (garbage after the channel check is not read).
+    assert_eq!(
+        node.receive(channel, b"not even msgpack", |_, _| false),
+        Incoming::Ignored
+    );
+}
+
+#[test]
+fn the_emitters_broadcast_is_delivered_whatever_its_key_order() {
+    let node = node();
+    let broadcast = delivered(node.receive("socket.io#/#", &hex(FROM_EMITTER), |_, _| false));
+    assert_eq!(broadcast.event.name, "from-emitter");
+    assert_eq!(broadcast.event.args, br#""a",1,{"b":true}"#);
+    assert_eq!(broadcast.event.count, 3);
+    assert!(broadcast.rooms.is_empty());
+}
+
+#[test]
+fn what_this_node_publishes_is_what_a_node_server_publishes() {
+    let node = node();
+    let uid = node.uid("/").expect("uid").to_owned();
+    let rooms: Vec<Box<str>> = vec!["room1".into()];
+    let publish = node
+        .publish(&LocalBroadcast {
+            nsp: "/",
+            rooms: &rooms,
+            except: &[],
+            volatile: false,
+            event: "to-room1",
+            args: br#""x""#,
+            attachments: &[],
+        })
+        .expect("served")
+        .expect("encoded");
+    assert_eq!(publish.channel, "socket.io#/#room1#");
+    // Node's bytes with our uid in place of its own.
+    let mut expected = hex(TO_ROOM1);
+    expected[2..8].copy_from_slice(uid.as_bytes());
+    assert_eq!(publish.payload, expected);
+    // Coming back through Redis, its own broadcast is ignored.
+    assert_eq!(
+        node.receive(&publish.channel, &publish.payload, |_, _| true),
+        Incoming::Ignored
+    );
+    // Another node delivers it.
+    let other = node_with_uid_not(&uid);
+    let broadcast = delivered(other.receive(&publish.channel, &publish.payload, |_, _| true));
+    assert_eq!(broadcast.event.name, "to-room1");
+}
+
+#[test]
+fn binary_volatile_and_several_rooms_cross_as_node_sends_them() {
+    let node = node();
+    let rooms: Vec<Box<str>> = vec!["a".into(), "b".into()];
+    let except: Vec<Box<str>> = vec!["c".into()];
+    let attachment = Bytes::from_static(&[1, 2, 3]);
+    let publish = node
+        .publish(&LocalBroadcast {
+            nsp: "/",
+            rooms: &rooms,
+            except: &except,
+            volatile: true,
+            event: "bin",
+            args: br#"{"_placeholder":true,"num":0},"y""#,
+            attachments: std::slice::from_ref(&attachment),
+        })
+        .expect("served")
+        .expect("encoded");
+    // Two rooms: the namespace channel.
+    assert_eq!(publish.channel, "socket.io#/#");
+    let other = node_with_uid_not(node.uid("/").expect("uid"));
+    let broadcast = delivered(other.receive(&publish.channel, &publish.payload, |_, _| false));
+    assert_eq!(broadcast.rooms, ["a", "b"]);
+    assert_eq!(broadcast.except, ["c"]);
+    assert!(broadcast.volatile);
+    assert_eq!(
+        broadcast.event.args,
+        br#"{"_placeholder":true,"num":0},"y""#
+    );
+    assert_eq!(broadcast.event.attachments, [attachment]);
+}
+
+#[test]
+fn bad_and_foreign_messages_are_dropped_or_ignored() {
+    let node = node();
+    assert!(matches!(
+        node.receive("socket.io#/#", b"\x93\xa1", |_, _| true),
+        Incoming::Dropped(Dropped::Malformed(_))
+    ));
+    assert!(matches!(
+        node.receive("socket.io#/#", &vec![0x90; MAX_MESSAGE + 1], |_, _| true),
+        Incoming::Dropped(Dropped::Malformed(AdapterError::TooLarge))
+    ));
+    // A namespace this node does not serve, and a request channel: nothing to deliver.
+    assert_eq!(
+        node.receive("socket.io#/other#", &hex(TO_ROOM1), |_, _| true),
+        Incoming::Ignored
+    );
+    assert_eq!(
+        node.receive("socket.io-request#/#", b"{}", |_, _| true),
+        Incoming::Ignored
+    );
+    // A message whose packet names another namespace than its channel's.
+    let mut chat = Node::new("socket.io");
+    chat.add_namespace("/chat").expect("new");
+    assert_eq!(
+        chat.receive("socket.io#/chat#", &hex(TO_ROOM1), |_, _| true),
+        Incoming::Dropped(Dropped::Unexpected)
+    );
+}
+
+/// A node serving `/` whose uid is not `uid` (uids are random: retry until they differ).
+fn node_with_uid_not(uid: &str) -> Node {
+    loop {
+        let other = node();
+        if other.uid("/") != Some(uid) {
+            return other;
+        }
+    }
+}
