@@ -123,6 +123,16 @@ pub mod internals {
     pub mod bus {
         pub use crate::bus::{mesh, Endpoint};
     }
+    /// Socket I/O (`crate::net`).
+    pub mod net {
+        /// The process's one link to Redis, on a thread of its own.
+        pub mod redis {
+            pub use crate::net::redis::{
+                Backoff, CommandError, Incoming, LinkCounts, PublishError, RedisLink,
+                RedisLinkConfig, RedisUrl, ServerCount, UrlError,
+            };
+        }
+    }
     /// Engine.IO sessions (`crate::engine`).
     pub mod engine {
         pub use crate::engine::{pump, Engine, Event, LinkKey, Peer, PollReply, SessionKey};

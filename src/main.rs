@@ -167,10 +167,21 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
+    // The Redis client logs each connection it loses on its own; the link logs one line per
+    // outage, so the client's records show only when RUST_LOG names them.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|filter| !filter.trim().is_empty())
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = if filter.contains("fred") {
+        filter
+    } else {
+        format!("{filter},fred=error")
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_new(filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fred=error")),
         )
         .init();
     let cli = Cli::parse();

@@ -81,6 +81,8 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     // Routes are plain data and a table: the connection code runs them.
     ("net/route.rs", &["monoio"]),
+    // The link to Redis is a pipe on a thread of its own: it names nothing of the crate.
+    ("net/redis.rs", &["monoio", "crate::"]),
     // Plain data every layer reads: it names none of them (the codec's CORS type aside).
     (
         "config.rs",
@@ -122,6 +124,36 @@ fn layers_only_import_downward() {
     assert!(
         violations.is_empty(),
         "layering violations:\n{}",
+        violations.join("\n")
+    );
+}
+
+/// (crate, the one file under src/ that may name it): the Redis client and its runtime stay on
+/// the link's own thread, so no shard can call into them, nor wait on them.
+const CONFINED: &[(&str, &str)] = &[("fred", "net/redis.rs"), ("tokio", "net/redis.rs")];
+
+#[test]
+fn the_redis_client_and_tokio_live_in_one_file() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut violations = Vec::new();
+    for file in rust_files(&src) {
+        let text = fs::read_to_string(&file).expect("read source");
+        for (krate, home) in CONFINED {
+            if file.ends_with(home) {
+                continue;
+            }
+            let named = [format!("{krate}::"), format!("use {krate}")];
+            if named.iter().any(|name| text.contains(name.as_str())) {
+                violations.push(format!(
+                    "{} names {krate} (only src/{home} may)",
+                    file.display()
+                ));
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "confined crates named elsewhere:\n{}",
         violations.join("\n")
     );
 }

@@ -7,6 +7,7 @@
 //! besides Engine.IO is its [`Router`]'s, filled by the layers above.
 
 mod http;
+pub(crate) mod redis;
 mod route;
 #[cfg(test)]
 mod tests;

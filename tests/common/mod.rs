@@ -1,7 +1,9 @@
 //! Shared by the integration tests: start the real `ringcast` binary on a free loopback port
-//! (or point at an external server) and stop it when the test ends.
+//! (or point at an external server) and stop it when the test ends; `redis` does the same for
+//! a real `redis-server`.
 #![allow(dead_code)]
 
+pub mod redis;
 pub mod ws_client;
 
 use std::io::{BufRead, BufReader, Read, Write};
