@@ -217,6 +217,7 @@ impl Shard {
             ShardHooks {
                 peers: Box::new(|_: ShardId, _: SocketIoMsg| {}),
                 spawn: Box::new(|_: LocalTask| {}),
+                nodes: None,
             },
             now,
         );

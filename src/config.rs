@@ -41,6 +41,27 @@ pub struct Config {
     /// Where a GET answers with the server's counts as JSON (sessions, WebSockets, sockets,
     /// rooms, timers, requests in flight; per shard and in total). Not served when `None`.
     pub stats_path: Option<String>,
+    /// Clustering through Redis (off unless a URL is given).
+    pub cluster: ClusterConfig,
+}
+
+/// Clustering through Redis, wire-compatible with Node's `@socket.io/redis-adapter` (classic
+/// mode) and `@socket.io/redis-emitter`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `redis://[user:password@]host[:port][/db]`; no clustering when `None`.
+    pub redis: Option<String>,
+    /// The channel prefix (Node's `key` option).
+    pub prefix: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis: None,
+            prefix: "socket.io".to_owned(),
+        }
+    }
 }
 
 /// Engine.IO transport and heartbeat options.
@@ -192,6 +213,7 @@ impl Default for Config {
             cors: CorsConfig::default(),
             bus_capacity: 8192,
             stats_path: None,
+            cluster: ClusterConfig::default(),
         }
     }
 }

@@ -42,7 +42,7 @@ mod stats;
 
 pub use codec::json::JsonError;
 pub use config::{
-    Config, CorsConfig, EngineConfig, HttpConfig, SlowConsumerPolicy, SocketIoConfig,
+    ClusterConfig, Config, CorsConfig, EngineConfig, HttpConfig, SlowConsumerPolicy, SocketIoConfig,
 };
 pub use engine::{CloseReason, SendError};
 pub use key::ShardId;

@@ -74,6 +74,13 @@ struct Cli {
     /// Serve the server's counts (sessions, sockets, rooms, timers; JSON) at this path.
     #[arg(long)]
     stats_path: Option<String>,
+    /// Join a cluster through Redis: redis://[user:password@]host[:port][/db] (broadcasts
+    /// reach and come from every ringcast and Node socket.io server and emitter on it).
+    #[arg(long)]
+    redis: Option<String>,
+    /// The Redis channel prefix (Node's `key` option).
+    #[arg(long, default_value_t = DEFAULTS.cluster.prefix.clone())]
+    redis_prefix: String,
     /// Kernel send buffer per client connection in bytes (SO_SNDBUF); the kernel's own sizing
     /// when not given.
     #[arg(long)]
@@ -138,6 +145,8 @@ impl Cli {
         if self.stats_path.is_some() {
             config.stats_path.clone_from(&self.stats_path);
         }
+        config.cluster.redis.clone_from(&self.redis);
+        config.cluster.prefix.clone_from(&self.redis_prefix);
 
         let engine = &mut config.engine;
         engine.ping_interval = Duration::from_millis(self.ping_interval);
@@ -336,6 +345,8 @@ mod tests {
             "--no-eio3",
             "--no-pin",
             "--epoll",
+            "--redis=redis://127.0.0.1:7000",
+            "--redis-prefix=rc",
         ]);
         let mut expected = Config {
             cores: 3,
@@ -349,6 +360,8 @@ mod tests {
         };
         expected.cors.origins = vec!["http://a".to_owned()];
         expected.cors.credentials = true;
+        expected.cluster.redis = Some("redis://127.0.0.1:7000".to_owned());
+        expected.cluster.prefix = "rc".to_owned();
         let ms = Duration::from_millis;
         let engine = &mut expected.engine;
         engine.ping_interval = ms(1);

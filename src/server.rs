@@ -14,7 +14,7 @@ use crate::bus;
 use crate::config::{normalize_path, Config};
 use crate::engine::{Admission, AdmissionLimits};
 use crate::key::ShardId;
-use crate::shard::{self, App, Control, Plan, ShardMsg};
+use crate::shard::{self, App, Cluster, Control, Plan, ShardMsg};
 use crate::socketio::{
     selecting_methods, Args, BroadcastAcks, BroadcastOperator, Command, Namespace, Namespaces,
     Observer, OpError, OpFuture, Selection, SocketInfo,
@@ -135,7 +135,25 @@ impl ServerBuilder {
             max_sessions_per_ip: config.engine.max_sessions_per_ip,
             handshakes_per_ip_per_second: config.engine.handshakes_per_ip_per_second,
         };
-        let mut ends = bus::mesh::<ShardMsg>(shards + 1, bus_capacity);
+        let clustered = config.cluster.redis.is_some();
+        // The shards, the handle's control end, and with a cluster the Redis link's end.
+        let mut ends = bus::mesh::<ShardMsg>(shards + 1 + usize::from(clustered), bus_capacity);
+        let cluster = match ends.pop() {
+            Some(to_shards) if clustered => {
+                let namespaces = self.namespaces.declared.keys().map(|n| n.to_string());
+                Some(Cluster::start(
+                    &config.cluster,
+                    namespaces,
+                    to_shards,
+                    shards as u16,
+                )?)
+            }
+            Some(control) => {
+                ends.push(control);
+                None
+            }
+            None => None,
+        };
         let control = ends
             .pop()
             .unwrap_or_else(|| unreachable!("mesh has shards + 1 ends"));
@@ -149,6 +167,7 @@ impl ServerBuilder {
             namespaces: Arc::new(self.namespaces),
             admission: limits.any().then(|| Arc::new(Admission::new(limits))),
             control: control.clone(),
+            cluster,
         });
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut threads = Vec::with_capacity(shards);

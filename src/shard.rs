@@ -9,19 +9,26 @@ use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use crate::bus;
+use crate::cluster::{self, LocalBroadcast, Node};
 use crate::codec::frame::Frame;
 use crate::codec::http::{Cors, Method};
-use crate::config::{Config, EngineConfig, HttpConfig};
+use crate::config::{ClusterConfig, Config, EngineConfig, HttpConfig};
 use crate::engine::{self, Admission, Engine, Event};
 use crate::gather::{Collector, Finished, Gather, RequestId};
 use crate::key::ShardId;
+use crate::net::redis::{self, RedisLink, RedisLinkConfig, RedisUrl};
 use crate::net::{self, Forward, Host};
-use crate::socketio::{Command, LocalTask, Namespaces, ShardHooks, SocketIo, SocketIoMsg};
+use crate::socketio::{
+    Broadcast, Command, EventArgs, LocalTask, Namespaces, PublishFn, ShardHooks, SocketIo,
+    SocketIoMsg,
+};
 use crate::stats::{Report, ShardCounts};
 
 /// How long the stats endpoint waits for every shard; a shard that has not answered by then
@@ -37,6 +44,8 @@ pub(crate) enum ShardMsg {
     SocketIo(ShardId, SocketIoMsg),
     /// Work from outside the shards (`ServerHandle::of`).
     Command(Command),
+    /// A broadcast another node of the cluster published, decoded once for every shard.
+    FromNode(SocketIoMsg),
     /// Report this shard's counts to shard `from` (for the stats endpoint).
     Stats { from: ShardId, request: RequestId },
     /// One shard's counts, the answer to a `Stats` request.
@@ -83,6 +92,111 @@ pub(crate) struct Plan {
     pub(crate) admission: Option<Arc<Admission>>,
     /// The server handle's end of the bus.
     pub(crate) control: Arc<std::sync::Mutex<Control>>,
+    /// This process as a node of a Redis cluster, when it is one.
+    pub(crate) cluster: Option<Cluster>,
+}
+
+/// This process's part in a Redis cluster: the adapter state every shard shares (read-mostly:
+/// a namespace's uid) and the one link to Redis.
+pub(crate) struct Cluster {
+    node: Arc<RwLock<Node>>,
+    link: RedisLink,
+}
+
+impl Cluster {
+    /// Connects to Redis (in the background: a server down now is retried), serves
+    /// `namespaces`, and hands every broadcast other nodes publish to the shards through
+    /// `to_shards`, decoded once.
+    pub(crate) fn start(
+        config: &ClusterConfig,
+        namespaces: impl IntoIterator<Item = String>,
+        to_shards: bus::Endpoint<ShardMsg>,
+        shards: u16,
+    ) -> std::io::Result<Cluster> {
+        let url = config.redis.as_deref().unwrap_or_default();
+        let url = RedisUrl::parse(url)
+            .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))?;
+        let node = Arc::new(RwLock::new(Node::new(config.prefix.clone())));
+        let receiving = node.clone();
+        let deliver = move |incoming: redis::Incoming| {
+            // Retry what waited for a full ring before adding more.
+            to_shards.flush_backlog();
+            let decided = read(&receiving).receive(&incoming.channel, &incoming.payload, |_, _| {
+                // Every shard filters by its own rooms; this thread knows none of them.
+                true
+            });
+            match decided {
+                cluster::Incoming::Broadcast(remote) => {
+                    let event = remote.event;
+                    let args = EventArgs::from_parts(event.args, event.count, event.attachments);
+                    let broadcast = Arc::new(Broadcast::remote(
+                        &remote.nsp,
+                        remote.rooms,
+                        remote.except,
+                        remote.volatile,
+                        &event.name,
+                        args,
+                    ));
+                    for shard in 0..usize::from(shards) {
+                        let msg = SocketIoMsg::Broadcast(broadcast.clone());
+                        to_shards.send(shard, ShardMsg::FromNode(msg));
+                    }
+                }
+                cluster::Incoming::Ignored => {}
+                cluster::Incoming::Dropped(why) => {
+                    tracing::debug!(channel = %incoming.channel, ?why, "a message from Redis was dropped");
+                }
+            }
+        };
+        let link = RedisLink::start(RedisLinkConfig::new(url), deliver)?;
+        for nsp in namespaces {
+            if let Some(subscriptions) = write(&node).add_namespace(&nsp) {
+                link.psubscribe(subscriptions.patterns);
+                link.subscribe(subscriptions.channels);
+            }
+        }
+        Ok(Cluster { node, link })
+    }
+
+    /// Publishes a shard's broadcasts to the other nodes: encoded on the shard, handed to the
+    /// link's bounded queue (never waiting for Redis).
+    fn publisher(&self) -> Box<PublishFn> {
+        let (node, link) = (self.node.clone(), self.link.clone());
+        Box::new(move |broadcast: &Broadcast| {
+            let Some((event, args)) = broadcast.event() else {
+                return;
+            };
+            let local = LocalBroadcast {
+                nsp: broadcast.nsp(),
+                rooms: broadcast.rooms(),
+                except: broadcast.except(),
+                volatile: broadcast.is_volatile(),
+                event,
+                args: args.json_bytes(),
+                attachments: args.attachments(),
+            };
+            match read(&node).publish(&local) {
+                // A full queue is counted by the link (its drop policy).
+                Some(Ok(publish)) => {
+                    let _ = link.publish(publish.channel, Bytes::from(publish.payload));
+                }
+                Some(Err(error)) => tracing::debug!(%error, "a broadcast could not be published"),
+                // A namespace the cluster does not serve (created later, dynamically).
+                None => {}
+            }
+        })
+    }
+}
+
+fn read(node: &RwLock<Node>) -> std::sync::RwLockReadGuard<'_, Node> {
+    // Nothing half-written can be left by a panic: each write is one insertion.
+    node.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write(node: &RwLock<Node>) -> std::sync::RwLockWriteGuard<'_, Node> {
+    node.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// One shard's state, shared by its tasks through `Rc`.
@@ -182,7 +296,14 @@ impl Shard {
             ShardMsg::SocketIo(from, msg) => {
                 let io = &self.io;
                 io.set_now(Instant::now());
-                io.handle_peer_message(from, msg);
+                let _ = from;
+                io.handle_peer_message(msg);
+                self.pump();
+            }
+            ShardMsg::FromNode(msg) => {
+                let io = &self.io;
+                io.set_now(Instant::now());
+                io.handle_peer_message(msg);
                 self.pump();
             }
             ShardMsg::Command(command) => {
@@ -467,6 +588,7 @@ async fn serve(
         ShardHooks {
             peers: Box::new(move |to, msg| peers_bus.send(to.index(), ShardMsg::SocketIo(id, msg))),
             spawn: spawner,
+            nodes: plan.cluster.as_ref().map(Cluster::publisher),
         },
         Instant::now(),
     );

@@ -60,6 +60,7 @@ fn the_flags_defaults_are_the_librarys() {
         ("--host", config.host.to_string()),
         ("--port", config.port.to_string()),
         ("--path", config.path.clone()),
+        ("--redis-prefix", config.cluster.prefix.clone()),
         ("--ping-interval", ms(config.engine.ping_interval)),
         ("--ping-timeout", ms(config.engine.ping_timeout)),
         ("--max-payload", config.engine.max_payload.to_string()),

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use super::ack::{AckCollector, AckHandler, BroadcastAcks};
 use super::dispatch::{self, contain};
-use super::message::{Args, Message};
+use super::message::{encode_event, Args, Message};
 use super::operator::{HandshakeInfo, OpError, SocketInfo};
 use super::tables::SocketKey;
 use super::SocketIo;
@@ -52,6 +52,61 @@ pub struct Broadcast {
     pub(crate) packet: Option<EventPacket>,
     /// Set when the sender waits for every recipient's ack.
     pub(crate) ack: Option<AckSpec>,
+}
+
+impl Broadcast {
+    /// A broadcast another node published, encoded once for every shard of this process.
+    /// Never published again (it reaches the shards as a peer message, not through the
+    /// adapter).
+    pub fn remote(
+        nsp: &str,
+        rooms: Vec<String>,
+        except: Vec<String>,
+        volatile: bool,
+        event: &str,
+        args: Args,
+    ) -> Broadcast {
+        let frames = encode_event(nsp, event, &args, None);
+        Broadcast {
+            target: Target {
+                nsp: nsp.into(),
+                rooms: rooms.into_iter().map(String::into_boxed_str).collect(),
+                except: except.into_iter().map(String::into_boxed_str).collect(),
+            },
+            volatile,
+            frames,
+            packet: Some(EventPacket {
+                event: event.into(),
+                args,
+            }),
+            ack: None,
+        }
+    }
+
+    /// The namespace.
+    pub(crate) fn nsp(&self) -> &str {
+        &self.target.nsp
+    }
+
+    /// The target rooms (none: the whole namespace).
+    pub(crate) fn rooms(&self) -> &[Box<str>] {
+        &self.target.rooms
+    }
+
+    /// The rooms whose members are left out.
+    pub(crate) fn except(&self) -> &[Box<str>] {
+        &self.target.except
+    }
+
+    /// Whether recipients that can't take it at once miss it.
+    pub(crate) fn is_volatile(&self) -> bool {
+        self.volatile
+    }
+
+    /// The event's name and arguments, when kept (for observers and for publishing).
+    pub(crate) fn event(&self) -> Option<(&str, &Args)> {
+        self.packet.as_ref().map(|p| (&*p.event, &p.args))
+    }
 }
 
 /// An event's name and arguments before encoding.
@@ -138,13 +193,24 @@ pub(crate) trait Adapter {
     fn send_all(&self, msg: &dyn Fn() -> SocketIoMsg, local: bool);
     /// Sends an answer back to the responder a request came from.
     fn reply(&self, origin: Origin, msg: SocketIoMsg);
+    /// Hands a broadcast of this shard's to other nodes, unless `local`; whether it does is
+    /// [`Adapter::publishes`].
+    fn publish(&self, broadcast: &Broadcast, local: bool);
+    /// Whether broadcasts leave this process (they then keep their event for it).
+    fn publishes(&self) -> bool;
 }
+
+/// Publishes a broadcast of this process to the other nodes of a cluster (the shard lends
+/// it; it must not block).
+pub type PublishFn = dyn Fn(&Broadcast);
 
 /// The adapter of one process: every other shard, one bus message each.
 pub(crate) struct ShardFanout {
     pub(crate) shard: ShardId,
     pub(crate) shards: u16,
     pub(crate) peers: Box<dyn Fn(ShardId, SocketIoMsg)>,
+    /// Other nodes, when this process is part of a cluster.
+    pub(crate) nodes: Option<Box<PublishFn>>,
 }
 
 impl Adapter for ShardFanout {
@@ -164,6 +230,16 @@ impl Adapter for ShardFanout {
         match origin {
             Origin::Shard(shard) => (self.peers)(shard, msg),
         }
+    }
+
+    fn publish(&self, broadcast: &Broadcast, local: bool) {
+        if let (false, Some(nodes)) = (local, &self.nodes) {
+            nodes(broadcast);
+        }
+    }
+
+    fn publishes(&self) -> bool {
+        self.nodes.is_some()
     }
 }
 
@@ -211,6 +287,11 @@ pub(crate) fn finish(finished: impl IntoIterator<Item = Finished<Reply>>) {
 pub(crate) fn broadcast(io: &Rc<SocketIo>, broadcast: Broadcast, local: bool) -> usize {
     let request = broadcast.ack.map(|spec| spec.request);
     let shared = Arc::new(broadcast);
+    // Node's order: publish, then deliver. Acks are gathered in this process only (a
+    // broadcast that waits for them is not published yet).
+    if request.is_none() {
+        io.adapter.publish(&shared, local);
+    }
     io.adapter
         .send_all(&|| SocketIoMsg::Broadcast(shared.clone()), local);
     let count = deliver_local(io, &shared);

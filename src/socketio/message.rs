@@ -135,6 +135,21 @@ impl Args {
         Args::default()
     }
 
+    /// Arguments from their comma-separated JSON (valid, placeholders matching
+    /// `attachments`), as another node sent them.
+    pub(crate) fn from_parts(json: Vec<u8>, count: usize, attachments: Vec<Bytes>) -> Args {
+        Args {
+            json: ArgsJson::Owned(json),
+            count,
+            attachments,
+        }
+    }
+
+    /// The comma-separated JSON of the arguments, without brackets.
+    pub(crate) fn json_bytes(&self) -> &[u8] {
+        self.json.as_slice()
+    }
+
     /// One argument serialised from any value.
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Args, JsonError> {
         Args::new().with_json(value)

@@ -31,9 +31,10 @@ use std::time::Instant;
 use bytes::Bytes;
 
 pub use ack::{AckError, BroadcastAcks};
-pub use adapter::{Reply, SocketIoMsg};
+pub use adapter::{Broadcast, PublishFn, Reply, SocketIoMsg};
 /// The broadcast encoder, for `benches/broadcast.rs` (through `ringcast::internals`).
 pub use message::encode_event;
+pub(crate) use message::Args as EventArgs;
 pub use message::{Args, Message};
 pub use namespace::{ConnectError, Handshake, MiddlewareFuture, Namespace, Namespaces};
 pub use observe::{Observer, ObserverFactory};
@@ -58,6 +59,8 @@ pub struct ShardHooks {
     pub peers: Box<dyn Fn(ShardId, SocketIoMsg)>,
     /// Runs a task on this shard.
     pub spawn: Box<dyn Fn(LocalTask)>,
+    /// Publishes this shard's broadcasts to the other nodes of a cluster, if any.
+    pub nodes: Option<Box<PublishFn>>,
 }
 
 /// Why a socket left its namespace (the strings Socket.IO clients and servers use).
@@ -145,6 +148,7 @@ impl SocketIo {
                 shard,
                 shards,
                 peers: hooks.peers,
+                nodes: hooks.nodes,
             }),
             gather: RefCell::new(Gather::default()),
             observer,
@@ -167,7 +171,7 @@ impl SocketIo {
     }
 
     /// Handles a message from another shard.
-    pub fn handle_peer_message(self: &Rc<Self>, _from: ShardId, msg: SocketIoMsg) {
+    pub fn handle_peer_message(self: &Rc<Self>, msg: SocketIoMsg) {
         adapter::on_peer_message(self, msg)
     }
 

@@ -388,8 +388,10 @@ impl BroadcastOperator {
         frames: Vec<crate::codec::frame::Frame>,
         ack: Option<AckSpec>,
     ) -> usize {
-        // The observer needs the event as given; nobody else does, so it is kept only then.
-        let packet = self.io.observer.as_ref().map(|_| EventPacket {
+        // The observer and other nodes need the event as given; nobody else does, so it is kept
+        // only then.
+        let keep = self.io.observer.is_some() || self.io.adapter.publishes();
+        let packet = keep.then(|| EventPacket {
             event: event.into(),
             args: args.clone(),
         });

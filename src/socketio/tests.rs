@@ -65,6 +65,7 @@ impl Cluster {
                             mailbox.borrow_mut().push_back((id, to, msg))
                         }),
                         spawn: Box::new(move |task| spawned.borrow_mut().push(task)),
+                        nodes: None,
                     },
                     now,
                 )
@@ -106,7 +107,8 @@ impl Cluster {
             let Some((from, to, msg)) = next else {
                 break;
             };
-            self.shards[to.index()].handle_peer_message(from, msg);
+            let _ = from;
+            self.shards[to.index()].handle_peer_message(msg);
             self.pump();
         }
     }

@@ -1,0 +1,64 @@
+//! Clustering through Redis with real parts: a `redis-server` on a free loopback port, two
+//! `ringcast --cores 2` processes on it, and npm `socket.io-client` clients on both shards of
+//! both nodes.
+//!
+//! Needs `node`, `npm ci --prefix tests/clients` and `redis-server` (`.ci/test` installs them).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::redis::RedisServer;
+use common::Server;
+
+/// How long the script may run before it is killed.
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(40);
+
+/// Runs `tests/cluster/<script>` with the two nodes' URLs; panics with its output unless it
+/// exits 0 in time.
+fn run_script(script: &str, a: &Server, b: &Server) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/cluster")
+        .join(script);
+    let mut child = Command::new("node")
+        .arg(&path)
+        .env("NODE_A_URL", a.url())
+        .env("NODE_B_URL", b.url())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run node");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for node") {
+            break Some(status);
+        }
+        if started.elapsed() > SCRIPT_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = child.wait_with_output().expect("script output");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{script} failed ({status:?})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+    );
+    stdout
+}
+
+#[test]
+fn broadcasts_cross_between_two_ringcast_nodes_through_redis() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = Server::start(&["--cores", "2", "--no-pin", "--redis", &url]);
+    let b = Server::start(&["--cores", "2", "--no-pin", "--redis", &url]);
+    let report = run_script("broadcast.mjs", &a, &b);
+    assert!(report.contains(r#""members":4"#), "{report}");
+}
