@@ -1,6 +1,7 @@
-//! Clustering through Redis with real parts: a `redis-server` on a free loopback port, two
-//! `ringcast --cores 2` processes on it, and npm `socket.io-client` clients on both shards of
-//! both nodes.
+//! Clustering through Redis with real parts: a `redis-server` on a free loopback port,
+//! `ringcast --cores 2` processes on it, a Node socket.io server with `@socket.io/redis-adapter`
+//! and `@socket.io/redis-emitter` (run by the script), and npm `socket.io-client` clients on
+//! both shards of every ringcast node.
 //!
 //! Needs `node`, `npm ci --prefix tests/clients` and `redis-server` (`.ci/test` installs them).
 
@@ -18,14 +19,15 @@ const SCRIPT_DEADLINE: Duration = Duration::from_secs(40);
 
 /// Runs `tests/cluster/<script>` with the two nodes' URLs; panics with its output unless it
 /// exits 0 in time.
-fn run_script(script: &str, a: &Server, b: &Server) -> String {
+fn run_script(script: &str, redis: &RedisServer, a: &Server, b: Option<&Server>) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/cluster")
         .join(script);
     let mut child = Command::new("node")
         .arg(&path)
+        .env("REDIS_URL", redis.url())
         .env("NODE_A_URL", a.url())
-        .env("NODE_B_URL", b.url())
+        .env("NODE_B_URL", b.map(Server::url).unwrap_or_default())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -59,6 +61,14 @@ fn broadcasts_cross_between_two_ringcast_nodes_through_redis() {
     let url = redis.url();
     let a = Server::start(&["--cores", "2", "--no-pin", "--redis", &url]);
     let b = Server::start(&["--cores", "2", "--no-pin", "--redis", &url]);
-    let report = run_script("broadcast.mjs", &a, &b);
+    let report = run_script("broadcast.mjs", &redis, &a, Some(&b));
     assert!(report.contains(r#""members":4"#), "{report}");
+}
+
+#[test]
+fn broadcasts_cross_between_ringcast_a_node_server_and_the_emitter() {
+    let redis = RedisServer::start();
+    let a = Server::start(&["--cores", "2", "--no-pin", "--redis", &redis.url()]);
+    let report = run_script("with_node.mjs", &redis, &a, None);
+    assert!(report.contains(r#""members":3"#), "{report}");
 }

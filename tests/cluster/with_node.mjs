@@ -1,0 +1,150 @@
+// One ringcast node (2 shards) and one Node socket.io 4.8 server with @socket.io/redis-adapter
+// 8.3 on one Redis, plus @socket.io/redis-emitter 5.1: room members on both ringcast shards and
+// on the Node server. Broadcasts go both ways (binary included), the emitter's reach ringcast's
+// clients (a Date as Node would deliver it), and a ringcast socket id works as a room in
+// Node's `except`.
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const clientsDir = process.env.RINGCAST_CLIENTS_DIR ?? path.join(here, '..', 'clients');
+const require = createRequire(path.join(clientsDir, 'package.json'));
+const { io: connectTo } = require('socket.io-client');
+const { Server } = require('socket.io');
+const { createAdapter } = require('@socket.io/redis-adapter');
+const { Emitter } = require('@socket.io/redis-emitter');
+const { createClient } = require('redis');
+
+const RINGCAST = process.env.NODE_A_URL;
+const REDIS = process.env.REDIS_URL;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const opened = [];
+const closers = [];
+
+function connect(url) {
+  const socket = connectTo(url, { forceNew: true, reconnection: false, transports: ['websocket'] });
+  opened.push(socket);
+  return new Promise((resolve, reject) => {
+    socket.once('connect', () => resolve(socket));
+    socket.once('connect_error', reject);
+  });
+}
+
+const shardOf = (id) => Buffer.from(id, 'base64url').readUInt16BE(0);
+
+function request(socket, event, ...args) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ack for ${event}`)), 5000);
+    socket.emit(event, ...args, (...reply) => {
+      clearTimeout(timer);
+      resolve(reply);
+    });
+  });
+}
+
+/** A Node socket.io server on the Redis adapter, with ringcast's built-in events. */
+async function nodeServer() {
+  const pub = createClient({ url: REDIS });
+  const sub = pub.duplicate();
+  await Promise.all([pub.connect(), sub.connect()]);
+  const http = createServer();
+  const io = new Server(http, { adapter: createAdapter(pub, sub) });
+  io.on('connection', (socket) => {
+    socket.on('join', (room, ack) => {
+      socket.join(room);
+      ack?.();
+    });
+    socket.on('publish', (room, payload, ack) => {
+      io.to(room).emit('message', payload);
+      ack?.();
+    });
+  });
+  await new Promise((resolve) => http.listen(0, '127.0.0.1', resolve));
+  closers.push(async () => {
+    io.close();
+    await Promise.all([pub.quit(), sub.quit()]);
+  });
+  return { io, url: `http://127.0.0.1:${http.address().port}` };
+}
+
+async function main() {
+  const node = await nodeServer();
+  const emitterClient = createClient({ url: REDIS });
+  await emitterClient.connect();
+  closers.push(() => emitterClient.quit());
+  const emitter = new Emitter(emitterClient);
+
+  const onRingcast = [];
+  while (onRingcast.length < 2) {
+    const socket = await connect(RINGCAST);
+    if (onRingcast.every((other) => shardOf(other.id) !== shardOf(socket.id))) {
+      onRingcast.push(socket);
+    }
+  }
+  const onNode = await connect(node.url);
+  const members = [...onRingcast, onNode];
+  const got = new Map(members.map((socket) => [socket, []]));
+  for (const socket of members) socket.on('message', (value) => got.get(socket).push(value));
+  await Promise.all(members.map((socket) => request(socket, 'join', 'r')));
+  await sleep(200);
+
+  const expected = new Map(members.map((socket) => [socket, []]));
+  const waitAll = async () => {
+    const deadline = Date.now() + 10000;
+    while (members.some((s) => got.get(s).length < expected.get(s).length)) {
+      if (Date.now() > deadline) return;
+      await sleep(10);
+    }
+    await sleep(100);
+  };
+  const expect = (value, who = members) => {
+    for (const socket of who) expected.get(socket).push(value);
+  };
+
+  // ringcast -> Node (and ringcast's other shard).
+  expect('from ringcast');
+  await request(onRingcast[0], 'publish', 'r', 'from ringcast');
+  await waitAll();
+  // Node -> ringcast, binary.
+  expect(Buffer.from([7, 8, 9]));
+  await request(onNode, 'publish', 'r', Buffer.from([7, 8, 9]));
+  await waitAll();
+  // The emitter -> everyone; a Date arrives as Node delivers it.
+  expect('from the emitter');
+  emitter.to('r').emit('message', 'from the emitter');
+  await waitAll();
+  expect('2023-11-14T22:13:20.123Z');
+  emitter.to('r').emit('message', new Date(1700000000123));
+  await waitAll();
+  // Node's except with a ringcast socket id (20 characters, like Node's own).
+  expect('not for you', [onRingcast[1], onNode]);
+  node.io.to('r').except(onRingcast[0].id).emit('message', 'not for you');
+  await waitAll();
+
+  for (const socket of members) {
+    const shown = got.get(socket).map((v) => (Buffer.isBuffer(v) ? [...v] : v));
+    const wanted = expected.get(socket).map((v) => (Buffer.isBuffer(v) ? [...v] : v));
+    assert.deepEqual(shown, wanted, `what ${socket.id} got`);
+  }
+  console.log(JSON.stringify({ members: members.length }));
+}
+
+const deadline = setTimeout(() => {
+  console.error('script deadline passed');
+  process.exit(2);
+}, 30000);
+main().then(
+  async () => {
+    clearTimeout(deadline);
+    for (const socket of opened) socket.close();
+    for (const close of closers) await close().catch(() => {});
+    process.exit(0);
+  },
+  (error) => {
+    console.error(error?.stack ?? error);
+    process.exit(1);
+  },
+);
