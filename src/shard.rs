@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::bus;
-use crate::cluster::{self, LocalBroadcast, Node};
+use crate::cluster::{self, LocalBroadcast, Node, RemoteAction};
 use crate::codec::frame::Frame;
 use crate::codec::http::{Cors, Method};
 use crate::config::{ClusterConfig, Config, EngineConfig, HttpConfig};
@@ -26,8 +26,8 @@ use crate::key::ShardId;
 use crate::net::redis::{self, RedisLink, RedisLinkConfig, RedisUrl};
 use crate::net::{self, Forward, Host};
 use crate::socketio::{
-    Broadcast, Command, EventArgs, LocalTask, Namespaces, PublishFn, ShardHooks, SocketIo,
-    SocketIoMsg,
+    Broadcast, Command, EventArgs, LocalTask, Namespaces, Operation, PublishFn, ShardHooks,
+    SocketIo, SocketIoMsg,
 };
 use crate::stats::{Report, ShardCounts};
 
@@ -139,6 +139,20 @@ impl Cluster {
                     ));
                     for shard in 0..usize::from(shards) {
                         let msg = SocketIoMsg::Broadcast(broadcast.clone());
+                        to_shards.send(shard, ShardMsg::FromNode(msg));
+                    }
+                }
+                cluster::Incoming::Operation(remote) => {
+                    let (nsp, rooms, except) = (&remote.nsp, remote.rooms, remote.except);
+                    let operation = Arc::new(match remote.action {
+                        RemoteAction::Join(join) => Operation::join(nsp, rooms, except, join),
+                        RemoteAction::Leave(leave) => Operation::leave(nsp, rooms, except, leave),
+                        RemoteAction::Disconnect { close } => {
+                            Operation::disconnect(nsp, rooms, except, close)
+                        }
+                    });
+                    for shard in 0..usize::from(shards) {
+                        let msg = SocketIoMsg::Apply(operation.clone());
                         to_shards.send(shard, ShardMsg::FromNode(msg));
                     }
                 }

@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use crate::codec::adapter::{
-    self, AdapterError, BroadcastMessage, BroadcastOpts, ClassicChannel, Flags, Packet,
+    self, AdapterError, BroadcastMessage, BroadcastOpts, ClassicChannel, Flags, Packet, Request,
+    RequestBody,
 };
 use crate::codec::notepack::{self, DecodedEvent, NotepackError};
 use crate::id::RandomPool;
@@ -76,11 +77,41 @@ pub struct RemoteBroadcast {
     pub event: DecodedEvent,
 }
 
+/// An operation another node (or an emitter) asks every node to apply to its own sockets:
+/// Node's `socketsJoin`, `socketsLeave` and `disconnectSockets`, which answer nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteOperation {
+    /// The namespace.
+    pub nsp: String,
+    /// The sockets' rooms (none: the whole namespace).
+    pub rooms: Vec<String>,
+    /// The rooms whose members are left out.
+    pub except: Vec<String>,
+    /// What to do to each.
+    pub action: RemoteAction,
+}
+
+/// What a [`RemoteOperation`] does to each socket it selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteAction {
+    /// Join these rooms.
+    Join(Vec<String>),
+    /// Leave these rooms.
+    Leave(Vec<String>),
+    /// Leave the namespace, or with `close` end the whole connection.
+    Disconnect {
+        /// End the Engine.IO connection too.
+        close: bool,
+    },
+}
+
 /// What a message from Redis asks of this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
     /// Deliver to the matching local sockets (never re-published).
     Broadcast(RemoteBroadcast),
+    /// Apply to the matching local sockets.
+    Operation(RemoteOperation),
     /// Nothing to do, as the protocol says: this node's own broadcast coming back, a room
     /// this node has no member of, a channel of no namespace it serves.
     Ignored,
@@ -191,6 +222,9 @@ impl Node {
         payload: &[u8],
         has_room: impl Fn(&str, &str) -> bool,
     ) -> Incoming {
+        if let Some((nsp, uid)) = self.request_namespace(channel) {
+            return receive_request(nsp, uid, payload);
+        }
         // A namespace may contain `#`, so several served namespaces may claim the channel; the
         // message's own namespace settles it below.
         let mut claims =
@@ -241,6 +275,48 @@ impl Node {
             volatile,
             event,
         })
+    }
+}
+
+impl Node {
+    /// The served namespace whose request channel `channel` is, with its uid.
+    fn request_namespace(&self, channel: &str) -> Option<(&str, &str)> {
+        self.uids.iter().find_map(|(nsp, uid)| {
+            match adapter::classic_channel(channel, &self.prefix, nsp)? {
+                ClassicChannel::Request => Some((nsp.as_str(), uid.as_str())),
+                _ => None,
+            }
+        })
+    }
+}
+
+/// A request on namespace `nsp`'s request channel. Join, leave and disconnect are applied here
+/// whoever sent them (the sender applies its own when it comes back, as Node does); the
+/// requests that want answers are not served yet and are ignored.
+fn receive_request(nsp: &str, uid: &str, payload: &[u8]) -> Incoming {
+    let request = match Request::decode(payload, MAX_MESSAGE) {
+        Ok(request) => request,
+        Err(error) => return Incoming::Dropped(Dropped::Malformed(error)),
+    };
+    let operation = |opts: BroadcastOpts, action| {
+        Incoming::Operation(RemoteOperation {
+            nsp: nsp.to_owned(),
+            rooms: opts.rooms,
+            except: opts.except,
+            action,
+        })
+    };
+    // This node sends no requests yet: one with its uid can only be a stray copy.
+    if request.uid.as_deref() == Some(uid) {
+        return Incoming::Ignored;
+    }
+    match request.body {
+        RequestBody::RemoteJoin { opts, rooms } => operation(opts, RemoteAction::Join(rooms)),
+        RequestBody::RemoteLeave { opts, rooms } => operation(opts, RemoteAction::Leave(rooms)),
+        RequestBody::RemoteDisconnect { opts, close } => {
+            operation(opts, RemoteAction::Disconnect { close })
+        }
+        _ => Incoming::Ignored,
     }
 }
 

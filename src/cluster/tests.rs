@@ -156,14 +156,14 @@ fn bad_and_foreign_messages_are_dropped_or_ignored() {
         node.receive("socket.io#/#", &vec![0x90; MAX_MESSAGE + 1], |_, _| true),
         Incoming::Dropped(Dropped::Malformed(AdapterError::TooLarge))
     ));
-    // A namespace this node does not serve, and a request channel: nothing to deliver.
+    // A namespace this node does not serve: nothing to deliver. A request with no type: bad.
     assert_eq!(
         node.receive("socket.io#/other#", &hex(TO_ROOM1), |_, _| true),
         Incoming::Ignored
     );
     assert_eq!(
         node.receive("socket.io-request#/#", b"{}", |_, _| true),
-        Incoming::Ignored
+        Incoming::Dropped(Dropped::Malformed(AdapterError::Missing("type")))
     );
     // A message whose packet names another namespace than its channel's.
     let mut chat = Node::new("socket.io");
@@ -182,4 +182,54 @@ fn node_with_uid_not(uid: &str) -> Node {
             return other;
         }
     }
+}
+
+#[test]
+fn the_emitters_and_node_servers_join_leave_and_disconnect_are_applied() {
+    let mut node = node();
+    node.add_namespace("/chat").expect("new");
+    // The emitter's socketsJoin: no uid, no request id.
+    let join =
+        br#"{"type":2,"opts":{"rooms":["3UeenbSRiQGHh2XrAAAA"],"except":[]},"rooms":["r7","r8"]}"#;
+    assert_eq!(
+        node.receive("socket.io-request#/#", join, |_, _| false),
+        Incoming::Operation(RemoteOperation {
+            nsp: "/".into(),
+            rooms: vec!["3UeenbSRiQGHh2XrAAAA".into()],
+            except: vec![],
+            action: RemoteAction::Join(vec!["r7".into(), "r8".into()]),
+        })
+    );
+    // A Node server's socketsLeave (with its uid), and the emitter's disconnectSockets(true).
+    let leave = br#"{"uid":"S8xJQv","type":3,"opts":{"rooms":["room1"],"except":["room5"]},"rooms":["room9"]}"#;
+    assert_eq!(
+        node.receive("socket.io-request#/#", leave, |_, _| false),
+        Incoming::Operation(RemoteOperation {
+            nsp: "/".into(),
+            rooms: vec!["room1".into()],
+            except: vec!["room5".into()],
+            action: RemoteAction::Leave(vec!["room9".into()]),
+        })
+    );
+    let disconnect = br#"{"type":4,"opts":{"rooms":[],"except":[]},"close":true}"#;
+    assert_eq!(
+        node.receive("socket.io-request#/chat#", disconnect, |_, _| false),
+        Incoming::Operation(RemoteOperation {
+            nsp: "/chat".into(),
+            rooms: vec![],
+            except: vec![],
+            action: RemoteAction::Disconnect { close: true },
+        })
+    );
+    // Requests that want answers are not served yet; garbage is dropped.
+    let fetch =
+        br#"{"uid":"S8xJQv","requestId":"_YEWBq","type":5,"opts":{"rooms":[],"except":[]}}"#;
+    assert_eq!(
+        node.receive("socket.io-request#/#", fetch, |_, _| false),
+        Incoming::Ignored
+    );
+    assert!(matches!(
+        node.receive("socket.io-request#/#", b"{\"type\":", |_, _| false),
+        Incoming::Dropped(Dropped::Malformed(_))
+    ));
 }

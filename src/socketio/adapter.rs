@@ -132,6 +132,39 @@ pub struct Operation {
     pub(crate) op: Op,
 }
 
+impl Operation {
+    /// Makes the selected sockets of `nsp` (members of `rooms`, all if none, minus members of
+    /// `except`) join `join`.
+    pub fn join(nsp: &str, rooms: Vec<String>, except: Vec<String>, join: Vec<String>) -> Self {
+        Operation::on(nsp, rooms, except, Op::Join(boxed(join)))
+    }
+
+    /// Makes the selected sockets leave `leave`.
+    pub fn leave(nsp: &str, rooms: Vec<String>, except: Vec<String>, leave: Vec<String>) -> Self {
+        Operation::on(nsp, rooms, except, Op::Leave(boxed(leave)))
+    }
+
+    /// Disconnects the selected sockets (with `close`, their whole connections).
+    pub fn disconnect(nsp: &str, rooms: Vec<String>, except: Vec<String>, close: bool) -> Self {
+        Operation::on(nsp, rooms, except, Op::Disconnect { close })
+    }
+
+    fn on(nsp: &str, rooms: Vec<String>, except: Vec<String>, op: Op) -> Self {
+        Operation {
+            target: Target {
+                nsp: nsp.into(),
+                rooms: boxed(rooms),
+                except: boxed(except),
+            },
+            op,
+        }
+    }
+}
+
+fn boxed(names: Vec<String>) -> Vec<Box<str>> {
+    names.into_iter().map(String::into_boxed_str).collect()
+}
+
 #[derive(Debug)]
 pub(crate) enum Op {
     /// Describe each socket.
@@ -175,6 +208,9 @@ pub enum SocketIoMsg {
         /// What to do.
         operation: Arc<Operation>,
     },
+    /// Run an operation here; nobody waits for an answer (another node's join, leave or
+    /// disconnect).
+    Apply(Arc<Operation>),
     /// An answer to a request (or to a broadcast's ack request) this shard sent.
     Reply {
         /// This shard's request id.
@@ -374,6 +410,9 @@ pub(super) fn on_peer_message(io: &Rc<SocketIo>, msg: SocketIoMsg) {
             let reply = run_operation(io, &operation);
             io.adapter
                 .reply(origin, SocketIoMsg::Reply { request, reply });
+        }
+        SocketIoMsg::Apply(operation) => {
+            run_operation(io, &operation);
         }
         SocketIoMsg::Reply { request, reply } => {
             let done = io.gather.borrow_mut().answer(request, reply);

@@ -31,7 +31,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 pub use ack::{AckError, BroadcastAcks};
-pub use adapter::{Broadcast, PublishFn, Reply, SocketIoMsg};
+pub use adapter::{Broadcast, Operation, PublishFn, Reply, SocketIoMsg};
 /// The broadcast encoder, for `benches/broadcast.rs` (through `ringcast::internals`).
 pub use message::encode_event;
 pub(crate) use message::Args as EventArgs;

@@ -1,8 +1,9 @@
 // One ringcast node (2 shards) and one Node socket.io 4.8 server with @socket.io/redis-adapter
 // 8.3 on one Redis, plus @socket.io/redis-emitter 5.1: room members on both ringcast shards and
 // on the Node server. Broadcasts go both ways (binary included), the emitter's reach ringcast's
-// clients (a Date as Node would deliver it), and a ringcast socket id works as a room in
-// Node's `except`.
+// clients (a Date as Node would deliver it), a ringcast socket id works as a room in Node's
+// `except`, and the emitter's and Node's socketsJoin / socketsLeave / disconnectSockets act on
+// ringcast's sockets.
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
@@ -123,6 +124,24 @@ async function main() {
   expect('not for you', [onRingcast[1], onNode]);
   node.io.to('r').except(onRingcast[0].id).emit('message', 'not for you');
   await waitAll();
+
+  // The emitter's socketsJoin (a request with no uid) reaches ringcast's sockets: Node's
+  // broadcast to the new room then finds them.
+  emitter.in('r').socketsJoin('joined');
+  await sleep(300);
+  expect('to joined');
+  node.io.to('joined').emit('message', 'to joined');
+  await waitAll();
+  // The Node server's socketsLeave (a request with its uid) for one ringcast socket.
+  node.io.in(onRingcast[0].id).socketsLeave('joined');
+  await sleep(300);
+  expect('to joined again', [onRingcast[1], onNode]);
+  node.io.to('joined').emit('message', 'to joined again');
+  await waitAll();
+  // The emitter disconnects a ringcast socket.
+  const reason = new Promise((resolve) => onRingcast[1].once('disconnect', resolve));
+  emitter.in(onRingcast[1].id).disconnectSockets();
+  assert.equal(await reason, 'io server disconnect');
 
   for (const socket of members) {
     const shown = got.get(socket).map((v) => (Buffer.isBuffer(v) ? [...v] : v));
