@@ -8,7 +8,7 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use crate::socketio::{
     Broadcast, Command, EventArgs, LocalTask, Namespaces, Operation, PublishFn, ShardHooks,
     SocketIo, SocketIoMsg,
 };
-use crate::stats::{Report, ShardCounts};
+use crate::stats::{ClusterCounts, Report, ShardCounts};
 
 /// How long the stats endpoint waits for every shard; a shard that has not answered by then
 /// (stopped, or stuck in a handler) is counted as empty.
@@ -101,6 +101,8 @@ pub(crate) struct Plan {
 pub(crate) struct Cluster {
     node: Arc<RwLock<Node>>,
     link: RedisLink,
+    /// Messages from Redis this node dropped (malformed, unknown, for no namespace it serves).
+    dropped: Arc<AtomicU64>,
 }
 
 impl Cluster {
@@ -118,6 +120,8 @@ impl Cluster {
             .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))?;
         let node = Arc::new(RwLock::new(Node::new(config.prefix.clone())));
         let receiving = node.clone();
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counted = dropped.clone();
         let deliver = move |incoming: redis::Incoming| {
             // Retry what waited for a full ring before adding more.
             to_shards.flush_backlog();
@@ -158,6 +162,7 @@ impl Cluster {
                 }
                 cluster::Incoming::Ignored => {}
                 cluster::Incoming::Dropped(why) => {
+                    counted.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(channel = %incoming.channel, ?why, "a message from Redis was dropped");
                 }
             }
@@ -169,7 +174,26 @@ impl Cluster {
                 link.subscribe(subscriptions.channels);
             }
         }
-        Ok(Cluster { node, link })
+        Ok(Cluster {
+            node,
+            link,
+            dropped,
+        })
+    }
+
+    /// The adapter's state for the stats endpoint.
+    fn counts(&self) -> ClusterCounts {
+        let link = self.link.counts();
+        ClusterCounts {
+            connected: link.connected,
+            reconnects: link.reconnects,
+            published: link.published,
+            publish_dropped: link.publish_dropped,
+            publish_failed: link.publish_failed,
+            received: link.received,
+            dropped: link.received_dropped + self.dropped.load(Ordering::Relaxed),
+            queued: link.queued,
+        }
     }
 
     /// Publishes a shard's broadcasts to the other nodes: encoded on the shard, handed to the
@@ -482,11 +506,17 @@ impl Shard {
             self.bus.send(shard, ShardMsg::Stats { from, request });
         }
         self.wake_timer_if_needed();
+        let cluster = self.plan.cluster.as_ref().map(Cluster::counts);
         async move {
             // The request always finishes (answered, or at its deadline): a dropped sender
             // means the shard itself stopped.
             let shards = receiver.await.unwrap_or_default();
-            net::Response::json(Report::new(shards).to_json())
+            let report = Report::new(shards);
+            let report = match cluster {
+                Some(counts) => report.with_cluster(counts),
+                None => report,
+            };
+            net::Response::json(report.to_json())
         }
     }
 }

@@ -81,6 +81,31 @@ impl ShardCounts {
 pub(crate) struct Report {
     total: ShardCounts,
     shards: Vec<ShardCounts>,
+    /// The Redis adapter's state, when the process is part of a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis: Option<ClusterCounts>,
+}
+
+/// The Redis adapter's state (`"redis"` in the report): the link to Redis and what this node
+/// made of the messages it got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct ClusterCounts {
+    /// Both connections to Redis are up.
+    pub(crate) connected: bool,
+    /// Times the link came back after an outage.
+    pub(crate) reconnects: u64,
+    /// Broadcasts published (acknowledged by Redis).
+    pub(crate) published: u64,
+    /// Publishes dropped: the bounded queue was full (Redis down or slow).
+    pub(crate) publish_dropped: u64,
+    /// Publishes Redis refused or did not acknowledge in time.
+    pub(crate) publish_failed: u64,
+    /// Messages received from Redis.
+    pub(crate) received: u64,
+    /// Messages from Redis dropped: malformed, unknown, oversized, or missed.
+    pub(crate) dropped: u64,
+    /// Publishes waiting for Redis now.
+    pub(crate) queued: u64,
 }
 
 impl Report {
@@ -89,7 +114,17 @@ impl Report {
         for counts in &shards {
             total += *counts;
         }
-        Report { total, shards }
+        Report {
+            total,
+            shards,
+            redis: None,
+        }
+    }
+
+    /// Adds the Redis adapter's state.
+    pub(crate) fn with_cluster(mut self, counts: ClusterCounts) -> Report {
+        self.redis = Some(counts);
+        self
     }
 
     pub(crate) fn to_json(&self) -> Vec<u8> {

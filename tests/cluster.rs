@@ -59,10 +59,38 @@ fn run_script(script: &str, redis: &RedisServer, a: &Server, b: Option<&Server>)
 fn broadcasts_cross_between_two_ringcast_nodes_through_redis() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let a = Server::start(&["--cores", "2", "--no-pin", "--redis", &url]);
-    let b = Server::start(&["--cores", "2", "--no-pin", "--redis", &url]);
+    let args = [
+        "--cores",
+        "2",
+        "--no-pin",
+        "--stats-path",
+        "/stats",
+        "--redis",
+        &url,
+    ];
+    let a = Server::start(&args);
+    let b = Server::start(&args);
     let report = run_script("broadcast.mjs", &redis, &a, Some(&b));
     assert!(report.contains(r#""members":4"#), "{report}");
+    // The stats endpoint shows the adapter: connected, and what crossed.
+    for node in [&a, &b] {
+        let stats = stats(node);
+        let redis = &stats["redis"];
+        assert_eq!(redis["connected"], true, "{stats}");
+        assert!(redis["published"].as_u64() > Some(0), "{stats}");
+        assert!(redis["received"].as_u64() > Some(0), "{stats}");
+        assert_eq!(redis["dropped"], 0, "{stats}");
+        assert_eq!(redis["publish_dropped"], 0, "{stats}");
+    }
+}
+
+/// A node's stats endpoint, as JSON.
+fn stats(node: &Server) -> serde_json::Value {
+    let request = b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let response = common::exchange(node.addr, request, Duration::from_secs(5));
+    let (status, body) = common::status_and_body(&response);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("stats JSON")
 }
 
 #[test]
