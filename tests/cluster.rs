@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -99,4 +100,85 @@ fn broadcasts_cross_between_ringcast_a_node_server_and_the_emitter() {
     let a = Server::start(&["--cores", "2", "--no-pin", "--redis", &redis.url()]);
     let report = run_script("with_node.mjs", &redis, &a, None);
     assert!(report.contains(r#""members":3"#), "{report}");
+}
+
+#[test]
+fn local_delivery_goes_on_and_cross_node_delivery_comes_back_after_redis_restarts() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let args = [
+        "--cores",
+        "2",
+        "--no-pin",
+        "--stats-path",
+        "/stats",
+        "--redis",
+        &url,
+    ];
+    let a = Server::start(&args);
+    let b = Server::start(&args);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/outage.mjs");
+    let mut child = Command::new("node")
+        .arg(&path)
+        .env("NODE_A_URL", a.url())
+        .env("NODE_B_URL", b.url())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run node");
+    let mut answers = child.stdin.take().expect("stdin");
+    let lines = {
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        lines
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut report = None;
+    while Instant::now() < deadline && report.is_none() {
+        let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) else {
+            if child.try_wait().expect("wait for node").is_some() {
+                break;
+            }
+            continue;
+        };
+        match line.as_str() {
+            "KILL" => redis.kill(),
+            "RESTART" => redis.restart(),
+            _ => {
+                report = Some(line);
+                continue;
+            }
+        }
+        writeln!(answers, "done").expect("answer the script");
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("script output");
+    let report = report.unwrap_or_else(|| {
+        panic!(
+            "outage.mjs gave no report\n--- stderr ---\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert!(report.contains("backAfterMs"), "{report}");
+    eprintln!("after the restart: {report}");
+    // Both nodes came through: connected again, one reconnect each, nothing dropped from Redis.
+    for node in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut counts = stats(node);
+        while counts["redis"]["connected"] != true && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            counts = stats(node);
+        }
+        assert_eq!(counts["redis"]["connected"], true, "{counts}");
+        assert!(counts["redis"]["reconnects"].as_u64() >= Some(1), "{counts}");
+        assert_eq!(counts["redis"]["dropped"], 0, "{counts}");
+    }
 }
