@@ -63,7 +63,7 @@ pub mod internals {
     pub mod cluster {
         pub use crate::cluster::{
             Dropped, Incoming, LocalBroadcast, Node, Publish, RemoteAction, RemoteBroadcast,
-            RemoteOperation, Subscriptions, MAX_MESSAGE,
+            RemoteOperation, RemoteQuery, Subscriptions, MAX_MESSAGE,
         };
     }
     /// Wire formats (`crate::codec`).

@@ -8,17 +8,19 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::bus;
-use crate::cluster::{self, LocalBroadcast, Node, RemoteAction};
+use crate::cluster::{self, LocalBroadcast, Node, RemoteAction, RemoteQuery};
+use crate::codec::adapter::RemoteSocket;
 use crate::codec::frame::Frame;
 use crate::codec::http::{Cors, Method};
+use crate::codec::notepack;
 use crate::config::{ClusterConfig, Config, EngineConfig, HttpConfig};
 use crate::engine::{self, Admission, Engine, Event};
 use crate::gather::{Collector, Finished, Gather, RequestId};
@@ -26,8 +28,8 @@ use crate::key::ShardId;
 use crate::net::redis::{self, RedisLink, RedisLinkConfig, RedisUrl};
 use crate::net::{self, Forward, Host};
 use crate::socketio::{
-    Broadcast, Command, EventArgs, LocalTask, Namespaces, Operation, PublishFn, ShardHooks,
-    SocketIo, SocketIoMsg,
+    Broadcast, BroadcastOperator, Command, EventArgs, LocalTask, Namespaces, Operation, PublishFn,
+    ShardHooks, SocketInfo, SocketIo, SocketIoMsg,
 };
 use crate::stats::{ClusterCounts, Report, ShardCounts};
 
@@ -122,6 +124,11 @@ impl Cluster {
         let receiving = node.clone();
         let dropped = Arc::new(AtomicU64::new(0));
         let counted = dropped.clone();
+        // Answers go out through the link, which exists only once started: the callback finds
+        // it here.
+        let answering: Arc<OnceLock<RedisLink>> = Arc::default();
+        let answer_link = answering.clone();
+        let next_shard = AtomicUsize::new(0);
         let deliver = move |incoming: redis::Incoming| {
             // Retry what waited for a full ring before adding more.
             to_shards.flush_backlog();
@@ -160,6 +167,43 @@ impl Cluster {
                         to_shards.send(shard, ShardMsg::FromNode(msg));
                     }
                 }
+                cluster::Incoming::Fetch(query) => {
+                    let (Some(link), node) = (answer_link.get().cloned(), receiving.clone()) else {
+                        return;
+                    };
+                    let command = Command::new(move |io| {
+                        let sockets = local_selection(io, &query).fetch_sockets();
+                        io.spawn(Box::pin(async move {
+                            // Not gathered in time: no answer, and the asker times out, as it
+                            // does when a Node node fails to answer.
+                            let Ok(sockets) = sockets.await else {
+                                return;
+                            };
+                            let sockets = sockets.into_iter().map(remote_socket).collect();
+                            let answer = read(&node).fetch_response(&query, sockets);
+                            let _ = link.publish(answer.channel, Bytes::from(answer.payload));
+                        }));
+                    });
+                    let shard = next_shard.fetch_add(1, Ordering::Relaxed) % usize::from(shards);
+                    to_shards.send(shard, ShardMsg::Command(command));
+                }
+                cluster::Incoming::AllRooms(query) => {
+                    let (Some(link), node) = (answer_link.get().cloned(), receiving.clone()) else {
+                        return;
+                    };
+                    let command = Command::new(move |io| {
+                        let rooms = local_selection(io, &query).all_rooms();
+                        io.spawn(Box::pin(async move {
+                            let Ok(rooms) = rooms.await else {
+                                return;
+                            };
+                            let answer = read(&node).rooms_response(&query, rooms);
+                            let _ = link.publish(answer.channel, Bytes::from(answer.payload));
+                        }));
+                    });
+                    let shard = next_shard.fetch_add(1, Ordering::Relaxed) % usize::from(shards);
+                    to_shards.send(shard, ShardMsg::Command(command));
+                }
                 cluster::Incoming::Ignored => {}
                 cluster::Incoming::Dropped(why) => {
                     counted.fetch_add(1, Ordering::Relaxed);
@@ -168,6 +212,7 @@ impl Cluster {
             }
         };
         let link = RedisLink::start(RedisLinkConfig::new(url), deliver)?;
+        let _ = answering.set(link.clone());
         for nsp in namespaces {
             if let Some(subscriptions) = write(&node).add_namespace(&nsp) {
                 link.psubscribe(subscriptions.patterns);
@@ -224,6 +269,61 @@ impl Cluster {
             }
         })
     }
+}
+
+/// How long this process gathers its own shards' part of another node's question: less than
+/// the asker's own timeout (Node's default, 5 s), so a late answer is not wasted.
+const ANSWER_WITHIN: Duration = Duration::from_secs(4);
+
+/// This process's sockets (every shard, not other nodes) that another node's question selects.
+fn local_selection(io: &Rc<SocketIo>, query: &RemoteQuery) -> BroadcastOperator {
+    let mut operator = io.of(&query.nsp).local().timeout(ANSWER_WITHIN);
+    for room in &query.rooms {
+        operator = operator.to(room);
+    }
+    for room in &query.except {
+        operator = operator.except(room);
+    }
+    operator
+}
+
+/// A socket as a Node server's `fetchSockets()` describes it (`RemoteSocket`): id, rooms,
+/// data, and the handshake fields ringcast knows (the headers and times it does not keep are
+/// empty).
+fn remote_socket(socket: SocketInfo) -> RemoteSocket {
+    let query: serde_json::Map<String, serde_json::Value> = socket
+        .handshake
+        .query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key.to_owned(), serde_json::Value::from(value))
+        })
+        .collect();
+    let handshake = serde_json::json!({
+        "headers": {},
+        "time": "",
+        "address": socket.handshake.address.map(|a| a.ip().to_string()).unwrap_or_default(),
+        "xdomain": false,
+        "secure": false,
+        "issued": 0,
+        "url": "",
+        "query": query,
+        "auth": socket.handshake.auth,
+    });
+    RemoteSocket {
+        id: socket.id,
+        handshake: to_msgpack_value(&handshake),
+        rooms: socket.rooms,
+        data: to_msgpack_value(&socket.data),
+    }
+}
+
+/// A JSON value as the adapter's messages carry it (nil if it can't be converted).
+fn to_msgpack_value(value: &serde_json::Value) -> rmpv::Value {
+    let json = serde_json::to_vec(value).unwrap_or_default();
+    notepack::json_to_value(&json, &[]).unwrap_or(rmpv::Value::Nil)
 }
 
 fn read(node: &RwLock<Node>) -> std::sync::RwLockReadGuard<'_, Node> {

@@ -178,7 +178,10 @@ fn local_delivery_goes_on_and_cross_node_delivery_comes_back_after_redis_restart
             counts = stats(node);
         }
         assert_eq!(counts["redis"]["connected"], true, "{counts}");
-        assert!(counts["redis"]["reconnects"].as_u64() >= Some(1), "{counts}");
+        assert!(
+            counts["redis"]["reconnects"].as_u64() >= Some(1),
+            "{counts}"
+        );
         assert_eq!(counts["redis"]["dropped"], 0, "{counts}");
     }
 }

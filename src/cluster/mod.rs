@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use crate::codec::adapter::{
-    self, AdapterError, BroadcastMessage, BroadcastOpts, ClassicChannel, Flags, Packet, Request,
-    RequestBody,
+    self, AdapterError, BroadcastMessage, BroadcastOpts, ClassicChannel, Flags, Packet,
+    RemoteSocket, Request, RequestBody, Response,
 };
 use crate::codec::notepack::{self, DecodedEvent, NotepackError};
 use crate::id::RandomPool;
@@ -105,6 +105,19 @@ pub enum RemoteAction {
     },
 }
 
+/// A question another node asks every node, to answer on the response channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteQuery {
+    /// The namespace.
+    pub nsp: String,
+    /// The asking node's request id, to put in the answer.
+    pub request_id: String,
+    /// The sockets' rooms (none: the whole namespace; unused by all-rooms).
+    pub rooms: Vec<String>,
+    /// The rooms whose members are left out.
+    pub except: Vec<String>,
+}
+
 /// What a message from Redis asks of this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
@@ -112,6 +125,11 @@ pub enum Incoming {
     Broadcast(RemoteBroadcast),
     /// Apply to the matching local sockets.
     Operation(RemoteOperation),
+    /// Describe the matching local sockets to the node that asks ([`Node::fetch_response`]).
+    Fetch(RemoteQuery),
+    /// Name every local room of the namespace to the node that asks
+    /// ([`Node::rooms_response`]).
+    AllRooms(RemoteQuery),
     /// Nothing to do, as the protocol says: this node's own broadcast coming back, a room
     /// this node has no member of, a channel of no namespace it serves.
     Ignored,
@@ -211,6 +229,39 @@ impl Node {
         let mut payload = Vec::new();
         message.encode(&mut payload);
         Some(Ok(Publish { channel, payload }))
+    }
+
+    /// The answer to a [`Incoming::Fetch`]: this node's matching sockets.
+    pub fn fetch_response(&self, query: &RemoteQuery, sockets: Vec<RemoteSocket>) -> Publish {
+        self.respond(
+            &query.nsp,
+            Response::RemoteFetch {
+                request_id: query.request_id.clone(),
+                sockets,
+            },
+        )
+    }
+
+    /// The answer to a [`Incoming::AllRooms`]: this node's rooms of the namespace.
+    pub fn rooms_response(&self, query: &RemoteQuery, rooms: Vec<String>) -> Publish {
+        self.respond(
+            &query.nsp,
+            Response::AllRooms {
+                request_id: query.request_id.clone(),
+                rooms,
+            },
+        )
+    }
+
+    /// An answer on the namespace's shared response channel, which every node reads (Node
+    /// answers there unless told otherwise, and listens to both).
+    fn respond(&self, nsp: &str, response: Response) -> Publish {
+        let mut payload = Vec::new();
+        response.encode(&mut payload);
+        Publish {
+            channel: adapter::response_channel(&self.prefix, nsp),
+            payload,
+        }
     }
 
     /// Reads a message a subscription received on `channel`. `has_room(nsp, room)` says
@@ -316,6 +367,18 @@ fn receive_request(nsp: &str, uid: &str, payload: &[u8]) -> Incoming {
         RequestBody::RemoteDisconnect { opts, close } => {
             operation(opts, RemoteAction::Disconnect { close })
         }
+        RequestBody::RemoteFetch { request_id, opts } => Incoming::Fetch(RemoteQuery {
+            nsp: nsp.to_owned(),
+            request_id,
+            rooms: opts.rooms,
+            except: opts.except,
+        }),
+        RequestBody::AllRooms { request_id } => Incoming::AllRooms(RemoteQuery {
+            nsp: nsp.to_owned(),
+            request_id,
+            rooms: Vec::new(),
+            except: Vec::new(),
+        }),
         _ => Incoming::Ignored,
     }
 }

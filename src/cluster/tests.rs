@@ -2,6 +2,7 @@
 //! servers and the emitter (`shared/spec/ecosystem-protocols.md` A.3, B.1).
 
 use super::*;
+use crate::codec::adapter::RemoteSocket;
 
 fn hex(text: &str) -> Vec<u8> {
     (0..text.len())
@@ -221,15 +222,68 @@ fn the_emitters_and_node_servers_join_leave_and_disconnect_are_applied() {
             action: RemoteAction::Disconnect { close: true },
         })
     );
-    // Requests that want answers are not served yet; garbage is dropped.
-    let fetch =
-        br#"{"uid":"S8xJQv","requestId":"_YEWBq","type":5,"opts":{"rooms":[],"except":[]}}"#;
+    // A server-side emit is not served yet; garbage is dropped.
+    let emit = br#"{"uid":"S8xJQv","type":6,"data":["sse",1]}"#;
     assert_eq!(
-        node.receive("socket.io-request#/#", fetch, |_, _| false),
+        node.receive("socket.io-request#/#", emit, |_, _| false),
         Incoming::Ignored
     );
     assert!(matches!(
         node.receive("socket.io-request#/#", b"{\"type\":", |_, _| false),
         Incoming::Dropped(Dropped::Malformed(_))
     ));
+}
+
+#[test]
+fn fetch_and_all_rooms_questions_are_answered_on_the_shared_response_channel() {
+    let node = node();
+    let fetch =
+        br#"{"uid":"S8xJQv","requestId":"_YEWBq","type":5,"opts":{"rooms":["r"],"except":["x"]}}"#;
+    let Incoming::Fetch(query) = node.receive("socket.io-request#/#", fetch, |_, _| false) else {
+        panic!("a fetch question");
+    };
+    assert_eq!(
+        query,
+        RemoteQuery {
+            nsp: "/".into(),
+            request_id: "_YEWBq".into(),
+            rooms: vec!["r".into()],
+            except: vec!["x".into()],
+        }
+    );
+    let socket = RemoteSocket {
+        id: "pHL8NGQqrfPTeE33AAAB".into(),
+        handshake: rmpv::Value::Map(Vec::new()),
+        rooms: vec!["pHL8NGQqrfPTeE33AAAB".into(), "r".into()],
+        data: rmpv::Value::Nil,
+    };
+    let answer = node.fetch_response(&query, vec![socket]);
+    assert_eq!(answer.channel, "socket.io-response#/#");
+    let json: serde_json::Value = serde_json::from_slice(&answer.payload).expect("JSON");
+    assert_eq!(
+        json,
+        serde_json::json!({"requestId": "_YEWBq", "sockets": [{
+            "id": "pHL8NGQqrfPTeE33AAAB", "handshake": {},
+            "rooms": ["pHL8NGQqrfPTeE33AAAB", "r"], "data": null,
+        }]})
+    );
+    let rooms = br#"{"uid":"S8xJQv","requestId":"AZ5nHk","type":1}"#;
+    let Incoming::AllRooms(query) = node.receive("socket.io-request#/#", rooms, |_, _| false)
+    else {
+        panic!("an all-rooms question");
+    };
+    let answer = node.rooms_response(&query, vec!["room1".into()]);
+    assert_eq!(
+        answer.payload,
+        br#"{"requestId":"AZ5nHk","rooms":["room1"]}"#.to_vec()
+    );
+    // This node's own question coming back is not answered.
+    let own = format!(
+        r#"{{"uid":"{}","requestId":"AZ5nHk","type":1}}"#,
+        node.uid("/").expect("uid")
+    );
+    assert_eq!(
+        node.receive("socket.io-request#/#", own.as_bytes(), |_, _| false),
+        Incoming::Ignored
+    );
 }

@@ -125,6 +125,19 @@ async function main() {
   node.io.to('r').except(onRingcast[0].id).emit('message', 'not for you');
   await waitAll();
 
+  // The Node server's fetchSockets and allRooms see ringcast's sockets and rooms (ringcast
+  // answers its REMOTE_FETCH and ALL_ROOMS requests; otherwise they would time out).
+  const fetched = await node.io.in('r').fetchSockets();
+  const ids = fetched.map((socket) => socket.id).sort();
+  assert.deepEqual(ids, members.map((socket) => socket.id).sort());
+  const remote = fetched.find((socket) => socket.id === onRingcast[0].id);
+  assert.deepEqual([...remote.rooms].sort(), [onRingcast[0].id, 'r'].sort());
+  assert.equal(remote.handshake.query.EIO, '4');
+  const rooms = await node.io.of('/').adapter.allRooms();
+  for (const room of ['r', onRingcast[0].id, onRingcast[1].id, onNode.id]) {
+    assert.ok(rooms.has(room), `allRooms lacks ${room}`);
+  }
+
   // The emitter's socketsJoin (a request with no uid) reaches ringcast's sockets: Node's
   // broadcast to the new room then finds them.
   emitter.in('r').socketsJoin('joined');
