@@ -28,7 +28,7 @@ use crate::key::ShardId;
 use crate::net::redis::{self, RedisLink, RedisLinkConfig, RedisUrl};
 use crate::net::{self, Forward, Host};
 use crate::socketio::{
-    Broadcast, BroadcastOperator, Command, EventArgs, LocalTask, Namespaces, Operation, PublishFn,
+    Broadcast, BroadcastOperator, Command, EventArgs, LocalTask, Namespaces, NodeHooks, Operation,
     ShardHooks, SocketInfo, SocketIo, SocketIoMsg,
 };
 use crate::stats::{ClusterCounts, Report, ShardCounts};
@@ -241,9 +241,27 @@ impl Cluster {
         }
     }
 
-    /// Publishes a shard's broadcasts to the other nodes: encoded on the shard, handed to the
-    /// link's bounded queue (never waiting for Redis).
-    fn publisher(&self) -> Box<PublishFn> {
+    /// How a shard reaches the other nodes: it publishes its broadcasts (encoded on the shard,
+    /// handed to the link's bounded queue, never waiting for Redis), and serves the
+    /// namespaces it creates (subscribing to their channels once, for the whole process).
+    fn hooks(&self) -> NodeHooks {
+        let (node, link) = (self.node.clone(), self.link.clone());
+        let serve = move |nsp: &str| {
+            if read(&node).uid(nsp).is_some() {
+                return;
+            }
+            if let Some(subscriptions) = write(&node).add_namespace(nsp) {
+                link.psubscribe(subscriptions.patterns);
+                link.subscribe(subscriptions.channels);
+            }
+        };
+        NodeHooks {
+            publish: self.publisher(),
+            serve: Box::new(serve),
+        }
+    }
+
+    fn publisher(&self) -> Box<dyn Fn(&Broadcast)> {
         let (node, link) = (self.node.clone(), self.link.clone());
         Box::new(move |broadcast: &Broadcast| {
             let Some((event, args)) = broadcast.event() else {
@@ -264,7 +282,8 @@ impl Cluster {
                     let _ = link.publish(publish.channel, Bytes::from(publish.payload));
                 }
                 Some(Err(error)) => tracing::debug!(%error, "a broadcast could not be published"),
-                // A namespace the cluster does not serve (created later, dynamically).
+                // A namespace this node does not serve: none, every shard serves the namespaces
+                // it creates first.
                 None => {}
             }
         })
@@ -732,7 +751,7 @@ async fn serve(
         ShardHooks {
             peers: Box::new(move |to, msg| peers_bus.send(to.index(), ShardMsg::SocketIo(id, msg))),
             spawn: spawner,
-            nodes: plan.cluster.as_ref().map(Cluster::publisher),
+            nodes: plan.cluster.as_ref().map(Cluster::hooks),
         },
         Instant::now(),
     );

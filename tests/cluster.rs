@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::redis::RedisServer;
 use common::Server;
+use ringcast::Server as Ringcast;
 
 /// How long the script may run before it is killed.
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(40);
@@ -21,14 +22,26 @@ const SCRIPT_DEADLINE: Duration = Duration::from_secs(40);
 /// Runs `tests/cluster/<script>` with the two nodes' URLs; panics with its output unless it
 /// exits 0 in time.
 fn run_script(script: &str, redis: &RedisServer, a: &Server, b: Option<&Server>) -> String {
+    run_script_with(script, redis, &a.url(), b.map(Server::url), "")
+}
+
+/// [`run_script`] for servers by URL, on namespace `nsp` (empty: `/`).
+fn run_script_with(
+    script: &str,
+    redis: &RedisServer,
+    a: &str,
+    b: Option<String>,
+    nsp: &str,
+) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/cluster")
         .join(script);
     let mut child = Command::new("node")
         .arg(&path)
         .env("REDIS_URL", redis.url())
-        .env("NODE_A_URL", a.url())
-        .env("NODE_B_URL", b.map(Server::url).unwrap_or_default())
+        .env("NODE_A_URL", a)
+        .env("NODE_B_URL", b.unwrap_or_default())
+        .env("NSP", nsp)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -184,4 +197,39 @@ fn local_delivery_goes_on_and_cross_node_delivery_comes_back_after_redis_restart
         );
         assert_eq!(counts["redis"]["dropped"], 0, "{counts}");
     }
+}
+
+#[test]
+fn a_dynamic_namespace_is_served_across_nodes_once_created() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let start = || {
+        Ringcast::builder()
+            .dynamic_namespace(
+                |name| name.starts_with("/dyn-"),
+                ringcast::apps::builtin_namespace(),
+            )
+            .configure(|config| {
+                config.cores = 2;
+                config.host = [127, 0, 0, 1].into();
+                config.port = 0;
+                config.pin_cores = false;
+                config.force_epoll = common::epoll_requested();
+                config.cluster.redis = Some(url.clone());
+            })
+            .start()
+            .expect("start ringcast")
+    };
+    let (a, b) = (start(), start());
+    let url_of = |server: &ringcast::ServerHandle| format!("http://{}", server.local_addr());
+    let report = run_script_with(
+        "broadcast.mjs",
+        &redis,
+        &url_of(&a),
+        Some(url_of(&b)),
+        "/dyn-1",
+    );
+    assert!(report.contains(r#""members":4"#), "{report}");
+    a.stop();
+    b.stop();
 }

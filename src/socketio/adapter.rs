@@ -234,11 +234,17 @@ pub(crate) trait Adapter {
     fn publish(&self, broadcast: &Broadcast, local: bool);
     /// Whether broadcasts leave this process (they then keep their event for it).
     fn publishes(&self) -> bool;
+    /// Tells the other nodes this process now serves namespace `nsp` too.
+    fn serve(&self, nsp: &str);
 }
 
-/// Publishes a broadcast of this process to the other nodes of a cluster (the shard lends
-/// it; it must not block).
-pub type PublishFn = dyn Fn(&Broadcast);
+/// How a shard reaches the other nodes of a cluster (lent by the shard; neither may block).
+pub struct NodeHooks {
+    /// Publishes a broadcast of this process.
+    pub publish: Box<dyn Fn(&Broadcast)>,
+    /// Serves a namespace this shard created (dynamic namespaces are created on first use).
+    pub serve: Box<dyn Fn(&str)>,
+}
 
 /// The adapter of one process: every other shard, one bus message each.
 pub(crate) struct ShardFanout {
@@ -246,7 +252,7 @@ pub(crate) struct ShardFanout {
     pub(crate) shards: u16,
     pub(crate) peers: Box<dyn Fn(ShardId, SocketIoMsg)>,
     /// Other nodes, when this process is part of a cluster.
-    pub(crate) nodes: Option<Box<PublishFn>>,
+    pub(crate) nodes: Option<NodeHooks>,
 }
 
 impl Adapter for ShardFanout {
@@ -270,12 +276,18 @@ impl Adapter for ShardFanout {
 
     fn publish(&self, broadcast: &Broadcast, local: bool) {
         if let (false, Some(nodes)) = (local, &self.nodes) {
-            nodes(broadcast);
+            (nodes.publish)(broadcast);
         }
     }
 
     fn publishes(&self) -> bool {
         self.nodes.is_some()
+    }
+
+    fn serve(&self, nsp: &str) {
+        if let Some(nodes) = &self.nodes {
+            (nodes.serve)(nsp);
+        }
     }
 }
 

@@ -33,9 +33,16 @@ pub(crate) fn connect(
         let Some(version) = state.clients.get(session).map(|c| c.version) else {
             return;
         };
+        let new = state.namespace_index(nsp).is_none();
         let ns = state.namespace_or_create(nsp, |name| io.namespaces.resolve(name));
-        (version, ns)
+        (version, ns.map(|ns| (ns, new)))
     };
+    let ns = ns.map(|(ns, new)| {
+        if new {
+            io.adapter.serve(nsp);
+        }
+        ns
+    });
     let Some(ns) = ns else {
         let data = br#"{"message":"Invalid namespace"}"#;
         let frames = encode_packet(PacketType::ConnectError, nsp, None, data, &[]);

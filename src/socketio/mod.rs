@@ -31,7 +31,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 pub use ack::{AckError, BroadcastAcks};
-pub use adapter::{Broadcast, Operation, PublishFn, Reply, SocketIoMsg};
+pub use adapter::{Broadcast, NodeHooks, Operation, Reply, SocketIoMsg};
 /// The broadcast encoder, for `benches/broadcast.rs` (through `ringcast::internals`).
 pub use message::encode_event;
 pub(crate) use message::Args as EventArgs;
@@ -59,8 +59,8 @@ pub struct ShardHooks {
     pub peers: Box<dyn Fn(ShardId, SocketIoMsg)>,
     /// Runs a task on this shard.
     pub spawn: Box<dyn Fn(LocalTask)>,
-    /// Publishes this shard's broadcasts to the other nodes of a cluster, if any.
-    pub nodes: Option<Box<PublishFn>>,
+    /// Reaches the other nodes of a cluster, if any.
+    pub nodes: Option<NodeHooks>,
 }
 
 /// Why a socket left its namespace (the strings Socket.IO clients and servers use).

@@ -11,7 +11,9 @@ const clientsDir = process.env.RINGCAST_CLIENTS_DIR ?? path.join(here, '..', 'cl
 const require = createRequire(path.join(clientsDir, 'package.json'));
 const { io } = require('socket.io-client');
 
-const [URL_A, URL_B] = [process.env.NODE_A_URL, process.env.NODE_B_URL];
+// The namespace to use: `/` unless NSP names another (a dynamic one, say).
+const NSP = process.env.NSP ?? '';
+const [URL_A, URL_B] = [process.env.NODE_A_URL + NSP, process.env.NODE_B_URL + NSP];
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const opened = [];
 
