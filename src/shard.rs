@@ -28,8 +28,8 @@ use crate::key::ShardId;
 use crate::net::redis::{self, RedisLink, RedisLinkConfig, RedisUrl};
 use crate::net::{self, Forward, Host};
 use crate::socketio::{
-    Broadcast, BroadcastOperator, Command, EventArgs, LocalTask, Namespaces, NodeHooks, Operation,
-    ShardHooks, SocketInfo, SocketIo, SocketIoMsg,
+    Broadcast, BroadcastOperator, Command, EventArgs, LocalTask, Namespaces, NodeHooks, OpFuture,
+    Operation, ShardHooks, SocketInfo, SocketIo, SocketIoMsg,
 };
 use crate::stats::{ClusterCounts, Report, ShardCounts};
 
@@ -168,39 +168,33 @@ impl Cluster {
                     }
                 }
                 cluster::Incoming::Fetch(query) => {
-                    let (Some(link), node) = (answer_link.get().cloned(), receiving.clone()) else {
+                    let Some(link) = answer_link.get() else {
                         return;
                     };
-                    let command = Command::new(move |io| {
-                        let sockets = local_selection(io, &query).fetch_sockets();
-                        io.spawn(Box::pin(async move {
-                            // Not gathered in time: no answer, and the asker times out, as it
-                            // does when a Node node fails to answer.
-                            let Ok(sockets) = sockets.await else {
-                                return;
-                            };
+                    let command = answer_command(
+                        query,
+                        receiving.clone(),
+                        link.clone(),
+                        BroadcastOperator::fetch_sockets,
+                        |node, query, sockets: Vec<SocketInfo>| {
                             let sockets = sockets.into_iter().map(remote_socket).collect();
-                            let answer = read(&node).fetch_response(&query, sockets);
-                            let _ = link.publish(answer.channel, Bytes::from(answer.payload));
-                        }));
-                    });
+                            node.fetch_response(query, sockets)
+                        },
+                    );
                     let shard = next_shard.fetch_add(1, Ordering::Relaxed) % usize::from(shards);
                     to_shards.send(shard, ShardMsg::Command(command));
                 }
                 cluster::Incoming::AllRooms(query) => {
-                    let (Some(link), node) = (answer_link.get().cloned(), receiving.clone()) else {
+                    let Some(link) = answer_link.get() else {
                         return;
                     };
-                    let command = Command::new(move |io| {
-                        let rooms = local_selection(io, &query).all_rooms();
-                        io.spawn(Box::pin(async move {
-                            let Ok(rooms) = rooms.await else {
-                                return;
-                            };
-                            let answer = read(&node).rooms_response(&query, rooms);
-                            let _ = link.publish(answer.channel, Bytes::from(answer.payload));
-                        }));
-                    });
+                    let command = answer_command(
+                        query,
+                        receiving.clone(),
+                        link.clone(),
+                        BroadcastOperator::all_rooms,
+                        |node, query, rooms| node.rooms_response(query, rooms),
+                    );
                     let shard = next_shard.fetch_add(1, Ordering::Relaxed) % usize::from(shards);
                     to_shards.send(shard, ShardMsg::Command(command));
                 }
@@ -293,6 +287,29 @@ impl Cluster {
 /// How long this process gathers its own shards' part of another node's question: less than
 /// the asker's own timeout (Node's default, 5 s), so a late answer is not wasted.
 const ANSWER_WITHIN: Duration = Duration::from_secs(4);
+
+/// Work for a shard that answers another node's question: gathers this process's part with
+/// `gather` (every shard, within [`ANSWER_WITHIN`]), then publishes what `answer` makes of it.
+/// Not gathered in time, it answers nothing, and the asker times out, as it does when a Node
+/// node fails to answer.
+fn answer_command<T: Send + 'static>(
+    query: RemoteQuery,
+    node: Arc<RwLock<Node>>,
+    link: RedisLink,
+    gather: fn(BroadcastOperator) -> OpFuture<T>,
+    answer: impl FnOnce(&Node, &RemoteQuery, T) -> cluster::Publish + Send + 'static,
+) -> Command {
+    Command::new(move |io| {
+        let gathered = gather(local_selection(io, &query));
+        io.spawn(Box::pin(async move {
+            let Ok(part) = gathered.await else {
+                return;
+            };
+            let answer = answer(&read(&node), &query, part);
+            let _ = link.publish(answer.channel, Bytes::from(answer.payload));
+        }));
+    })
+}
 
 /// This process's sockets (every shard, not other nodes) that another node's question selects.
 fn local_selection(io: &Rc<SocketIo>, query: &RemoteQuery) -> BroadcastOperator {

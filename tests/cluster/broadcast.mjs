@@ -2,41 +2,11 @@
 // nodes. Broadcasts from either node, binary among them, reach every member exactly once and in
 // order; a socket outside the room gets nothing.
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const clientsDir = process.env.RINGCAST_CLIENTS_DIR ?? path.join(here, '..', 'clients');
-const require = createRequire(path.join(clientsDir, 'package.json'));
-const { io } = require('socket.io-client');
+import { connect, request, run, shardOf, sleep } from './common.mjs';
 
 // The namespace to use: `/` unless NSP names another (a dynamic one, say).
 const NSP = process.env.NSP ?? '';
 const [URL_A, URL_B] = [process.env.NODE_A_URL + NSP, process.env.NODE_B_URL + NSP];
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const opened = [];
-
-function connect(url) {
-  const socket = io(url, { forceNew: true, reconnection: false, transports: ['websocket'] });
-  opened.push(socket);
-  return new Promise((resolve, reject) => {
-    socket.once('connect', () => resolve(socket));
-    socket.once('connect_error', reject);
-  });
-}
-
-const shardOf = (id) => Buffer.from(id, 'base64url').readUInt16BE(0);
-
-function request(socket, event, ...args) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ack for ${event}`)), 5000);
-    socket.emit(event, ...args, (...reply) => {
-      clearTimeout(timer);
-      resolve(reply);
-    });
-  });
-}
 
 /** Two members on different shards of the server at `url`. */
 async function membersOn(url) {
@@ -95,18 +65,4 @@ async function main() {
   console.log(JSON.stringify({ members: members.length, messages: expected.length }));
 }
 
-const deadline = setTimeout(() => {
-  console.error('script deadline passed');
-  process.exit(2);
-}, 30000);
-main().then(
-  () => {
-    clearTimeout(deadline);
-    for (const socket of opened) socket.close();
-    process.exit(0);
-  },
-  (error) => {
-    console.error(error?.stack ?? error);
-    process.exit(1);
-  },
-);
+run(main);

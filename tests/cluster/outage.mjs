@@ -3,19 +3,10 @@
 // of the restart. The test kills and restarts Redis when this script asks (a line on stdout),
 // and answers on stdin.
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
-import path from 'node:path';
 import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const clientsDir = process.env.RINGCAST_CLIENTS_DIR ?? path.join(here, '..', 'clients');
-const require = createRequire(path.join(clientsDir, 'package.json'));
-const { io } = require('socket.io-client');
+import { connect, request, run, sleep, within } from './common.mjs';
 
 const [URL_A, URL_B] = [process.env.NODE_A_URL, process.env.NODE_B_URL];
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const opened = [];
 const answers = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
 /** Asks the test to do something to Redis; resolves once it says it is done. */
@@ -23,35 +14,6 @@ async function ask(what) {
   console.log(what);
   const { value } = await answers.next();
   assert.equal(value, 'done', `the test answered ${value}`);
-}
-
-function connect(url) {
-  const socket = io(url, { forceNew: true, reconnection: false, transports: ['websocket'] });
-  opened.push(socket);
-  return new Promise((resolve, reject) => {
-    socket.once('connect', () => resolve(socket));
-    socket.once('connect_error', reject);
-  });
-}
-
-function request(socket, event, ...args) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ack for ${event}`)), 5000);
-    socket.emit(event, ...args, (...reply) => {
-      clearTimeout(timer);
-      resolve(reply);
-    });
-  });
-}
-
-/** Resolves once `check()` holds, or false after `ms`. */
-async function within(ms, check) {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) return false;
-    await sleep(20);
-  }
-  return true;
 }
 
 async function main() {
@@ -95,18 +57,4 @@ async function main() {
   console.log(JSON.stringify({ backAfterMs: Date.now() - restarted, publishedAfter: n }));
 }
 
-const deadline = setTimeout(() => {
-  console.error('script deadline passed');
-  process.exit(2);
-}, 60000);
-main().then(
-  () => {
-    clearTimeout(deadline);
-    for (const socket of opened) socket.close();
-    process.exit(0);
-  },
-  (error) => {
-    console.error(error?.stack ?? error);
-    process.exit(1);
-  },
-);
+run(main, 60000);

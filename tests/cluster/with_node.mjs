@@ -6,14 +6,8 @@
 // ringcast's sockets.
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { atExit, connect, request, require, run, shardOf, sleep } from './common.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const clientsDir = process.env.RINGCAST_CLIENTS_DIR ?? path.join(here, '..', 'clients');
-const require = createRequire(path.join(clientsDir, 'package.json'));
-const { io: connectTo } = require('socket.io-client');
 const { Server } = require('socket.io');
 const { createAdapter } = require('@socket.io/redis-adapter');
 const { Emitter } = require('@socket.io/redis-emitter');
@@ -21,30 +15,6 @@ const { createClient } = require('redis');
 
 const RINGCAST = process.env.NODE_A_URL;
 const REDIS = process.env.REDIS_URL;
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const opened = [];
-const closers = [];
-
-function connect(url) {
-  const socket = connectTo(url, { forceNew: true, reconnection: false, transports: ['websocket'] });
-  opened.push(socket);
-  return new Promise((resolve, reject) => {
-    socket.once('connect', () => resolve(socket));
-    socket.once('connect_error', reject);
-  });
-}
-
-const shardOf = (id) => Buffer.from(id, 'base64url').readUInt16BE(0);
-
-function request(socket, event, ...args) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ack for ${event}`)), 5000);
-    socket.emit(event, ...args, (...reply) => {
-      clearTimeout(timer);
-      resolve(reply);
-    });
-  });
-}
 
 /** A Node socket.io server on the Redis adapter, with ringcast's built-in events. */
 async function nodeServer() {
@@ -64,7 +34,7 @@ async function nodeServer() {
     });
   });
   await new Promise((resolve) => http.listen(0, '127.0.0.1', resolve));
-  closers.push(async () => {
+  atExit(async () => {
     io.close();
     await Promise.all([pub.quit(), sub.quit()]);
   });
@@ -75,7 +45,7 @@ async function main() {
   const node = await nodeServer();
   const emitterClient = createClient({ url: REDIS });
   await emitterClient.connect();
-  closers.push(() => emitterClient.quit());
+  atExit(() => emitterClient.quit());
   const emitter = new Emitter(emitterClient);
 
   const onRingcast = [];
@@ -164,19 +134,4 @@ async function main() {
   console.log(JSON.stringify({ members: members.length }));
 }
 
-const deadline = setTimeout(() => {
-  console.error('script deadline passed');
-  process.exit(2);
-}, 30000);
-main().then(
-  async () => {
-    clearTimeout(deadline);
-    for (const socket of opened) socket.close();
-    for (const close of closers) await close().catch(() => {});
-    process.exit(0);
-  },
-  (error) => {
-    console.error(error?.stack ?? error);
-    process.exit(1);
-  },
-);
+run(main);
