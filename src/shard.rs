@@ -130,6 +130,11 @@ impl Cluster {
         let answer_link = answering.clone();
         let next_shard = AtomicUsize::new(0);
         let deliver = move |incoming: redis::Incoming| {
+            // Questions are spread over the shards; each gathers from all of them.
+            let to_a_shard = |command| {
+                let shard = next_shard.fetch_add(1, Ordering::Relaxed) % usize::from(shards);
+                to_shards.send(shard, ShardMsg::Command(command));
+            };
             // Retry what waited for a full ring before adding more.
             to_shards.flush_backlog();
             let decided = read(&receiving).receive(&incoming.channel, &incoming.payload, |_, _| {
@@ -173,16 +178,14 @@ impl Cluster {
                     };
                     let command = answer_command(
                         query,
-                        receiving.clone(),
-                        link.clone(),
+                        (receiving.clone(), link.clone()),
                         BroadcastOperator::fetch_sockets,
                         |node, query, sockets: Vec<SocketInfo>| {
                             let sockets = sockets.into_iter().map(remote_socket).collect();
                             node.fetch_response(query, sockets)
                         },
                     );
-                    let shard = next_shard.fetch_add(1, Ordering::Relaxed) % usize::from(shards);
-                    to_shards.send(shard, ShardMsg::Command(command));
+                    to_a_shard(command);
                 }
                 cluster::Incoming::AllRooms(query) => {
                     let Some(link) = answer_link.get() else {
@@ -190,13 +193,11 @@ impl Cluster {
                     };
                     let command = answer_command(
                         query,
-                        receiving.clone(),
-                        link.clone(),
+                        (receiving.clone(), link.clone()),
                         BroadcastOperator::all_rooms,
                         |node, query, rooms| node.rooms_response(query, rooms),
                     );
-                    let shard = next_shard.fetch_add(1, Ordering::Relaxed) % usize::from(shards);
-                    to_shards.send(shard, ShardMsg::Command(command));
+                    to_a_shard(command);
                 }
                 cluster::Incoming::Ignored => {}
                 cluster::Incoming::Dropped(why) => {
@@ -294,8 +295,7 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(4);
 /// node fails to answer.
 fn answer_command<T: Send + 'static>(
     query: RemoteQuery,
-    node: Arc<RwLock<Node>>,
-    link: RedisLink,
+    (node, link): (Arc<RwLock<Node>>, RedisLink),
     gather: fn(BroadcastOperator) -> OpFuture<T>,
     answer: impl FnOnce(&Node, &RemoteQuery, T) -> cluster::Publish + Send + 'static,
 ) -> Command {

@@ -73,17 +73,7 @@ fn run_script_with(
 fn broadcasts_cross_between_two_ringcast_nodes_through_redis() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let args = [
-        "--cores",
-        "2",
-        "--no-pin",
-        "--stats-path",
-        "/stats",
-        "--redis",
-        &url,
-    ];
-    let a = Server::start(&args);
-    let b = Server::start(&args);
+    let (a, b) = two_nodes(&url);
     let report = run_script("broadcast.mjs", &redis, &a, Some(&b));
     assert!(report.contains(r#""members":4"#), "{report}");
     // The stats endpoint shows the adapter: connected, and what crossed.
@@ -96,6 +86,20 @@ fn broadcasts_cross_between_two_ringcast_nodes_through_redis() {
         assert_eq!(redis["dropped"], 0, "{stats}");
         assert_eq!(redis["publish_dropped"], 0, "{stats}");
     }
+}
+
+/// Two `ringcast --cores 2` nodes on the Redis at `url`, with their stats endpoints.
+fn two_nodes(url: &str) -> (Server, Server) {
+    let args = [
+        "--cores",
+        "2",
+        "--no-pin",
+        "--stats-path",
+        "/stats",
+        "--redis",
+        url,
+    ];
+    (Server::start(&args), Server::start(&args))
 }
 
 /// A node's stats endpoint, as JSON.
@@ -119,17 +123,7 @@ fn broadcasts_cross_between_ringcast_a_node_server_and_the_emitter() {
 fn local_delivery_goes_on_and_cross_node_delivery_comes_back_after_redis_restarts() {
     let mut redis = RedisServer::start();
     let url = redis.url();
-    let args = [
-        "--cores",
-        "2",
-        "--no-pin",
-        "--stats-path",
-        "/stats",
-        "--redis",
-        &url,
-    ];
-    let a = Server::start(&args);
-    let b = Server::start(&args);
+    let (a, b) = two_nodes(&url);
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/outage.mjs");
     let mut child = Command::new("node")
         .arg(&path)
