@@ -62,8 +62,8 @@ pub mod internals {
     /// This process as a node of a Redis cluster, sans-IO (`crate::cluster`).
     pub mod cluster {
         pub use crate::cluster::{
-            Dropped, Incoming, LocalBroadcast, Node, Publish, RemoteAction, RemoteBroadcast,
-            RemoteOperation, RemoteQuery, Subscriptions, MAX_MESSAGE,
+            Dropped, Incoming, LocalBroadcast, Node, Publish, RemoteAckBroadcast, RemoteAction,
+            RemoteBroadcast, RemoteOperation, RemoteQuery, Subscriptions, MAX_MESSAGE,
         };
     }
     /// Wire formats (`crate::codec`).

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::bus;
-use crate::cluster::{self, LocalBroadcast, Node, RemoteAction, RemoteQuery};
+use crate::cluster::{self, LocalBroadcast, Node, RemoteAckBroadcast, RemoteAction, RemoteQuery};
 use crate::codec::adapter::RemoteSocket;
 use crate::codec::frame::Frame;
 use crate::codec::http::{Cors, Method};
@@ -199,6 +199,12 @@ impl Cluster {
                     );
                     to_a_shard(command);
                 }
+                cluster::Incoming::AckBroadcast(broadcast) => {
+                    let Some(link) = answer_link.get() else {
+                        return;
+                    };
+                    to_a_shard(ack_command(broadcast, (receiving.clone(), link.clone())));
+                }
                 cluster::Incoming::Ignored => {}
                 cluster::Incoming::Dropped(why) => {
                     counted.fetch_add(1, Ordering::Relaxed);
@@ -308,6 +314,47 @@ fn answer_command<T: Send + 'static>(
             let answer = answer(&read(&node), &query, part);
             let _ = link.publish(answer.channel, Bytes::from(answer.payload));
         }));
+    })
+}
+
+/// Work for a shard that delivers another node's broadcast-with-acks to this process's sockets
+/// and reports to the asker: first how many got it, then each ack's first argument (as a Node
+/// node does). Reported once every recipient here answered; one that did not by the asker's
+/// timeout makes the asker time out anyway, so nothing is sent then.
+fn ack_command(
+    broadcast: RemoteAckBroadcast,
+    (node, link): (Arc<RwLock<Node>>, RedisLink),
+) -> Command {
+    Command::new(move |io| {
+        let RemoteAckBroadcast {
+            query,
+            volatile,
+            event,
+            timeout_ms,
+        } = broadcast;
+        let timeout = timeout_ms.map_or(ANSWER_WITHIN, Duration::from_millis);
+        let mut operator = local_selection(io, &query).timeout(timeout);
+        if volatile {
+            operator = operator.volatile();
+        }
+        let args = EventArgs::from_parts(event.args, event.count, event.attachments);
+        operator.emit_with_ack(&event.name, &args, move |acks| {
+            let Ok(acks) = acks else {
+                return;
+            };
+            let node = read(&node);
+            let count = node.client_count_response(&query, acks.len());
+            let _ = link.publish(count.channel, Bytes::from(count.payload));
+            for ack in acks {
+                let first = ack.raw(0).unwrap_or(b"null");
+                match node.ack_response(&query, first, ack.attachments()) {
+                    Ok(answer) => {
+                        let _ = link.publish(answer.channel, Bytes::from(answer.payload));
+                    }
+                    Err(error) => tracing::debug!(%error, "an ack could not be published"),
+                }
+            }
+        });
     })
 }
 

@@ -118,6 +118,20 @@ pub struct RemoteQuery {
     pub except: Vec<String>,
 }
 
+/// A broadcast another node sends with `io.timeout(ms).emit(..., callback)`: every node delivers
+/// it and reports its recipients and their acks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteAckBroadcast {
+    /// The namespace, the asking node's request id and the selected rooms.
+    pub query: RemoteQuery,
+    /// Dropped for recipients that can't take it at once.
+    pub volatile: bool,
+    /// The event, its arguments as JSON with placeholders, and its attachments.
+    pub event: DecodedEvent,
+    /// How long the asking node waits, in milliseconds, if it said.
+    pub timeout_ms: Option<u64>,
+}
+
 /// What a message from Redis asks of this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
@@ -130,6 +144,10 @@ pub enum Incoming {
     /// Name every local room of the namespace to the node that asks
     /// ([`Node::rooms_response`]).
     AllRooms(RemoteQuery),
+    /// Deliver to the matching local sockets asking each for an ack, and tell the node that
+    /// asks how many got it and what they answered ([`Node::client_count_response`],
+    /// [`Node::ack_response`]).
+    AckBroadcast(RemoteAckBroadcast),
     /// Nothing to do, as the protocol says: this node's own broadcast coming back, a room
     /// this node has no member of, a channel of no namespace it serves.
     Ignored,
@@ -251,6 +269,34 @@ impl Node {
                 rooms,
             },
         )
+    }
+
+    /// The first answer to a [`Incoming::AckBroadcast`]: how many local sockets got it (sent
+    /// even when none did, or the asker would wait for this node until its timeout).
+    pub fn client_count_response(&self, query: &RemoteQuery, count: usize) -> Publish {
+        self.respond(
+            &query.nsp,
+            Response::BroadcastClientCount {
+                request_id: query.request_id.clone(),
+                client_count: count as u64,
+            },
+        )
+    }
+
+    /// One recipient's ack to a [`Incoming::AckBroadcast`]: its first argument (as JSON with
+    /// placeholders, and the attachments they name), the only one that crosses nodes.
+    pub fn ack_response(
+        &self,
+        query: &RemoteQuery,
+        json: &[u8],
+        attachments: &[Bytes],
+    ) -> Result<Publish, NotepackError> {
+        let packet = notepack::json_to_value(json, attachments)?;
+        let response = Response::BroadcastAck {
+            request_id: query.request_id.clone(),
+            packet,
+        };
+        Ok(self.respond(&query.nsp, response))
     }
 
     /// An answer on the namespace's shared response channel, which every node reads (Node
@@ -379,6 +425,31 @@ fn receive_request(nsp: &str, uid: &str, payload: &[u8]) -> Incoming {
             rooms: Vec::new(),
             except: Vec::new(),
         }),
+        RequestBody::Broadcast {
+            request_id,
+            packet,
+            opts,
+        } => {
+            if packet.kind != 2 || packet.nsp_or_root() != nsp {
+                return Incoming::Dropped(Dropped::Unexpected);
+            }
+            let event = match notepack::decode_event(packet.data) {
+                Ok(event) => event,
+                Err(error) => return Incoming::Dropped(Dropped::BadEvent(error)),
+            };
+            let flags = opts.flags.unwrap_or_default();
+            Incoming::AckBroadcast(RemoteAckBroadcast {
+                query: RemoteQuery {
+                    nsp: nsp.to_owned(),
+                    request_id,
+                    rooms: opts.rooms,
+                    except: opts.except,
+                },
+                volatile: flags.volatile.unwrap_or(false),
+                event,
+                timeout_ms: flags.timeout,
+            })
+        }
         _ => Incoming::Ignored,
     }
 }

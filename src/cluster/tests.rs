@@ -287,3 +287,33 @@ fn fetch_and_all_rooms_questions_are_answered_on_the_shared_response_channel() {
         Incoming::Ignored
     );
 }
+
+#[test]
+fn a_broadcast_with_acks_is_delivered_and_answered_as_a_node_node_does() {
+    let node = node();
+    // `io.timeout(2000).emit("ask", 1, cb)` on a Node server (its uid `S8xJQv`).
+    let request = hex("85a3756964a65338784a5176a9726571756573744964a64b3535443761a47479706507a67061636b657483a47479706502a46461746192a361736b01a36e7370a12fa46f70747383a5726f6f6d7390a665786365707490a5666c61677381a774696d656f7574cd07d0");
+    let Incoming::AckBroadcast(broadcast) =
+        node.receive("socket.io-request#/#", &request, |_, _| false)
+    else {
+        panic!("a broadcast with acks");
+    };
+    assert_eq!(broadcast.query.request_id, "K55D7a");
+    assert_eq!(broadcast.event.name, "ask");
+    assert_eq!(broadcast.event.args, b"1");
+    assert_eq!(broadcast.timeout_ms, Some(2000));
+    let count = node.client_count_response(&broadcast.query, 0);
+    assert_eq!(count.channel, "socket.io-response#/#");
+    assert_eq!(
+        count.payload,
+        br#"{"type":8,"requestId":"K55D7a","clientCount":0}"#.to_vec()
+    );
+    // The captured BROADCAST_ACK, byte for byte.
+    let ack = node
+        .ack_response(&broadcast.query, br#""ack-from-c2@B""#, &[])
+        .expect("encoded");
+    assert_eq!(
+        ack.payload,
+        hex("83a47479706509a9726571756573744964a64b3535443761a67061636b6574ad61636b2d66726f6d2d63324042")
+    );
+}

@@ -108,6 +108,14 @@ async function main() {
     assert.ok(rooms.has(room), `allRooms lacks ${room}`);
   }
 
+  // The Node server's broadcast with acks reaches ringcast's members, and their acks come
+  // back (ringcast reports its recipients first, as a Node node does, even when none).
+  for (const socket of members) socket.on('ask', (ack) => ack(`ack from ${socket.id}`));
+  const acks = await node.io.to('r').timeout(3000).emitWithAck('ask');
+  assert.deepEqual(acks.sort(), members.map((socket) => `ack from ${socket.id}`).sort());
+  const none = await node.io.to('nobody-here').timeout(3000).emitWithAck('ask');
+  assert.deepEqual(none, []);
+
   // The emitter's socketsJoin (a request with no uid) reaches ringcast's sockets: Node's
   // broadcast to the new room then finds them.
   emitter.in('r').socketsJoin('joined');
