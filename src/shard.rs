@@ -28,8 +28,8 @@ use crate::key::ShardId;
 use crate::net::redis::{self, RedisLink, RedisLinkConfig, RedisUrl};
 use crate::net::{self, Forward, Host};
 use crate::socketio::{
-    Broadcast, BroadcastOperator, Command, EventArgs, LocalTask, Namespaces, NodeHooks, OpFuture,
-    Operation, ShardHooks, SocketInfo, SocketIo, SocketIoMsg,
+    Broadcast, BroadcastOperator, Command, EventArgs, LocalTask, Namespaces, NodeHooks, Op,
+    OpFuture, Operation, ShardHooks, SocketInfo, SocketIo, SocketIoMsg,
 };
 use crate::stats::{ClusterCounts, Report, ShardCounts};
 
@@ -256,9 +256,25 @@ impl Cluster {
                 link.subscribe(subscriptions.channels);
             }
         };
+        let (node, link) = (self.node.clone(), self.link.clone());
+        let request = move |operation: &Operation| {
+            let (nsp, rooms, except) = operation.target();
+            let names = |rooms: &[Box<str>]| rooms.iter().map(|r| r.to_string()).collect();
+            let action = match operation.op() {
+                Op::Join(join) => RemoteAction::Join(names(join)),
+                Op::Leave(leave) => RemoteAction::Leave(names(leave)),
+                Op::Disconnect { close } => RemoteAction::Disconnect { close: *close },
+                // Asking other nodes for their sockets or rooms is not done yet.
+                _ => return,
+            };
+            if let Some(publish) = read(&node).operation_request(nsp, rooms, except, action) {
+                let _ = link.publish(publish.channel, Bytes::from(publish.payload));
+            }
+        };
         NodeHooks {
             publish: self.publisher(),
             serve: Box::new(serve),
+            request: Box::new(request),
         }
     }
 

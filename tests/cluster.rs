@@ -124,56 +124,15 @@ fn local_delivery_goes_on_and_cross_node_delivery_comes_back_after_redis_restart
     let mut redis = RedisServer::start();
     let url = redis.url();
     let (a, b) = two_nodes(&url);
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/outage.mjs");
-    let mut child = Command::new("node")
-        .arg(&path)
-        .env("NODE_A_URL", a.url())
-        .env("NODE_B_URL", b.url())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run node");
-    let mut answers = child.stdin.take().expect("stdin");
-    let lines = {
-        let stdout = child.stdout.take().expect("stdout");
-        let (send, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        lines
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut report = None;
-    while Instant::now() < deadline && report.is_none() {
-        let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) else {
-            if child.try_wait().expect("wait for node").is_some() {
-                break;
-            }
-            continue;
-        };
-        match line.as_str() {
+    let report = dialog(
+        "outage.mjs",
+        &[("NODE_A_URL", a.url()), ("NODE_B_URL", b.url())],
+        |ask| match ask {
             "KILL" => redis.kill(),
             "RESTART" => redis.restart(),
-            _ => {
-                report = Some(line);
-                continue;
-            }
-        }
-        writeln!(answers, "done").expect("answer the script");
-    }
-    let _ = child.kill();
-    let output = child.wait_with_output().expect("script output");
-    let report = report.unwrap_or_else(|| {
-        panic!(
-            "outage.mjs gave no report\n--- stderr ---\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
+            other => panic!("outage.mjs asked {other}"),
+        },
+    );
     assert!(report.contains("backAfterMs"), "{report}");
     eprintln!("after the restart: {report}");
     // Both nodes came through: connected again, one reconnect each, nothing dropped from Redis.
@@ -226,4 +185,117 @@ fn a_dynamic_namespace_is_served_across_nodes_once_created() {
     assert!(report.contains(r#""members":4"#), "{report}");
     a.stop();
     b.stop();
+}
+
+/// Runs `tests/cluster/<script>` with `env`, doing what it asks: each line it prints that is not
+/// JSON is a request, handed to `on_ask`, then answered `done` on its stdin; the first JSON line
+/// is its report, returned. Panics with its stderr if it ends without one.
+fn dialog(script: &str, env: &[(&str, String)], mut on_ask: impl FnMut(&str)) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/cluster")
+        .join(script);
+    let mut child = Command::new("node")
+        .arg(&path)
+        .envs(env.iter().map(|(key, value)| (*key, value)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run node");
+    let mut answers = child.stdin.take().expect("stdin");
+    let lines = {
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        lines
+    };
+    let deadline = Instant::now() + SCRIPT_DEADLINE;
+    let mut report = None;
+    while Instant::now() < deadline && report.is_none() {
+        let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) else {
+            if child.try_wait().expect("wait for node").is_some() {
+                break;
+            }
+            continue;
+        };
+        if line.starts_with('{') {
+            report = Some(line);
+            continue;
+        }
+        on_ask(&line);
+        writeln!(answers, "done").expect("answer the script");
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("script output");
+    report.unwrap_or_else(|| {
+        panic!(
+            "{script} gave no report\n--- stderr ---\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+#[test]
+fn this_nodes_joins_leaves_and_disconnects_reach_the_other_nodes_sockets() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    // A library-built node whose handle acts, and a node with clients on it.
+    let a = Ringcast::builder()
+        .namespace("/", ringcast::apps::builtin_namespace())
+        .configure(|config| {
+            config.cores = 2;
+            config.host = [127, 0, 0, 1].into();
+            config.port = 0;
+            config.pin_cores = false;
+            config.force_epoll = common::epoll_requested();
+            config.cluster.redis = Some(url.clone());
+        })
+        .start()
+        .expect("start ringcast");
+    let b = Server::start(&["--cores", "2", "--no-pin", "--redis", &url]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let text = |value: &str| ringcast::Args::new().with_str(value);
+    let report = dialog("remote_operations.mjs", &[("NODE_B_URL", b.url())], |ask| {
+        let all = a.of("/");
+        match ask {
+            "JOIN" => {
+                // This node has no socket in "r": the others' are joined through Redis.
+                runtime
+                    .block_on(all.clone().to("r").sockets_join(["x"]))
+                    .expect("joined");
+                // The request crosses Redis before the emit does (both from this node).
+                std::thread::sleep(Duration::from_millis(200));
+                all.to("x").emit("message", &text("to x")).expect("emitted");
+            }
+            "LEAVE" => {
+                runtime
+                    .block_on(all.clone().to("r").sockets_leave(["x"]))
+                    .expect("left");
+                std::thread::sleep(Duration::from_millis(200));
+                all.to("x")
+                    .emit("message", &text("to x again"))
+                    .expect("emitted");
+            }
+            "DISCONNECT" => {
+                runtime
+                    .block_on(all.to("r").disconnect_sockets(false))
+                    .expect("disconnected");
+            }
+            other => panic!("remote_operations.mjs asked {other}"),
+        }
+    });
+    assert!(
+        report.contains(r#""reason":"io server disconnect""#),
+        "{report}"
+    );
+    a.stop();
 }

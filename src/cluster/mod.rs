@@ -271,6 +271,39 @@ impl Node {
         )
     }
 
+    /// What to publish for a join, leave or disconnect of this node's application, so that
+    /// every other node applies it too (Node's REMOTE_JOIN, REMOTE_LEAVE, REMOTE_DISCONNECT;
+    /// this node ignores its own copy). `None` for a namespace this node does not serve.
+    pub fn operation_request(
+        &self,
+        nsp: &str,
+        rooms: &[Box<str>],
+        except: &[Box<str>],
+        action: RemoteAction,
+    ) -> Option<Publish> {
+        let uid = self.uid(nsp)?;
+        let opts = BroadcastOpts {
+            rooms: rooms.iter().map(|r| r.to_string()).collect(),
+            except: except.iter().map(|r| r.to_string()).collect(),
+            flags: None,
+        };
+        let body = match action {
+            RemoteAction::Join(rooms) => RequestBody::RemoteJoin { opts, rooms },
+            RemoteAction::Leave(rooms) => RequestBody::RemoteLeave { opts, rooms },
+            RemoteAction::Disconnect { close } => RequestBody::RemoteDisconnect { opts, close },
+        };
+        let request = Request {
+            uid: Some(uid.to_owned()),
+            body,
+        };
+        let mut payload = Vec::new();
+        request.encode(&mut payload);
+        Some(Publish {
+            channel: adapter::request_channel(&self.prefix, nsp),
+            payload,
+        })
+    }
+
     /// The first answer to a [`Incoming::AckBroadcast`]: how many local sockets got it (sent
     /// even when none did, or the asker would wait for this node until its timeout).
     pub fn client_count_response(&self, query: &RemoteQuery, count: usize) -> Publish {

@@ -317,3 +317,47 @@ fn a_broadcast_with_acks_is_delivered_and_answered_as_a_node_node_does() {
         hex("83a47479706509a9726571756573744964a64b3535443761a67061636b6574ad61636b2d66726f6d2d63324042")
     );
 }
+
+#[test]
+fn this_nodes_operations_are_published_as_node_servers_publish_them() {
+    let node = node();
+    let uid = node.uid("/").expect("uid").to_owned();
+    let rooms: Vec<Box<str>> = Vec::new();
+    let join = node
+        .operation_request("/", &rooms, &[], RemoteAction::Join(vec!["room9".into()]))
+        .expect("served");
+    assert_eq!(join.channel, "socket.io-request#/#");
+    // The captured REMOTE_JOIN with this node's uid.
+    assert_eq!(
+        String::from_utf8(join.payload.clone()).expect("JSON"),
+        format!(
+            r#"{{"uid":"{uid}","type":2,"opts":{{"rooms":[],"except":[]}},"rooms":["room9"]}}"#
+        )
+    );
+    // Its own request coming back is ignored; another node applies it.
+    assert_eq!(
+        node.receive(&join.channel, &join.payload, |_, _| true),
+        Incoming::Ignored
+    );
+    let other = node_with_uid_not(&uid);
+    assert!(matches!(
+        other.receive(&join.channel, &join.payload, |_, _| true),
+        Incoming::Operation(_)
+    ));
+    let disconnect = node
+        .operation_request(
+            "/",
+            &["r".into()],
+            &[],
+            RemoteAction::Disconnect { close: true },
+        )
+        .expect("served");
+    assert_eq!(
+        String::from_utf8(disconnect.payload).expect("JSON"),
+        format!(r#"{{"uid":"{uid}","type":4,"opts":{{"rooms":["r"],"except":[]}},"close":true}}"#)
+    );
+    assert_eq!(
+        node.operation_request("/other", &rooms, &[], RemoteAction::Leave(vec![])),
+        None
+    );
+}

@@ -149,6 +149,17 @@ impl Operation {
         Operation::on(nsp, rooms, except, Op::Disconnect { close })
     }
 
+    /// The namespace, the selected rooms and the excepted ones.
+    pub(crate) fn target(&self) -> (&str, &[Box<str>], &[Box<str>]) {
+        let target = &self.target;
+        (&target.nsp, &target.rooms, &target.except)
+    }
+
+    /// What it does.
+    pub(crate) fn op(&self) -> &Op {
+        &self.op
+    }
+
     fn on(nsp: &str, rooms: Vec<String>, except: Vec<String>, op: Op) -> Self {
         Operation {
             target: Target {
@@ -236,6 +247,8 @@ pub(crate) trait Adapter {
     fn publishes(&self) -> bool;
     /// Tells the other nodes this process now serves namespace `nsp` too.
     fn serve(&self, nsp: &str);
+    /// Asks the other nodes to run an operation of this shard's too, unless `local`.
+    fn request(&self, operation: &Operation, local: bool);
 }
 
 /// How a shard reaches the other nodes of a cluster (lent by the shard; neither may block).
@@ -244,6 +257,8 @@ pub struct NodeHooks {
     pub publish: Box<dyn Fn(&Broadcast)>,
     /// Serves a namespace this shard created (dynamic namespaces are created on first use).
     pub serve: Box<dyn Fn(&str)>,
+    /// Asks the other nodes to apply an operation too (join, leave, disconnect).
+    pub request: Box<dyn Fn(&Operation)>,
 }
 
 /// The adapter of one process: every other shard, one bus message each.
@@ -287,6 +302,12 @@ impl Adapter for ShardFanout {
     fn serve(&self, nsp: &str) {
         if let Some(nodes) = &self.nodes {
             (nodes.serve)(nsp);
+        }
+    }
+
+    fn request(&self, operation: &Operation, local: bool) {
+        if let (false, Some(nodes)) = (local, &self.nodes) {
+            (nodes.request)(operation);
         }
     }
 }
@@ -385,6 +406,9 @@ pub(crate) fn operate(
         .borrow_mut()
         .start(responders, deadline, collector);
     let shared = Arc::new(operation);
+    // Other nodes hear of joins, leaves and disconnects (they answer nothing; their part of
+    // the other operations is not asked yet).
+    io.adapter.request(&shared, local);
     let origin = io.origin();
     io.adapter.send_all(
         &|| SocketIoMsg::Request {

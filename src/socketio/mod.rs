@@ -31,6 +31,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 pub use ack::{AckError, BroadcastAcks};
+pub(crate) use adapter::Op;
 pub use adapter::{Broadcast, NodeHooks, Operation, Reply, SocketIoMsg};
 /// The broadcast encoder, for `benches/broadcast.rs` (through `ringcast::internals`).
 pub use message::encode_event;
