@@ -878,7 +878,7 @@ async fn serve(
     }
     // No more work from the handle; what waits is dropped, so its callers learn the server
     // stopped instead of waiting forever.
-    {
+    let last = {
         let mut control = plan
             .control
             .lock()
@@ -886,6 +886,11 @@ async fn serve(
         if let Some(running) = control.running.get_mut(id.index()) {
             *running = false;
         }
+        control.running.iter().all(|running| !running)
+    };
+    // The last shard to stop stops the process's link to Redis (its thread would go on).
+    if let (true, Some(cluster)) = (last, &plan.cluster) {
+        cluster.link.stop();
     }
     batch.clear();
     bus.drain(&mut batch);

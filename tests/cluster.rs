@@ -185,6 +185,26 @@ fn a_dynamic_namespace_is_served_across_nodes_once_created() {
     assert!(report.contains(r#""members":4"#), "{report}");
     a.stop();
     b.stop();
+    // A stopped server's link to Redis stops with it: no thread of it is left in this process.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis_link_threads() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(redis_link_threads(), 0);
+}
+
+/// Threads of this process running a Redis link (other tests of this file run servers as
+/// processes of their own, or stop theirs before they end).
+fn redis_link_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(Result::ok)
+                .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+                .filter(|name| name.trim() == "ringcast-redis")
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// Runs `tests/cluster/<script>` with `env`, doing what it asks: each line it prints that is not
