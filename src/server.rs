@@ -343,6 +343,11 @@ impl ServerOperator {
         self.call(BroadcastOperator::all_rooms)
     }
 
+    /// How many servers serve the namespace (see [`BroadcastOperator::server_count`]).
+    pub fn server_count(&self) -> OpFuture<usize> {
+        self.call(BroadcastOperator::server_count)
+    }
+
     /// Runs an operation on the shard and hands its answer back across threads.
     fn call<T: Send + 'static>(
         &self,

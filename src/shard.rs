@@ -29,7 +29,7 @@ use crate::net::redis::{self, RedisLink, RedisLinkConfig, RedisUrl};
 use crate::net::{self, Forward, Host};
 use crate::socketio::{
     Broadcast, BroadcastOperator, Command, EventArgs, LocalTask, Namespaces, NodeHooks, Op,
-    OpFuture, Operation, ShardHooks, SocketInfo, SocketIo, SocketIoMsg,
+    OpFuture, Operation, ServerCountFuture, ShardHooks, SocketInfo, SocketIo, SocketIoMsg,
 };
 use crate::stats::{ClusterCounts, Report, ShardCounts};
 
@@ -271,10 +271,21 @@ impl Cluster {
                 let _ = link.publish(publish.channel, Bytes::from(publish.payload));
             }
         };
+        let (node, link) = (self.node.clone(), self.link.clone());
+        let count = move |nsp: &str| -> ServerCountFuture {
+            // Node counts the subscribers of the namespace's request channel.
+            let channel = read(&node).request_channel(nsp);
+            let asked = channel.map(|channel| link.server_count(channel));
+            Box::pin(async move {
+                let count = asked?.await.ok()?;
+                Some(usize::try_from(count).unwrap_or(usize::MAX).max(1))
+            })
+        };
         NodeHooks {
             publish: self.publisher(),
             serve: Box::new(serve),
             request: Box::new(request),
+            count: Box::new(count),
         }
     }
 

@@ -283,6 +283,15 @@ fn this_nodes_joins_leaves_and_disconnects_reach_the_other_nodes_sockets() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    // Node's server count: each process once (B's subscriptions may take a moment).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut count = runtime.block_on(a.of("/").server_count());
+    while count != Ok(2) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        count = runtime.block_on(a.of("/").server_count());
+    }
+    assert_eq!(count, Ok(2));
+    assert_eq!(runtime.block_on(a.of("/").local().server_count()), Ok(1));
     let text = |value: &str| ringcast::Args::new().with_str(value);
     let report = dialog("remote_operations.mjs", &[("NODE_B_URL", b.url())], |ask| {
         let all = a.of("/");

@@ -82,6 +82,8 @@ fn operations_from_outside_reach_sockets_on_every_shard() {
         assert!(socket.handshake.query.contains("EIO=4"));
         assert!(socket.handshake.address.is_some());
     }
+    // Without a cluster, this process is the one server.
+    assert_eq!(runtime.block_on(handle.of("/").server_count()), Ok(1));
     let odd_sockets = runtime
         .block_on(handle.of("/").to("odd").fetch_sockets())
         .expect("fetched");

@@ -204,6 +204,14 @@ impl Node {
         Some(subscriptions)
     }
 
+    /// Namespace `nsp`'s request channel, whose subscribers Node counts as the cluster's
+    /// servers; `None` if this node does not serve it.
+    pub fn request_channel(&self, nsp: &str) -> Option<String> {
+        self.uids
+            .contains_key(nsp)
+            .then(|| adapter::request_channel(&self.prefix, nsp))
+    }
+
     /// The uid of namespace `nsp`'s adapter, if it is served.
     pub fn uid(&self, nsp: &str) -> Option<&str> {
         self.uids.get(nsp).map(String::as_str)

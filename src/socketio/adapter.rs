@@ -249,6 +249,9 @@ pub(crate) trait Adapter {
     fn serve(&self, nsp: &str);
     /// Asks the other nodes to run an operation of this shard's too, unless `local`.
     fn request(&self, operation: &Operation, local: bool);
+    /// Counts the servers of namespace `nsp`: this process, and other nodes unless `local`
+    /// (`None`: the cluster can't be asked now).
+    fn server_count(&self, nsp: &str, local: bool) -> ServerCountFuture;
 }
 
 /// How a shard reaches the other nodes of a cluster (lent by the shard; neither may block).
@@ -259,7 +262,13 @@ pub struct NodeHooks {
     pub serve: Box<dyn Fn(&str)>,
     /// Asks the other nodes to apply an operation too (join, leave, disconnect).
     pub request: Box<dyn Fn(&Operation)>,
+    /// Counts the servers of namespace `nsp` in the cluster (this process as one), as Node
+    /// counts them; `None` when the cluster can't be asked now.
+    pub count: Box<dyn Fn(&str) -> ServerCountFuture>,
 }
+
+/// What [`NodeHooks::count`] answers.
+pub type ServerCountFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<usize>>>>;
 
 /// The adapter of one process: every other shard, one bus message each.
 pub(crate) struct ShardFanout {
@@ -308,6 +317,13 @@ impl Adapter for ShardFanout {
     fn request(&self, operation: &Operation, local: bool) {
         if let (false, Some(nodes)) = (local, &self.nodes) {
             (nodes.request)(operation);
+        }
+    }
+
+    fn server_count(&self, nsp: &str, local: bool) -> ServerCountFuture {
+        match (local, &self.nodes) {
+            (false, Some(nodes)) => (nodes.count)(nsp),
+            _ => Box::pin(std::future::ready(Some(1))),
         }
     }
 }

@@ -32,7 +32,7 @@ use bytes::Bytes;
 
 pub use ack::{AckError, BroadcastAcks};
 pub(crate) use adapter::Op;
-pub use adapter::{Broadcast, NodeHooks, Operation, Reply, SocketIoMsg};
+pub use adapter::{Broadcast, NodeHooks, Operation, Reply, ServerCountFuture, SocketIoMsg};
 /// The broadcast encoder, for `benches/broadcast.rs` (through `ringcast::internals`).
 pub use message::encode_event;
 pub(crate) use message::Args as EventArgs;

@@ -68,6 +68,8 @@ pub enum OpError {
     ServerStopped,
     /// The shard that was to run it has too many messages waiting; try again later.
     Overloaded,
+    /// The cluster could not be asked (Redis is down or slow).
+    ClusterUnavailable,
 }
 
 impl fmt::Display for OpError {
@@ -76,6 +78,7 @@ impl fmt::Display for OpError {
             OpError::Timeout => "operation has timed out",
             OpError::ServerStopped => "server stopped",
             OpError::Overloaded => "server overloaded",
+            OpError::ClusterUnavailable => "cluster unavailable",
         })
     }
 }
@@ -343,6 +346,21 @@ impl BroadcastOperator {
                 all.dedup();
             }
         })
+    }
+
+    /// How many servers serve the namespace: this process counts once, whatever its shards,
+    /// and with a cluster every node subscribed to it counts once too (Node's
+    /// `serverCount()`). Without a cluster (or `local()`), 1.
+    pub fn server_count(self) -> OpFuture<usize> {
+        let (future, complete) = OpFuture::channel();
+        let count = self
+            .io
+            .adapter
+            .server_count(&self.selection.target.nsp, self.selection.local);
+        self.io.spawn(Box::pin(async move {
+            complete(count.await.ok_or(OpError::ClusterUnavailable));
+        }));
+        future
     }
 
     /// Runs `op` everywhere and returns the merged answers.

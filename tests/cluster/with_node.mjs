@@ -103,6 +103,8 @@ async function main() {
   const remote = fetched.find((socket) => socket.id === onRingcast[0].id);
   assert.deepEqual([...remote.rooms].sort(), [onRingcast[0].id, 'r'].sort());
   assert.equal(remote.handshake.query.EIO, '4');
+  // The Node server counts ringcast once (one subscriber for the whole process).
+  assert.equal(await node.io.of('/').adapter.serverCount(), 2);
   const rooms = await node.io.of('/').adapter.allRooms();
   for (const room of ['r', onRingcast[0].id, onRingcast[1].id, onNode.id]) {
     assert.ok(rooms.has(room), `allRooms lacks ${room}`);
