@@ -88,6 +88,22 @@ fn broadcasts_cross_between_two_ringcast_nodes_through_redis() {
     }
 }
 
+/// `builder` started in this process as a two-shard node on the Redis at `url` (loopback, a
+/// port the OS picks).
+fn library_node(url: &str, builder: ringcast::ServerBuilder) -> ringcast::ServerHandle {
+    builder
+        .configure(|config| {
+            config.cores = 2;
+            config.host = [127, 0, 0, 1].into();
+            config.port = 0;
+            config.pin_cores = false;
+            config.force_epoll = common::epoll_requested();
+            config.cluster.redis = Some(url.to_owned());
+        })
+        .start()
+        .expect("start ringcast")
+}
+
 /// Two `ringcast --cores 2` nodes on the Redis at `url`, with their stats endpoints.
 fn two_nodes(url: &str) -> (Server, Server) {
     let args = [
@@ -157,21 +173,13 @@ fn a_dynamic_namespace_is_served_across_nodes_once_created() {
     let redis = RedisServer::start();
     let url = redis.url();
     let start = || {
-        Ringcast::builder()
-            .dynamic_namespace(
+        library_node(
+            &url,
+            Ringcast::builder().dynamic_namespace(
                 |name| name.starts_with("/dyn-"),
                 ringcast::apps::builtin_namespace(),
-            )
-            .configure(|config| {
-                config.cores = 2;
-                config.host = [127, 0, 0, 1].into();
-                config.port = 0;
-                config.pin_cores = false;
-                config.force_epoll = common::epoll_requested();
-                config.cluster.redis = Some(url.clone());
-            })
-            .start()
-            .expect("start ringcast")
+            ),
+        )
     };
     let (a, b) = (start(), start());
     let url_of = |server: &ringcast::ServerHandle| format!("http://{}", server.local_addr());
@@ -266,18 +274,10 @@ fn this_nodes_joins_leaves_and_disconnects_reach_the_other_nodes_sockets() {
     let redis = RedisServer::start();
     let url = redis.url();
     // A library-built node whose handle acts, and a node with clients on it.
-    let a = Ringcast::builder()
-        .namespace("/", ringcast::apps::builtin_namespace())
-        .configure(|config| {
-            config.cores = 2;
-            config.host = [127, 0, 0, 1].into();
-            config.port = 0;
-            config.pin_cores = false;
-            config.force_epoll = common::epoll_requested();
-            config.cluster.redis = Some(url.clone());
-        })
-        .start()
-        .expect("start ringcast");
+    let a = library_node(
+        &url,
+        Ringcast::builder().namespace("/", ringcast::apps::builtin_namespace()),
+    );
     let b = Server::start(&["--cores", "2", "--no-pin", "--redis", &url]);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
