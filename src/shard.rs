@@ -42,12 +42,11 @@ const STATS_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) enum ShardMsg {
     /// A request for a session this shard owns.
     Net(Forward),
-    /// Socket.IO broadcasts, operations and their answers.
-    SocketIo(ShardId, SocketIoMsg),
+    /// Socket.IO broadcasts, operations and their answers, from another shard or (decoded once
+    /// for every shard) from another node of the cluster.
+    SocketIo(SocketIoMsg),
     /// Work from outside the shards (`ServerHandle::of`).
     Command(Command),
-    /// A broadcast another node of the cluster published, decoded once for every shard.
-    FromNode(SocketIoMsg),
     /// Report this shard's counts to shard `from` (for the stats endpoint).
     Stats { from: ShardId, request: RequestId },
     /// One shard's counts, the answer to a `Stats` request.
@@ -155,7 +154,7 @@ impl Cluster {
                     ));
                     for shard in 0..usize::from(shards) {
                         let msg = SocketIoMsg::Broadcast(broadcast.clone());
-                        to_shards.send(shard, ShardMsg::FromNode(msg));
+                        to_shards.send(shard, ShardMsg::SocketIo(msg));
                     }
                 }
                 cluster::Incoming::Operation(remote) => {
@@ -169,7 +168,7 @@ impl Cluster {
                     });
                     for shard in 0..usize::from(shards) {
                         let msg = SocketIoMsg::Apply(operation.clone());
-                        to_shards.send(shard, ShardMsg::FromNode(msg));
+                        to_shards.send(shard, ShardMsg::SocketIo(msg));
                     }
                 }
                 cluster::Incoming::Fetch(query) => {
@@ -541,14 +540,7 @@ impl Shard {
             ShardMsg::Net(Forward::WebSocket { fd, upgrade }) => {
                 net::adopt_websocket(self.clone(), fd, upgrade)
             }
-            ShardMsg::SocketIo(from, msg) => {
-                let io = &self.io;
-                io.set_now(Instant::now());
-                let _ = from;
-                io.handle_peer_message(msg);
-                self.pump();
-            }
-            ShardMsg::FromNode(msg) => {
+            ShardMsg::SocketIo(msg) => {
                 let io = &self.io;
                 io.set_now(Instant::now());
                 io.handle_peer_message(msg);
@@ -840,7 +832,7 @@ async fn serve(
         plan.config.socketio.clone(),
         plan.namespaces.clone(),
         ShardHooks {
-            peers: Box::new(move |to, msg| peers_bus.send(to.index(), ShardMsg::SocketIo(id, msg))),
+            peers: Box::new(move |to, msg| peers_bus.send(to.index(), ShardMsg::SocketIo(msg))),
             spawn: spawner,
             nodes: plan.cluster.as_ref().map(Cluster::hooks),
         },

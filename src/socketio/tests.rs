@@ -20,7 +20,7 @@ use crate::config::EngineConfig;
 use crate::engine::LinkKey;
 use crate::key::ShardId;
 
-type Mailbox = Rc<RefCell<VecDeque<(ShardId, ShardId, SocketIoMsg)>>>;
+type Mailbox = Rc<RefCell<VecDeque<(ShardId, SocketIoMsg)>>>;
 
 /// Two shards whose peer messages wait in a shared mailbox until [`Cluster::deliver`], and
 /// whose spawned tasks wait in a list until [`Cluster::run_tasks`].
@@ -61,9 +61,7 @@ impl Cluster {
                     },
                     namespaces.clone(),
                     ShardHooks {
-                        peers: Box::new(move |to, msg| {
-                            mailbox.borrow_mut().push_back((id, to, msg))
-                        }),
+                        peers: Box::new(move |to, msg| mailbox.borrow_mut().push_back((to, msg))),
                         spawn: Box::new(move |task| spawned.borrow_mut().push(task)),
                         nodes: None,
                     },
@@ -104,10 +102,9 @@ impl Cluster {
     fn deliver(&self) {
         loop {
             let next = self.mailbox.borrow_mut().pop_front();
-            let Some((from, to, msg)) = next else {
+            let Some((to, msg)) = next else {
                 break;
             };
-            let _ = from;
             self.shards[to.index()].handle_peer_message(msg);
             self.pump();
         }
