@@ -53,6 +53,10 @@ pub struct ClusterConfig {
     pub redis: Option<String>,
     /// The channel prefix (Node's `key` option).
     pub prefix: String,
+    /// How long a question to the other nodes (fetch sockets, all rooms, server-side emits
+    /// with ack, broadcasts with acks) waits when the application set no timeout (Node's
+    /// `requestsTimeout`).
+    pub requests_timeout: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -60,6 +64,7 @@ impl Default for ClusterConfig {
         ClusterConfig {
             redis: None,
             prefix: "socket.io".to_owned(),
+            requests_timeout: Duration::from_secs(5),
         }
     }
 }

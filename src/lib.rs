@@ -50,7 +50,7 @@ pub use server::{Server, ServerBuilder, ServerHandle, ServerOperator};
 pub use socketio::{
     AckError, AckSender, Args, BroadcastAcks, BroadcastOperator, ConnectError, DisconnectReason,
     Handshake, HandshakeInfo, Message, MiddlewareFuture, Namespace, Observer, OpError, OpFuture,
-    Socket, SocketInfo,
+    ServerAck, Socket, SocketInfo,
 };
 
 /// Not public API: exported for the fuzz targets, benches and tests; may change in any release.

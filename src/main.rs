@@ -81,6 +81,10 @@ struct Cli {
     /// The Redis channel prefix (Node's `key` option).
     #[arg(long, default_value_t = DEFAULTS.cluster.prefix.clone())]
     redis_prefix: String,
+    /// How long a question to the other nodes waits, in milliseconds, when the application set
+    /// no timeout (fetch sockets, all rooms, server-side emits, broadcast acks).
+    #[arg(long, default_value_t = millis(DEFAULTS.cluster.requests_timeout))]
+    redis_requests_timeout: u64,
     /// Kernel send buffer per client connection in bytes (SO_SNDBUF); the kernel's own sizing
     /// when not given.
     #[arg(long)]
@@ -147,6 +151,7 @@ impl Cli {
         }
         config.cluster.redis.clone_from(&self.redis);
         config.cluster.prefix.clone_from(&self.redis_prefix);
+        config.cluster.requests_timeout = Duration::from_millis(self.redis_requests_timeout);
 
         let engine = &mut config.engine;
         engine.ping_interval = Duration::from_millis(self.ping_interval);
@@ -347,6 +352,7 @@ mod tests {
             "--epoll",
             "--redis=redis://127.0.0.1:7000",
             "--redis-prefix=rc",
+            "--redis-requests-timeout=15",
         ]);
         let mut expected = Config {
             cores: 3,
@@ -362,6 +368,7 @@ mod tests {
         expected.cors.credentials = true;
         expected.cluster.redis = Some("redis://127.0.0.1:7000".to_owned());
         expected.cluster.prefix = "rc".to_owned();
+        expected.cluster.requests_timeout = Duration::from_millis(15);
         let ms = Duration::from_millis;
         let engine = &mut expected.engine;
         engine.ping_interval = ms(1);

@@ -16,8 +16,8 @@ use crate::engine::{Admission, AdmissionLimits};
 use crate::key::ShardId;
 use crate::shard::{self, App, Cluster, Control, Plan, ShardMsg};
 use crate::socketio::{
-    selecting_methods, Args, BroadcastAcks, BroadcastOperator, Command, Namespace, Namespaces,
-    Observer, OpError, OpFuture, Selection, SocketInfo,
+    selecting_methods, Args, BroadcastAcks, BroadcastOperator, Command, Message, Namespace,
+    Namespaces, Observer, OpError, OpFuture, Selection, SocketInfo, DEFAULT_TIMEOUT,
 };
 
 /// A Socket.IO server: build it, start it, keep the handle.
@@ -136,6 +136,11 @@ impl ServerBuilder {
             handshakes_per_ip_per_second: config.engine.handshakes_per_ip_per_second,
         };
         let clustered = config.cluster.redis.is_some();
+        let default_timeout = if clustered {
+            config.cluster.requests_timeout
+        } else {
+            DEFAULT_TIMEOUT
+        };
         // The shards, the handle's control end, and with a cluster the Redis link's end.
         let mut ends = bus::mesh::<ShardMsg>(shards + 1 + usize::from(clustered), bus_capacity);
         let cluster = match ends.pop() {
@@ -193,6 +198,7 @@ impl ServerBuilder {
             threads,
             control,
             next_shard: Arc::new(AtomicUsize::new(0)),
+            default_timeout,
         })
     }
 }
@@ -204,6 +210,8 @@ pub struct ServerHandle {
     control: Arc<Mutex<Control>>,
     /// The shard the next [`ServerHandle::of`] hands its work to (spread round-robin).
     next_shard: Arc<AtomicUsize>,
+    /// How long operations wait when the application set no timeout.
+    default_timeout: Duration,
 }
 
 impl ServerHandle {
@@ -231,7 +239,7 @@ impl ServerHandle {
             control: self.control.clone(),
             // Below the shard count, which `start` checked fits a shard id.
             shard: ShardId::new(shard as u16),
-            selection: Selection::new(nsp.into(), None),
+            selection: Selection::new(nsp.into(), None, self.default_timeout),
         }
     }
 
@@ -341,6 +349,21 @@ impl ServerOperator {
     /// Every room of the namespace that has a member anywhere.
     pub fn all_rooms(&self) -> OpFuture<Vec<String>> {
         self.call(BroadcastOperator::all_rooms)
+    }
+
+    /// Sends an event to the other servers' handlers of it (see
+    /// [`BroadcastOperator::server_side_emit`]). Fails only if the shard cannot take the work
+    /// now.
+    pub fn server_side_emit(&self, event: &str, args: &Args) -> Result<(), OpError> {
+        let (event, args) = (event.to_owned(), args.clone());
+        self.submit(move |operator| operator.server_side_emit(&event, &args))
+    }
+
+    /// Sends an event to the other servers' handlers and gathers their acks (see
+    /// [`BroadcastOperator::server_side_emit_with_ack`]).
+    pub fn server_side_emit_with_ack(&self, event: &str, args: &Args) -> OpFuture<Vec<Message>> {
+        let (event, args) = (event.to_owned(), args.clone());
+        self.call(move |operator| operator.server_side_emit_with_ack(&event, &args))
     }
 
     /// How many servers serve the namespace (see [`BroadcastOperator::server_count`]).

@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::bus;
-use crate::cluster::{self, LocalBroadcast, Node, RemoteAckBroadcast, RemoteAction, RemoteQuery};
+use crate::cluster::{
+    self, Answer, AnswerReply, Asker, LocalBroadcast, Node, Question, RemoteAckBroadcast,
+    RemoteAction, RemoteQuery, RemoteServerEvent,
+};
 use crate::codec::adapter::RemoteSocket;
 use crate::codec::frame::Frame;
 use crate::codec::http::{Cors, Method};
@@ -28,8 +31,9 @@ use crate::key::ShardId;
 use crate::net::redis::{self, RedisLink, RedisLinkConfig, RedisUrl};
 use crate::net::{self, Forward, Host};
 use crate::socketio::{
-    Broadcast, BroadcastOperator, Command, EventArgs, LocalTask, Namespaces, NodeHooks, Op,
-    OpFuture, Operation, ServerCountFuture, ShardHooks, SocketInfo, SocketIo, SocketIoMsg,
+    Args, Ask, Broadcast, BroadcastOperator, Command, EventArgs, HandshakeInfo, LocalTask, Message,
+    Namespaces, NodeHooks, Op, OpFuture, Operation, Reply, ServerAck, ServerCountFuture,
+    ShardHooks, SocketInfo, SocketIo, SocketIoMsg,
 };
 use crate::stats::{ClusterCounts, Report, ShardCounts};
 
@@ -204,6 +208,42 @@ impl Cluster {
                     };
                     to_a_shard(ack_command(broadcast, (receiving.clone(), link.clone())));
                 }
+                cluster::Incoming::SocketIds(query) => {
+                    let Some(link) = answer_link.get() else {
+                        return;
+                    };
+                    let command = answer_command(
+                        query,
+                        (receiving.clone(), link.clone()),
+                        BroadcastOperator::fetch_sockets,
+                        |node, query, sockets: Vec<SocketInfo>| {
+                            let ids = sockets.into_iter().map(|socket| socket.id).collect();
+                            node.socket_ids_response(query, ids)
+                        },
+                    );
+                    to_a_shard(command);
+                }
+                cluster::Incoming::ServerEvent(event) => {
+                    let Some(link) = answer_link.get() else {
+                        return;
+                    };
+                    to_a_shard(server_event_command(
+                        event,
+                        (receiving.clone(), link.clone()),
+                    ));
+                }
+                cluster::Incoming::Answer(answer) => {
+                    let shard = usize::from(answer.asker.shard);
+                    match reply_of(answer) {
+                        Some((request, reply)) if shard < usize::from(shards) => {
+                            let msg = SocketIoMsg::Reply { request, reply };
+                            to_shards.send(shard, ShardMsg::SocketIo(msg));
+                        }
+                        _ => {
+                            counted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
                 cluster::Incoming::Ignored => {}
                 cluster::Incoming::Dropped(why) => {
                     counted.fetch_add(1, Ordering::Relaxed);
@@ -244,7 +284,7 @@ impl Cluster {
     /// How a shard reaches the other nodes: it publishes its broadcasts (encoded on the shard,
     /// handed to the link's bounded queue, never waiting for Redis), and serves the
     /// namespaces it creates (subscribing to their channels once, for the whole process).
-    fn hooks(&self) -> NodeHooks {
+    fn hooks(&self, shard: ShardId, timeout: Duration) -> NodeHooks {
         let (node, link) = (self.node.clone(), self.link.clone());
         let serve = move |nsp: &str| {
             if read(&node).uid(nsp).is_some() {
@@ -263,8 +303,8 @@ impl Cluster {
                 Op::Join(join) => RemoteAction::Join(names(join)),
                 Op::Leave(leave) => RemoteAction::Leave(names(leave)),
                 Op::Disconnect { close } => RemoteAction::Disconnect { close: *close },
-                // Asking other nodes for their sockets or rooms is not done yet.
-                _ => return,
+                // Questions go through `ask`.
+                Op::FetchSockets | Op::AllRooms => return,
             };
             if let Some(publish) = read(&node).operation_request(nsp, rooms, except, action) {
                 let _ = link.publish(publish.channel, Bytes::from(publish.payload));
@@ -280,11 +320,36 @@ impl Cluster {
                 Some(usize::try_from(count).unwrap_or(usize::MAX).max(1))
             })
         };
+        let (node, link) = (self.node.clone(), self.link.clone());
+        let ask = move |question: &Ask<'_>, request: RequestId| -> ServerCountFuture {
+            let asker = Asker {
+                shard: shard.index() as u16,
+                request: request.0,
+            };
+            ask_nodes(&node, &link, question, asker)
+        };
+        let (node, link) = (self.node.clone(), self.link.clone());
+        let server_event = move |nsp: &str, event: &str, args: &Args| {
+            let published =
+                read(&node).server_event(nsp, event, args.json_bytes(), args.attachments());
+            match published {
+                Some(Ok(publish)) => {
+                    let _ = link.publish(publish.channel, Bytes::from(publish.payload));
+                }
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "a server-side event could not be sent")
+                }
+                None => {}
+            }
+        };
         NodeHooks {
             publish: self.publisher(),
             serve: Box::new(serve),
             request: Box::new(request),
             count: Box::new(count),
+            ask: Box::new(ask),
+            server_event: Box::new(server_event),
+            timeout,
         }
     }
 
@@ -315,6 +380,182 @@ impl Cluster {
             }
         })
     }
+}
+
+/// Asks the other nodes `question` for `asker`: counts them first (Node's `PUBSUB NUMSUB` of
+/// the request channel, this process among them), then publishes the request if any other
+/// node is there to answer. Resolves to how many were asked; `None` when Redis can't be
+/// asked or the request not queued (then no answer would come).
+fn ask_nodes(
+    node: &RwLock<Node>,
+    link: &RedisLink,
+    question: &Ask<'_>,
+    asker: Asker,
+) -> ServerCountFuture {
+    let nobody = || -> ServerCountFuture { Box::pin(std::future::ready(Some(0))) };
+    let (nsp, question) = match *question {
+        Ask::Operation(operation) => {
+            let (nsp, rooms, except) = operation.target();
+            let question = match operation.op() {
+                Op::FetchSockets => Question::Fetch { rooms, except },
+                Op::AllRooms => Question::AllRooms,
+                _ => return nobody(),
+            };
+            (nsp, question)
+        }
+        Ask::Broadcast(broadcast, timeout) => {
+            let Some((event, args)) = broadcast.event() else {
+                return nobody();
+            };
+            let nsp = broadcast.nsp();
+            let question = Question::Broadcast {
+                broadcast: LocalBroadcast {
+                    nsp,
+                    rooms: broadcast.rooms(),
+                    except: broadcast.except(),
+                    volatile: broadcast.is_volatile(),
+                    event,
+                    args: args.json_bytes(),
+                    attachments: args.attachments(),
+                },
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            };
+            (nsp, question)
+        }
+        Ask::ServerEvent { nsp, event, args } => {
+            let question = Question::ServerEvent {
+                event,
+                args: args.json_bytes(),
+                attachments: args.attachments(),
+            };
+            (nsp, question)
+        }
+    };
+    let (publish, channel) = {
+        let node = read(node);
+        match (node.ask(nsp, asker, &question), node.request_channel(nsp)) {
+            (Some(Ok(publish)), Some(channel)) => (publish, channel),
+            (Some(Err(error)), _) => {
+                tracing::debug!(%error, "a question for the other nodes could not be encoded");
+                return nobody();
+            }
+            // A namespace this node does not serve (yet): no node can be asked about it.
+            _ => return nobody(),
+        }
+    };
+    let counted = link.server_count(channel);
+    let link = link.clone();
+    Box::pin(async move {
+        let subscribers = counted.await.ok()?;
+        let others = usize::try_from(subscribers)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(1);
+        if others > 0 {
+            link.publish(publish.channel, Bytes::from(publish.payload))
+                .ok()?;
+        }
+        Some(others)
+    })
+}
+
+/// Another node's answer as the asking shard's gather takes it, with the request it answers;
+/// `None` if it can't be read (an ack that is not JSON).
+fn reply_of(answer: Answer) -> Option<(RequestId, Reply)> {
+    let message =
+        |value: notepack::DecodedValue| Message::from_args_json(&value.json, value.attachments);
+    let reply = match answer.reply {
+        AnswerReply::Sockets(sockets) => {
+            let nsp = &answer.nsp;
+            let sockets = sockets.into_iter().filter_map(|s| socket_info(nsp, s));
+            Reply::Sockets(sockets.collect())
+        }
+        AnswerReply::Rooms(rooms) => Reply::Rooms(rooms),
+        AnswerReply::Recipients(count) => {
+            Reply::Recipients(usize::try_from(count).unwrap_or(usize::MAX))
+        }
+        AnswerReply::Ack(value) | AnswerReply::ServerAck(value) => Reply::Ack(message(value)?),
+    };
+    Some((RequestId(answer.asker.request), reply))
+}
+
+/// A socket of another node as `fetch_sockets` describes it: what Node's `RemoteSocket`
+/// carries (the handshake's headers and times are not kept); `None` if its fields are not
+/// what a Socket.IO node sends.
+fn socket_info(nsp: &str, socket: RemoteSocket) -> Option<SocketInfo> {
+    let json = |value| {
+        let decoded = notepack::decode_value(value).ok()?;
+        serde_json::from_slice::<serde_json::Value>(&decoded.json).ok()
+    };
+    let handshake = json(socket.handshake)?;
+    let query = match handshake.get("query") {
+        Some(serde_json::Value::Object(pairs)) => pairs
+            .iter()
+            .map(|(key, value)| match value {
+                serde_json::Value::String(text) => format!("{key}={text}"),
+                other => format!("{key}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join("&"),
+        _ => String::new(),
+    };
+    let address = handshake
+        .get("address")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 0));
+    // socket.io-client 2.x speaks Engine.IO 3 and Socket.IO protocol 4.
+    let old_client = handshake.pointer("/query/EIO").and_then(|v| v.as_str()) == Some("3");
+    Some(SocketInfo {
+        id: socket.id,
+        nsp: nsp.to_owned(),
+        rooms: socket.rooms,
+        handshake: HandshakeInfo {
+            query,
+            address,
+            auth: handshake
+                .get("auth")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({})),
+            protocol: if old_client { 4 } else { 5 },
+        },
+        data: json(socket.data).unwrap_or(serde_json::Value::Null),
+        shard: None,
+    })
+}
+
+/// Work for a shard that runs another node's server-side event (one shard of this process,
+/// which is one server): the namespace's handler, and with a request id its ack published
+/// to the asker.
+fn server_event_command(
+    remote: RemoteServerEvent,
+    (node, link): (Arc<RwLock<Node>>, RedisLink),
+) -> Command {
+    Command::new(move |io| {
+        let RemoteServerEvent {
+            nsp,
+            request_id,
+            event,
+        } = remote;
+        let Some(message) = Message::from_args_json(&event.args, event.attachments) else {
+            return;
+        };
+        let ack = request_id.map(|request_id| {
+            let nsp = nsp.clone();
+            ServerAck::new(move |args: &Args| {
+                let attachments = args.attachments().to_vec();
+                let sent = Message::from_args_json(args.json_bytes(), attachments);
+                let first = sent.as_ref().and_then(|m| m.raw(0)).unwrap_or(b"null");
+                let attachments = args.attachments();
+                match read(&node).server_event_response(&nsp, &request_id, first, attachments) {
+                    Ok(answer) => {
+                        let _ = link.publish(answer.channel, Bytes::from(answer.payload));
+                    }
+                    Err(error) => tracing::debug!(%error, "a server-side ack could not be sent"),
+                }
+            })
+        });
+        io.server_event(&nsp, &event.name, message, ack);
+    })
 }
 
 /// How long this process gathers its own shards' part of another node's question: less than
@@ -834,7 +1075,10 @@ async fn serve(
         ShardHooks {
             peers: Box::new(move |to, msg| peers_bus.send(to.index(), ShardMsg::SocketIo(msg))),
             spawn: spawner,
-            nodes: plan.cluster.as_ref().map(Cluster::hooks),
+            nodes: plan
+                .cluster
+                .as_ref()
+                .map(|cluster| cluster.hooks(id, plan.config.cluster.requests_timeout)),
         },
         Instant::now(),
     );

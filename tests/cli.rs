@@ -61,6 +61,10 @@ fn the_flags_defaults_are_the_librarys() {
         ("--port", config.port.to_string()),
         ("--path", config.path.clone()),
         ("--redis-prefix", config.cluster.prefix.clone()),
+        (
+            "--redis-requests-timeout",
+            ms(config.cluster.requests_timeout),
+        ),
         ("--ping-interval", ms(config.engine.ping_interval)),
         ("--ping-timeout", ms(config.engine.ping_timeout)),
         ("--max-payload", config.engine.max_payload.to_string()),

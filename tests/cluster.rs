@@ -328,3 +328,150 @@ fn this_nodes_joins_leaves_and_disconnects_reach_the_other_nodes_sockets() {
     );
     a.stop();
 }
+
+/// A library-built node on the Redis at `url` whose server-side handlers answer as `name` and
+/// record what they hear in `heard`.
+fn answering_node(
+    url: &str,
+    name: &'static str,
+    heard: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> ringcast::ServerHandle {
+    let namespace = ringcast::apps::builtin_namespace()
+        .on_server_side_emit("sse-ack", move |_, message, ack| {
+            let value = message.str(0).unwrap_or_default().into_owned();
+            if let Some(ack) = ack {
+                ack.send(&ringcast::Args::new().with_str(&format!("pong-from-{name}:{value}")));
+            }
+        })
+        .on_server_side_emit("sse", move |_, message, ack| {
+            assert!(ack.is_none(), "no ack was asked");
+            let args = (0..message.len())
+                .map(|i| String::from_utf8_lossy(message.raw(i).unwrap_or_default()).into_owned());
+            heard
+                .lock()
+                .expect("heard")
+                .push(args.collect::<Vec<_>>().join(","));
+        });
+    library_node(url, Ringcast::builder().namespace("/", namespace))
+}
+
+#[test]
+fn this_nodes_questions_are_answered_by_ringcast_and_node_servers_and_theirs_by_it() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let heard_a = std::sync::Arc::default();
+    let heard_b = std::sync::Arc::default();
+    let a = answering_node(&url, "A", std::sync::Arc::clone(&heard_a));
+    let b = answering_node(&url, "B", std::sync::Arc::clone(&heard_b));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let url_of = |server: &ringcast::ServerHandle| format!("http://{}", server.local_addr());
+    let env = [
+        ("REDIS_URL", url.clone()),
+        ("NODE_A_URL", url_of(&a)),
+        ("NODE_B_URL", url_of(&b)),
+    ];
+    let report = dialog("questions.mjs", &env, |line| {
+        if line == "NODE_DONE" {
+            return;
+        }
+        let ids = line.strip_prefix("ASK ").expect("ASK with the client ids");
+        let ids: serde_json::Value = serde_json::from_str(ids).expect("ids");
+        let id = |name: &str| ids[name].as_str().expect("id").to_owned();
+        let all = a.of("/");
+        assert_eq!(runtime.block_on(all.clone().server_count()), Ok(3));
+        // Every node's sockets, A's own included, with what their servers know of them.
+        let sockets = runtime
+            .block_on(all.clone().to("r").fetch_sockets())
+            .expect("fetched");
+        let mut fetched: Vec<_> = sockets.iter().map(|s| s.id.clone()).collect();
+        fetched.sort();
+        let mut expected = vec![id("a"), id("b"), id("node")];
+        expected.sort();
+        assert_eq!(fetched, expected);
+        let on_node = sockets.iter().find(|s| s.id == id("node")).expect("node's");
+        assert_eq!(on_node.data, serde_json::json!({ "server": "node" }));
+        assert_eq!(on_node.shard, None);
+        assert_eq!(on_node.rooms, [id("node"), "r".to_owned()]);
+        assert_eq!(
+            on_node.handshake.address.map(|a| a.ip().is_loopback()),
+            Some(true)
+        );
+        let on_a = sockets.iter().find(|s| s.id == id("a")).expect("A's");
+        assert!(on_a.shard.is_some());
+        // The local() form keeps to this process.
+        let local = runtime
+            .block_on(all.clone().local().to("r").fetch_sockets())
+            .expect("fetched");
+        assert_eq!(local.len(), 1);
+        let rooms = runtime.block_on(all.clone().all_rooms()).expect("rooms");
+        for room in ["r".to_owned(), id("a"), id("b"), id("node")] {
+            assert!(rooms.contains(&room), "{room} in {rooms:?}");
+        }
+        // A broadcast's acks, counted across nodes.
+        let mut acks = runtime
+            .block_on(
+                all.clone()
+                    .to("r")
+                    .emit_with_ack("ask", &ringcast::Args::new().with_str("q")),
+            )
+            .expect("emitted")
+            .expect("every ack");
+        let mut acks: Vec<_> = acks
+            .drain(..)
+            .map(|ack| ack.str(0).unwrap_or_default().into_owned())
+            .collect();
+        acks.sort();
+        assert_eq!(acks, ["a:q", "b:q", "node:q"]);
+        // Server-side emits: every other server's handler answers once (A's own does not run).
+        let pongs = runtime
+            .block_on(
+                all.clone()
+                    .server_side_emit_with_ack("sse-ack", &ringcast::Args::new().with_str("ping")),
+            )
+            .expect("every server answered");
+        let mut pongs: Vec<_> = pongs
+            .iter()
+            .map(|pong| pong.str(0).unwrap_or_default().into_owned())
+            .collect();
+        pongs.sort();
+        assert_eq!(pongs, ["pong-from-B:ping", "pong-from-node:ping"]);
+        let args = ringcast::Args::new()
+            .with_str("hello")
+            .with_json(&1)
+            .and_then(|args| args.with_json(&serde_json::json!({ "from": "A" })))
+            .expect("args");
+        all.server_side_emit("sse", &args).expect("sent");
+    });
+    let report: serde_json::Value = serde_json::from_str(&report).expect("report");
+    let sorted = |mut values: Vec<String>| {
+        values.sort();
+        values
+    };
+    assert_eq!(report["acks"], serde_json::json!(["a:q", "b:q", "node:q"]));
+    assert_eq!(
+        report["pongs"],
+        serde_json::json!(["pong-from-A:ping", "pong-from-B:ping"])
+    );
+    assert_eq!(report["fetched"].as_array().map(Vec::len), Some(3));
+    assert!(report["rooms"]
+        .as_array()
+        .is_some_and(|r| r.contains(&"r".into())));
+    // A's event reached B (not A itself); the Node server's reached both.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let count = |heard: &std::sync::Mutex<Vec<String>>| heard.lock().expect("heard").len();
+    while (count(&heard_a) < 1 || count(&heard_b) < 2) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let heard =
+        |heard: &std::sync::Mutex<Vec<String>>| sorted(heard.lock().expect("heard").clone());
+    assert_eq!(heard(&heard_a), [r#""from-node",2"#]);
+    assert_eq!(
+        heard(&heard_b),
+        [r#""from-node",2"#, r#""hello",1,{"from":"A"}"#]
+    );
+    a.stop();
+    b.stop();
+}

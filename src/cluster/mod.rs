@@ -13,9 +13,9 @@ use bytes::Bytes;
 
 use crate::codec::adapter::{
     self, AdapterError, BroadcastMessage, BroadcastOpts, ClassicChannel, Flags, Packet,
-    RemoteSocket, Request, RequestBody, Response,
+    RemoteSocket, Request, RequestBody, RequestType, Response,
 };
-use crate::codec::notepack::{self, DecodedEvent, NotepackError};
+use crate::codec::notepack::{self, DecodedEvent, DecodedValue, NotepackError};
 use crate::id::RandomPool;
 
 /// The largest message from Redis this node decodes; a larger one is dropped unread.
@@ -132,8 +132,88 @@ pub struct RemoteAckBroadcast {
     pub timeout_ms: Option<u64>,
 }
 
-/// What a message from Redis asks of this node.
+/// An event another node (or an emitter) sent to the other servers, not to clients: Node's
+/// `serverSideEmit`, for the namespace's server-side handlers.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteServerEvent {
+    /// The namespace.
+    pub nsp: String,
+    /// With an ack expected, the asking node's request id, to put in the one answer.
+    pub request_id: Option<String>,
+    /// The event and its arguments.
+    pub event: DecodedEvent,
+}
+
+/// Who asked a question this node sent: one request of one shard. Every answer names it (the
+/// request id carries it, with the kind of answer expected), so the link that receives the
+/// answers keeps no table of questions in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Asker {
+    /// The asking shard.
+    pub shard: u16,
+    /// The shard's request id.
+    pub request: u64,
+}
+
+/// A question this node asks every other node of a namespace.
+#[derive(Debug, Clone, Copy)]
+pub enum Question<'a> {
+    /// Describe your sockets in `rooms` (none: all) but not in `except` (REMOTE_FETCH).
+    Fetch {
+        /// The rooms.
+        rooms: &'a [Box<str>],
+        /// The rooms whose members are left out.
+        except: &'a [Box<str>],
+    },
+    /// Name your rooms of the namespace (ALL_ROOMS).
+    AllRooms,
+    /// Deliver this broadcast and report its recipients and their acks (BROADCAST).
+    Broadcast {
+        /// The broadcast.
+        broadcast: LocalBroadcast<'a>,
+        /// How long this node waits for the acks, in milliseconds.
+        timeout_ms: u64,
+    },
+    /// Run your handler of this event and answer with its ack (SERVER_SIDE_EMIT with ack).
+    ServerEvent {
+        /// The event name.
+        event: &'a str,
+        /// The arguments' JSON, comma-separated, without brackets.
+        args: &'a [u8],
+        /// The binary attachments the arguments' placeholders name.
+        attachments: &'a [Bytes],
+    },
+}
+
+/// One other node's answer to a question of this node's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The namespace asked about.
+    pub nsp: String,
+    /// The request it answers.
+    pub asker: Asker,
+    /// What it says.
+    pub reply: AnswerReply,
+}
+
+/// What an [`Answer`] says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnswerReply {
+    /// Its sockets ([`Question::Fetch`]).
+    Sockets(Vec<RemoteSocket>),
+    /// Its rooms ([`Question::AllRooms`]).
+    Rooms(Vec<String>),
+    /// How many of its sockets got the broadcast: that many [`AnswerReply::Ack`] follow
+    /// ([`Question::Broadcast`]).
+    Recipients(u64),
+    /// One recipient's ack: its first argument, the only one that crosses nodes.
+    Ack(DecodedValue),
+    /// Its server-side handler's ack ([`Question::ServerEvent`]).
+    ServerAck(DecodedValue),
+}
+
+/// What a message from Redis asks of this node.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
     /// Deliver to the matching local sockets (never re-published).
     Broadcast(RemoteBroadcast),
@@ -148,6 +228,14 @@ pub enum Incoming {
     /// asks how many got it and what they answered ([`Node::client_count_response`],
     /// [`Node::ack_response`]).
     AckBroadcast(RemoteAckBroadcast),
+    /// Name the matching local sockets' ids to the node that asks (the legacy SOCKETS request,
+    /// [`Node::socket_ids_response`]).
+    SocketIds(RemoteQuery),
+    /// Run the namespace's server-side handler of the event (and, with a request id, answer
+    /// with its ack: [`Node::server_event_response`]).
+    ServerEvent(RemoteServerEvent),
+    /// An answer to a question this node asked: for the shard that asked.
+    Answer(Answer),
     /// Nothing to do, as the protocol says: this node's own broadcast coming back, a room
     /// this node has no member of, a channel of no namespace it serves.
     Ignored,
@@ -300,16 +388,143 @@ impl Node {
             RemoteAction::Leave(rooms) => RequestBody::RemoteLeave { opts, rooms },
             RemoteAction::Disconnect { close } => RequestBody::RemoteDisconnect { opts, close },
         };
+        Some(self.request(nsp, uid, body))
+    }
+
+    /// What to publish to ask every other node `question` about namespace `nsp` for `asker`.
+    /// `None` for a namespace this node does not serve.
+    pub fn ask(
+        &self,
+        nsp: &str,
+        asker: Asker,
+        question: &Question<'_>,
+    ) -> Option<Result<Publish, NotepackError>> {
+        let uid = self.uid(nsp)?;
+        let kind = match question {
+            Question::Fetch { .. } => RequestType::RemoteFetch,
+            Question::AllRooms => RequestType::AllRooms,
+            Question::Broadcast { .. } => RequestType::Broadcast,
+            Question::ServerEvent { .. } => RequestType::ServerSideEmit,
+        };
+        let request_id = request_id(uid, kind, asker);
+        let names = |rooms: &[Box<str>]| rooms.iter().map(|r| r.to_string()).collect();
+        let body = match *question {
+            Question::Fetch { rooms, except } => RequestBody::RemoteFetch {
+                request_id,
+                opts: BroadcastOpts {
+                    rooms: names(rooms),
+                    except: names(except),
+                    flags: None,
+                },
+            },
+            Question::AllRooms => RequestBody::AllRooms { request_id },
+            Question::Broadcast {
+                broadcast,
+                timeout_ms,
+            } => {
+                let data = match notepack::event_to_value(
+                    broadcast.event,
+                    broadcast.args,
+                    broadcast.attachments,
+                ) {
+                    Ok(data) => data,
+                    Err(error) => return Some(Err(error)),
+                };
+                let flags = Flags {
+                    volatile: broadcast.volatile.then_some(true),
+                    timeout: Some(timeout_ms),
+                    ..Flags::default()
+                };
+                RequestBody::Broadcast {
+                    request_id,
+                    packet: Packet {
+                        kind: 2,
+                        data,
+                        nsp: Some(nsp.to_owned()),
+                    },
+                    opts: BroadcastOpts {
+                        rooms: names(broadcast.rooms),
+                        except: names(broadcast.except),
+                        flags: Some(flags),
+                    },
+                }
+            }
+            Question::ServerEvent {
+                event,
+                args,
+                attachments,
+            } => match notepack::event_to_value(event, args, attachments) {
+                Ok(data) => RequestBody::ServerSideEmit {
+                    request_id: Some(request_id),
+                    data,
+                },
+                Err(error) => return Some(Err(error)),
+            },
+        };
+        Some(Ok(self.request(nsp, uid, body)))
+    }
+
+    /// What to publish to send an event to every other node's server-side handlers, with no
+    /// ack (Node's `serverSideEmit`). `None` for a namespace this node does not serve.
+    pub fn server_event(
+        &self,
+        nsp: &str,
+        event: &str,
+        args: &[u8],
+        attachments: &[Bytes],
+    ) -> Option<Result<Publish, NotepackError>> {
+        let uid = self.uid(nsp)?;
+        let data = match notepack::event_to_value(event, args, attachments) {
+            Ok(data) => data,
+            Err(error) => return Some(Err(error)),
+        };
+        let body = RequestBody::ServerSideEmit {
+            request_id: None,
+            data,
+        };
+        Some(Ok(self.request(nsp, uid, body)))
+    }
+
+    /// The answer to a [`Incoming::ServerEvent`] with a request id: the first argument the
+    /// handler acked with (as JSON with placeholders, and the attachments they name).
+    pub fn server_event_response(
+        &self,
+        nsp: &str,
+        request_id: &str,
+        json: &[u8],
+        attachments: &[Bytes],
+    ) -> Result<Publish, NotepackError> {
+        let data = notepack::json_to_value(json, attachments)?;
+        let response = Response::ServerSideEmit {
+            request_id: request_id.to_owned(),
+            data,
+        };
+        Ok(self.respond(nsp, response))
+    }
+
+    /// The answer to a [`Incoming::SocketIds`]: the ids of this node's matching sockets.
+    pub fn socket_ids_response(&self, query: &RemoteQuery, sockets: Vec<String>) -> Publish {
+        self.respond(
+            &query.nsp,
+            Response::Sockets {
+                request_id: query.request_id.clone(),
+                sockets,
+            },
+        )
+    }
+
+    /// A request of this node's on the namespace's request channel.
+    fn request(&self, nsp: &str, uid: &str, body: RequestBody) -> Publish {
         let request = Request {
             uid: Some(uid.to_owned()),
             body,
         };
         let mut payload = Vec::new();
         request.encode(&mut payload);
-        Some(Publish {
+        Publish {
             channel: adapter::request_channel(&self.prefix, nsp),
             payload,
-        })
+        }
     }
 
     /// The first answer to a [`Incoming::AckBroadcast`]: how many local sockets got it (sent
@@ -360,8 +575,12 @@ impl Node {
         payload: &[u8],
         has_room: impl Fn(&str, &str) -> bool,
     ) -> Incoming {
-        if let Some((nsp, uid)) = self.request_namespace(channel) {
-            return receive_request(nsp, uid, payload);
+        if let Some((nsp, uid, is_response)) = self.request_namespace(channel) {
+            return if is_response {
+                receive_response(nsp, uid, payload)
+            } else {
+                receive_request(nsp, uid, payload)
+            };
         }
         // A namespace may contain `#`, so several served namespaces may claim the channel; the
         // message's own namespace settles it below.
@@ -417,20 +636,22 @@ impl Node {
 }
 
 impl Node {
-    /// The served namespace whose request channel `channel` is, with its uid.
-    fn request_namespace(&self, channel: &str) -> Option<(&str, &str)> {
+    /// The served namespace whose request or response channel `channel` is, with its uid and
+    /// whether it is a response channel (the shared one, or this node's own).
+    fn request_namespace(&self, channel: &str) -> Option<(&str, &str, bool)> {
         self.uids.iter().find_map(|(nsp, uid)| {
-            match adapter::classic_channel(channel, &self.prefix, nsp)? {
-                ClassicChannel::Request => Some((nsp.as_str(), uid.as_str())),
-                _ => None,
-            }
+            let is_response = match adapter::classic_channel(channel, &self.prefix, nsp)? {
+                ClassicChannel::Request => false,
+                ClassicChannel::Response => true,
+                ClassicChannel::ResponseTo { uid: to } if to == uid => true,
+                _ => return None,
+            };
+            Some((nsp.as_str(), uid.as_str(), is_response))
         })
     }
 }
 
-/// A request on namespace `nsp`'s request channel. Join, leave and disconnect are applied here
-/// whoever sent them (the sender applies its own when it comes back, as Node does); the
-/// requests that want answers are not served yet and are ignored.
+/// A request on namespace `nsp`'s request channel, from another node or an emitter.
 fn receive_request(nsp: &str, uid: &str, payload: &[u8]) -> Incoming {
     let request = match Request::decode(payload, MAX_MESSAGE) {
         Ok(request) => request,
@@ -444,7 +665,8 @@ fn receive_request(nsp: &str, uid: &str, payload: &[u8]) -> Incoming {
             action,
         })
     };
-    // This node sends no requests yet: one with its uid can only be a stray copy.
+    // This node's own requests come back to it: it applies its joins, leaves and disconnects
+    // itself, and answers its own questions with its shards' part, not through Redis.
     if request.uid.as_deref() == Some(uid) {
         return Incoming::Ignored;
     }
@@ -491,8 +713,83 @@ fn receive_request(nsp: &str, uid: &str, payload: &[u8]) -> Incoming {
                 timeout_ms: flags.timeout,
             })
         }
-        _ => Incoming::Ignored,
+        RequestBody::Sockets { request_id, rooms } => Incoming::SocketIds(RemoteQuery {
+            nsp: nsp.to_owned(),
+            request_id,
+            rooms,
+            except: Vec::new(),
+        }),
+        RequestBody::ServerSideEmit { request_id, data } => match notepack::decode_event(data) {
+            Ok(event) => Incoming::ServerEvent(RemoteServerEvent {
+                nsp: nsp.to_owned(),
+                request_id,
+                event,
+            }),
+            Err(error) => Incoming::Dropped(Dropped::BadEvent(error)),
+        },
+        // The legacy single-socket forms (adapter 6.x) are not served: no sender of 8.x or of
+        // the emitter 5.x writes them.
+        RequestBody::LegacyJoin { .. }
+        | RequestBody::LegacyLeave { .. }
+        | RequestBody::LegacyDisconnect { .. } => Incoming::Ignored,
     }
+}
+
+/// A response on one of namespace's response channels: an [`Answer`] if it answers a question
+/// of this node's (whose uid is `uid`), ignored otherwise (other nodes' answers to each other).
+fn receive_response(nsp: &str, uid: &str, payload: &[u8]) -> Incoming {
+    let mut asker = None;
+    let decoded = Response::decode(payload, MAX_MESSAGE, |id| {
+        let (kind, of) = parse_request_id(id, uid)?;
+        asker = Some(of);
+        Some(kind)
+    });
+    let response = match decoded {
+        Ok(Some(response)) => response,
+        Ok(None) => return Incoming::Ignored,
+        Err(error) => return Incoming::Dropped(Dropped::Malformed(error)),
+    };
+    let Some(asker) = asker else {
+        return Incoming::Ignored;
+    };
+    let value = |value| notepack::decode_value(value).map_err(Dropped::BadEvent);
+    let reply = match response {
+        Response::RemoteFetch { sockets, .. } => Ok(AnswerReply::Sockets(sockets)),
+        Response::AllRooms { rooms, .. } => Ok(AnswerReply::Rooms(rooms)),
+        Response::BroadcastClientCount { client_count, .. } => {
+            Ok(AnswerReply::Recipients(client_count))
+        }
+        Response::BroadcastAck { packet, .. } => value(packet).map(AnswerReply::Ack),
+        Response::ServerSideEmit { data, .. } => value(data).map(AnswerReply::ServerAck),
+        // Not a question this node asks.
+        Response::Sockets { .. } | Response::Done { .. } => Err(Dropped::Unexpected),
+    };
+    match reply {
+        Ok(reply) => Incoming::Answer(Answer {
+            nsp: nsp.to_owned(),
+            asker,
+            reply,
+        }),
+        Err(why) => Incoming::Dropped(why),
+    }
+}
+
+/// The request id of a question of node `uid`: `<uid>.<type>.<shard>.<request>`. Node's own ids
+/// are six `uid2` characters, which never hold a dot.
+fn request_id(uid: &str, kind: RequestType, asker: Asker) -> String {
+    format!("{uid}.{}.{}.{}", kind.number(), asker.shard, asker.request)
+}
+
+/// Reads a request id of node `uid`'s (see [`request_id`]); `None` for anybody else's.
+fn parse_request_id(id: &str, uid: &str) -> Option<(RequestType, Asker)> {
+    let mut parts = id.strip_prefix(uid)?.strip_prefix('.')?.split('.');
+    let kind = RequestType::from_number(parts.next()?.parse().ok()?)?;
+    let shard = parts.next()?.parse().ok()?;
+    let request = parts.next()?.parse().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((kind, Asker { shard, request }))
 }
 
 /// A Node `uid2(6)` id: six random characters of `A–Z a–z 0–9 - _`.

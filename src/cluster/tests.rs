@@ -222,12 +222,7 @@ fn the_emitters_and_node_servers_join_leave_and_disconnect_are_applied() {
             action: RemoteAction::Disconnect { close: true },
         })
     );
-    // A server-side emit is not served yet; garbage is dropped.
-    let emit = br#"{"uid":"S8xJQv","type":6,"data":["sse",1]}"#;
-    assert_eq!(
-        node.receive("socket.io-request#/#", emit, |_, _| false),
-        Incoming::Ignored
-    );
+    // Garbage is dropped.
     assert!(matches!(
         node.receive("socket.io-request#/#", b"{\"type\":", |_, _| false),
         Incoming::Dropped(Dropped::Malformed(_))
@@ -360,4 +355,233 @@ fn this_nodes_operations_are_published_as_node_servers_publish_them() {
         node.operation_request("/other", &rooms, &[], RemoteAction::Leave(vec![])),
         None
     );
+}
+
+#[test]
+fn server_side_emits_from_node_servers_and_the_emitter_reach_the_handlers() {
+    let node = node();
+    // Node's `io.serverSideEmit("sse", 1, "two", {three: 3})`, captured.
+    let emit = br#"{"uid":"S8xJQv","type":6,"data":["sse",1,"two",{"three":3}]}"#;
+    let Incoming::ServerEvent(event) = node.receive("socket.io-request#/#", emit, |_, _| false)
+    else {
+        panic!("a server-side event");
+    };
+    assert_eq!((event.nsp.as_str(), event.request_id), ("/", None));
+    assert_eq!(event.event.name, "sse");
+    assert_eq!(event.event.args, br#"1,"two",{"three":3}"#);
+    // With an ack: answered once, on the shared response channel, as Node does.
+    let asked = br#"{"uid":"S8xJQv","requestId":"Vwe2Vy","type":6,"data":["sse-ack","ping"]}"#;
+    let Incoming::ServerEvent(event) = node.receive("socket.io-request#/#", asked, |_, _| false)
+    else {
+        panic!("a server-side event with ack");
+    };
+    let request_id = event.request_id.expect("an ack is asked");
+    let answer = node
+        .server_event_response("/", &request_id, br#""pong-from-B""#, &[])
+        .expect("encoded");
+    assert_eq!(answer.channel, "socket.io-response#/#");
+    assert_eq!(
+        answer.payload,
+        br#"{"type":6,"requestId":"Vwe2Vy","data":"pong-from-B"}"#.to_vec()
+    );
+    // The emitter's serverSideEmit has no uid at all.
+    let emitted = br#"{"type":6,"data":["from-emitter"]}"#;
+    assert!(matches!(
+        node.receive("socket.io-request#/#", emitted, |_, _| false),
+        Incoming::ServerEvent(RemoteServerEvent {
+            request_id: None,
+            ..
+        })
+    ));
+    // This node's own event coming back is not run again.
+    let own = node
+        .server_event("/", "sse", b"1", &[])
+        .expect("served")
+        .expect("encoded");
+    assert_eq!(
+        node.receive(&own.channel, &own.payload, |_, _| false),
+        Incoming::Ignored
+    );
+    // The legacy SOCKETS question (adapter 6.x/7.x) is still answered, with socket ids.
+    let sockets = br#"{"uid":"S8xJQv","requestId":"abc123","type":0,"rooms":["r"]}"#;
+    let Incoming::SocketIds(query) = node.receive("socket.io-request#/#", sockets, |_, _| false)
+    else {
+        panic!("a sockets question");
+    };
+    assert_eq!(query.rooms, ["r"]);
+    let answer = node.socket_ids_response(&query, vec!["pHL8NGQqrfPTeE33AAAB".into()]);
+    assert_eq!(
+        answer.payload,
+        br#"{"requestId":"abc123","sockets":["pHL8NGQqrfPTeE33AAAB"]}"#.to_vec()
+    );
+}
+
+#[test]
+fn this_nodes_questions_are_asked_as_node_asks_them_and_only_their_answers_are_taken() {
+    let node = node();
+    let uid = node.uid("/").expect("uid").to_owned();
+    let asker = Asker {
+        shard: 1,
+        request: 42,
+    };
+    let rooms: Vec<Box<str>> = vec!["r".into()];
+    let fetch = node
+        .ask(
+            "/",
+            asker,
+            &Question::Fetch {
+                rooms: &rooms,
+                except: &[],
+            },
+        )
+        .expect("served")
+        .expect("encoded");
+    assert_eq!(fetch.channel, "socket.io-request#/#");
+    let request_id = format!("{uid}.5.1.42");
+    assert_eq!(
+        String::from_utf8(fetch.payload.clone()).expect("JSON"),
+        format!(
+            r#"{{"uid":"{uid}","requestId":"{request_id}","type":5,"opts":{{"rooms":["r"],"except":[]}}}}"#
+        )
+    );
+    // Another node answers it; this one ignores its own question coming back.
+    assert_eq!(
+        node.receive(&fetch.channel, &fetch.payload, |_, _| false),
+        Incoming::Ignored
+    );
+    let other = node_with_uid_not(&uid);
+    let Incoming::Fetch(query) = other.receive(&fetch.channel, &fetch.payload, |_, _| false) else {
+        panic!("a fetch question");
+    };
+    let socket = RemoteSocket {
+        id: "pHL8NGQqrfPTeE33AAAB".into(),
+        handshake: rmpv::Value::Map(Vec::new()),
+        rooms: vec!["pHL8NGQqrfPTeE33AAAB".into(), "r".into()],
+        data: rmpv::Value::Nil,
+    };
+    let answer = other.fetch_response(&query, vec![socket.clone()]);
+    // The answer goes back to the shard and request that asked; other nodes ignore it.
+    assert_eq!(
+        node.receive(&answer.channel, &answer.payload, |_, _| false),
+        Incoming::Answer(Answer {
+            nsp: "/".into(),
+            asker,
+            reply: AnswerReply::Sockets(vec![socket]),
+        })
+    );
+    assert_eq!(
+        other.receive(&answer.channel, &answer.payload, |_, _| false),
+        Incoming::Ignored
+    );
+    // Node's answers on this node's own response channel count too.
+    let own_channel = format!("socket.io-response#/#{uid}#");
+    let rooms_answer = format!(r#"{{"requestId":"{uid}.1.0.7","rooms":["a","b"]}}"#);
+    assert_eq!(
+        node.receive(&own_channel, rooms_answer.as_bytes(), |_, _| false),
+        Incoming::Answer(Answer {
+            nsp: "/".into(),
+            asker: Asker {
+                shard: 0,
+                request: 7
+            },
+            reply: AnswerReply::Rooms(vec!["a".into(), "b".into()]),
+        })
+    );
+    // Node's answers to a broadcast with acks: the count, then each ack (MessagePack).
+    let all_rooms = node
+        .ask("/", asker, &Question::AllRooms)
+        .expect("served")
+        .expect("encoded");
+    assert_eq!(
+        String::from_utf8(all_rooms.payload).expect("JSON"),
+        format!(r#"{{"uid":"{uid}","requestId":"{uid}.1.1.42","type":1}}"#)
+    );
+    let broadcast = LocalBroadcast {
+        nsp: "/",
+        rooms: &[],
+        except: &[],
+        volatile: false,
+        event: "ask",
+        args: b"1",
+        attachments: &[],
+    };
+    let ask = node
+        .ask(
+            "/",
+            asker,
+            &Question::Broadcast {
+                broadcast,
+                timeout_ms: 2000,
+            },
+        )
+        .expect("served")
+        .expect("encoded");
+    let Incoming::AckBroadcast(remote) = other.receive(&ask.channel, &ask.payload, |_, _| false)
+    else {
+        panic!("a broadcast with acks");
+    };
+    assert_eq!(remote.timeout_ms, Some(2000));
+    assert_eq!(
+        (remote.event.name.as_str(), remote.event.args.as_slice()),
+        ("ask", &b"1"[..])
+    );
+    let count = other.client_count_response(&remote.query, 2);
+    assert_eq!(
+        node.receive(&count.channel, &count.payload, |_, _| false),
+        Incoming::Answer(Answer {
+            nsp: "/".into(),
+            asker,
+            reply: AnswerReply::Recipients(2),
+        })
+    );
+    let ack = other
+        .ack_response(&remote.query, br#"{"from":"c2"}"#, &[])
+        .expect("encoded");
+    let Incoming::Answer(Answer {
+        reply: AnswerReply::Ack(value),
+        ..
+    }) = node.receive(&ack.channel, &ack.payload, |_, _| false)
+    else {
+        panic!("an ack");
+    };
+    assert_eq!(value.json, br#"{"from":"c2"}"#);
+    // A server-side emit with ack, answered by the other node's handler.
+    let question = Question::ServerEvent {
+        event: "sse-ack",
+        args: br#""ping""#,
+        attachments: &[],
+    };
+    let emit = node
+        .ask("/", asker, &question)
+        .expect("served")
+        .expect("encoded");
+    let Incoming::ServerEvent(event) = other.receive(&emit.channel, &emit.payload, |_, _| false)
+    else {
+        panic!("a server-side event");
+    };
+    let answer = other
+        .server_event_response("/", &event.request_id.expect("asked"), b"7", &[])
+        .expect("encoded");
+    assert!(matches!(
+        node.receive(&answer.channel, &answer.payload, |_, _| false),
+        Incoming::Answer(Answer {
+            reply: AnswerReply::ServerAck(DecodedValue { .. }),
+            ..
+        })
+    ));
+    // Answers naming another node's uid, a bad request id, or garbage are not taken.
+    let stranger = br#"{"requestId":"Xyz123","rooms":["a"]}"#;
+    assert_eq!(
+        node.receive("socket.io-response#/#", stranger, |_, _| false),
+        Incoming::Ignored
+    );
+    let bad = format!(r#"{{"requestId":"{uid}.1.x.7","rooms":["a"]}}"#);
+    assert_eq!(
+        node.receive("socket.io-response#/#", bad.as_bytes(), |_, _| false),
+        Incoming::Ignored
+    );
+    assert!(matches!(
+        node.receive("socket.io-response#/#", b"\xc1", |_, _| false),
+        Incoming::Dropped(_)
+    ));
 }

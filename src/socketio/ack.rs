@@ -6,7 +6,7 @@
 use std::fmt;
 
 use super::adapter::{Origin, Reply};
-use super::message::Message;
+use super::message::{Args, Message};
 use crate::gather::{Collector, RequestId};
 
 /// Why an acknowledgement did not arrive.
@@ -60,12 +60,14 @@ impl AckCollector {
 impl Collector<Reply> for AckCollector {
     fn add(&mut self, reply: Reply) -> usize {
         match reply {
-            Reply::Recipients(count) => count,
+            Reply::Recipients(count) | Reply::Nodes(count) => count,
             Reply::Ack(message) => {
                 self.responses.push(message);
                 0
             }
-            // Not an answer a broadcast asks for; counted as one so the request still ends.
+            // With the cluster out of reach, the acks of this process still count.
+            // Anything else is not an answer a broadcast asks for; counted as one so the
+            // request still ends.
             _ => 0,
         }
     }
@@ -81,5 +83,28 @@ impl Collector<Reply> for AckCollector {
             Err((AckError::Timeout, responses))
         };
         super::dispatch::contain("ack", || callback(outcome));
+    }
+}
+
+/// Answers another server's `serverSideEmit` with an ack: Node passes on the first argument
+/// only, and so does this. Dropping it answers nothing, and the asking server times out (as
+/// when a Node listener never calls back).
+pub struct ServerAck(Box<dyn FnOnce(&Args)>);
+
+impl ServerAck {
+    /// An ack that runs `answer` with the arguments it is sent.
+    pub(crate) fn new(answer: impl FnOnce(&Args) + 'static) -> ServerAck {
+        ServerAck(Box::new(answer))
+    }
+
+    /// Answers with `args` (the first one crosses to the asking server; none sends `null`).
+    pub fn send(self, args: &Args) {
+        (self.0)(args);
+    }
+}
+
+impl fmt::Debug for ServerAck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ServerAck")
     }
 }

@@ -10,12 +10,12 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::ack::{AckCollector, AckHandler, BroadcastAcks};
 use super::dispatch::{self, contain};
 use super::message::{encode_event, Args, Message};
-use super::operator::{HandshakeInfo, OpError, SocketInfo};
+use super::operator::{HandshakeInfo, OpError, SocketInfo, DEFAULT_TIMEOUT};
 use super::tables::SocketKey;
 use super::SocketIo;
 use crate::codec::eio::Version;
@@ -203,6 +203,11 @@ pub enum Reply {
     Rooms(Vec<String>),
     /// Sockets acted on (join, leave, disconnect).
     Count(usize),
+    /// The cluster's part: this many other nodes were asked, and answer one by one (each
+    /// answer counts as one; a node's `Recipients` announces its acks, as a shard's does).
+    Nodes(usize),
+    /// The cluster could not be asked (Redis down or slow).
+    Unavailable,
 }
 
 /// Socket.IO's messages between shards.
@@ -252,6 +257,34 @@ pub(crate) trait Adapter {
     /// Counts the servers of namespace `nsp`: this process, and other nodes unless `local`
     /// (`None`: the cluster can't be asked now).
     fn server_count(&self, nsp: &str, local: bool) -> ServerCountFuture;
+    /// Whether a question asked unless `local` goes to other nodes too (then they are one more
+    /// responder, whose first answer is [`Reply::Nodes`]).
+    fn asks_nodes(&self, local: bool) -> bool;
+    /// Asks the other nodes a question whose answers go to this shard's `request`; resolves
+    /// to how many nodes were asked (`None`: the cluster can't be asked now). Only called when
+    /// [`Adapter::asks_nodes`].
+    fn ask(&self, question: &Ask<'_>, request: RequestId) -> ServerCountFuture;
+    /// Sends an event to the other nodes' server-side handlers, with no ack.
+    fn server_event(&self, nsp: &str, event: &str, args: &Args);
+    /// How long acks and operations wait when the application set no timeout.
+    fn default_timeout(&self) -> Duration;
+}
+
+/// A question for the other nodes of a cluster.
+pub enum Ask<'a> {
+    /// Their part of a fetch or an all-rooms.
+    Operation(&'a Operation),
+    /// Deliver a broadcast and report its recipients and their acks within `timeout`.
+    Broadcast(&'a Broadcast, Duration),
+    /// Run their server-side handler of `event` and answer with its ack.
+    ServerEvent {
+        /// The namespace.
+        nsp: &'a str,
+        /// The event name.
+        event: &'a str,
+        /// Its arguments.
+        args: &'a Args,
+    },
 }
 
 /// How a shard reaches the other nodes of a cluster (lent by the shard; neither may block).
@@ -262,10 +295,24 @@ pub struct NodeHooks {
     pub serve: Box<dyn Fn(&str)>,
     /// Asks the other nodes to apply an operation too (join, leave, disconnect).
     pub request: Box<dyn Fn(&Operation)>,
+    /// Asks the other nodes a question answered to one request of this shard
+    /// ([`Adapter::ask`]).
+    pub ask: Box<AskFn>,
+    /// Sends an event to the other nodes' server-side handlers ([`Adapter::server_event`]).
+    pub server_event: Box<ServerEventFn>,
+    /// How long questions to other nodes wait when the application set no timeout (the
+    /// requests timeout, Node's `requestsTimeout`).
+    pub timeout: Duration,
     /// Counts the servers of namespace `nsp` in the cluster (this process as one), as Node
     /// counts them; `None` when the cluster can't be asked now.
     pub count: Box<dyn Fn(&str) -> ServerCountFuture>,
 }
+
+/// [`NodeHooks::ask`]: the question, and the request its answers go to.
+pub type AskFn = dyn Fn(&Ask<'_>, RequestId) -> ServerCountFuture;
+
+/// [`NodeHooks::server_event`]: the namespace, the event and its arguments.
+pub type ServerEventFn = dyn Fn(&str, &str, &Args);
 
 /// What [`NodeHooks::count`] answers.
 pub type ServerCountFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<usize>>>>;
@@ -326,6 +373,29 @@ impl Adapter for ShardFanout {
             _ => Box::pin(std::future::ready(Some(1))),
         }
     }
+
+    fn asks_nodes(&self, local: bool) -> bool {
+        !local && self.nodes.is_some()
+    }
+
+    fn ask(&self, question: &Ask<'_>, request: RequestId) -> ServerCountFuture {
+        match &self.nodes {
+            Some(nodes) => (nodes.ask)(question, request),
+            None => Box::pin(std::future::ready(Some(0))),
+        }
+    }
+
+    fn server_event(&self, nsp: &str, event: &str, args: &Args) {
+        if let Some(nodes) = &self.nodes {
+            (nodes.server_event)(nsp, event, args);
+        }
+    }
+
+    fn default_timeout(&self) -> Duration {
+        self.nodes
+            .as_ref()
+            .map_or(DEFAULT_TIMEOUT, |nodes| nodes.timeout)
+    }
 }
 
 /// Merges the answers of an operation into a `T`, then hands it (or why it is missing) to
@@ -334,6 +404,8 @@ pub(crate) struct OpCollector<T> {
     value: T,
     merge: fn(&mut T, Reply),
     done: Box<dyn FnOnce(Result<T, OpError>)>,
+    /// The cluster could not be asked: the answer would miss other nodes' part.
+    unavailable: bool,
 }
 
 impl<T> OpCollector<T> {
@@ -342,22 +414,36 @@ impl<T> OpCollector<T> {
         merge: fn(&mut T, Reply),
         done: Box<dyn FnOnce(Result<T, OpError>)>,
     ) -> OpCollector<T> {
-        OpCollector { value, merge, done }
+        OpCollector {
+            value,
+            merge,
+            done,
+            unavailable: false,
+        }
     }
 }
 
 impl<T> Collector<Reply> for OpCollector<T> {
     fn add(&mut self, reply: Reply) -> usize {
-        (self.merge)(&mut self.value, reply);
+        match reply {
+            Reply::Nodes(asked) => return asked,
+            Reply::Unavailable => self.unavailable = true,
+            reply => (self.merge)(&mut self.value, reply),
+        }
         0
     }
 
     fn finish(self: Box<Self>, complete: bool) {
-        let OpCollector { value, done, .. } = *self;
-        let outcome = if complete {
-            Ok(value)
-        } else {
-            Err(OpError::Timeout)
+        let OpCollector {
+            value,
+            done,
+            unavailable,
+            ..
+        } = *self;
+        let outcome = match (complete, unavailable) {
+            (_, true) => Err(OpError::ClusterUnavailable),
+            (true, false) => Ok(value),
+            (false, false) => Err(OpError::Timeout),
         };
         contain("operation", || done(outcome));
     }
@@ -370,12 +456,18 @@ pub(crate) fn finish(finished: impl IntoIterator<Item = Finished<Reply>>) {
 
 /// Sends a broadcast to every responder and delivers it here; returns the recipients here.
 pub(crate) fn broadcast(io: &Rc<SocketIo>, broadcast: Broadcast, local: bool) -> usize {
-    let request = broadcast.ack.map(|spec| spec.request);
+    let ack = broadcast.ack;
+    let request = ack.map(|spec| spec.request);
     let shared = Arc::new(broadcast);
-    // Node's order: publish, then deliver. Acks are gathered in this process only (a
-    // broadcast that waits for them is not published yet).
-    if request.is_none() {
-        io.adapter.publish(&shared, local);
+    // Node's order: publish, then deliver. A broadcast that waits for acks asks the other
+    // nodes instead, once it knows how many there are (they answer to its request).
+    match ack {
+        None => io.adapter.publish(&shared, local),
+        Some(spec) if io.adapter.asks_nodes(local) => {
+            let timeout = spec.deadline.saturating_duration_since(io.now());
+            ask_nodes(io, &Ask::Broadcast(&shared, timeout), spec.request);
+        }
+        Some(_) => {}
     }
     io.adapter
         .send_all(&|| SocketIoMsg::Broadcast(shared.clone()), local);
@@ -398,8 +490,10 @@ pub(crate) fn expect_acks(
     deadline: Instant,
     callback: Box<dyn FnOnce(BroadcastAcks)>,
 ) -> RequestId {
-    // Every responder and this shard report their recipients first.
-    let responders = io.adapter.responders(local) + 1;
+    // Every responder and this shard report their recipients first (the cluster, how many
+    // nodes it asked).
+    let nodes = usize::from(io.adapter.asks_nodes(local));
+    let responders = io.adapter.responders(local) + 1 + nodes;
     let collector = Box::new(AckCollector::new(callback));
     let (request, _) = io
         .gather
@@ -416,15 +510,21 @@ pub(crate) fn operate(
     deadline: Instant,
     collector: Box<dyn Collector<Reply>>,
 ) {
-    let responders = io.adapter.responders(local) + 1;
+    // Other nodes are asked for their sockets and rooms; they hear of joins, leaves and
+    // disconnects but answer nothing (as in Node, whose socketsJoin returns nothing).
+    let asks =
+        io.adapter.asks_nodes(local) && matches!(operation.op, Op::FetchSockets | Op::AllRooms);
+    let responders = io.adapter.responders(local) + 1 + usize::from(asks);
     let (request, _) = io
         .gather
         .borrow_mut()
         .start(responders, deadline, collector);
     let shared = Arc::new(operation);
-    // Other nodes hear of joins, leaves and disconnects (they answer nothing; their part of
-    // the other operations is not asked yet).
-    io.adapter.request(&shared, local);
+    if asks {
+        ask_nodes(io, &Ask::Operation(&shared), request);
+    } else {
+        io.adapter.request(&shared, local);
+    }
     let origin = io.origin();
     io.adapter.send_all(
         &|| SocketIoMsg::Request {
@@ -437,6 +537,48 @@ pub(crate) fn operate(
     let reply = run_operation(io, &shared);
     let done = io.gather.borrow_mut().answer(request, reply);
     finish(done);
+}
+
+/// Asks the other nodes `question` for `request`; once the cluster says how many nodes it
+/// asked (or that it can't be asked), that is the cluster's first answer to the request.
+pub(crate) fn ask_nodes(io: &Rc<SocketIo>, question: &Ask<'_>, request: RequestId) {
+    let asked = io.adapter.ask(question, request);
+    let io_ref = Rc::downgrade(io);
+    io.spawn(Box::pin(async move {
+        let reply = asked.await.map_or(Reply::Unavailable, Reply::Nodes);
+        let Some(io) = io_ref.upgrade() else {
+            return;
+        };
+        let done = io.gather.borrow_mut().answer(request, reply);
+        finish(done);
+    }));
+}
+
+/// Sends an event to the other nodes' server-side handlers; with `callback`, gathers each
+/// node's ack (this process is one server: its own handlers are not called).
+pub(crate) fn server_event(
+    io: &Rc<SocketIo>,
+    nsp: &str,
+    event: &str,
+    args: &Args,
+    local: bool,
+    ack: Option<(Instant, Box<dyn Collector<Reply>>)>,
+) {
+    let Some((deadline, collector)) = ack else {
+        if !local {
+            io.adapter.server_event(nsp, event, args);
+        }
+        return;
+    };
+    let asks = io.adapter.asks_nodes(local);
+    let (request, done) = io
+        .gather
+        .borrow_mut()
+        .start(usize::from(asks), deadline, collector);
+    finish(done);
+    if asks {
+        ask_nodes(io, &Ask::ServerEvent { nsp, event, args }, request);
+    }
 }
 
 pub(super) fn on_peer_message(io: &Rc<SocketIo>, msg: SocketIoMsg) {
@@ -660,6 +802,6 @@ fn describe(io: &SocketIo, socket: SocketKey) -> Option<SocketInfo> {
         rooms,
         handshake,
         data,
-        shard: io.shard,
+        shard: Some(io.shard),
     })
 }

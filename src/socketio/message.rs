@@ -34,6 +34,18 @@ impl Message {
         }
     }
 
+    /// A message of the arguments in `json` (comma-separated, without brackets, with
+    /// placeholders for `attachments`), as another node sent them; `None` if it is not JSON.
+    pub(crate) fn from_args_json(json: &[u8], attachments: Vec<Bytes>) -> Option<Message> {
+        let mut data = Vec::with_capacity(json.len() + 2);
+        data.push(b'[');
+        data.extend_from_slice(json);
+        data.push(b']');
+        let data = Bytes::from(data);
+        let args = json::split_array(&data).ok()?;
+        Some(Message::new(data, args, attachments))
+    }
+
     /// Number of arguments.
     pub fn len(&self) -> usize {
         self.args.len()

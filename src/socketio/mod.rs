@@ -30,16 +30,16 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-pub use ack::{AckError, BroadcastAcks};
+pub use ack::{AckError, BroadcastAcks, ServerAck};
 pub(crate) use adapter::Op;
-pub use adapter::{Broadcast, NodeHooks, Operation, Reply, ServerCountFuture, SocketIoMsg};
+pub use adapter::{Ask, Broadcast, NodeHooks, Operation, Reply, ServerCountFuture, SocketIoMsg};
 /// The broadcast encoder, for `benches/broadcast.rs` (through `ringcast::internals`).
 pub use message::encode_event;
 pub(crate) use message::Args as EventArgs;
 pub use message::{Args, Message};
 pub use namespace::{ConnectError, Handshake, MiddlewareFuture, Namespace, Namespaces};
 pub use observe::{Observer, ObserverFactory};
-pub(crate) use operator::{selecting_methods, Selection};
+pub(crate) use operator::{selecting_methods, Selection, DEFAULT_TIMEOUT};
 pub use operator::{BroadcastOperator, HandshakeInfo, OpError, OpFuture, SocketInfo};
 pub use socket::{AckSender, Socket};
 pub use tables::SocketIoCounts;
@@ -247,6 +247,25 @@ impl SocketIo {
     }
 
     /// The handlers of a socket's namespace.
+    /// Runs the namespace's server-side handler of an event another server sent; nothing if
+    /// it has none (an ack asked for is then never sent, as in Node).
+    pub fn server_event(
+        self: &Rc<Self>,
+        nsp: &str,
+        event: &str,
+        message: Message,
+        ack: Option<ServerAck>,
+    ) {
+        let handler = self
+            .namespaces
+            .resolve(nsp)
+            .and_then(|handlers| handlers.server_events.get(event).cloned());
+        if let Some(handler) = handler {
+            let operator = self.of(nsp);
+            dispatch::contain("server-side event", || handler(operator, message, ack));
+        }
+    }
+
     fn namespace_handlers(&self, socket: SocketKey) -> Option<Arc<Namespace>> {
         let state = self.state.borrow();
         let entry = state.socket(socket)?;

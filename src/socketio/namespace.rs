@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{AckSender, DisconnectReason, Message, ObserverFactory, Socket};
+use super::{
+    AckSender, BroadcastOperator, DisconnectReason, Message, ObserverFactory, ServerAck, Socket,
+};
 use crate::codec::{http, json};
 
 type Middleware = dyn Fn(&Handshake) -> Result<(), ConnectError> + Send + Sync;
@@ -23,6 +25,7 @@ type EventHandler = dyn Fn(&Socket, Message, Option<AckSender>) + Send + Sync;
 type DisconnectHandler = dyn Fn(&Socket, DisconnectReason) + Send + Sync;
 type AnyEventHandler = dyn Fn(&Socket, &str, Message, Option<AckSender>) + Send + Sync;
 type Admits = dyn Fn(&str) -> bool + Send + Sync;
+type ServerEventHandler = dyn Fn(BroadcastOperator, Message, Option<ServerAck>) + Send + Sync;
 
 /// The handlers of one namespace (or of every namespace a dynamic pattern admits).
 #[derive(Clone, Default)]
@@ -33,6 +36,7 @@ pub struct Namespace {
     pub(crate) on_disconnect: Option<Arc<DisconnectHandler>>,
     pub(crate) events: HashMap<Box<str>, Arc<EventHandler>>,
     pub(crate) on_any: Option<Arc<AnyEventHandler>>,
+    pub(crate) server_events: HashMap<Box<str>, Arc<ServerEventHandler>>,
 }
 
 impl Namespace {
@@ -101,12 +105,31 @@ impl Namespace {
     }
 }
 
+impl Namespace {
+    /// Handles event `name` sent by another server of the cluster with
+    /// `server_side_emit` (or Node's `serverSideEmit`, or an emitter's), not by a client. It
+    /// runs on one shard of this process, with an operator on the namespace (to emit to
+    /// clients, say); the [`ServerAck`] is there when the sender waits for an answer.
+    pub fn on_server_side_emit(
+        mut self,
+        name: &str,
+        handler: impl Fn(BroadcastOperator, Message, Option<ServerAck>) + Send + Sync + 'static,
+    ) -> Namespace {
+        self.server_events.insert(name.into(), Arc::new(handler));
+        self
+    }
+}
+
 impl fmt::Debug for Namespace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Namespace")
             .field("middlewares", &self.middlewares.len())
             .field("async_middlewares", &self.async_middlewares.len())
             .field("events", &self.events.keys().collect::<Vec<_>>())
+            .field(
+                "server_events",
+                &self.server_events.keys().collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

@@ -21,7 +21,7 @@ use super::ack::BroadcastAcks;
 use super::adapter::{
     self, AckSpec, Broadcast, EventPacket, Op, OpCollector, Operation, Reply, Target,
 };
-use super::message::{encode_event, Args};
+use super::message::{encode_event, Args, Message};
 use super::SocketIo;
 use crate::key::ShardId;
 
@@ -41,8 +41,8 @@ pub struct SocketInfo {
     pub handshake: HandshakeInfo,
     /// The application's value for it (`Socket::set_data`), `null` if none.
     pub data: serde_json::Value,
-    /// The shard that holds it.
-    pub shard: ShardId,
+    /// The shard that holds it; `None` for a socket of another node of the cluster.
+    pub shard: Option<ShardId>,
 }
 
 /// The handshake of a socket, as `fetch_sockets` reports it.
@@ -154,11 +154,18 @@ pub(crate) struct Selection {
     pub(crate) volatile: bool,
     pub(crate) local: bool,
     pub(crate) timeout: Option<Duration>,
+    /// The timeout when none was set: Node's 5 s, or a cluster's requests timeout.
+    pub(crate) default_timeout: Duration,
 }
 
 impl Selection {
-    /// Every socket of namespace `nsp`, except the socket `except_socket` if given.
-    pub(crate) fn new(nsp: Arc<str>, except_socket: Option<&str>) -> Selection {
+    /// Every socket of namespace `nsp`, except the socket `except_socket` if given; acks and
+    /// operations wait `default_timeout` unless told otherwise.
+    pub(crate) fn new(
+        nsp: Arc<str>,
+        except_socket: Option<&str>,
+        default_timeout: Duration,
+    ) -> Selection {
         Selection {
             target: Target {
                 nsp,
@@ -168,12 +175,13 @@ impl Selection {
             volatile: false,
             local: false,
             timeout: None,
+            default_timeout,
         }
     }
 
     /// How long acks and operations wait (the default when none was set).
     pub(crate) fn timeout(&self) -> Duration {
-        self.timeout.unwrap_or(DEFAULT_TIMEOUT)
+        self.timeout.unwrap_or(self.default_timeout)
     }
 }
 
@@ -205,8 +213,8 @@ macro_rules! selecting_methods {
             self
         }
 
-        /// How long acks and operations wait for every responder (default 5 s; from the
-        /// call, for the server handle's operator).
+        /// How long acks and operations wait for every responder (default 5 s, or the
+        /// cluster's requests timeout; from the call, for the server handle's operator).
         pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
             self.selection.timeout = Some(timeout);
             self
@@ -246,7 +254,8 @@ impl fmt::Debug for BroadcastOperator {
 
 impl BroadcastOperator {
     pub(crate) fn new(io: Rc<SocketIo>, nsp: Arc<str>, except_socket: Option<&str>) -> Self {
-        BroadcastOperator::from_selection(io, Selection::new(nsp, except_socket), None)
+        let selection = Selection::new(nsp, except_socket, io.adapter.default_timeout());
+        BroadcastOperator::from_selection(io, selection, None)
     }
 
     /// An operator on this shard for what the server handle selected, with its deadline.
@@ -360,6 +369,33 @@ impl BroadcastOperator {
         self.io.spawn(Box::pin(async move {
             complete(count.await.ok_or(OpError::ClusterUnavailable));
         }));
+        future
+    }
+
+    /// Sends an event to the other servers of the cluster, not to clients: each one's handler
+    /// of it ([`Namespace::on_server_side_emit`](super::Namespace::on_server_side_emit)) runs
+    /// (Node's `serverSideEmit`). This process is one server, whatever its shards: its own
+    /// handlers are not called, and without a cluster (or with `local()`) nobody hears it.
+    /// Rooms, except and volatile do not apply.
+    pub fn server_side_emit(self, event: &str, args: &Args) {
+        let nsp = &self.selection.target.nsp;
+        adapter::server_event(&self.io, nsp, event, args, self.selection.local, None);
+    }
+
+    /// Sends an event to the other servers' handlers and gathers each one's ack (its first
+    /// argument, as Node sends it). Fails with [`OpError::Timeout`] unless every other server
+    /// answered within the timeout; with no other server, answers an empty list at once.
+    pub fn server_side_emit_with_ack(self, event: &str, args: &Args) -> OpFuture<Vec<Message>> {
+        let (future, complete) = OpFuture::channel();
+        let merge = |all: &mut Vec<Message>, reply| {
+            if let Reply::Ack(message) = reply {
+                all.push(message);
+            }
+        };
+        let collector = Box::new(OpCollector::new(Vec::new(), merge, Box::new(complete)));
+        let nsp = &self.selection.target.nsp;
+        let ack = Some((self.deadline(), collector as _));
+        adapter::server_event(&self.io, nsp, event, args, self.selection.local, ack);
         future
     }
 

@@ -1,7 +1,7 @@
 //! Socket.IO over hand-driven engines: two shards in one thread, WebSocket sessions whose
 //! frames are read straight from the engine, peer messages delivered by the test.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +18,7 @@ use crate::codec::eio::Version;
 use crate::codec::ws;
 use crate::config::EngineConfig;
 use crate::engine::LinkKey;
+use crate::gather::RequestId;
 use crate::key::ShardId;
 
 type Mailbox = Rc<RefCell<VecDeque<(ShardId, SocketIoMsg)>>>;
@@ -39,6 +40,11 @@ struct Client {
 
 impl Cluster {
     fn new(namespaces: Namespaces) -> Cluster {
+        Cluster::with_nodes(namespaces, |_| None)
+    }
+
+    /// Two shards whose other nodes are what `nodes` makes for each shard.
+    fn with_nodes(namespaces: Namespaces, nodes: impl Fn(ShardId) -> Option<NodeHooks>) -> Cluster {
         let mailbox: Mailbox = Rc::default();
         let tasks: Rc<RefCell<Vec<LocalTask>>> = Rc::default();
         let namespaces = Arc::new(namespaces);
@@ -63,7 +69,7 @@ impl Cluster {
                     ShardHooks {
                         peers: Box::new(move |to, msg| mailbox.borrow_mut().push_back((to, msg))),
                         spawn: Box::new(move |task| spawned.borrow_mut().push(task)),
-                        nodes: None,
+                        nodes: nodes(id),
                     },
                     now,
                 )
@@ -540,11 +546,11 @@ fn operations_reach_sockets_on_every_shard() {
     assert_eq!(sockets.len(), 2);
     assert_eq!(
         (sockets[0].id.as_str(), sockets[0].shard),
-        (a_id.as_str(), ShardId::new(0))
+        (a_id.as_str(), Some(ShardId::new(0)))
     );
     assert_eq!(
         (sockets[1].id.as_str(), sockets[1].shard),
-        (b_id.as_str(), ShardId::new(1))
+        (b_id.as_str(), Some(ShardId::new(1)))
     );
     assert_eq!(sockets[1].data, serde_json::json!({ "shard": 1 }));
     assert_eq!(sockets[1].rooms, [b_id.clone(), "red".to_owned()]);
@@ -721,4 +727,120 @@ fn the_observer_hears_every_socket_event_in_order() {
             "disconnected client namespace disconnect",
         ]
     );
+}
+
+/// Other nodes as a shard sees them: `asked` nodes answer every question (`None`: the cluster
+/// can't be asked), and the last question's request is kept in `last`.
+fn other_nodes(asked: Option<usize>, last: Rc<Cell<Option<RequestId>>>) -> NodeHooks {
+    NodeHooks {
+        publish: Box::new(|_| {}),
+        serve: Box::new(|_| {}),
+        request: Box::new(|_| {}),
+        count: Box::new(move |_| Box::pin(std::future::ready(asked.map(|n| n + 1)))),
+        ask: Box::new(move |_, request| {
+            last.set(Some(request));
+            Box::pin(std::future::ready(asked))
+        }),
+        server_event: Box::new(|_, _, _| {}),
+        timeout: Duration::from_secs(3),
+    }
+}
+
+#[test]
+fn questions_wait_for_as_many_other_nodes_as_the_cluster_asked() {
+    let last: Rc<Cell<Option<RequestId>>> = Rc::default();
+    let asked = last.clone();
+    let cluster = Cluster::with_nodes(namespaces(builtins()), move |id| {
+        (id.index() == 0).then(|| other_nodes(Some(1), asked.clone()))
+    });
+    let (_a, a_id) = member(&cluster, 0, "red");
+    let (_b, b_id) = member(&cluster, 1, "red");
+    let origin = &cluster.shards[0];
+
+    // Both shards answer; the one other node has not yet.
+    let mut fetch = origin.of("/").to("red").fetch_sockets();
+    cluster.run_tasks();
+    assert!(answer(&mut fetch).is_none());
+    let request = last.get().expect("the other nodes were asked");
+    let remote = SocketInfo {
+        id: "pHL8NGQqrfPTeE33AAAB".into(),
+        nsp: "/".into(),
+        rooms: vec!["pHL8NGQqrfPTeE33AAAB".into(), "red".into()],
+        handshake: HandshakeInfo {
+            query: String::new(),
+            address: None,
+            auth: serde_json::json!({}),
+            protocol: 5,
+        },
+        data: serde_json::Value::Null,
+        shard: None,
+    };
+    let reply = Reply::Sockets(vec![remote]);
+    origin.handle_peer_message(SocketIoMsg::Reply { request, reply });
+    let sockets = answer(&mut fetch).expect("answered").expect("fetched");
+    let mut ids: Vec<_> = sockets.iter().map(|s| s.id.as_str()).collect();
+    ids.sort_unstable();
+    let mut expected = vec![a_id.as_str(), b_id.as_str(), "pHL8NGQqrfPTeE33AAAB"];
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    // The operator waits the cluster's requests timeout by default.
+    assert_eq!(origin.adapter.default_timeout(), Duration::from_secs(3));
+
+    // A server-side emit with ack waits for the other node only; its ack is the answer.
+    let mut pongs = origin
+        .of("/")
+        .server_side_emit_with_ack("sse", &Args::new().with_str("ping"));
+    cluster.run_tasks();
+    assert!(answer(&mut pongs).is_none());
+    let request = last.get().expect("asked");
+    let pong = Message::from_args_json(br#""pong""#, Vec::new()).expect("JSON");
+    let reply = Reply::Ack(pong);
+    origin.handle_peer_message(SocketIoMsg::Reply { request, reply });
+    let pongs = answer(&mut pongs).expect("answered").expect("every node");
+    assert_eq!(pongs[0].str(0).as_deref(), Some("pong"));
+
+    // A shard with no other node answers at once, with no ack.
+    let mut none = cluster.shards[1]
+        .of("/")
+        .server_side_emit_with_ack("sse", &Args::new());
+    assert_eq!(answer(&mut none).map(|r| r.map(|v| v.len())), Some(Ok(0)));
+}
+
+#[test]
+fn with_the_cluster_out_of_reach_questions_fail_and_acks_keep_this_process() {
+    let last: Rc<Cell<Option<RequestId>>> = Rc::default();
+    let cluster = Cluster::with_nodes(namespaces(builtins()), move |_| {
+        Some(other_nodes(None, last.clone()))
+    });
+    let (a, _) = member(&cluster, 0, "red");
+    let origin = &cluster.shards[0];
+    let mut fetch = origin.of("/").fetch_sockets();
+    cluster.run_tasks();
+    assert_eq!(answer(&mut fetch), Some(Err(OpError::ClusterUnavailable)));
+    // This process's own part still answers when asked alone.
+    let mut local = origin.of("/").local().fetch_sockets();
+    cluster.deliver();
+    assert_eq!(answer(&mut local).map(|r| r.map(|v| v.len())), Some(Ok(1)));
+
+    // A broadcast's acks: this process's recipients still count.
+    let acks: Rc<RefCell<Option<BroadcastAcks>>> = Rc::default();
+    let got = acks.clone();
+    origin
+        .of("/")
+        .emit_with_ack("ask", &Args::new(), move |outcome| {
+            *got.borrow_mut() = Some(outcome)
+        });
+    cluster.run_tasks();
+    let frames = cluster.read(&a);
+    assert_eq!(frames.len(), 1);
+    let ack_id = frames[0]
+        .strip_prefix("42")
+        .and_then(|rest| rest.split('[').next())
+        .expect("an event with an ack id")
+        .to_owned();
+    cluster.send(&a, &format!(r#"43{ack_id}["yes"]"#));
+    cluster.run_tasks();
+    let outcome = acks.borrow_mut().take().expect("called back");
+    let acks = outcome.expect("every recipient answered");
+    assert_eq!(acks[0].str(0).as_deref(), Some("yes"));
 }
