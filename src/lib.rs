@@ -128,8 +128,9 @@ pub mod internals {
         /// The process's one link to Redis, on a thread of its own.
         pub mod redis {
             pub use crate::net::redis::{
-                Backoff, CommandError, Incoming, LinkCounts, PublishError, RedisLink,
-                RedisLinkConfig, RedisUrl, ServerCount, UrlError,
+                Backoff, ClusterSeeds, CommandError, Incoming, IncomingKind, LinkCounts,
+                PublishError, RedisLink, RedisLinkConfig, RedisUrl, SeedsError, ServerCount, TlsCa,
+                TlsError, UrlError,
             };
         }
     }

@@ -1,7 +1,10 @@
 //! The process's link to Redis against a real `redis-server` (started per test on a free
 //! loopback port): publish / subscribe / psubscribe round trips and `PUBSUB NUMSUB`, Redis
 //! down at start, Redis killed and restarted under load, and a password that never reaches the
-//! logs. Uses only what `ringcast::internals::net::redis` exposes; every wait has a deadline.
+//! logs; sharded pub/sub (`SPUBLISH` / `SSUBSCRIBE` / `SHARDNUMSUB`) on one Redis 7, across a
+//! restart, and on a three-master Redis Cluster; `rediss://` with a test CA. Uses only what
+//! `ringcast::internals::net::redis` exposes; every wait has a deadline, and every server is
+//! killed by its pid when its test ends, passed or not.
 
 mod common;
 
@@ -13,9 +16,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::redis::RedisServer;
+use common::redis::{command, RedisCluster, RedisServer};
 use ringcast::internals::net::redis::{
-    CommandError, Incoming, PublishError, RedisLink, RedisLinkConfig, RedisUrl,
+    ClusterSeeds, CommandError, Incoming, IncomingKind, PublishError, RedisLink, RedisLinkConfig,
+    RedisUrl,
 };
 
 /// Everything logged by this test binary (ours and the Redis client's own `log` records), at
@@ -115,6 +119,69 @@ fn server_count(link: &RedisLink, channel: &str) -> Result<u64, CommandError> {
     block_on(link.server_count(channel))
 }
 
+fn shard_server_count(link: &RedisLink, channel: &str) -> Result<u64, CommandError> {
+    block_on(link.shard_server_count(channel))
+}
+
+/// No message at all for `quiet`.
+fn nothing_more(messages: &Receiver<Incoming>, quiet: Duration) {
+    if let Ok(message) = messages.recv_timeout(quiet) {
+        panic!("an unexpected message: {message:?}");
+    }
+}
+
+/// Every command a server runs from now on, one line each (`MONITOR`), read by a thread of its
+/// own until the server closes the connection or the monitor is dropped.
+struct Monitor {
+    lines: Arc<Mutex<Vec<String>>>,
+    stream: std::net::TcpStream,
+}
+
+impl Monitor {
+    fn start(port: u16) -> Monitor {
+        use std::io::{BufRead, BufReader};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.write_all(b"MONITOR\r\n").expect("MONITOR");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+        let mut ok = String::new();
+        reader.read_line(&mut ok).expect("MONITOR's answer");
+        assert_eq!(ok, "+OK\r\n");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let collected = lines.clone();
+        std::thread::spawn(move || {
+            for line in reader.lines() {
+                let Ok(line) = line else { return };
+                collected.lock().unwrap().push(line);
+            }
+        });
+        Monitor { lines, stream }
+    }
+
+    /// The commands seen so far whose name is `name` (e.g. `"SSUBSCRIBE"`), each as its
+    /// arguments, quotes removed.
+    fn commands(&self, name: &str) -> Vec<Vec<String>> {
+        let quoted = format!("\"{}\"", name.to_ascii_lowercase());
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .filter_map(|line| {
+                let at = line.to_ascii_lowercase().find(&quoted)?;
+                let args = line[at + quoted.len()..]
+                    .split_whitespace()
+                    .map(|arg| arg.trim_matches('"').to_owned())
+                    .collect();
+                Some(args)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 #[test]
 fn publish_subscribe_psubscribe_and_server_count() {
     let redis = RedisServer::start();
@@ -147,6 +214,7 @@ fn publish_subscribe_psubscribe_and_server_count() {
         channel: "rt-chan".into(),
         pattern: None,
         payload: Bytes::from_static(b"hello"),
+        kind: IncomingKind::Channel,
     };
     assert_eq!(got, hello);
     // The publisher's own subscription hears it too.
@@ -165,6 +233,7 @@ fn publish_subscribe_psubscribe_and_server_count() {
             channel: "rt-pat#room#".into(),
             pattern: Some("rt-pat#*".into()),
             payload: binary,
+            kind: IncomingKind::Pattern,
         }
     );
 
@@ -433,4 +502,489 @@ fn a_password_never_reaches_the_logs() {
         "redis link connected to redis://default:***@127.0.0.1:{}/2",
         redis.port
     )));
+}
+
+#[test]
+fn sharded_publish_subscribe_and_shard_server_count() {
+    let started = Instant::now();
+    let redis = RedisServer::start();
+    let monitor = Monitor::start(redis.port);
+    let (a, a_messages) = start(config(&redis.url()));
+    let (b, b_messages) = start(config(&redis.url()));
+    // The same name as a classic channel and as a shard channel: Redis keeps them apart.
+    b.ssubscribe(["sh-chan", "sh-other"]);
+    b.subscribe(["sh-chan"]);
+    a.ssubscribe(["sh-both"]);
+    b.ssubscribe(["sh-both"]);
+    wait_for("b's shard subscription", Duration::from_secs(10), || {
+        shard_server_count(&a, "sh-chan") == Ok(1)
+    });
+    wait_for("both links connected", Duration::from_secs(10), || {
+        a.counts().connected && b.counts().connected
+    });
+    assert_eq!(server_count(&a, "sh-chan"), Ok(1));
+    wait_for("two shard subscribers", Duration::from_secs(10), || {
+        shard_server_count(&b, "sh-both") == Ok(2)
+    });
+    assert_eq!(shard_server_count(&a, "sh-nobody"), Ok(0));
+    // What Redis itself says.
+    assert_eq!(
+        command(redis.port, &["PUBSUB", "SHARDNUMSUB", "sh-other"]),
+        Ok("sh-other\n1".to_owned())
+    );
+
+    a.spublish("sh-chan", Bytes::from_static(b"sharded"))
+        .unwrap();
+    let got = receive(&b_messages, Duration::from_secs(5), |_| true);
+    assert_eq!(
+        got,
+        Incoming {
+            channel: "sh-chan".into(),
+            pattern: None,
+            payload: Bytes::from_static(b"sharded"),
+            kind: IncomingKind::Sharded,
+        }
+    );
+    a.publish("sh-chan", Bytes::from_static(b"classic"))
+        .unwrap();
+    let got = receive(&b_messages, Duration::from_secs(5), |_| true);
+    assert_eq!(
+        (got.kind, &got.payload[..]),
+        (IncomingKind::Channel, &b"classic"[..])
+    );
+    // Any bytes, in order.
+    let binary = Bytes::from((0..=255u8).collect::<Vec<u8>>());
+    a.spublish("sh-other", binary.clone()).unwrap();
+    for i in 0..50 {
+        a.spublish("sh-other", Bytes::from(i.to_string())).unwrap();
+    }
+    let got = receive(&b_messages, Duration::from_secs(5), |_| true);
+    assert_eq!((got.channel.as_str(), got.payload), ("sh-other", binary));
+    for i in 0..50 {
+        let got = receive(&b_messages, Duration::from_secs(5), |_| true);
+        assert_eq!(got.payload, i.to_string());
+    }
+    // Both subscribers hear a shard channel they share; a hears nothing else.
+    b.spublish("sh-both", Bytes::from_static(b"both")).unwrap();
+    let got = receive(&a_messages, Duration::from_secs(5), |_| true);
+    assert_eq!(
+        (got.kind, got.channel.as_str()),
+        (IncomingKind::Sharded, "sh-both")
+    );
+    receive(&b_messages, Duration::from_secs(5), |m| m.payload == "both");
+    nothing_more(&a_messages, Duration::from_millis(100));
+
+    // Many calls coalesce: a room that flaps a thousand times costs a few commands, and ends
+    // forgotten.
+    for _ in 0..1000 {
+        b.ssubscribe(["sh-flap"]);
+        b.sunsubscribe(["sh-flap"]);
+    }
+    // 200 rooms at once, half forgotten right away.
+    let rooms: Vec<String> = (0..200).map(|i| format!("sh-room-{i}")).collect();
+    b.ssubscribe(rooms.iter().cloned());
+    b.sunsubscribe(rooms.iter().skip(100).cloned());
+    b.ssubscribe(["sh-last"]);
+    wait_for("the last subscription", Duration::from_secs(10), || {
+        shard_server_count(&a, "sh-last") == Ok(1)
+    });
+    wait_for("the rooms kept", Duration::from_secs(10), || {
+        rooms[..100]
+            .iter()
+            .all(|room| shard_server_count(&a, room) == Ok(1))
+    });
+    for room in rooms[100..].iter().chain([&"sh-flap".to_owned()]) {
+        assert_eq!(shard_server_count(&a, room), Ok(0), "{room}");
+        a.spublish(room.as_str(), Bytes::from_static(b"nobody"))
+            .unwrap();
+    }
+    a.spublish("sh-room-7", Bytes::from_static(b"kept"))
+        .unwrap();
+    let got = receive(&b_messages, Duration::from_secs(5), |_| true);
+    assert_eq!(
+        (got.channel.as_str(), &got.payload[..]),
+        ("sh-room-7", &b"kept"[..])
+    );
+    nothing_more(&b_messages, Duration::from_millis(100));
+
+    // What went to Redis: one channel per SSUBSCRIBE; the flapping room in a few commands at
+    // most (a pass may catch it subscribed); a forgotten room subscribed only if a pass caught
+    // it, and then forgotten.
+    let subscribed = monitor.commands("SSUBSCRIBE");
+    assert!(
+        subscribed.iter().all(|args| args.len() == 1),
+        "{subscribed:?}"
+    );
+    let forgotten: Vec<String> = monitor.commands("SUNSUBSCRIBE").concat();
+    let count = |list: &[String], name: &str| list.iter().filter(|arg| *arg == name).count();
+    let subscribed = subscribed.concat();
+    assert!(count(&subscribed, "sh-flap") <= 5, "{subscribed:?}");
+    assert_eq!(count(&subscribed, "sh-flap"), count(&forgotten, "sh-flap"));
+    for room in &rooms[100..] {
+        assert_eq!(count(&subscribed, room), count(&forgotten, room), "{room}");
+    }
+    for room in &rooms[..100] {
+        assert_eq!(
+            (count(&subscribed, room), count(&forgotten, room)),
+            (1, 0),
+            "{room}"
+        );
+    }
+    // At most: the first subscriptions twice (issued, then again on the connect event), the
+    // 200 rooms if a pass caught them before half were forgotten, a few for the flapping one.
+    let calls = 2000 + 200 + 100 + 1;
+    let commands = monitor.commands("SSUBSCRIBE").len() + monitor.commands("SUNSUBSCRIBE").len();
+    println!("{calls} subscription calls cost {commands} commands");
+    assert!(commands < 250, "{calls} calls cost {commands} commands");
+
+    b.sunsubscribe(["sh-both"]);
+    wait_for("one shard subscriber left", Duration::from_secs(10), || {
+        shard_server_count(&a, "sh-both") == Ok(1)
+    });
+    // a: 1 + 1 + 1 + 50 + 101 (nobody's: 100 rooms and the flapping one) + 1; b: 1.
+    wait_for("the publishes acknowledged", Duration::from_secs(5), || {
+        (a.counts().published, b.counts().published) == (155, 1)
+    });
+    let (a_counts, b_counts) = (a.counts(), b.counts());
+    assert_eq!((a_counts.publish_dropped, a_counts.publish_failed), (0, 0));
+    assert_eq!((a_counts.received, a_counts.received_dropped), (1, 0));
+    assert_eq!((b_counts.received, b_counts.received_dropped), (55, 0));
+    a.stop();
+    assert_eq!(
+        a.spublish("sh-chan", Bytes::from_static(b"late")),
+        Err(PublishError::Stopped)
+    );
+    assert_eq!(
+        shard_server_count(&a, "sh-chan"),
+        Err(CommandError::Stopped)
+    );
+    b.stop();
+    println!("sharded round trips: {:?}", started.elapsed());
+}
+
+#[test]
+fn sharded_subscriptions_come_back_after_a_restart() {
+    let started = Instant::now();
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let (publisher, _) = start(config(&url));
+    let (subscriber, messages) = start(config(&url));
+    subscriber.ssubscribe(["back-shard-1", "back-shard-2"]);
+    subscriber.subscribe(["back-classic"]);
+    wait_for("the subscriptions", Duration::from_secs(10), || {
+        shard_server_count(&publisher, "back-shard-2") == Ok(1)
+            && server_count(&publisher, "back-classic") == Ok(1)
+    });
+    // Subscribed means the subscriber's subscribing client is up; its publishing client may
+    // still be connecting.
+    wait_for("both links connected", Duration::from_secs(10), || {
+        publisher.counts().connected && subscriber.counts().connected
+    });
+    publisher
+        .spublish("back-shard-1", Bytes::from_static(b"before"))
+        .unwrap();
+    receive(&messages, Duration::from_secs(5), |m| m.payload == "before");
+
+    redis.kill();
+    wait_for("the outage", Duration::from_secs(5), || {
+        !publisher.counts().connected && !subscriber.counts().connected
+    });
+    // Changed while down: issued once Redis is back.
+    subscriber.sunsubscribe(["back-shard-2"]);
+    subscriber.ssubscribe(["back-shard-3"]);
+    // Queued while down, published once back.
+    publisher
+        .spublish("back-shard-1", Bytes::from_static(b"queued"))
+        .unwrap();
+    redis.restart();
+    wait_for("the subscriptions again", Duration::from_secs(10), || {
+        shard_server_count(&publisher, "back-shard-1") == Ok(1)
+            && shard_server_count(&publisher, "back-shard-3") == Ok(1)
+            && server_count(&publisher, "back-classic") == Ok(1)
+    });
+    assert_eq!(shard_server_count(&publisher, "back-shard-2"), Ok(0));
+    for channel in ["back-shard-1", "back-shard-3"] {
+        publisher
+            .spublish(channel, Bytes::from_static(b"after"))
+            .unwrap();
+        receive(&messages, Duration::from_secs(5), |m| {
+            m.payload == "after" && m.channel == channel && m.kind == IncomingKind::Sharded
+        });
+    }
+    publisher
+        .publish("back-classic", Bytes::from_static(b"classic"))
+        .unwrap();
+    receive(&messages, Duration::from_secs(5), |m| {
+        m.payload == "classic"
+    });
+    // Each link is back once both its clients are (the subscriber's idle publishing client
+    // may come back last).
+    wait_for("both links back", Duration::from_secs(10), || {
+        publisher.counts().connected && subscriber.counts().connected
+    });
+    // Before, the one queued during the outage, two after, the classic one.
+    wait_for("the publishes acknowledged", Duration::from_secs(5), || {
+        publisher.counts().published == 5
+    });
+    let (sent, heard) = (publisher.counts(), subscriber.counts());
+    assert_eq!((sent.reconnects, heard.reconnects), (1, 1));
+    assert_eq!((sent.publish_dropped, sent.publish_failed), (0, 0));
+    println!("sharded subscriptions back: {:?}", started.elapsed());
+}
+
+#[test]
+fn a_three_master_cluster() {
+    let started = Instant::now();
+    let cluster = RedisCluster::start(3);
+    let up = started.elapsed();
+    let seeds = ClusterSeeds::parse(&cluster.seeds()).expect("the seeds");
+    // Shard channel names whose slots belong to each of the three masters.
+    let mut names: Vec<Option<String>> = vec![None; 3];
+    for i in 0..100 {
+        let name = format!("cl-shard-{i}");
+        let owner = cluster.owner_of(&name);
+        names[owner].get_or_insert(name);
+        if names.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    let names: Vec<String> = names
+        .into_iter()
+        .map(|n| n.expect("a name per master"))
+        .collect();
+
+    let (publisher, _) = start(RedisLinkConfig::cluster(seeds.clone()));
+    let (subscriber, messages) = start(RedisLinkConfig::cluster(seeds.clone()));
+    assert!(subscriber.is_cluster());
+    subscriber.ssubscribe(names.iter().cloned());
+    subscriber.subscribe(["cl-classic"]);
+    subscriber.psubscribe(["cl-pat*"]);
+    wait_for("both links connected", Duration::from_secs(10), || {
+        publisher.counts().connected && subscriber.counts().connected
+    });
+    // Counted over the masters: one subscriber counts 1, wherever it subscribed.
+    wait_for("the subscriptions", Duration::from_secs(10), || {
+        names
+            .iter()
+            .all(|name| shard_server_count(&publisher, name) == Ok(1))
+            && server_count(&publisher, "cl-classic") == Ok(1)
+    });
+    // Each shard subscription is at the master owning its slot, and only there.
+    for (owner, name) in names.iter().enumerate() {
+        for (index, node) in cluster.nodes.iter().enumerate() {
+            let answer = command(node.port, &["PUBSUB", "SHARDNUMSUB", name]);
+            let expected = format!("{name}\n{}", u8::from(index == owner));
+            assert_eq!(answer, Ok(expected), "node {index}");
+        }
+    }
+    // The classic subscription is at one master only.
+    let classic: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|node| command(node.port, &["PUBSUB", "NUMSUB", "cl-classic"]).unwrap())
+        .collect();
+    assert_eq!(
+        classic.iter().filter(|a| a.ends_with("\n1")).count(),
+        1,
+        "{classic:?}"
+    );
+
+    for name in &names {
+        publisher
+            .spublish(name.as_str(), Bytes::from(format!("to {name}")))
+            .unwrap();
+    }
+    let mut heard: Vec<String> = (0..3)
+        .map(|_| {
+            let got = receive(&messages, Duration::from_secs(5), |_| true);
+            assert_eq!(got.kind, IncomingKind::Sharded);
+            assert_eq!(got.payload, format!("to {}", got.channel));
+            got.channel
+        })
+        .collect();
+    heard.sort();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(heard, expected);
+    // Classic pub/sub crosses the cluster whichever node each side talks to.
+    publisher
+        .publish("cl-classic", Bytes::from_static(b"classic"))
+        .unwrap();
+    let got = receive(&messages, Duration::from_secs(5), |_| true);
+    assert_eq!(
+        (got.kind, &got.payload[..]),
+        (IncomingKind::Channel, &b"classic"[..])
+    );
+    publisher
+        .publish("cl-pat-1", Bytes::from_static(b"pattern"))
+        .unwrap();
+    let got = receive(&messages, Duration::from_secs(5), |_| true);
+    assert_eq!(got.kind, IncomingKind::Pattern);
+    assert_eq!(got.pattern.as_deref(), Some("cl-pat*"));
+
+    // A second subscriber: counted once more, on whichever master it landed.
+    let (other, _) = start(RedisLinkConfig::cluster(seeds));
+    other.subscribe(["cl-classic"]);
+    other.ssubscribe([names[1].as_str()]);
+    wait_for("two subscribers", Duration::from_secs(10), || {
+        server_count(&publisher, "cl-classic") == Ok(2)
+            && shard_server_count(&publisher, &names[1]) == Ok(2)
+    });
+    subscriber.sunsubscribe([names[0].as_str()]);
+    wait_for(
+        "the shard channel forgotten",
+        Duration::from_secs(10),
+        || shard_server_count(&publisher, &names[0]) == Ok(0),
+    );
+    publisher
+        .spublish(names[0].as_str(), Bytes::from_static(b"nobody"))
+        .unwrap();
+    nothing_more(&messages, Duration::from_millis(100));
+
+    wait_for("the publishes acknowledged", Duration::from_secs(5), || {
+        publisher.counts().published == 6
+    });
+    let (sent, heard) = (publisher.counts(), subscriber.counts());
+    assert_eq!((sent.publish_failed, sent.publish_dropped), (0, 0));
+    assert_eq!((heard.received, heard.received_dropped), (5, 0));
+    assert_eq!((sent.reconnects, heard.reconnects), (0, 0));
+    assert!(sent.connected && heard.connected);
+    other.stop();
+    subscriber.stop();
+    publisher.stop();
+    let shown = format!(
+        "redis link connected to cluster {}",
+        cluster_seeds_shown(&cluster)
+    );
+    assert!(log_lines(&shown) >= 3, "{shown}");
+    println!("cluster up in {up:?}; test done in {:?}", started.elapsed());
+}
+
+fn cluster_seeds_shown(cluster: &RedisCluster) -> String {
+    let seeds: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|node| format!("redis://127.0.0.1:{}", node.port))
+        .collect();
+    seeds.join(",")
+}
+
+/// A directory removed when the test ends.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("ringcast-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, contents: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).expect("write a temporary file");
+        path.display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn rediss_with_a_test_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let started = Instant::now();
+    // A CA, and a certificate it signs for 127.0.0.1 and localhost.
+    let ca_key = KeyPair::generate().expect("a CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "ringcast test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("the CA certificate");
+    let server_key = KeyPair::generate().expect("a server key");
+    let server_params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("server parameters");
+    let server_cert = server_params
+        .signed_by(&server_key, &ca, &ca_key)
+        .expect("the server certificate");
+    let dir = TempDir::new("redis-tls");
+    let ca_file = dir.write("ca.pem", &ca.pem());
+    let cert_file = dir.write("server.pem", &server_cert.pem());
+    let key_file = dir.write("server.key", &server_key.serialize_pem());
+
+    let tls_port = common::free_port();
+    let tls_port_text = tls_port.to_string();
+    // TLS on its own port; the plain port stays for the helper's readiness check.
+    let redis = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port_text,
+        "--tls-cert-file",
+        &cert_file,
+        "--tls-key-file",
+        &key_file,
+        "--tls-ca-cert-file",
+        &ca_file,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let trusting = config(&url)
+        .tls_ca_file(&ca_file)
+        .expect("the CA file")
+        .tls_ca_pem(ca.pem().as_bytes())
+        .expect("the CA PEM");
+    assert_eq!(trusting.tls_ca.len(), 2);
+    let (link, messages) = start(trusting);
+    link.subscribe(["tls-chan"]);
+    link.ssubscribe(["tls-shard"]);
+    wait_for(
+        "the subscriptions over TLS",
+        Duration::from_secs(10),
+        || {
+            server_count(&link, "tls-chan") == Ok(1)
+                && shard_server_count(&link, "tls-shard") == Ok(1)
+        },
+    );
+    link.publish("tls-chan", Bytes::from_static(b"over tls"))
+        .unwrap();
+    link.spublish("tls-shard", Bytes::from_static(b"sharded over tls"))
+        .unwrap();
+    receive(&messages, Duration::from_secs(5), |m| {
+        m.payload == "over tls"
+    });
+    receive(&messages, Duration::from_secs(5), |m| {
+        m.payload == "sharded over tls" && m.kind == IncomingKind::Sharded
+    });
+    // Redis sees the clients on its TLS port.
+    let clients = command(redis.port, &["CLIENT", "LIST"]).expect("CLIENT LIST");
+    let tls_clients = clients
+        .lines()
+        .filter(|line| line.contains(&format!("laddr=127.0.0.1:{tls_port}")))
+        .count();
+    assert_eq!(tls_clients, 2, "{clients}");
+
+    // A host name the certificate names works too.
+    let by_name = format!("rediss://localhost:{tls_port}");
+    let (named, _) = start(config(&by_name).tls_ca_pem(ca.pem().as_bytes()).unwrap());
+    wait_for("the link by host name", Duration::from_secs(10), || {
+        named.counts().connected
+    });
+    named.stop();
+
+    // Without the CA, the server is not trusted: never connected, one warning.
+    let (untrusted, _) = start(config(&url));
+    let warning = format!("cannot connect to redis at {url} (");
+    wait_for("the warning", Duration::from_secs(10), || {
+        log_lines(&warning) == 1
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!untrusted.counts().connected);
+    untrusted.stop();
+    link.stop();
+    assert_eq!(log_lines(&warning), 1);
+    println!("TLS: {:?}", started.elapsed());
 }

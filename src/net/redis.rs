@@ -1,37 +1,60 @@
-//! The process's one link to Redis: two connections (a subscriber, and one for PUBLISH and
+//! The process's one link to Redis: two clients (a subscriber, and one for publishes and
 //! commands) driven by `fred` on one OS thread of their own, with a tokio current-thread
 //! runtime. Shards reach it only through [`RedisLink`]'s non-blocking calls and never wait on
-//! Redis: a publish is a `try_send` into a bounded queue, a `PUBSUB NUMSUB` answer comes back
-//! through a oneshot, incoming messages are handed to a callback on the link thread.
+//! Redis: a publish is a `try_send` into a bounded queue, a `PUBSUB NUMSUB` / `SHARDNUMSUB`
+//! answer comes back through a oneshot, incoming messages are handed to a callback on the link
+//! thread.
 //!
 //! It is a pipe: it never interprets what it carries (what to publish and what an incoming
 //! message means is the cluster adapter's), and it must not depend on the rest of the crate
 //! nor on the shards' runtime. It is the only file in `src/` that names `fred` or `tokio`
 //! (`tests/layering.rs` checks both).
 //!
-//! **Outages.** Both connections reconnect forever with capped exponential backoff
-//! ([`Backoff`], 50 ms doubling to 5 s by default); every subscription and pattern asked for is
-//! remembered and issued again on every new subscriber connection. One warning is logged per
-//! outage (Redis down at start, or lost while running), one info line when the link is back.
+//! **What it speaks.** Classic pub/sub (`PUBLISH`, `SUBSCRIBE`, `PSUBSCRIBE`, `PUBSUB NUMSUB`,
+//! the classic Redis adapter's) and Redis 7's sharded pub/sub (`SPUBLISH`, `SSUBSCRIBE`,
+//! `PUBSUB SHARDNUMSUB`, the sharded adapter's), to one server or to a Redis Cluster
+//! ([`RedisLinkConfig::cluster`], seeds as `--redis-cluster host:port,…` gives them:
+//! [`ClusterSeeds`]), in clear or over TLS (`rediss://`, rustls: the system's roots plus any CA
+//! given to [`RedisLinkConfig::tls_ca_pem`]).
 //!
-//! **Publishes are bounded, drop-newest.** A publish is queued if the queue holds fewer than
-//! [`RedisLinkConfig::max_queued`] messages and [`RedisLinkConfig::max_queued_bytes`] bytes
-//! (queued or in flight); otherwise it is refused at once ([`PublishError::Full`]) and counted
-//! in `publish_dropped`. While the link is down nothing leaves the queue, so an outage fills it
-//! and every publish past the bound is dropped; what is queued goes out once Redis is back.
-//! At most [`RedisLinkConfig::max_in_flight`] publishes are handed to the client at once, so its
-//! own retry buffer stays bounded too. A publish Redis did not acknowledge within
-//! [`RedisLinkConfig::command_timeout`] is counted in `publish_failed`.
+//! **On a cluster** (what `fred` does, and what the link adds): a sharded publish or
+//! subscription goes to the master owning its channel's hash slot, and a `MOVED`/`ASK` answer
+//! to either is followed by the client; a classic subscription goes to one master (the client
+//! picks it from its own id), which is enough because a cluster broadcasts classic messages to
+//! every node; `PUBSUB NUMSUB` and `SHARDNUMSUB` only count the answering node's subscribers,
+//! so the link asks every master and adds the answers up (what Node's adapter does with
+//! node-redis). When the cluster's layout changes, every subscription is issued again.
+//!
+//! **Outages.** Both clients reconnect forever with capped exponential backoff ([`Backoff`],
+//! 50 ms doubling to 5 s by default); every subscription asked for (channels, patterns, shard
+//! channels) is remembered and issued again on every new subscriber connection. One warning is
+//! logged per outage (Redis down at start, or lost while running), one info line when the link
+//! is back. On a cluster the link is up when every master is reached by both clients.
+//!
+//! **Subscriptions are coalesced.** `subscribe` and the like only edit the wanted set and wake
+//! the link thread; whatever changed meanwhile is issued as one difference (a channel
+//! subscribed and unsubscribed again before that never reaches Redis).
+//!
+//! **Publishes are bounded, drop-newest.** A publish (classic or sharded) is queued if the
+//! queue holds fewer than [`RedisLinkConfig::max_queued`] messages and
+//! [`RedisLinkConfig::max_queued_bytes`] bytes (queued or in flight); otherwise it is refused at
+//! once ([`PublishError::Full`]) and counted in `publish_dropped`. While the link is down
+//! nothing leaves the queue, so an outage fills it and every publish past the bound is dropped;
+//! what is queued goes out once Redis is back. At most [`RedisLinkConfig::max_in_flight`]
+//! publishes are handed to the client at once, so its own retry buffer stays bounded too. A
+//! publish Redis did not acknowledge within [`RedisLinkConfig::command_timeout`] is counted in
+//! `publish_failed`.
 //!
 //! **Incoming messages** whose payload is not a byte string, or is longer than
 //! [`RedisLinkConfig::max_incoming_bytes`], or that the link thread could not keep up with,
 //! are dropped and counted (`received_dropped`), never a panic; a callback that panics is
 //! contained and logged.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -42,12 +65,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fred::prelude::{
-    Builder, Client, ClientLike, Config, EventInterface, PubsubInterface, ReconnectPolicy,
-    ServerConfig, Value,
+    Builder, Client, ClientLike, ClientState, ClusterInterface, Config, EventInterface,
+    PubsubInterface, ReconnectPolicy, ServerConfig, Value,
 };
-use fred::types::{Message, MessageKind};
+use fred::types::config::{Server, TlsConfig, TlsConnector, TlsHostMapping};
+use fred::types::{ClusterStateChange, Message, MessageKind};
 use futures_channel::oneshot;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, Notify};
 
@@ -62,16 +88,21 @@ const MAX_REQUESTS_IN_FLIGHT: usize = 256;
 /// Events (messages, errors, connects) the client buffers for the link thread before it counts
 /// a lag.
 const EVENT_CAPACITY: usize = 1024;
+/// How often the link compares its view of each client with the client's own state (see
+/// `Worker::reconcile`).
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------------------------------------
 // The URL
 
-/// A Redis server's address: `redis://[user:password@]host[:port][/db]`.
+/// A Redis server's address: `redis://[user:password@]host[:port][/db]`, or `rediss://…` for
+/// TLS.
 ///
 /// The password is kept but never shown: [`fmt::Display`] and [`fmt::Debug`] write `***` in
 /// its place, so a URL can be logged as it is.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisUrl {
+    tls: bool,
     host: String,
     port: u16,
     username: Option<String>,
@@ -87,7 +118,8 @@ impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "invalid Redis URL: {} (expected redis://[user:password@]host[:port][/db])",
+            "invalid Redis URL: {} (expected redis://[user:password@]host[:port][/db], or \
+             rediss://… for TLS)",
             self.0
         )
     }
@@ -99,21 +131,28 @@ impl RedisUrl {
     /// The port when the URL names none.
     pub const DEFAULT_PORT: u16 = 6379;
 
-    /// Parses `redis://[user:password@]host[:port][/db]`: a host name, an IPv4 address or an
-    /// IPv6 address in brackets; the port defaults to 6379; `db` is 0 to 255; user and
-    /// password may be percent-encoded. Anything else is refused: other schemes (`rediss://`
-    /// for TLS, `redis-cluster://`, `unix://`), query strings, fragments.
+    /// Parses `redis://[user:password@]host[:port][/db]`, or the same with `rediss://` for
+    /// TLS: a host name, an IPv4 address or an IPv6 address in brackets; the port defaults to
+    /// 6379; `db` is 0 to 255; user and password may be percent-encoded. Anything else is
+    /// refused: other schemes (`redis-cluster://`, `unix://`), query strings, fragments.
+    ///
+    /// A `rediss://` server's certificate must name the host as written here (a host name or
+    /// an IP address), and be signed by a root the system trusts or by a CA given to
+    /// [`RedisLinkConfig::tls_ca_pem`].
     pub fn parse(url: &str) -> Result<RedisUrl, UrlError> {
         let fail = |why: &str| Err(UrlError(why.to_owned()));
-        let Some(rest) = url.strip_prefix("redis://") else {
-            let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
-            return match scheme {
-                "" => fail("no scheme"),
-                "rediss" => fail("TLS (rediss://) is not supported"),
-                _ => Err(UrlError(format!(
-                    "scheme {scheme}:// is not supported, only redis://"
-                ))),
-            };
+        let (tls, rest) = match (url.strip_prefix("redis://"), url.strip_prefix("rediss://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => {
+                let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+                return match scheme {
+                    "" => fail("no scheme"),
+                    _ => Err(UrlError(format!(
+                        "scheme {scheme}:// is not supported, only redis:// and rediss://"
+                    ))),
+                };
+            }
         };
         if rest.contains(['?', '#']) {
             return fail("query strings and fragments are not supported");
@@ -186,6 +225,7 @@ impl RedisUrl {
             },
         };
         Ok(RedisUrl {
+            tls,
             host: host.to_owned(),
             port,
             username,
@@ -219,17 +259,9 @@ impl RedisUrl {
         self.password.is_some()
     }
 
-    fn fred_config(&self) -> Config {
-        Config {
-            // The reconnect policy applies to the first connection too: Redis down at start is
-            // an outage like any other.
-            fail_fast: false,
-            server: ServerConfig::new_centralized(self.host.as_str(), self.port),
-            username: self.username.clone(),
-            password: self.password.clone(),
-            database: self.database,
-            ..Config::default()
-        }
+    /// Whether the link reaches this server over TLS (`rediss://`).
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 }
 
@@ -243,7 +275,7 @@ impl FromStr for RedisUrl {
 
 impl fmt::Display for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("redis://")?;
+        f.write_str(if self.tls { "rediss://" } else { "redis://" })?;
         match (&self.username, &self.password) {
             (None, None) => {}
             (Some(user), None) => write!(f, "{user}@")?,
@@ -287,6 +319,283 @@ fn percent_decode(text: &str) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A cluster's seeds
+
+/// The nodes a link to a Redis Cluster first asks for the cluster's layout (`CLUSTER SLOTS`);
+/// it finds the other masters there, so one reachable seed is enough. What
+/// `--redis-cluster host:port,host:port` names.
+///
+/// Every seed shares the first one's scheme and credentials: one link has one TLS setting and
+/// one user for every node. A cluster has only database 0, so no seed names another.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterSeeds(Vec<RedisUrl>);
+
+/// Why a list of cluster seeds was refused. Its message never contains a password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SeedsError {
+    /// The list names no seed.
+    Empty,
+    /// Seed `position` (counted from 1) is blank: two commas in a row, or one at an end.
+    Blank {
+        /// Its place in the list, from 1.
+        position: usize,
+    },
+    /// Seed `position` is not an address.
+    Url {
+        /// Its place in the list, from 1.
+        position: usize,
+        /// What is wrong with it.
+        error: UrlError,
+    },
+    /// Seed `position` names a database other than 0, which a Redis Cluster does not have.
+    Database {
+        /// Its place in the list, from 1.
+        position: usize,
+    },
+    /// Seed `position` names another scheme, user or password than the first seed.
+    Mismatch {
+        /// Its place in the list, from 1.
+        position: usize,
+    },
+}
+
+impl fmt::Display for SeedsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid Redis Cluster seeds (expected host:port,host:port,…): ")?;
+        match self {
+            SeedsError::Empty => f.write_str("no seed"),
+            SeedsError::Blank { position } => write!(f, "seed {position} is empty"),
+            SeedsError::Url { position, error } => write!(f, "seed {position}: {error}"),
+            SeedsError::Database { position } => write!(
+                f,
+                "seed {position} names a database; a Redis Cluster has only database 0"
+            ),
+            SeedsError::Mismatch { position } => write!(
+                f,
+                "seed {position} names another scheme, user or password than the first seed; \
+                 one link reaches every node the same way"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SeedsError {}
+
+impl ClusterSeeds {
+    /// Parses a comma-separated list of seeds, each `host:port` (`[v6]:port`; the port
+    /// defaults to 6379) or a whole `redis://` / `rediss://` URL. A seed without a scheme
+    /// takes the first seed's scheme and credentials, so
+    /// `rediss://:password@10.0.0.1:7000,10.0.0.2:7000` reaches both over TLS with that
+    /// password. Blanks around a seed are ignored.
+    pub fn parse(list: &str) -> Result<ClusterSeeds, SeedsError> {
+        if list.trim().is_empty() {
+            return Err(SeedsError::Empty);
+        }
+        let mut seeds: Vec<RedisUrl> = Vec::new();
+        for (index, seed) in list.split(',').enumerate() {
+            let position = index + 1;
+            let seed = seed.trim();
+            if seed.is_empty() {
+                return Err(SeedsError::Blank { position });
+            }
+            let url = if seed.contains("://") {
+                RedisUrl::parse(seed)
+            } else {
+                RedisUrl::parse(&format!("redis://{seed}")).map(|mut url| {
+                    if let Some(first) = seeds.first() {
+                        url.tls = first.tls;
+                        if url.username.is_none() && url.password.is_none() {
+                            url.username.clone_from(&first.username);
+                            url.password.clone_from(&first.password);
+                        }
+                    }
+                    url
+                })
+            };
+            seeds.push(url.map_err(|error| SeedsError::Url { position, error })?);
+        }
+        ClusterSeeds::new(seeds)
+    }
+
+    /// The seeds given, checked: at least one, none naming a database other than 0, all with
+    /// the first one's scheme and credentials.
+    pub fn new(seeds: Vec<RedisUrl>) -> Result<ClusterSeeds, SeedsError> {
+        let Some(first) = seeds.first() else {
+            return Err(SeedsError::Empty);
+        };
+        for (index, seed) in seeds.iter().enumerate() {
+            let position = index + 1;
+            if seed.database.is_some_and(|db| db != 0) {
+                return Err(SeedsError::Database { position });
+            }
+            if (seed.tls, &seed.username, &seed.password)
+                != (first.tls, &first.username, &first.password)
+            {
+                return Err(SeedsError::Mismatch { position });
+            }
+        }
+        Ok(ClusterSeeds(seeds))
+    }
+
+    /// The seeds, in the order given.
+    pub fn seeds(&self) -> &[RedisUrl] {
+        &self.0
+    }
+
+    /// The first seed: its scheme and credentials serve every node.
+    pub fn first(&self) -> &RedisUrl {
+        // `new` refuses an empty list.
+        &self.0[0]
+    }
+}
+
+impl FromStr for ClusterSeeds {
+    type Err = SeedsError;
+
+    fn from_str(list: &str) -> Result<ClusterSeeds, SeedsError> {
+        ClusterSeeds::parse(list)
+    }
+}
+
+impl fmt::Display for ClusterSeeds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, seed) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{seed}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ClusterSeeds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClusterSeeds({self})")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+
+/// Certificate authorities a `rediss://` link trusts besides the system's roots: a private
+/// CA's certificate, say. Empty by default (the system's roots only).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TlsCa(Vec<CertificateDer<'static>>);
+
+/// Why certificates for TLS were refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsError {
+    /// The file could not be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: String,
+    },
+    /// The PEM text is malformed.
+    Pem(String),
+    /// The PEM text holds no `CERTIFICATE` section.
+    NoCertificate,
+    /// A certificate can't serve as a root (it is not a well-formed X.509 certificate).
+    Certificate(String),
+    /// The TLS client could not be set up.
+    Setup(String),
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsError::Read { path, error } => {
+                write!(f, "cannot read the CA file {}: {error}", path.display())
+            }
+            TlsError::Pem(error) => write!(f, "malformed PEM: {error}"),
+            TlsError::NoCertificate => f.write_str("the PEM holds no CERTIFICATE"),
+            TlsError::Certificate(error) => write!(f, "a CA certificate can't be used: {error}"),
+            TlsError::Setup(error) => write!(f, "TLS setup failed: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+impl TlsCa {
+    /// Every `CERTIFICATE` in `pem` (other sections, keys included, are skipped); each is
+    /// checked to be usable as a root.
+    pub fn from_pem(pem: &[u8]) -> Result<TlsCa, TlsError> {
+        let mut certificates = Vec::new();
+        for certificate in CertificateDer::pem_slice_iter(pem) {
+            let certificate = certificate.map_err(|error| TlsError::Pem(error.to_string()))?;
+            rustls::RootCertStore::empty()
+                .add(certificate.clone())
+                .map_err(|error| TlsError::Certificate(error.to_string()))?;
+            certificates.push(certificate);
+        }
+        if certificates.is_empty() {
+            return Err(TlsError::NoCertificate);
+        }
+        Ok(TlsCa(certificates))
+    }
+
+    /// How many certificates.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// None (the system's roots only).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for TlsCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TlsCa({} certificates)", self.0.len())
+    }
+}
+
+/// The TLS client for `rediss://`: TLS 1.2 and 1.3 through rustls with ring, trusting the
+/// system's roots (those that load: a broken system store is logged, not fatal, as a private
+/// CA may be all that is needed) and `extra`.
+fn tls_connector(extra: &TlsCa) -> Result<TlsConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let system = rustls_native_certs::load_native_certs();
+    for error in &system.errors {
+        tracing::debug!("redis link: a system root certificate did not load: {error}");
+    }
+    let (_, ignored) = roots.add_parsable_certificates(system.certs);
+    if ignored > 0 {
+        tracing::debug!("redis link: {ignored} system root certificates ignored");
+    }
+    for certificate in &extra.0 {
+        roots
+            .add(certificate.clone())
+            .map_err(|error| TlsError::Certificate(error.to_string()))?;
+    }
+    if roots.is_empty() {
+        tracing::warn!(
+            "redis link: no root certificate to check the Redis server's against (no system \
+             roots, no CA given); TLS connections will fail"
+        );
+    }
+    // ring, deprecated by rustls for lacking post-quantum key exchange, rather than aws-lc-rs
+    // (a large C build): for a link to Redis that is a fair trade, and fred is built for it.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsError::Setup(error.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConfig {
+        connector: TlsConnector::from(config),
+        // A cluster's nodes are checked against the names `CLUSTER SLOTS` gives them (their
+        // IP addresses, or the host names they announce).
+        hostnames: TlsHostMapping::None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
 // The configuration
 
 /// How the link waits between attempts to reach Redis: `min`, doubling each failed attempt up
@@ -326,8 +635,13 @@ fn millis(duration: Duration) -> u32 {
 /// What [`RedisLink::start`] needs. Its `Debug` never shows the password.
 #[derive(Clone, Debug)]
 pub struct RedisLinkConfig {
-    /// The server.
+    /// The server; for a cluster, the first seed (what [`RedisLink::url`] shows).
     pub url: RedisUrl,
+    /// `Some` for a Redis Cluster, reached through these seeds with the first one's scheme and
+    /// credentials (`url` is then not used to connect); `None` for one server at `url`.
+    pub cluster: Option<ClusterSeeds>,
+    /// For `rediss://`: the certificate authorities trusted besides the system's roots.
+    pub tls_ca: TlsCa,
     /// The wait between attempts to reconnect.
     pub backoff: Backoff,
     /// Publishes waiting for the link thread, at most (default 10,000).
@@ -345,10 +659,12 @@ pub struct RedisLinkConfig {
 }
 
 impl RedisLinkConfig {
-    /// The defaults, for `url`.
+    /// The defaults, for the one server at `url`.
     pub fn new(url: RedisUrl) -> RedisLinkConfig {
         RedisLinkConfig {
             url,
+            cluster: None,
+            tls_ca: TlsCa::default(),
             backoff: Backoff::default(),
             max_queued: 10_000,
             max_queued_bytes: 64 << 20,
@@ -358,8 +674,88 @@ impl RedisLinkConfig {
         }
     }
 
-    fn builder(&self) -> Builder {
-        let mut builder = Builder::from_config(self.url.fred_config());
+    /// The defaults, for the Redis Cluster these seeds belong to.
+    pub fn cluster(seeds: ClusterSeeds) -> RedisLinkConfig {
+        let mut config = RedisLinkConfig::new(seeds.first().clone());
+        config.cluster = Some(seeds);
+        config
+    }
+
+    /// Trusts, besides the system's roots, the CA certificates in `pem` (every `CERTIFICATE`
+    /// section of it) for `rediss://`; added to those already given.
+    pub fn tls_ca_pem(mut self, pem: &[u8]) -> Result<RedisLinkConfig, TlsError> {
+        self.tls_ca.0.extend(TlsCa::from_pem(pem)?.0);
+        Ok(self)
+    }
+
+    /// [`RedisLinkConfig::tls_ca_pem`] with the PEM file at `path` (what a `--redis-ca`
+    /// flag would name).
+    pub fn tls_ca_file(self, path: impl AsRef<Path>) -> Result<RedisLinkConfig, TlsError> {
+        let path = path.as_ref();
+        let pem = std::fs::read(path).map_err(|error| TlsError::Read {
+            path: path.to_owned(),
+            error: error.to_string(),
+        })?;
+        self.tls_ca_pem(&pem)
+    }
+
+    /// Whether the link is to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// The server or the seeds, as they may be logged (passwords shown as `***`).
+    fn target(&self) -> String {
+        match &self.cluster {
+            Some(seeds) => format!("cluster {seeds}"),
+            None => self.url.to_string(),
+        }
+    }
+
+    /// The URL whose scheme and credentials are used.
+    fn access(&self) -> &RedisUrl {
+        self.cluster.as_ref().map_or(&self.url, ClusterSeeds::first)
+    }
+
+    fn fred_config(&self, tls: Option<TlsConfig>) -> Config {
+        let access = self.access();
+        let (server, database) = match &self.cluster {
+            Some(seeds) => {
+                let hosts = seeds
+                    .seeds()
+                    .iter()
+                    .map(|seed| (seed.host.as_str(), seed.port));
+                (ServerConfig::new_clustered(hosts.collect()), None)
+            }
+            None => (
+                ServerConfig::new_centralized(self.url.host.as_str(), self.url.port),
+                self.url.database,
+            ),
+        };
+        Config {
+            // The reconnect policy applies to the first connection too: Redis down at start is
+            // an outage like any other.
+            fail_fast: false,
+            server,
+            username: access.username.clone(),
+            password: access.password.clone(),
+            database,
+            tls,
+            ..Config::default()
+        }
+    }
+
+    /// The TLS client, for a `rediss://` target only.
+    fn tls(&self) -> Result<Option<TlsConfig>, TlsError> {
+        if self.access().tls {
+            tls_connector(&self.tls_ca).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn builder(&self, tls: Option<TlsConfig>) -> Builder {
+        let mut builder = Builder::from_config(self.fred_config(tls));
         builder.set_policy(self.backoff.policy());
         let timeout = self.command_timeout;
         builder.with_connection_config(|connection| {
@@ -387,6 +783,20 @@ impl RedisLinkConfig {
 // ---------------------------------------------------------------------------------------------
 // The public handle
 
+/// Which kind of subscription a message came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IncomingKind {
+    /// A channel subscribed with [`RedisLink::subscribe`] (published with `PUBLISH`).
+    Channel,
+    /// A pattern subscribed with [`RedisLink::psubscribe`] (published with `PUBLISH`);
+    /// [`Incoming::pattern`] names it.
+    Pattern,
+    /// A shard channel subscribed with [`RedisLink::ssubscribe`] (published with `SPUBLISH`).
+    /// Redis keeps shard channels apart from classic ones: `PUBLISH x` never reaches an
+    /// `SSUBSCRIBE x`, nor `SPUBLISH x` a `SUBSCRIBE x`.
+    Sharded,
+}
+
 /// A message from Redis, as the subscriber connection received it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Incoming {
@@ -399,6 +809,8 @@ pub struct Incoming {
     pub pattern: Option<String>,
     /// The payload, as published.
     pub payload: Bytes,
+    /// Which kind of subscription it came through.
+    pub kind: IncomingKind,
 }
 
 /// Why a publish was not queued. The message is dropped and counted in `publish_dropped`.
@@ -513,6 +925,8 @@ struct Handle {
 /// What the callers and the link thread share.
 struct Shared {
     config: RedisLinkConfig,
+    /// The server or the cluster's seeds, as logged.
+    target: String,
     counts: Counts,
     /// Bytes of publishes queued or in flight.
     queued_bytes: AtomicUsize,
@@ -535,21 +949,80 @@ struct Counts {
     received_dropped: AtomicU64,
 }
 
-/// The subscriptions asked for: what every new subscriber connection issues.
+/// The three kinds of subscription, each a set of names of its own in Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Sub {
+    Channel,
+    Pattern,
+    Shard,
+}
+
+impl Sub {
+    const ALL: [Sub; 3] = [Sub::Channel, Sub::Pattern, Sub::Shard];
+}
+
+/// Names, one set per kind of subscription.
 #[derive(Clone, Default, PartialEq, Eq)]
+struct Subscriptions([BTreeSet<String>; 3]);
+
+impl Subscriptions {
+    fn of(&self, sub: Sub) -> &BTreeSet<String> {
+        &self.0[sub as usize]
+    }
+
+    fn of_mut(&mut self, sub: Sub) -> &mut BTreeSet<String> {
+        &mut self.0[sub as usize]
+    }
+}
+
+/// The subscriptions asked for (what every new subscriber connection issues), and what changed
+/// since the link thread last looked.
+#[derive(Default)]
 struct Wanted {
-    channels: BTreeSet<String>,
-    patterns: BTreeSet<String>,
+    subscriptions: Subscriptions,
+    /// Names added or removed since the last look, to compare with what Redis was told: the
+    /// link thread's work is the size of the change, not of the whole set.
+    changed: BTreeSet<(Sub, String)>,
+}
+
+impl Wanted {
+    /// Whether anything changed.
+    fn add(&mut self, sub: Sub, names: impl IntoIterator<Item = String>) -> bool {
+        let mut changed = false;
+        for name in names {
+            if self.subscriptions.of_mut(sub).insert(name.clone()) {
+                self.changed.insert((sub, name));
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Whether anything changed.
+    fn remove(&mut self, sub: Sub, names: impl IntoIterator<Item = String>) -> bool {
+        let mut changed = false;
+        for name in names {
+            if self.subscriptions.of_mut(sub).remove(&name) {
+                self.changed.insert((sub, name));
+                changed = true;
+            }
+        }
+        changed
+    }
 }
 
 struct Publish {
     channel: String,
     payload: Bytes,
     size: usize,
+    /// `SPUBLISH` rather than `PUBLISH`.
+    sharded: bool,
 }
 
 struct NumSub {
     channel: String,
+    /// `PUBSUB SHARDNUMSUB` rather than `PUBSUB NUMSUB`.
+    sharded: bool,
     answer: oneshot::Sender<Result<u64, CommandError>>,
 }
 
@@ -563,8 +1036,12 @@ impl RedisLink {
         config: RedisLinkConfig,
         on_message: impl Fn(Incoming) + Send + 'static,
     ) -> std::io::Result<RedisLink> {
-        let publisher = config.builder().build().map_err(std::io::Error::other)?;
-        let subscriber = config.builder().build().map_err(std::io::Error::other)?;
+        let tls = config.tls().map_err(std::io::Error::other)?;
+        let publisher = config
+            .builder(tls.clone())
+            .build()
+            .map_err(std::io::Error::other)?;
+        let subscriber = config.builder(tls).build().map_err(std::io::Error::other)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -572,6 +1049,7 @@ impl RedisLink {
         let (requests, request_rx) = mpsc::channel(MAX_QUEUED_REQUESTS);
         let url = config.url.clone();
         let shared = Arc::new(Shared {
+            target: config.target(),
             config,
             counts: Counts::default(),
             queued_bytes: AtomicUsize::new(0),
@@ -609,6 +1087,17 @@ impl RedisLink {
     /// dropped (drop-newest), counted in `publish_dropped`, and returned as an error; queued
     /// ones go out in the order they were queued, once the link is connected.
     pub fn publish(&self, channel: impl Into<String>, payload: Bytes) -> Result<(), PublishError> {
+        self.queue(channel.into(), payload, false)
+    }
+
+    /// Queues `SPUBLISH channel payload` (Redis 7 sharded pub/sub; on a cluster, sent to the
+    /// master owning the channel's hash slot); never blocks. The same queue, bounds, order and
+    /// counts as [`RedisLink::publish`].
+    pub fn spublish(&self, channel: impl Into<String>, payload: Bytes) -> Result<(), PublishError> {
+        self.queue(channel.into(), payload, true)
+    }
+
+    fn queue(&self, channel: String, payload: Bytes, sharded: bool) -> Result<(), PublishError> {
         let shared = &self.handle.shared;
         let refuse = |error| {
             shared
@@ -620,7 +1109,6 @@ impl RedisLink {
         if shared.stopped.load(Ordering::Acquire) {
             return refuse(PublishError::Stopped);
         }
-        let channel = channel.into();
         let size = channel.len() + payload.len();
         let before = shared.queued_bytes.fetch_add(size, Ordering::AcqRel);
         if before.saturating_add(size) > shared.config.max_queued_bytes {
@@ -631,6 +1119,7 @@ impl RedisLink {
             channel,
             payload,
             size,
+            sharded,
         };
         match self.handle.publishes.try_send(publish) {
             Ok(()) => Ok(()),
@@ -647,39 +1136,47 @@ impl RedisLink {
     /// Subscribes to `channels` (`SUBSCRIBE`), now if connected and again on every new
     /// subscriber connection.
     pub fn subscribe<S: Into<String>>(&self, channels: impl IntoIterator<Item = S>) {
-        self.change(|wanted| wanted.channels.extend(channels.into_iter().map(Into::into)));
+        self.change(|wanted| wanted.add(Sub::Channel, channels.into_iter().map(Into::into)));
     }
 
     /// Subscribes to `patterns` (`PSUBSCRIBE`, Redis glob patterns), now if connected and
     /// again on every new subscriber connection.
     pub fn psubscribe<S: Into<String>>(&self, patterns: impl IntoIterator<Item = S>) {
-        self.change(|wanted| wanted.patterns.extend(patterns.into_iter().map(Into::into)));
+        self.change(|wanted| wanted.add(Sub::Pattern, patterns.into_iter().map(Into::into)));
+    }
+
+    /// Subscribes to the shard channels `channels` (`SSUBSCRIBE`, Redis 7; on a cluster, at
+    /// the master owning each channel's hash slot), now if connected and again on every new
+    /// subscriber connection. Their messages come with [`IncomingKind::Sharded`].
+    ///
+    /// Cheap to call often (a room appearing): calls only edit the wanted set, and the link
+    /// thread issues whatever changed meanwhile in one pass.
+    pub fn ssubscribe<S: Into<String>>(&self, channels: impl IntoIterator<Item = S>) {
+        self.change(|wanted| wanted.add(Sub::Shard, channels.into_iter().map(Into::into)));
     }
 
     /// Forgets `channels` (`UNSUBSCRIBE`).
     pub fn unsubscribe<S: Into<String>>(&self, channels: impl IntoIterator<Item = S>) {
-        self.change(|wanted| {
-            for channel in channels {
-                wanted.channels.remove(&channel.into());
-            }
-        });
+        self.change(|wanted| wanted.remove(Sub::Channel, channels.into_iter().map(Into::into)));
     }
 
     /// Forgets `patterns` (`PUNSUBSCRIBE`).
     pub fn punsubscribe<S: Into<String>>(&self, patterns: impl IntoIterator<Item = S>) {
-        self.change(|wanted| {
-            for pattern in patterns {
-                wanted.patterns.remove(&pattern.into());
-            }
-        });
+        self.change(|wanted| wanted.remove(Sub::Pattern, patterns.into_iter().map(Into::into)));
     }
 
-    fn change(&self, edit: impl FnOnce(&mut Wanted)) {
+    /// Forgets the shard channels `channels` (`SUNSUBSCRIBE`). A channel subscribed and
+    /// forgotten again before the link thread looked is never sent to Redis.
+    pub fn sunsubscribe<S: Into<String>>(&self, channels: impl IntoIterator<Item = S>) {
+        self.change(|wanted| wanted.remove(Sub::Shard, channels.into_iter().map(Into::into)));
+    }
+
+    /// Edits the wanted set (the lock is held for the edit only) and wakes the link thread if
+    /// anything changed. Many calls before it wakes cost one pass.
+    fn change(&self, edit: impl FnOnce(&mut Wanted) -> bool) {
         let shared = &self.handle.shared;
         let mut wanted = lock(&shared.wanted);
-        let before = wanted.clone();
-        edit(&mut wanted);
-        if *wanted != before {
+        if edit(&mut wanted) {
             shared.wanted_generation.fetch_add(1, Ordering::AcqRel);
             drop(wanted);
             shared.wanted_changed.notify_one();
@@ -687,13 +1184,28 @@ impl RedisLink {
     }
 
     /// `PUBSUB NUMSUB channel` on the command connection: how many connections are subscribed
-    /// to `channel` (on the classic adapter's request channel, the number of servers). Answers
-    /// [`CommandError::Disconnected`] at once while the link is down, and never waits longer
-    /// than the command timeout.
+    /// to `channel` (on the classic adapter's request channel, the number of servers); on a
+    /// cluster, the sum of every master's answer (each counts only its own subscribers).
+    /// Answers [`CommandError::Disconnected`] at once while the link is down, and never waits
+    /// longer than the command timeout.
     pub fn server_count(&self, channel: impl Into<String>) -> ServerCount {
+        self.ask(channel.into(), false)
+    }
+
+    /// `PUBSUB SHARDNUMSUB channel`: how many connections are subscribed to the shard channel
+    /// `channel` (on the sharded adapter's main channel, the number of servers); on a cluster,
+    /// the sum of every master's answer, as Node's sharded adapter counts (the master owning
+    /// the channel's slot has them all; the others answer 0). Same future and errors as
+    /// [`RedisLink::server_count`].
+    pub fn shard_server_count(&self, channel: impl Into<String>) -> ServerCount {
+        self.ask(channel.into(), true)
+    }
+
+    fn ask(&self, channel: String, sharded: bool) -> ServerCount {
         let (answer, receiver) = oneshot::channel();
         let request = NumSub {
-            channel: channel.into(),
+            channel,
+            sharded,
             answer,
         };
         if let Err(error) = self.handle.requests.try_send(request) {
@@ -724,9 +1236,15 @@ impl RedisLink {
         }
     }
 
-    /// The server, as it may be logged (the password is never shown).
+    /// The server, as it may be logged (the password is never shown); for a cluster, the
+    /// first seed.
     pub fn url(&self) -> &RedisUrl {
         &self.handle.url
+    }
+
+    /// Whether the link is to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.handle.shared.config.is_cluster()
     }
 
     /// Stops the link: later publishes are refused, what is queued is published for up to a
@@ -778,16 +1296,76 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Whether each connection is up, as the client's events say, and what has been logged.
+type ErrorEvent = Result<(fred::error::Error, Option<Server>), RecvError>;
+
+/// Whether one client reaches every server it needs (one, or every master of a cluster), as
+/// its events say.
+#[derive(Default)]
+struct Reach {
+    /// A connection was made since the client last failed to connect as a whole.
+    made: bool,
+    /// Servers whose connection was lost and not made again.
+    lost: BTreeSet<Server>,
+}
+
+impl Reach {
+    fn up(&self) -> bool {
+        self.made && self.lost.is_empty()
+    }
+
+    fn error(&mut self, event: &ErrorEvent) {
+        match event {
+            // A connection lost: that server is down until its next connect event.
+            Ok((_, Some(server))) => {
+                self.lost.insert(server.clone());
+            }
+            // The client failed to (re)connect as a whole, or errors were missed.
+            Ok((_, None)) | Err(_) => self.made = false,
+        }
+    }
+
+    fn connect(&mut self, event: &Result<Server, RecvError>) {
+        match event {
+            Ok(server) => {
+                self.lost.remove(server);
+            }
+            // Connect events were missed: whatever was lost may be back.
+            Err(_) => self.lost.clear(),
+        }
+        self.made = true;
+    }
+
+    /// A node left the cluster: it is no longer needed.
+    fn cluster_changed(&mut self, event: &Result<Vec<ClusterStateChange>, RecvError>) {
+        if let Ok(changes) = event {
+            for change in changes {
+                if let ClusterStateChange::Remove(server) = change {
+                    self.lost.remove(server);
+                }
+            }
+        }
+    }
+}
+
+/// Whether each client is up, as the client's events say, and what has been logged.
 #[derive(Default)]
 struct LinkState {
-    publisher_up: bool,
-    subscriber_up: bool,
+    publisher: Reach,
+    subscriber: Reach,
     up: bool,
     ever_up: bool,
     /// The current outage has been logged.
     warned: bool,
     down_since: Option<Instant>,
+}
+
+impl LinkState {
+    fn side(&mut self, side: Side) -> &mut Reach {
+        match side {
+            Side::Publisher => &mut self.publisher,
+            Side::Subscriber => &mut self.subscriber,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -817,21 +1395,26 @@ impl Worker {
         // Every receiver is taken before connecting, so the first connection's events are seen.
         let mut publisher_errors = self.publisher.error_rx();
         let mut publisher_connects = self.publisher.reconnect_rx();
+        let mut publisher_changes = self.publisher.cluster_change_rx();
         let mut subscriber_errors = self.subscriber.error_rx();
         let mut subscriber_connects = self.subscriber.reconnect_rx();
+        let mut subscriber_changes = self.subscriber.cluster_change_rx();
         let mut messages = self.subscriber.message_rx();
         let subscriptions = tokio::spawn(keep_subscriptions(
             self.subscriber.clone(),
             shared.clone(),
             self.subscriber.reconnect_rx(),
+            self.subscriber.cluster_change_rx(),
         ));
         let mut publisher_task = self.publisher.connect();
         let mut subscriber_task = self.subscriber.connect();
         let mut restart: Option<(Side, tokio::time::Instant)> = None;
         let mut publishing: FuturesUnordered<Task> = FuturesUnordered::new();
         let mut asking: FuturesUnordered<Task> = FuturesUnordered::new();
-        let (mut events_open, mut messages_open) = ([true; 4], true);
+        let (mut events_open, mut messages_open) = ([true; 6], true);
         let max_in_flight = shared.config.max_in_flight.max(1);
+        let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
+        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         loop {
             if shared.stopped.load(Ordering::Acquire) {
@@ -852,6 +1435,12 @@ impl Worker {
                 event = subscriber_connects.recv(), if events_open[3] => {
                     events_open[3] = self.on_connect(Side::Subscriber, event);
                 }
+                event = publisher_changes.recv(), if events_open[4] => {
+                    events_open[4] = self.on_cluster_change(Side::Publisher, event);
+                }
+                event = subscriber_changes.recv(), if events_open[5] => {
+                    events_open[5] = self.on_cluster_change(Side::Subscriber, event);
+                }
                 message = messages.recv(), if messages_open => match message {
                     Ok(message) => self.deliver(message),
                     Err(RecvError::Lagged(missed)) => {
@@ -864,6 +1453,7 @@ impl Worker {
                 },
                 Some(()) = publishing.next(), if !publishing.is_empty() => {}
                 Some(()) = asking.next(), if !asking.is_empty() => {}
+                _ = reconcile.tick() => self.reconcile(),
                 publish = publishes.recv(),
                     if self.state.up && publishing.len() < max_in_flight =>
                 {
@@ -903,46 +1493,72 @@ impl Worker {
         self.shut_down(publishes, publishing, subscriptions).await;
     }
 
-    /// An error event: that connection is down until its next connect event.
-    fn on_error(
-        &mut self,
-        side: Side,
-        event: Result<(fred::error::Error, Option<fred::types::config::Server>), RecvError>,
-    ) -> bool {
-        let (open, error) = match event {
-            Ok((error, _server)) => (true, Some(error.to_string())),
-            Err(RecvError::Lagged(_)) => (true, None),
-            Err(RecvError::Closed) => (false, None),
-        };
-        if open {
-            match side {
-                Side::Publisher => self.state.publisher_up = false,
-                Side::Subscriber => self.state.subscriber_up = false,
-            }
-            self.refresh(error.as_deref());
-        }
-        open
-    }
-
-    /// A connect event (the first connection's included): that connection is up.
-    fn on_connect<T>(&mut self, side: Side, event: Result<T, RecvError>) -> bool {
+    /// An error event: that connection (or, with no server named, the client) is down until
+    /// its next connect event.
+    fn on_error(&mut self, side: Side, event: ErrorEvent) -> bool {
         if matches!(event, Err(RecvError::Closed)) {
             return false;
         }
-        match side {
-            Side::Publisher => self.state.publisher_up = true,
-            Side::Subscriber => self.state.subscriber_up = true,
+        self.state.side(side).error(&event);
+        let error = event.ok().map(|(error, _server)| error.to_string());
+        self.refresh(error.as_deref());
+        true
+    }
+
+    /// A connect event (the first connection's included): that connection is up.
+    fn on_connect(&mut self, side: Side, event: Result<Server, RecvError>) -> bool {
+        if matches!(event, Err(RecvError::Closed)) {
+            return false;
         }
+        self.state.side(side).connect(&event);
         self.refresh(None);
         true
+    }
+
+    /// The cluster's layout changed: a node that left is no longer waited for.
+    fn on_cluster_change(
+        &mut self,
+        side: Side,
+        event: Result<Vec<ClusterStateChange>, RecvError>,
+    ) -> bool {
+        if matches!(event, Err(RecvError::Closed)) {
+            return false;
+        }
+        self.state.side(side).cluster_changed(&event);
+        self.refresh(None);
+        true
+    }
+
+    /// A client's errors and connects come through two channels, so the link can't see their
+    /// order: a failed attempt's error (naming no server) read after the next attempt's
+    /// connects would leave that client down for good. The client's own state settles it: a
+    /// client that says it is connected, with no connection the link knows lost, is up. (A
+    /// lost connection is not settled this way: the client still says connected while it
+    /// waits to reconnect.)
+    fn reconcile(&mut self) {
+        let mut changed = false;
+        for (side, client) in [
+            (Side::Publisher, &self.publisher),
+            (Side::Subscriber, &self.subscriber),
+        ] {
+            let connected = client.state() == ClientState::Connected;
+            let reach = self.state.side(side);
+            if connected && !reach.made && reach.lost.is_empty() {
+                reach.made = true;
+                changed = true;
+            }
+        }
+        if changed {
+            self.refresh(None);
+        }
     }
 
     /// Sets `connected` and logs the transitions: one warning per outage, one line when back.
     fn refresh(&mut self, error: Option<&str>) {
         let shared = &self.shared;
-        let url = &shared.config.url;
+        let target = &shared.target;
         let state = &mut self.state;
-        let up = state.publisher_up && state.subscriber_up;
+        let up = state.publisher.up() && state.subscriber.up();
         if up && !state.up {
             if state.ever_up {
                 shared.counts.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -951,11 +1567,11 @@ impl Worker {
                     .map(|since| since.elapsed())
                     .unwrap_or_default();
                 tracing::info!(
-                    "redis link to {url} is back after {} ms; subscriptions issued again",
+                    "redis link to {target} is back after {} ms; subscriptions issued again",
                     outage.as_millis()
                 );
             } else {
-                tracing::info!("redis link connected to {url}");
+                tracing::info!("redis link connected to {target}");
             }
             state.ever_up = true;
             state.warned = false;
@@ -970,9 +1586,9 @@ impl Worker {
             let backoff = &config.backoff;
             if state.ever_up {
                 tracing::warn!(
-                    "redis link to {url} lost ({why}); local delivery goes on; publishes queue \
-                     up to {} messages / {} bytes, then are dropped and counted; reconnecting \
-                     every {} ms doubling to {} ms",
+                    "redis link to {target} lost ({why}); local delivery goes on; publishes \
+                     queue up to {} messages / {} bytes, then are dropped and counted; \
+                     reconnecting every {} ms doubling to {} ms",
                     config.max_queued,
                     config.max_queued_bytes,
                     backoff.min.as_millis(),
@@ -980,9 +1596,9 @@ impl Worker {
                 );
             } else {
                 tracing::warn!(
-                    "cannot connect to redis at {url} ({why}); serving local clients only; publishes \
-                     queue up to {} messages / {} bytes, then are dropped and counted; retrying \
-                     every {} ms doubling to {} ms",
+                    "cannot connect to redis at {target} ({why}); serving local clients only; \
+                     publishes queue up to {} messages / {} bytes, then are dropped and \
+                     counted; retrying every {} ms doubling to {} ms",
                     config.max_queued,
                     config.max_queued_bytes,
                     backoff.min.as_millis(),
@@ -1008,12 +1624,9 @@ impl Worker {
         };
         tracing::error!(
             "redis link to {}: a connection gave up ({why}); starting it again",
-            self.shared.config.url
+            self.shared.target
         );
-        match side {
-            Side::Publisher => self.state.publisher_up = false,
-            Side::Subscriber => self.state.subscriber_up = false,
-        }
+        self.state.side(side).made = false;
         self.refresh(Some(&why));
         tokio::time::Instant::now() + self.shared.config.backoff.max
     }
@@ -1026,8 +1639,13 @@ impl Worker {
                 channel,
                 payload,
                 size,
+                sharded,
             } = publish;
-            let result: Result<Value, _> = client.publish(channel, payload).await;
+            let result: Result<Value, _> = if sharded {
+                client.spublish(channel, payload).await
+            } else {
+                client.publish(channel, payload).await
+            };
             shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
             match result {
                 Ok(_) => shared.counts.published.fetch_add(1, Ordering::Relaxed),
@@ -1039,24 +1657,49 @@ impl Worker {
         })
     }
 
+    /// `PUBSUB NUMSUB` or `SHARDNUMSUB`, asked of the server, or of every master of a cluster
+    /// (each counts only its own connections) and added up.
     fn num_sub(&self, request: NumSub) -> Option<Task> {
-        if !self.state.publisher_up {
+        if !self.state.publisher.up() {
             let _ = request.answer.send(Err(CommandError::Disconnected));
             return None;
         }
+        // On a cluster, every master the client's routing table knows (it has one once
+        // connected).
+        let masters = if self.shared.config.is_cluster() {
+            match self.publisher.cached_cluster_state() {
+                Some(layout) => Some(layout.unique_primary_nodes()),
+                None => {
+                    let _ = request.answer.send(Err(CommandError::Disconnected));
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
         let client = self.publisher.clone();
         let timeout = self.shared.config.command_timeout;
         Some(Box::pin(async move {
-            let NumSub { channel, answer } = request;
-            let result =
-                tokio::time::timeout(timeout, client.pubsub_numsub::<Value, _>(channel)).await;
-            let count = match result {
+            let NumSub {
+                channel,
+                sharded,
+                answer,
+            } = request;
+            let count = async {
+                let Some(masters) = masters else {
+                    return count_on(&client, channel, sharded).await;
+                };
+                let asked = masters.into_iter().map(|master| {
+                    let client = client.with_cluster_node(master);
+                    let channel = channel.clone();
+                    async move { count_on(&client, channel, sharded).await }
+                });
+                let counts = futures_util::future::try_join_all(asked).await?;
+                Ok(counts.into_iter().sum())
+            };
+            let count = match tokio::time::timeout(timeout, count).await {
                 Err(_elapsed) => Err(CommandError::Timeout),
-                Ok(Err(error)) if *error.kind() == fred::error::ErrorKind::Timeout => {
-                    Err(CommandError::Timeout)
-                }
-                Ok(Err(error)) => Err(CommandError::Redis(error.to_string())),
-                Ok(Ok(value)) => num_sub_count(value),
+                Ok(count) => count,
             };
             let _ = answer.send(count);
         }))
@@ -1077,24 +1720,25 @@ impl Worker {
             return;
         }
         let channel = message.channel.to_string();
-        let pattern = if message.kind == MessageKind::PMessage {
-            match self.pattern_for(&channel) {
-                Some(pattern) => Some(pattern),
+        let (kind, pattern) = match message.kind {
+            MessageKind::PMessage => match self.pattern_for(&channel) {
+                Some(pattern) => (IncomingKind::Pattern, Some(pattern)),
                 // Matches no pattern still wanted: one just unsubscribed.
                 None => {
                     let counts = &self.shared.counts;
                     counts.received_dropped.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-            }
-        } else {
-            None
+            },
+            MessageKind::SMessage => (IncomingKind::Sharded, None),
+            _ => (IncomingKind::Channel, None),
         };
         self.shared.counts.received.fetch_add(1, Ordering::Relaxed);
         let incoming = Incoming {
             channel,
             pattern,
             payload,
+            kind,
         };
         if catch_unwind(AssertUnwindSafe(|| (self.on_message)(incoming))).is_err() {
             tracing::error!("redis link: the message callback panicked; the message is lost");
@@ -1106,7 +1750,8 @@ impl Worker {
         let generation = self.shared.wanted_generation.load(Ordering::Acquire);
         if self.patterns.0 != generation {
             let wanted = lock(&self.shared.wanted);
-            self.patterns = (generation, wanted.patterns.iter().cloned().collect());
+            let patterns = wanted.subscriptions.of(Sub::Pattern);
+            self.patterns = (generation, patterns.iter().cloned().collect());
         }
         self.patterns
             .1
@@ -1116,7 +1761,7 @@ impl Worker {
     }
 
     /// Publishes what is queued (if connected) for up to [`STOP_GRACE`], drops the rest, and
-    /// closes both connections.
+    /// closes both clients.
     async fn shut_down(
         self,
         mut publishes: mpsc::Receiver<Publish>,
@@ -1155,9 +1800,9 @@ impl Worker {
             .publish_dropped
             .fetch_add(left, Ordering::Relaxed);
         subscriptions.abort();
-        // A connection that is down has nothing to say goodbye to (and QUIT would wait for it);
+        // A client that is down has nothing to say goodbye to (and QUIT would wait for it);
         // the runtime, dropped with the thread, ends its tasks.
-        let (publisher_up, subscriber_up) = (self.state.publisher_up, self.state.subscriber_up);
+        let (publisher_up, subscriber_up) = (self.state.publisher.up(), self.state.subscriber.up());
         let quit = futures_util::future::join(
             async { publisher_up.then_some(self.publisher.quit().await) },
             async { subscriber_up.then_some(self.subscriber.quit().await) },
@@ -1166,12 +1811,32 @@ impl Worker {
         shared.counts.connected.store(false, Ordering::Relaxed);
         tracing::info!(
             "redis link to {} stopped ({left} queued publishes dropped)",
-            shared.config.url
+            shared.target
         );
     }
 }
 
-/// `PUBSUB NUMSUB channel` answers `[channel, count]`.
+/// One server's `PUBSUB NUMSUB channel` or `PUBSUB SHARDNUMSUB channel`.
+async fn count_on<C: PubsubInterface>(
+    client: &C,
+    channel: String,
+    sharded: bool,
+) -> Result<u64, CommandError> {
+    let answer = if sharded {
+        client.pubsub_shardnumsub::<Value, _>(channel).await
+    } else {
+        client.pubsub_numsub::<Value, _>(channel).await
+    };
+    match answer {
+        Ok(value) => num_sub_count(value),
+        Err(error) if *error.kind() == fred::error::ErrorKind::Timeout => {
+            Err(CommandError::Timeout)
+        }
+        Err(error) => Err(CommandError::Redis(error.to_string())),
+    }
+}
+
+/// `PUBSUB NUMSUB channel` (and `SHARDNUMSUB`) answers `[channel, count]`.
 fn num_sub_count(value: Value) -> Result<u64, CommandError> {
     let unexpected = || CommandError::Redis("unexpected answer to PUBSUB NUMSUB".to_owned());
     let Value::Array(items) = value else {
@@ -1183,32 +1848,47 @@ fn num_sub_count(value: Value) -> Result<u64, CommandError> {
     }
 }
 
-/// Keeps the subscriber connection's subscriptions equal to what is wanted: issues the
-/// difference whenever it changes, and everything again after every (re)connect.
+// ---------------------------------------------------------------------------------------------
+// Subscriptions
+
+/// Channel or pattern names per `SUBSCRIBE`, `UNSUBSCRIBE`, … command: a pass over many is a
+/// few commands, none of them huge.
+const NAMES_PER_COMMAND: usize = 256;
+
+/// Keeps the subscriber's subscriptions equal to what is wanted: issues what changed whenever
+/// it changes, and everything again after every (re)connect and cluster layout change.
 async fn keep_subscriptions(
     subscriber: Client,
     shared: Arc<Shared>,
-    mut connects: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    mut connects: tokio::sync::broadcast::Receiver<Server>,
+    mut layout_changes: tokio::sync::broadcast::Receiver<Vec<ClusterStateChange>>,
 ) {
-    // What the current connection has been told.
-    let mut issued = Wanted::default();
+    let mut sync = SubscriptionSync::default();
     let mut retry: Option<tokio::time::Instant> = None;
     let mut retry_delay = shared.config.backoff.min;
+    let (mut connects_open, mut changes_open) = (true, true);
     loop {
         tokio::select! {
-            event = connects.recv() => match event {
+            event = connects.recv(), if connects_open => match event {
+                // A new connection has none of the subscriptions (on a cluster, the connection
+                // to one master; issuing all again is harmless to the others).
                 Ok(_) | Err(RecvError::Lagged(_)) => {
-                    issued = Wanted::default();
+                    sync.reissue = true;
                     retry_delay = shared.config.backoff.min;
                 }
-                Err(RecvError::Closed) => return,
+                Err(RecvError::Closed) => connects_open = false,
+            },
+            event = layout_changes.recv(), if changes_open => match event {
+                // Slots moved: a master that lost a slot dropped its shard subscriptions, and
+                // the new owner has none of them yet.
+                Ok(_) | Err(RecvError::Lagged(_)) => sync.reissue = true,
+                Err(RecvError::Closed) => changes_open = false,
             },
             _ = shared.wanted_changed.notified() => {}
             _ = tokio::time::sleep_until(retry.unwrap_or_else(tokio::time::Instant::now)), if retry.is_some() => {}
         }
         retry = None;
-        let wanted = lock(&shared.wanted).clone();
-        if let Err(error) = sync_subscriptions(&subscriber, &wanted, &mut issued).await {
+        if let Err(error) = sync.pass(&subscriber, &shared).await {
             tracing::debug!("redis link: subscribing failed ({error}); trying again");
             retry = Some(tokio::time::Instant::now() + retry_delay);
             retry_delay = (retry_delay * 2).min(shared.config.backoff.max);
@@ -1216,52 +1896,216 @@ async fn keep_subscriptions(
     }
 }
 
-async fn sync_subscriptions(
-    subscriber: &Client,
-    wanted: &Wanted,
-    issued: &mut Wanted,
-) -> Result<(), fred::error::Error> {
-    let add: Vec<String> = wanted
-        .channels
-        .difference(&issued.channels)
-        .cloned()
-        .collect();
-    if !add.is_empty() {
-        subscriber.subscribe(add.clone()).await?;
-        issued.channels.extend(add);
-    }
-    let remove: Vec<String> = issued
-        .channels
-        .difference(&wanted.channels)
-        .cloned()
-        .collect();
-    if !remove.is_empty() {
-        subscriber.unsubscribe(remove.clone()).await?;
-        for channel in remove {
-            issued.channels.remove(&channel);
+/// What the subscriber was told, and what the next pass must look at.
+#[derive(Default)]
+struct SubscriptionSync {
+    /// What Redis was told to subscribe to and not told to forget: what it has unless a
+    /// connection was lost since (`reissue` is then set).
+    issued: Subscriptions,
+    /// Compare everything wanted or issued, not only what changed (a pass failed).
+    full: bool,
+    /// Issue everything wanted again (a connection was made, or the cluster's layout changed).
+    reissue: bool,
+    /// A refusal has been logged since the last pass that went through.
+    warned: bool,
+}
+
+/// What one pass sends.
+#[derive(Default)]
+struct Plan {
+    add: [Vec<String>; 3],
+    remove: [Vec<String>; 3],
+}
+
+impl SubscriptionSync {
+    /// One pass: what is wanted and not issued is subscribed, what is issued and not wanted is
+    /// forgotten. On an error the rest of the pass is still tried where it can be, and the next
+    /// pass compares everything.
+    async fn pass(
+        &mut self,
+        subscriber: &Client,
+        shared: &Shared,
+    ) -> Result<(), fred::error::Error> {
+        let plan = self.plan(&shared.wanted);
+        let mut failed: Option<fred::error::Error> = None;
+        for sub in Sub::ALL {
+            let adds = &plan.add[sub as usize];
+            let removes = &plan.remove[sub as usize];
+            match sub {
+                Sub::Channel | Sub::Pattern => {
+                    for names in adds.chunks(NAMES_PER_COMMAND) {
+                        let names = names.to_vec();
+                        let sent = match sub {
+                            Sub::Channel => subscriber.subscribe(names.clone()).await,
+                            _ => subscriber.psubscribe(names.clone()).await,
+                        };
+                        self.note(sub, names, true, sent, &mut failed);
+                    }
+                    for names in removes.chunks(NAMES_PER_COMMAND) {
+                        let names = names.to_vec();
+                        let sent = match sub {
+                            Sub::Channel => subscriber.unsubscribe(names.clone()).await,
+                            _ => subscriber.punsubscribe(names.clone()).await,
+                        };
+                        self.note(sub, names, false, sent, &mut failed);
+                    }
+                }
+                Sub::Shard => {
+                    // One channel per `SSUBSCRIBE`, as Node's adapter sends them: the client
+                    // resolves an `SSUBSCRIBE` on its first confirmation, and would take the
+                    // others (one per channel) for the answers to the commands after it; and
+                    // on a cluster one command may only name channels of one hash slot.
+                    for channel in adds {
+                        if failed.as_ref().is_some_and(is_transport) {
+                            break;
+                        }
+                        let sent = subscriber.ssubscribe(channel.clone()).await;
+                        self.note(sub, vec![channel.clone()], true, sent, &mut failed);
+                    }
+                    // `SUNSUBSCRIBE` expects no answer from the client's side (confirmations
+                    // are dropped), so several channels go in one command: all of them on one
+                    // server, those of one hash slot on a cluster.
+                    for names in by_slot(removes, shared.config.is_cluster()) {
+                        let sent = subscriber.sunsubscribe(names.clone()).await;
+                        self.note(sub, names, false, sent, &mut failed);
+                    }
+                }
+            }
+        }
+        match failed {
+            None => {
+                self.full = false;
+                self.reissue = false;
+                self.warned = false;
+                Ok(())
+            }
+            Some(error) => {
+                self.full = true;
+                if !is_transport(&error) && !self.warned {
+                    self.warned = true;
+                    tracing::warn!(
+                        "redis link: Redis refused a subscription ({error}); retrying until it \
+                         takes it (sharded pub/sub needs Redis 7)"
+                    );
+                }
+                Err(error)
+            }
         }
     }
-    let add: Vec<String> = wanted
-        .patterns
-        .difference(&issued.patterns)
-        .cloned()
-        .collect();
-    if !add.is_empty() {
-        subscriber.psubscribe(add.clone()).await?;
-        issued.patterns.extend(add);
+
+    /// What to send: the changes since the last pass, or everything on a full pass.
+    fn plan(&mut self, wanted: &Mutex<Wanted>) -> Plan {
+        let mut plan = Plan::default();
+        let mut wanted = lock(wanted);
+        let changed = std::mem::take(&mut wanted.changed);
+        let wanted = &wanted.subscriptions;
+        if self.full || self.reissue {
+            for sub in Sub::ALL {
+                let (wanted, issued) = (wanted.of(sub), self.issued.of(sub));
+                plan.add[sub as usize] = match self.reissue {
+                    true => wanted.iter().cloned().collect(),
+                    false => wanted.difference(issued).cloned().collect(),
+                };
+                plan.remove[sub as usize] = issued.difference(wanted).cloned().collect();
+            }
+        } else {
+            for (sub, name) in changed {
+                let (wanted, issued) = (
+                    wanted.of(sub).contains(&name),
+                    self.issued.of(sub).contains(&name),
+                );
+                match (wanted, issued) {
+                    (true, false) => plan.add[sub as usize].push(name),
+                    (false, true) => plan.remove[sub as usize].push(name),
+                    // Subscribed and forgotten again (or the reverse) since the last pass:
+                    // nothing to tell Redis.
+                    _ => {}
+                }
+            }
+        }
+        plan
     }
-    let remove: Vec<String> = issued
-        .patterns
-        .difference(&wanted.patterns)
-        .cloned()
-        .collect();
-    if !remove.is_empty() {
-        subscriber.punsubscribe(remove.clone()).await?;
-        for pattern in remove {
-            issued.patterns.remove(&pattern);
+
+    /// Records what a command did: on success the names are issued (or forgotten); the first
+    /// error is kept.
+    fn note(
+        &mut self,
+        sub: Sub,
+        names: Vec<String>,
+        subscribed: bool,
+        sent: Result<(), fred::error::Error>,
+        failed: &mut Option<fred::error::Error>,
+    ) {
+        match sent {
+            Ok(()) => {
+                let issued = self.issued.of_mut(sub);
+                for name in names {
+                    if subscribed {
+                        issued.insert(name);
+                    } else {
+                        issued.remove(&name);
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::debug!(
+                    "redis link: {:?} {} of {} names failed: {error}",
+                    sub,
+                    if subscribed {
+                        "subscribing"
+                    } else {
+                        "forgetting"
+                    },
+                    names.len()
+                );
+                failed.get_or_insert(error);
+            }
         }
     }
-    Ok(())
+}
+
+/// The connection, not Redis, failed: the rest of a pass would fail the same way (each after
+/// the command timeout), so it waits for the retry.
+fn is_transport(error: &fred::error::Error) -> bool {
+    use fred::error::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::IO
+            | ErrorKind::Timeout
+            | ErrorKind::Canceled
+            | ErrorKind::Routing
+            | ErrorKind::Cluster
+            | ErrorKind::Protocol
+            | ErrorKind::Tls
+            | ErrorKind::Backpressure
+    )
+}
+
+/// `names` in groups a command may carry: on a cluster, one group per hash slot (at most
+/// [`NAMES_PER_COMMAND`] each); otherwise groups of [`NAMES_PER_COMMAND`].
+fn by_slot(names: &[String], cluster: bool) -> Vec<Vec<String>> {
+    if !cluster {
+        return names
+            .chunks(NAMES_PER_COMMAND)
+            .map(<[String]>::to_vec)
+            .collect();
+    }
+    let mut slots: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+    for name in names {
+        slots
+            .entry(fred::util::redis_keyslot(name.as_bytes()))
+            .or_default()
+            .push(name.clone());
+    }
+    slots
+        .into_values()
+        .flat_map(|group| {
+            group
+                .chunks(NAMES_PER_COMMAND)
+                .map(<[String]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Redis's glob matching (`stringmatchlen`, case-sensitive): `*`, `?`, `[abc]`, `[^abc]`,
@@ -1375,12 +2219,118 @@ mod tests {
 
         let url: RedisUrl = "redis://alice@h:1".parse().unwrap();
         assert_eq!((url.username(), url.has_password()), (Some("alice"), false));
+        assert!(!url.is_tls());
+
+        let url = RedisUrl::parse("rediss://:pw@redis.example:6380/1").unwrap();
+        assert!(url.is_tls());
+        assert_eq!((url.host(), url.port()), ("redis.example", 6380));
+        assert_eq!(url.to_string(), "rediss://:***@redis.example:6380/1");
+    }
+
+    #[test]
+    fn cluster_seeds_parse() {
+        let seeds = ClusterSeeds::parse("127.0.0.1:7000, [::1]:7001 ,node-3").unwrap();
+        let hosts: Vec<(&str, u16)> = seeds.seeds().iter().map(|s| (s.host(), s.port())).collect();
+        assert_eq!(
+            hosts,
+            [
+                ("127.0.0.1", 7000),
+                ("::1", 7001),
+                ("node-3", RedisUrl::DEFAULT_PORT)
+            ]
+        );
+        assert!(seeds.seeds().iter().all(|seed| !seed.is_tls()));
+        assert_eq!(
+            seeds.to_string(),
+            "redis://127.0.0.1:7000,redis://[::1]:7001,redis://node-3:6379"
+        );
+
+        // Seeds without a scheme take the first one's scheme and credentials.
+        let seeds: ClusterSeeds = "rediss://u:hunter2@a:1,b:2,rediss://u:hunter2@c:3"
+            .parse()
+            .unwrap();
+        for seed in seeds.seeds() {
+            assert!(seed.is_tls());
+            assert_eq!(seed.username(), Some("u"));
+            assert_eq!(seed.password.as_deref(), Some("hunter2"));
+        }
+        assert_eq!(
+            format!("{seeds:?}"),
+            "ClusterSeeds(rediss://u:***@a:1,rediss://u:***@b:2,rediss://u:***@c:3)"
+        );
+        let config = RedisLinkConfig::cluster(seeds.clone());
+        assert!(config.is_cluster());
+        assert_eq!(config.url, seeds.seeds()[0]);
+        assert_eq!(config.target(), format!("cluster {seeds}"));
+        assert!(!format!("{config:?}").contains("hunter2"));
+        // A database 0 is no database.
+        assert!(ClusterSeeds::parse("redis://a:1/0,b:2").is_ok());
+
+        for (list, error) in [
+            ("", SeedsError::Empty),
+            ("  ", SeedsError::Empty),
+            ("a:1,,b:2", SeedsError::Blank { position: 2 }),
+            ("a:1,", SeedsError::Blank { position: 2 }),
+            ("a:1,redis://b:2/3", SeedsError::Database { position: 2 }),
+            ("a:1,rediss://b:2", SeedsError::Mismatch { position: 2 }),
+            (
+                "redis://:x@a:1,redis://:y@b:2",
+                SeedsError::Mismatch { position: 2 },
+            ),
+            (
+                "redis://:x@a:1,u:z@b:2",
+                SeedsError::Mismatch { position: 2 },
+            ),
+        ] {
+            assert_eq!(ClusterSeeds::parse(list), Err(error), "{list:?}");
+        }
+        assert!(ClusterSeeds::new(Vec::new()).is_err());
+        match ClusterSeeds::parse("a:1,b:x") {
+            Err(SeedsError::Url { position: 2, error }) => {
+                assert!(error.to_string().contains("port"), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let shown = ClusterSeeds::parse("redis://:hunter2@a:1,http://b:2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            shown.contains("seed 2") && shown.contains("http://"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"));
+    }
+
+    #[test]
+    fn tls_ca_pem_is_checked() {
+        assert_eq!(TlsCa::from_pem(b""), Err(TlsError::NoCertificate));
+        assert_eq!(
+            TlsCa::from_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
+            Err(TlsError::NoCertificate)
+        );
+        assert!(matches!(
+            TlsCa::from_pem(
+                b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"
+            ),
+            Err(TlsError::Pem(_))
+        ));
+        // Well-formed PEM around bytes that are no certificate.
+        assert!(matches!(
+            TlsCa::from_pem(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+            Err(TlsError::Certificate(_))
+        ));
+        let config = RedisLinkConfig::new(RedisUrl::parse("rediss://h:1").unwrap());
+        assert!(config.tls_ca.is_empty());
+        assert!(matches!(
+            config.tls_ca_file("/nonexistent/ringcast-ca.pem"),
+            Err(TlsError::Read { .. })
+        ));
     }
 
     #[test]
     fn urls_refused_say_why() {
         for (url, why) in [
-            ("rediss://h:1", "TLS"),
+            ("rediss:/h:1", "no scheme"),
             ("redis-cluster://h:1", "redis-cluster:// is not supported"),
             ("unix:///tmp/redis.sock", "unix:// is not supported"),
             ("http://h:1", "http:// is not supported"),
@@ -1488,6 +2438,76 @@ mod tests {
         ] {
             assert!(matches!(num_sub_count(bad), Err(CommandError::Redis(_))));
         }
+    }
+
+    #[test]
+    fn subscription_changes_coalesce() {
+        let wanted = Mutex::new(Wanted::default());
+        let edit = |f: &dyn Fn(&mut Wanted) -> bool| f(&mut lock(&wanted));
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut sync = SubscriptionSync::default();
+
+        assert!(edit(
+            &|w| w.add(Sub::Shard, names(&["room-a", "room-b", "room-c"]))
+        ));
+        assert!(
+            !edit(&|w| w.add(Sub::Shard, names(&["room-a"]))),
+            "no change"
+        );
+        assert!(edit(&|w| w.remove(Sub::Shard, names(&["room-b"]))));
+        assert!(edit(&|w| w.add(Sub::Channel, names(&["main"]))));
+        let plan = sync.plan(&wanted);
+        // room-b came and went before the pass: Redis never hears of it.
+        assert_eq!(plan.add[Sub::Shard as usize], names(&["room-a", "room-c"]));
+        assert_eq!(plan.add[Sub::Channel as usize], names(&["main"]));
+        assert!(plan.remove.iter().all(Vec::is_empty));
+        // As if the commands went through.
+        sync.issued
+            .of_mut(Sub::Shard)
+            .extend(names(&["room-a", "room-c"]));
+        sync.issued.of_mut(Sub::Channel).extend(names(&["main"]));
+
+        // Nothing changed: nothing to send.
+        let plan = sync.plan(&wanted);
+        assert!(plan.add.iter().chain(&plan.remove).all(Vec::is_empty));
+
+        edit(&|w| w.remove(Sub::Shard, names(&["room-a"])));
+        edit(&|w| w.add(Sub::Shard, names(&["room-d"])));
+        edit(&|w| w.remove(Sub::Shard, names(&["room-d"])));
+        edit(&|w| w.remove(Sub::Shard, names(&["room-c"])));
+        edit(&|w| w.add(Sub::Shard, names(&["room-c"])));
+        let plan = sync.plan(&wanted);
+        assert_eq!(plan.remove[Sub::Shard as usize], names(&["room-a"]));
+        assert!(plan.add[Sub::Shard as usize].is_empty());
+        sync.issued.of_mut(Sub::Shard).remove("room-a");
+
+        // After a reconnect everything wanted goes again, and only that.
+        sync.reissue = true;
+        let plan = sync.plan(&wanted);
+        assert_eq!(plan.add[Sub::Shard as usize], names(&["room-c"]));
+        assert_eq!(plan.add[Sub::Channel as usize], names(&["main"]));
+        assert!(plan.remove.iter().all(Vec::is_empty));
+    }
+
+    #[test]
+    fn shard_channels_are_grouped_by_slot_on_a_cluster() {
+        let names: Vec<String> = (0..600).map(|i| format!("socket.io#/#room-{i}#")).collect();
+        let groups = by_slot(&names, false);
+        assert_eq!(
+            groups.iter().map(Vec::len).collect::<Vec<_>>(),
+            [256, 256, 88]
+        );
+        let groups = by_slot(&names, true);
+        assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), 600);
+        for group in &groups {
+            let slot = fred::util::redis_keyslot(group[0].as_bytes());
+            assert!(group
+                .iter()
+                .all(|name| fred::util::redis_keyslot(name.as_bytes()) == slot));
+        }
+        // Redis's own answers (CLUSTER KEYSLOT).
+        assert_eq!(fred::util::redis_keyslot(b"a"), 15495);
+        assert_eq!(fred::util::redis_keyslot(b"b"), 3300);
     }
 
     #[test]
