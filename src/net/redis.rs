@@ -1919,35 +1919,26 @@ struct Plan {
 
 impl SubscriptionSync {
     /// One pass: what is wanted and not issued is subscribed, what is issued and not wanted is
-    /// forgotten. On an error the rest of the pass is still tried where it can be, and the next
-    /// pass compares everything.
+    /// forgotten. After Redis refuses a command the rest of the pass goes on; after the
+    /// connection fails it stops (every command would wait out the command timeout). Either
+    /// way the next pass compares everything.
     async fn pass(
         &mut self,
         subscriber: &Client,
         shared: &Shared,
     ) -> Result<(), fred::error::Error> {
         let plan = self.plan(&shared.wanted);
-        let mut failed: Option<fred::error::Error> = None;
+        // (kind, subscribe rather than forget, names) per command.
+        let mut commands: Vec<(Sub, bool, Vec<String>)> = Vec::new();
         for sub in Sub::ALL {
-            let adds = &plan.add[sub as usize];
-            let removes = &plan.remove[sub as usize];
+            let (adds, removes) = (&plan.add[sub as usize], &plan.remove[sub as usize]);
             match sub {
                 Sub::Channel | Sub::Pattern => {
                     for names in adds.chunks(NAMES_PER_COMMAND) {
-                        let names = names.to_vec();
-                        let sent = match sub {
-                            Sub::Channel => subscriber.subscribe(names.clone()).await,
-                            _ => subscriber.psubscribe(names.clone()).await,
-                        };
-                        self.note(sub, names, true, sent, &mut failed);
+                        commands.push((sub, true, names.to_vec()));
                     }
                     for names in removes.chunks(NAMES_PER_COMMAND) {
-                        let names = names.to_vec();
-                        let sent = match sub {
-                            Sub::Channel => subscriber.unsubscribe(names.clone()).await,
-                            _ => subscriber.punsubscribe(names.clone()).await,
-                        };
-                        self.note(sub, names, false, sent, &mut failed);
+                        commands.push((sub, false, names.to_vec()));
                     }
                 }
                 Sub::Shard => {
@@ -1956,21 +1947,31 @@ impl SubscriptionSync {
                     // others (one per channel) for the answers to the commands after it; and
                     // on a cluster one command may only name channels of one hash slot.
                     for channel in adds {
-                        if failed.as_ref().is_some_and(is_transport) {
-                            break;
-                        }
-                        let sent = subscriber.ssubscribe(channel.clone()).await;
-                        self.note(sub, vec![channel.clone()], true, sent, &mut failed);
+                        commands.push((sub, true, vec![channel.clone()]));
                     }
                     // `SUNSUBSCRIBE` expects no answer from the client's side (confirmations
                     // are dropped), so several channels go in one command: all of them on one
                     // server, those of one hash slot on a cluster.
                     for names in by_slot(removes, shared.config.is_cluster()) {
-                        let sent = subscriber.sunsubscribe(names.clone()).await;
-                        self.note(sub, names, false, sent, &mut failed);
+                        commands.push((sub, false, names));
                     }
                 }
             }
+        }
+        let mut failed: Option<fred::error::Error> = None;
+        for (sub, subscribing, names) in commands {
+            if failed.as_ref().is_some_and(is_transport) {
+                break;
+            }
+            let sent = match (sub, subscribing) {
+                (Sub::Channel, true) => subscriber.subscribe(names.clone()).await,
+                (Sub::Channel, false) => subscriber.unsubscribe(names.clone()).await,
+                (Sub::Pattern, true) => subscriber.psubscribe(names.clone()).await,
+                (Sub::Pattern, false) => subscriber.punsubscribe(names.clone()).await,
+                (Sub::Shard, true) => subscriber.ssubscribe(names.clone()).await,
+                (Sub::Shard, false) => subscriber.sunsubscribe(names.clone()).await,
+            };
+            self.note(sub, names, subscribing, sent, &mut failed);
         }
         match failed {
             None => {
