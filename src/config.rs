@@ -49,8 +49,19 @@ pub struct Config {
 /// mode) and `@socket.io/redis-emitter`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
-    /// `redis://[user:password@]host[:port][/db]`; no clustering when `None`.
+    /// `redis://[user:password@]host[:port][/db]` (`rediss://` for TLS); no clustering when
+    /// neither this nor `redis_cluster` is set.
     pub redis: Option<String>,
+    /// A Redis Cluster's seed nodes, `host:port,host:port` (or whole URLs; a seed without a
+    /// scheme takes the first one's scheme and credentials). Takes the place of `redis`.
+    pub redis_cluster: Option<String>,
+    /// A PEM file of the certificate authorities to trust for `rediss://` besides the system's
+    /// (a private CA, say).
+    pub redis_ca: Option<std::path::PathBuf>,
+    /// Which of Node's Redis adapters to speak.
+    pub mode: RedisMode,
+    /// The sharded adapter's subscription mode.
+    pub subscription_mode: SubscriptionMode,
     /// The channel prefix (Node's `key` option).
     pub prefix: String,
     /// How long a question to the other nodes (fetch sockets, all rooms, server-side emits
@@ -63,10 +74,43 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             redis: None,
+            redis_cluster: None,
+            redis_ca: None,
+            mode: RedisMode::Classic,
+            subscription_mode: SubscriptionMode::Dynamic,
             prefix: "socket.io".to_owned(),
             requests_timeout: Duration::from_secs(5),
         }
     }
+}
+
+impl ClusterConfig {
+    /// Whether this process joins a cluster at all.
+    pub fn is_clustered(&self) -> bool {
+        self.redis.is_some() || self.redis_cluster.is_some()
+    }
+}
+
+/// Which of Node's Redis adapters a cluster speaks (they can't be mixed in one cluster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedisMode {
+    /// Node's `createAdapter`: classic Pub/Sub (`PUBLISH`, `PSUBSCRIBE`), any Redis.
+    #[default]
+    Classic,
+    /// Node's `createShardedAdapter`: sharded Pub/Sub (`SPUBLISH`, `SSUBSCRIBE`), Redis 7.
+    Sharded,
+}
+
+/// Which rooms get a channel of their own in the sharded adapter (Node's `subscriptionMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SubscriptionMode {
+    /// None: every broadcast goes to the namespace's main channel.
+    Static,
+    /// Every room but socket ids (Node's default).
+    #[default]
+    Dynamic,
+    /// Every room, socket ids included.
+    DynamicPrivate,
 }
 
 /// Engine.IO transport and heartbeat options.

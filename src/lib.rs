@@ -42,7 +42,8 @@ mod stats;
 
 pub use codec::json::JsonError;
 pub use config::{
-    ClusterConfig, Config, CorsConfig, EngineConfig, HttpConfig, SlowConsumerPolicy, SocketIoConfig,
+    ClusterConfig, Config, CorsConfig, EngineConfig, HttpConfig, RedisMode, SlowConsumerPolicy,
+    SocketIoConfig, SubscriptionMode,
 };
 pub use engine::{CloseReason, SendError};
 pub use key::ShardId;

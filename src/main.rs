@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::Parser;
-use ringcast::{apps, Config, Server, SlowConsumerPolicy};
+use ringcast::{apps, Config, RedisMode, Server, SlowConsumerPolicy, SubscriptionMode};
 
 /// Every flag's default is the library's (`Config::default()`), read here so that none is
 /// written twice; clap shows them in `--help`.
@@ -78,6 +78,22 @@ struct Cli {
     /// reach and come from every ringcast and Node socket.io server and emitter on it).
     #[arg(long)]
     redis: Option<String>,
+    /// Join a Redis Cluster through these seed nodes instead: host:port,host:port (or whole
+    /// redis:// or rediss:// URLs; the others take the first one's scheme and password).
+    #[arg(long)]
+    redis_cluster: Option<String>,
+    /// Trust the certificate authorities in this PEM file for rediss:// (besides the
+    /// system's).
+    #[arg(long)]
+    redis_ca: Option<std::path::PathBuf>,
+    /// Which of Node's Redis adapters to speak: classic (createAdapter, any Redis) or sharded
+    /// (createShardedAdapter, Redis 7 sharded Pub/Sub).
+    #[arg(long, value_enum, default_value_t = DEFAULTS.cluster.mode.into())]
+    redis_mode: RedisModeFlag,
+    /// The sharded adapter's room channels: static (none), dynamic (every room but socket
+    /// ids), dynamic-private (every room).
+    #[arg(long, value_enum, default_value_t = DEFAULTS.cluster.subscription_mode.into())]
+    redis_subscription_mode: SubscriptionModeFlag,
     /// The Redis channel prefix (Node's `key` option).
     #[arg(long, default_value_t = DEFAULTS.cluster.prefix.clone())]
     redis_prefix: String,
@@ -150,6 +166,10 @@ impl Cli {
             config.stats_path.clone_from(&self.stats_path);
         }
         config.cluster.redis.clone_from(&self.redis);
+        config.cluster.redis_cluster.clone_from(&self.redis_cluster);
+        config.cluster.redis_ca.clone_from(&self.redis_ca);
+        config.cluster.mode = self.redis_mode.into();
+        config.cluster.subscription_mode = self.redis_subscription_mode.into();
         config.cluster.prefix.clone_from(&self.redis_prefix);
         config.cluster.requests_timeout = Duration::from_millis(self.redis_requests_timeout);
 
@@ -258,30 +278,48 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--slow-consumer`.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum SlowConsumer {
-    Disconnect,
-    Drop,
+/// A flag's values, mirroring a library enum variant for variant (the library does not depend
+/// on clap), converted both ways.
+macro_rules! flag_values {
+    ($(#[$doc:meta])* $flag:ident => $library:ident { $($variant:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+        enum $flag {
+            $($variant),+
+        }
+
+        impl From<$flag> for $library {
+            fn from(flag: $flag) -> $library {
+                match flag {
+                    $($flag::$variant => $library::$variant),+
+                }
+            }
+        }
+
+        impl From<$library> for $flag {
+            fn from(value: $library) -> $flag {
+                match value {
+                    $($library::$variant => $flag::$variant),+
+                }
+            }
+        }
+    };
 }
 
-impl From<SlowConsumer> for SlowConsumerPolicy {
-    fn from(flag: SlowConsumer) -> SlowConsumerPolicy {
-        match flag {
-            SlowConsumer::Disconnect => SlowConsumerPolicy::Disconnect,
-            SlowConsumer::Drop => SlowConsumerPolicy::Drop,
-        }
-    }
-}
+flag_values!(
+    /// `--slow-consumer`.
+    SlowConsumer => SlowConsumerPolicy { Disconnect, Drop }
+);
 
-impl From<SlowConsumerPolicy> for SlowConsumer {
-    fn from(policy: SlowConsumerPolicy) -> SlowConsumer {
-        match policy {
-            SlowConsumerPolicy::Disconnect => SlowConsumer::Disconnect,
-            SlowConsumerPolicy::Drop => SlowConsumer::Drop,
-        }
-    }
-}
+flag_values!(
+    /// `--redis-mode`.
+    RedisModeFlag => RedisMode { Classic, Sharded }
+);
+
+flag_values!(
+    /// `--redis-subscription-mode`.
+    SubscriptionModeFlag => SubscriptionMode { Static, Dynamic, DynamicPrivate }
+);
 
 /// SIGTERM and SIGINT, blocked in the calling thread (and so in every thread it starts).
 struct TerminationSignals(libc::sigset_t);
@@ -353,6 +391,10 @@ mod tests {
             "--redis=redis://127.0.0.1:7000",
             "--redis-prefix=rc",
             "--redis-requests-timeout=15",
+            "--redis-cluster=127.0.0.1:7001,127.0.0.1:7002",
+            "--redis-mode=sharded",
+            "--redis-ca=certs/ca.pem",
+            "--redis-subscription-mode=dynamic-private",
         ]);
         let mut expected = Config {
             cores: 3,
@@ -369,6 +411,10 @@ mod tests {
         expected.cluster.redis = Some("redis://127.0.0.1:7000".to_owned());
         expected.cluster.prefix = "rc".to_owned();
         expected.cluster.requests_timeout = Duration::from_millis(15);
+        expected.cluster.redis_cluster = Some("127.0.0.1:7001,127.0.0.1:7002".to_owned());
+        expected.cluster.mode = RedisMode::Sharded;
+        expected.cluster.redis_ca = Some("certs/ca.pem".into());
+        expected.cluster.subscription_mode = SubscriptionMode::DynamicPrivate;
         let ms = Duration::from_millis;
         let engine = &mut expected.engine;
         engine.ping_interval = ms(1);

@@ -135,7 +135,7 @@ impl ServerBuilder {
             max_sessions_per_ip: config.engine.max_sessions_per_ip,
             handshakes_per_ip_per_second: config.engine.handshakes_per_ip_per_second,
         };
-        let clustered = config.cluster.redis.is_some();
+        let clustered = config.cluster.is_clustered();
         let default_timeout = if clustered {
             config.cluster.requests_timeout
         } else {

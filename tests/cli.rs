@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use ringcast::{Config, SlowConsumerPolicy};
+use ringcast::{Config, RedisMode, SlowConsumerPolicy, SubscriptionMode};
 
 #[test]
 fn a_port_another_server_listens_on_is_refused() {
@@ -56,6 +56,15 @@ fn the_flags_defaults_are_the_librarys() {
         SlowConsumerPolicy::Disconnect => "disconnect",
         SlowConsumerPolicy::Drop => "drop",
     };
+    let redis_mode = match config.cluster.mode {
+        RedisMode::Classic => "classic",
+        RedisMode::Sharded => "sharded",
+    };
+    let subscription_mode = match config.cluster.subscription_mode {
+        SubscriptionMode::Static => "static",
+        SubscriptionMode::Dynamic => "dynamic",
+        SubscriptionMode::DynamicPrivate => "dynamic-private",
+    };
     let expected: BTreeMap<String, String> = [
         ("--host", config.host.to_string()),
         ("--port", config.port.to_string()),
@@ -65,6 +74,8 @@ fn the_flags_defaults_are_the_librarys() {
             "--redis-requests-timeout",
             ms(config.cluster.requests_timeout),
         ),
+        ("--redis-mode", redis_mode.to_owned()),
+        ("--redis-subscription-mode", subscription_mode.to_owned()),
         ("--ping-interval", ms(config.engine.ping_interval)),
         ("--ping-timeout", ms(config.engine.ping_timeout)),
         ("--max-payload", config.engine.max_payload.to_string()),

@@ -475,3 +475,53 @@ fn this_nodes_questions_are_answered_by_ringcast_and_node_servers_and_theirs_by_
     a.stop();
     b.stop();
 }
+
+/// Two `ringcast --cores 2 --redis-mode sharded` nodes on `redis` (`--redis URL` or
+/// `--redis-cluster SEEDS`), and the sharded script against them and a Node server.
+fn sharded_with_node(redis_flag: &str, redis: &str, env: (&str, String)) {
+    let args = [
+        "--cores",
+        "2",
+        "--no-pin",
+        "--stats-path",
+        "/stats",
+        "--redis-mode",
+        "sharded",
+        redis_flag,
+        redis,
+    ];
+    let (a, b) = (Server::start(&args), Server::start(&args));
+    let report = dialog(
+        "sharded.mjs",
+        &[env, ("NODE_A_URL", a.url()), ("NODE_B_URL", b.url())],
+        |ask| panic!("sharded.mjs asked {ask}"),
+    );
+    assert!(report.contains(r#""members":4"#), "{report}");
+    for node in [&a, &b] {
+        let stats = stats(node);
+        assert_eq!(stats["redis"]["connected"], true, "{stats}");
+        assert_eq!(stats["redis"]["dropped"], 0, "{stats}");
+    }
+}
+
+#[test]
+fn the_sharded_adapter_works_with_node_servers_on_redis_7() {
+    let redis = RedisServer::start();
+    sharded_with_node("--redis", &redis.url(), ("REDIS_URL", redis.url()));
+}
+
+#[test]
+fn the_sharded_adapter_works_with_node_servers_on_a_redis_cluster() {
+    let cluster = common::redis::RedisCluster::start(3);
+    let masters = cluster
+        .nodes
+        .iter()
+        .map(RedisServer::url)
+        .collect::<Vec<_>>()
+        .join(",");
+    sharded_with_node(
+        "--redis-cluster",
+        &cluster.seeds(),
+        ("REDIS_CLUSTER", masters),
+    );
+}

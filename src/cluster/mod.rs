@@ -12,8 +12,9 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use crate::codec::adapter::{
-    self, AdapterError, BroadcastMessage, BroadcastOpts, ClassicChannel, Flags, Packet,
-    RemoteSocket, Request, RequestBody, RequestType, Response,
+    self, AdapterError, BroadcastMessage, BroadcastOpts, ClassicChannel, ClusterBody,
+    ClusterMessage, Flags, Packet, RemoteSocket, Request, RequestBody, RequestType, Response,
+    SubscriptionMode,
 };
 use crate::codec::notepack::{self, DecodedEvent, DecodedValue, NotepackError};
 use crate::id::RandomPool;
@@ -24,14 +25,39 @@ pub const MAX_MESSAGE: usize = adapter::DEFAULT_MAX_LEN;
 /// The characters of a Node `uid2` id: a random byte names one of them (byte mod 64).
 const UID_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-/// What a namespace's adapter subscribes to: patterns (`PSUBSCRIBE`) and channels
-/// (`SUBSCRIBE`).
+/// Which of Node's Redis adapters this node speaks: they differ in channels and format and
+/// can't share a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// `createAdapter`: classic Pub/Sub, a pattern per namespace, requests and responses on
+    /// channels of their own.
+    #[default]
+    Classic,
+    /// `createShardedAdapter` (Redis 7 sharded Pub/Sub): everything on the namespace's main
+    /// channel, responses on the asker's own, and in the dynamic modes one channel per room.
+    Sharded(SubscriptionMode),
+}
+
+/// What a namespace's adapter subscribes to: patterns (`PSUBSCRIBE`), channels (`SUBSCRIBE`)
+/// and sharded channels (`SSUBSCRIBE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscriptions {
-    /// `<prefix>#<nsp>#*`: every broadcast of the namespace.
+    /// Classic: `<prefix>#<nsp>#*`, every broadcast of the namespace.
     pub patterns: Vec<String>,
-    /// The request channel, the shared response channel and this node's own one.
+    /// Classic: the request channel, the shared response channel and this node's own one.
     pub channels: Vec<String>,
+    /// Sharded: the main channel and this node's response channel.
+    pub sharded: Vec<String>,
+}
+
+/// A channel, and whether it is a sharded one (`SPUBLISH`, `SSUBSCRIBE`, `PUBSUB
+/// SHARDNUMSUB`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    /// The channel's name.
+    pub name: String,
+    /// Whether it is a sharded channel.
+    pub sharded: bool,
 }
 
 /// A broadcast sent by this node's application, to publish.
@@ -60,6 +86,8 @@ pub struct Publish {
     pub channel: String,
     /// The message.
     pub payload: Vec<u8>,
+    /// Published with `SPUBLISH` (the sharded adapter), not `PUBLISH`.
+    pub sharded: bool,
 }
 
 /// A broadcast another node (or an emitter) published, decoded once for every shard here.
@@ -116,6 +144,9 @@ pub struct RemoteQuery {
     pub rooms: Vec<String>,
     /// The rooms whose members are left out.
     pub except: Vec<String>,
+    /// Sharded: the asking node's uid, whose own channel gets the answer (classic answers go
+    /// to the shared response channel).
+    pub reply_to: Option<String>,
 }
 
 /// A broadcast another node sends with `io.timeout(ms).emit(..., callback)`: every node delivers
@@ -138,8 +169,8 @@ pub struct RemoteAckBroadcast {
 pub struct RemoteServerEvent {
     /// The namespace.
     pub nsp: String,
-    /// With an ack expected, the asking node's request id, to put in the one answer.
-    pub request_id: Option<String>,
+    /// With an ack expected, whom to answer ([`Node::server_event_response`]; no rooms).
+    pub ack: Option<RemoteQuery>,
     /// The event and its arguments.
     pub event: DecodedEvent,
 }
@@ -258,18 +289,34 @@ pub enum Dropped {
 /// subscribed connection and this process has one.
 pub struct Node {
     prefix: String,
+    mode: Mode,
     uids: HashMap<String, String>,
+    /// Sharded, dynamic modes: how many shards of this process have members of each room
+    /// that has a channel of its own (subscribed while above zero).
+    rooms: HashMap<(String, String), u32>,
     random: RandomPool,
 }
 
 impl Node {
-    /// A node publishing under `prefix` (Node's `key` option, `socket.io` by default).
+    /// A classic node publishing under `prefix` (Node's `key` option, `socket.io` by default).
     pub fn new(prefix: impl Into<String>) -> Node {
+        Node::with_mode(prefix, Mode::Classic)
+    }
+
+    /// A node of the given adapter `mode` publishing under `prefix`.
+    pub fn with_mode(prefix: impl Into<String>, mode: Mode) -> Node {
         Node {
             prefix: prefix.into(),
+            mode,
             uids: HashMap::new(),
+            rooms: HashMap::new(),
             random: RandomPool::new(),
         }
+    }
+
+    /// The adapter this node speaks.
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// Serves namespace `nsp`: gives it a uid and says what to subscribe to; `None` if it is
@@ -278,26 +325,99 @@ impl Node {
         if self.uids.contains_key(nsp) {
             return None;
         }
-        let uid = uid2(&mut self.random);
         let prefix = &self.prefix;
-        let subscriptions = Subscriptions {
-            patterns: vec![adapter::broadcast_pattern(prefix, nsp)],
-            channels: vec![
-                adapter::request_channel(prefix, nsp),
-                adapter::response_channel(prefix, nsp),
-                adapter::specific_response_channel(prefix, nsp, &uid),
-            ],
+        let (uid, subscriptions) = match self.mode {
+            Mode::Classic => {
+                let uid = uid2(&mut self.random);
+                let subscriptions = Subscriptions {
+                    patterns: vec![adapter::broadcast_pattern(prefix, nsp)],
+                    channels: vec![
+                        adapter::request_channel(prefix, nsp),
+                        adapter::response_channel(prefix, nsp),
+                        adapter::specific_response_channel(prefix, nsp, &uid),
+                    ],
+                    sharded: Vec::new(),
+                };
+                (uid, subscriptions)
+            }
+            Mode::Sharded(_) => {
+                let uid = random_id(&mut self.random);
+                let subscriptions = Subscriptions {
+                    patterns: Vec::new(),
+                    channels: Vec::new(),
+                    sharded: vec![
+                        adapter::broadcast_channel(prefix, nsp),
+                        adapter::sharded_response_channel(prefix, nsp, &uid),
+                    ],
+                };
+                (uid, subscriptions)
+            }
         };
         self.uids.insert(nsp.to_owned(), uid);
         Some(subscriptions)
     }
 
-    /// Namespace `nsp`'s request channel, whose subscribers Node counts as the cluster's
-    /// servers; `None` if this node does not serve it.
-    pub fn request_channel(&self, nsp: &str) -> Option<String> {
-        self.uids
-            .contains_key(nsp)
-            .then(|| adapter::request_channel(&self.prefix, nsp))
+    /// The channel whose subscribers Node counts as the cluster's servers of namespace `nsp`
+    /// (`PUBSUB NUMSUB` of the request channel; sharded, `SHARDNUMSUB` of the main one);
+    /// `None` if this node does not serve it.
+    pub fn count_channel(&self, nsp: &str) -> Option<Channel> {
+        self.uids.contains_key(nsp).then(|| match self.mode {
+            Mode::Classic => Channel {
+                name: adapter::request_channel(&self.prefix, nsp),
+                sharded: false,
+            },
+            Mode::Sharded(_) => Channel {
+                name: adapter::broadcast_channel(&self.prefix, nsp),
+                sharded: true,
+            },
+        })
+    }
+
+    /// Sharded, dynamic modes: a shard of this process has its first member of `room`. The
+    /// channel to subscribe to when this is the process's first (and the room has a channel
+    /// of its own in this mode).
+    pub fn room_joined(&mut self, nsp: &str, room: &str) -> Option<String> {
+        let channel = self.own_room_channel(nsp, room)?;
+        let shards = self
+            .rooms
+            .entry((nsp.to_owned(), room.to_owned()))
+            .or_default();
+        *shards += 1;
+        (*shards == 1).then_some(channel)
+    }
+
+    /// Sharded, dynamic modes: a shard of this process has lost its last member of `room`.
+    /// The channel to unsubscribe from when no shard has a member left.
+    pub fn room_left(&mut self, nsp: &str, room: &str) -> Option<String> {
+        let channel = self.own_room_channel(nsp, room)?;
+        let key = (nsp.to_owned(), room.to_owned());
+        let shards = self.rooms.get_mut(&key)?;
+        *shards -= 1;
+        if *shards > 0 {
+            return None;
+        }
+        self.rooms.remove(&key);
+        Some(channel)
+    }
+
+    /// Whether rooms have channels of their own here (the sharded adapter's dynamic modes).
+    pub fn watches_rooms(&self) -> bool {
+        matches!(
+            self.mode,
+            Mode::Sharded(SubscriptionMode::Dynamic | SubscriptionMode::DynamicPrivate)
+        )
+    }
+
+    /// The channel of `room` of a served namespace, if rooms like it have one in this mode
+    /// (Node's dynamic mode gives none to what looks like a socket id).
+    fn own_room_channel(&self, nsp: &str, room: &str) -> Option<String> {
+        self.uids.get(nsp)?;
+        let own = match self.mode {
+            Mode::Sharded(SubscriptionMode::Dynamic) => !adapter::looks_like_socket_id(room),
+            Mode::Sharded(SubscriptionMode::DynamicPrivate) => true,
+            _ => false,
+        };
+        own.then(|| adapter::room_channel(&self.prefix, nsp, room))
     }
 
     /// The uid of namespace `nsp`'s adapter, if it is served.
@@ -322,11 +442,33 @@ impl Node {
         };
         let rooms: Vec<String> = broadcast.rooms.iter().map(|r| r.to_string()).collect();
         let except = broadcast.except.iter().map(|r| r.to_string()).collect();
-        let channel = adapter::classic_publish_channel(&self.prefix, broadcast.nsp, &rooms);
         let flags = Flags {
             volatile: broadcast.volatile.then_some(true),
             ..Flags::default()
         };
+        if let Mode::Sharded(subscription) = self.mode {
+            let message = ClusterMessage {
+                uid: uid.to_owned(),
+                nsp: broadcast.nsp.to_owned(),
+                body: ClusterBody::Broadcast {
+                    request_id: None,
+                    // The sharded adapter's packet names no namespace: the message does.
+                    packet: Packet {
+                        kind: 2,
+                        data,
+                        nsp: None,
+                    },
+                    opts: BroadcastOpts {
+                        rooms,
+                        except,
+                        flags: Some(flags),
+                    },
+                },
+            };
+            let channel = message.publish_channel(&self.prefix, subscription);
+            return Some(Ok(sharded_publish(channel, &message)));
+        }
+        let channel = adapter::classic_publish_channel(&self.prefix, broadcast.nsp, &rooms);
         let message = BroadcastMessage {
             uid: uid.to_owned(),
             packet: Packet {
@@ -342,13 +484,17 @@ impl Node {
         };
         let mut payload = Vec::new();
         message.encode(&mut payload);
-        Some(Ok(Publish { channel, payload }))
+        Some(Ok(Publish {
+            channel,
+            payload,
+            sharded: false,
+        }))
     }
 
     /// The answer to a [`Incoming::Fetch`]: this node's matching sockets.
     pub fn fetch_response(&self, query: &RemoteQuery, sockets: Vec<RemoteSocket>) -> Publish {
         self.respond(
-            &query.nsp,
+            query,
             Response::RemoteFetch {
                 request_id: query.request_id.clone(),
                 sockets,
@@ -359,7 +505,7 @@ impl Node {
     /// The answer to a [`Incoming::AllRooms`]: this node's rooms of the namespace.
     pub fn rooms_response(&self, query: &RemoteQuery, rooms: Vec<String>) -> Publish {
         self.respond(
-            &query.nsp,
+            query,
             Response::AllRooms {
                 request_id: query.request_id.clone(),
                 rooms,
@@ -388,7 +534,7 @@ impl Node {
             RemoteAction::Leave(rooms) => RequestBody::RemoteLeave { opts, rooms },
             RemoteAction::Disconnect { close } => RequestBody::RemoteDisconnect { opts, close },
         };
-        Some(self.request(nsp, uid, body))
+        self.request(nsp, uid, body)
     }
 
     /// What to publish to ask every other node `question` about namespace `nsp` for `asker`.
@@ -461,7 +607,7 @@ impl Node {
                 Err(error) => return Some(Err(error)),
             },
         };
-        Some(Ok(self.request(nsp, uid, body)))
+        self.request(nsp, uid, body).map(Ok)
     }
 
     /// What to publish to send an event to every other node's server-side handlers, with no
@@ -482,30 +628,29 @@ impl Node {
             request_id: None,
             data,
         };
-        Some(Ok(self.request(nsp, uid, body)))
+        self.request(nsp, uid, body).map(Ok)
     }
 
     /// The answer to a [`Incoming::ServerEvent`] with a request id: the first argument the
     /// handler acked with (as JSON with placeholders, and the attachments they name).
     pub fn server_event_response(
         &self,
-        nsp: &str,
-        request_id: &str,
+        query: &RemoteQuery,
         json: &[u8],
         attachments: &[Bytes],
     ) -> Result<Publish, NotepackError> {
         let data = notepack::json_to_value(json, attachments)?;
         let response = Response::ServerSideEmit {
-            request_id: request_id.to_owned(),
+            request_id: query.request_id.clone(),
             data,
         };
-        Ok(self.respond(nsp, response))
+        Ok(self.respond(query, response))
     }
 
     /// The answer to a [`Incoming::SocketIds`]: the ids of this node's matching sockets.
     pub fn socket_ids_response(&self, query: &RemoteQuery, sockets: Vec<String>) -> Publish {
         self.respond(
-            &query.nsp,
+            query,
             Response::Sockets {
                 request_id: query.request_id.clone(),
                 sockets,
@@ -513,25 +658,37 @@ impl Node {
         )
     }
 
-    /// A request of this node's on the namespace's request channel.
-    fn request(&self, nsp: &str, uid: &str, body: RequestBody) -> Publish {
+    /// A request of this node's: classic, on the namespace's request channel; sharded, as the
+    /// sharded adapter's message of the same meaning on the main channel (`None` for the
+    /// questions it does not ask: all rooms).
+    fn request(&self, nsp: &str, uid: &str, body: RequestBody) -> Option<Publish> {
+        if let Mode::Sharded(_) = self.mode {
+            let message = ClusterMessage {
+                uid: uid.to_owned(),
+                nsp: nsp.to_owned(),
+                body: sharded::request_body(body)?,
+            };
+            let channel = adapter::broadcast_channel(&self.prefix, nsp);
+            return Some(sharded_publish(channel, &message));
+        }
         let request = Request {
             uid: Some(uid.to_owned()),
             body,
         };
         let mut payload = Vec::new();
         request.encode(&mut payload);
-        Publish {
+        Some(Publish {
             channel: adapter::request_channel(&self.prefix, nsp),
             payload,
-        }
+            sharded: false,
+        })
     }
 
     /// The first answer to a [`Incoming::AckBroadcast`]: how many local sockets got it (sent
     /// even when none did, or the asker would wait for this node until its timeout).
     pub fn client_count_response(&self, query: &RemoteQuery, count: usize) -> Publish {
         self.respond(
-            &query.nsp,
+            query,
             Response::BroadcastClientCount {
                 request_id: query.request_id.clone(),
                 client_count: count as u64,
@@ -552,17 +709,35 @@ impl Node {
             request_id: query.request_id.clone(),
             packet,
         };
-        Ok(self.respond(&query.nsp, response))
+        Ok(self.respond(query, response))
     }
 
-    /// An answer on the namespace's shared response channel, which every node reads (Node
-    /// answers there unless told otherwise, and listens to both).
-    fn respond(&self, nsp: &str, response: Response) -> Publish {
+    /// An answer to `query`. Classic: on the namespace's shared response channel, which every
+    /// node reads (Node answers there unless told otherwise, and listens to both). Sharded: on
+    /// the asker's own channel, as the sharded adapter's message of the same meaning.
+    fn respond(&self, query: &RemoteQuery, response: Response) -> Publish {
+        let nsp = &query.nsp;
+        let response = match (self.mode, &query.reply_to) {
+            (Mode::Sharded(_), Some(asker)) => match sharded::response_body(response) {
+                Ok(body) => {
+                    let channel = adapter::sharded_response_channel(&self.prefix, nsp, asker);
+                    let message = ClusterMessage {
+                        uid: self.uid(nsp).unwrap_or_default().to_owned(),
+                        nsp: nsp.clone(),
+                        body,
+                    };
+                    return sharded_publish(channel, &message);
+                }
+                Err(response) => response,
+            },
+            _ => response,
+        };
         let mut payload = Vec::new();
         response.encode(&mut payload);
         Publish {
             channel: adapter::response_channel(&self.prefix, nsp),
             payload,
+            sharded: false,
         }
     }
 
@@ -575,6 +750,9 @@ impl Node {
         payload: &[u8],
         has_room: impl Fn(&str, &str) -> bool,
     ) -> Incoming {
+        if let Mode::Sharded(_) = self.mode {
+            return sharded::receive(&self.prefix, &self.uids, channel, payload);
+        }
         if let Some((nsp, uid, is_response)) = self.request_namespace(channel) {
             return if is_response {
                 receive_response(nsp, uid, payload)
@@ -681,12 +859,14 @@ fn receive_request(nsp: &str, uid: &str, payload: &[u8]) -> Incoming {
             request_id,
             rooms: opts.rooms,
             except: opts.except,
+            reply_to: None,
         }),
         RequestBody::AllRooms { request_id } => Incoming::AllRooms(RemoteQuery {
             nsp: nsp.to_owned(),
             request_id,
             rooms: Vec::new(),
             except: Vec::new(),
+            reply_to: None,
         }),
         RequestBody::Broadcast {
             request_id,
@@ -707,6 +887,7 @@ fn receive_request(nsp: &str, uid: &str, payload: &[u8]) -> Incoming {
                     request_id,
                     rooms: opts.rooms,
                     except: opts.except,
+                    reply_to: None,
                 },
                 volatile: flags.volatile.unwrap_or(false),
                 event,
@@ -718,11 +899,18 @@ fn receive_request(nsp: &str, uid: &str, payload: &[u8]) -> Incoming {
             request_id,
             rooms,
             except: Vec::new(),
+            reply_to: None,
         }),
         RequestBody::ServerSideEmit { request_id, data } => match notepack::decode_event(data) {
             Ok(event) => Incoming::ServerEvent(RemoteServerEvent {
                 nsp: nsp.to_owned(),
-                request_id,
+                ack: request_id.map(|request_id| RemoteQuery {
+                    nsp: nsp.to_owned(),
+                    request_id,
+                    rooms: Vec::new(),
+                    except: Vec::new(),
+                    reply_to: None,
+                }),
                 event,
             }),
             Err(error) => Incoming::Dropped(Dropped::BadEvent(error)),
@@ -792,6 +980,24 @@ fn parse_request_id(id: &str, uid: &str) -> Option<(RequestType, Asker)> {
     Some((kind, Asker { shard, request }))
 }
 
+/// A message of the sharded adapter's to publish on `channel`.
+fn sharded_publish(channel: String, message: &ClusterMessage) -> Publish {
+    let mut payload = Vec::new();
+    message.encode(&mut payload);
+    Publish {
+        channel,
+        payload,
+        sharded: true,
+    }
+}
+
+/// The sharded adapter's node id: Node's `randomId()`, 8 random bytes in hex.
+fn random_id(random: &mut RandomPool) -> String {
+    let mut bytes = [0u8; 8];
+    random.fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A Node `uid2(6)` id: six random characters of `A–Z a–z 0–9 - _`.
 fn uid2(random: &mut RandomPool) -> String {
     let mut bytes = [0u8; 6];
@@ -802,5 +1008,6 @@ fn uid2(random: &mut RandomPool) -> String {
         .collect()
 }
 
+mod sharded;
 #[cfg(test)]
 mod tests;

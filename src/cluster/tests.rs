@@ -2,7 +2,7 @@
 //! servers and the emitter (`shared/spec/ecosystem-protocols.md` A.3, B.1).
 
 use super::*;
-use crate::codec::adapter::RemoteSocket;
+use crate::codec::adapter::{RemoteSocket, SubscriptionMode};
 
 fn hex(text: &str) -> Vec<u8> {
     (0..text.len())
@@ -244,6 +244,7 @@ fn fetch_and_all_rooms_questions_are_answered_on_the_shared_response_channel() {
             request_id: "_YEWBq".into(),
             rooms: vec!["r".into()],
             except: vec!["x".into()],
+            reply_to: None,
         }
     );
     let socket = RemoteSocket {
@@ -366,7 +367,7 @@ fn server_side_emits_from_node_servers_and_the_emitter_reach_the_handlers() {
     else {
         panic!("a server-side event");
     };
-    assert_eq!((event.nsp.as_str(), event.request_id), ("/", None));
+    assert_eq!((event.nsp.as_str(), event.ack), ("/", None));
     assert_eq!(event.event.name, "sse");
     assert_eq!(event.event.args, br#"1,"two",{"three":3}"#);
     // With an ack: answered once, on the shared response channel, as Node does.
@@ -375,9 +376,9 @@ fn server_side_emits_from_node_servers_and_the_emitter_reach_the_handlers() {
     else {
         panic!("a server-side event with ack");
     };
-    let request_id = event.request_id.expect("an ack is asked");
+    let asker = event.ack.expect("an ack is asked");
     let answer = node
-        .server_event_response("/", &request_id, br#""pong-from-B""#, &[])
+        .server_event_response(&asker, br#""pong-from-B""#, &[])
         .expect("encoded");
     assert_eq!(answer.channel, "socket.io-response#/#");
     assert_eq!(
@@ -388,10 +389,7 @@ fn server_side_emits_from_node_servers_and_the_emitter_reach_the_handlers() {
     let emitted = br#"{"type":6,"data":["from-emitter"]}"#;
     assert!(matches!(
         node.receive("socket.io-request#/#", emitted, |_, _| false),
-        Incoming::ServerEvent(RemoteServerEvent {
-            request_id: None,
-            ..
-        })
+        Incoming::ServerEvent(RemoteServerEvent { ack: None, .. })
     ));
     // This node's own event coming back is not run again.
     let own = node
@@ -560,7 +558,7 @@ fn this_nodes_questions_are_asked_as_node_asks_them_and_only_their_answers_are_t
         panic!("a server-side event");
     };
     let answer = other
-        .server_event_response("/", &event.request_id.expect("asked"), b"7", &[])
+        .server_event_response(&event.ack.expect("asked"), b"7", &[])
         .expect("encoded");
     assert!(matches!(
         node.receive(&answer.channel, &answer.payload, |_, _| false),
@@ -584,4 +582,233 @@ fn this_nodes_questions_are_asked_as_node_asks_them_and_only_their_answers_are_t
         node.receive("socket.io-response#/#", b"\xc1", |_, _| false),
         Incoming::Dropped(_)
     ));
+}
+
+/// `io.to(rooms).emit("to-room1", "x")`.
+fn to_room1(rooms: &[Box<str>]) -> LocalBroadcast<'_> {
+    LocalBroadcast {
+        nsp: "/",
+        rooms,
+        except: &[],
+        volatile: false,
+        event: "to-room1",
+        args: br#""x""#,
+        attachments: &[],
+    }
+}
+
+fn sharded_node(mode: SubscriptionMode) -> Node {
+    let mut node = Node::with_mode("socket.io", Mode::Sharded(mode));
+    let subscriptions = node.add_namespace("/").expect("new namespace");
+    let uid = node.uid("/").expect("uid").to_owned();
+    assert_eq!(uid.len(), 16, "Node's randomId(): 8 bytes in hex");
+    assert_eq!(
+        subscriptions,
+        Subscriptions {
+            patterns: vec![],
+            channels: vec![],
+            sharded: vec!["socket.io#/#".into(), format!("socket.io#/#{uid}#")],
+        }
+    );
+    node
+}
+
+#[test]
+fn the_sharded_adapters_broadcasts_cross_as_node_sends_them() {
+    let node = sharded_node(SubscriptionMode::Dynamic);
+    // Captured from a Node sharded server (uid 73db1dad0d7b158c).
+    let captured = br#"{"type":3,"data":{"packet":{"type":2,"data":["to-room1","x"]},"opts":{"rooms":["room1"],"except":[],"flags":{}}},"uid":"73db1dad0d7b158c","nsp":"/"}"#;
+    let broadcast = delivered(node.receive("socket.io#/#room1#", captured, |_, _| false));
+    assert_eq!(broadcast.rooms, ["room1"]);
+    assert_eq!(broadcast.event.name, "to-room1");
+    assert_eq!(broadcast.event.args, br#""x""#);
+    // Binary, as MessagePack.
+    let binary = hex("84a47479706503a46461746182a67061636b657482a47479706502a46461746193a362696ec40301020381a66e6573746564c4020405a46f70747383a5726f6f6d7390a665786365707490a5666c61677380a3756964b037336462316461643064376231353863a36e7370a12f");
+    let broadcast = delivered(node.receive("socket.io#/#", &binary, |_, _| false));
+    assert_eq!(broadcast.event.attachments.len(), 2);
+    // What this node publishes: the same shape, on the room's channel (a socket id's goes to
+    // the main channel), with SPUBLISH.
+    let uid = node.uid("/").expect("uid").to_owned();
+    let room1: Vec<Box<str>> = vec!["room1".into()];
+    let published = node
+        .publish(&to_room1(&room1))
+        .expect("served")
+        .expect("encoded");
+    assert!(published.sharded);
+    assert_eq!(published.channel, "socket.io#/#room1#");
+    assert_eq!(
+        String::from_utf8(published.payload.clone()).expect("JSON"),
+        format!(
+            r#"{{"type":3,"data":{{"packet":{{"type":2,"data":["to-room1","x"]}},"opts":{{"rooms":["room1"],"except":[],"flags":{{}}}}}},"uid":"{uid}","nsp":"/"}}"#
+        )
+    );
+    // Its own message coming back is ignored; another sharded node delivers it.
+    assert_eq!(
+        node.receive(&published.channel, &published.payload, |_, _| false),
+        Incoming::Ignored
+    );
+    let socket_room: Vec<Box<str>> = vec!["AAEAAAAAoWx1bm9tYXIA".into()];
+    let socket_id = node
+        .publish(&to_room1(&socket_room))
+        .expect("served")
+        .expect("encoded");
+    assert_eq!(socket_id.channel, "socket.io#/#");
+    // Another namespace's message on this one's channel is dropped.
+    let foreign = br#"{"type":3,"data":{"packet":{"type":2,"data":["x"]},"opts":{"rooms":[],"except":[],"flags":{}}},"uid":"73db1dad0d7b158c","nsp":"/other"}"#;
+    assert!(matches!(
+        node.receive("socket.io#/#", foreign, |_, _| false),
+        Incoming::Dropped(Dropped::Unexpected)
+    ));
+}
+
+#[test]
+fn sharded_questions_are_answered_on_the_askers_own_channel() {
+    let node = sharded_node(SubscriptionMode::Static);
+    let fetch = br#"{"type":7,"data":{"opts":{"rooms":[],"except":[],"flags":{}},"requestId":"d517e04a5950486d"},"uid":"73db1dad0d7b158c","nsp":"/"}"#;
+    let Incoming::Fetch(query) = node.receive("socket.io#/#", fetch, |_, _| false) else {
+        panic!("a fetch question");
+    };
+    assert_eq!(query.reply_to.as_deref(), Some("73db1dad0d7b158c"));
+    let answer = node.fetch_response(&query, Vec::new());
+    assert!(answer.sharded);
+    assert_eq!(answer.channel, "socket.io#/#73db1dad0d7b158c#");
+    let uid = node.uid("/").expect("uid").to_owned();
+    assert_eq!(
+        String::from_utf8(answer.payload).expect("JSON"),
+        format!(
+            r#"{{"type":8,"data":{{"requestId":"d517e04a5950486d","sockets":[]}},"uid":"{uid}","nsp":"/"}}"#
+        )
+    );
+    // A broadcast with acks: the count and each ack to the asker.
+    let ask = br#"{"type":3,"data":{"packet":{"type":2,"data":["ask",1]},"requestId":"26e3d4432e234d27","opts":{"rooms":[],"except":[],"flags":{"timeout":2000}}},"uid":"73db1dad0d7b158c","nsp":"/"}"#;
+    let Incoming::AckBroadcast(broadcast) = node.receive("socket.io#/#", ask, |_, _| false) else {
+        panic!("a broadcast with acks");
+    };
+    assert_eq!(broadcast.timeout_ms, Some(2000));
+    let count = node.client_count_response(&broadcast.query, 1);
+    assert_eq!(
+        String::from_utf8(count.payload).expect("JSON"),
+        format!(
+            r#"{{"type":11,"data":{{"requestId":"26e3d4432e234d27","clientCount":1}},"uid":"{uid}","nsp":"/"}}"#
+        )
+    );
+    // A server-side emit with ack.
+    let emit = br#"{"type":9,"data":{"requestId":"ae35f04afe742eaf","packet":["sse-ack","ping"]},"uid":"73db1dad0d7b158c","nsp":"/"}"#;
+    let Incoming::ServerEvent(event) = node.receive("socket.io#/#", emit, |_, _| false) else {
+        panic!("a server-side event");
+    };
+    let answer = node
+        .server_event_response(&event.ack.expect("asked"), br#""pong-from-B""#, &[])
+        .expect("encoded");
+    assert_eq!(answer.channel, "socket.io#/#73db1dad0d7b158c#");
+    assert_eq!(
+        String::from_utf8(answer.payload).expect("JSON"),
+        format!(
+            r#"{{"type":10,"data":{{"requestId":"ae35f04afe742eaf","packet":"pong-from-B"}},"uid":"{uid}","nsp":"/"}}"#
+        )
+    );
+    // Joins and leaves apply; heartbeats are ignored.
+    let join = br#"{"type":4,"data":{"opts":{"rooms":[],"except":[],"flags":{}},"rooms":["room9"]},"uid":"73db1dad0d7b158c","nsp":"/"}"#;
+    assert!(matches!(
+        node.receive("socket.io#/#", join, |_, _| false),
+        Incoming::Operation(RemoteOperation {
+            action: RemoteAction::Join(_),
+            ..
+        })
+    ));
+    let heartbeat = br#"{"type":2,"uid":"73db1dad0d7b158c","nsp":"/"}"#;
+    assert_eq!(
+        node.receive("socket.io#/#", heartbeat, |_, _| false),
+        Incoming::Ignored
+    );
+}
+
+#[test]
+fn this_sharded_nodes_questions_and_their_answers_round_trip() {
+    let node = sharded_node(SubscriptionMode::Dynamic);
+    let other = sharded_node(SubscriptionMode::Dynamic);
+    let uid = node.uid("/").expect("uid").to_owned();
+    let asker = Asker {
+        shard: 0,
+        request: 3,
+    };
+    let fetch = node
+        .ask(
+            "/",
+            asker,
+            &Question::Fetch {
+                rooms: &[],
+                except: &[],
+            },
+        )
+        .expect("served")
+        .expect("encoded");
+    assert!(fetch.sharded);
+    assert_eq!(fetch.channel, "socket.io#/#");
+    let Incoming::Fetch(query) = other.receive(&fetch.channel, &fetch.payload, |_, _| false) else {
+        panic!("a fetch question");
+    };
+    let answer = other.fetch_response(&query, Vec::new());
+    assert_eq!(answer.channel, format!("socket.io#/#{uid}#"));
+    assert_eq!(
+        node.receive(&answer.channel, &answer.payload, |_, _| false),
+        Incoming::Answer(Answer {
+            nsp: "/".into(),
+            asker,
+            reply: AnswerReply::Sockets(vec![]),
+        })
+    );
+    // The sharded adapter has no all-rooms question: nobody is asked.
+    assert!(node.ask("/", asker, &Question::AllRooms).is_none());
+    // Server count: SHARDNUMSUB of the main channel.
+    assert_eq!(
+        node.count_channel("/"),
+        Some(Channel {
+            name: "socket.io#/#".into(),
+            sharded: true
+        })
+    );
+    // This node's join is published on the main channel and ignored when it comes back.
+    let join = node
+        .operation_request("/", &[], &[], RemoteAction::Join(vec!["room9".into()]))
+        .expect("served");
+    assert_eq!(
+        String::from_utf8(join.payload.clone()).expect("JSON"),
+        format!(
+            r#"{{"type":4,"data":{{"opts":{{"rooms":[],"except":[],"flags":{{}}}},"rooms":["room9"]}},"uid":"{uid}","nsp":"/"}}"#
+        )
+    );
+    assert_eq!(
+        node.receive(&join.channel, &join.payload, |_, _| false),
+        Incoming::Ignored
+    );
+}
+
+#[test]
+fn room_channels_follow_the_rooms_every_shard_has_members_of() {
+    let mut node = sharded_node(SubscriptionMode::Dynamic);
+    assert!(node.watches_rooms());
+    // Two shards with members of room1: one subscription, dropped with the last member.
+    assert_eq!(
+        node.room_joined("/", "room1").as_deref(),
+        Some("socket.io#/#room1#")
+    );
+    assert_eq!(node.room_joined("/", "room1"), None);
+    assert_eq!(node.room_left("/", "room1"), None);
+    assert_eq!(
+        node.room_left("/", "room1").as_deref(),
+        Some("socket.io#/#room1#")
+    );
+    assert_eq!(node.room_left("/", "room1"), None);
+    // A socket id (20 characters) has no channel in dynamic mode; it has in dynamic-private.
+    assert_eq!(node.room_joined("/", "AAEAAAAAoWx1bm9tYXIA"), None);
+    let mut private = sharded_node(SubscriptionMode::DynamicPrivate);
+    assert_eq!(
+        private.room_joined("/", "AAEAAAAAoWx1bm9tYXIA").as_deref(),
+        Some("socket.io#/#AAEAAAAAoWx1bm9tYXIA#")
+    );
+    // Static mode and the classic adapter have no room channels.
+    assert!(!sharded_node(SubscriptionMode::Static).watches_rooms());
+    assert!(!node_with_uid_not("x").watches_rooms());
+    assert_eq!(node.room_joined("/unserved", "room1"), None);
 }

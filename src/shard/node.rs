@@ -14,15 +14,16 @@ use bytes::Bytes;
 
 use crate::bus;
 use crate::cluster::{
-    self, Answer, AnswerReply, Asker, LocalBroadcast, Node, Question, RemoteAckBroadcast,
+    self, Answer, AnswerReply, Asker, LocalBroadcast, Mode, Node, Question, RemoteAckBroadcast,
     RemoteAction, RemoteQuery, RemoteServerEvent,
 };
 use crate::codec::adapter::RemoteSocket;
+use crate::codec::adapter::SubscriptionMode;
 use crate::codec::notepack;
-use crate::config::ClusterConfig;
+use crate::config::{self, ClusterConfig, RedisMode};
 use crate::gather::RequestId;
 use crate::key::ShardId;
-use crate::net::redis::{self, RedisLink, RedisLinkConfig, RedisUrl};
+use crate::net::redis::{self, ClusterSeeds, RedisLink, RedisLinkConfig, RedisUrl};
 use crate::socketio::{
     Args, Ask, Broadcast, BroadcastOperator, Command, EventArgs, HandshakeInfo, Message, NodeHooks,
     Op, OpFuture, Operation, Reply, ServerAck, ServerCountFuture, SocketInfo, SocketIo,
@@ -51,10 +52,31 @@ impl Cluster {
         to_shards: bus::Endpoint<ShardMsg>,
         shards: u16,
     ) -> std::io::Result<Cluster> {
-        let url = config.redis.as_deref().unwrap_or_default();
-        let url = RedisUrl::parse(url)
-            .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))?;
-        let node = Arc::new(RwLock::new(Node::new(config.prefix.clone())));
+        let invalid = |error: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, error);
+        let link_config = match (&config.redis_cluster, &config.redis) {
+            (Some(seeds), _) => RedisLinkConfig::cluster(
+                ClusterSeeds::parse(seeds).map_err(|error| invalid(error.to_string()))?,
+            ),
+            (None, url) => RedisLinkConfig::new(
+                RedisUrl::parse(url.as_deref().unwrap_or_default())
+                    .map_err(|error| invalid(error.to_string()))?,
+            ),
+        };
+        let link_config = match &config.redis_ca {
+            Some(path) => link_config
+                .tls_ca_file(path)
+                .map_err(|error| invalid(error.to_string()))?,
+            None => link_config,
+        };
+        let mode = match config.mode {
+            RedisMode::Classic => Mode::Classic,
+            RedisMode::Sharded => Mode::Sharded(match config.subscription_mode {
+                config::SubscriptionMode::Static => SubscriptionMode::Static,
+                config::SubscriptionMode::Dynamic => SubscriptionMode::Dynamic,
+                config::SubscriptionMode::DynamicPrivate => SubscriptionMode::DynamicPrivate,
+            }),
+        };
+        let node = Arc::new(RwLock::new(Node::with_mode(config.prefix.clone(), mode)));
         let receiving = node.clone();
         let dropped = Arc::new(AtomicU64::new(0));
         let counted = dropped.clone();
@@ -182,12 +204,11 @@ impl Cluster {
                 }
             }
         };
-        let link = RedisLink::start(RedisLinkConfig::new(url), deliver)?;
+        let link = RedisLink::start(link_config, deliver)?;
         let _ = answering.set(link.clone());
         for nsp in namespaces {
             if let Some(subscriptions) = write(&node).add_namespace(&nsp) {
-                link.psubscribe(subscriptions.patterns);
-                link.subscribe(subscriptions.channels);
+                subscribe(&link, subscriptions);
             }
         }
         Ok(Cluster {
@@ -227,8 +248,7 @@ impl Cluster {
                 return;
             }
             if let Some(subscriptions) = write(&node).add_namespace(nsp) {
-                link.psubscribe(subscriptions.patterns);
-                link.subscribe(subscriptions.channels);
+                subscribe(&link, subscriptions);
             }
         };
         let (node, link) = (self.node.clone(), self.link.clone());
@@ -243,14 +263,15 @@ impl Cluster {
                 Op::FetchSockets | Op::AllRooms => return,
             };
             if let Some(publish) = read(&node).operation_request(nsp, rooms, except, action) {
-                let _ = link.publish(publish.channel, Bytes::from(publish.payload));
+                let _ = send(&link, publish);
             }
         };
         let (node, link) = (self.node.clone(), self.link.clone());
         let count = move |nsp: &str| -> ServerCountFuture {
-            // Node counts the subscribers of the namespace's request channel.
-            let channel = read(&node).request_channel(nsp);
-            let asked = channel.map(|channel| link.server_count(channel));
+            // Node counts the subscribers of the namespace's request channel (sharded: of its
+            // main channel).
+            let channel = read(&node).count_channel(nsp);
+            let asked = channel.map(|channel| count_servers(&link, channel));
             Box::pin(async move {
                 let count = asked?.await.ok()?;
                 Some(usize::try_from(count).unwrap_or(usize::MAX).max(1))
@@ -270,7 +291,7 @@ impl Cluster {
                 read(&node).server_event(nsp, event, args.json_bytes(), args.attachments());
             match published {
                 Some(Ok(publish)) => {
-                    let _ = link.publish(publish.channel, Bytes::from(publish.payload));
+                    let _ = send(&link, publish);
                 }
                 Some(Err(error)) => {
                     tracing::debug!(%error, "a server-side event could not be sent")
@@ -278,7 +299,22 @@ impl Cluster {
                 None => {}
             }
         };
+        let watching = read(&self.node).watches_rooms();
+        let (node, link) = (self.node.clone(), self.link.clone());
+        let rooms = move |nsp: &str, room: &str, appeared: bool| {
+            // One channel per room for the whole process: subscribed when the first shard
+            // has a member, dropped when the last has none.
+            let mut node = write(&node);
+            if appeared {
+                if let Some(channel) = node.room_joined(nsp, room) {
+                    link.ssubscribe([channel]);
+                }
+            } else if let Some(channel) = node.room_left(nsp, room) {
+                link.sunsubscribe([channel]);
+            }
+        };
         NodeHooks {
+            rooms: watching.then(|| Box::new(rooms) as Box<_>),
             publish: self.publisher(),
             serve: Box::new(serve),
             request: Box::new(request),
@@ -307,7 +343,7 @@ impl Cluster {
             match read(&node).publish(&local) {
                 // A full queue is counted by the link (its drop policy).
                 Some(Ok(publish)) => {
-                    let _ = link.publish(publish.channel, Bytes::from(publish.payload));
+                    let _ = send(&link, publish);
                 }
                 Some(Err(error)) => tracing::debug!(%error, "a broadcast could not be published"),
                 // A namespace this node does not serve: none, every shard serves the namespaces
@@ -315,6 +351,33 @@ impl Cluster {
                 None => {}
             }
         })
+    }
+}
+
+/// Publishes what the node made, with `SPUBLISH` for the sharded adapter; never waits (the
+/// link's queue is bounded, and counts what it drops).
+fn send(link: &RedisLink, publish: cluster::Publish) -> Result<(), redis::PublishError> {
+    let payload = Bytes::from(publish.payload);
+    if publish.sharded {
+        link.spublish(publish.channel, payload)
+    } else {
+        link.publish(publish.channel, payload)
+    }
+}
+
+/// Subscribes to a namespace's channels, patterns and sharded channels.
+fn subscribe(link: &RedisLink, subscriptions: cluster::Subscriptions) {
+    link.psubscribe(subscriptions.patterns);
+    link.subscribe(subscriptions.channels);
+    link.ssubscribe(subscriptions.sharded);
+}
+
+/// Node's server count: the subscribers of `channel` (`PUBSUB NUMSUB`, or `SHARDNUMSUB`).
+fn count_servers(link: &RedisLink, channel: cluster::Channel) -> redis::ServerCount {
+    if channel.sharded {
+        link.shard_server_count(channel.name)
+    } else {
+        link.server_count(channel.name)
     }
 }
 
@@ -369,7 +432,7 @@ fn ask_nodes(
     };
     let (publish, channel) = {
         let node = read(node);
-        match (node.ask(nsp, asker, &question), node.request_channel(nsp)) {
+        match (node.ask(nsp, asker, &question), node.count_channel(nsp)) {
             (Some(Ok(publish)), Some(channel)) => (publish, channel),
             (Some(Err(error)), _) => {
                 tracing::debug!(%error, "a question for the other nodes could not be encoded");
@@ -379,7 +442,7 @@ fn ask_nodes(
             _ => return nobody(),
         }
     };
-    let counted = link.server_count(channel);
+    let counted = count_servers(link, channel);
     let link = link.clone();
     Box::pin(async move {
         let subscribers = counted.await.ok()?;
@@ -387,8 +450,7 @@ fn ask_nodes(
             .unwrap_or(usize::MAX)
             .saturating_sub(1);
         if others > 0 {
-            link.publish(publish.channel, Bytes::from(publish.payload))
-                .ok()?;
+            send(&link, publish).ok()?;
         }
         Some(others)
     })
@@ -467,24 +529,19 @@ fn server_event_command(
     (node, link): (Arc<RwLock<Node>>, RedisLink),
 ) -> Command {
     Command::new(move |io| {
-        let RemoteServerEvent {
-            nsp,
-            request_id,
-            event,
-        } = remote;
+        let RemoteServerEvent { nsp, ack, event } = remote;
         let Some(message) = Message::from_args_json(&event.args, event.attachments) else {
             return;
         };
-        let ack = request_id.map(|request_id| {
-            let nsp = nsp.clone();
+        let ack = ack.map(|query| {
             ServerAck::new(move |args: &Args| {
                 let attachments = args.attachments().to_vec();
                 let sent = Message::from_args_json(args.json_bytes(), attachments);
                 let first = sent.as_ref().and_then(|m| m.raw(0)).unwrap_or(b"null");
                 let attachments = args.attachments();
-                match read(&node).server_event_response(&nsp, &request_id, first, attachments) {
+                match read(&node).server_event_response(&query, first, attachments) {
                     Ok(answer) => {
-                        let _ = link.publish(answer.channel, Bytes::from(answer.payload));
+                        let _ = send(&link, answer);
                     }
                     Err(error) => tracing::debug!(%error, "a server-side ack could not be sent"),
                 }
@@ -515,7 +572,7 @@ fn answer_command<T: Send + 'static>(
                 return;
             };
             let answer = answer(&read(&node), &query, part);
-            let _ = link.publish(answer.channel, Bytes::from(answer.payload));
+            let _ = send(&link, answer);
         }));
     })
 }
@@ -547,12 +604,12 @@ fn ack_command(
             };
             let node = read(&node);
             let count = node.client_count_response(&query, acks.len());
-            let _ = link.publish(count.channel, Bytes::from(count.payload));
+            let _ = send(&link, count);
             for ack in acks {
                 let first = ack.raw(0).unwrap_or(b"null");
                 match node.ack_response(&query, first, ack.attachments()) {
                     Ok(answer) => {
-                        let _ = link.publish(answer.channel, Bytes::from(answer.payload));
+                        let _ = send(&link, answer);
                     }
                     Err(error) => tracing::debug!(%error, "an ack could not be published"),
                 }

@@ -268,6 +268,12 @@ pub(crate) trait Adapter {
     fn server_event(&self, nsp: &str, event: &str, args: &Args);
     /// How long acks and operations wait when the application set no timeout.
     fn default_timeout(&self) -> Duration;
+    /// Whether other nodes are told of this shard's rooms as they appear and empty
+    /// ([`Adapter::room_changed`]).
+    fn watches_rooms(&self) -> bool;
+    /// Room `room` of namespace `nsp` got its first member on this shard (`created`), or
+    /// lost its last.
+    fn room_changed(&self, nsp: &str, room: &str, created: bool);
 }
 
 /// A question for the other nodes of a cluster.
@@ -303,6 +309,9 @@ pub struct NodeHooks {
     /// How long questions to other nodes wait when the application set no timeout (the
     /// requests timeout, Node's `requestsTimeout`).
     pub timeout: Duration,
+    /// Hears of each room this shard has members of as it appears (`true`) and empties, when
+    /// the cluster subscribes per room (the sharded adapter's dynamic modes).
+    pub rooms: Option<Box<RoomsFn>>,
     /// Counts the servers of namespace `nsp` in the cluster (this process as one), as Node
     /// counts them; `None` when the cluster can't be asked now.
     pub count: Box<dyn Fn(&str) -> ServerCountFuture>,
@@ -313,6 +322,9 @@ pub type AskFn = dyn Fn(&Ask<'_>, RequestId) -> ServerCountFuture;
 
 /// [`NodeHooks::server_event`]: the namespace, the event and its arguments.
 pub type ServerEventFn = dyn Fn(&str, &str, &Args);
+
+/// [`NodeHooks::rooms`]: the namespace, the room, and whether it appeared or emptied.
+pub type RoomsFn = dyn Fn(&str, &str, bool);
 
 /// What [`NodeHooks::count`] answers.
 pub type ServerCountFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<usize>>>>;
@@ -395,6 +407,16 @@ impl Adapter for ShardFanout {
         self.nodes
             .as_ref()
             .map_or(DEFAULT_TIMEOUT, |nodes| nodes.timeout)
+    }
+
+    fn watches_rooms(&self) -> bool {
+        self.nodes.as_ref().is_some_and(|n| n.rooms.is_some())
+    }
+
+    fn room_changed(&self, nsp: &str, room: &str, created: bool) {
+        if let Some(rooms) = self.nodes.as_ref().and_then(|n| n.rooms.as_ref()) {
+            rooms(nsp, room, created);
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::dispatch::{contain, protocol_error};
+use super::dispatch::{self, contain, protocol_error};
 use super::message::encode_packet;
 use super::namespace::{percent_decode, ConnectError, Handshake};
 use super::tables::SocketState;
@@ -201,6 +201,9 @@ fn admit(
         }
         (socket, id)
     };
+    // Its own id room appeared with it (the sharded adapter's dynamic-private mode gives it a
+    // channel).
+    dispatch::watch_room(io, socket, &id, true);
     let reply = match version {
         Version::V4 => {
             let mut data = Vec::with_capacity(40);

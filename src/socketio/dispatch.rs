@@ -278,6 +278,7 @@ pub(crate) fn join(
 ) -> Option<bool> {
     let joined = io.state.borrow_mut().join(socket, room, max_rooms);
     if joined == Some(true) {
+        watch_room(io, socket, room, true);
         if let (Some(observer), Some(handle)) = (&io.observer, io.handle(socket)) {
             contain("observer", || observer.joined(&handle, room));
         }
@@ -285,10 +286,35 @@ pub(crate) fn join(
     joined
 }
 
+/// After `socket` joined (`joined`) or left `room`: tells the adapter when that made the room
+/// appear on this shard (its only member) or empty, if the adapter listens.
+pub(crate) fn watch_room(io: &Rc<SocketIo>, socket: SocketKey, room: &str, joined: bool) {
+    if !io.adapter.watches_rooms() {
+        return;
+    }
+    let changed = {
+        let state = io.state.borrow();
+        state.socket(socket).and_then(|entry| {
+            let nsp = &state.namespaces[entry.ns];
+            let mut members = nsp.rooms.members(room);
+            let changed = match (members.next(), members.next()) {
+                (Some(_), None) => joined,
+                (None, _) => !joined,
+                _ => false,
+            };
+            changed.then(|| nsp.name.clone())
+        })
+    };
+    if let Some(nsp) = changed {
+        io.adapter.room_changed(&nsp, room, joined);
+    }
+}
+
 /// Takes a socket out of a room; the observer hears of it if it was in it.
 pub(crate) fn leave(io: &Rc<SocketIo>, socket: SocketKey, room: &str) {
     let left = io.state.borrow_mut().leave(socket, room);
     if left {
+        watch_room(io, socket, room, false);
         if let (Some(observer), Some(handle)) = (&io.observer, io.handle(socket)) {
             contain("observer", || observer.left(&handle, room));
         }
@@ -304,6 +330,20 @@ pub(crate) fn remove_socket(io: &Rc<SocketIo>, socket: SocketKey, reason: Discon
     let Some(entry) = io.state.borrow_mut().remove_socket(socket) else {
         return;
     };
+    if io.adapter.watches_rooms() {
+        let state = io.state.borrow();
+        let nsp = &state.namespaces[entry.ns];
+        let emptied: Vec<_> = entry
+            .rooms
+            .iter()
+            .filter(|room| nsp.rooms.members(room).next().is_none())
+            .collect();
+        let name = nsp.name.clone();
+        drop(state);
+        for room in emptied {
+            io.adapter.room_changed(&name, room, false);
+        }
+    }
     for (_, handler) in entry.acks {
         if let AckHandler::Local(callback) = handler {
             contain("ack", || callback(Err(AckError::Disconnected)));
