@@ -106,6 +106,9 @@ pub(crate) struct ClusterCounts {
     pub(crate) dropped: u64,
     /// Publishes waiting for Redis now.
     pub(crate) queued: u64,
+    /// Questions to the other nodes (fetch, all rooms, broadcast acks, server-side emits) that
+    /// were not fully answered within their timeout.
+    pub(crate) request_timeouts: u64,
 }
 
 impl Report {

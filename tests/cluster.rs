@@ -120,8 +120,13 @@ fn two_nodes(url: &str) -> (Server, Server) {
 
 /// A node's stats endpoint, as JSON.
 fn stats(node: &Server) -> serde_json::Value {
+    stats_at(node.addr)
+}
+
+/// The stats endpoint (`/stats`) of the server at `addr`, as JSON.
+fn stats_at(addr: std::net::SocketAddr) -> serde_json::Value {
     let request = b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    let response = common::exchange(node.addr, request, Duration::from_secs(5));
+    let response = common::exchange(addr, request, Duration::from_secs(5));
     let (status, body) = common::status_and_body(&response);
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).expect("stats JSON")
@@ -524,4 +529,42 @@ fn the_sharded_adapter_works_with_node_servers_on_a_redis_cluster() {
         &cluster.seeds(),
         ("REDIS_CLUSTER", masters),
     );
+}
+
+#[test]
+fn a_server_that_never_answers_makes_questions_time_out_and_is_counted() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = library_node(
+        &url,
+        Ringcast::builder()
+            .namespace("/", ringcast::apps::builtin_namespace())
+            .configure(|config| config.stats_path = Some("/stats".to_owned())),
+    );
+    // A silent subscriber of the request channel: Node counts it as a server (spec A.5).
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", redis.port)).expect("connect");
+    silent
+        .write_all(b"*2\r\n$9\r\nSUBSCRIBE\r\n$20\r\nsocket.io-request#/#\r\n")
+        .expect("subscribe");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while runtime.block_on(a.of("/").server_count()) != Ok(2) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started = Instant::now();
+    let asked = a
+        .of("/")
+        .timeout(Duration::from_millis(300))
+        .fetch_sockets();
+    assert_eq!(runtime.block_on(asked), Err(ringcast::OpError::Timeout));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // This process alone still answers.
+    let local = runtime.block_on(a.of("/").local().fetch_sockets());
+    assert_eq!(local.map(|sockets| sockets.len()), Ok(0));
+    let stats = stats_at(a.local_addr());
+    assert_eq!(stats["redis"]["request_timeouts"], 1, "{stats}");
+    a.stop();
 }

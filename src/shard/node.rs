@@ -40,6 +40,8 @@ pub(crate) struct Cluster {
     link: RedisLink,
     /// Messages from Redis this node dropped (malformed, unknown, for no namespace it serves).
     dropped: Arc<AtomicU64>,
+    /// Questions to the other nodes not fully answered in time (every shard counts here).
+    request_timeouts: Arc<AtomicU64>,
 }
 
 impl Cluster {
@@ -215,6 +217,7 @@ impl Cluster {
             node,
             link,
             dropped,
+            request_timeouts: Arc::default(),
         })
     }
 
@@ -234,6 +237,7 @@ impl Cluster {
             publish_failed: link.publish_failed,
             received: link.received,
             dropped: link.received_dropped + self.dropped.load(Ordering::Relaxed),
+            request_timeouts: self.request_timeouts.load(Ordering::Relaxed),
             queued: link.queued,
         }
     }
@@ -315,6 +319,7 @@ impl Cluster {
         };
         NodeHooks {
             rooms: watching.then(|| Box::new(rooms) as Box<_>),
+            timeouts: self.request_timeouts.clone(),
             publish: self.publisher(),
             serve: Box::new(serve),
             request: Box::new(request),

@@ -9,6 +9,7 @@
 //! shard lends (`ShardHooks::peers`).
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -274,6 +275,8 @@ pub(crate) trait Adapter {
     /// Room `room` of namespace `nsp` got its first member on this shard (`created`), or
     /// lost its last.
     fn room_changed(&self, nsp: &str, room: &str, created: bool);
+    /// Where questions to other nodes that time out are counted.
+    fn timeouts(&self) -> Option<&Arc<AtomicU64>>;
 }
 
 /// A question for the other nodes of a cluster.
@@ -312,6 +315,8 @@ pub struct NodeHooks {
     /// Hears of each room this shard has members of as it appears (`true`) and empties, when
     /// the cluster subscribes per room (the sharded adapter's dynamic modes).
     pub rooms: Option<Box<RoomsFn>>,
+    /// Counts the questions to other nodes that were not fully answered in time.
+    pub timeouts: Arc<AtomicU64>,
     /// Counts the servers of namespace `nsp` in the cluster (this process as one), as Node
     /// counts them; `None` when the cluster can't be asked now.
     pub count: Box<dyn Fn(&str) -> ServerCountFuture>,
@@ -418,6 +423,45 @@ impl Adapter for ShardFanout {
             rooms(nsp, room, created);
         }
     }
+
+    fn timeouts(&self) -> Option<&Arc<AtomicU64>> {
+        self.nodes.as_ref().map(|nodes| &nodes.timeouts)
+    }
+}
+
+/// A request that asks other nodes too: counts it when it ends before every answer came (a
+/// slow shard of this process makes it time out too; either way the question went unanswered).
+struct CountTimeouts {
+    inner: Box<dyn Collector<Reply>>,
+    timeouts: Arc<AtomicU64>,
+}
+
+impl Collector<Reply> for CountTimeouts {
+    fn add(&mut self, reply: Reply) -> usize {
+        self.inner.add(reply)
+    }
+
+    fn finish(self: Box<Self>, complete: bool) {
+        if !complete {
+            self.timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner.finish(complete);
+    }
+}
+
+/// `collector`, counted in the cluster's timeouts when `asks` other nodes.
+fn counting_timeouts(
+    io: &SocketIo,
+    asks: bool,
+    collector: Box<dyn Collector<Reply>>,
+) -> Box<dyn Collector<Reply>> {
+    match io.adapter.timeouts() {
+        Some(timeouts) if asks => Box::new(CountTimeouts {
+            inner: collector,
+            timeouts: timeouts.clone(),
+        }),
+        _ => collector,
+    }
 }
 
 /// Merges the answers of an operation into a `T`, then hands it (or why it is missing) to
@@ -516,7 +560,7 @@ pub(crate) fn expect_acks(
     // nodes it asked).
     let nodes = usize::from(io.adapter.asks_nodes(local));
     let responders = io.adapter.responders(local) + 1 + nodes;
-    let collector = Box::new(AckCollector::new(callback));
+    let collector = counting_timeouts(io, nodes > 0, Box::new(AckCollector::new(callback)));
     let (request, _) = io
         .gather
         .borrow_mut()
@@ -537,6 +581,7 @@ pub(crate) fn operate(
     let asks =
         io.adapter.asks_nodes(local) && matches!(operation.op, Op::FetchSockets | Op::AllRooms);
     let responders = io.adapter.responders(local) + 1 + usize::from(asks);
+    let collector = counting_timeouts(io, asks, collector);
     let (request, _) = io
         .gather
         .borrow_mut()
@@ -593,6 +638,7 @@ pub(crate) fn server_event(
         return;
     };
     let asks = io.adapter.asks_nodes(local);
+    let collector = counting_timeouts(io, asks, collector);
     let (request, done) = io
         .gather
         .borrow_mut()

@@ -744,6 +744,7 @@ fn other_nodes(asked: Option<usize>, last: Rc<Cell<Option<RequestId>>>) -> NodeH
         server_event: Box::new(|_, _, _| {}),
         timeout: Duration::from_secs(3),
         rooms: None,
+        timeouts: Arc::default(),
     }
 }
 
