@@ -75,7 +75,7 @@ fn room_json(room: usize) -> Vec<u8> {
 
 /// Joins its room and reads until the run is over, checking every message.
 async fn stable(worker: &Rc<Worker>, client: usize, shape: Churn) -> Result<(), conn::ConnError> {
-    let mut socket = conn::open_socket_within(&worker.target, client, CONNECT_LIMIT).await?;
+    let mut socket = conn::open_socket_within(worker.target(client), client, CONNECT_LIMIT).await?;
     let mut text = Vec::new();
     let mut out = Vec::new();
     wire::put_event(
@@ -121,7 +121,8 @@ async fn churning(worker: &Rc<Worker>, client: usize, shape: Churn) -> Result<()
     let (mut text, mut out, mut body) = (Vec::new(), Vec::new(), Vec::new());
     let mut visits = 0u64;
     while worker.run.phase() < Phase::Drain {
-        let mut socket = conn::open_socket_within(&worker.target, client, CONNECT_LIMIT).await?;
+        let mut socket =
+            conn::open_socket_within(worker.target(client), client, CONNECT_LIMIT).await?;
         text.clear();
         wire::put_event(&mut text, "join", Some(1), &[&room]);
         send_text(&mut socket.stream, &mut out, &text, socket.mask).await?;

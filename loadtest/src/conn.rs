@@ -1,7 +1,8 @@
-//! The loadtest's socket I/O: TCP connect (optionally from one of several loopback source
-//! addresses, to get past the ephemeral-port limit of one address), the WebSocket upgrade,
-//! the Socket.IO connect on the main namespace, and a reusable frame buffer that reads
-//! without allocating per message.
+//! The loadtest's socket I/O: which server a client connects to (one, or several nodes of a
+//! cluster), TCP connect (optionally from one of several loopback source addresses, to get
+//! past the ephemeral-port limit of one address), the WebSocket upgrade, the Socket.IO
+//! connect on the main namespace, and a reusable frame buffer that reads without allocating
+//! per message.
 
 use std::fmt;
 use std::io;
@@ -25,6 +26,46 @@ pub struct Target {
     pub path: String,
     /// Local addresses to spread connections over (empty: let the kernel choose).
     pub sources: Vec<IpAddr>,
+}
+
+/// Which of several servers each client connects to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// How many server addresses there are (at least 1).
+    pub servers: usize,
+    /// With `Some(k)`, clients `0..publishers` all connect to server `k` and every other
+    /// client to one of the other servers (fanout's remote-intake variant); otherwise client
+    /// `i` connects to server `i % servers`.
+    pub publishers_on: Option<usize>,
+    pub publishers: usize,
+}
+
+impl Placement {
+    /// Everything on one server.
+    pub fn single() -> Self {
+        Placement {
+            servers: 1,
+            publishers_on: None,
+            publishers: 0,
+        }
+    }
+
+    /// The index of the server client `client` connects to.
+    pub fn server_of(&self, client: usize) -> usize {
+        match self.publishers_on {
+            Some(home) if client < self.publishers => home,
+            // Round robin over the servers other than the publishers' one.
+            Some(home) if self.servers > 1 => {
+                let other = client % (self.servers - 1);
+                if other >= home {
+                    other + 1
+                } else {
+                    other
+                }
+            }
+            _ => client % self.servers.max(1),
+        }
+    }
 }
 
 /// Why a client connection failed.
@@ -366,5 +407,40 @@ pub async fn open_socket_within(
     monoio::select! {
         socket = open_socket(target, index) => socket,
         _ = monoio::time::sleep(limit) => Err(ConnError::Timeout("the Socket.IO connect")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Placement;
+
+    #[test]
+    fn clients_alternate_over_the_servers() {
+        let two = Placement {
+            servers: 2,
+            publishers_on: None,
+            publishers: 4,
+        };
+        let servers: Vec<usize> = (0..6).map(|c| two.server_of(c)).collect();
+        assert_eq!(servers, [0, 1, 0, 1, 0, 1]);
+        assert!((0..10).all(|c| Placement::single().server_of(c) == 0));
+    }
+
+    #[test]
+    fn publishers_on_one_server_and_the_rest_on_the_others() {
+        let two = Placement {
+            servers: 2,
+            publishers_on: Some(0),
+            publishers: 3,
+        };
+        let servers: Vec<usize> = (0..6).map(|c| two.server_of(c)).collect();
+        assert_eq!(servers, [0, 0, 0, 1, 1, 1]);
+        let three = Placement {
+            servers: 3,
+            publishers_on: Some(1),
+            publishers: 2,
+        };
+        let servers: Vec<usize> = (0..7).map(|c| three.server_of(c)).collect();
+        assert_eq!(servers, [1, 1, 0, 2, 0, 2, 0]);
     }
 }

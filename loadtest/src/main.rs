@@ -3,7 +3,8 @@
 //!
 //! The main thread parses the command line, starts the worker threads (each a monoio
 //! runtime on io_uring, or epoll with `--epoll`, driving its share of the clients), moves the
-//! run through its phases, samples the server from /proc, and reports.
+//! run through its phases, samples the server (or a cluster's nodes and their Redis) from
+//! /proc, and reports.
 
 mod churn;
 mod conn;
@@ -30,9 +31,9 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
 
-use crate::conn::Target;
-use crate::procfs::Probe;
-use crate::report::Outcome;
+use crate::conn::{Placement, Target};
+use crate::procfs::{Probe, ProcessSample, Sample};
+use crate::report::{Outcome, ProcessUse};
 use crate::run::{Phase, Run};
 use crate::scenarios::{Fanout, Worker};
 
@@ -50,15 +51,26 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Global {
-    /// Server address.
-    #[arg(long, global = true, default_value = "127.0.0.1:3000")]
-    addr: String,
+    /// Server address. Several (repeated, or comma-separated: the nodes of a cluster) spread
+    /// the clients: client i connects to address i % n (see `fanout --publishers-on`).
+    #[arg(
+        long,
+        global = true,
+        default_value = "127.0.0.1:3000",
+        value_delimiter = ','
+    )]
+    addr: Vec<String>,
     /// Engine.IO path.
     #[arg(long, global = true, default_value = "/socket.io/")]
     path: String,
-    /// The server's pid: its CPU time and RSS are read from /proc.
+    /// The server's pid: its CPU time and RSS are read from /proc. Several (repeated, or
+    /// comma-separated: a cluster's nodes) are summed, and each is reported too.
+    #[arg(long, global = true, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// The pid of the Redis a cluster's nodes share: its CPU time is reported apart and
+    /// counted in the total per unit.
     #[arg(long, global = true)]
-    server_pid: Option<u32>,
+    redis_pid: Option<u32>,
     /// Cores the server is pinned to (e.g. `0` or `0-1`): their busy time is the cost.
     #[arg(long, global = true)]
     server_cores: Option<String>,
@@ -103,7 +115,8 @@ enum Command {
         hold: f64,
     },
     /// N clients in R rooms; P of them publish to their own room: deliveries/s, latency,
-    /// loss and order, server CPU per delivery.
+    /// loss and order, server CPU per delivery. Over several `--addr`s (a cluster), client i
+    /// connects to address i % n.
     Fanout {
         #[arg(long, default_value_t = 1000)]
         clients: usize,
@@ -121,6 +134,11 @@ enum Command {
         /// others must still get every message; these are not counted.
         #[arg(long, default_value_t = 0)]
         stalled: usize,
+        /// Remote intake (needs several `--addr`s): every publisher connects to address K and
+        /// every other client to the other addresses; only deliveries there are measured (what
+        /// those nodes take from Redis). Their own copies, back on K, are checked too.
+        #[arg(long, value_name = "K")]
+        publishers_on: Option<usize>,
         #[command(flatten)]
         timing: Timing,
     },
@@ -284,29 +302,50 @@ enum Start {
     Run(Option<usize>),
 }
 
+/// Greatest common divisor.
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
 fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
-    let addr: SocketAddr = global
-        .addr
-        .to_socket_addrs()
-        .map_err(|e| format!("bad --addr {}: {e}", global.addr))?
-        .next()
-        .ok_or_else(|| format!("--addr {} resolves to nothing", global.addr))?;
-    let sources = (0..global.source_addrs)
+    let sources: Vec<IpAddr> = (0..global.source_addrs)
         .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i.saturating_add(1))))
         .collect();
-    let target = Arc::new(Target {
-        addr,
-        host: global.addr.clone(),
-        path: global.path.clone(),
-        sources,
-    });
+    let mut targets = Vec::new();
+    for host in &global.addr {
+        let addr: SocketAddr = host
+            .to_socket_addrs()
+            .map_err(|e| format!("bad --addr {host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("--addr {host} resolves to nothing"))?;
+        targets.push(Target {
+            addr,
+            host: host.clone(),
+            path: global.path.clone(),
+            sources: sources.clone(),
+        });
+    }
+    if targets.is_empty() {
+        return Err("no --addr".into());
+    }
+    let servers = targets.len();
+    let targets: Arc<[Target]> = targets.into();
+    let mut placement = Placement {
+        servers,
+        ..Placement::single()
+    };
     let threads = global.threads.max(1);
     let pins = match &global.pin {
         Some(list) => parse_cores(list)?,
         None => Vec::new(),
     };
     let probe = Probe {
-        server_pid: global.server_pid,
+        server_pids: global.server_pid.clone(),
+        redis_pid: global.redis_pid,
         server_cores: match &global.server_cores {
             Some(list) => parse_cores(list)?,
             None => Vec::new(),
@@ -314,118 +353,153 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
     };
     raise_fd_limit();
 
-    let (scenario, clients, unit, params, plan, task): (_, _, _, _, _, ClientTask) = match *command
-    {
-        Command::Connect {
-            clients,
-            concurrency,
-            hold,
-        } => (
-            "connect",
-            clients,
-            "connect",
-            serde_json::json!({"clients": clients, "concurrency": concurrency, "hold_s": hold}),
-            Plan::Connect {
+    // Marks clients pass between workers (fanout over several servers: its witnesses).
+    let mut marks = 0;
+    let (scenario, clients, unit, mut params, plan, task): (_, _, _, _, _, ClientTask) =
+        match *command {
+            Command::Connect {
+                clients,
                 concurrency,
-                hold: Duration::from_secs_f64(hold),
-            },
-            // Connect runs its own per-worker loop (see `spawn_workers`).
-            Arc::new(|_, _| Box::pin(async {})),
-        ),
-        Command::Fanout {
-            clients,
-            rooms,
-            publishers,
-            rate,
-            window,
-            stalled,
-            timing,
-        } => {
-            if rooms == 0 || rooms > clients || publishers == 0 || publishers + stalled > clients {
-                return Err("fanout needs 1 <= rooms <= clients and 1 <= publishers <= \
-                     publishers + stalled <= clients"
-                    .into());
-            }
-            let shape = Fanout {
+                hold,
+            } => (
+                "connect",
+                clients,
+                "connect",
+                serde_json::json!({"clients": clients, "concurrency": concurrency, "hold_s": hold}),
+                Plan::Connect {
+                    concurrency,
+                    hold: Duration::from_secs_f64(hold),
+                },
+                // Connect runs its own per-worker loop (see `spawn_workers`).
+                Arc::new(|_, _| Box::pin(async {})),
+            ),
+            Command::Fanout {
                 clients,
                 rooms,
                 publishers,
                 rate,
-                window: window.max(1),
-                payload: timing.payload,
+                window,
                 stalled,
-            };
-            (
-                "fanout",
-                clients,
-                "delivery",
-                serde_json::json!({"clients": clients, "rooms": rooms, "publishers": publishers,
+                publishers_on,
+                timing,
+            } => {
+                if rooms == 0
+                    || rooms > clients
+                    || publishers == 0
+                    || publishers + stalled > clients
+                {
+                    return Err("fanout needs 1 <= rooms <= clients and 1 <= publishers <= \
+                     publishers + stalled <= clients"
+                        .into());
+                }
+                if let Some(home) = publishers_on {
+                    if servers < 2 || home >= servers || publishers + stalled >= clients {
+                        return Err(format!(
+                            "--publishers-on K needs several --addr, K < {servers}, and clients \
+                         other than the publishers and the stalled ones"
+                        ));
+                    }
+                } else if gcd(rooms, servers) != 1 {
+                    eprintln!(
+                        "warning: {rooms} rooms over {servers} servers: client i joins room i % \
+                     {rooms} and connects to server i % {servers}, so each room's members \
+                     are all on one server (take a room count prime to the server count)"
+                    );
+                }
+                placement = Placement {
+                    servers,
+                    publishers_on,
+                    publishers,
+                };
+                let shape = Fanout {
+                    clients,
+                    rooms,
+                    publishers,
+                    rate,
+                    window: window.max(1),
+                    payload: timing.payload,
+                    stalled,
+                    placement,
+                };
+                marks = shape.marks();
+                (
+                    "fanout",
+                    clients,
+                    "delivery",
+                    serde_json::json!({"clients": clients, "rooms": rooms, "publishers": publishers,
                     "stalled": stalled,
                     "rate": rate, "window": window, "payload": timing.payload,
                     "duration_s": timing.duration, "warmup_s": timing.warmup}),
-                timing.plan(),
-                Arc::new(move |worker, client| {
-                    Box::pin(scenarios::fanout_client(worker, client, shape))
-                }),
-            )
-        }
-        Command::Churn {
-            clients,
-            stable,
-            rooms,
-            publishes,
-            stats_url: _,
-            timing,
-        } => {
-            if stable == 0 || stable >= clients || rooms == 0 || rooms > stable {
-                return Err("churn needs 1 <= rooms <= stable < clients".into());
+                    timing.plan(),
+                    Arc::new(move |worker, client| {
+                        Box::pin(scenarios::fanout_client(worker, client, shape))
+                    }),
+                )
             }
-            let shape = churn::Churn {
+            Command::Churn {
+                clients,
                 stable,
                 rooms,
-                publishes: publishes.max(1),
-                payload: timing.payload,
-            };
-            (
-                "churn",
-                clients,
-                "delivery",
-                serde_json::json!({"clients": clients, "stable": stable, "rooms": rooms,
+                publishes,
+                stats_url: _,
+                timing,
+            } => {
+                if stable == 0 || stable >= clients || rooms == 0 || rooms > stable {
+                    return Err("churn needs 1 <= rooms <= stable < clients".into());
+                }
+                let shape = churn::Churn {
+                    stable,
+                    rooms,
+                    publishes: publishes.max(1),
+                    payload: timing.payload,
+                };
+                (
+                    "churn",
+                    clients,
+                    "delivery",
+                    serde_json::json!({"clients": clients, "stable": stable, "rooms": rooms,
                     "publishes": publishes, "payload": timing.payload,
                     "duration_s": timing.duration, "warmup_s": timing.warmup}),
-                timing.plan(),
-                Arc::new(move |worker, client| {
-                    Box::pin(churn::churn_client(worker, client, shape))
-                }),
-            )
-        }
-        Command::Echo { clients, timing } | Command::Polling { clients, timing } => {
-            let polling = matches!(command, Command::Polling { .. });
-            let size = timing.payload;
-            let task: ClientTask = if polling {
-                Arc::new(move |worker, client| {
-                    Box::pin(polling::polling_client(worker, client, size))
-                })
-            } else {
-                Arc::new(move |worker, client| {
-                    Box::pin(scenarios::echo_client(worker, client, size))
-                })
-            };
-            (
-                if polling { "polling" } else { "echo" },
-                clients,
-                "ack",
-                serde_json::json!({"clients": clients, "payload": size,
+                    timing.plan(),
+                    Arc::new(move |worker, client| {
+                        Box::pin(churn::churn_client(worker, client, shape))
+                    }),
+                )
+            }
+            Command::Echo { clients, timing } | Command::Polling { clients, timing } => {
+                let polling = matches!(command, Command::Polling { .. });
+                let size = timing.payload;
+                let task: ClientTask = if polling {
+                    Arc::new(move |worker, client| {
+                        Box::pin(polling::polling_client(worker, client, size))
+                    })
+                } else {
+                    Arc::new(move |worker, client| {
+                        Box::pin(scenarios::echo_client(worker, client, size))
+                    })
+                };
+                (
+                    if polling { "polling" } else { "echo" },
+                    clients,
+                    "ack",
+                    serde_json::json!({"clients": clients, "payload": size,
                     "duration_s": timing.duration, "warmup_s": timing.warmup}),
-                timing.plan(),
-                task,
-            )
+                    timing.plan(),
+                    task,
+                )
+            }
+            Command::Table { .. } => unreachable!("handled in main"),
+        };
+    if servers > 1 {
+        // Only then, so that single-server results (and their keys) stay as they were.
+        params["servers"] = servers.into();
+        if let Some(home) = placement.publishers_on {
+            params["publishers_on"] = home.into();
         }
-        Command::Table { .. } => unreachable!("handled in main"),
-    };
+    }
     let key = scenario_key(scenario, &params);
 
-    let run = Arc::new(Run::new(threads));
+    let run = Arc::new(Run::new(threads, marks));
     let progress = Progress::new(!global.quiet && std::io::stderr().is_terminal(), &key);
     let baseline = probe.sample();
     let started = Instant::now();
@@ -441,7 +515,8 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
     };
     let handles = spawn_workers(
         &run,
-        &target,
+        &targets,
+        placement,
         clients,
         threads,
         &pins,
@@ -466,7 +541,7 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
     }
     let after_setup = probe.sample();
 
-    let (window, first, last, held) = match plan {
+    let (window, first, last, held): (_, Sample, Sample, _) = match plan {
         Plan::Connect { hold, .. } => {
             run.set_phase(Phase::Drain);
             let hold_start = Instant::now();
@@ -478,7 +553,12 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
                 );
                 std::thread::sleep(Duration::from_millis(100));
             }
-            (run.window(), baseline, after_setup, Some(probe.sample()))
+            (
+                run.window(),
+                baseline.clone(),
+                after_setup,
+                Some(probe.sample()),
+            )
         }
         Plan::Load {
             warmup, duration, ..
@@ -582,6 +662,8 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
         corrupt: run.total(|c| &c.corrupt),
         errors: run.total(|c| &c.errors),
         server_cpu_ns_per_unit: per_unit(last.server_cpu_ns, first.server_cpu_ns),
+        processes: Vec::new(),
+        total_cpu_ns_per_unit: None,
         server_core_ns_per_unit: per_unit(last.cores_busy_ns, first.cores_busy_ns),
         server_cpu_cores: match (last.server_cpu_ns, first.server_cpu_ns) {
             (Some(b), Some(a)) => Some(b.saturating_sub(a) as f64 / window_ns),
@@ -597,6 +679,46 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
         ok: false,
         failure: None,
     };
+    // Several processes (a cluster's nodes, their Redis): each one, and all together.
+    if probe.server_pids.len() > 1 || probe.redis_pid.is_some() {
+        let cpu_of = |process: &ProcessSample, before: &ProcessSample| {
+            Some(process.cpu_ns?.saturating_sub(before.cpu_ns?))
+        };
+        // CPU over the window as for the single figure; RSS once the connections are held
+        // (connect) or at the window's end.
+        let rss_at = held.as_ref().unwrap_or(&last);
+        let mut each: Vec<(&str, u32, Option<u64>, Option<u64>)> = probe
+            .server_pids
+            .iter()
+            .enumerate()
+            .map(|(i, &pid)| {
+                let at = |sample: &Sample| sample.servers.get(i).copied().unwrap_or_default();
+                let used = cpu_of(&at(&last), &at(&first));
+                ("server", pid, used, at(rss_at).rss)
+            })
+            .collect();
+        if let Some(pid) = probe.redis_pid {
+            let at = |sample: &Sample| sample.redis.unwrap_or_default();
+            let used = cpu_of(&at(&last), &at(&first));
+            each.push(("redis", pid, used, at(rss_at).rss));
+        }
+        let mut total = Some(0u64);
+        for (role, pid, used, rss) in each {
+            total = total.zip(used).map(|(sum, used)| sum + used);
+            outcome.processes.push(ProcessUse {
+                role: role.to_owned(),
+                pid,
+                cpu_ns_per_unit: used
+                    .filter(|_| count > 0)
+                    .map(|ns| ns as f64 / count as f64),
+                cpu_cores: used.map(|ns| ns as f64 / window_ns),
+                rss_bytes: rss,
+            });
+        }
+        outcome.total_cpu_ns_per_unit = total
+            .filter(|_| count > 0)
+            .map(|ns| ns as f64 / count as f64);
+    }
     // Churn: the server must have let go of everything once every client is gone.
     let mut not_settled = None;
     if let Command::Churn {
@@ -646,6 +768,21 @@ fn per_conn(after: Option<u64>, before: Option<u64>, connections: u64) -> Option
 
 /// A stable, readable name for a scenario and its parameters (runs with equal keys compare).
 fn scenario_key(scenario: &str, params: &serde_json::Value) -> String {
+    let key = single_server_key(scenario, params);
+    match params.get("servers").and_then(|n| n.as_u64()) {
+        Some(servers) if servers > 1 => {
+            let intake = match params.get("publishers_on").and_then(|k| k.as_u64()) {
+                Some(home) => format!(", publishers on server {home} (remote intake)"),
+                None => String::new(),
+            };
+            format!("{key}, over {servers} servers{intake}")
+        }
+        _ => key,
+    }
+}
+
+/// [`scenario_key`] without the servers: the key of a single-server run.
+fn single_server_key(scenario: &str, params: &serde_json::Value) -> String {
     let get = |name: &str| params.get(name).map(|v| v.to_string()).unwrap_or_default();
     match scenario {
         "connect" => format!(
@@ -688,7 +825,8 @@ fn scenario_key(scenario: &str, params: &serde_json::Value) -> String {
 #[allow(clippy::too_many_arguments)]
 fn spawn_workers(
     run: &Arc<Run>,
-    target: &Arc<Target>,
+    targets: &Arc<[Target]>,
+    placement: Placement,
     clients: usize,
     threads: usize,
     pins: &[usize],
@@ -698,7 +836,7 @@ fn spawn_workers(
 ) -> Result<Vec<std::thread::JoinHandle<std::io::Result<Histogram<u64>>>>, String> {
     let mut handles = Vec::new();
     for index in 0..threads {
-        let (run, target, task) = (run.clone(), target.clone(), task.clone());
+        let (run, targets, task) = (run.clone(), targets.clone(), task.clone());
         let pin = (!pins.is_empty()).then(|| pins[index % pins.len()]);
         let handle = std::thread::Builder::new()
             .name(format!("loadtest-{index}"))
@@ -709,7 +847,8 @@ fn spawn_workers(
                 let worker = Rc::new(Worker {
                     index,
                     run,
-                    target,
+                    targets,
+                    placement,
                     clients: (index..clients).step_by(threads).collect(),
                     histogram: std::cell::RefCell::new(run::new_histogram()),
                 });
@@ -831,5 +970,53 @@ impl Progress {
         if self.enabled {
             eprint!("\r\x1b[2K");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_run_has_a_key_of_its_own() {
+        let mut params = serde_json::json!({"clients": 100, "rooms": 5, "publishers": 10,
+            "stalled": 0, "rate": 0.0, "window": 16, "payload": 100});
+        let single = scenario_key("fanout", &params);
+        assert_eq!(
+            single,
+            "fanout 100 clients in 5 rooms, 10 publishers, max rate, window 16, 100 B"
+        );
+        params["servers"] = 2.into();
+        assert_eq!(
+            scenario_key("fanout", &params),
+            format!("{single}, over 2 servers")
+        );
+        params["publishers_on"] = 0.into();
+        assert!(scenario_key("fanout", &params).ends_with("publishers on server 0 (remote intake)"));
+    }
+
+    #[test]
+    fn addresses_and_pids_take_lists_or_repeats() {
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "--addr",
+            "127.0.0.1:1,127.0.0.1:2",
+            "--addr",
+            "127.0.0.1:3",
+            "--server-pid",
+            "10,11",
+            "--redis-pid",
+            "12",
+            "echo",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.addr.len(), 3);
+        assert_eq!(cli.global.server_pid, [10, 11]);
+        assert_eq!(cli.global.redis_pid, Some(12));
+        let default = Cli::try_parse_from(["loadtest", "echo"]).unwrap();
+        assert_eq!(default.global.addr, ["127.0.0.1:3000"]);
+        assert!(default.global.server_pid.is_empty());
+        assert_eq!(gcd(5, 2), 1);
+        assert_eq!(gcd(10, 2), 2);
     }
 }

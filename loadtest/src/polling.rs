@@ -78,7 +78,7 @@ pub async fn polling_client(worker: Rc<Worker>, client: usize, payload_size: usi
 }
 
 async fn polling_run(worker: &Worker, client: usize, payload_size: usize) -> Result<(), ConnError> {
-    let target = &*worker.target;
+    let target = worker.target(client);
     let stream = conn::tcp_connect(target, client).await?;
     let mut http = Http {
         stream,

@@ -1,5 +1,6 @@
 //! Readings from /proc: a process's CPU time and RSS, busy time of given cores, kernel slab
-//! memory. Used to charge the server's work per delivered message / connect / ack.
+//! memory. Used to charge the server's work (one process, or the nodes of a cluster and their
+//! Redis) per delivered message / connect / ack.
 
 use std::fs;
 
@@ -78,11 +79,32 @@ pub fn self_cpu_ns() -> u64 {
     (micros(usage.ru_utime) + micros(usage.ru_stime)) * 1_000
 }
 
-/// One reading of everything measured about the server and the loadtest itself.
+/// One reading of one process.
 #[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessSample {
+    pub cpu_ns: Option<u64>,
+    pub rss: Option<u64>,
+}
+
+impl ProcessSample {
+    fn of(pid: u32) -> Self {
+        ProcessSample {
+            cpu_ns: process_cpu_ns(pid),
+            rss: rss_bytes(pid),
+        }
+    }
+}
+
+/// One reading of everything measured about the server(s) and the loadtest itself.
+#[derive(Debug, Clone, Default)]
 pub struct Sample {
+    /// The server processes together; `None` when none is given or one can't be read (one
+    /// that exited would make a sum over the window meaningless).
     pub server_cpu_ns: Option<u64>,
     pub server_rss: Option<u64>,
+    /// Each server process, in the order of `Probe::server_pids`.
+    pub servers: Vec<ProcessSample>,
+    pub redis: Option<ProcessSample>,
     pub cores_busy_ns: Option<u64>,
     pub slab: Option<u64>,
     pub self_cpu_ns: u64,
@@ -91,15 +113,32 @@ pub struct Sample {
 /// What to sample.
 #[derive(Debug, Clone, Default)]
 pub struct Probe {
-    pub server_pid: Option<u32>,
+    /// The server's pid, or those of the nodes of a cluster.
+    pub server_pids: Vec<u32>,
+    /// The pid of the Redis the nodes share: reported apart from the servers.
+    pub redis_pid: Option<u32>,
     pub server_cores: Vec<usize>,
 }
 
 impl Probe {
     pub fn sample(&self) -> Sample {
+        let servers: Vec<ProcessSample> = self
+            .server_pids
+            .iter()
+            .map(|&pid| ProcessSample::of(pid))
+            .collect();
+        let sum = |field: fn(&ProcessSample) -> Option<u64>| {
+            if servers.is_empty() {
+                None
+            } else {
+                servers.iter().map(field).sum()
+            }
+        };
         Sample {
-            server_cpu_ns: self.server_pid.and_then(process_cpu_ns),
-            server_rss: self.server_pid.and_then(rss_bytes),
+            server_cpu_ns: sum(|s| s.cpu_ns),
+            server_rss: sum(|s| s.rss),
+            redis: self.redis_pid.map(ProcessSample::of),
+            servers,
             cores_busy_ns: if self.server_cores.is_empty() {
                 None
             } else {
@@ -130,5 +169,26 @@ mod tests {
         std::hint::black_box(x);
         assert!(self_cpu_ns() >= before);
         assert_eq!(process_cpu_ns(u32::MAX), None);
+    }
+
+    #[test]
+    fn sums_several_processes_and_none_if_one_is_gone() {
+        let pid = std::process::id();
+        let probe = Probe {
+            server_pids: vec![pid, pid],
+            redis_pid: Some(pid),
+            server_cores: Vec::new(),
+        };
+        let sample = probe.sample();
+        assert_eq!(sample.servers.len(), 2);
+        let one = sample.servers[0].rss.unwrap();
+        assert!(sample.server_rss.unwrap() >= one);
+        assert!(sample.redis.unwrap().cpu_ns.is_some());
+        let gone = Probe {
+            server_pids: vec![pid, u32::MAX],
+            ..Probe::default()
+        };
+        assert_eq!(gone.sample().server_cpu_ns, None);
+        assert_eq!(Probe::default().sample().server_cpu_ns, None);
     }
 }

@@ -37,6 +37,30 @@ impl Latency {
     }
 }
 
+/// One process of several measured (the nodes of a cluster, their Redis).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProcessUse {
+    /// "server" or "redis".
+    pub role: String,
+    pub pid: u32,
+    /// CPU time (user + system, all threads) per unit.
+    pub cpu_ns_per_unit: Option<f64>,
+    /// CPU use over the window, in cores.
+    pub cpu_cores: Option<f64>,
+    pub rss_bytes: Option<u64>,
+}
+
+impl ProcessUse {
+    /// A short name: `server 0`, `server 1`, `redis`.
+    pub fn name(&self, index: usize) -> String {
+        if self.role == "server" {
+            format!("server {index}")
+        } else {
+            self.role.clone()
+        }
+    }
+}
+
 /// One run's results: one JSON line.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Outcome {
@@ -65,8 +89,15 @@ pub struct Outcome {
     pub reordered: u64,
     pub corrupt: u64,
     pub errors: u64,
-    /// Server process CPU time per unit (user + system, all threads).
+    /// Server process CPU time per unit (user + system, all threads); with several server
+    /// processes, theirs together (Redis not included).
     pub server_cpu_ns_per_unit: Option<f64>,
+    /// With several server processes or a Redis pid: each one, servers first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<ProcessUse>,
+    /// With several server processes or a Redis pid: all of them (Redis included) per unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_cpu_ns_per_unit: Option<f64>,
     /// Busy time of the server's cores per unit (includes softirq work on those cores).
     pub server_core_ns_per_unit: Option<f64>,
     /// Server CPU use over the window, in cores.
@@ -91,9 +122,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The figure runs are compared by: server core (or process) time per unit.
+    /// The figure runs are compared by: server core time per unit, or else the CPU time of
+    /// the measured processes (a cluster's servers and Redis together).
     pub fn cost_ns(&self) -> Option<f64> {
-        self.server_core_ns_per_unit.or(self.server_cpu_ns_per_unit)
+        self.server_core_ns_per_unit
+            .or(self.total_cpu_ns_per_unit)
+            .or(self.server_cpu_ns_per_unit)
     }
 }
 
@@ -161,6 +195,30 @@ pub fn print_summary(outcome: &Outcome) {
         row(
             "server CPU use",
             format!("{:.0} % of a core", cores * 100.0),
+        );
+    }
+    for (index, process) in outcome.processes.iter().enumerate() {
+        let figures = [
+            process
+                .cpu_ns_per_unit
+                .map(|ns| format!("{} / {}", format_ns(ns), outcome.unit)),
+            process
+                .cpu_cores
+                .map(|cores| format!("{:.0} % of a core", cores * 100.0)),
+            process
+                .rss_bytes
+                .map(|rss| format!("RSS {}", format_bytes(rss as f64))),
+        ];
+        let figures: Vec<String> = figures.into_iter().flatten().collect();
+        row(
+            &format!("{} (pid {})", process.name(index), process.pid),
+            figures.join(", "),
+        );
+    }
+    if let Some(ns) = outcome.total_cpu_ns_per_unit {
+        row(
+            &format!("total CPU / {}", outcome.unit),
+            format!("{} (servers + redis)", format_ns(ns)),
         );
     }
     if let Some(rss) = outcome.server_rss_bytes {
@@ -438,6 +496,42 @@ pub fn table(lines: &str) -> Result<String, String> {
             }
             out.push('\n');
         }
+        // Runs over several processes (a cluster): each process's CPU per unit, and all of
+        // them together. Blocks of single-server runs show none of these rows.
+        let processes = labels
+            .iter()
+            .filter_map(row_of)
+            .map(|o| o.processes.len())
+            .max()
+            .unwrap_or(0);
+        for index in 0..processes {
+            let name = labels
+                .iter()
+                .filter_map(row_of)
+                .find_map(|o| o.processes.get(index).map(|p| p.name(index)))
+                .unwrap_or_default();
+            let _ = write!(out, "  {:<26}", format!("{name} CPU / unit"));
+            for label in &labels {
+                let value = row_of(label)
+                    .and_then(|o| o.processes.get(index))
+                    .and_then(|p| p.cpu_ns_per_unit)
+                    .map(format_ns)
+                    .unwrap_or_else(|| "-".into());
+                let _ = write!(out, "{value:>width$}");
+            }
+            out.push('\n');
+        }
+        if processes > 0 {
+            let _ = write!(out, "  {:<26}", "total CPU / unit");
+            for label in &labels {
+                let value = row_of(label)
+                    .and_then(|o| o.total_cpu_ns_per_unit)
+                    .map(format_ns)
+                    .unwrap_or_else(|| "-".into());
+                let _ = write!(out, "{value:>width$}");
+            }
+            out.push('\n');
+        }
         if let Some(base) = base {
             type Metric = fn(&Outcome) -> Option<f64>;
             let ratios: [(&str, Metric); 3] = [
@@ -505,7 +599,50 @@ mod tests {
             "{ratio}"
         );
         assert!(table.contains("2.00 µs") && table.contains("8.00 µs"));
+        assert!(!table.contains("total CPU"));
         assert!(super::table("not json").is_err());
+    }
+
+    #[test]
+    fn table_shows_each_process_of_a_cluster() {
+        let process = |role: &str, pid, ns| ProcessUse {
+            role: role.into(),
+            pid,
+            cpu_ns_per_unit: Some(ns),
+            ..ProcessUse::default()
+        };
+        let cluster = |label: &str, scale: f64| Outcome {
+            processes: vec![
+                process("server", 1, 1000.0 * scale),
+                process("server", 2, 2000.0 * scale),
+                process("redis", 3, 500.0 * scale),
+            ],
+            total_cpu_ns_per_unit: Some(3500.0 * scale),
+            server_core_ns_per_unit: None,
+            ..outcome(label, 0.0, 100.0)
+        };
+        let lines: String = [cluster("ringcast", 1.0), cluster("node", 4.0)]
+            .iter()
+            .map(|o| serde_json::to_string(o).unwrap() + "\n")
+            .collect();
+        let table = table(&lines).unwrap();
+        for name in ["server 0 CPU", "server 1 CPU", "redis CPU", "total CPU"] {
+            assert!(table.contains(name), "{name} missing from\n{table}");
+        }
+        // The total (servers and Redis) is what the runs compare by.
+        let total = table.lines().find(|l| l.contains("total CPU")).unwrap();
+        assert!(
+            total.contains("3.50 µs") && total.contains("14.00 µs"),
+            "{total}"
+        );
+        let ratio = table
+            .lines()
+            .find(|l| l.contains("server time: first"))
+            .unwrap();
+        assert!(ratio.contains("0.25×"), "{ratio}");
+        // A single-server line has neither field.
+        let single = serde_json::to_string(&outcome("x", 1.0, 1.0)).unwrap();
+        assert!(!single.contains("processes") && !single.contains("total_cpu"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What the worker threads and the coordinating main thread share during a run: the phase
 //! the run is in, the time base, one block of counters per worker (written only by its
-//! worker, so no cache line is fought over), and the first error.
+//! worker, so no cache line is fought over), the progress marks clients of different workers
+//! pass each other, and the first error.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
@@ -65,12 +66,17 @@ pub struct Run {
     measure_start: AtomicU64,
     measure_end: AtomicU64,
     pub workers: Vec<Counters>,
+    /// Progress one client publishes for another, which may run on another worker (fanout
+    /// across servers: the highest sequence number of a publisher that its witness on another
+    /// server has received). Each has one writer.
+    pub marks: Box<[AtomicU64]>,
     first_error: Mutex<Option<String>>,
 }
 
 impl Run {
-    pub fn new(workers: usize) -> Self {
+    pub fn new(workers: usize, marks: usize) -> Self {
         Run {
+            marks: (0..marks).map(|_| AtomicU64::new(0)).collect(),
             epoch: Instant::now(),
             phase: AtomicU8::new(Phase::Setup as u8),
             measure_start: AtomicU64::new(u64::MAX),

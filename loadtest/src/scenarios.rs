@@ -1,6 +1,7 @@
 //! The WebSocket scenarios, as the tasks one worker thread runs for its share of the
-//! clients: `connect` (connect and hold), `fanout` (rooms, publishers, deliveries) and
-//! `echo` (closed-loop acks). Every message is checked; every failure is counted.
+//! clients: `connect` (connect and hold), `fanout` (rooms, publishers, deliveries; on one
+//! server or across a cluster's nodes) and `echo` (closed-loop acks). Every message is
+//! checked; every failure is counted.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, Splitable};
 
-use crate::conn::{self, ConnError, Socket, Target};
+use crate::conn::{self, ConnError, Placement, Socket, Target};
 use crate::payload::{self, Stamp};
 use crate::run::{self, Counters, Phase, Run};
 use crate::signal::Signal;
@@ -24,13 +25,21 @@ pub(crate) const CONNECT_LIMIT: Duration = Duration::from_secs(30);
 pub struct Worker {
     pub index: usize,
     pub run: Arc<Run>,
-    pub target: Arc<Target>,
+    /// The servers' addresses: one, or the nodes of a cluster.
+    pub targets: Arc<[Target]>,
+    /// Which of `targets` each client connects to.
+    pub placement: Placement,
     /// The global indices of the clients this worker drives.
     pub clients: Vec<usize>,
     pub histogram: RefCell<Histogram<u64>>,
 }
 
 impl Worker {
+    /// The server client `client` connects to.
+    pub fn target(&self, client: usize) -> &Target {
+        &self.targets[self.placement.server_of(client) % self.targets.len()]
+    }
+
     pub fn counters(&self) -> &Counters {
         &self.run.workers[self.index]
     }
@@ -54,6 +63,12 @@ impl Worker {
             let latency = now_ns.saturating_sub(sent_ns);
             run::record(&mut self.histogram.borrow_mut(), latency);
         }
+    }
+
+    /// Records one unit of work that is checked (it counts against `expected`) but not
+    /// measured: neither in the rate nor in the latency.
+    fn done_unmeasured(&self) {
+        Counters::add(&self.counters().done, 1);
     }
 }
 
@@ -112,7 +127,8 @@ pub async fn connect(worker: Rc<Worker>, concurrency: usize) {
             (worker.clone(), in_progress.clone(), slot_freed.clone());
         monoio::spawn(async move {
             let started = worker.run.now_ns();
-            let opened = conn::open_socket_within(&worker.target, client, CONNECT_LIMIT).await;
+            let opened =
+                conn::open_socket_within(worker.target(client), client, CONNECT_LIMIT).await;
             in_progress.set(in_progress.get() - 1);
             slot_freed.raise();
             match opened {
@@ -176,6 +192,8 @@ pub struct Fanout {
     pub payload: usize,
     /// The last `stalled` clients never read after joining (and are not counted).
     pub stalled: usize,
+    /// Which server each client connects to.
+    pub placement: Placement,
 }
 
 impl Fanout {
@@ -195,6 +213,58 @@ impl Fanout {
 
     pub fn is_stalled(&self, client: usize) -> bool {
         client >= self.clients - self.stalled
+    }
+
+    /// Whether deliveries to `client` are measured. In the remote-intake variant (publishers
+    /// all on one server) those on the publishers' server are checked but not measured: the
+    /// run measures what the other servers take from Redis.
+    pub fn is_measured(&self, client: usize) -> bool {
+        self.placement.publishers_on != Some(self.placement.server_of(client))
+    }
+
+    /// How many marks (see [`Run::marks`]) the run needs: one per publisher and server when
+    /// there are several servers.
+    pub fn marks(&self) -> usize {
+        if self.placement.servers > 1 {
+            self.publishers * self.placement.servers
+        } else {
+            0
+        }
+    }
+
+    /// The mark where the witness of `publisher` on `server` records how far it got.
+    fn mark(&self, publisher: usize, server: usize) -> usize {
+        publisher * self.placement.servers + server
+    }
+
+    /// The witness of `publisher` on `server`: the first member of its room connected there
+    /// that reads. Its copies, arriving from Redis, hold the publisher's window on other
+    /// servers; `None` on the publisher's own server, or where its room has nobody.
+    pub fn witness(&self, publisher: usize, server: usize) -> Option<usize> {
+        if self.placement.servers < 2 || server == self.placement.server_of(publisher) {
+            return None;
+        }
+        (self.room_of(publisher)..self.clients)
+            .step_by(self.rooms)
+            .find(|&client| !self.is_stalled(client) && self.placement.server_of(client) == server)
+    }
+
+    /// The publishers `client` is the witness of, as (sender id, mark).
+    pub fn witnessed_by(&self, client: usize) -> Vec<(u32, usize)> {
+        let server = self.placement.server_of(client);
+        (self.room_of(client)..self.publishers)
+            .step_by(self.rooms)
+            .filter(|&publisher| self.witness(publisher, server) == Some(client))
+            .map(|publisher| (publisher as u32, self.mark(publisher, server)))
+            .collect()
+    }
+
+    /// The marks of `publisher`'s witnesses on the other servers.
+    pub fn witness_marks(&self, publisher: usize) -> Vec<usize> {
+        (0..self.placement.servers)
+            .filter(|&server| self.witness(publisher, server).is_some())
+            .map(|server| self.mark(publisher, server))
+            .collect()
     }
 }
 
@@ -216,7 +286,7 @@ pub async fn fanout_client(worker: Rc<Worker>, client: usize, shape: Fanout) {
 }
 
 async fn fanout_run(worker: &Rc<Worker>, client: usize, shape: Fanout) -> Result<(), ConnError> {
-    let mut socket = conn::open_socket_within(&worker.target, client, CONNECT_LIMIT).await?;
+    let mut socket = conn::open_socket_within(worker.target(client), client, CONNECT_LIMIT).await?;
     let room = shape.room_of(client);
     let mut room_json = Vec::new();
     room_json.extend_from_slice(b"\"r");
@@ -252,7 +322,11 @@ async fn fanout_run(worker: &Rc<Worker>, client: usize, shape: Fanout) -> Result
         mask,
         publisher.map(|id| (id, room_json, shape)),
     ));
-    let mut order = SenderOrder::default();
+    let mut order = SenderOrder {
+        unmeasured: !shape.is_measured(client),
+        ..SenderOrder::default()
+    };
+    let witnessing = shape.witnessed_by(client);
     loop {
         // One clock reading per read: the messages of one read arrived together.
         let received_ns = worker.run.now_ns();
@@ -262,6 +336,12 @@ async fn fanout_run(worker: &Rc<Worker>, client: usize, shape: Fanout) -> Result
                     let Some(stamp) = order.receive(worker, args, received_ns) else {
                         continue;
                     };
+                    if let Some(&(_, mark)) = witnessing
+                        .iter()
+                        .find(|(sender, _)| *sender == stamp.sender)
+                    {
+                        worker.run.marks[mark].fetch_max(stamp.seq, Ordering::Release);
+                    }
                     if Some(stamp.sender) == publisher {
                         outbox
                             .in_flight
@@ -285,6 +365,9 @@ async fn fanout_run(worker: &Rc<Worker>, client: usize, shape: Fanout) -> Result
 pub struct SenderOrder {
     /// Highest sequence number seen per sender (a room has few senders at a time).
     last_seq: Vec<(u32, u64)>,
+    /// Deliveries are checked and counted against what was expected, but left out of the
+    /// rate and the latency.
+    pub unmeasured: bool,
 }
 
 impl SenderOrder {
@@ -307,7 +390,11 @@ impl SenderOrder {
             Some((_, last)) => *last = stamp.seq,
             None => self.last_seq.push((stamp.sender, stamp.seq)),
         }
-        worker.done_at(stamp.sent_ns, received_ns);
+        if self.unmeasured {
+            worker.done_unmeasured();
+        } else {
+            worker.done_at(stamp.sent_ns, received_ns);
+        }
         Some(stamp)
     }
 }
@@ -344,6 +431,12 @@ pub(crate) async fn await_ack(
 
 /// Sends pongs and, for a publisher, publishes: on schedule (fixed rate) or whenever the
 /// window has room. Several frames due at once go out in one write.
+///
+/// A publish is in flight until the publisher's own copy is back and, with several servers,
+/// until its witness on every other server has it too. The own copy alone would let a
+/// publisher run ahead of a node that takes broadcasts from Redis more slowly than its own node
+/// sends them: the backlog (in Redis's output buffer, the adapter, the node's queues) would
+/// grow for the whole run, and the run would measure the backlog rather than the rate.
 async fn fanout_writer<W: AsyncWriteRent>(
     worker: Rc<Worker>,
     outbox: Rc<Outbox>,
@@ -357,6 +450,16 @@ async fn fanout_writer<W: AsyncWriteRent>(
     let mut body = Vec::with_capacity(256);
     let mut seq = 0u64;
     let mut next_due: Option<u64> = None;
+    let remote = match &publisher {
+        Some((id, _, shape)) => shape.witness_marks(*id as usize),
+        None => Vec::new(),
+    };
+    // Whether a witness on another server is a whole window behind.
+    let remote_full = |seq: u64, window: u32| {
+        remote.iter().any(|&mark| {
+            seq.saturating_sub(run.marks[mark].load(Ordering::Acquire)) >= u64::from(window)
+        })
+    };
     loop {
         let phase = run.phase();
         if phase == Phase::Done {
@@ -382,7 +485,10 @@ async fn fanout_writer<W: AsyncWriteRent>(
                 let mut due = *next_due.get_or_insert_with(|| {
                     now + interval * u64::from(*id) / shape.publishers.max(1) as u64
                 });
-                while outbox.in_flight.get() < shape.window && (interval == 0 || due <= now) {
+                while outbox.in_flight.get() < shape.window
+                    && !remote_full(seq, shape.window)
+                    && (interval == 0 || due <= now)
+                {
                     seq += 1;
                     let sent_ns = if interval == 0 { now } else { due };
                     body.clear();
@@ -408,7 +514,11 @@ async fn fanout_writer<W: AsyncWriteRent>(
                     due += interval;
                 }
                 next_due = Some(due);
-                if interval > 0 && outbox.in_flight.get() < shape.window {
+                if remote_full(seq, shape.window) {
+                    // The witness may run on another worker thread, which can't wake this
+                    // task: look again soon (the own copies coming back wake it too).
+                    wake_at = wake_at.min(now + 1_000_000);
+                } else if interval > 0 && outbox.in_flight.get() < shape.window {
                     wake_at = wake_at.min(due);
                 }
             }
@@ -448,7 +558,7 @@ pub async fn echo_client(worker: Rc<Worker>, client: usize, payload_size: usize)
 }
 
 async fn echo_run(worker: &Worker, client: usize, payload_size: usize) -> Result<(), ConnError> {
-    let mut socket = conn::open_socket_within(&worker.target, client, CONNECT_LIMIT).await?;
+    let mut socket = conn::open_socket_within(worker.target(client), client, CONNECT_LIMIT).await?;
     Counters::add(&worker.counters().ready, 1);
     wait_phase(&worker.run, Phase::Warmup).await;
     let (mut out, mut text, mut body) = (Vec::new(), Vec::new(), Vec::new());
@@ -479,4 +589,58 @@ async fn echo_run(worker: &Worker, client: usize, payload_size: usize) -> Result
     }
     // Stay connected (answering pings) until every worker is done.
     hold(socket).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(clients: usize, rooms: usize, publishers: usize, on: Option<usize>) -> Fanout {
+        Fanout {
+            clients,
+            rooms,
+            publishers,
+            rate: 0.0,
+            window: 4,
+            payload: 100,
+            stalled: 0,
+            placement: Placement {
+                servers: 2,
+                publishers_on: on,
+                publishers,
+            },
+        }
+    }
+
+    #[test]
+    fn each_publisher_has_a_witness_on_the_other_server() {
+        // 20 clients in 5 rooms over 2 servers: room 0 is clients 0, 5, 10, 15 on servers
+        // 0, 1, 0, 1; publishers 0 and 5 are both in it, one on each server.
+        let fanout = shape(20, 5, 10, None);
+        assert_eq!(fanout.witness(0, 0), None);
+        assert_eq!(fanout.witness(0, 1), Some(5));
+        assert_eq!(fanout.witness(5, 0), Some(0));
+        assert_eq!(fanout.witnessed_by(5), [(0, fanout.mark(0, 1))]);
+        assert_eq!(fanout.witness_marks(0), [fanout.mark(0, 1)]);
+        assert_eq!(fanout.marks(), 20);
+        assert!((0..20).all(|client| fanout.is_measured(client)));
+        // One server: no witnesses, no marks.
+        let single = Fanout {
+            placement: Placement::single(),
+            ..fanout
+        };
+        assert_eq!(single.marks(), 0);
+        assert!(single.witness_marks(0).is_empty());
+        assert!(single.witnessed_by(5).is_empty());
+    }
+
+    #[test]
+    fn remote_intake_measures_only_the_other_server() {
+        // Publishers 0..5 on server 0, everyone else on server 1.
+        let fanout = shape(20, 5, 5, Some(0));
+        assert_eq!(fanout.witness(2, 1), Some(7));
+        assert_eq!(fanout.witnessed_by(7), [(2, fanout.mark(2, 1))]);
+        assert!((0..5).all(|client| !fanout.is_measured(client)));
+        assert!((5..20).all(|client| fanout.is_measured(client)));
+    }
 }

@@ -1,6 +1,7 @@
 //! Runs every loadtest scenario briefly against the real `ringcast` binary (the sibling of
 //! the loadtest binary in the target directory, built when the whole workspace is tested),
-//! and checks that a server which breaks the contract fails the run.
+//! and checks that a server which breaks the contract fails the run. The cluster fan-out runs
+//! against two ringcast processes sharing a real `redis-server` (from the PATH).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -74,6 +75,118 @@ fn ringcast_binary() -> PathBuf {
         assert!(status.success(), "could not build ringcast");
     }
     binary
+}
+
+/// A `redis-server` on a free loopback port, without persistence, killed (by its pid) when
+/// dropped.
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let mut child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(std::env::temp_dir())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-server (is it installed?)");
+            // Up to 5 s for it to answer; if it exits first, the port was taken: another one.
+            for _ in 0..250 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if redis_command(port, "PING").starts_with("+PONG") {
+                    return Redis { port, child };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits up to 10 s until `nodes` connections are subscribed to both channels and
+    /// patterns (each node's link): a node that has not yet subscribed would miss what the
+    /// others publish, and the run would count it as lost.
+    fn wait_subscribed(&self, nodes: usize) {
+        let subscribed = || {
+            redis_command(self.port, "CLIENT LIST")
+                .lines()
+                .filter(|line| {
+                    let count = |field: &str| {
+                        line.split(' ')
+                            .find_map(|pair| pair.strip_prefix(field))
+                            .and_then(|n| n.parse::<u64>().ok())
+                            .unwrap_or(0)
+                    };
+                    count("sub=") > 0 && count("psub=") > 0
+                })
+                .count()
+        };
+        for _ in 0..500 {
+            if subscribed() == nodes {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the nodes did not subscribe in Redis within 10 s");
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One inline command to the Redis on `port`; its raw reply (empty if none came in 1 s).
+fn redis_command(port: u16, command: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    if stream
+        .write_all(format!("{command}\r\n").as_bytes())
+        .is_err()
+    {
+        return String::new();
+    }
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    // A bulk reply (`$<len>\r\n<bytes>\r\n`) is read whole; any other is one line.
+    for _ in 0..1000 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => reply.extend_from_slice(&buf[..n]),
+        }
+        let text = String::from_utf8_lossy(&reply);
+        let Some((head, rest)) = text.split_once("\r\n") else {
+            continue;
+        };
+        match head.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+            Some(len) if rest.len() < len + 2 => continue,
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&reply).into_owned()
 }
 
 fn loadtest(server: &Ringcast, json: &std::path::Path, args: &[&str]) -> Output {
@@ -379,4 +492,109 @@ fn after_churn_the_server_holds_nothing() {
     ] {
         assert_eq!(leftover[field], 0, "{field} left after the run: {leftover}");
     }
+}
+
+#[test]
+fn cluster_fanout_over_two_ringcast_nodes_loses_nothing() {
+    // Two single-core nodes share one Redis. Client i joins room i % 5 and connects to node
+    // i % 2, so every room has members on both: a publish on one node reaches half its room
+    // through Redis, and each of those deliveries is checked (count, order, content).
+    let redis = Redis::start();
+    let url = redis.url();
+    let a = Ringcast::start(&["--cores", "1", "--redis", &url]);
+    let b = Ringcast::start(&["--cores", "1", "--redis", &url]);
+    redis.wait_subscribed(2);
+    let json = scratch("cluster.jsonl");
+    let cluster = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_loadtest"))
+            .args([
+                "--addr",
+                &format!("127.0.0.1:{},127.0.0.1:{}", a.port, b.port),
+                "--server-pid",
+                &format!("{},{}", a.child.id(), b.child.id()),
+                "--redis-pid",
+                &redis.child.id().to_string(),
+                "--quiet",
+                "--label",
+                "ringcast",
+                "--json",
+                json.to_str().expect("utf-8 path"),
+            ])
+            .args(args)
+            .output()
+            .expect("run loadtest")
+    };
+    let fanout = [
+        "fanout",
+        "--clients",
+        "40",
+        "--rooms",
+        "5",
+        "--publishers",
+        "10",
+        "--window",
+        "8",
+    ];
+    let timing = ["--duration", "1.5", "--warmup", "0.5"];
+    let output = cluster(&[&fanout[..], &timing].concat());
+    let result = last_result(&json);
+    assert_clean(&output, &result);
+    assert_eq!(result["expected"], result["delivered"]);
+    // Every publish reaches its room of 8: 4 members on each node.
+    assert_eq!(result["expected"].as_u64().unwrap() % 8, 0);
+    assert!(result["key"].as_str().unwrap().ends_with("over 2 servers"));
+    let roles: Vec<&str> = result["processes"]
+        .as_array()
+        .expect("each process reported")
+        .iter()
+        .map(|p| p["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["server", "server", "redis"]);
+    for process in result["processes"].as_array().unwrap() {
+        assert!(process["cpu_ns_per_unit"].as_f64().is_some(), "{process}");
+    }
+    let total = result["total_cpu_ns_per_unit"].as_f64().unwrap();
+    assert!(total >= result["server_cpu_ns_per_unit"].as_f64().unwrap());
+
+    // Remote intake: every publisher on node A, every other member on node B; only B's
+    // deliveries are measured, and A's own copies are still checked.
+    let intake = [
+        "fanout",
+        "--clients",
+        "40",
+        "--rooms",
+        "5",
+        "--publishers",
+        "5",
+        "--publishers-on",
+        "0",
+        "--window",
+        "8",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.5",
+    ];
+    let output = cluster(&intake);
+    let result = last_result(&json);
+    assert_clean(&output, &result);
+    assert_eq!(result["expected"], result["delivered"]);
+    assert!(result["key"].as_str().unwrap().contains("remote intake"));
+    // 7 of each room's 8 deliveries are on B: the measured ones are at most 7/8 of them all.
+    let (count, delivered) = (
+        result["count"].as_u64().unwrap(),
+        result["delivered"].as_u64().unwrap(),
+    );
+    assert!(count * 8 <= delivered * 7, "{count} of {delivered}");
+}
+
+#[test]
+fn publishers_on_needs_several_servers() {
+    let output = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(["--addr", "127.0.0.1:1", "--quiet"])
+        .args(["fanout", "--clients", "4", "--publishers-on", "0"])
+        .output()
+        .expect("run loadtest");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--publishers-on"));
 }

@@ -10,8 +10,15 @@
 // maxHttpBufferSize 1e6). bufferutil / utf-8-validate are installed next to ws, which picks
 // them up by itself (see README.md).
 //
-// Usage: node server.mjs [--port N] [--host H]   (or env PORT / HOST; defaults 3000, 0.0.0.0)
+// Usage: node server.mjs [--port N] [--host H] [--redis URL]
+//        (or env PORT / HOST / REDIS_URL; defaults 3000, 0.0.0.0, none)
 // Prints "listening on <port>" once listening.
+//
+// With --redis (opt-in), the server is a cluster node: @socket.io/redis-adapter (classic
+// pub/sub mode) on a `redis` v4 pub client and its duplicate as the sub client, so a publish
+// reaches the room's members on every node sharing that Redis. The adapter is installed, and
+// both clients connected, before the server listens. Without it, nothing changes: the
+// in-memory adapter, no Redis modules loaded.
 
 import { createServer } from "node:http";
 import { Server } from "socket.io";
@@ -27,6 +34,7 @@ function option(name, envName, fallback) {
 
 const port = Number.parseInt(option("port", "PORT", "3000"), 10);
 const host = option("host", "HOST", "0.0.0.0");
+const redisUrl = option("redis", "REDIS_URL", "");
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
   console.error(`bad port: ${port}`);
   process.exit(2);
@@ -38,6 +46,21 @@ const io = new Server(httpServer, {
   // comparison never depends on that default.
   perMessageDeflate: false,
 });
+
+if (redisUrl !== "") {
+  // Loaded only here, so that a single-process run stays exactly what it was.
+  const { createAdapter } = await import("@socket.io/redis-adapter");
+  const { createClient } = await import("redis");
+  const pubClient = createClient({ url: redisUrl });
+  const subClient = pubClient.duplicate();
+  for (const client of [pubClient, subClient]) {
+    // Without a listener, a lost connection would be an uncaught error; the run's checks
+    // (loss, errors) tell whether it mattered.
+    client.on("error", (error) => console.error(`redis: ${error.message}`));
+  }
+  await Promise.all([pubClient.connect(), subClient.connect()]);
+  io.adapter(createAdapter(pubClient, subClient));
+}
 
 // Splits a trailing ack callback off the event arguments.
 function splitAck(args) {
