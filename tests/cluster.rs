@@ -36,7 +36,13 @@ fn run_script_with(
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/cluster")
         .join(script);
-    let mut child = Command::new("node")
+    // Python scripts run in the test venv (`.ci/test` makes it), the rest on Node.
+    let interpreter = if script.ends_with(".py") {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/.venv/bin/python")
+    } else {
+        "node".into()
+    };
+    let mut child = Command::new(interpreter)
         .arg(&path)
         .env("REDIS_URL", redis.url())
         .env("NODE_A_URL", a)
@@ -138,6 +144,14 @@ fn broadcasts_cross_between_ringcast_a_node_server_and_the_emitter() {
     let a = Server::start(&["--cores", "2", "--no-pin", "--redis", &redis.url()]);
     let report = run_script("with_node.mjs", &redis, &a, None);
     assert!(report.contains(r#""members":3"#), "{report}");
+}
+
+#[test]
+fn a_python_backend_reaches_ringcast_clients_with_the_example_emitter() {
+    let redis = RedisServer::start();
+    let a = Server::start(&["--cores", "2", "--no-pin", "--redis", &redis.url()]);
+    let report = run_script("python_emitter.py", &redis, &a, None);
+    assert!(report.contains(r#""messages": 3"#), "{report}");
 }
 
 #[test]
