@@ -779,6 +779,14 @@ impl Node {
         if !wanted {
             return Incoming::Ignored;
         }
+        // Every broadcast this node publishes comes back through its pattern: told apart by
+        // the uid it starts with, it is not decoded at all.
+        if claims
+            .iter()
+            .any(|&(_, uid, _)| starts_with_uid(payload, uid))
+        {
+            return Incoming::Ignored;
+        }
         let message = match BroadcastMessage::decode(payload, MAX_MESSAGE) {
             Ok(message) => message,
             Err(error) => return Incoming::Dropped(Dropped::Malformed(error)),
@@ -978,6 +986,18 @@ fn parse_request_id(id: &str, uid: &str) -> Option<(RequestType, Asker)> {
         return None;
     }
     Some((kind, Asker { shard, request }))
+}
+
+/// Whether a classic broadcast (MessagePack `[uid, packet, opts]`) starts with `uid`: a
+/// three-element array whose first element is that string, as this node writes it (fixstr).
+fn starts_with_uid(payload: &[u8], uid: &str) -> bool {
+    let uid = uid.as_bytes();
+    match payload {
+        [0x93, len, rest @ ..] if uid.len() < 32 && usize::from(*len) == 0xa0 | uid.len() => {
+            rest.starts_with(uid)
+        }
+        _ => false,
+    }
 }
 
 /// A message of the sharded adapter's to publish on `channel`.

@@ -812,3 +812,33 @@ fn room_channels_follow_the_rooms_every_shard_has_members_of() {
     assert!(!node_with_uid_not("x").watches_rooms());
     assert_eq!(node.room_joined("/unserved", "room1"), None);
 }
+
+#[test]
+fn this_nodes_own_broadcast_coming_back_is_not_decoded() {
+    let node = node();
+    let published = node
+        .publish(&to_room1(&[]))
+        .expect("served")
+        .expect("encoded");
+    assert_eq!(
+        node.receive(&published.channel, &published.payload, |_, _| true),
+        Incoming::Ignored
+    );
+    // Told apart by its first bytes alone: trailing garbage is never read.
+    let mut garbled = published.payload.clone();
+    garbled.extend_from_slice(b"\xc1\xc1");
+    assert_eq!(
+        node.receive(&published.channel, &garbled, |_, _| true),
+        Incoming::Ignored
+    );
+    // Another node reads the same bytes, and finds the garbage.
+    let other = node_with_uid_not(node.uid("/").expect("uid"));
+    assert!(matches!(
+        other.receive(&published.channel, &garbled, |_, _| true),
+        Incoming::Dropped(Dropped::Malformed(_))
+    ));
+    assert!(matches!(
+        other.receive(&published.channel, &published.payload, |_, _| true),
+        Incoming::Broadcast(_)
+    ));
+}
