@@ -125,6 +125,13 @@ async function main() {
   expect('to joined');
   node.io.to('joined').emit('message', 'to joined');
   await waitAll();
+  // Several rooms every member is in: each gets one copy, from Node and from the emitter.
+  expect('to both rooms');
+  node.io.to('r').to('joined').emit('message', 'to both rooms');
+  await waitAll();
+  expect('to both rooms again');
+  emitter.to('r').to('joined').emit('message', 'to both rooms again');
+  await waitAll();
   // The Node server's socketsLeave (a request with its uid) for one ringcast socket.
   node.io.in(onRingcast[0].id).socketsLeave('joined');
   await sleep(300);
