@@ -639,12 +639,9 @@ impl Node {
         json: &[u8],
         attachments: &[Bytes],
     ) -> Result<Publish, NotepackError> {
-        let data = notepack::json_to_value(json, attachments)?;
-        let response = Response::ServerSideEmit {
-            request_id: query.request_id.clone(),
-            data,
-        };
-        Ok(self.respond(query, response))
+        self.respond_with_value(query, json, attachments, |request_id, data| {
+            Response::ServerSideEmit { request_id, data }
+        })
     }
 
     /// The answer to a [`Incoming::SocketIds`]: the ids of this node's matching sockets.
@@ -704,12 +701,22 @@ impl Node {
         json: &[u8],
         attachments: &[Bytes],
     ) -> Result<Publish, NotepackError> {
-        let packet = notepack::json_to_value(json, attachments)?;
-        let response = Response::BroadcastAck {
-            request_id: query.request_id.clone(),
-            packet,
-        };
-        Ok(self.respond(query, response))
+        self.respond_with_value(query, json, attachments, |request_id, packet| {
+            Response::BroadcastAck { request_id, packet }
+        })
+    }
+
+    /// An answer to `query` carrying one value (as JSON with placeholders, and the
+    /// attachments they name), made by `response` from the request id and the value.
+    fn respond_with_value(
+        &self,
+        query: &RemoteQuery,
+        json: &[u8],
+        attachments: &[Bytes],
+        response: fn(String, rmpv::Value) -> Response,
+    ) -> Result<Publish, NotepackError> {
+        let value = notepack::json_to_value(json, attachments)?;
+        Ok(self.respond(query, response(query.request_id.clone(), value)))
     }
 
     /// An answer to `query`. Classic: on the namespace's shared response channel, which every
@@ -837,30 +844,33 @@ impl Node {
     }
 }
 
+/// What a join, leave or disconnect request (either adapter's, or the emitter's) asks.
+fn operation(nsp: &str, opts: BroadcastOpts, action: RemoteAction) -> Incoming {
+    Incoming::Operation(RemoteOperation {
+        nsp: nsp.to_owned(),
+        rooms: opts.rooms,
+        except: opts.except,
+        action,
+    })
+}
+
 /// A request on namespace `nsp`'s request channel, from another node or an emitter.
 fn receive_request(nsp: &str, uid: &str, payload: &[u8]) -> Incoming {
     let request = match Request::decode(payload, MAX_MESSAGE) {
         Ok(request) => request,
         Err(error) => return Incoming::Dropped(Dropped::Malformed(error)),
     };
-    let operation = |opts: BroadcastOpts, action| {
-        Incoming::Operation(RemoteOperation {
-            nsp: nsp.to_owned(),
-            rooms: opts.rooms,
-            except: opts.except,
-            action,
-        })
-    };
+    let apply = |opts, action| operation(nsp, opts, action);
     // This node's own requests come back to it: it applies its joins, leaves and disconnects
     // itself, and answers its own questions with its shards' part, not through Redis.
     if request.uid.as_deref() == Some(uid) {
         return Incoming::Ignored;
     }
     match request.body {
-        RequestBody::RemoteJoin { opts, rooms } => operation(opts, RemoteAction::Join(rooms)),
-        RequestBody::RemoteLeave { opts, rooms } => operation(opts, RemoteAction::Leave(rooms)),
+        RequestBody::RemoteJoin { opts, rooms } => apply(opts, RemoteAction::Join(rooms)),
+        RequestBody::RemoteLeave { opts, rooms } => apply(opts, RemoteAction::Leave(rooms)),
         RequestBody::RemoteDisconnect { opts, close } => {
-            operation(opts, RemoteAction::Disconnect { close })
+            apply(opts, RemoteAction::Disconnect { close })
         }
         RequestBody::RemoteFetch { request_id, opts } => Incoming::Fetch(RemoteQuery {
             nsp: nsp.to_owned(),

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use super::{
-    parse_request_id, Answer, AnswerReply, Dropped, Incoming, RemoteAckBroadcast, RemoteAction,
-    RemoteBroadcast, RemoteOperation, RemoteQuery, RemoteServerEvent, MAX_MESSAGE,
+    operation, parse_request_id, Answer, AnswerReply, Dropped, Incoming, RemoteAckBroadcast,
+    RemoteAction, RemoteBroadcast, RemoteQuery, RemoteServerEvent, MAX_MESSAGE,
 };
 use crate::codec::adapter::{
     self, BroadcastOpts, ClusterBody, ClusterMessage, Packet, RequestBody, Response,
@@ -135,14 +135,7 @@ pub(super) fn receive(
         except: opts.except,
         reply_to: Some(asker.clone()),
     };
-    let operation = |opts: BroadcastOpts, action| {
-        Incoming::Operation(RemoteOperation {
-            nsp: nsp.to_owned(),
-            rooms: opts.rooms,
-            except: opts.except,
-            action,
-        })
-    };
+    let apply = |opts, action| operation(nsp, opts, action);
     match message.body {
         ClusterBody::Broadcast {
             request_id,
@@ -174,10 +167,10 @@ pub(super) fn receive(
                 }),
             }
         }
-        ClusterBody::SocketsJoin { opts, rooms } => operation(opts, RemoteAction::Join(rooms)),
-        ClusterBody::SocketsLeave { opts, rooms } => operation(opts, RemoteAction::Leave(rooms)),
+        ClusterBody::SocketsJoin { opts, rooms } => apply(opts, RemoteAction::Join(rooms)),
+        ClusterBody::SocketsLeave { opts, rooms } => apply(opts, RemoteAction::Leave(rooms)),
         ClusterBody::DisconnectSockets { opts, close } => {
-            operation(opts, RemoteAction::Disconnect { close })
+            apply(opts, RemoteAction::Disconnect { close })
         }
         ClusterBody::FetchSockets { opts, request_id } => Incoming::Fetch(query(request_id, opts)),
         ClusterBody::ServerSideEmit { request_id, packet } => {

@@ -93,6 +93,13 @@ impl Cluster {
                 let shard = next_shard.fetch_add(1, Ordering::Relaxed) % usize::from(shards);
                 to_shards.send(shard, ShardMsg::Command(command));
             };
+            // Answers go out through the link, known once it started: a question that came
+            // before is not answered, and its asker times out.
+            let reply_via = || {
+                answer_link
+                    .get()
+                    .map(|link| (receiving.clone(), link.clone()))
+            };
             // Retry what waited for a full ring before adding more.
             to_shards.flush_backlog();
             let decided = read(&receiving).receive(&incoming.channel, &incoming.payload, |_, _| {
@@ -131,12 +138,12 @@ impl Cluster {
                     }
                 }
                 cluster::Incoming::Fetch(query) => {
-                    let Some(link) = answer_link.get() else {
+                    let Some(via) = reply_via() else {
                         return;
                     };
                     let command = answer_command(
                         query,
-                        (receiving.clone(), link.clone()),
+                        via,
                         BroadcastOperator::fetch_sockets,
                         |node, query, sockets: Vec<SocketInfo>| {
                             let sockets = sockets.into_iter().map(remote_socket).collect();
@@ -146,30 +153,30 @@ impl Cluster {
                     to_a_shard(command);
                 }
                 cluster::Incoming::AllRooms(query) => {
-                    let Some(link) = answer_link.get() else {
+                    let Some(via) = reply_via() else {
                         return;
                     };
                     let command = answer_command(
                         query,
-                        (receiving.clone(), link.clone()),
+                        via,
                         BroadcastOperator::all_rooms,
                         |node, query, rooms| node.rooms_response(query, rooms),
                     );
                     to_a_shard(command);
                 }
                 cluster::Incoming::AckBroadcast(broadcast) => {
-                    let Some(link) = answer_link.get() else {
+                    let Some(via) = reply_via() else {
                         return;
                     };
-                    to_a_shard(ack_command(broadcast, (receiving.clone(), link.clone())));
+                    to_a_shard(ack_command(broadcast, via));
                 }
                 cluster::Incoming::SocketIds(query) => {
-                    let Some(link) = answer_link.get() else {
+                    let Some(via) = reply_via() else {
                         return;
                     };
                     let command = answer_command(
                         query,
-                        (receiving.clone(), link.clone()),
+                        via,
                         BroadcastOperator::fetch_sockets,
                         |node, query, sockets: Vec<SocketInfo>| {
                             let ids = sockets.into_iter().map(|socket| socket.id).collect();
@@ -179,13 +186,10 @@ impl Cluster {
                     to_a_shard(command);
                 }
                 cluster::Incoming::ServerEvent(event) => {
-                    let Some(link) = answer_link.get() else {
+                    let Some(via) = reply_via() else {
                         return;
                     };
-                    to_a_shard(server_event_command(
-                        event,
-                        (receiving.clone(), link.clone()),
-                    ));
+                    to_a_shard(server_event_command(event, via));
                 }
                 cluster::Incoming::Answer(answer) => {
                     let shard = usize::from(answer.asker.shard);

@@ -1,6 +1,7 @@
 // Shared by the cluster test scripts: the npm peers (from tests/clients/node_modules, or
 // RINGCAST_CLIENTS_DIR), socket helpers, and `run`, which exits 0 when the script's checks
 // pass, 1 when one fails and 2 when its deadline passes.
+import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -72,4 +73,36 @@ export function run(main, ms = 30000) {
       process.exit(1);
     },
   );
+}
+
+/**
+ * A Node socket.io server on a Redis adapter, on a free loopback port, with ringcast's
+ * built-in `join` and `publish` events; stopped when the script ends. `client()` makes a Redis
+ * client (the sub client is its duplicate), `adapter(pub, sub)` the adapter once both are
+ * connected, and `setup(io)` adds what the script needs.
+ */
+export async function nodeServer({ client, adapter, setup = () => {} }) {
+  const { Server } = require('socket.io');
+  const pub = client();
+  const sub = pub.duplicate();
+  await Promise.all([pub.connect(), sub.connect()]);
+  const http = createServer();
+  const io = new Server(http, { adapter: adapter(pub, sub) });
+  io.on('connection', (socket) => {
+    socket.on('join', (room, ack) => {
+      socket.join(room);
+      ack?.();
+    });
+    socket.on('publish', (room, payload, ack) => {
+      io.to(room).emit('message', payload);
+      ack?.();
+    });
+  });
+  setup(io);
+  await new Promise((resolve) => http.listen(0, '127.0.0.1', resolve));
+  atExit(async () => {
+    io.close();
+    await Promise.all([pub.quit(), sub.quit()]);
+  });
+  return { io, url: `http://127.0.0.1:${http.address().port}` };
 }

@@ -4,11 +4,9 @@
 // count) are answered by B and by the Node server; then the Node server asks the same of both
 // ringcast nodes. The test does what this script asks (a line on stdout) and answers on stdin.
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
 import readline from 'node:readline';
-import { atExit, connect, request, require, run, sleep, within } from './common.mjs';
+import { connect, nodeServer, request, require, run, sleep, within } from './common.mjs';
 
-const { Server } = require('socket.io');
 const { createAdapter } = require('@socket.io/redis-adapter');
 const { createClient } = require('redis');
 
@@ -21,33 +19,20 @@ async function ask(what) {
   assert.equal(value, 'done', `the test answered ${value}`);
 }
 
-/** A Node socket.io server on the Redis adapter, answering server-side events. */
-async function nodeServer(heard) {
-  const pub = createClient({ url: process.env.REDIS_URL });
-  const sub = pub.duplicate();
-  await Promise.all([pub.connect(), sub.connect()]);
-  const http = createServer();
-  const io = new Server(http, { adapter: createAdapter(pub, sub) });
-  io.on('connection', (socket) => {
-    socket.data = { server: 'node' };
-    socket.on('join', (room, ack) => {
-      socket.join(room);
-      ack?.();
-    });
-  });
-  io.on('sse', (...args) => heard.push(args));
-  io.on('sse-ack', (arg, callback) => callback(`pong-from-node:${arg}`));
-  await new Promise((resolve) => http.listen(0, '127.0.0.1', resolve));
-  atExit(async () => {
-    io.close();
-    await Promise.all([pub.quit(), sub.quit()]);
-  });
-  return { io, url: `http://127.0.0.1:${http.address().port}` };
-}
-
 run(async () => {
   const heard = [];
-  const node = await nodeServer(heard);
+  // A Node server whose sockets carry data and whose server-side handlers answer.
+  const node = await nodeServer({
+    client: () => createClient({ url: process.env.REDIS_URL }),
+    adapter: createAdapter,
+    setup: (io) => {
+      io.on('connection', (socket) => {
+        socket.data = { server: 'node' };
+      });
+      io.on('sse', (...args) => heard.push(args));
+      io.on('sse-ack', (arg, callback) => callback(`pong-from-node:${arg}`));
+    },
+  });
   const clients = {
     a: await connect(process.env.NODE_A_URL),
     b: await connect(process.env.NODE_B_URL),

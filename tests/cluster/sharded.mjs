@@ -6,10 +6,8 @@
 // fetchSockets, emitWithAck and socketsJoin act on ringcast's sockets, and a room ringcast's
 // sockets just joined gets Node's broadcasts (its channel subscribed as the room appeared).
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import { atExit, connect, request, require, run, shardOf, sleep, within } from './common.mjs';
+import { connect, nodeServer, request, require, run, shardOf, sleep, within } from './common.mjs';
 
-const { Server } = require('socket.io');
 const { createShardedAdapter } = require('@socket.io/redis-adapter');
 const { createClient, createCluster } = require('redis');
 
@@ -22,32 +20,8 @@ function redisClient() {
   return createClient({ url: process.env.REDIS_URL });
 }
 
-async function nodeServer() {
-  const pub = redisClient();
-  const sub = pub.duplicate();
-  await Promise.all([pub.connect(), sub.connect()]);
-  const http = createServer();
-  const io = new Server(http, { adapter: createShardedAdapter(pub, sub) });
-  io.on('connection', (socket) => {
-    socket.on('join', (room, ack) => {
-      socket.join(room);
-      ack?.();
-    });
-    socket.on('publish', (room, payload, ack) => {
-      io.to(room).emit('message', payload);
-      ack?.();
-    });
-  });
-  await new Promise((resolve) => http.listen(0, '127.0.0.1', resolve));
-  atExit(async () => {
-    io.close();
-    await Promise.all([pub.quit(), sub.quit()]);
-  });
-  return { io, url: `http://127.0.0.1:${http.address().port}` };
-}
-
 run(async () => {
-  const node = await nodeServer();
+  const node = await nodeServer({ client: redisClient, adapter: createShardedAdapter });
   const onA = [];
   while (onA.length < 2) {
     const socket = await connect(process.env.NODE_A_URL);

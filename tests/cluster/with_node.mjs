@@ -5,10 +5,8 @@
 // `except`, and the emitter's and Node's socketsJoin / socketsLeave / disconnectSockets act on
 // ringcast's sockets.
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import { atExit, connect, request, require, run, shardOf, sleep } from './common.mjs';
+import { atExit, connect, nodeServer, request, require, run, shardOf, sleep } from './common.mjs';
 
-const { Server } = require('socket.io');
 const { createAdapter } = require('@socket.io/redis-adapter');
 const { Emitter } = require('@socket.io/redis-emitter');
 const { createClient } = require('redis');
@@ -16,33 +14,11 @@ const { createClient } = require('redis');
 const RINGCAST = process.env.NODE_A_URL;
 const REDIS = process.env.REDIS_URL;
 
-/** A Node socket.io server on the Redis adapter, with ringcast's built-in events. */
-async function nodeServer() {
-  const pub = createClient({ url: REDIS });
-  const sub = pub.duplicate();
-  await Promise.all([pub.connect(), sub.connect()]);
-  const http = createServer();
-  const io = new Server(http, { adapter: createAdapter(pub, sub) });
-  io.on('connection', (socket) => {
-    socket.on('join', (room, ack) => {
-      socket.join(room);
-      ack?.();
-    });
-    socket.on('publish', (room, payload, ack) => {
-      io.to(room).emit('message', payload);
-      ack?.();
-    });
-  });
-  await new Promise((resolve) => http.listen(0, '127.0.0.1', resolve));
-  atExit(async () => {
-    io.close();
-    await Promise.all([pub.quit(), sub.quit()]);
-  });
-  return { io, url: `http://127.0.0.1:${http.address().port}` };
-}
-
 async function main() {
-  const node = await nodeServer();
+  const node = await nodeServer({
+    client: () => createClient({ url: REDIS }),
+    adapter: createAdapter,
+  });
   const emitterClient = createClient({ url: REDIS });
   await emitterClient.connect();
   atExit(() => emitterClient.quit());
