@@ -553,6 +553,29 @@ pub fn table(lines: &str) -> Result<String, String> {
                 out.push('\n');
             }
         }
+        // Against the floor (loadtest/peers/floor), when it ran: what each server costs as a
+        // multiple of what the machine itself costs for the same work.
+        if let Some(floor) = row_of(&"floor".to_owned()) {
+            type Metric = fn(&Outcome) -> Option<f64>;
+            let multiples: [(&str, Metric); 2] = [
+                ("server time: this ÷ floor", |o| o.cost_ns()),
+                ("p99: this ÷ floor", |o| o.latency_us.map(|l| l.p99)),
+            ];
+            for (name, metric) in multiples {
+                let Some(base) = metric(floor).filter(|&v| v > 0.0) else {
+                    continue;
+                };
+                let _ = write!(out, "  {name:<26}");
+                for label in &labels {
+                    let value = row_of(label)
+                        .and_then(metric)
+                        .map(|v| format!("{:.2}×", v / base))
+                        .unwrap_or_else(|| "-".into());
+                    let _ = write!(out, "{value:>width$}");
+                }
+                out.push('\n');
+            }
+        }
     }
     Ok(out)
 }
@@ -601,6 +624,41 @@ mod tests {
         assert!(table.contains("2.00 µs") && table.contains("8.00 µs"));
         assert!(!table.contains("total CPU"));
         assert!(super::table("not json").is_err());
+    }
+
+    #[test]
+    fn table_gives_each_server_as_a_multiple_of_the_floor() {
+        let lines: String = [
+            outcome("ringcast", 1100.0, 110.0),
+            outcome("node", 8000.0, 400.0),
+            outcome("floor", 1000.0, 100.0),
+        ]
+        .iter()
+        .map(|o| serde_json::to_string(o).unwrap() + "\n")
+        .collect();
+        let table = table(&lines).unwrap();
+        let cost = table
+            .lines()
+            .find(|l| l.contains("time: this ÷ floor"))
+            .unwrap();
+        assert!(
+            cost.contains("1.10×") && cost.contains("8.00×") && cost.contains("1.00×"),
+            "{cost}"
+        );
+        let p99 = table
+            .lines()
+            .find(|l| l.contains("p99: this ÷ floor"))
+            .unwrap();
+        assert!(p99.contains("4.00×"), "{p99}");
+        // Without the floor, no such rows.
+        let without = super::table(
+            &lines
+                .lines()
+                .take(2)
+                .map(|l| format!("{l}\n"))
+                .collect::<String>(),
+        );
+        assert!(!without.unwrap().contains("÷ floor"));
     }
 
     #[test]
