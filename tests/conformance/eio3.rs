@@ -153,7 +153,9 @@ fn eio3_polling_duplicate_poll_closes_session() {
     let session = polling(server.addr);
     let mut first = HttpConn::open(server.addr);
     first.send("GET", &session.path(), &[], b"").unwrap();
-    sleep(Duration::from_millis(5));
+    // Time for the server to read the first request, even on a loaded 2-core machine (5 ms was
+    // not always enough there).
+    sleep(Duration::from_millis(50));
     let second = get(server.addr, &format!("{}&t=burst", session.path()));
     assert!(matches!(second.status, 400 | 500), "{}", second.status);
     let first = first.receive().unwrap();

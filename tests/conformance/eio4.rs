@@ -82,7 +82,9 @@ fn eio4_polling_duplicate_poll_closes_session() {
     let session = polling(server.addr);
     let mut first = HttpConn::open(server.addr);
     first.send("GET", &session.path(), &[], b"").unwrap();
-    sleep(Duration::from_millis(5));
+    // Time for the server to read the first request, even on a loaded 2-core machine (5 ms was
+    // not always enough there).
+    sleep(Duration::from_millis(50));
     let second = get(server.addr, &format!("{}&t=burst", session.path()));
     assert!(
         matches!(second.status, 400 | 500),
@@ -101,7 +103,9 @@ fn eio4_polling_cancelled_poll_closes_session() {
     let session = polling(server.addr);
     let mut pending = HttpConn::open(server.addr);
     pending.send("GET", &session.path(), &[], b"").unwrap();
-    sleep(Duration::from_millis(5));
+    // Time for the server to read the first request, even on a loaded 2-core machine (5 ms was
+    // not always enough there).
+    sleep(Duration::from_millis(50));
     pending.abort();
     assert_eq!(session.get().status, 400);
 }
