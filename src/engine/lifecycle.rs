@@ -73,9 +73,9 @@ impl Engine {
             }
             logged => {
                 let more = (*logged).map_or(0, |(_, unlogged)| unlogged);
-                let client = address.map(|address| address.ip());
+                let client = address.map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
                 tracing::info!(
-                    ?client,
+                    %client,
                     reason,
                     refused_since_last_line = more,
                     "handshake refused"

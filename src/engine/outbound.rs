@@ -170,9 +170,9 @@ impl Engine {
                     .sessions
                     .get(key.0)
                     .and_then(|session| session.address)
-                    .map(|address| address.ip());
+                    .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
                 tracing::info!(
-                    ?client,
+                    %client,
                     limit = self.config.max_outbound_bytes,
                     "slow consumer disconnected: its outbound queue is full"
                 );
