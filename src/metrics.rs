@@ -94,7 +94,7 @@ fn classic(openmetrics: &str) -> String {
         let family = ["# HELP ", "# TYPE "].into_iter().find_map(|prefix| {
             let rest = line.strip_prefix(prefix)?;
             let (name, tail) = rest.split_once(' ')?;
-            counters.contains(&name).then(|| (prefix, name, tail))
+            counters.contains(&name).then_some((prefix, name, tail))
         });
         match family {
             Some((prefix, name, tail)) => {

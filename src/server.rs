@@ -122,10 +122,7 @@ impl ServerBuilder {
         let addr = listeners[0].local_addr()?;
         listeners.extend(shard::bind_listeners(addr, shards - 1)?);
         // Bound here, as the main listeners are, so that a taken address fails the start.
-        let metrics_listener = config
-            .metrics_addr
-            .map(|addr| bind_metrics_listener(addr))
-            .transpose()?;
+        let metrics_listener = config.metrics_addr.map(bind_metrics_listener).transpose()?;
         if let Some(listener) = &metrics_listener {
             tracing::info!(addr = %listener.local_addr()?, "metrics listening");
         }
