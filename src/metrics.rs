@@ -182,6 +182,9 @@ impl Collector for Exposition {
             engine.refused.shutting_down += traffic.refused.shutting_down;
             engine.refused.session_limit += traffic.refused.session_limit;
             engine.refused.handshake_rate += traffic.refused.handshake_rate;
+            engine.refused.unsupported_protocol += traffic.refused.unsupported_protocol;
+            engine.refused.unknown_transport += traffic.refused.unknown_transport;
+            engine.refused.bad_request += traffic.refused.bad_request;
             for (sums, shard) in engine
                 .sessions_by_transport
                 .iter_mut()
@@ -264,6 +267,9 @@ impl Collector for Exposition {
                 ("shutting_down", engine.refused.shutting_down),
                 ("session_limit", engine.refused.session_limit),
                 ("handshake_rate", engine.refused.handshake_rate),
+                ("unsupported_protocol", engine.refused.unsupported_protocol),
+                ("unknown_transport", engine.refused.unknown_transport),
+                ("bad_request", engine.refused.bad_request),
             ]
             .map(|(reason, value)| {
                 (

@@ -136,6 +136,13 @@ fn metrics_on_both_listeners_move_with_real_traffic_and_pass_promtool() {
         WITHIN,
     );
     assert_eq!(common::status_and_body(&refused).0, 503);
+    // A protocol this server does not speak: refused before admission, counted all the same.
+    let refused = common::exchange(
+        server.addr,
+        &common::polling_request("GET", "EIO=5&transport=polling", ""),
+        WITHIN,
+    );
+    assert_eq!(common::status_and_body(&refused).0, 400);
     for n in 0..5 {
         sender.send(&format!(r#"42["publish","r","m{n}"]"#));
         assert_eq!(listener.text(), format!(r#"42["message","m{n}"]"#));
@@ -158,6 +165,10 @@ fn metrics_on_both_listeners_move_with_real_traffic_and_pass_promtool() {
         assert_eq!(moved("ringcast_broadcast_deliveries_total"), 10.0);
         assert_eq!(
             moved(r#"ringcast_handshakes_refused_total{reason="session_limit"}"#),
+            1.0
+        );
+        assert_eq!(
+            moved(r#"ringcast_handshakes_refused_total{reason="unsupported_protocol"}"#),
             1.0
         );
         let sessions = |transport: &str| {

@@ -46,6 +46,18 @@ impl Engine {
         Ok(())
     }
 
+    /// Counts a handshake the network layer refused before asking [`Engine::admit`] (an
+    /// unsupported `EIO`, an unknown `transport`, a WebSocket request that says `polling`), and
+    /// logs it as [`Engine::admit`] logs its own refusals.
+    pub fn handshake_refused(
+        &mut self,
+        refused: EngineError,
+        address: Option<SocketAddr>,
+        now: Instant,
+    ) {
+        self.count_refusal(refused, address, now);
+    }
+
     /// Counts a refused handshake by its reason, and logs it: at most one line a second per
     /// shard (with how many more were refused meanwhile), so that a client hammering a limit
     /// can't turn each refusal into a log line.
@@ -60,9 +72,21 @@ impl Engine {
                 refusals.handshake_rate += 1;
                 "too many handshakes from this address"
             }
-            _ => {
+            EngineError::TooManySessions => {
                 refusals.session_limit += 1;
                 "session limit reached"
+            }
+            EngineError::UnsupportedVersion => {
+                refusals.unsupported_protocol += 1;
+                "unsupported protocol version"
+            }
+            EngineError::UnknownTransport => {
+                refusals.unknown_transport += 1;
+                "unknown transport"
+            }
+            _ => {
+                refusals.bad_request += 1;
+                "bad request"
             }
         };
         match &mut self.refusals_logged {

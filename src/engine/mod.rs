@@ -125,14 +125,15 @@ pub struct EngineTraffic {
     pub packets_out: u64,
     /// Their bytes as queued: whole WebSocket frames, or polling packets' payloads.
     pub bytes_out: u64,
-    /// Handshakes refused by [`Engine::admit`], by reason (see [`RefusedHandshakes`]).
+    /// Handshakes refused, by reason (see [`RefusedHandshakes`]).
     pub refused: RefusedHandshakes,
     /// Sessions now, `[polling, websocket][EIO=3, EIO=4]` (a session probing a WebSocket is
     /// still polling).
     pub sessions_by_transport: [[usize; 2]; 2],
 }
 
-/// Handshakes refused by [`Engine::admit`], one count per reason.
+/// Handshakes refused ([`Engine::admit`], [`Engine::handshake_refused`]), one count per
+/// reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RefusedHandshakes {
     /// The server is shutting down.
@@ -141,6 +142,12 @@ pub struct RefusedHandshakes {
     pub session_limit: u64,
     /// Past the address's handshakes per second.
     pub handshake_rate: u64,
+    /// `EIO` missing, or a version this server does not speak (3 with `allow_eio3` off).
+    pub unsupported_protocol: u64,
+    /// `transport` missing or unknown.
+    pub unknown_transport: u64,
+    /// Anything else (a WebSocket request that says `transport=polling`, or the reverse).
+    pub bad_request: u64,
 }
 
 /// All Engine.IO sessions and WebSocket links of one shard.
