@@ -1,7 +1,8 @@
 //! The metrics and the logs from outside: the real binary's Prometheus exposition, on the main
 //! listener (`--metrics-path`) and on its own (`--metrics-addr`), before and after real
 //! WebSocket and polling traffic, each scrape checked by `promtool check metrics`; a library
-//! server's ack round trips; and `--log-format json` lines from a shard thread.
+//! server's ack round trips; the Redis adapter's state on two nodes; and `--log-format json`
+//! lines from a shard thread.
 
 mod common;
 
@@ -306,4 +307,50 @@ fn json_logs_name_the_shard_thread_and_the_refusal() {
     // SAFETY: kill(2) with the pid of the child this test spawned and has not reaped yet.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let _ = child.wait();
+}
+
+#[test]
+fn the_redis_adapter_shows_in_the_metrics_of_two_nodes() {
+    let redis = common::redis::RedisServer::start();
+    let url = redis.url();
+    let args = [
+        "--cores",
+        "2",
+        "--no-pin",
+        "--metrics-path",
+        "/metrics",
+        "--redis",
+        url.as_str(),
+    ];
+    let a = common::Server::start(&args);
+    let b = common::Server::start(&args);
+    if a.is_external() {
+        return;
+    }
+    // B's client publishes to a room until A has taken a broadcast from Redis (A subscribes
+    // once its link is up; what is published before is not for it).
+    let mut sender = Client::connect(b.addr, None);
+    sender.join("r");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let on_a = loop {
+        sender.send(r#"42["publish","r","through redis"]"#);
+        assert_eq!(sender.text(), r#"42["message","through redis"]"#);
+        let samples = scrape(a.addr, "/metrics");
+        if value(&samples, r#"ringcast_broadcasts_total{origin="redis"}"#) > 0.0 {
+            break samples;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A took nothing from Redis: {samples:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(value(&on_a, "ringcast_redis_connected"), 1.0);
+    assert!(value(&on_a, "ringcast_redis_received_total") > 0.0);
+    assert_eq!(value(&on_a, "ringcast_redis_received_dropped_total"), 0.0);
+    let on_b = scrape(b.addr, "/metrics");
+    assert_eq!(value(&on_b, "ringcast_redis_connected"), 1.0);
+    assert!(value(&on_b, "ringcast_redis_published_total") > 0.0);
+    assert_eq!(value(&on_b, "ringcast_redis_publish_dropped_total"), 0.0);
+    assert!(value(&on_b, r#"ringcast_broadcasts_total{origin="local"}"#) > 0.0);
 }
