@@ -335,7 +335,7 @@ impl Collector for Exposition {
         histograms(
             e,
             "ack_round_trip_seconds",
-            "From a server emit with ack to the client's answer.",
+            "From a server emit with ack (to one socket, or a broadcast's to each recipient) to the client's answer.",
             [(None, io.ack_round_trip)],
         )?;
         histograms(

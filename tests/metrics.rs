@@ -198,9 +198,13 @@ fn metrics_on_both_listeners_move_with_real_traffic_and_pass_promtool() {
 }
 
 #[test]
-fn an_ack_round_trip_is_observed() {
+fn ack_round_trips_are_observed() {
+    // One ack asked of this socket, and one of every socket of the namespace (a broadcast).
     let ns = Namespace::new().on_connect(|socket| {
         socket.emit_with_ack("hello", &Args::new(), Duration::from_secs(5), |_| {});
+        socket
+            .namespace()
+            .emit_with_ack("everyone", &Args::new(), |_| {});
     });
     let handle = Server::builder()
         .namespace("/", ns)
@@ -216,27 +220,35 @@ fn an_ack_round_trip_is_observed() {
         .expect("start ringcast");
     let addr = handle.local_addr();
     let mut client = Client::connect(addr, None);
-    // `42<ack id>["hello"]`: answered with the same id.
-    let event = client.text();
-    let id = event
-        .strip_prefix("42")
-        .and_then(|rest| rest.strip_suffix(r#"["hello"]"#))
-        .unwrap_or_else(|| panic!("an event with an ack id: {event}"));
-    client.send(&format!("43{id}[]"));
+    // `42<ack id>["<event>"]`, each answered with its id.
+    for _ in 0..2 {
+        let event = client.text();
+        let id: String = event
+            .strip_prefix("42")
+            .unwrap_or_default()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        assert!(!id.is_empty(), "an event with an ack id: {event}");
+        client.send(&format!("43{id}[]"));
+    }
     let deadline = Instant::now() + WITHIN;
     loop {
         let samples = scrape(addr, "/metrics");
-        if value(&samples, "ringcast_ack_round_trip_seconds_count") == 1.0 {
+        if value(&samples, "ringcast_ack_round_trip_seconds_count") == 2.0 {
             assert_eq!(
                 value(
                     &samples,
                     r#"ringcast_ack_round_trip_seconds_bucket{le="+Inf"}"#
                 ),
-                1.0
+                2.0
             );
             break;
         }
-        assert!(Instant::now() < deadline, "no ack round trip: {samples:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "no ack round trips: {samples:#?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     handle.stop();

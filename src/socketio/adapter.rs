@@ -756,6 +756,7 @@ pub(crate) fn deliver_local(io: &Rc<SocketIo>, broadcast: &Broadcast) -> usize {
                 let handler = AckHandler::Broadcast {
                     origin: spec.origin,
                     request: spec.request,
+                    sent: io.now(),
                 };
                 io.state
                     .borrow_mut()

@@ -141,7 +141,8 @@ pub struct SocketIoTraffic {
     pub broadcasts_remote: u64,
     /// Broadcast packets handed to recipients on this shard (one per recipient).
     pub deliveries: u64,
-    /// From an `emit_with_ack` to its client's answer.
+    /// From an `emit_with_ack` (to one socket, or a broadcast's to each recipient) to its
+    /// client's answer.
     pub ack_round_trip: Histogram,
     /// Sockets now, per namespace (every namespace this shard knows, in its order).
     pub sockets_per_namespace: Vec<(Arc<str>, usize)>,
