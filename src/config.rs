@@ -41,6 +41,12 @@ pub struct Config {
     /// Where a GET answers with the server's counts as JSON (sessions, WebSockets, sockets,
     /// rooms, timers, requests in flight; per shard and in total). Not served when `None`.
     pub stats_path: Option<String>,
+    /// Where a GET on the main listener answers with the server's metrics in the Prometheus
+    /// text format. Not served there when `None`.
+    pub metrics_path: Option<String>,
+    /// A listener of its own for the metrics (served by shard 0), at `metrics_path` or else
+    /// `/metrics`; it answers nothing else. None when `None`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Clustering through Redis (off unless a URL is given).
     pub cluster: ClusterConfig,
 }
@@ -262,6 +268,8 @@ impl Default for Config {
             cors: CorsConfig::default(),
             bus_capacity: 8192,
             stats_path: None,
+            metrics_path: None,
+            metrics_addr: None,
             cluster: ClusterConfig::default(),
         }
     }

@@ -74,6 +74,17 @@ struct Cli {
     /// Serve the server's counts (sessions, sockets, rooms, timers; JSON) at this path.
     #[arg(long)]
     stats_path: Option<String>,
+    /// Serve Prometheus metrics at this path on the main listener.
+    #[arg(long)]
+    metrics_path: Option<String>,
+    /// Serve Prometheus metrics on a listener of their own, HOST:PORT (at --metrics-path, or
+    /// /metrics).
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Log lines as text, or as JSON objects one per line (timestamp, level, thread =
+    /// ringcast-shard-N, target, fields); levels from RUST_LOG.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Join a cluster through Redis: redis://[user:password@]host[:port][/db] (broadcasts
     /// reach and come from every ringcast and Node socket.io server and emitter on it).
     #[arg(long)]
@@ -165,6 +176,12 @@ impl Cli {
         if self.stats_path.is_some() {
             config.stats_path.clone_from(&self.stats_path);
         }
+        if self.metrics_path.is_some() {
+            config.metrics_path.clone_from(&self.metrics_path);
+        }
+        if self.metrics_addr.is_some() {
+            config.metrics_addr = self.metrics_addr;
+        }
         config.cluster.redis.clone_from(&self.redis);
         config.cluster.redis_cluster.clone_from(&self.redis_cluster);
         config.cluster.redis_ca.clone_from(&self.redis_ca);
@@ -200,7 +217,23 @@ impl Cli {
     }
 }
 
+/// `--log-format`: the binary's own setting (the library only emits `tracing` events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    run(cli)
+}
+
+/// Installs the log subscriber: levels from `RUST_LOG` (info by default), text or JSON lines.
+/// JSON lines carry the thread's name, so each shard's lines say which shard
+/// (`ringcast-shard-N`), and their fields flattened beside the message.
+fn init_logging(format: LogFormat) {
     // The Redis client logs each connection it loses on its own; the link logs one line per
     // outage, so the client's records show only when RUST_LOG names them.
     let filter = std::env::var("RUST_LOG")
@@ -212,13 +245,21 @@ fn main() -> ExitCode {
     } else {
         format!("{filter},fred=error")
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(filter)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fred=error")),
-        )
-        .init();
-    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fred=error"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_thread_names(true)
+            .with_current_span(false)
+            .init(),
+    }
+}
+
+fn run(cli: Cli) -> ExitCode {
     let mut config = cli.config();
     let builder = if cli.conformance {
         if cli.host == DEFAULTS.host {
@@ -378,6 +419,8 @@ mod tests {
             "--max-rooms-per-socket=9",
             "--max-namespaces-per-client=10",
             "--stats-path=/stats",
+            "--metrics-path=/metrics",
+            "--metrics-addr=127.0.0.1:9100",
             "--send-buffer=11",
             "--slow-consumer=drop",
             "--max-head=12",
@@ -404,6 +447,8 @@ mod tests {
             pin_cores: false,
             force_epoll: true,
             stats_path: Some("/stats".to_owned()),
+            metrics_path: Some("/metrics".to_owned()),
+            metrics_addr: Some(([127, 0, 0, 1], 9100).into()),
             ..Config::default()
         };
         expected.cors.origins = vec!["http://a".to_owned()];

@@ -121,6 +121,11 @@ impl ServerBuilder {
         // With port 0 the first bind picks the port; the others join it.
         let addr = listeners[0].local_addr()?;
         listeners.extend(shard::bind_listeners(addr, shards - 1)?);
+        // Bound here, as the main listeners are, so that a taken address fails the start.
+        let metrics_listener = config.metrics_addr.map(bind_metrics_listener).transpose()?;
+        if let Some(listener) = &metrics_listener {
+            tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+        }
         if config.force_epoll {
             tracing::info!("using the epoll driver (--epoll)");
         } else if !monoio::utils::detect_uring() {
@@ -173,6 +178,7 @@ impl ServerBuilder {
             admission: limits.any().then(|| Arc::new(Admission::new(limits))),
             control: control.clone(),
             cluster,
+            metrics_listener: Mutex::new(metrics_listener),
         });
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut threads = Vec::with_capacity(shards);
@@ -415,4 +421,13 @@ impl ServerOperator {
             .try_send(self.shard.index(), ShardMsg::Command(command))
             .map_err(|_| OpError::Overloaded)
     }
+}
+
+/// The metrics listener: one socket, served by shard 0 (no SO_REUSEPORT, so a second process
+/// can't share the address).
+fn bind_metrics_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    // The epoll driver needs a non-blocking socket (io_uring does not mind).
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }

@@ -110,6 +110,7 @@ fn the_flags_defaults_are_the_librarys() {
         ("--namespace", "/".to_owned()),
         ("--cors-origin", "any".to_owned()),
         ("--shutdown-grace", "10000".to_owned()),
+        ("--log-format", "text".to_owned()),
     ]
     .into_iter()
     .map(|(flag, value)| (flag.to_owned(), value))
@@ -123,6 +124,8 @@ fn the_flags_defaults_are_the_librarys() {
     assert!(!config.cors.credentials, "--cors-credentials");
     assert!(config.cors.origins.is_empty(), "--cors-origin: any");
     assert_eq!(config.stats_path, None, "--stats-path");
+    assert_eq!(config.metrics_path, None, "--metrics-path");
+    assert_eq!(config.metrics_addr, None, "--metrics-addr");
     assert_eq!(config.http.socket_send_buffer, None, "--send-buffer");
 }
 

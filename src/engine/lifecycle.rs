@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::session::{Heartbeat, Session, Transport};
 use super::{CloseReason, Engine, EngineError, Event, LinkKey, Peer, PollReply, SessionKey};
@@ -20,6 +20,18 @@ impl Engine {
     /// past the session and handshake limits. On `Ok` the next [`Engine::open_polling`] or
     /// [`Engine::open_websocket`] holds the slot taken, and gives it back when it closes.
     pub fn admit(&mut self, address: Option<SocketAddr>, now: Instant) -> Result<(), EngineError> {
+        let admitted = self.check_admission(address, now);
+        if let Err(refused) = admitted {
+            self.count_refusal(refused, address, now);
+        }
+        admitted
+    }
+
+    fn check_admission(
+        &mut self,
+        address: Option<SocketAddr>,
+        now: Instant,
+    ) -> Result<(), EngineError> {
         if self.draining {
             return Err(EngineError::ShuttingDown);
         }
@@ -32,6 +44,69 @@ impl Engine {
             self.admitted_unused += 1;
         }
         Ok(())
+    }
+
+    /// Counts a handshake the network layer refused before asking [`Engine::admit`] (an
+    /// unsupported `EIO`, an unknown `transport`, a WebSocket request that says `polling`), and
+    /// logs it as [`Engine::admit`] logs its own refusals.
+    pub fn handshake_refused(
+        &mut self,
+        refused: EngineError,
+        address: Option<SocketAddr>,
+        now: Instant,
+    ) {
+        self.count_refusal(refused, address, now);
+    }
+
+    /// Counts a refused handshake by its reason, and logs it: at most one line a second per
+    /// shard (with how many more were refused meanwhile), so that a client hammering a limit
+    /// can't turn each refusal into a log line.
+    fn count_refusal(&mut self, refused: EngineError, address: Option<SocketAddr>, now: Instant) {
+        let refusals = &mut self.traffic.refused;
+        let reason = match refused {
+            EngineError::ShuttingDown => {
+                refusals.shutting_down += 1;
+                "shutting down"
+            }
+            EngineError::TooManyHandshakes => {
+                refusals.handshake_rate += 1;
+                "too many handshakes from this address"
+            }
+            EngineError::TooManySessions => {
+                refusals.session_limit += 1;
+                "session limit reached"
+            }
+            EngineError::UnsupportedVersion => {
+                refusals.unsupported_protocol += 1;
+                "unsupported protocol version"
+            }
+            EngineError::UnknownTransport => {
+                refusals.unknown_transport += 1;
+                "unknown transport"
+            }
+            _ => {
+                refusals.bad_request += 1;
+                "bad request"
+            }
+        };
+        match &mut self.refusals_logged {
+            Some((last, unlogged))
+                if now.saturating_duration_since(*last) < Duration::from_secs(1) =>
+            {
+                *unlogged += 1;
+            }
+            logged => {
+                let more = (*logged).map_or(0, |(_, unlogged)| unlogged);
+                let client = address.map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+                tracing::info!(
+                    %client,
+                    reason,
+                    refused_since_last_line = more,
+                    "handshake refused"
+                );
+                *logged = Some((now, 0));
+            }
+        }
     }
 
     /// With no session and no WebSocket left, gives back what the busiest moment grew: the

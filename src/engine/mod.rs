@@ -112,6 +112,44 @@ pub struct SlowConsumerCounts {
     pub dropped: u64,
 }
 
+/// What went through an engine since it started, and its sessions by transport and protocol
+/// now (see [`Engine::traffic`]); the metrics route's share of the engine. The counters are
+/// plain fields of the engine, bumped where the data already flows, never shared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineTraffic {
+    /// Engine.IO message packets (text or binary) received from clients.
+    pub packets_in: u64,
+    /// Their payload bytes.
+    pub bytes_in: u64,
+    /// Packets queued for clients (a broadcast counts once per recipient).
+    pub packets_out: u64,
+    /// Their bytes as queued: whole WebSocket frames, or polling packets' payloads.
+    pub bytes_out: u64,
+    /// Handshakes refused, by reason (see [`RefusedHandshakes`]).
+    pub refused: RefusedHandshakes,
+    /// Sessions now, `[polling, websocket][EIO=3, EIO=4]` (a session probing a WebSocket is
+    /// still polling).
+    pub sessions_by_transport: [[usize; 2]; 2],
+}
+
+/// Handshakes refused ([`Engine::admit`], [`Engine::handshake_refused`]), one count per
+/// reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefusedHandshakes {
+    /// The server is shutting down.
+    pub shutting_down: u64,
+    /// Past the server's or the address's session limit (or the shard's 2^24 slots).
+    pub session_limit: u64,
+    /// Past the address's handshakes per second.
+    pub handshake_rate: u64,
+    /// `EIO` missing, or a version this server does not speak (3 with `allow_eio3` off).
+    pub unsupported_protocol: u64,
+    /// `transport` missing or unknown.
+    pub unknown_transport: u64,
+    /// Anything else (a WebSocket request that says `transport=polling`, or the reverse).
+    pub bad_request: u64,
+}
+
 /// All Engine.IO sessions and WebSocket links of one shard.
 ///
 /// Its methods come in families, one file each (quinn-proto's `Connection` is the model):
@@ -182,6 +220,11 @@ pub struct Engine {
     admitted_unused: usize,
     /// What the slow-consumer policy did so far.
     slow_consumers: SlowConsumerCounts,
+    /// Packets, bytes and refusals so far (the metrics route's; see [`EngineTraffic`]).
+    traffic: EngineTraffic,
+    /// When a refused handshake was last logged, and how many were refused since: one line
+    /// a second at most, so a flood of refusals can't flood the log.
+    refusals_logged: Option<(std::time::Instant, u64)>,
     random: RandomPool,
 }
 
@@ -204,6 +247,8 @@ impl Engine {
             admission: None,
             admitted_unused: 0,
             slow_consumers: SlowConsumerCounts::default(),
+            traffic: EngineTraffic::default(),
+            refusals_logged: None,
             random: RandomPool::new(),
         }
     }
@@ -284,6 +329,18 @@ impl Engine {
                 .live_count(|_, (key, generation)| timer::is_live(&self.sessions, key, generation)),
             slow_consumers: self.slow_consumers,
         }
+    }
+
+    /// What went through the engine so far, and its sessions by transport and protocol now
+    /// (one pass over the sessions: for a scrape, not the hot path).
+    pub fn traffic(&self) -> EngineTraffic {
+        let mut traffic = self.traffic;
+        for (_, session) in self.sessions.iter() {
+            let transport = usize::from(matches!(session.transport, Transport::WebSocket(_)));
+            let version = usize::from(session.version == Version::V4);
+            traffic.sessions_by_transport[transport][version] += 1;
+        }
+        traffic
     }
 
     /// Whether no session and no WebSocket connection is left.

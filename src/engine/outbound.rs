@@ -164,6 +164,18 @@ impl Engine {
         match self.config.slow_consumer {
             SlowConsumerPolicy::Disconnect => {
                 self.slow_consumers.disconnected += 1;
+                // One line per client disconnected, never per packet: the session is gone
+                // after it.
+                let client = self
+                    .sessions
+                    .get(key.0)
+                    .and_then(|session| session.address)
+                    .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+                tracing::info!(
+                    %client,
+                    limit = self.config.max_outbound_bytes,
+                    "slow consumer disconnected: its outbound queue is full"
+                );
                 self.close(key, CloseReason::SlowConsumer);
             }
             SlowConsumerPolicy::Drop => self.slow_consumers.dropped += 1,
@@ -195,6 +207,8 @@ impl Engine {
                     return Err(SendError::Overflowed);
                 }
                 let bytes = bytes.clone();
+                self.traffic.packets_out += frames.frames.len() as u64;
+                self.traffic.bytes_out += bytes.len() as u64;
                 self.push_link(link, bytes);
             }
             Transport::Polling | Transport::Upgrading { .. } => {
@@ -209,6 +223,8 @@ impl Engine {
                 for frame in frames.frames {
                     session.push(frame.clone());
                 }
+                self.traffic.packets_out += frames.frames.len() as u64;
+                self.traffic.bytes_out += size as u64;
                 if session.poll.is_some() {
                     self.dirty.push(key);
                 }

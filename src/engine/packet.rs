@@ -37,8 +37,16 @@ impl Engine {
             return Ok(());
         }
         match packet {
-            Packet::Message(text) => self.events.push_back(Event::Message(key, text)),
-            Packet::Binary(data) => self.events.push_back(Event::Binary(key, data)),
+            Packet::Message(text) => {
+                self.traffic.packets_in += 1;
+                self.traffic.bytes_in += text.len() as u64;
+                self.events.push_back(Event::Message(key, text));
+            }
+            Packet::Binary(data) => {
+                self.traffic.packets_in += 1;
+                self.traffic.bytes_in += data.len() as u64;
+                self.events.push_back(Event::Binary(key, data));
+            }
             Packet::Pong(_) if session.version == Version::V4 => {
                 if matches!(session.heartbeat, Heartbeat::PongBy(_)) {
                     session.heartbeat = Heartbeat::SendPingAt(now + self.config.ping_interval);

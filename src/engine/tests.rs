@@ -541,3 +541,25 @@ fn replaced_deadlines_are_swept_so_the_heap_stays_bounded() {
         }
     );
 }
+
+#[test]
+fn traffic_counts_packets_bytes_sessions_and_refusals() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let v4 = open(&mut engine, now, Version::V4);
+    open(&mut engine, now, Version::V3);
+    assert_eq!(post(&mut engine, v4, now, "4hello"), 200);
+    assert_eq!(
+        engine.send(v4, &Frame::text(b"4hi"), false),
+        Ok(()),
+        "queued on polling"
+    );
+    let traffic = engine.traffic();
+    assert_eq!((traffic.packets_in, traffic.bytes_in), (1, 5));
+    assert_eq!((traffic.packets_out, traffic.bytes_out), (1, 3));
+    assert_eq!(traffic.sessions_by_transport, [[1, 1], [0, 0]]);
+    engine.drain();
+    assert_eq!(engine.admit(None, now), Err(EngineError::ShuttingDown));
+    assert_eq!(engine.admit(None, now), Err(EngineError::ShuttingDown));
+    assert_eq!(engine.traffic().refused.shutting_down, 2);
+}

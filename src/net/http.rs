@@ -295,7 +295,14 @@ fn target<H: Host>(
     if method == Method::Options && request.websocket_key.is_none() {
         return Target::Preflight;
     }
-    let refuse = |error| Target::Reply(PollReply::error(error).into());
+    // A request with no sid is a handshake: its refusal is counted (and logged) by the engine.
+    let refuse = |error| {
+        if http::query_param(query, "sid").is_none() {
+            let mut engine = host.engine().borrow_mut();
+            engine.handshake_refused(error, address, Instant::now());
+        }
+        Target::Reply(PollReply::error(error).into())
+    };
     let version = match http::query_param(query, "EIO") {
         Some("4") => Version::V4,
         Some("3") if host.engine_config().allow_eio3 => Version::V3,

@@ -19,7 +19,9 @@ use crate::codec::http::{Cors, Method};
 use crate::config::{Config, EngineConfig, HttpConfig};
 use crate::engine::{self, Admission, Engine, Event};
 use crate::gather::{Collector, Finished, Gather, RequestId};
+use crate::histogram::Histogram;
 use crate::key::ShardId;
+use crate::metrics::{Exposition, ShardMetrics};
 use crate::net::{self, Forward, Host};
 use crate::socketio::{Command, LocalTask, Namespaces, ShardHooks, SocketIo, SocketIoMsg};
 use crate::stats::{Report, ShardCounts};
@@ -27,8 +29,8 @@ use crate::stats::{Report, ShardCounts};
 mod node;
 pub(crate) use node::Cluster;
 
-/// How long the stats endpoint waits for every shard; a shard that has not answered by then
-/// (stopped, or stuck in a handler) is counted as empty.
+/// How long the stats and metrics endpoints wait for every shard; a shard that has not
+/// answered by then (stopped, or stuck in a handler) is counted as empty.
 const STATS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Everything that travels between shards.
@@ -41,13 +43,14 @@ pub(crate) enum ShardMsg {
     SocketIo(SocketIoMsg),
     /// Work from outside the shards (`ServerHandle::of`).
     Command(Command),
-    /// Report this shard's counts to shard `from` (for the stats endpoint).
+    /// Report this shard's counts to shard `from` (for the stats and metrics endpoints).
     Stats { from: ShardId, request: RequestId },
-    /// One shard's counts, the answer to a `Stats` request.
+    /// One shard's counts and counters, the answer to a `Stats` request (boxed: a scrape is
+    /// rare, and the bus's messages stay small).
     Counts {
         request: RequestId,
         shard: ShardId,
-        counts: ShardCounts,
+        counts: Box<ShardMetrics>,
     },
     /// Stop the shard now (connections are dropped).
     Stop,
@@ -89,6 +92,8 @@ pub(crate) struct Plan {
     pub(crate) control: Arc<std::sync::Mutex<Control>>,
     /// This process as a node of a Redis cluster, when it is one.
     pub(crate) cluster: Option<Cluster>,
+    /// The metrics listener (`Config::metrics_addr`), taken by shard 0, which serves it.
+    pub(crate) metrics_listener: std::sync::Mutex<Option<std::net::TcpListener>>,
 }
 
 /// One shard's state, shared by its tasks through `Rc`.
@@ -106,8 +111,11 @@ pub(crate) struct Shard {
     draining: Cell<Option<Instant>>,
     /// HTTP requests read and not yet answered (see `Host::requests_in_flight`).
     requests_in_flight: Cell<usize>,
-    /// Requests this shard sent to every shard (the stats endpoint's), waiting for answers.
-    requests: RefCell<Gather<(ShardId, ShardCounts)>>,
+    /// Requests this shard sent to every shard (the stats and metrics endpoints'), waiting
+    /// for answers.
+    requests: RefCell<Gather<(ShardId, Box<ShardMetrics>)>>,
+    /// How late the timer task woke after the deadline it slept until (the event loop's lag).
+    loop_lag: RefCell<Histogram>,
     /// Whether the memory grown for the last crowd was given back since the shard went idle.
     idle_memory_released: Cell<bool>,
     /// The accept loop's waker while it waits for a shutdown to begin.
@@ -198,7 +206,7 @@ impl Shard {
                 self.pump();
             }
             ShardMsg::Stats { from, request } => {
-                let counts = self.counts();
+                let counts = Box::new(self.snapshot());
                 let shard = self.id;
                 let answer = ShardMsg::Counts {
                     request,
@@ -239,9 +247,18 @@ impl Shard {
         }
     }
 
-    fn counts(&self) -> ShardCounts {
-        let engine = self.engine.borrow().counts();
-        ShardCounts::new(engine, self.io.counts(), self.requests_in_flight.get())
+    /// This shard's counts and counters, for a scrape (taken here, summed by the asker).
+    fn snapshot(&self) -> ShardMetrics {
+        let (counts, traffic) = {
+            let engine = self.engine.borrow();
+            (engine.counts(), engine.traffic())
+        };
+        ShardMetrics {
+            counts: ShardCounts::new(counts, self.io.counts(), self.requests_in_flight.get()),
+            engine: traffic,
+            io: self.io.traffic(),
+            loop_lag: *self.loop_lag.borrow(),
+        }
     }
 
     fn begin_shutdown(self: &Rc<Self>, deadline: Instant, idle: Arc<[AtomicBool]>) {
@@ -332,15 +349,71 @@ impl Shard {
             let shard = self.clone();
             router.route(Method::Get, path, move |_: net::Request| shard.stats());
         }
+        if let Some(path) = &self.plan.config.metrics_path {
+            let shard = self.clone();
+            router.route(Method::Get, path, move |request: net::Request| {
+                shard.metrics(&request)
+            });
+        }
+        router
+    }
+
+    /// What the metrics listener (`Config::metrics_addr`) answers: the metrics route only, at
+    /// `metrics_path` when set, else at `/metrics`.
+    fn metrics_router(self: &Rc<Self>) -> net::Router {
+        let mut router = net::Router::routes_only();
+        let path = self
+            .plan
+            .config
+            .metrics_path
+            .as_deref()
+            .unwrap_or("/metrics");
+        let shard = self.clone();
+        router.route(Method::Get, path, move |request: net::Request| {
+            shard.metrics(&request)
+        });
         router
     }
 
     /// The stats route: every shard's counts (asked over the bus, this one included) and
     /// their sum, as JSON.
     fn stats(&self) -> impl std::future::Future<Output = net::Response> + 'static {
+        let shards = self.gather_snapshots();
+        let cluster = self.plan.cluster.as_ref().map(Cluster::counts);
+        async move {
+            let shards = shards.await;
+            let report = Report::new(shards.into_iter().map(|shard| shard.counts).collect());
+            let report = match cluster {
+                Some(counts) => report.with_cluster(counts),
+                None => report,
+            };
+            net::Response::json(report.to_json())
+        }
+    }
+
+    /// The metrics route: every shard's snapshot (asked over the bus, as for the stats) and
+    /// the Redis adapter's state, as Prometheus text.
+    fn metrics(
+        &self,
+        request: &net::Request,
+    ) -> impl std::future::Future<Output = net::Response> + 'static {
+        let shards = self.gather_snapshots();
+        let cluster = self.plan.cluster.as_ref().map(Cluster::counts);
+        let accept = request.header("accept").map(str::to_owned);
+        async move {
+            let shards = shards.await;
+            let (content_type, text) = Exposition { shards, cluster }.encode_for(accept.as_deref());
+            net::Response::new(200, content_type, text)
+        }
+    }
+
+    /// Asks every shard (this one included) for its snapshot; completes with them in shard
+    /// order once all answered or at the deadline (a shard that did not answer counts as
+    /// empty).
+    fn gather_snapshots(&self) -> impl std::future::Future<Output = Vec<ShardMetrics>> + 'static {
         let (sender, receiver) = futures_channel::oneshot::channel();
         let collector = Box::new(StatsCollector {
-            shards: vec![ShardCounts::default(); self.shards as usize],
+            shards: vec![ShardMetrics::default(); self.shards as usize],
             done: sender,
         });
         let deadline = Instant::now() + STATS_TIMEOUT;
@@ -353,32 +426,23 @@ impl Shard {
             self.bus.send(shard, ShardMsg::Stats { from, request });
         }
         self.wake_timer_if_needed();
-        let cluster = self.plan.cluster.as_ref().map(Cluster::counts);
-        async move {
-            // The request always finishes (answered, or at its deadline): a dropped sender
-            // means the shard itself stopped.
-            let shards = receiver.await.unwrap_or_default();
-            let report = Report::new(shards);
-            let report = match cluster {
-                Some(counts) => report.with_cluster(counts),
-                None => report,
-            };
-            net::Response::json(report.to_json())
-        }
+        // The request always finishes (answered, or at its deadline): a dropped sender means
+        // the shard itself stopped.
+        async move { receiver.await.unwrap_or_default() }
     }
 }
 
 /// Gathers every shard's counts for the stats endpoint; a shard that does not answer in time
 /// counts as empty.
 struct StatsCollector {
-    shards: Vec<ShardCounts>,
-    done: futures_channel::oneshot::Sender<Vec<ShardCounts>>,
+    shards: Vec<ShardMetrics>,
+    done: futures_channel::oneshot::Sender<Vec<ShardMetrics>>,
 }
 
-impl Collector<(ShardId, ShardCounts)> for StatsCollector {
-    fn add(&mut self, (shard, counts): (ShardId, ShardCounts)) -> usize {
+impl Collector<(ShardId, Box<ShardMetrics>)> for StatsCollector {
+    fn add(&mut self, (shard, counts): (ShardId, Box<ShardMetrics>)) -> usize {
         if let Some(slot) = self.shards.get_mut(shard.index()) {
-            *slot = counts;
+            *slot = *counts;
         }
         0
     }
@@ -499,6 +563,7 @@ async fn serve(
         draining: Cell::new(None),
         requests_in_flight: Cell::new(0),
         requests: RefCell::default(),
+        loop_lag: RefCell::default(),
         idle_memory_released: Cell::new(true),
         drain_waker: RefCell::new(None),
         timer_at: Cell::new(None),
@@ -518,6 +583,24 @@ async fn serve(
         listener,
         stop_accepting,
     ));
+    // Shard 0 serves the metrics listener, through the same route code as the main one.
+    let metrics_listener = (id.index() == 0)
+        .then(|| {
+            plan.metrics_listener
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+        })
+        .flatten();
+    if let Some(listener) = metrics_listener {
+        let listener = monoio::net::TcpListener::from_std(listener)?;
+        let stop = {
+            let shard = shard.clone();
+            async move { shard.shutdown_begun().await }
+        };
+        let router = Rc::new(shard.metrics_router());
+        monoio::spawn(net::accept_loop(shard.clone(), router, listener, stop));
+    }
     monoio::spawn(timer_loop(shard.clone()));
     monoio::spawn(deferred_loop(shard.clone()));
     let mut batch = Vec::new();
@@ -597,12 +680,18 @@ async fn timer_loop(shard: Rc<Shard>) {
             *shard.timer_waker.borrow_mut() = Some(cx.waker().clone());
             Poll::Pending
         });
-        monoio::select! {
-            _ = sleep => {},
-            _ = woken => {},
-        }
+        let slept = monoio::select! {
+            _ = sleep => true,
+            _ = woken => false,
+        };
         shard.timer_waker.borrow_mut().take();
         let now = Instant::now();
+        // The event loop's lag: how long after its deadline the task got to run (a busy turn,
+        // a handler that blocks, the timer's 1 ms resolution).
+        if let (true, Some(at)) = (slept, next) {
+            let lag = now.saturating_duration_since(at);
+            shard.loop_lag.borrow_mut().observe(lag);
+        }
         shard.bus.flush_backlog();
         shard.engine.borrow_mut().handle_timeouts(now);
         let expired = shard.requests.borrow_mut().expire(now);

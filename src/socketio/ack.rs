@@ -4,6 +4,7 @@
 //! Data and callbacks only: sending and receiving acks is `dispatch`'s and `adapter`'s job.
 
 use std::fmt;
+use std::time::Instant;
 
 use super::adapter::{Origin, Reply};
 use super::message::{Args, Message};
@@ -37,8 +38,13 @@ pub type BroadcastAcks = Result<Vec<Message>, (AckError, Vec<Message>)>;
 pub(crate) enum AckHandler {
     /// A handler on this shard.
     Local(Box<dyn FnOnce(Result<Message, AckError>)>),
-    /// A recipient of a broadcast-with-ack: the ack goes to the request at `origin`.
-    Broadcast { origin: Origin, request: RequestId },
+    /// A recipient of a broadcast-with-ack: the ack goes to the request at `origin`. `sent`
+    /// (the tick it was sent in) times the round trip for the metrics.
+    Broadcast {
+        origin: Origin,
+        request: RequestId,
+        sent: Instant,
+    },
 }
 
 /// The origin side of a broadcast that waits for every recipient's ack: each shard first

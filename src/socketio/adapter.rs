@@ -53,6 +53,8 @@ pub struct Broadcast {
     pub(crate) packet: Option<EventPacket>,
     /// Set when the sender waits for every recipient's ack.
     pub(crate) ack: Option<AckSpec>,
+    /// Published by another node (for the metrics: a broadcast from Redis, not a shard's).
+    pub(crate) from_node: bool,
 }
 
 impl Broadcast {
@@ -81,6 +83,7 @@ impl Broadcast {
                 args,
             }),
             ack: None,
+            from_node: true,
         }
     }
 
@@ -522,6 +525,7 @@ pub(crate) fn finish(finished: impl IntoIterator<Item = Finished<Reply>>) {
 
 /// Sends a broadcast to every responder and delivers it here; returns the recipients here.
 pub(crate) fn broadcast(io: &Rc<SocketIo>, broadcast: Broadcast, local: bool) -> usize {
+    io.traffic.borrow_mut().broadcasts_local += 1;
     let ack = broadcast.ack;
     let request = ack.map(|spec| spec.request);
     let shared = Arc::new(broadcast);
@@ -652,6 +656,14 @@ pub(crate) fn server_event(
 pub(super) fn on_peer_message(io: &Rc<SocketIo>, msg: SocketIoMsg) {
     match msg {
         SocketIoMsg::Broadcast(broadcast) => {
+            {
+                let mut traffic = io.traffic.borrow_mut();
+                if broadcast.from_node {
+                    traffic.broadcasts_remote += 1;
+                } else {
+                    traffic.broadcasts_cross_shard += 1;
+                }
+            }
             let count = deliver_local(io, &broadcast);
             if let Some(spec) = broadcast.ack {
                 let reply = Reply::Recipients(count);
@@ -729,6 +741,7 @@ pub(crate) fn deliver_local(io: &Rc<SocketIo>, broadcast: &Broadcast) -> usize {
             .engine
             .borrow_mut()
             .send_many(sessions, &broadcast.frames);
+        io.traffic.borrow_mut().deliveries += count as u64;
         notify_sent(io, broadcast, &targets);
         return count;
     }
@@ -743,6 +756,7 @@ pub(crate) fn deliver_local(io: &Rc<SocketIo>, broadcast: &Broadcast) -> usize {
                 let handler = AckHandler::Broadcast {
                     origin: spec.origin,
                     request: spec.request,
+                    sent: io.now(),
                 };
                 io.state
                     .borrow_mut()
@@ -750,6 +764,7 @@ pub(crate) fn deliver_local(io: &Rc<SocketIo>, broadcast: &Broadcast) -> usize {
             }
         }
     }
+    io.traffic.borrow_mut().deliveries += delivered.len() as u64;
     notify_sent(io, broadcast, &delivered);
     delivered.len()
 }

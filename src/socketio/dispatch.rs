@@ -255,7 +255,13 @@ fn on_ack(io: &Rc<SocketIo>, socket: SocketKey, ack_id: u64, message: Message) {
         Some(AckHandler::Local(callback)) => {
             contain("ack", || callback(Ok(message)));
         }
-        Some(AckHandler::Broadcast { origin, request }) => {
+        Some(AckHandler::Broadcast {
+            origin,
+            request,
+            sent,
+        }) => {
+            let took = io.now().saturating_duration_since(sent);
+            io.traffic.borrow_mut().ack_round_trip.observe(took);
             adapter::forward_ack(io, origin, request, message);
         }
     }

@@ -42,7 +42,7 @@ pub use observe::{Observer, ObserverFactory};
 pub(crate) use operator::{selecting_methods, Selection, DEFAULT_TIMEOUT};
 pub use operator::{BroadcastOperator, HandshakeInfo, OpError, OpFuture, SocketInfo};
 pub use socket::{AckSender, Socket};
-pub use tables::SocketIoCounts;
+pub use tables::{SocketIoCounts, SocketIoTraffic};
 
 use crate::codec::frame::Frame;
 use crate::engine::{CloseReason, Engine, Event, SendError, SessionKey};
@@ -125,6 +125,8 @@ pub struct SocketIo {
     /// The current tick's time, set by the shard before it calls in (this layer reads no
     /// clock).
     now: Cell<Instant>,
+    /// Broadcasts, deliveries and ack round trips so far (the metrics route's).
+    pub(crate) traffic: RefCell<SocketIoTraffic>,
 }
 
 impl SocketIo {
@@ -155,6 +157,7 @@ impl SocketIo {
             observer,
             spawn: hooks.spawn,
             now: Cell::new(now),
+            traffic: RefCell::default(),
         })
     }
 
@@ -229,6 +232,20 @@ impl SocketIo {
         let mut counts = self.state.borrow().counts();
         counts.timers += self.gather.borrow().len();
         counts
+    }
+
+    /// What went through this shard's Socket.IO layer so far, and its sockets per namespace
+    /// now.
+    pub fn traffic(&self) -> SocketIoTraffic {
+        let mut traffic = self.traffic.borrow().clone();
+        traffic.sockets_per_namespace = self
+            .state
+            .borrow()
+            .namespaces
+            .iter()
+            .map(|ns| (ns.name.clone(), ns.members.len()))
+            .collect();
+        traffic
     }
 
     /// This shard as the origin of a request.

@@ -455,6 +455,7 @@ impl BroadcastOperator {
             frames,
             packet,
             ack,
+            from_node: false,
         };
         adapter::broadcast(&self.io, broadcast, self.selection.local)
     }

@@ -163,10 +163,21 @@ impl Socket {
         };
         let ack_id = self.io.state.borrow_mut().next_ack_id();
         let frames = encode_event(&nsp, event, args, Some(ack_id));
+        // The round trip is measured on the tick's clock, from this emit to the ack's
+        // arrival; a weak handle, so a pending ack keeps no cycle through the server.
+        let sent = self.io.now();
+        let io = Rc::downgrade(&self.io);
+        let timed = move |outcome: Result<Message, AckError>| {
+            if let (Ok(_), Some(io)) = (&outcome, io.upgrade()) {
+                let took = io.now().saturating_duration_since(sent);
+                io.traffic.borrow_mut().ack_round_trip.observe(took);
+            }
+            callback(outcome)
+        };
         self.io.state.borrow_mut().add_ack(
             self.key,
             ack_id,
-            AckHandler::Local(Box::new(callback)),
+            AckHandler::Local(Box::new(timed)),
             Some(self.io.now() + timeout),
         );
         // A failure reaches the callback: the ack times out, or fails as the socket goes.

@@ -16,6 +16,7 @@ use crate::codec::eio::Version;
 use crate::codec::sio::Assembler;
 use crate::deadline::DeadlineHeap;
 use crate::engine::SessionKey;
+use crate::histogram::Histogram;
 use crate::id::RandomPool;
 use crate::key::{Key, ShardId, Slots};
 use crate::rooms::Rooms;
@@ -125,6 +126,26 @@ pub struct SocketIoCounts {
     /// Pending connect and ack deadlines that still mean something, and requests to other
     /// shards in flight.
     pub timers: usize,
+}
+
+/// What went through a shard's Socket.IO layer since it started (see `SocketIo::traffic`),
+/// for the metrics route. Bumped once per broadcast or ack, never per recipient, and never
+/// shared with another shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SocketIoTraffic {
+    /// Broadcasts this shard's handlers or operators sent.
+    pub broadcasts_local: u64,
+    /// Broadcasts another shard of this process sent here.
+    pub broadcasts_cross_shard: u64,
+    /// Broadcasts another node published through Redis, delivered here.
+    pub broadcasts_remote: u64,
+    /// Broadcast packets handed to recipients on this shard (one per recipient).
+    pub deliveries: u64,
+    /// From an `emit_with_ack` (to one socket, or a broadcast's to each recipient) to its
+    /// client's answer.
+    pub ack_round_trip: Histogram,
+    /// Sockets now, per namespace (every namespace this shard knows, in its order).
+    pub sockets_per_namespace: Vec<(Arc<str>, usize)>,
 }
 
 pub(crate) struct State {
