@@ -223,6 +223,34 @@ impl Socket {
         BroadcastOperator::new(self.io.clone(), self.nsp(), None)
     }
 
+    /// An operator on another namespace of this socket's shard (an observer that reports to
+    /// an admin namespace, say); it reaches every shard like any other.
+    pub fn of(&self, nsp: &str) -> BroadcastOperator {
+        BroadcastOperator::new(self.io.clone(), Arc::from(nsp), None)
+    }
+
+    /// The transport that carries this socket's connection now (`"polling"` or
+    /// `"websocket"`); `None` once it is gone.
+    pub fn transport(&self) -> Option<&'static str> {
+        let session = self.route()?.0;
+        self.io.engine.borrow().transport_name(session)
+    }
+
+    /// The query string of the client's Engine.IO handshake, as it came.
+    pub fn handshake_query(&self) -> Option<String> {
+        let session = self.route()?.0;
+        let engine = self.io.engine.borrow();
+        engine.query(session).map(str::to_owned)
+    }
+
+    /// The Engine.IO session id of this socket's connection (shared by its sockets in every
+    /// namespace); `None` once it is gone.
+    pub fn session_id(&self) -> Option<String> {
+        let session = self.route()?.0;
+        let id = self.io.engine.borrow().id(session)?;
+        Some(id.as_str().to_owned())
+    }
+
     /// Runs a task on this socket's shard (to await an operation's answer from a handler,
     /// say); what it sends goes out as it goes.
     pub fn spawn(&self, task: impl Future<Output = ()> + 'static) {

@@ -1,0 +1,113 @@
+//! The Admin UI's server side (`--admin`) against the real `ringcast --cores 2`, driven by
+//! npm socket.io-client 4.x as the UI uses it (tests/clients/js/admin.mjs): wrong credentials
+//! refused, session reuse, config, all_sockets, the per-socket events for clients on both
+//! shards, each command, server_stats; production and read-only modes.
+//!
+//! Needs `node` and `npm ci --prefix tests/clients`. Depends on nothing in the crate but the
+//! binary.
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The README's sample hash (spec C.2): the password `changeit`.
+const HASH: &str = "$2b$10$heqvAkYMez.Va6Et2uXInOnkCT6/uQj1brkrbyG3LpopDklcq7ZOS";
+/// Outer bound on one script; the script enforces its own, shorter one.
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Starts `ringcast --cores 2` with `args` and runs the admin script's `scenario` against it.
+fn run(scenario: &str, args: &[&str]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
+    assert!(
+        dir.join("node_modules/socket.io-client/package.json")
+            .is_file(),
+        "install the npm clients first with `npm ci --prefix tests/clients`"
+    );
+    let server = common::Server::start(&[&["--cores", "2"], args].concat());
+    let mut child = Command::new("node")
+        .args(["js/admin.mjs", "default", scenario])
+        .current_dir(&dir)
+        .env("RINGCAST_URL", server.url())
+        .env("RINGCAST_SHARDS", "2")
+        .env_remove("RINGCAST_EXTERNAL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node (is it installed?)");
+    let pipe = |mut reader: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = reader.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = pipe(Box::new(child.stdout.take().expect("piped")));
+    let stderr = pipe(Box::new(child.stderr.take().expect("piped")));
+    let started = Instant::now();
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
+        }
+        if started.elapsed() > SCRIPT_DEADLINE {
+            // Our own child, by its handle.
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "admin scenario {scenario} failed ({status:?})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+    );
+    print!("{stdout}");
+}
+
+#[test]
+fn admin_development_with_auth_reports_and_commands_across_shards() {
+    run(
+        "dev",
+        &[
+            "--admin-username",
+            "admin",
+            "--admin-password-hash",
+            HASH,
+            "--admin-server-id",
+            "test-node",
+        ],
+    );
+}
+
+#[test]
+fn admin_production_mode_reports_only_stats() {
+    run("production", &["--admin", "--admin-mode", "production"]);
+}
+
+#[test]
+fn admin_read_only_offers_no_commands() {
+    run("readonly", &["--admin", "--admin-read-only"]);
+}
+
+#[test]
+fn an_invalid_admin_hash_is_refused_at_startup() {
+    let output = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+        .args([
+            "--admin-username",
+            "admin",
+            "--admin-password-hash",
+            "plain",
+            "--port",
+            "0",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ringcast");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("admin password hash"));
+}
