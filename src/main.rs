@@ -280,11 +280,13 @@ fn main() -> ExitCode {
             .fold(Server::builder().config(config), |builder, name| {
                 builder.namespace(&normalize_namespace(name), apps::builtin_namespace())
             });
-        if config_admin.enabled {
+        if config_admin.enabled || config_admin.ui_dir.is_some() {
             if let Err(error) = ringcast::Admin::validate(&config_admin) {
                 eprintln!("ringcast: {error}");
                 return ExitCode::FAILURE;
             }
+        }
+        if config_admin.enabled {
             let served: Vec<String> = namespaces.iter().map(|n| normalize_namespace(n)).collect();
             let admin =
                 ringcast::Admin::new(config_admin.clone(), &served, &config_path, clustered);

@@ -111,3 +111,69 @@ fn an_invalid_admin_hash_is_refused_at_startup() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("admin password hash"));
 }
+
+/// One GET on its own connection: the status, the head and the body.
+fn get(server: &common::Server, path: &str) -> (u16, String, String) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let response = common::exchange(server.addr, request.as_bytes(), Duration::from_secs(5));
+    let (status, body) = common::status_and_body(&response);
+    let text = String::from_utf8_lossy(&response);
+    let head = text.split_once("\r\n\r\n").map_or("", |(head, _)| head);
+    (status, head.to_ascii_lowercase(), body)
+}
+
+#[test]
+fn the_admin_ui_folder_is_served_with_types_and_nothing_outside_it() {
+    let root = std::env::temp_dir().join(format!("ringcast-admin-ui-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let dist = root.join("dist");
+    std::fs::create_dir_all(dist.join("js")).expect("mkdir");
+    std::fs::create_dir_all(dist.join("css")).expect("mkdir");
+    std::fs::write(dist.join("index.html"), "<!doctype html><title>ui</title>").expect("write");
+    std::fs::write(dist.join("js/app.abc.js"), "console.log(1)").expect("write");
+    std::fs::write(dist.join("css/app.abc.css"), "body{}").expect("write");
+    std::fs::write(dist.join("favicon.png"), [0x89, b'P', b'N', b'G']).expect("write");
+    std::fs::write(root.join("secret.txt"), "outside").expect("write");
+    std::os::unix::fs::symlink(root.join("secret.txt"), dist.join("link.txt")).expect("link");
+    let dir = dist.to_str().expect("utf-8 temp path");
+    let server = common::Server::start(&["--cores", "2", "--admin-ui-dir", dir]);
+
+    let (status, head, body) = get(&server, "/admin-ui/");
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("content-type: text/html; charset=utf-8"),
+        "{head}"
+    );
+    assert!(body.contains("<title>ui</title>"));
+    for (path, kind) in [
+        ("/admin-ui/index.html", "text/html"),
+        ("/admin-ui/js/app.abc.js", "text/javascript"),
+        ("/admin-ui/css/app.abc.css", "text/css"),
+        ("/admin-ui/favicon.png", "image/png"),
+    ] {
+        let (status, head, _) = get(&server, path);
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            head.contains(&format!("content-type: {kind}")),
+            "{path}: {head}"
+        );
+    }
+    let (status, head, _) = get(&server, "/admin-ui");
+    assert_eq!(status, 301);
+    assert!(head.contains("location: /admin-ui/"), "{head}");
+    for path in [
+        "/admin-ui/../secret.txt",
+        "/admin-ui/%2e%2e/secret.txt",
+        "/admin-ui/..%2fsecret.txt",
+        "/admin-ui/link.txt",
+        "/admin-ui/js/../../secret.txt",
+        "/admin-ui/nope.js",
+        "/secret.txt",
+    ] {
+        let (status, _, body) = get(&server, path);
+        assert_eq!(status, 404, "{path}");
+        assert!(!body.contains("outside"), "{path}");
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&root);
+}

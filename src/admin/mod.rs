@@ -15,6 +15,7 @@
 //! the client counts are right when an admin socket arrives later.
 
 mod time;
+pub(crate) mod ui;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -119,16 +120,24 @@ impl Admin {
         }
     }
 
-    /// Checks the settings: a username needs a valid bcrypt hash of the password.
+    /// Checks the settings: a username needs a valid bcrypt hash of the password, and a UI
+    /// folder must hold the UI (it is read now, once for the process).
     pub fn validate(config: &AdminConfig) -> Result<(), String> {
         match (&config.username, &config.password_hash) {
-            (None, None) => Ok(()),
-            (Some(_), Some(hash)) => match hash.parse::<bcrypt::HashParts>() {
-                Ok(_) => Ok(()),
-                Err(error) => Err(format!("admin password hash: {error}")),
-            },
-            _ => Err("the admin username and password hash go together".to_owned()),
+            (None, None) => {}
+            (Some(_), Some(hash)) => {
+                if let Err(error) = hash.parse::<bcrypt::HashParts>() {
+                    return Err(format!("admin password hash: {error}"));
+                }
+            }
+            _ => return Err("the admin username and password hash go together".to_owned()),
         }
+        if let Some(dir) = &config.ui_dir {
+            if let Err(error) = ui::load(dir, &config.ui_path) {
+                return Err(format!("admin UI folder {}: {error}", dir.display()));
+            }
+        }
+        Ok(())
     }
 
     /// Adds the admin namespace and the observer to `builder` (replacing any observer).
