@@ -177,3 +177,63 @@ fn the_admin_ui_folder_is_served_with_types_and_nothing_outside_it() {
     drop(server);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn the_real_admin_ui_logs_in_and_lists_sockets_in_headless_chromium() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ui = root.join("tests/ui");
+    let dist = ui.join("node_modules/@socket.io/admin-ui/ui/dist");
+    assert!(
+        dist.join("index.html").is_file() && ui.join("node_modules/puppeteer-core").is_dir(),
+        "install the UI and puppeteer-core first with `npm ci --prefix tests/ui`"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(
+        Path::new(&chromium).is_file(),
+        "{chromium} is missing: `apt-get install chromium` (or name one with CHROMIUM)"
+    );
+    let server = common::Server::start(&[
+        "--cores",
+        "2",
+        "--admin-username",
+        "admin",
+        "--admin-password-hash",
+        HASH,
+        "--admin-server-id",
+        "ui-test-node",
+        "--admin-ui-dir",
+        dist.to_str().expect("utf-8 path"),
+    ]);
+    let mut child = Command::new("node")
+        .arg("admin_ui.mjs")
+        .current_dir(&ui)
+        .env("RINGCAST_URL", server.url())
+        .env("SERVER_ID", "ui-test-node")
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    let started = Instant::now();
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
+        }
+        if started.elapsed() > SCRIPT_DEADLINE + Duration::from_secs(30) {
+            // Our own child, by its handle (the script closes its browser itself).
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().expect("script output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the Admin UI scenario failed ({status:?})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+    );
+    print!("{stdout}");
+}
