@@ -3,8 +3,9 @@
 //! refused, session reuse, config, all_sockets, the per-socket events for clients on both
 //! shards, each command, server_stats; production and read-only modes.
 //!
-//! Needs `node` and `npm ci --prefix tests/clients`. Depends on nothing in the crate but the
-//! binary.
+//! Needs `node` and `npm ci --prefix tests/clients` (and `npm ci --prefix tests/ui` with
+//! Debian's `chromium` for the real UI). Depends on the binary, and on the public API where an
+//! application's handler is needed.
 
 mod common;
 
@@ -20,17 +21,22 @@ const SCRIPT_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Starts `ringcast --cores 2` with `args` and runs the admin script's `scenario` against it.
 fn run(scenario: &str, args: &[&str]) {
+    let server = common::Server::start(&[&["--cores", "2"], args].concat());
+    run_against(scenario, &server.url());
+}
+
+/// Runs the admin script's `scenario` against the server at `url`.
+fn run_against(scenario: &str, url: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
     assert!(
         dir.join("node_modules/socket.io-client/package.json")
             .is_file(),
         "install the npm clients first with `npm ci --prefix tests/clients`"
     );
-    let server = common::Server::start(&[&["--cores", "2"], args].concat());
     let mut child = Command::new("node")
         .args(["js/admin.mjs", "default", scenario])
         .current_dir(&dir)
-        .env("RINGCAST_URL", server.url())
+        .env("RINGCAST_URL", url)
         .env("RINGCAST_SHARDS", "2")
         .env_remove("RINGCAST_EXTERNAL")
         .stdin(Stdio::null())
@@ -82,6 +88,35 @@ fn admin_development_with_auth_reports_and_commands_across_shards() {
             "test-node",
         ],
     );
+}
+
+#[test]
+fn an_applications_data_change_is_reported_and_keeps_the_client_id() {
+    let config = ringcast::AdminConfig {
+        enabled: true,
+        ..ringcast::AdminConfig::default()
+    };
+    let admin = ringcast::Admin::new(config, &["/".to_owned()], "/socket.io/", false);
+    let app = ringcast::Namespace::new().on("set", |socket, message, ack| {
+        let value: serde_json::Value = message.get(0).unwrap_or_default();
+        let _ = socket.set_data(&value);
+        if let Some(ack) = ack {
+            let _ = ack.send(&ringcast::Args::new());
+        }
+    });
+    let builder = ringcast::Server::builder()
+        .namespace("/", app)
+        .configure(|config| {
+            config.cores = 2;
+            config.host = [127, 0, 0, 1].into();
+            config.port = 0;
+            config.pin_cores = false;
+            config.force_epoll = common::epoll_requested();
+        });
+    let server = admin.install(builder).start().expect("start");
+    let _stats = admin.start(&server);
+    run_against("data", &format!("http://{}", server.local_addr()));
+    server.stop();
 }
 
 #[test]

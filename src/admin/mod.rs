@@ -17,8 +17,9 @@
 mod time;
 pub(crate) mod ui;
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -62,8 +63,8 @@ struct Shared {
     watching: AtomicUsize,
     sessions: Mutex<Sessions>,
     verifying: AtomicUsize,
-    /// Each shard's tally, registered when its observer is made.
-    tallies: Mutex<Vec<Arc<Mutex<Tally>>>>,
+    /// Each shard's tally and traffic, registered when its observer is made.
+    tallies: Mutex<Vec<ShardStats>>,
 }
 
 #[derive(Default)]
@@ -72,21 +73,59 @@ struct Sessions {
     order: VecDeque<String>,
 }
 
-/// One shard's counts: clients and sockets (kept always) and the traffic since the last
-/// bucket (kept while someone watches).
+/// What the stats thread reads of one shard.
+struct ShardStats {
+    tally: Arc<Mutex<Tally>>,
+    traffic: Arc<Traffic>,
+    /// `traffic` as last read, to take the differences (the shard only ever adds).
+    seen: [u64; 4],
+}
+
+/// One shard's traffic while someone watches, in totals that only its own thread writes:
+/// a relaxed load and store each (plain moves, no locked instruction), read by the stats
+/// thread, which takes differences.
+#[derive(Default)]
+struct Traffic {
+    /// Packets in, packets out, bytes in, bytes out.
+    counts: [AtomicU64; 4],
+}
+
+impl Traffic {
+    fn add(&self, which: usize, count: u64) {
+        let counter = &self.counts[which];
+        // Single writer (the shard's thread): no read-modify-write needed.
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(count),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+const PACKETS_IN: usize = 0;
+const PACKETS_OUT: usize = 1;
+const BYTES_IN: usize = 2;
+const BYTES_OUT: usize = 3;
+
+/// One socket as the tally keeps it.
+struct Entry {
+    /// Its Engine.IO session id.
+    session: String,
+    nsp: Arc<str>,
+    /// When it connected (epoch milliseconds).
+    issued: u64,
+}
+
+/// One shard's counts of clients and sockets, kept always (on connect, upgrade and
+/// disconnect), and the connections and disconnections since the last bucket.
 #[derive(Default)]
 struct Tally {
-    /// Socket id -> (its Engine.IO session id, namespace).
-    sockets: HashMap<String, (String, Arc<str>)>,
+    /// Socket id -> what the tally knows of it.
+    sockets: HashMap<String, Entry>,
     /// Engine.IO session id -> (sockets on it, still on polling).
     clients: HashMap<String, (u32, bool)>,
     namespaces: HashMap<Arc<str>, usize>,
     raw_connections: u64,
     raw_disconnections: BTreeMap<&'static str, u64>,
-    packets_in: u64,
-    packets_out: u64,
-    bytes_in: u64,
-    bytes_out: u64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -147,10 +186,17 @@ impl Admin {
             .namespace(&self.shared.config.namespace, self.namespace())
             .observer(move |_shard| {
                 let tally = Arc::new(Mutex::new(Tally::default()));
-                lock(&shared.tallies).push(tally.clone());
+                let traffic = Arc::new(Traffic::default());
+                lock(&shared.tallies).push(ShardStats {
+                    tally: tally.clone(),
+                    traffic: traffic.clone(),
+                    seen: [0; 4],
+                });
                 Box::new(ShardObserver {
                     shared: shared.clone(),
                     tally,
+                    traffic,
+                    writing: Cell::new(false),
                 })
             })
     }
@@ -327,23 +373,26 @@ impl Shared {
     /// Moves every shard's traffic since the last call into `buckets`, stamped `second`.
     fn drain_bucket(&self, second: u64, buckets: &mut Vec<Value>) {
         let mut sum = Tally::default();
-        for tally in lock(&self.tallies).iter() {
-            let mut tally = lock(tally);
+        let mut traffic = [0u64; 4];
+        for shard in lock(&self.tallies).iter_mut() {
+            let mut tally = lock(&shard.tally);
             sum.raw_connections += std::mem::take(&mut tally.raw_connections);
             for (reason, count) in std::mem::take(&mut tally.raw_disconnections) {
                 *sum.raw_disconnections.entry(reason).or_default() += count;
             }
-            sum.packets_in += std::mem::take(&mut tally.packets_in);
-            sum.packets_out += std::mem::take(&mut tally.packets_out);
-            sum.bytes_in += std::mem::take(&mut tally.bytes_in);
-            sum.bytes_out += std::mem::take(&mut tally.bytes_out);
+            drop(tally);
+            for (which, total) in traffic.iter_mut().enumerate() {
+                let now = shard.traffic.counts[which].load(Ordering::Relaxed);
+                *total += now.wrapping_sub(shard.seen[which]);
+                shard.seen[which] = now;
+            }
         }
         let counts = [
             ("rawConnection", sum.raw_connections),
-            ("packetsIn", sum.packets_in),
-            ("packetsOut", sum.packets_out),
-            ("bytesIn", sum.bytes_in),
-            ("bytesOut", sum.bytes_out),
+            ("packetsIn", traffic[PACKETS_IN]),
+            ("packetsOut", traffic[PACKETS_OUT]),
+            ("bytesIn", traffic[BYTES_IN]),
+            ("bytesOut", traffic[BYTES_OUT]),
         ];
         for (kind, count) in counts {
             if count > 0 {
@@ -365,8 +414,8 @@ impl Shared {
             .iter()
             .map(|name| (name.clone(), 0))
             .collect();
-        for tally in lock(&self.tallies).iter() {
-            let tally = lock(tally);
+        for shard in lock(&self.tallies).iter() {
+            let tally = lock(&shard.tally);
             clients += tally.clients.len();
             polling += tally.clients.values().filter(|(_, p)| *p).count();
             for (name, count) in &tally.namespaces {
@@ -442,6 +491,10 @@ fn command_emit(socket: &Socket, message: &Message) {
 struct ShardObserver {
     shared: Arc<Shared>,
     tally: Arc<Mutex<Tally>>,
+    traffic: Arc<Traffic>,
+    /// Set while this observer writes `data._admin` itself, so that the write is not
+    /// reported as the application's.
+    writing: Cell<bool>,
 }
 
 impl ShardObserver {
@@ -465,6 +518,7 @@ impl Observer for ShardObserver {
         let session = socket.session_id().unwrap_or_default();
         let transport = socket.transport().unwrap_or("polling");
         let nsp = socket.nsp();
+        let issued = time::epoch_millis(SystemTime::now());
         {
             let mut tally = lock(&self.tally);
             let client = tally.clients.entry(session.clone()).or_insert((0, false));
@@ -476,27 +530,17 @@ impl Observer for ShardObserver {
                 client.0 += 1;
             }
             *tally.namespaces.entry(nsp.clone()).or_default() += 1;
-            tally
-                .sockets
-                .insert(socket.id().to_owned(), (session.clone(), nsp.clone()));
+            let entry = Entry {
+                session: session.clone(),
+                nsp: nsp.clone(),
+                issued,
+            };
+            tally.sockets.insert(socket.id().to_owned(), entry);
         }
         if !self.shared.dev() {
             return;
         }
-        // Kept in the socket's data, as Node does, so that fetch_sockets (here and on other
-        // nodes, a Node-hosted UI included) can tell the client and transport (spec A.4).
-        let issued = time::epoch_millis(SystemTime::now());
-        let client_id: String = session.chars().take(12).collect();
-        let mut data = match socket.data_json() {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        };
-        data.insert(
-            "_admin".to_owned(),
-            json!({ "clientId": client_id, "transport": transport, "issued": issued }),
-        );
-        let data = Value::Object(data);
-        let _ = socket.set_data(&data);
+        let data = self.store_admin_data(socket, socket.data_json(), &session, transport, issued);
         if !self.shared.watched() {
             return;
         }
@@ -563,11 +607,8 @@ impl Observer for ShardObserver {
             raw.extend_from_slice(message.raw(index).unwrap_or(b"null"));
         }
         raw.push(b']');
-        {
-            let mut tally = lock(&self.tally);
-            tally.packets_in += 1;
-            tally.bytes_in += raw.len() as u64;
-        }
+        self.traffic.add(PACKETS_IN, 1);
+        self.traffic.add(BYTES_IN, raw.len() as u64);
         if self.shared.dev() && !self.is_admin(socket) {
             self.report_event(socket, "event_received", &raw);
         }
@@ -585,11 +626,8 @@ impl Observer for ShardObserver {
             raw.extend_from_slice(args.json_bytes());
         }
         raw.push(b']');
-        {
-            let mut tally = lock(&self.tally);
-            tally.packets_out += 1;
-            tally.bytes_out += raw.len() as u64;
-        }
+        self.traffic.add(PACKETS_OUT, 1);
+        self.traffic.add(BYTES_OUT, raw.len() as u64);
         // The admin namespace's own traffic is not reported (it would report itself).
         if self.shared.dev() && !self.is_admin(socket) {
             self.report_event(socket, "event_sent", &raw);
@@ -605,11 +643,12 @@ impl Observer for ShardObserver {
         if !self.shared.dev() {
             return;
         }
-        if let Value::Object(mut data) = socket.data_json() {
-            if let Some(Value::Object(admin)) = data.get_mut("_admin") {
-                admin.insert("transport".to_owned(), Value::from(transport));
-            }
-            let _ = socket.set_data(&Value::Object(data));
+        let entry = lock(&self.tally)
+            .sockets
+            .get(socket.id())
+            .map(|entry| (entry.session.clone(), entry.issued));
+        if let Some((session, issued)) = entry {
+            self.store_admin_data(socket, socket.data_json(), &session, transport, issued);
         }
         if self.shared.watched() {
             let update =
@@ -620,10 +659,37 @@ impl Observer for ShardObserver {
         }
     }
 
+    fn data_changed(&self, socket: &Socket) {
+        if self.writing.get() || !self.shared.dev() {
+            return;
+        }
+        let mut data = socket.data_json();
+        // The application replaced the data: `_admin` goes back in (as Node's proxy keeps it).
+        if data.get("_admin").is_none() {
+            let entry = lock(&self.tally)
+                .sockets
+                .get(socket.id())
+                .map(|entry| (entry.session.clone(), entry.issued));
+            if let Some((session, issued)) = entry {
+                let transport = socket.transport().unwrap_or("polling");
+                data = self.store_admin_data(socket, data, &session, transport, issued);
+            }
+        }
+        if self.shared.watched() {
+            if let Value::Object(map) = &mut data {
+                map.remove("_admin");
+            }
+            let update = json!({ "id": socket.id(), "nsp": &*socket.nsp(), "data": data });
+            if let Ok(args) = Args::json(&update) {
+                self.report(socket, "socket_updated", args);
+            }
+        }
+    }
+
     fn disconnected(&self, socket: &Socket, reason: DisconnectReason) {
         {
             let mut tally = lock(&self.tally);
-            if let Some((session, nsp)) = tally.sockets.remove(socket.id()) {
+            if let Some(Entry { session, nsp, .. }) = tally.sockets.remove(socket.id()) {
                 if let Some(count) = tally.namespaces.get_mut(&nsp) {
                     *count = count.saturating_sub(1);
                     if *count == 0 {
@@ -664,6 +730,36 @@ impl Observer for ShardObserver {
 }
 
 impl ShardObserver {
+    /// Keeps `{clientId, transport, issued}` in the socket's data as `_admin`, as Node does,
+    /// so that fetch_sockets (here and on other nodes, a Node-hosted UI included) can tell
+    /// the client and transport (spec A.4). Returns the data stored.
+    fn store_admin_data(
+        &self,
+        socket: &Socket,
+        data: Value,
+        session: &str,
+        transport: &str,
+        issued: u64,
+    ) -> Value {
+        let client_id: String = session.chars().take(12).collect();
+        let mut data = match data {
+            Value::Object(map) => map,
+            Value::Null => Map::new(),
+            // Node's socket.data is always an object; an application's value of another kind
+            // is left as it is (the UI then shows no client id for it).
+            other => return other,
+        };
+        data.insert(
+            "_admin".to_owned(),
+            json!({ "clientId": client_id, "transport": transport, "issued": issued }),
+        );
+        let data = Value::Object(data);
+        self.writing.set(true);
+        let _ = socket.set_data(&data);
+        self.writing.set(false);
+        data
+    }
+
     fn report_event(&self, socket: &Socket, event: &str, raw: &[u8]) {
         if let Ok(args) = Args::new()
             .with_str(&socket.nsp())

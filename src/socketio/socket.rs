@@ -93,7 +93,14 @@ impl Socket {
     /// any shard (and node).
     pub fn set_data<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), serde_json::Error> {
         let value = serde_json::to_value(value)?;
-        self.with_socket_mut(|socket| socket.data = Some(Box::new(value)));
+        let stored = self
+            .with_socket_mut(|socket| socket.data = Some(Box::new(value)))
+            .is_some();
+        if stored {
+            if let Some(observer) = &self.io.observer {
+                contain("observer", || observer.data_changed(self));
+            }
+        }
         Ok(())
     }
 

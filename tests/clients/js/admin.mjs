@@ -206,6 +206,25 @@ async function readOnly() {
   check(client.connected, 'client still connected');
 }
 
-const scenarios = { dev: development, production, readonly: readOnly };
+// Against a library-built server whose "/" has `set(value)`: socket.set_data(value), acked.
+async function dataChanges() {
+  const admin = adminSocket({});
+  await admin.connected;
+  const client = await connectV4('/', { transports: ['websocket'] });
+  await expectEvent(admin, 'socket_connected', (e, a) => e === 'socket_connected' && a[0].id === client.id);
+  await emitAck(client, 'set', [{ user: { name: 'bob' } }]);
+  const [update] = await expectEvent(admin, 'socket_updated with data',
+    (e, a) => e === 'socket_updated' && a[0].id === client.id && a[0].data !== undefined);
+  checkEqual(update, { id: client.id, nsp: '/', data: { user: { name: 'bob' } } }, 'socket_updated');
+  // The client id survives the application replacing the data.
+  const viewer = adminSocket({});
+  await viewer.connected;
+  const [all] = await expectEvent(viewer, 'all_sockets', (e) => e === 'all_sockets');
+  const entry = all.find((s) => s.id === client.id);
+  check(entry && client.io.engine.id.startsWith(entry.clientId), `all_sockets entry ${show(entry)}`);
+  checkEqual(entry.data, { user: { name: 'bob' } }, 'data in all_sockets');
+}
+
+const scenarios = { dev: development, production, readonly: readOnly, data: dataChanges };
 const scenario = scenarios[SCENARIO] || (() => fail(`unknown scenario ${SCENARIO}`));
 run(`admin ${SCENARIO}`, scenario, 40000);
