@@ -929,6 +929,26 @@ mod tests {
     }
 
     #[test]
+    fn every_bcrypt_prefix_node_accepts_verifies() {
+        let parts = bcrypt::hash_with_result("changeit", 4).expect("hash");
+        for version in [
+            bcrypt::Version::TwoA,
+            bcrypt::Version::TwoB,
+            bcrypt::Version::TwoY,
+        ] {
+            let hash = parts.format_for_version(version);
+            let config = AdminConfig {
+                username: Some("admin".to_owned()),
+                password_hash: Some(hash.clone()),
+                ..AdminConfig::default()
+            };
+            assert!(Admin::validate(&config).is_ok(), "{hash}");
+            assert_eq!(bcrypt::verify("changeit", &hash).ok(), Some(true), "{hash}");
+            assert_eq!(bcrypt::verify("wrong", &hash).ok(), Some(false), "{hash}");
+        }
+    }
+
+    #[test]
     fn queries_decode() {
         assert_eq!(percent_decode("a%20b+c"), "a b c");
         assert_eq!(percent_decode("100%"), "100%");
