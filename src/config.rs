@@ -281,7 +281,9 @@ pub fn normalize_path(path: &str) -> String {
 }
 
 /// The Socket.IO Admin UI's server side (`@socket.io/admin-ui`'s `instrument()`): an admin
-/// namespace that reports every socket and takes the UI's commands.
+/// namespace that reports every socket and takes the UI's commands. The binary acts on it
+/// (`--admin…`); a library server gets it from `Admin::new(…).install(builder)` and
+/// `Admin::start(&handle)` (`ui_dir` alone is served by any server).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     /// Instrument the server and serve the admin namespace.

@@ -44,6 +44,17 @@ const INVALID_CREDENTIALS: &str = "invalid credentials";
 
 /// The admin side of one server: install it on the builder, then start its stats on the
 /// handle.
+///
+/// ```no_run
+/// use ringcast::{Admin, AdminConfig, Server};
+///
+/// let config = AdminConfig { enabled: true, ..AdminConfig::default() };
+/// let admin = Admin::new(config, &["/".to_owned()], "/socket.io/", false);
+/// let server = admin.install(Server::builder()).start()?;
+/// admin.start(&server);
+/// server.wait();
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Admin {
     shared: Arc<Shared>,
