@@ -49,6 +49,8 @@ pub struct Config {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Clustering through Redis (off unless a URL is given).
     pub cluster: ClusterConfig,
+    /// The Socket.IO Admin UI's server side (off by default).
+    pub admin: AdminConfig,
 }
 
 /// Clustering through Redis, wire-compatible with Node's `@socket.io/redis-adapter` (classic
@@ -271,6 +273,7 @@ impl Default for Config {
             metrics_path: None,
             metrics_addr: None,
             cluster: ClusterConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -282,5 +285,57 @@ pub fn normalize_path(path: &str) -> String {
         "/".to_owned()
     } else {
         format!("/{trimmed}/")
+    }
+}
+
+/// The Socket.IO Admin UI's server side (`@socket.io/admin-ui`'s `instrument()`): an admin
+/// namespace that reports every socket and takes the UI's commands. The binary acts on it
+/// (`--admin…`); a library server gets it from `Admin::new(…).install(builder)` and
+/// `Admin::start(&handle)` (`ui_dir` alone is served by any server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Instrument the server and serve the admin namespace.
+    pub enabled: bool,
+    /// Basic auth: the username the UI must give (no auth when `None`).
+    pub username: Option<String>,
+    /// Basic auth: the bcrypt hash (`$2a$`, `$2b$`, `$2y$`) of the password.
+    pub password_hash: Option<String>,
+    /// Development (every socket, room and event reported) or production (server stats only).
+    pub mode: AdminMode,
+    /// Offer no commands (join, leave, disconnect, emit) to the UI.
+    pub read_only: bool,
+    /// How this server names itself in `server_stats`; the hostname when `None`.
+    pub server_id: Option<String>,
+    /// The admin namespace.
+    pub namespace: String,
+    /// A folder of the UI's static files (`@socket.io/admin-ui`'s `ui/dist`) to serve at
+    /// `ui_path`; not served when `None`.
+    pub ui_dir: Option<std::path::PathBuf>,
+    /// The HTTP path prefix the UI's files are served under, with trailing slash.
+    pub ui_path: String,
+}
+
+/// What the admin namespace reports (Node's `mode` option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminMode {
+    /// Every socket, room and event, plus server stats.
+    Development,
+    /// Server stats only.
+    Production,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: false,
+            username: None,
+            password_hash: None,
+            mode: AdminMode::Development,
+            read_only: false,
+            server_id: None,
+            namespace: "/admin".to_owned(),
+            ui_dir: None,
+            ui_path: "/admin-ui/".to_owned(),
+        }
     }
 }

@@ -23,6 +23,7 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+mod admin;
 pub mod apps;
 mod bus;
 mod cluster;
@@ -42,10 +43,11 @@ mod shard;
 mod socketio;
 mod stats;
 
+pub use admin::Admin;
 pub use codec::json::JsonError;
 pub use config::{
-    ClusterConfig, Config, CorsConfig, EngineConfig, HttpConfig, RedisMode, SlowConsumerPolicy,
-    SocketIoConfig, SubscriptionMode,
+    AdminConfig, AdminMode, ClusterConfig, Config, CorsConfig, EngineConfig, HttpConfig, RedisMode,
+    SlowConsumerPolicy, SocketIoConfig, SubscriptionMode,
 };
 pub use engine::{CloseReason, SendError};
 pub use key::ShardId;

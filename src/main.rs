@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::Parser;
-use ringcast::{apps, Config, RedisMode, Server, SlowConsumerPolicy, SubscriptionMode};
+use ringcast::{apps, AdminMode, Config, RedisMode, Server, SlowConsumerPolicy, SubscriptionMode};
 
 /// Every flag's default is the library's (`Config::default()`), read here so that none is
 /// written twice; clap shows them in `--help`.
@@ -149,6 +149,35 @@ struct Cli {
     /// Use the epoll driver even where io_uring is available.
     #[arg(long)]
     epoll: bool,
+    /// Serve the Socket.IO Admin UI's namespace (no auth unless --admin-username is given).
+    #[arg(long)]
+    admin: bool,
+    /// Admin UI basic auth: the username (turns --admin on; needs --admin-password-hash).
+    #[arg(long)]
+    admin_username: Option<String>,
+    /// Admin UI basic auth: the bcrypt hash ($2a$, $2b$ or $2y$) of the password.
+    #[arg(long)]
+    admin_password_hash: Option<String>,
+    /// What the admin namespace reports: every socket, room and event (development) or only
+    /// server stats (production).
+    #[arg(long, value_enum, default_value_t = DEFAULTS.admin.mode.into())]
+    admin_mode: AdminModeFlag,
+    /// Offer the Admin UI no commands (join, leave, disconnect, emit).
+    #[arg(long)]
+    admin_read_only: bool,
+    /// How this server names itself to the Admin UI [default: the hostname].
+    #[arg(long)]
+    admin_server_id: Option<String>,
+    /// The admin namespace.
+    #[arg(long, default_value_t = DEFAULTS.admin.namespace.clone())]
+    admin_namespace: String,
+    /// Serve the Admin UI's static files (@socket.io/admin-ui's ui/dist) from this folder at
+    /// --admin-ui-path.
+    #[arg(long)]
+    admin_ui_dir: Option<std::path::PathBuf>,
+    /// The HTTP path the Admin UI's files are served under.
+    #[arg(long, default_value_t = DEFAULTS.admin.ui_path.clone())]
+    admin_ui_path: String,
     /// Serve the conformance app of the official test suites (port 3000 on 127.0.0.1 unless
     /// --port / --host say otherwise).
     #[arg(long)]
@@ -189,6 +218,17 @@ impl Cli {
         config.cluster.subscription_mode = self.redis_subscription_mode.into();
         config.cluster.prefix.clone_from(&self.redis_prefix);
         config.cluster.requests_timeout = Duration::from_millis(self.redis_requests_timeout);
+
+        let admin = &mut config.admin;
+        admin.enabled |= self.admin || self.admin_username.is_some();
+        admin.username.clone_from(&self.admin_username);
+        admin.password_hash.clone_from(&self.admin_password_hash);
+        admin.mode = self.admin_mode.into();
+        admin.read_only |= self.admin_read_only;
+        admin.server_id.clone_from(&self.admin_server_id);
+        admin.namespace = normalize_namespace(&self.admin_namespace);
+        admin.ui_dir.clone_from(&self.admin_ui_dir);
+        admin.ui_path = slashed(&self.admin_ui_path);
 
         let engine = &mut config.engine;
         engine.ping_interval = Duration::from_millis(self.ping_interval);
@@ -261,6 +301,10 @@ fn init_logging(format: LogFormat) {
 
 fn run(cli: Cli) -> ExitCode {
     let mut config = cli.config();
+    let config_admin = config.admin.clone();
+    let config_path = config.path.clone();
+    let clustered = config.cluster.redis.is_some() || config.cluster.redis_cluster.is_some();
+    let mut admin_stats = None;
     let builder = if cli.conformance {
         if cli.host == DEFAULTS.host {
             config.host = IpAddr::from([127, 0, 0, 1]);
@@ -272,16 +316,27 @@ fn run(cli: Cli) -> ExitCode {
         } else {
             cli.namespaces
         };
-        namespaces
+        let builder = namespaces
             .iter()
             .fold(Server::builder().config(config), |builder, name| {
-                let name = if name.starts_with('/') {
-                    name.clone()
-                } else {
-                    format!("/{name}")
-                };
-                builder.namespace(&name, apps::builtin_namespace())
-            })
+                builder.namespace(&normalize_namespace(name), apps::builtin_namespace())
+            });
+        if config_admin.enabled || config_admin.ui_dir.is_some() {
+            if let Err(error) = ringcast::Admin::validate(&config_admin) {
+                eprintln!("ringcast: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+        if config_admin.enabled {
+            let served: Vec<String> = namespaces.iter().map(|n| normalize_namespace(n)).collect();
+            let admin =
+                ringcast::Admin::new(config_admin.clone(), &served, &config_path, clustered);
+            let builder = admin.install(builder);
+            admin_stats = Some(admin);
+            builder
+        } else {
+            builder
+        }
     };
     // Blocked before any thread starts, so every thread inherits the mask and only the
     // signal thread below (sigwait) ever takes them.
@@ -293,6 +348,10 @@ fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(admin) = &admin_stats {
+        // The thread ends on its own once the server has stopped.
+        let _stats = admin.start(&server);
+    }
     let (signalled, signal) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let first = signals.wait();
@@ -361,6 +420,30 @@ flag_values!(
     /// `--redis-subscription-mode`.
     SubscriptionModeFlag => SubscriptionMode { Static, Dynamic, DynamicPrivate }
 );
+
+flag_values!(
+    /// `--admin-mode`.
+    AdminModeFlag => AdminMode { Development, Production }
+);
+
+/// A namespace as Socket.IO names it, with its leading slash.
+fn normalize_namespace(name: &str) -> String {
+    if name.starts_with('/') {
+        name.to_owned()
+    } else {
+        format!("/{name}")
+    }
+}
+
+/// An HTTP path prefix as `/name/` (a bare `/` stays).
+fn slashed(path: &str) -> String {
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        format!("/{trimmed}/")
+    }
+}
 
 /// SIGTERM and SIGINT, blocked in the calling thread (and so in every thread it starts).
 struct TerminationSignals(libc::sigset_t);
@@ -438,6 +521,14 @@ mod tests {
             "--redis-mode=sharded",
             "--redis-ca=certs/ca.pem",
             "--redis-subscription-mode=dynamic-private",
+            "--admin-username=ops",
+            "--admin-password-hash=$2b$10$heqvAkYMez.Va6Et2uXInOnkCT6/uQj1brkrbyG3LpopDklcq7ZOS",
+            "--admin-mode=production",
+            "--admin-read-only",
+            "--admin-server-id=node-a",
+            "--admin-namespace=ops",
+            "--admin-ui-dir=ui/dist",
+            "--admin-ui-path=/ui",
         ]);
         let mut expected = Config {
             cores: 3,
@@ -478,6 +569,17 @@ mod tests {
         expected.http.socket_send_buffer = Some(11);
         expected.http.max_head_bytes = 12;
         expected.http.head_timeout = ms(14);
+        let admin = &mut expected.admin;
+        admin.enabled = true;
+        admin.username = Some("ops".to_owned());
+        admin.password_hash =
+            Some("$2b$10$heqvAkYMez.Va6Et2uXInOnkCT6/uQj1brkrbyG3LpopDklcq7ZOS".to_owned());
+        admin.mode = AdminMode::Production;
+        admin.read_only = true;
+        admin.server_id = Some("node-a".to_owned());
+        admin.namespace = "/ops".to_owned();
+        admin.ui_dir = Some("ui/dist".into());
+        admin.ui_path = "/ui/".to_owned();
         assert_eq!(cli.config(), expected);
     }
 }

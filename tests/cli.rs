@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use ringcast::{Config, RedisMode, SlowConsumerPolicy, SubscriptionMode};
+use ringcast::{AdminMode, Config, RedisMode, SlowConsumerPolicy, SubscriptionMode};
 
 #[test]
 fn a_port_another_server_listens_on_is_refused() {
@@ -65,6 +65,10 @@ fn the_flags_defaults_are_the_librarys() {
         SubscriptionMode::Dynamic => "dynamic",
         SubscriptionMode::DynamicPrivate => "dynamic-private",
     };
+    let admin_mode = match config.admin.mode {
+        AdminMode::Development => "development",
+        AdminMode::Production => "production",
+    };
     let expected: BTreeMap<String, String> = [
         ("--host", config.host.to_string()),
         ("--port", config.port.to_string()),
@@ -105,12 +109,16 @@ fn the_flags_defaults_are_the_librarys() {
         ("--max-head", config.http.max_head_bytes.to_string()),
         ("--upgrade-timeout", ms(config.engine.upgrade_timeout)),
         ("--head-timeout", ms(config.http.head_timeout)),
+        ("--admin-mode", admin_mode.to_owned()),
+        ("--admin-namespace", config.admin.namespace.clone()),
+        ("--admin-ui-path", config.admin.ui_path.clone()),
         // Not the library's: these are described, or are the binary's own.
         ("--cores", "every core".to_owned()),
         ("--namespace", "/".to_owned()),
         ("--cors-origin", "any".to_owned()),
         ("--shutdown-grace", "10000".to_owned()),
         ("--log-format", "text".to_owned()),
+        ("--admin-server-id", "the hostname".to_owned()),
     ]
     .into_iter()
     .map(|(flag, value)| (flag.to_owned(), value))
@@ -127,6 +135,15 @@ fn the_flags_defaults_are_the_librarys() {
     assert_eq!(config.metrics_path, None, "--metrics-path");
     assert_eq!(config.metrics_addr, None, "--metrics-addr");
     assert_eq!(config.http.socket_send_buffer, None, "--send-buffer");
+    assert!(!config.admin.enabled, "--admin");
+    assert!(!config.admin.read_only, "--admin-read-only");
+    assert_eq!(config.admin.username, None, "--admin-username");
+    assert_eq!(config.admin.password_hash, None, "--admin-password-hash");
+    assert_eq!(
+        config.admin.server_id, None,
+        "--admin-server-id: the hostname"
+    );
+    assert_eq!(config.admin.ui_dir, None, "--admin-ui-dir");
 }
 
 #[test]

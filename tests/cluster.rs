@@ -582,3 +582,24 @@ fn a_server_that_never_answers_makes_questions_time_out_and_is_counted() {
     assert_eq!(stats["redis"]["request_timeouts"], 1, "{stats}");
     a.stop();
 }
+
+#[test]
+fn one_admin_socket_sees_two_ringcast_nodes_and_node_sees_their_admin_data() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let node = |id: &str| {
+        Server::start(&[
+            "--cores",
+            "2",
+            "--no-pin",
+            "--admin",
+            "--admin-server-id",
+            id,
+            "--redis",
+            &url,
+        ])
+    };
+    let (a, b) = (node("node-a"), node("node-b"));
+    let report = run_script("admin.mjs", &redis, &a, Some(&b));
+    assert!(report.contains("ok:"), "{report}");
+}

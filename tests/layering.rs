@@ -96,6 +96,21 @@ const RULES: &[(&str, &[&str])] = &[
             "crate::bus",
         ],
     ),
+    // The Admin UI's server side is built on the public seams (namespace, observer,
+    // operators, the server handle): nothing below them.
+    (
+        "admin",
+        &[
+            "monoio",
+            "crate::engine",
+            "crate::net",
+            "crate::shard",
+            "crate::bus",
+            "crate::cluster",
+            "crate::codec",
+            "crate::stats",
+        ],
+    ),
     // The counts and their JSON: the shard gathers them and serves them through a route.
     (
         "stats.rs",

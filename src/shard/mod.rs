@@ -355,6 +355,7 @@ impl Shard {
                 shard.metrics(&request)
             });
         }
+        self.admin_ui_routes(&mut router);
         router
     }
 
@@ -373,6 +374,38 @@ impl Shard {
             shard.metrics(&request)
         });
         router
+    }
+
+    /// The Admin UI's static files (`--admin-ui-dir`), one exact route per file found at
+    /// startup (`admin::ui` says why that is safe), and the prefix without its slash
+    /// redirected to it (the UI's asset paths are relative).
+    fn admin_ui_routes(&self, router: &mut net::Router) {
+        let admin = &self.plan.config.admin;
+        let Some(dir) = &admin.ui_dir else {
+            return;
+        };
+        let files = match crate::admin::ui::load(dir, &admin.ui_path) {
+            Ok(files) => files,
+            Err(error) => {
+                tracing::warn!(%error, dir = %dir.display(), "admin UI not served");
+                return;
+            }
+        };
+        for file in files.iter() {
+            let (content_type, body) = (file.content_type, file.body.clone());
+            router.route(Method::Get, &file.path, move |_: net::Request| {
+                std::future::ready(net::Response::new(200, content_type, body.clone()))
+            });
+        }
+        let bare = admin.ui_path.trim_end_matches('/');
+        if !bare.is_empty() {
+            let location = admin.ui_path.clone();
+            router.route(Method::Get, bare, move |_: net::Request| {
+                std::future::ready(
+                    net::Response::empty(301).with_header("Location", location.clone()),
+                )
+            });
+        }
     }
 
     /// The stats route: every shard's counts (asked over the bus, this one included) and

@@ -10,7 +10,7 @@ use super::{DisconnectReason, Socket};
 use crate::key::ShardId;
 
 /// Hears what happens to the sockets of one shard, in order per socket: `connected` first,
-/// then joins, leaves, events in and out and upgrades as they happen, then `left` for every
+/// then joins, leaves, events in and out, upgrades and data changes as they happen, then `left` for every
 /// room the socket was still in and `disconnected` last.
 ///
 /// Called on the shard's thread, with no lock or borrow held: an observer may use the socket
@@ -44,6 +44,12 @@ pub trait Observer {
     /// A socket's connection moved to another transport (`"websocket"` after an upgrade).
     fn upgraded(&self, socket: &Socket, transport: &str) {
         let _ = (socket, transport);
+    }
+
+    /// The application's value kept with a socket changed (`Socket::set_data`,
+    /// `Socket::update_data`).
+    fn data_changed(&self, socket: &Socket) {
+        let _ = socket;
     }
 
     /// A socket left its namespace (its handle no longer sends; its id and namespace stay

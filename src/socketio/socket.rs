@@ -93,7 +93,14 @@ impl Socket {
     /// any shard (and node).
     pub fn set_data<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), serde_json::Error> {
         let value = serde_json::to_value(value)?;
-        self.with_socket_mut(|socket| socket.data = Some(Box::new(value)));
+        let stored = self
+            .with_socket_mut(|socket| socket.data = Some(Box::new(value)))
+            .is_some();
+        if stored {
+            if let Some(observer) = &self.io.observer {
+                contain("observer", || observer.data_changed(self));
+            }
+        }
         Ok(())
     }
 
@@ -232,6 +239,34 @@ impl Socket {
     /// A broadcast to the whole namespace, this socket included.
     pub fn namespace(&self) -> BroadcastOperator {
         BroadcastOperator::new(self.io.clone(), self.nsp(), None)
+    }
+
+    /// An operator on another namespace of this socket's shard (an observer that reports to
+    /// an admin namespace, say); it reaches every shard like any other.
+    pub fn of(&self, nsp: &str) -> BroadcastOperator {
+        BroadcastOperator::new(self.io.clone(), Arc::from(nsp), None)
+    }
+
+    /// The transport that carries this socket's connection now (`"polling"` or
+    /// `"websocket"`); `None` once it is gone.
+    pub fn transport(&self) -> Option<&'static str> {
+        let session = self.route()?.0;
+        self.io.engine.borrow().transport_name(session)
+    }
+
+    /// The query string of the client's Engine.IO handshake, as it came.
+    pub fn handshake_query(&self) -> Option<String> {
+        let session = self.route()?.0;
+        let engine = self.io.engine.borrow();
+        engine.query(session).map(str::to_owned)
+    }
+
+    /// The Engine.IO session id of this socket's connection (shared by its sockets in every
+    /// namespace); `None` once it is gone.
+    pub fn session_id(&self) -> Option<String> {
+        let session = self.route()?.0;
+        let id = self.io.engine.borrow().id(session)?;
+        Some(id.as_str().to_owned())
     }
 
     /// Runs a task on this socket's shard (to await an operation's answer from a handler,

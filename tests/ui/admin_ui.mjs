@@ -1,0 +1,113 @@
+// The real Socket.IO Admin UI (0.5.1's ui/dist, served by ringcast itself under /admin-ui/) in
+// the system's headless Chromium: a wrong password shows "Invalid credentials"; the right one
+// logs in, the session id is kept (ringcast sends it after CONNECT, where the UI listens), the
+// Sockets page lists a client on each shard, the Servers page names this server, and a reload
+// needs no password. Every request leaving the loopback (the UI's CDN fonts and icons) is
+// refused, so nothing but the server under test is reached.
+//
+// Env: RINGCAST_URL (the server), CHROMIUM (default /usr/bin/chromium), SERVER_ID.
+import puppeteer from 'puppeteer-core';
+import { io } from 'socket.io-client';
+
+const BASE = process.env.RINGCAST_URL;
+const SERVER_ID = process.env.SERVER_ID;
+const deadline = setTimeout(() => {
+  console.error('FAIL: the UI scenario ran past 60 s');
+  process.exit(1);
+}, 60000);
+
+function loopback(url) {
+  try {
+    const { hostname, protocol } = new URL(url);
+    return protocol === 'data:' || hostname === '127.0.0.1' || hostname === 'localhost';
+  } catch {
+    return false;
+  }
+}
+
+/** Waits until the page's visible text contains `text` (bounded). */
+async function waitText(page, text, ms = 10000) {
+  try {
+    await page.waitForFunction((t) => document.body && document.body.innerText.includes(t), { timeout: ms }, text);
+  } catch {
+    const body = await page.evaluate(() => document.body?.innerText ?? '');
+    throw new Error(`page never showed ${JSON.stringify(text)}; it shows:\n${body.slice(0, 1500)}`);
+  }
+}
+
+async function login(page, password) {
+  await page.waitForSelector('.v-dialog input[type="password"]', { visible: true, timeout: 10000 });
+  const inputs = await page.$$('.v-dialog input[type="text"], .v-dialog input:not([type]), .v-dialog input[type="password"]');
+  // The form's fields in order: server URL, username, password.
+  const fill = async (handle, value) => {
+    // Whatever the field holds is selected, so typing replaces it.
+    await handle.focus();
+    await handle.evaluate((input) => input.select());
+    await handle.type(value);
+  };
+  await fill(inputs[0], BASE);
+  await fill(inputs[1], 'admin');
+  await fill(inputs[2], password);
+  await page.keyboard.press('Enter');
+}
+
+async function main() {
+  const clients = [];
+  // Clients on both shards (ids name their shard in the first two bytes).
+  for (let i = 0; i < 40 && new Set(clients.map((c) => c.id.slice(0, 3))).size < 2; i += 1) {
+    const socket = io(BASE, { forceNew: true, reconnection: false, transports: ['websocket'] });
+    await new Promise((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('connect_error', reject);
+    });
+    clients.push(socket);
+  }
+  const browser = await puppeteer.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run'],
+  });
+  try {
+    const page = await browser.newPage();
+    await page.setRequestInterception(true);
+    page.on('request', (request) => (loopback(request.url()) ? request.continue() : request.abort()));
+    await page.goto(`${BASE}/admin-ui/`, { waitUntil: 'domcontentloaded', timeout: 15000 });
+
+    console.log('login with a wrong password');
+    await login(page, 'wrong');
+    await waitText(page, 'Invalid credentials');
+
+    console.log('login with the right password');
+    await login(page, 'changeit');
+    await page.waitForSelector('.v-dialog input[type="password"]', { hidden: true, timeout: 10000 });
+    const session = await page.evaluate(() => localStorage.getItem('session_id'));
+    if (!/^[0-9a-f]{16}$/.test(session ?? '')) throw new Error(`session_id kept by the UI: ${session}`);
+
+    await page.goto(`${BASE}/admin-ui/#/sockets/`, { waitUntil: 'domcontentloaded' });
+    for (const client of clients.slice(-2)) await waitText(page, client.id);
+    await page.goto(`${BASE}/admin-ui/#/servers/`, { waitUntil: 'domcontentloaded' });
+    await waitText(page, SERVER_ID);
+
+    // A full reload logs in with the kept session: no password asked.
+    await page.reload({ waitUntil: 'domcontentloaded' });
+    await page.goto(`${BASE}/admin-ui/#/sockets/`, { waitUntil: 'domcontentloaded' });
+    await waitText(page, clients[clients.length - 1].id);
+    const asked = await page.$('.v-dialog--active input[type="password"]');
+    if (asked !== null && (await asked.isVisible())) throw new Error('the login came back after a reload');
+    console.log(`ok: the Admin UI logged in, kept session ${session}, listed ${clients.length} clients`);
+  } finally {
+    await browser.close();
+    for (const client of clients) client.close();
+  }
+}
+
+main().then(
+  () => {
+    clearTimeout(deadline);
+    process.exit(0);
+  },
+  (error) => {
+    console.error(`FAIL: ${error?.stack ?? error}`);
+    process.exit(1);
+  },
+);
