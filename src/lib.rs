@@ -133,9 +133,9 @@ pub mod internals {
         /// The process's one link to Redis, on a thread of its own.
         pub mod redis {
             pub use crate::net::redis::{
-                Backoff, ClusterSeeds, CommandError, Incoming, IncomingKind, LinkCounts,
-                PublishError, RedisLink, RedisLinkConfig, RedisUrl, SeedsError, ServerCount, TlsCa,
-                TlsError, UrlError,
+                Backoff, ClusterSeeds, CommandAnswer, CommandError, Incoming, IncomingKind,
+                LinkCounts, PublishError, RedisLink, RedisLinkConfig, RedisUrl, SeedsError,
+                ServerCount, TlsCa, TlsError, UrlError,
             };
         }
     }

@@ -2,7 +2,8 @@
 //! loopback port): publish / subscribe / psubscribe round trips and `PUBSUB NUMSUB`, Redis
 //! down at start, Redis killed and restarted under load, and a password that never reaches the
 //! logs; sharded pub/sub (`SPUBLISH` / `SSUBSCRIBE` / `SHARDNUMSUB`) on one Redis 7, across a
-//! restart, and on a three-master Redis Cluster; `rediss://` with a test CA. Uses only what
+//! restart, and on a three-master Redis Cluster; `SET … EX` and `EXISTS` on one server and at
+//! the master owning each key's slot; `rediss://` with a test CA. Uses only what
 //! `ringcast::internals::net::redis` exposes; every wait has a deadline, and every server is
 //! killed by its pid when its test ends, passed or not.
 
@@ -987,4 +988,79 @@ fn rediss_with_a_test_ca() {
     link.stop();
     assert_eq!(log_lines(&warning), 1);
     println!("TLS: {:?}", started.elapsed());
+}
+
+#[test]
+fn keys_are_set_with_an_expiry_and_looked_up() {
+    let mut redis = RedisServer::start();
+    let (link, _) = start(config(&redis.url()));
+    wait_for("the link", Duration::from_secs(5), || {
+        link.counts().connected
+    });
+    assert_eq!(block_on(link.exists("rl-key")), Ok(false));
+    assert_eq!(link.set_ex("rl-key", "true", 60), Ok(()));
+    // Fire-and-forget: the key shows up shortly.
+    wait_for("the SET", Duration::from_secs(5), || {
+        command(redis.port, &["GET", "rl-key"]) == Ok("true".to_owned())
+    });
+    let ttl: i64 = command(redis.port, &["TTL", "rl-key"])
+        .expect("TTL")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&ttl), "TTL {ttl}");
+    assert_eq!(block_on(link.exists("rl-key")), Ok(true));
+    // No `EX 0` (an error in Redis): at least a second.
+    assert_eq!(link.set_ex("rl-short", "1", 0), Ok(()));
+    wait_for("the short SET", Duration::from_secs(5), || {
+        command(redis.port, &["TTL", "rl-short"]) == Ok("1".to_owned())
+    });
+    // EXISTS does not care about the type: a list is there too.
+    assert_eq!(
+        command(redis.port, &["LPUSH", "rl-list", "x"]),
+        Ok("1".to_owned())
+    );
+    assert_eq!(block_on(link.exists("rl-list")), Ok(true));
+
+    // Down: both answer at once, nothing is queued for later.
+    redis.kill();
+    wait_for("the link down", Duration::from_secs(10), || {
+        !link.counts().connected
+    });
+    assert_eq!(
+        link.set_ex("rl-later", "true", 60),
+        Err(CommandError::Disconnected)
+    );
+    assert_eq!(
+        block_on(link.exists("rl-key")),
+        Err(CommandError::Disconnected)
+    );
+    link.stop();
+    assert_eq!(block_on(link.exists("rl-key")), Err(CommandError::Stopped));
+}
+
+#[test]
+fn keys_on_a_cluster_go_to_the_master_owning_their_slot() {
+    let cluster = RedisCluster::start(3);
+    let seeds = ClusterSeeds::parse(&cluster.seeds()).expect("the seeds");
+    let (link, _) = start(RedisLinkConfig::cluster(seeds));
+    wait_for("the link", Duration::from_secs(10), || {
+        link.counts().connected
+    });
+    // One key per master.
+    let mut keys: Vec<Option<String>> = vec![None; 3];
+    for i in 0..100 {
+        let key = format!("socket.io-admin#{i:016x}");
+        let owner = cluster.owner_of(&key);
+        keys[owner].get_or_insert(key);
+    }
+    for (owner, key) in keys.iter().enumerate() {
+        let key = key.as_deref().expect("a key per master");
+        assert_eq!(link.set_ex(key, "true", 86_400), Ok(()));
+        wait_for("the SET", Duration::from_secs(5), || {
+            command(cluster.nodes[owner].port, &["GET", key]) == Ok("true".to_owned())
+        });
+        assert_eq!(block_on(link.exists(key)), Ok(true), "{key}");
+    }
+    assert_eq!(block_on(link.exists("socket.io-admin#none")), Ok(false));
+    link.stop();
 }

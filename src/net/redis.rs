@@ -45,6 +45,13 @@
 //! publish Redis did not acknowledge within [`RedisLinkConfig::command_timeout`] is counted in
 //! `publish_failed`.
 //!
+//! **Keys** (`SET key value EX secs`, `EXISTS key`: what the Admin UI's shared sessions need)
+//! go through the same bounded request queue as `PUBSUB NUMSUB`, on the command connection;
+//! on a cluster `fred` sends each to the master owning the key's hash slot and follows
+//! `MOVED`/`ASK`. [`RedisLink::set_ex`] is fire-and-forget (refused at once while the link is
+//! down or the queue is full); [`RedisLink::exists`] answers through a oneshot like
+//! [`RedisLink::server_count`], within the command timeout.
+//!
 //! **Incoming messages** whose payload is not a byte string, or is longer than
 //! [`RedisLinkConfig::max_incoming_bytes`], or that the link thread could not keep up with,
 //! are dropped and counted (`received_dropped`), never a panic; a callback that panics is
@@ -69,7 +76,7 @@ use fred::prelude::{
     PubsubInterface, ReconnectPolicy, ServerConfig, Value,
 };
 use fred::types::config::{Server, TlsConfig, TlsConnector, TlsHostMapping};
-use fred::types::{ClusterStateChange, Message, MessageKind};
+use fred::types::{ClusterHash, ClusterStateChange, CustomCommand, Message, MessageKind};
 use futures_channel::oneshot;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use rustls::pki_types::pem::PemObject;
@@ -80,10 +87,10 @@ use tokio::sync::{mpsc, Notify};
 /// How long a stopping link keeps publishing what is queued, and waits for its connections to
 /// close.
 const STOP_GRACE: Duration = Duration::from_secs(1);
-/// `PUBSUB NUMSUB` requests waiting for the link thread, past which `server_count` answers
-/// [`CommandError::Overloaded`].
+/// Commands (`PUBSUB NUMSUB`, `SET … EX`, `EXISTS`) waiting for the link thread, past which
+/// they are refused with [`CommandError::Overloaded`].
 const MAX_QUEUED_REQUESTS: usize = 1024;
-/// `PUBSUB NUMSUB` requests in flight at once on the command connection.
+/// Commands in flight at once on the command connection.
 const MAX_REQUESTS_IN_FLIGHT: usize = 256;
 /// Events (messages, errors, connects) the client buffers for the link thread before it counts
 /// a lag.
@@ -887,14 +894,17 @@ pub struct LinkCounts {
     pub queued_bytes: u64,
 }
 
-/// The answer to [`RedisLink::server_count`]: a future any runtime can await (a shard's
-/// included); it resolves on the link thread's answer.
+/// The answer to a command ([`RedisLink::server_count`], [`RedisLink::exists`]): a future
+/// any runtime can await (a shard's included); it resolves on the link thread's answer.
 #[must_use = "a future does nothing unless awaited"]
 #[derive(Debug)]
-pub struct ServerCount(oneshot::Receiver<Result<u64, CommandError>>);
+pub struct CommandAnswer<T>(oneshot::Receiver<Result<T, CommandError>>);
 
-impl Future for ServerCount {
-    type Output = Result<u64, CommandError>;
+/// The answer to [`RedisLink::server_count`].
+pub type ServerCount = CommandAnswer<u64>;
+
+impl<T> Future for CommandAnswer<T> {
+    type Output = Result<T, CommandError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.0)
@@ -916,7 +926,7 @@ pub struct RedisLink {
 struct Handle {
     shared: Arc<Shared>,
     publishes: mpsc::Sender<Publish>,
-    requests: mpsc::Sender<NumSub>,
+    requests: mpsc::Sender<Request>,
     thread: Mutex<Option<JoinHandle<()>>>,
     thread_id: ThreadId,
     url: RedisUrl,
@@ -1024,6 +1034,22 @@ struct NumSub {
     /// `PUBSUB SHARDNUMSUB` rather than `PUBSUB NUMSUB`.
     sharded: bool,
     answer: oneshot::Sender<Result<u64, CommandError>>,
+}
+
+/// A command for the link thread's command connection.
+enum Request {
+    NumSub(NumSub),
+    /// `SET key value EX secs`; nobody waits for it.
+    SetEx {
+        key: String,
+        value: String,
+        secs: u64,
+    },
+    /// `EXISTS key`, answered with whether it does.
+    Exists {
+        key: String,
+        answer: oneshot::Sender<Result<bool, CommandError>>,
+    },
 }
 
 impl RedisLink {
@@ -1208,14 +1234,60 @@ impl RedisLink {
             sharded,
             answer,
         };
-        if let Err(error) = self.handle.requests.try_send(request) {
-            let (request, why) = match error {
-                mpsc::error::TrySendError::Full(request) => (request, CommandError::Overloaded),
-                mpsc::error::TrySendError::Closed(request) => (request, CommandError::Stopped),
-            };
+        if let Err((Request::NumSub(request), why)) = self.request(Request::NumSub(request)) {
             let _ = request.answer.send(Err(why));
         }
-        ServerCount(receiver)
+        CommandAnswer(receiver)
+    }
+
+    /// `SET key value EX secs` on the command connection (on a cluster, at the master owning
+    /// the key's slot); never blocks, and nobody waits for Redis's answer (a failure is logged
+    /// at debug). Refused at once, and not retried later, while the link is down
+    /// ([`CommandError::Disconnected`]), when too many commands wait
+    /// ([`CommandError::Overloaded`]) or once stopped.
+    pub fn set_ex(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+        secs: u64,
+    ) -> Result<(), CommandError> {
+        if !self.handle.shared.counts.connected.load(Ordering::Relaxed) {
+            return Err(CommandError::Disconnected);
+        }
+        let request = Request::SetEx {
+            key: key.into(),
+            value: value.into(),
+            // `EX 0` is an error in Redis: the shortest expiry is a second.
+            secs: secs.max(1),
+        };
+        self.request(request).map_err(|(_, why)| why)
+    }
+
+    /// `EXISTS key` on the command connection (on a cluster, at the master owning the key's
+    /// slot): whether the key is there. The same future and errors as
+    /// [`RedisLink::server_count`]: [`CommandError::Disconnected`] at once while the link is
+    /// down, never longer than the command timeout.
+    pub fn exists(&self, key: impl Into<String>) -> CommandAnswer<bool> {
+        let (answer, receiver) = oneshot::channel();
+        let request = Request::Exists {
+            key: key.into(),
+            answer,
+        };
+        if let Err((Request::Exists { answer, .. }, why)) = self.request(request) {
+            let _ = answer.send(Err(why));
+        }
+        CommandAnswer(receiver)
+    }
+
+    /// Queues a command for the link thread, or hands it back with why not.
+    fn request(&self, request: Request) -> Result<(), (Request, CommandError)> {
+        self.handle
+            .requests
+            .try_send(request)
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(request) => (request, CommandError::Overloaded),
+                mpsc::error::TrySendError::Closed(request) => (request, CommandError::Stopped),
+            })
     }
 
     /// The link's counts, without locking.
@@ -1389,7 +1461,7 @@ impl Worker {
     async fn run(
         mut self,
         mut publishes: mpsc::Receiver<Publish>,
-        mut requests: mpsc::Receiver<NumSub>,
+        mut requests: mpsc::Receiver<Request>,
     ) {
         let shared = self.shared.clone();
         // Every receiver is taken before connecting, so the first connection's events are seen.
@@ -1465,7 +1537,7 @@ impl Worker {
                 request = requests.recv(), if asking.len() < MAX_REQUESTS_IN_FLIGHT => {
                     match request {
                         Some(request) => {
-                            if let Some(task) = self.num_sub(request) {
+                            if let Some(task) = self.command(request) {
                                 asking.push(task);
                             }
                         }
@@ -1657,6 +1729,51 @@ impl Worker {
         })
     }
 
+    /// A command from the request queue, as a task for the command connection (none when it
+    /// was answered at once).
+    fn command(&self, request: Request) -> Option<Task> {
+        match request {
+            Request::NumSub(request) => self.num_sub(request),
+            Request::SetEx { key, value, secs } => {
+                if !self.state.publisher.up() {
+                    tracing::debug!("redis link: SET {key} dropped, the link is down");
+                    return None;
+                }
+                let client = self.publisher.clone();
+                let timeout = self.shared.config.command_timeout;
+                Some(Box::pin(async move {
+                    let args = vec![key.clone(), value, "EX".to_owned(), secs.to_string()];
+                    let set = client.custom::<Value, _>(key_command("SET"), args);
+                    match tokio::time::timeout(timeout, set).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => tracing::debug!("redis link: SET {key} failed: {error}"),
+                        Err(_elapsed) => tracing::debug!("redis link: SET {key} timed out"),
+                    }
+                }))
+            }
+            Request::Exists { key, answer } => {
+                if !self.state.publisher.up() {
+                    let _ = answer.send(Err(CommandError::Disconnected));
+                    return None;
+                }
+                let client = self.publisher.clone();
+                let timeout = self.shared.config.command_timeout;
+                Some(Box::pin(async move {
+                    let exists = client.custom::<Value, _>(key_command("EXISTS"), vec![key]);
+                    let found = match tokio::time::timeout(timeout, exists).await {
+                        Err(_elapsed) => Err(CommandError::Timeout),
+                        Ok(Ok(value)) => exists_answer(value),
+                        Ok(Err(error)) if *error.kind() == fred::error::ErrorKind::Timeout => {
+                            Err(CommandError::Timeout)
+                        }
+                        Ok(Err(error)) => Err(CommandError::Redis(error.to_string())),
+                    };
+                    let _ = answer.send(found);
+                }))
+            }
+        }
+    }
+
     /// `PUBSUB NUMSUB` or `SHARDNUMSUB`, asked of the server, or of every master of a cluster
     /// (each counts only its own connections) and added up.
     fn num_sub(&self, request: NumSub) -> Option<Task> {
@@ -1833,6 +1950,22 @@ async fn count_on<C: PubsubInterface>(
             Err(CommandError::Timeout)
         }
         Err(error) => Err(CommandError::Redis(error.to_string())),
+    }
+}
+
+/// A command whose first argument is its key: on a cluster, `fred` sends it to the master
+/// owning that key's hash slot.
+fn key_command(name: &'static str) -> CustomCommand {
+    CustomCommand::new_static(name, ClusterHash::FirstKey, false)
+}
+
+/// `EXISTS key` answers how many of the keys given exist: 0 or 1.
+fn exists_answer(value: Value) -> Result<bool, CommandError> {
+    match value {
+        Value::Integer(count) => Ok(count > 0),
+        _ => Err(CommandError::Redis(
+            "unexpected answer to EXISTS".to_owned(),
+        )),
     }
 }
 
@@ -2517,5 +2650,16 @@ mod tests {
         send_sync::<RedisLink>();
         fn send<T: Send>() {}
         send::<ServerCount>();
+        send::<CommandAnswer<bool>>();
+    }
+
+    #[test]
+    fn exists_answers_are_read_or_refused() {
+        assert_eq!(exists_answer(Value::Integer(1)), Ok(true));
+        assert_eq!(exists_answer(Value::Integer(0)), Ok(false));
+        assert!(matches!(
+            exists_answer(Value::Null),
+            Err(CommandError::Redis(_))
+        ));
     }
 }
