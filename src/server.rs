@@ -14,6 +14,7 @@ use crate::bus;
 use crate::config::{normalize_path, Config};
 use crate::engine::{Admission, AdmissionLimits};
 use crate::key::ShardId;
+use crate::net::redis::{CommandError, RedisLink};
 use crate::shard::{self, App, Cluster, Control, Plan, ShardMsg};
 use crate::socketio::{
     selecting_methods, Args, BroadcastAcks, BroadcastOperator, Command, Message, Namespace,
@@ -40,6 +41,7 @@ impl Server {
             config: Config::default(),
             namespaces: Namespaces::default(),
             echo_paths: Vec::new(),
+            on_shared_keys: Vec::new(),
         }
     }
 }
@@ -49,6 +51,8 @@ pub struct ServerBuilder {
     config: Config,
     namespaces: Namespaces,
     echo_paths: Vec<String>,
+    /// Given the cluster's shared keys when the server starts as a cluster node.
+    on_shared_keys: Vec<Box<dyn FnOnce(SharedKeys) + Send>>,
 }
 
 impl ServerBuilder {
@@ -98,6 +102,13 @@ impl ServerBuilder {
     /// official Engine.IO test suites drive).
     pub fn engine_echo(mut self, path: &str) -> Self {
         self.echo_paths.push(normalize_path(path));
+        self
+    }
+
+    /// Has `give` called with the keys the cluster's nodes share (in Redis) when the server
+    /// starts as a cluster node, before any shard runs; never called without a cluster.
+    pub(crate) fn on_shared_keys(mut self, give: impl FnOnce(SharedKeys) + Send + 'static) -> Self {
+        self.on_shared_keys.push(Box::new(give));
         self
     }
 
@@ -164,6 +175,13 @@ impl ServerBuilder {
             }
             None => None,
         };
+        if let Some(cluster) = &cluster {
+            for give in self.on_shared_keys {
+                give(SharedKeys {
+                    link: cluster.link().clone(),
+                });
+            }
+        }
         let control = ends
             .pop()
             .unwrap_or_else(|| unreachable!("mesh has shards + 1 ends"));
@@ -206,6 +224,35 @@ impl ServerBuilder {
             next_shard: Arc::new(AtomicUsize::new(0)),
             default_timeout,
         })
+    }
+}
+
+/// Keys every node of the cluster sees (the process's Redis link: `SET … EX` and `EXISTS`,
+/// on a Redis Cluster at the master owning the key's slot). Nothing here blocks: a write is
+/// queued and forgotten, a lookup is a future the caller's runtime awaits (a shard's too).
+#[derive(Clone)]
+pub(crate) struct SharedKeys {
+    link: RedisLink,
+}
+
+impl SharedKeys {
+    /// Writes `key = value` expiring after `ttl` (whole seconds, at least one), without
+    /// waiting; false when it could not even be queued (Redis unreachable now, too busy).
+    pub(crate) fn set_ex(&self, key: &str, value: &str, ttl: Duration) -> bool {
+        self.link.set_ex(key, value, ttl.as_secs()).is_ok()
+    }
+
+    /// Whether `key` exists; an error (as text) when Redis did not say (down, too slow).
+    pub(crate) fn exists(
+        &self,
+        key: &str,
+    ) -> impl std::future::Future<Output = Result<bool, String>> + Send + 'static {
+        let answer = self.link.exists(key);
+        async move {
+            answer
+                .await
+                .map_err(|error: CommandError| error.to_string())
+        }
     }
 }
 

@@ -603,3 +603,43 @@ fn one_admin_socket_sees_two_ringcast_nodes_and_node_sees_their_admin_data() {
     let report = run_script("admin.mjs", &redis, &a, Some(&b));
     assert!(report.contains("ok:"), "{report}");
 }
+
+#[test]
+fn an_admin_login_on_one_node_is_a_session_on_the_other_through_redis() {
+    const HASH: &str = "$2b$10$heqvAkYMez.Va6Et2uXInOnkCT6/uQj1brkrbyG3LpopDklcq7ZOS";
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let node = || {
+        Server::start(&[
+            "--cores",
+            "2",
+            "--no-pin",
+            "--admin-username",
+            "admin",
+            "--admin-password-hash",
+            HASH,
+            "--redis",
+            &url,
+        ])
+    };
+    let (a, b) = (node(), node());
+    let report = run_script("admin_sessions.mjs", &redis, &a, Some(&b));
+    let session = report
+        .lines()
+        .find_map(|line| line.strip_prefix("ok: session "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no session in the report: {report}"));
+    // Kept as Node's RedisStore keeps it: `socket.io-admin#<id>` = true, expiring in a day.
+    let key = format!("socket.io-admin#{session}");
+    let command = |args: &[&str]| common::redis::command(redis.port, args);
+    assert_eq!(command(&["GET", &key]), Ok("true".to_owned()));
+    let ttl: i64 = command(&["TTL", &key])
+        .expect("TTL")
+        .parse()
+        .expect("a TTL in seconds");
+    assert!((86_000..=86_400).contains(&ttl), "TTL {ttl}");
+    assert_eq!(
+        command(&["EXISTS", "socket.io-admin#0123456789abcdef"]),
+        Ok("0".to_owned())
+    );
+}

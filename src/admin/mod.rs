@@ -9,6 +9,16 @@
 //! [`ServerHandle`] for the stats. It must not depend on the engine, the shard, the bus or
 //! `net`: what it learns of connections comes through [`Socket`].
 //!
+//! **Sessions.** A password login gets a session id (16 hex characters, sent as `session`
+//! after CONNECT), remembered here for [`SESSION_DURATION`]; a later login by `{sessionId}`
+//! alone is accepted while it is. On a cluster node (`--redis`, `--redis-cluster`) the server
+//! wiring also gives the admin side a [`SessionStore`] over Redis, as Node's admin-ui
+//! `RedisStore` keeps them: a new session is written as `SET socket.io-admin#<id> true EX
+//! 86400`, and an id this process does not know is looked up with `EXISTS` (from the
+//! namespace's async middleware, so no shard waits on Redis). A login made on any node is then
+//! good on every node, a Node one included. While Redis does not answer, this process's own
+//! sessions are the answer.
+//!
 //! Cost while nobody watches: every per-message hook first reads one relaxed atomic (a plain
 //! load, written only when an admin socket connects or leaves) and returns. Connects,
 //! upgrades and disconnects are always tallied (a short uncontended lock per shard) so that
@@ -18,15 +28,17 @@ mod time;
 pub(crate) mod ui;
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Map, Value};
 
 use crate::config::{AdminConfig, AdminMode};
-use crate::server::{ServerBuilder, ServerHandle};
+use crate::server::{ServerBuilder, ServerHandle, SharedKeys};
 use crate::socketio::{
     Args, ConnectError, DisconnectReason, Handshake, Message, Namespace, Observer, OpError, Socket,
     SocketInfo,
@@ -36,6 +48,18 @@ use crate::socketio::{
 const STATS_INTERVAL: Duration = Duration::from_secs(2);
 /// Sessions remembered; past it the oldest is forgotten (the UI then asks for the password).
 const MAX_SESSIONS: usize = 1024;
+/// How long a session is good for (Node's `sessionDuration` default, 86400 s): here, and as
+/// the expiry of its key in Redis.
+const SESSION_DURATION: Duration = Duration::from_secs(86_400);
+/// Where Node's `RedisStore` keeps a session: `<prefix>#<sessionId>` (its default prefix).
+const SESSION_KEY_PREFIX: &str = "socket.io-admin#";
+/// Longer session ids are not looked up in Redis (ours and Node's are 16 characters): a
+/// stranger's auth object should not become an arbitrarily long key.
+const MAX_SESSION_ID_LEN: usize = 64;
+/// Session lookups in the shared store at once; more meanwhile are refused (asked for the
+/// password), so a flood of made-up ids cannot fill the Redis link's request queue, which the
+/// cluster's own questions use too.
+const MAX_LOOKING_UP: usize = 32;
 /// bcrypt checks running at once (each takes a thread for tens of milliseconds); more login
 /// attempts meanwhile are refused, so a flood of them cannot pile up threads.
 const MAX_VERIFYING: usize = 4;
@@ -73,15 +97,64 @@ struct Shared {
     /// socket on another node must hear this one's sockets, and cannot be counted from here).
     watching: AtomicUsize,
     sessions: Mutex<Sessions>,
+    /// Sessions shared with the other nodes, given by the server wiring when the server
+    /// starts as a cluster node.
+    store: OnceLock<Box<dyn SessionStore>>,
+    /// Lookups in `store` under way.
+    looking_up: AtomicUsize,
     verifying: AtomicUsize,
     /// Each shard's tally and traffic, registered when its observer is made.
     tallies: Mutex<Vec<ShardStats>>,
 }
 
+/// The sessions this process made, each with when it stops being good.
 #[derive(Default)]
 struct Sessions {
-    known: HashSet<String>,
+    known: HashMap<String, Instant>,
     order: VecDeque<String>,
+}
+
+impl Sessions {
+    fn contains(&self, id: &str, now: Instant) -> bool {
+        self.known.get(id).is_some_and(|until| now < *until)
+    }
+
+    fn insert(&mut self, id: String, until: Instant) {
+        if self.order.len() >= MAX_SESSIONS {
+            if let Some(old) = self.order.pop_front() {
+                self.known.remove(&old);
+            }
+        }
+        self.known.insert(id.clone(), until);
+        self.order.push_back(id);
+    }
+}
+
+/// What a lookup in a [`SessionStore`] answers: whether the session is there, or why the
+/// store could not say. Awaited on the shard's thread; it must not block it.
+type StoreAnswer = Pin<Box<dyn Future<Output = Result<bool, String>> + Send>>;
+
+/// Sessions kept beyond this process, shared by every node of a cluster (Node's admin-ui
+/// stores' role). The admin side only names this seam; the server wiring supplies it.
+trait SessionStore: Send + Sync {
+    /// Keeps session `id` for `ttl`, without waiting (a lost write only means that the other
+    /// nodes ask for the password).
+    fn save(&self, id: &str, ttl: Duration);
+    /// Whether session `id` is kept.
+    fn contains(&self, id: &str) -> StoreAnswer;
+}
+
+/// Node's `RedisStore`: `SET socket.io-admin#<id> true EX <secs>`, looked up with `EXISTS`.
+impl SessionStore for SharedKeys {
+    fn save(&self, id: &str, ttl: Duration) {
+        if !self.set_ex(&format!("{SESSION_KEY_PREFIX}{id}"), "true", ttl) {
+            tracing::debug!("admin session not shared: Redis is unreachable now");
+        }
+    }
+
+    fn contains(&self, id: &str) -> StoreAnswer {
+        Box::pin(self.exists(&format!("{SESSION_KEY_PREFIX}{id}")))
+    }
 }
 
 /// What the stats thread reads of one shard.
@@ -163,6 +236,8 @@ impl Admin {
                 started: Instant::now(),
                 watching: AtomicUsize::new(usize::from(cluster)),
                 sessions: Mutex::default(),
+                store: OnceLock::new(),
+                looking_up: AtomicUsize::new(0),
                 verifying: AtomicUsize::new(0),
                 tallies: Mutex::default(),
                 config,
@@ -190,10 +265,17 @@ impl Admin {
         Ok(())
     }
 
-    /// Adds the admin namespace and the observer to `builder` (replacing any observer).
+    /// Adds the admin namespace and the observer to `builder` (replacing any observer), and
+    /// asks for the cluster's shared keys, where sessions are shared when the server starts as
+    /// a cluster node.
     pub fn install(&self, builder: ServerBuilder) -> ServerBuilder {
         let shared = self.shared.clone();
+        let stored = self.shared.clone();
         builder
+            .on_shared_keys(move |keys| {
+                // Set once, before any shard runs: the middleware only reads it.
+                let _ = stored.store.set(Box::new(keys));
+            })
             .namespace(&self.shared.config.namespace, self.namespace())
             .observer(move |_shard| {
                 let tally = Arc::new(Mutex::new(Tally::default()));
@@ -284,8 +366,20 @@ async fn authenticate(
 ) -> Result<(), ConnectError> {
     let auth: Value = handshake.auth().unwrap_or(Value::Null);
     if let Some(session) = auth.get("sessionId").and_then(Value::as_str) {
-        if lock(&shared.sessions).known.contains(session) {
+        if lock(&shared.sessions).contains(session, Instant::now()) {
             return Ok(());
+        }
+        // Made on another node (or by this one before a restart): the shared store knows.
+        // Its answer is awaited here, on the shard, as any async middleware's is; an error
+        // (Redis down or slow) leaves only the password.
+        if let Some(store) = shared.store.get() {
+            if session.len() <= MAX_SESSION_ID_LEN {
+                if let Some(_slot) = Slot::take(&shared.looking_up, MAX_LOOKING_UP) {
+                    if store.contains(session).await == Ok(true) {
+                        return Ok(());
+                    }
+                }
+            }
         }
     }
     let given_user = auth.get("username").and_then(Value::as_str);
@@ -314,6 +408,26 @@ async fn authenticate(
     }
 }
 
+/// One of a bounded number of places, given back when dropped (the client may leave while
+/// its lookup is under way, dropping the middleware's future).
+struct Slot<'a>(&'a AtomicUsize);
+
+impl<'a> Slot<'a> {
+    fn take(taken: &'a AtomicUsize, max: usize) -> Option<Slot<'a>> {
+        if taken.fetch_add(1, Ordering::Relaxed) >= max {
+            taken.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Slot(taken))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Shared {
     fn dev(&self) -> bool {
         self.config.mode == AdminMode::Development
@@ -329,21 +443,22 @@ impl Shared {
             // A login with a password gets a new session; one that gave a known session id
             // keeps it. Sent after the CONNECT packet, where the real UI listens (spec C.2).
             let auth: Value = serde_json::from_slice(&socket.auth_raw()).unwrap_or(Value::Null);
+            // Past the middleware, a session id with no password was accepted as a session
+            // (here or through the shared store); with a password, it is kept if known here.
             let known = auth
                 .get("sessionId")
                 .and_then(Value::as_str)
-                .is_some_and(|id| lock(&self.sessions).known.contains(id));
+                .is_some_and(|id| {
+                    auth.get("password").is_none()
+                        || lock(&self.sessions).contains(id, Instant::now())
+                });
             if !known {
                 let id = new_session_id();
-                let mut sessions = lock(&self.sessions);
-                if sessions.order.len() >= MAX_SESSIONS {
-                    if let Some(old) = sessions.order.pop_front() {
-                        sessions.known.remove(&old);
-                    }
+                let now = Instant::now();
+                lock(&self.sessions).insert(id.clone(), now + SESSION_DURATION);
+                if let Some(store) = self.store.get() {
+                    store.save(&id, SESSION_DURATION);
                 }
-                sessions.known.insert(id.clone());
-                sessions.order.push_back(id.clone());
-                drop(sessions);
                 let _ = socket.emit("session", &Args::new().with_str(&id));
             }
         }
@@ -957,6 +1072,87 @@ mod tests {
             assert_eq!(bcrypt::verify("changeit", &hash).ok(), Some(true), "{hash}");
             assert_eq!(bcrypt::verify("wrong", &hash).ok(), Some(false), "{hash}");
         }
+    }
+
+    /// A store answering from a fixed list, or failing as Redis down does.
+    struct FakeStore {
+        known: Vec<&'static str>,
+        down: bool,
+    }
+
+    impl SessionStore for FakeStore {
+        fn save(&self, _id: &str, _ttl: Duration) {}
+
+        fn contains(&self, id: &str) -> StoreAnswer {
+            let answer = if self.down {
+                Err("down".to_owned())
+            } else {
+                Ok(self.known.contains(&id))
+            };
+            Box::pin(std::future::ready(answer))
+        }
+    }
+
+    #[test]
+    fn sessions_are_looked_up_here_then_in_the_store() {
+        use futures_util::FutureExt;
+        let hash = bcrypt::hash_with_result("changeit", 4)
+            .expect("hash")
+            .to_string();
+        let config = AdminConfig {
+            enabled: true,
+            username: Some("admin".to_owned()),
+            password_hash: Some(hash.clone()),
+            ..AdminConfig::default()
+        };
+        let admin = Admin::new(config, &["/".to_owned()], "/socket.io/", true);
+        let shared = admin.shared.clone();
+        let now = Instant::now();
+        lock(&shared.sessions).insert("local".to_owned(), now + SESSION_DURATION);
+        lock(&shared.sessions).insert("stale".to_owned(), now);
+        let login = |auth: &str| {
+            let handshake = Handshake {
+                nsp: "/admin".into(),
+                auth: bytes::Bytes::from(auth.to_owned()),
+                protocol: 5,
+                query: "".into(),
+                address: None,
+            };
+            let verdict = authenticate(shared.clone(), "admin".to_owned(), hash.clone(), handshake);
+            verdict
+                .now_or_never()
+                .expect("no password: answered at once")
+                .is_ok()
+        };
+        // No store yet (Redis off): this process's sessions are the answer.
+        assert!(login(r#"{"sessionId":"local"}"#));
+        assert!(!login(r#"{"sessionId":"stale"}"#));
+        assert!(!login(r#"{"sessionId":"remote"}"#));
+        let store = FakeStore {
+            known: vec!["remote"],
+            down: false,
+        };
+        assert!(shared.store.set(Box::new(store)).is_ok());
+        assert!(login(r#"{"sessionId":"remote"}"#));
+        assert!(login(r#"{"sessionId":"local"}"#));
+        assert!(!login(r#"{"sessionId":"unknown"}"#));
+        assert!(!login(&format!(r#"{{"sessionId":"{}"}}"#, "r".repeat(65))));
+        assert!(!login(r#"{"sessionId":5}"#));
+        let down = Admin::new(AdminConfig::default(), &[], "/socket.io/", true);
+        let store = FakeStore {
+            known: vec!["remote"],
+            down: true,
+        };
+        assert!(down.shared.store.set(Box::new(store)).is_ok());
+        let handshake = Handshake {
+            nsp: "/admin".into(),
+            auth: bytes::Bytes::from_static(br#"{"sessionId":"remote"}"#),
+            protocol: 5,
+            query: "".into(),
+            address: None,
+        };
+        let verdict = authenticate(down.shared.clone(), "admin".to_owned(), hash, handshake);
+        assert!(verdict.now_or_never().is_some_and(|v| v.is_err()));
     }
 
     #[test]

@@ -226,6 +226,12 @@ impl Cluster {
     }
 
     /// Stops the link to Redis (the last shard to stop calls it).
+    /// The link to Redis, for what the process keeps there besides the adapter's traffic
+    /// (the Admin UI's sessions, through `server::SharedKeys`).
+    pub(crate) fn link(&self) -> &RedisLink {
+        &self.link
+    }
+
     pub(super) fn stop(&self) {
         self.link.stop();
     }
