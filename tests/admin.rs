@@ -1,7 +1,10 @@
 //! The Admin UI's server side (`--admin`) against the real `ringcast --cores 2`, driven by
 //! npm socket.io-client 4.x as the UI uses it (tests/clients/js/admin.mjs): wrong credentials
 //! refused, session reuse, config, all_sockets, the per-socket events for clients on both
-//! shards, each command, server_stats; production and read-only modes.
+//! shards, each command, server_stats; production and read-only modes. And the real UI in
+//! headless Chromium, served by ringcast and, as the hosted UI is, from another origin (with
+//! `--cors-origin … --cors-credentials`); its screenshots land in
+//! `target/tmp/admin-ui-screenshots/`.
 //!
 //! Needs `node` and `npm ci --prefix tests/clients` (and `npm ci --prefix tests/ui` with
 //! Debian's `chromium` for the real UI). Depends on the binary, and on the public API where an
@@ -213,8 +216,11 @@ fn the_admin_ui_folder_is_served_with_types_and_nothing_outside_it() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-#[test]
-fn the_real_admin_ui_logs_in_and_lists_sockets_in_headless_chromium() {
+/// Runs tests/ui/admin_ui.mjs (the real UI in headless Chromium) against `ringcast --cores 2`
+/// with `args` (auth and the UI folder given here), naming it `server_id`; with `ui_port`, the
+/// script serves the UI itself from that other origin. Screenshots go to
+/// `target/tmp/admin-ui-screenshots/<shots>/`, named in the output.
+fn run_ui_scenario(server_id: &str, ui_port: Option<u16>, shots: &str, args: &[&str]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let ui = root.join("tests/ui");
     let dist = ui.join("node_modules/@socket.io/admin-ui/ui/dist");
@@ -227,29 +233,47 @@ fn the_real_admin_ui_logs_in_and_lists_sockets_in_headless_chromium() {
         Path::new(&chromium).is_file(),
         "{chromium} is missing: `apt-get install chromium` (or name one with CHROMIUM)"
     );
-    let server = common::Server::start(&[
-        "--cores",
-        "2",
-        "--admin-username",
-        "admin",
-        "--admin-password-hash",
-        HASH,
-        "--admin-server-id",
-        "ui-test-node",
-        "--admin-ui-dir",
-        dist.to_str().expect("utf-8 path"),
-    ]);
-    let mut child = Command::new("node")
+    let dist_arg = dist.to_str().expect("utf-8 path");
+    let server = common::Server::start(
+        &[
+            &[
+                "--cores",
+                "2",
+                "--admin-username",
+                "admin",
+                "--admin-password-hash",
+                HASH,
+                "--admin-server-id",
+                server_id,
+                "--admin-ui-dir",
+                dist_arg,
+            ],
+            args,
+        ]
+        .concat(),
+    );
+    // Under target/ (CARGO_TARGET_TMPDIR), one folder per test, emptied first.
+    let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("admin-ui-screenshots")
+        .join(shots);
+    let _ = std::fs::remove_dir_all(&screenshots);
+    let mut command = Command::new("node");
+    command
         .arg("admin_ui.mjs")
         .current_dir(&ui)
         .env("RINGCAST_URL", server.url())
-        .env("SERVER_ID", "ui-test-node")
+        .env("SERVER_ID", server_id)
         .env("CHROMIUM", &chromium)
+        .env("SCREENSHOT_DIR", &screenshots)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start node");
+        .stderr(Stdio::piped());
+    if let Some(port) = ui_port {
+        command
+            .env("UI_PORT", port.to_string())
+            .env("UI_DIST", &dist);
+    }
+    let mut child = command.spawn().expect("start node");
     let started = Instant::now();
     let status = loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -271,4 +295,23 @@ fn the_real_admin_ui_logs_in_and_lists_sockets_in_headless_chromium() {
         "the Admin UI scenario failed ({status:?})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
     );
     print!("{stdout}");
+}
+
+#[test]
+fn the_real_admin_ui_logs_in_and_lists_sockets_in_headless_chromium() {
+    run_ui_scenario("ui-test-node", None, "same-origin", &[]);
+}
+
+/// The hosted case (admin.socket.io): the UI from another origin reaches the server
+/// cross-origin, long-polling first, with credentials.
+#[test]
+fn the_real_admin_ui_from_another_origin_logs_in_with_cors_credentials() {
+    let ui_port = common::free_port();
+    let origin = format!("http://127.0.0.1:{ui_port}");
+    run_ui_scenario(
+        "ui-cors-node",
+        Some(ui_port),
+        "cross-origin",
+        &["--cors-origin", &origin, "--cors-credentials"],
+    );
 }
