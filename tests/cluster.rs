@@ -604,42 +604,68 @@ fn one_admin_socket_sees_two_ringcast_nodes_and_node_sees_their_admin_data() {
     assert!(report.contains("ok:"), "{report}");
 }
 
-#[test]
-fn an_admin_login_on_one_node_is_a_session_on_the_other_through_redis() {
+/// Two `ringcast` nodes with admin auth on `redis_flag redis`: tests/cluster/admin_sessions.mjs
+/// (with `env` naming Redis to node-redis) logs in on A and reuses the session on B; then the
+/// session's key is read back where `port_of(key)` says it lives.
+fn admin_sessions(
+    redis_flag: &str,
+    redis: &str,
+    env: (&str, String),
+    port_of: impl Fn(&str) -> u16,
+) {
     const HASH: &str = "$2b$10$heqvAkYMez.Va6Et2uXInOnkCT6/uQj1brkrbyG3LpopDklcq7ZOS";
-    let redis = RedisServer::start();
-    let url = redis.url();
-    let node = || {
-        Server::start(&[
-            "--cores",
-            "2",
-            "--no-pin",
-            "--admin-username",
-            "admin",
-            "--admin-password-hash",
-            HASH,
-            "--redis",
-            &url,
-        ])
-    };
-    let (a, b) = (node(), node());
-    let report = run_script("admin_sessions.mjs", &redis, &a, Some(&b));
-    let session = report
-        .lines()
-        .find_map(|line| line.strip_prefix("ok: session "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no session in the report: {report}"));
+    let args = [
+        "--cores",
+        "2",
+        "--no-pin",
+        "--admin-username",
+        "admin",
+        "--admin-password-hash",
+        HASH,
+        redis_flag,
+        redis,
+    ];
+    let (a, b) = (Server::start(&args), Server::start(&args));
+    let report = dialog(
+        "admin_sessions.mjs",
+        &[env, ("NODE_A_URL", a.url()), ("NODE_B_URL", b.url())],
+        |ask| panic!("admin_sessions.mjs asked {ask}"),
+    );
+    let report: serde_json::Value = serde_json::from_str(&report).expect("a JSON report");
+    let session = report["session"].as_str().expect("the session id");
     // Kept as Node's RedisStore keeps it: `socket.io-admin#<id>` = true, expiring in a day.
     let key = format!("socket.io-admin#{session}");
-    let command = |args: &[&str]| common::redis::command(redis.port, args);
+    let command = |args: &[&str]| common::redis::command(port_of(&key), args);
     assert_eq!(command(&["GET", &key]), Ok("true".to_owned()));
     let ttl: i64 = command(&["TTL", &key])
         .expect("TTL")
         .parse()
         .expect("a TTL in seconds");
     assert!((86_000..=86_400).contains(&ttl), "TTL {ttl}");
-    assert_eq!(
-        command(&["EXISTS", "socket.io-admin#0123456789abcdef"]),
-        Ok("0".to_owned())
+}
+
+#[test]
+fn an_admin_login_on_one_node_is_a_session_on_the_other_through_redis() {
+    let redis = RedisServer::start();
+    let port = redis.port;
+    admin_sessions("--redis", &redis.url(), ("REDIS_URL", redis.url()), |_| {
+        port
+    });
+}
+
+#[test]
+fn admin_sessions_are_shared_on_a_redis_cluster() {
+    let cluster = common::redis::RedisCluster::start(3);
+    let masters = cluster
+        .nodes
+        .iter()
+        .map(RedisServer::url)
+        .collect::<Vec<_>>()
+        .join(",");
+    admin_sessions(
+        "--redis-cluster",
+        &cluster.seeds(),
+        ("REDIS_CLUSTER", masters),
+        |key| cluster.nodes[cluster.owner_of(key)].port,
     );
 }

@@ -1,11 +1,15 @@
 // Admin sessions shared through Redis (spec C.2, Node's RedisStore): a password login on node
 // A gets a session id; node B accepts a login by that `{sessionId}` alone (and sends no new
-// session), and refuses an id nobody issued with "invalid credentials". Prints the id for the
-// test to look its key up in Redis.
+// session), and refuses an id nobody issued with "invalid credentials". A session a Node
+// server's RedisStore wrote (`SET socket.io-admin#<id> true EX …`, here by node-redis) is good
+// on both. On one Redis (REDIS_URL) or a Redis Cluster (REDIS_CLUSTER: its masters' URLs).
+// Reports the ids as JSON for the test to look their keys up in Redis.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { atExit, require, run, sleep } from './common.mjs';
 
 const { io } = require('socket.io-client');
+const { createClient, createCluster } = require('redis');
 
 /** Connects to `url`'s /admin with `auth`; resolves with the socket and the events it got. */
 function admin(url, auth) {
@@ -54,5 +58,18 @@ run(async () => {
     assert.ok(refused, `an unknown session id was accepted by ${url}`);
     assert.equal(refused.message, 'invalid credentials');
   }
-  console.log(`ok: session ${session} accepted on B`);
+
+  // Written as Node's RedisStore writes it: ringcast takes it as its own.
+  const redis = process.env.REDIS_CLUSTER
+    ? createCluster({ rootNodes: process.env.REDIS_CLUSTER.split(',').map((url) => ({ url })) })
+    : createClient({ url: process.env.REDIS_URL });
+  await redis.connect();
+  atExit(async () => redis.quit());
+  const fromNode = randomBytes(8).toString('hex');
+  await redis.set(`socket.io-admin#${fromNode}`, 'true', { EX: 60 });
+  for (const url of [A, B]) {
+    const byNode = await admin(url, { sessionId: fromNode });
+    await first(byNode, 'config');
+  }
+  console.log(JSON.stringify({ session, fromNode }));
 });
