@@ -1134,6 +1134,18 @@ mod tests {
         };
         assert!(shared.store.set(Box::new(store)).is_ok());
         assert!(login(r#"{"sessionId":"remote"}"#));
+        // Too many lookups under way: refused without asking; a lookup's slot comes back.
+        shared.looking_up.store(MAX_LOOKING_UP, Ordering::Relaxed);
+        assert!(!login(r#"{"sessionId":"remote"}"#));
+        shared
+            .looking_up
+            .store(MAX_LOOKING_UP - 1, Ordering::Relaxed);
+        assert!(login(r#"{"sessionId":"remote"}"#));
+        assert_eq!(
+            shared.looking_up.load(Ordering::Relaxed),
+            MAX_LOOKING_UP - 1
+        );
+        shared.looking_up.store(0, Ordering::Relaxed);
         assert!(login(r#"{"sessionId":"local"}"#));
         assert!(!login(r#"{"sessionId":"unknown"}"#));
         assert!(!login(&format!(r#"{{"sessionId":"{}"}}"#, "r".repeat(65))));
