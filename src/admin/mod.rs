@@ -725,18 +725,12 @@ impl Observer for ShardObserver {
         if !self.shared.watched() {
             return;
         }
-        let mut raw = Vec::new();
-        raw.push(b'[');
-        raw.extend_from_slice(serde_json::to_string(event).unwrap_or_default().as_bytes());
-        for index in 0..message.len() {
-            raw.push(b',');
-            raw.extend_from_slice(message.raw(index).unwrap_or(b"null"));
-        }
-        raw.push(b']');
+        let args = (0..message.len()).map(|index| message.raw(index).unwrap_or(b"null"));
+        let len = packet_len(event, args.clone());
         self.traffic.add(PACKETS_IN, 1);
-        self.traffic.add(BYTES_IN, raw.len() as u64);
+        self.traffic.add(BYTES_IN, len as u64);
         if self.shared.dev() && !self.is_admin(socket) {
-            self.report_event(socket, "event_received", &raw);
+            self.report_event(socket, "event_received", &packet(event, args));
         }
     }
 
@@ -744,20 +738,28 @@ impl Observer for ShardObserver {
         if !self.shared.watched() {
             return;
         }
-        let mut raw = Vec::new();
-        raw.push(b'[');
-        raw.extend_from_slice(serde_json::to_string(event).unwrap_or_default().as_bytes());
-        if !args.is_empty() {
-            raw.push(b',');
-            raw.extend_from_slice(args.json_bytes());
-        }
-        raw.push(b']');
+        let json = (!args.is_empty()).then(|| args.json_bytes());
         self.traffic.add(PACKETS_OUT, 1);
-        self.traffic.add(BYTES_OUT, raw.len() as u64);
+        self.traffic.add(BYTES_OUT, packet_len(event, json) as u64);
         // The admin namespace's own traffic is not reported (it would report itself).
         if self.shared.dev() && !self.is_admin(socket) {
-            self.report_event(socket, "event_sent", &raw);
+            self.report_event(socket, "event_sent", &packet(event, json));
         }
+    }
+
+    fn watches_recipients(&self) -> bool {
+        // Only development mode reports each recipient; production mode counts them.
+        self.shared.watched() && self.shared.dev()
+    }
+
+    fn broadcast_sent(&self, event: &str, args: &Args, recipients: usize) {
+        if !self.shared.watched() {
+            return;
+        }
+        let json = (!args.is_empty()).then(|| args.json_bytes());
+        let len = packet_len(event, json) as u64;
+        self.traffic.add(PACKETS_OUT, recipients as u64);
+        self.traffic.add(BYTES_OUT, len * recipients as u64);
     }
 
     fn upgraded(&self, socket: &Socket, transport: &str) {
@@ -897,6 +899,34 @@ impl ShardObserver {
     }
 }
 
+/// An event's data array as JSON, `[event, ...args]` (each argument already JSON).
+fn packet<'a>(event: &str, args: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut raw = Vec::new();
+    raw.push(b'[');
+    raw.extend_from_slice(serde_json::to_string(event).unwrap_or_default().as_bytes());
+    for arg in args {
+        raw.push(b',');
+        raw.extend_from_slice(arg);
+    }
+    raw.push(b']');
+    raw
+}
+
+/// The length of [`packet`]'s JSON, counted without writing it (the traffic counts of every
+/// message sent and received while an admin socket watches).
+fn packet_len<'a>(event: &str, args: impl IntoIterator<Item = &'a [u8]>) -> usize {
+    let escapes: usize = event
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+            0..=0x1f => 5,
+            _ => 0,
+        })
+        .sum();
+    let args: usize = args.into_iter().map(|arg| arg.len() + 1).sum();
+    2 + event.len() + 2 + escapes + args
+}
+
 /// A socket as the UI shows it (Node's `SerializedSocket`): client id and transport from
 /// `data._admin`, `data` without it.
 fn serialize_info(info: &SocketInfo, path: &str) -> Value {
@@ -991,6 +1021,24 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packet_lengths_are_counted_without_writing_the_packet() {
+        let cases: [(&str, &[&[u8]]); 4] = [
+            ("message", &[br#""hello""#, b"1"]),
+            ("no-args", &[]),
+            ("quote\"and\\back\nslash", &[b"null"]),
+            ("bell\u{7}", &[br#"{"a":[1,2]}"#]),
+        ];
+        for (event, args) in cases {
+            let written = packet(event, args.iter().copied());
+            assert_eq!(
+                packet_len(event, args.iter().copied()),
+                written.len(),
+                "{event}"
+            );
+        }
+    }
 
     #[test]
     fn features_follow_the_mode() {

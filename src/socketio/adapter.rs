@@ -715,7 +715,11 @@ pub(crate) fn deliver_local(io: &Rc<SocketIo>, broadcast: &Broadcast) -> usize {
     // Only a broadcast that waits for acks (or that an observer watches) needs to know which
     // sockets got it.
     let plain = broadcast.ack.is_none() && !broadcast.volatile;
-    let observed = broadcast.packet.is_some() && io.observer.is_some();
+    let observed = broadcast.packet.is_some()
+        && io
+            .observer
+            .as_ref()
+            .is_some_and(|observer| observer.watches_recipients());
     {
         let mut state = io.state.borrow_mut();
         let Some(ns) = state.namespace_index(&broadcast.target.nsp) else {
@@ -742,7 +746,7 @@ pub(crate) fn deliver_local(io: &Rc<SocketIo>, broadcast: &Broadcast) -> usize {
             .borrow_mut()
             .send_many(sessions, &broadcast.frames);
         io.traffic.borrow_mut().deliveries += count as u64;
-        notify_sent(io, broadcast, &targets);
+        notify_sent(io, broadcast, &targets, count);
         return count;
     }
     let mut delivered = Vec::with_capacity(targets.len());
@@ -765,15 +769,32 @@ pub(crate) fn deliver_local(io: &Rc<SocketIo>, broadcast: &Broadcast) -> usize {
         }
     }
     io.traffic.borrow_mut().deliveries += delivered.len() as u64;
-    notify_sent(io, broadcast, &delivered);
+    // Sockets collected for acks are told one by one only if the observer watches them.
+    let watched = io.observer.as_ref().is_some_and(|o| o.watches_recipients());
+    let told: &[_] = if watched { &delivered } else { &[] };
+    notify_sent(io, broadcast, told, delivered.len());
     delivered.len()
 }
 
-/// Tells the observer which sockets a broadcast was sent to.
-fn notify_sent(io: &Rc<SocketIo>, broadcast: &Broadcast, sockets: &[(SocketKey, SessionKey)]) {
+/// Tells the observer which sockets a broadcast was sent to (collected only if it watches
+/// recipients), or how many.
+fn notify_sent(
+    io: &Rc<SocketIo>,
+    broadcast: &Broadcast,
+    sockets: &[(SocketKey, SessionKey)],
+    count: usize,
+) {
     let (Some(observer), Some(packet)) = (&io.observer, &broadcast.packet) else {
         return;
     };
+    if sockets.is_empty() {
+        if count > 0 {
+            contain("observer", || {
+                observer.broadcast_sent(&packet.event, &packet.args, count)
+            });
+        }
+        return;
+    }
     for &(socket, _) in sockets {
         if let Some(handle) = io.handle(socket) {
             contain("observer", || {

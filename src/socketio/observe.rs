@@ -36,9 +36,24 @@ pub trait Observer {
         let _ = (socket, event, message);
     }
 
-    /// An event was sent to a socket, directly or by a broadcast it was a recipient of.
+    /// An event was sent to a socket, directly or by a broadcast it was a recipient of (a
+    /// broadcast's recipients only while [`Observer::watches_recipients`] says so).
     fn event_sent(&self, socket: &Socket, event: &str, args: &Args) {
         let _ = (socket, event, args);
+    }
+
+    /// Whether a broadcast's recipients are each told to [`Observer::event_sent`] now; asked
+    /// once per broadcast. When not, the broadcast is told once to
+    /// [`Observer::broadcast_sent`] with its number of recipients, and the shard does not
+    /// collect them (the per-recipient calls cost a handle and a call each).
+    fn watches_recipients(&self) -> bool {
+        true
+    }
+
+    /// An event a broadcast sent to `recipients` sockets of this shard, while
+    /// [`Observer::watches_recipients`] said no.
+    fn broadcast_sent(&self, event: &str, args: &Args, recipients: usize) {
+        let _ = (event, args, recipients);
     }
 
     /// A socket's connection moved to another transport (`"websocket"` after an upgrade).
