@@ -1,10 +1,17 @@
 // Two `ringcast --admin` nodes (A and B) on one Redis, seen from one admin socket on A: both
 // nodes' server_stats, B's sockets' events, all_sockets covering both (through REMOTE_FETCH),
 // a command acting on B's socket; and a Node socket.io server with the Redis adapter whose
-// fetchSockets() gets ringcast's sockets with data._admin {clientId, transport} (spec A.4).
+// fetchSockets() gets ringcast's sockets with data._admin {clientId, transport} (spec A.4), and
+// whose own Admin UI (`instrument()` of @socket.io/admin-ui, from tests/ui) lists them.
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { atExit, connect, require, run, sleep, within } from './common.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const { instrument } = createRequire(path.join(here, '..', 'ui', 'package.json'))('@socket.io/admin-ui');
 
 const { io } = require('socket.io-client');
 const { Server } = require('socket.io');
@@ -74,5 +81,19 @@ run(async () => {
   assert.ok(fetched, `Node fetched B's socket: ${JSON.stringify(sockets.map((s) => s.id))}`);
   assert.equal(fetched.data._admin.transport, 'websocket');
   assert.ok(onB.io.engine.id.startsWith(fetched.data._admin.clientId));
+
+  // The Node server's own Admin UI side lists ringcast's socket with its client and transport.
+  // Its stats timer can't be stopped, and would publish through the Redis client closed at
+  // the script's end: that one rejection is expected then.
+  process.on('unhandledRejection', (error) => {
+    if (error?.message !== 'The client is closed') throw error;
+  });
+  instrument(nodeIo, { auth: false, serverId: 'node-server' });
+  const onNode = await adminSocket(`http://127.0.0.1:${http.address().port}`);
+  const [fromNode] = await expectEvent(onNode, "all_sockets from the Node server's admin", (e) => e === 'all_sockets');
+  const listed = fromNode.find((s) => s.id === onB.id);
+  assert.ok(listed, `ringcast's socket in Node's all_sockets: ${JSON.stringify(fromNode.map((s) => s.id))}`);
+  assert.equal(listed.transport, 'websocket');
+  assert.ok(onB.io.engine.id.startsWith(listed.clientId));
   console.log(`ok: ${all.length} sockets in all_sockets, Node fetched ${sockets.length}`);
 });

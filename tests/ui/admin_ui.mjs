@@ -1,8 +1,9 @@
 // The real Socket.IO Admin UI (0.5.1's ui/dist, served by ringcast itself under /admin-ui/) in
 // the system's headless Chromium: a wrong password shows "Invalid credentials"; the right one
 // logs in, the session id is kept (ringcast sends it after CONNECT, where the UI listens), the
-// Sockets page lists a client on each shard, the Servers page names this server, and a reload
-// needs no password. Every request leaving the loopback (the UI's CDN fonts and icons) is
+// Sockets page lists a client on each shard, the Servers page names this server healthy, the
+// Rooms page shows a room, a reload needs no password, and a click on a socket's disconnect
+// button disconnects that client. Every request leaving the loopback (the UI's CDN fonts and icons) is
 // refused, so nothing but the server under test is reached.
 //
 // Hosted case (as at admin.socket.io): with UI_PORT set, the script serves the same ui/dist
@@ -148,7 +149,17 @@ async function main() {
     await shot(page, 'sockets');
     await page.goto(`${UI}#/servers/`, { waitUntil: 'domcontentloaded' });
     await waitText(page, SERVER_ID);
+    // The status column shows HEALTHY (upper-cased by the UI's style), and the client count:
+    // the test's clients and the UI's own connection.
+    await waitText(page, 'HEALTHY');
+    await waitText(page, `\t${clients.length + 1}\t`);
     await shot(page, 'servers');
+
+    // A room with a member.
+    await new Promise((resolve) => clients[0].emit('join', 'lobby', resolve));
+    await page.goto(`${UI}#/rooms/`, { waitUntil: 'domcontentloaded' });
+    await waitText(page, 'lobby');
+    await shot(page, 'rooms');
 
     // A full reload logs in with the kept session: no password asked.
     await page.reload({ waitUntil: 'domcontentloaded' });
@@ -157,6 +168,21 @@ async function main() {
     const asked = await page.$('.v-dialog--active input[type="password"]');
     if (asked !== null && (await asked.isVisible())) throw new Error('the login came back after a reload');
     await shot(page, 'sockets-after-reload');
+
+    // The disconnect button of a socket's row disconnects that client.
+    const victim = clients[clients.length - 1];
+    const gone = new Promise((resolve) => victim.once('disconnect', resolve));
+    const clicked = await page.evaluate((id) => {
+      const row = [...document.querySelectorAll('tr')].find((r) => r.innerText.includes(id));
+      const buttons = row ? row.querySelectorAll('button') : [];
+      buttons[buttons.length - 1]?.click();
+      return buttons.length;
+    }, victim.id);
+    if (clicked === 0) throw new Error(`no button in the row of ${victim.id}`);
+    const reason = await Promise.race([gone, new Promise((resolve) => setTimeout(() => resolve('none'), 5000))]);
+    if (reason !== 'io server disconnect') throw new Error(`the clicked socket's disconnect: ${reason}`);
+    await page.waitForFunction((id) => !document.body.innerText.includes(id), { timeout: 10000 }, victim.id);
+    await shot(page, 'after-disconnect');
     console.log(`ok: the Admin UI logged in, kept session ${session}, listed ${clients.length} clients`);
   } catch (error) {
     await shot(page, 'failure').catch(() => {});
