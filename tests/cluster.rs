@@ -532,16 +532,10 @@ fn the_sharded_adapter_works_with_node_servers_on_redis_7() {
 #[test]
 fn the_sharded_adapter_works_with_node_servers_on_a_redis_cluster() {
     let cluster = common::redis::RedisCluster::start(3);
-    let masters = cluster
-        .nodes
-        .iter()
-        .map(RedisServer::url)
-        .collect::<Vec<_>>()
-        .join(",");
     sharded_with_node(
         "--redis-cluster",
         &cluster.seeds(),
-        ("REDIS_CLUSTER", masters),
+        ("REDIS_CLUSTER", cluster.urls()),
     );
 }
 
@@ -656,16 +650,10 @@ fn an_admin_login_on_one_node_is_a_session_on_the_other_through_redis() {
 #[test]
 fn admin_sessions_are_shared_on_a_redis_cluster() {
     let cluster = common::redis::RedisCluster::start(3);
-    let masters = cluster
-        .nodes
-        .iter()
-        .map(RedisServer::url)
-        .collect::<Vec<_>>()
-        .join(",");
     admin_sessions(
         "--redis-cluster",
         &cluster.seeds(),
-        ("REDIS_CLUSTER", masters),
+        ("REDIS_CLUSTER", cluster.urls()),
         |key| cluster.nodes[cluster.owner_of(key)].port,
     );
 }

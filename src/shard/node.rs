@@ -137,60 +137,6 @@ impl Cluster {
                         to_shards.send(shard, ShardMsg::SocketIo(msg));
                     }
                 }
-                cluster::Incoming::Fetch(query) => {
-                    let Some(via) = reply_via() else {
-                        return;
-                    };
-                    let command = answer_command(
-                        query,
-                        via,
-                        BroadcastOperator::fetch_sockets,
-                        |node, query, sockets: Vec<SocketInfo>| {
-                            let sockets = sockets.into_iter().map(remote_socket).collect();
-                            node.fetch_response(query, sockets)
-                        },
-                    );
-                    to_a_shard(command);
-                }
-                cluster::Incoming::AllRooms(query) => {
-                    let Some(via) = reply_via() else {
-                        return;
-                    };
-                    let command = answer_command(
-                        query,
-                        via,
-                        BroadcastOperator::all_rooms,
-                        |node, query, rooms| node.rooms_response(query, rooms),
-                    );
-                    to_a_shard(command);
-                }
-                cluster::Incoming::AckBroadcast(broadcast) => {
-                    let Some(via) = reply_via() else {
-                        return;
-                    };
-                    to_a_shard(ack_command(broadcast, via));
-                }
-                cluster::Incoming::SocketIds(query) => {
-                    let Some(via) = reply_via() else {
-                        return;
-                    };
-                    let command = answer_command(
-                        query,
-                        via,
-                        BroadcastOperator::fetch_sockets,
-                        |node, query, sockets: Vec<SocketInfo>| {
-                            let ids = sockets.into_iter().map(|socket| socket.id).collect();
-                            node.socket_ids_response(query, ids)
-                        },
-                    );
-                    to_a_shard(command);
-                }
-                cluster::Incoming::ServerEvent(event) => {
-                    let Some(via) = reply_via() else {
-                        return;
-                    };
-                    to_a_shard(server_event_command(event, via));
-                }
                 cluster::Incoming::Answer(answer) => {
                     let shard = usize::from(answer.asker.shard);
                     match reply_of(answer) {
@@ -207,6 +153,14 @@ impl Cluster {
                 cluster::Incoming::Dropped(why) => {
                     counted.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(channel = %incoming.channel, ?why, "a message from Redis was dropped");
+                }
+                question => {
+                    let Some(via) = reply_via() else {
+                        return;
+                    };
+                    if let Some(command) = question_command(question, via) {
+                        to_a_shard(command);
+                    }
                 }
             }
         };
@@ -225,13 +179,13 @@ impl Cluster {
         })
     }
 
-    /// Stops the link to Redis (the last shard to stop calls it).
     /// The link to Redis, for what the process keeps there besides the adapter's traffic
     /// (the Admin UI's sessions, through `server::SharedKeys`).
     pub(crate) fn link(&self) -> &RedisLink {
         &self.link
     }
 
+    /// Stops the link to Redis (the last shard to stop calls it).
     pub(super) fn stop(&self) {
         self.link.stop();
     }
@@ -563,6 +517,43 @@ fn server_event_command(
             })
         });
         io.server_event(&nsp, &event.name, message, ack);
+    })
+}
+
+/// Work for a shard that answers another node's question, published through `via`; `None`
+/// for what is not a question.
+fn question_command(
+    incoming: cluster::Incoming,
+    via: (Arc<RwLock<Node>>, RedisLink),
+) -> Option<Command> {
+    Some(match incoming {
+        cluster::Incoming::Fetch(query) => answer_command(
+            query,
+            via,
+            BroadcastOperator::fetch_sockets,
+            |node, query, sockets: Vec<SocketInfo>| {
+                let sockets = sockets.into_iter().map(remote_socket).collect();
+                node.fetch_response(query, sockets)
+            },
+        ),
+        cluster::Incoming::AllRooms(query) => answer_command(
+            query,
+            via,
+            BroadcastOperator::all_rooms,
+            |node, query, rooms| node.rooms_response(query, rooms),
+        ),
+        cluster::Incoming::AckBroadcast(broadcast) => ack_command(broadcast, via),
+        cluster::Incoming::SocketIds(query) => answer_command(
+            query,
+            via,
+            BroadcastOperator::fetch_sockets,
+            |node, query, sockets: Vec<SocketInfo>| {
+                let ids = sockets.into_iter().map(|socket| socket.id).collect();
+                node.socket_ids_response(query, ids)
+            },
+        ),
+        cluster::Incoming::ServerEvent(event) => server_event_command(event, via),
+        _ => return None,
     })
 }
 

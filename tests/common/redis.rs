@@ -301,6 +301,13 @@ impl RedisCluster {
         panic!("a cluster node did not start on any of 5 pairs of free ports");
     }
 
+    /// `redis://127.0.0.1:<port>,…`: every master's URL, as a Node client's `rootNodes` take
+    /// them.
+    pub fn urls(&self) -> String {
+        let urls: Vec<String> = self.nodes.iter().map(RedisServer::url).collect();
+        urls.join(",")
+    }
+
     /// `host:port,host:port,…`, what `--redis-cluster` takes.
     pub fn seeds(&self) -> String {
         let seeds: Vec<String> = self
