@@ -700,25 +700,11 @@ impl Observer for ShardObserver {
     }
 
     fn joined(&self, socket: &Socket, room: &str) {
-        if self.tracking() {
-            let args = Args::new()
-                .with_str(&socket.nsp())
-                .with_str(room)
-                .with_str(socket.id())
-                .with_str(&time::iso(SystemTime::now()));
-            self.report(socket, "room_joined", args);
-        }
+        self.report_room(socket, "room_joined", room);
     }
 
     fn left(&self, socket: &Socket, room: &str) {
-        if self.tracking() {
-            let args = Args::new()
-                .with_str(&socket.nsp())
-                .with_str(room)
-                .with_str(socket.id())
-                .with_str(&time::iso(SystemTime::now()));
-            self.report(socket, "room_left", args);
-        }
+        self.report_room(socket, "room_left", room);
     }
 
     fn event_received(&self, socket: &Socket, event: &str, message: &Message) {
@@ -886,6 +872,18 @@ impl ShardObserver {
         let _ = socket.set_data(&data);
         self.writing.set(false);
         data
+    }
+
+    /// `room_joined` or `room_left`: the namespace, the room, the socket and when.
+    fn report_room(&self, socket: &Socket, event: &str, room: &str) {
+        if self.tracking() {
+            let args = Args::new()
+                .with_str(&socket.nsp())
+                .with_str(room)
+                .with_str(socket.id())
+                .with_str(&time::iso(SystemTime::now()));
+            self.report(socket, event, args);
+        }
     }
 
     fn report_event(&self, socket: &Socket, event: &str, raw: &[u8]) {
