@@ -29,6 +29,7 @@ mod bus;
 mod cluster;
 mod codec;
 mod config;
+mod control;
 mod deadline;
 mod engine;
 mod gather;
