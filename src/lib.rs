@@ -125,6 +125,15 @@ pub mod internals {
             pub use crate::codec::ws::{unmask, unmask_scalar, Decoder, Message};
         }
     }
+    /// The control plane (`crate::control`).
+    pub mod control {
+        /// JWT verification: configuration, keys, claims mapping.
+        pub mod jwt {
+            pub use crate::control::jwt::{
+                AuthError, ClaimsConfig, Grant, Invalid, JwtConfig, Verifier,
+            };
+        }
+    }
     /// The cross-shard rings (`crate::bus`).
     pub mod bus {
         pub use crate::bus::{mesh, Endpoint};
