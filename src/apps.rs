@@ -8,47 +8,17 @@ use crate::config::Config;
 use crate::server::{Server, ServerBuilder};
 use crate::socketio::{Args, Namespace};
 
-/// The built-in events: `join(room)` + ack (`{"error":"not joined"}` past the room limit),
-/// `leave(room)` + ack, `publish(room, payload)`
-/// (emits `message(payload)` to the whole room, the sender included if it is a member), and
-/// `echo(payload)` + ack (acks the payload back unchanged, binary included).
+pub use crate::control::Standalone;
+
+/// The built-in events, every one open to every room (the namespace policy of a server with
+/// no configuration): `join(room)` + ack, `leave(room)` + ack, `publish(room, payload)` (emits
+/// `message(payload)` to the whole room, the sender included if it is a member), and
+/// `echo(payload)` + ack (acks the payload back unchanged, binary included). An ack is empty on
+/// success and `[{"error": {"code", "message"}}]` otherwise: `room_limit` past the room limit,
+/// `invalid_room` for a missing, empty, overlong (over 256 bytes) or control-character name,
+/// `forbidden` for a room under the server's reserved prefix `ringcast:`.
 pub fn builtin_namespace() -> Namespace {
-    Namespace::new()
-        .on("join", |socket, message, ack| {
-            let joined = message.str(0).is_some_and(|room| socket.join(&room));
-            if let Some(ack) = ack {
-                if joined {
-                    let _ = ack.send(&Args::new());
-                } else if let Ok(error) = Args::new().with_raw(br#"{"error":"not joined"}"#) {
-                    // Past the room limit (or no room named).
-                    let _ = ack.send(&error);
-                }
-            }
-        })
-        .on("leave", |socket, message, ack| {
-            if let Some(room) = message.str(0) {
-                socket.leave(&room);
-            }
-            if let Some(ack) = ack {
-                let _ = ack.send(&Args::new());
-            }
-        })
-        .on("publish", |socket, message, ack| {
-            if let Some(room) = message.str(0) {
-                socket
-                    .namespace()
-                    .to(&room)
-                    .emit("message", &message.args_from(1));
-            }
-            if let Some(ack) = ack {
-                let _ = ack.send(&Args::new());
-            }
-        })
-        .on("echo", |_socket, message, ack| {
-            if let Some(ack) = ack {
-                let _ = ack.send(&message.to_args());
-            }
-        })
+    crate::control::open_namespace()
 }
 
 /// The conformance app: `/engine.io/` echoes raw Engine.IO messages; `/socket.io/` serves `/`

@@ -1,13 +1,16 @@
-//! The `ringcast` binary: flags into one `Config`, then the built-in app (or the conformance
-//! app) on every shard.
+//! The `ringcast` binary: the configuration file and environment (`apps::Standalone`), then
+//! the flags given on the command line over them, then the built-in app under each namespace's
+//! policy (or the conformance app) on every shard.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use clap::Parser;
-use ringcast::{apps, AdminMode, Config, RedisMode, Server, SlowConsumerPolicy, SubscriptionMode};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use ringcast::apps::{self, Standalone};
+use ringcast::{AdminMode, Config, RedisMode, SlowConsumerPolicy, SubscriptionMode};
 
 /// Every flag's default is the library's (`Config::default()`), read here so that none is
 /// written twice; clap shows them in `--help`.
@@ -22,9 +25,20 @@ fn millis(duration: Duration) -> u64 {
 }
 
 /// A thread-per-core io_uring Socket.IO server.
+///
+/// Settings come from the built-in defaults, then the --config file, then RINGCAST_<SECTION>__<KEY>
+/// environment variables, then the flags given here. SIGHUP re-reads key material only (token
+/// keys and secrets); every other setting needs a restart.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
+    /// Read settings from this TOML file (every flag is a key; see the README).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// Check the configuration, print it as TOML with every secret as ***, and exit (0 when
+    /// valid, 2 when not).
+    #[arg(long)]
+    check_config: bool,
     /// Number of shards, one thread per core [default: every core].
     #[arg(long)]
     cores: Option<usize>,
@@ -185,17 +199,22 @@ struct Cli {
 }
 
 impl Cli {
-    /// The configuration the flags describe: `Config::default()` with each flag's value in
-    /// its place (a flag not given holds the default already; the switches only turn off or
-    /// on what the default does not).
-    fn config(&self) -> Config {
-        let mut config = Config::default();
+    /// Writes the flags given on the command line into `config`; a flag left at its default
+    /// keeps what the file and the environment said (`given` tells which were given).
+    fn apply(&self, config: &mut Config, given: &dyn Fn(&str) -> bool) {
         if let Some(cores) = self.cores {
             config.cores = cores.max(1);
         }
-        config.host = self.host;
-        config.port = self.port;
-        config.path.clone_from(&self.path);
+        macro_rules! flag {
+            ($id:literal, $field:expr, $value:expr) => {
+                if given($id) {
+                    $field = $value;
+                }
+            };
+        }
+        flag!("host", config.host, self.host);
+        flag!("port", config.port, self.port);
+        flag!("path", config.path, self.path.clone());
         config.pin_cores &= !self.no_pin;
         config.force_epoll |= self.epoll;
         if !self.cors_origins.is_empty() {
@@ -211,48 +230,118 @@ impl Cli {
         if self.metrics_addr.is_some() {
             config.metrics_addr = self.metrics_addr;
         }
-        config.cluster.redis.clone_from(&self.redis);
-        config.cluster.redis_cluster.clone_from(&self.redis_cluster);
-        config.cluster.redis_ca.clone_from(&self.redis_ca);
-        config.cluster.mode = self.redis_mode.into();
-        config.cluster.subscription_mode = self.redis_subscription_mode.into();
-        config.cluster.prefix.clone_from(&self.redis_prefix);
-        config.cluster.requests_timeout = Duration::from_millis(self.redis_requests_timeout);
+        if self.redis.is_some() {
+            config.cluster.redis.clone_from(&self.redis);
+        }
+        if self.redis_cluster.is_some() {
+            config.cluster.redis_cluster.clone_from(&self.redis_cluster);
+        }
+        if self.redis_ca.is_some() {
+            config.cluster.redis_ca.clone_from(&self.redis_ca);
+        }
+        flag!("redis_mode", config.cluster.mode, self.redis_mode.into());
+        flag!(
+            "redis_subscription_mode",
+            config.cluster.subscription_mode,
+            self.redis_subscription_mode.into()
+        );
+        flag!(
+            "redis_prefix",
+            config.cluster.prefix,
+            self.redis_prefix.clone()
+        );
+        flag!(
+            "redis_requests_timeout",
+            config.cluster.requests_timeout,
+            Duration::from_millis(self.redis_requests_timeout)
+        );
 
         let admin = &mut config.admin;
         admin.enabled |= self.admin || self.admin_username.is_some();
-        admin.username.clone_from(&self.admin_username);
-        admin.password_hash.clone_from(&self.admin_password_hash);
-        admin.mode = self.admin_mode.into();
+        if self.admin_username.is_some() {
+            admin.username.clone_from(&self.admin_username);
+        }
+        if self.admin_password_hash.is_some() {
+            admin.password_hash.clone_from(&self.admin_password_hash);
+        }
+        flag!("admin_mode", admin.mode, self.admin_mode.into());
         admin.read_only |= self.admin_read_only;
-        admin.server_id.clone_from(&self.admin_server_id);
-        admin.namespace = normalize_namespace(&self.admin_namespace);
-        admin.ui_dir.clone_from(&self.admin_ui_dir);
-        admin.ui_path = slashed(&self.admin_ui_path);
+        if self.admin_server_id.is_some() {
+            admin.server_id.clone_from(&self.admin_server_id);
+        }
+        flag!(
+            "admin_namespace",
+            admin.namespace,
+            normalize_namespace(&self.admin_namespace)
+        );
+        if self.admin_ui_dir.is_some() {
+            admin.ui_dir.clone_from(&self.admin_ui_dir);
+        }
+        flag!("admin_ui_path", admin.ui_path, slashed(&self.admin_ui_path));
 
         let engine = &mut config.engine;
-        engine.ping_interval = Duration::from_millis(self.ping_interval);
-        engine.ping_timeout = Duration::from_millis(self.ping_timeout);
-        engine.max_payload = self.max_payload;
-        engine.max_outbound_bytes = self.max_outbound;
-        engine.slow_consumer = self.slow_consumer.into();
-        engine.max_sessions = self.max_connections;
-        engine.max_sessions_per_ip = self.max_connections_per_ip;
-        engine.handshakes_per_ip_per_second = self.handshakes_per_ip;
-        engine.upgrade_timeout = Duration::from_millis(self.upgrade_timeout);
+        let ms = Duration::from_millis;
+        flag!(
+            "ping_interval",
+            engine.ping_interval,
+            ms(self.ping_interval)
+        );
+        flag!("ping_timeout", engine.ping_timeout, ms(self.ping_timeout));
+        flag!("max_payload", engine.max_payload, self.max_payload);
+        flag!("max_outbound", engine.max_outbound_bytes, self.max_outbound);
+        flag!(
+            "slow_consumer",
+            engine.slow_consumer,
+            self.slow_consumer.into()
+        );
+        flag!("max_connections", engine.max_sessions, self.max_connections);
+        flag!(
+            "max_connections_per_ip",
+            engine.max_sessions_per_ip,
+            self.max_connections_per_ip
+        );
+        flag!(
+            "handshakes_per_ip",
+            engine.handshakes_per_ip_per_second,
+            self.handshakes_per_ip
+        );
+        flag!(
+            "upgrade_timeout",
+            engine.upgrade_timeout,
+            ms(self.upgrade_timeout)
+        );
         engine.allow_eio3 &= !self.no_eio3;
 
         let http = &mut config.http;
-        http.max_head_bytes = self.max_head;
-        http.head_timeout = Duration::from_millis(self.head_timeout);
+        flag!("max_head", http.max_head_bytes, self.max_head);
+        flag!("head_timeout", http.head_timeout, ms(self.head_timeout));
         if self.send_buffer.is_some() {
             http.socket_send_buffer = self.send_buffer;
         }
 
         let socketio = &mut config.socketio;
-        socketio.connect_timeout = Duration::from_millis(self.connect_timeout);
-        socketio.max_rooms_per_socket = self.max_rooms_per_socket;
-        socketio.max_namespaces_per_client = self.max_namespaces_per_client;
+        flag!(
+            "connect_timeout",
+            socketio.connect_timeout,
+            ms(self.connect_timeout)
+        );
+        flag!(
+            "max_rooms_per_socket",
+            socketio.max_rooms_per_socket,
+            self.max_rooms_per_socket
+        );
+        flag!(
+            "max_namespaces_per_client",
+            socketio.max_namespaces_per_client,
+            self.max_namespaces_per_client
+        );
+    }
+
+    /// The configuration the flags alone describe (every flag counted as given).
+    #[cfg(test)]
+    fn config(&self) -> Config {
+        let mut config = Config::default();
+        self.apply(&mut config, &|_| true);
         config
     }
 }
@@ -265,9 +354,46 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.log_format);
-    run(cli)
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    let mut standalone =
+        match Standalone::load(cli.config.as_deref(), std::env::vars(), SHUTDOWN_GRACE) {
+            Ok(standalone) => standalone,
+            Err(error) => return config_error(&error),
+        };
+    cli.apply(standalone.config_mut(), &given);
+    if given("shutdown_grace") {
+        standalone.set_shutdown_grace(Duration::from_millis(cli.shutdown_grace));
+    }
+    if given("log_format") {
+        standalone.set_json_logs(cli.log_format == LogFormat::Json);
+    }
+    for name in &cli.namespaces {
+        standalone.add_namespace(name);
+    }
+    if let Err(error) = standalone.prepare() {
+        return config_error(&error);
+    }
+    if cli.check_config {
+        print!("{}", standalone.effective_toml());
+        return ExitCode::SUCCESS;
+    }
+    init_logging(if standalone.json_logs() {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    });
+    run(&cli, standalone)
+}
+
+/// A configuration that can't be used: said on stderr, exit status 2.
+fn config_error(error: &str) -> ExitCode {
+    eprintln!("ringcast: configuration: {error}");
+    ExitCode::from(2)
 }
 
 /// Installs the log subscriber: levels from `RUST_LOG` (info by default), text or JSON lines.
@@ -299,28 +425,20 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn run(cli: Cli) -> ExitCode {
-    let mut config = cli.config();
+fn run(cli: &Cli, standalone: Standalone) -> ExitCode {
+    let mut config = standalone.config().clone();
     let config_admin = config.admin.clone();
     let config_path = config.path.clone();
     let clustered = config.cluster.redis.is_some() || config.cluster.redis_cluster.is_some();
     let mut admin_stats = None;
     let builder = if cli.conformance {
-        if cli.host == DEFAULTS.host {
+        if config.host == DEFAULTS.host {
             config.host = IpAddr::from([127, 0, 0, 1]);
         }
         apps::conformance(config)
     } else {
-        let namespaces = if cli.namespaces.is_empty() {
-            vec!["/".to_owned()]
-        } else {
-            cli.namespaces
-        };
-        let builder = namespaces
-            .iter()
-            .fold(Server::builder().config(config), |builder, name| {
-                builder.namespace(&normalize_namespace(name), apps::builtin_namespace())
-            });
+        let namespaces = standalone.namespace_names();
+        let builder = standalone.builder();
         if config_admin.enabled || config_admin.ui_dir.is_some() {
             if let Err(error) = ringcast::Admin::validate(&config_admin) {
                 eprintln!("ringcast: {error}");
@@ -328,9 +446,8 @@ fn run(cli: Cli) -> ExitCode {
             }
         }
         if config_admin.enabled {
-            let served: Vec<String> = namespaces.iter().map(|n| normalize_namespace(n)).collect();
             let admin =
-                ringcast::Admin::new(config_admin.clone(), &served, &config_path, clustered);
+                ringcast::Admin::new(config_admin.clone(), &namespaces, &config_path, clustered);
             let builder = admin.install(builder);
             admin_stats = Some(admin);
             builder
@@ -352,15 +469,39 @@ fn run(cli: Cli) -> ExitCode {
         // The thread ends on its own once the server has stopped.
         let _stats = admin.start(&server);
     }
+    let grace = standalone.shutdown_grace();
+    let standalone = std::sync::Arc::new(standalone);
+    if let Some(interval) = standalone.reload_interval() {
+        let watched = standalone.clone();
+        // Key files written by rotation jobs (JWKS) are looked at every interval; the thread
+        // lives as long as the process.
+        std::thread::spawn(move || loop {
+            std::thread::sleep(interval);
+            watched.reload_changed();
+        });
+    }
     let (signalled, signal) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let first = signals.wait();
+        let first = loop {
+            let number = signals.wait();
+            if number != libc::SIGHUP {
+                break number;
+            }
+            match standalone.reload() {
+                Ok(()) => tracing::info!("SIGHUP: key material reloaded"),
+                Err(error) => tracing::error!(%error, "SIGHUP: reload failed; old keys kept"),
+            }
+        };
         let _ = signalled.send(first);
-        let second = signals.wait();
+        let second = loop {
+            let number = signals.wait();
+            if number != libc::SIGHUP {
+                break number;
+            }
+        };
         tracing::warn!(signal = second, "second signal: exiting now");
         std::process::exit(128 + second);
     });
-    let grace = Duration::from_millis(cli.shutdown_grace);
     loop {
         match signal.recv_timeout(Duration::from_millis(200)) {
             Ok(number) => {
@@ -445,7 +586,8 @@ fn slashed(path: &str) -> String {
     }
 }
 
-/// SIGTERM and SIGINT, blocked in the calling thread (and so in every thread it starts).
+/// SIGTERM, SIGINT and SIGHUP, blocked in the calling thread (and so in every thread it
+/// starts).
 struct TerminationSignals(libc::sigset_t);
 
 fn termination_signals() -> TerminationSignals {
@@ -456,6 +598,7 @@ fn termination_signals() -> TerminationSignals {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         TerminationSignals(set)
     }

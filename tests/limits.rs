@@ -104,7 +104,10 @@ fn a_socket_past_its_room_limit_is_refused_the_join() {
     client.join("a");
     client.join("b");
     client.send(r#"421["join","c"]"#);
-    assert_eq!(client.text(), r#"431[{"error":"not joined"}]"#);
+    assert_eq!(
+        client.text(),
+        r#"431[{"error":{"code":"room_limit","message":"not joined"}}]"#
+    );
     client.join("a");
     // Not in "c": a publish there reaches no one; one to "b" still arrives.
     client.send(r#"42["publish","c","lost"]"#);

@@ -26,6 +26,9 @@ pub struct Target {
     pub path: String,
     /// Local addresses to spread connections over (empty: let the kernel choose).
     pub sources: Vec<IpAddr>,
+    /// The Socket.IO CONNECT packet every client sends: `40`, or `40{...}` with an auth
+    /// payload (a token, say).
+    pub connect: Vec<u8>,
 }
 
 /// Which of several servers each client connects to.
@@ -365,7 +368,7 @@ pub async fn open_socket(target: &Target, index: usize) -> Result<Socket, ConnEr
             Some((wire::OP_TEXT, packet)) => match wire::classify(packet) {
                 Incoming::Open if !opened => {
                     opened = true;
-                    Some(&b"40"[..])
+                    Some(&target.connect[..])
                 }
                 Incoming::Ping => Some(&b"3"[..]),
                 Incoming::Connected if opened => break,

@@ -99,6 +99,10 @@ struct Global {
     /// No progress bar.
     #[arg(long, global = true)]
     quiet: bool,
+    /// The CONNECT's auth payload, a JSON object (`{"token":"..."}` for a server that checks
+    /// tokens); none when not given.
+    #[arg(long, global = true)]
+    auth: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -315,6 +319,15 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
     let sources: Vec<IpAddr> = (0..global.source_addrs)
         .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i.saturating_add(1))))
         .collect();
+    let mut connect = b"40".to_vec();
+    if let Some(auth) = &global.auth {
+        let parsed: serde_json::Value =
+            serde_json::from_str(auth).map_err(|e| format!("--auth is not JSON: {e}"))?;
+        if !parsed.is_object() {
+            return Err("--auth must be a JSON object".into());
+        }
+        connect.extend_from_slice(parsed.to_string().as_bytes());
+    }
     let mut targets = Vec::new();
     for host in &global.addr {
         let addr: SocketAddr = host
@@ -327,6 +340,7 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
             host: host.clone(),
             path: global.path.clone(),
             sources: sources.clone(),
+            connect: connect.clone(),
         });
     }
     if targets.is_empty() {

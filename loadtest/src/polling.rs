@@ -99,7 +99,7 @@ async fn polling_run(worker: &Worker, client: usize, payload_size: usize) -> Res
         }
     };
     let query = format!("EIO=4&transport=polling&sid={sid}");
-    post(&mut http, target, &query, b"40").await?;
+    post(&mut http, target, &query, &target.connect).await?;
     let mut connected = false;
     while !connected {
         expect_ok(http.send(target, "GET", &query, b"").await?, &http)?;

@@ -13,7 +13,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -646,22 +646,16 @@ enum Material {
     Jwks(Vec<Jwk>),
 }
 
-/// What identifies one version of a file: a rename gives a new inode, a rewrite a new mtime.
+/// What identifies one version of a file: the SHA-256 of its content. Metadata alone can miss a
+/// change (a rename may reuse the freed inode, a same-length rewrite may land in the same coarse
+/// mtime tick); a JWKS file is a few KiB, read once per reload interval.
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    modified: Option<SystemTime>,
-    inode: u64,
-    len: u64,
-}
+struct FileStamp([u8; 32]);
 
 fn stamp(path: &Path) -> io::Result<FileStamp> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path)?;
-    Ok(FileStamp {
-        modified: meta.modified().ok(),
-        inode: meta.ino(),
-        len: meta.len(),
-    })
+    use sha2::Digest;
+    let content = std::fs::read(path)?;
+    Ok(FileStamp(sha2::Sha256::digest(&content).into()))
 }
 
 struct Key {

@@ -1,12 +1,259 @@
 //! The standalone control plane of the `ringcast` binary (spec `control-plane.md`): the
-//! configuration file, per-namespace policy, JWT auth with live expiry, users and revocation,
-//! and the HTTP server API. An application built on the library's seams (namespaces,
-//! middleware, operators, routes), as `apps` builds the built-in events; the library gains no
-//! behaviour from it. Must not depend on the engine, the shard or the bus.
+//! configuration file, per-namespace policy, JWT auth with live expiry, users and revocation.
+//! An application built on the library's seams (namespaces, the authorizer, sockets,
+//! operators), as `apps` builds the built-in events; the library gains no behaviour from it.
+//! Must not depend on the engine, the shard or the bus.
+//!
+//! [`Standalone`] is what the binary drives: load (file, then environment), let the flags
+//! change the result, `prepare` (policies, key material), then `builder`.
 
-// Until the binary reads them (the next steps of the control plane).
-#![allow(dead_code)]
-
+mod app;
+mod auth;
+pub(crate) mod config;
 pub(crate) mod jwt;
+pub(crate) mod policy;
 pub(crate) mod secret;
 pub(crate) mod units;
+mod users;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize as _;
+
+use self::config::{AuthMode, Extras, FileConfig, LogFormat, NamespaceSection};
+use self::jwt::{ClaimsConfig, JwtConfig, Verifier};
+use self::policy::NamespacePolicy;
+use crate::config::Config;
+use crate::server::{Server, ServerBuilder};
+
+pub(crate) use self::app::open as open_namespace;
+
+/// How long a revocation is remembered by default (§2.6).
+const REVOCATION_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The binary's whole configuration: the library's [`Config`] and the control plane's
+/// settings, from defaults, the file, the environment and the flags, in that order.
+pub struct Standalone {
+    config: Config,
+    file: FileConfig,
+    shutdown_grace: Duration,
+    json_logs: bool,
+    namespaces: BTreeMap<String, NamespaceSection>,
+    prepared: Option<Prepared>,
+}
+
+/// What `prepare` made of the settings.
+struct Prepared {
+    policies: Vec<(String, NamespacePolicy)>,
+    authority: Option<Arc<auth::Authority>>,
+}
+
+impl Standalone {
+    /// The defaults with the file at `path` (if any) and then the `RINGCAST_<SECTION>__<KEY>`
+    /// variables of `env` over them. The error names the key and line, or the variable.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        default_shutdown_grace: Duration,
+    ) -> Result<Standalone, String> {
+        let file = config::load(path, env).map_err(|error| error.0)?;
+        let mut config = Config::default();
+        file.apply(&mut config).map_err(|error| error.0)?;
+        let namespaces = file
+            .namespaces
+            .iter()
+            .map(|(name, section)| (normalize_namespace(name), section.clone()))
+            .collect();
+        Ok(Standalone {
+            config,
+            shutdown_grace: file.server.shutdown_grace.unwrap_or(default_shutdown_grace),
+            json_logs: file.server.log_format == Some(LogFormat::Json),
+            namespaces,
+            file,
+            prepared: None,
+        })
+    }
+
+    /// The library's configuration, for the flags to change.
+    pub fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
+    /// The library's configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// How long a shutdown lets clients receive what is queued.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
+    }
+
+    /// Sets the shutdown grace (the flag).
+    pub fn set_shutdown_grace(&mut self, grace: Duration) {
+        self.shutdown_grace = grace;
+    }
+
+    /// Whether log lines are JSON objects.
+    pub fn json_logs(&self) -> bool {
+        self.json_logs
+    }
+
+    /// Sets the log format (the flag).
+    pub fn set_json_logs(&mut self, json: bool) {
+        self.json_logs = json;
+    }
+
+    /// Serves `name` too, with the default policy unless the file gives it one (the
+    /// `--namespace` flag).
+    pub fn add_namespace(&mut self, name: &str) {
+        self.namespaces
+            .entry(normalize_namespace(name))
+            .or_default();
+    }
+
+    /// The served namespaces' names (`/` when none is named).
+    pub fn namespace_names(&self) -> Vec<String> {
+        if self.namespaces.is_empty() {
+            vec!["/".to_owned()]
+        } else {
+            self.namespaces.keys().cloned().collect()
+        }
+    }
+
+    /// Checks what can only be checked whole (policies, token keys: their files are read
+    /// here) and builds what the server needs. The error names the key.
+    pub fn prepare(&mut self) -> Result<(), String> {
+        let default_auth = self.file.auth.default.unwrap_or_default();
+        let mut policies = Vec::new();
+        for name in self.namespace_names() {
+            let section = self.namespaces.get(&name).cloned().unwrap_or_default();
+            let key = format!("namespaces.\"{name}\"");
+            let policy = NamespacePolicy::from_section(&section, default_auth, &key)
+                .map_err(|error| error.0)?;
+            policies.push((name, policy));
+        }
+        let wants_jwt = policies.iter().any(|(_, p)| p.auth == AuthMode::Jwt);
+        let authority = match (&self.file.auth.jwt, wants_jwt) {
+            (None, true) => {
+                return Err("auth: a namespace has auth = \"jwt\" but [auth.jwt] is missing".into())
+            }
+            (Some(table), _) => {
+                let jwt = JwtConfig::deserialize(toml::Value::Table(table.clone()))
+                    .map_err(|error| format!("auth.jwt: {}", error.message()))?;
+                let claims = match &self.file.auth.claims {
+                    Some(table) => ClaimsConfig::deserialize(toml::Value::Table(table.clone()))
+                        .map_err(|error| format!("auth.claims: {}", error.message()))?,
+                    None => ClaimsConfig::default(),
+                };
+                let verifier = Verifier::new(&jwt, &claims)?;
+                Some(Arc::new(auth::Authority::new(
+                    verifier,
+                    &jwt,
+                    Arc::new(users::Revocations::default()),
+                )))
+            }
+            (None, false) => None,
+        };
+        if self.file.auth.claims.is_some() && self.file.auth.jwt.is_none() {
+            return Err("auth.claims: needs [auth.jwt]".into());
+        }
+        self.prepared = Some(Prepared {
+            policies,
+            authority,
+        });
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, every secret as `***` (`--check-config`).
+    pub fn effective_toml(&self) -> String {
+        let mut namespaces = self.namespaces.clone();
+        if namespaces.is_empty() {
+            namespaces.insert("/".to_owned(), NamespaceSection::default());
+        }
+        let extras = Extras {
+            shutdown_grace: self.shutdown_grace,
+            node_name: self.file.server.node_name.clone(),
+            log_format: Some(if self.json_logs {
+                LogFormat::Json
+            } else {
+                LogFormat::Text
+            }),
+            auth: self.file.auth.default,
+            jwt: self.file.auth.jwt.clone(),
+            claims: self.file.auth.claims.clone(),
+            api: self.file.api.clone(),
+            revocation_ttl: self.file.users.revocation_ttl.unwrap_or(REVOCATION_TTL),
+            namespaces,
+        };
+        config::effective(&self.config, &extras).to_toml()
+    }
+
+    /// A server builder with the configuration and every namespace under its policy. Call
+    /// [`Standalone::prepare`] first (without it, every namespace is open).
+    pub fn builder(&self) -> ServerBuilder {
+        let builder = Server::builder().config(self.config.clone());
+        match &self.prepared {
+            Some(prepared) => prepared
+                .policies
+                .iter()
+                .fold(builder, |builder, (name, policy)| {
+                    let authority = (policy.auth == AuthMode::Jwt)
+                        .then(|| prepared.authority.clone())
+                        .flatten();
+                    builder.namespace(name, app::namespace(policy.clone(), authority))
+                }),
+            None => self
+                .namespace_names()
+                .iter()
+                .fold(builder, |builder, name| {
+                    builder.namespace(name, app::open())
+                }),
+        }
+    }
+
+    /// Re-reads key material (SIGHUP): token keys and secrets. What fails to load keeps its
+    /// old material; the error says which key.
+    pub fn reload(&self) -> Result<(), String> {
+        if let Some(authority) = self.prepared.as_ref().and_then(|p| p.authority.as_ref()) {
+            authority.verifier().reload()?;
+        }
+        Ok(())
+    }
+
+    /// Re-reads the key files that changed since they were read (JWKS), and how often to
+    /// call this; `None` when nothing is watched.
+    pub fn reload_interval(&self) -> Option<Duration> {
+        self.prepared
+            .as_ref()
+            .and_then(|p| p.authority.as_ref())
+            .map(|authority| authority.reload_interval())
+    }
+
+    /// Re-reads the watched key files that changed.
+    pub fn reload_changed(&self) {
+        if let Some(authority) = self.prepared.as_ref().and_then(|p| p.authority.as_ref()) {
+            authority.verifier().reload_changed();
+        }
+    }
+}
+
+impl std::fmt::Debug for Standalone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Standalone")
+            .field("namespaces", &self.namespaces.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A namespace as Socket.IO names it, with its leading slash.
+pub(crate) fn normalize_namespace(name: &str) -> String {
+    if name.starts_with('/') {
+        name.to_owned()
+    } else {
+        format!("/{name}")
+    }
+}

@@ -90,11 +90,62 @@ pub(crate) fn size_opt<'de, D: Deserializer<'de>>(
     size(deserializer).map(Some)
 }
 
+/// A duration as the configuration writes it: the largest unit that divides it (`"25s"`).
+pub(crate) fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    match millis {
+        0 => "0ms".to_owned(),
+        m if m % 3_600_000 == 0 => format!("{}h", m / 3_600_000),
+        m if m % 60_000 == 0 => format!("{}m", m / 60_000),
+        m if m % 1000 == 0 => format!("{}s", m / 1000),
+        m => format!("{m}ms"),
+    }
+}
+
+/// Serializes an optional duration as [`format_duration`] writes it.
+pub(crate) fn serialize_duration<S: serde::Serializer>(
+    duration: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => serializer.serialize_str(&format_duration(*duration)),
+        None => serializer.serialize_none(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ScalarText {
+    Text(String),
+    Integer(i64),
+    Bool(bool),
+}
+
+/// An optional string field that also takes a number or a boolean as its text (an
+/// environment variable's `1234` for a name, say).
+pub(crate) fn text_opt<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    Ok(Some(match ScalarText::deserialize(deserializer)? {
+        ScalarText::Text(text) => text,
+        ScalarText::Integer(number) => number.to_string(),
+        ScalarText::Bool(flag) => flag.to_string(),
+    }))
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum ListOrText {
     List(Vec<String>),
     Text(String),
+}
+
+/// An optional list of strings: an array, or one comma-separated string (empty items
+/// dropped).
+pub(crate) fn string_list_opt<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    string_list(deserializer).map(Some)
 }
 
 /// A list of strings: an array, or one comma-separated string (empty items dropped).
@@ -126,6 +177,14 @@ mod tests {
         assert!(parse_duration("5 weeks").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn durations_print_in_their_largest_unit() {
+        assert_eq!(format_duration(Duration::from_secs(25)), "25s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(format_duration(Duration::from_secs(300)), "5m");
     }
 
     #[test]

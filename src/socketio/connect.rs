@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::dispatch::{self, contain, protocol_error};
 use super::message::encode_packet;
-use super::namespace::{percent_decode, ConnectError, Handshake};
+use super::namespace::{percent_decode, Admission, ConnectError, Handshake};
 use super::tables::SocketState;
 use super::{SocketIo, EMPTY_AUTH};
 use crate::codec::eio::Version;
@@ -101,8 +101,19 @@ pub(crate) fn connect(
             return refuse(io, session, version, &handshake.nsp, &error);
         }
     }
+    let admission = match &handlers.authorizer {
+        Some(authorize) => {
+            let verdict = contain("authorizer", || authorize(&handshake))
+                .unwrap_or_else(|| Err(ConnectError::new("server error")));
+            match verdict {
+                Ok(admission) => admission,
+                Err(error) => return refuse(io, session, version, &handshake.nsp, &error),
+            }
+        }
+        None => Admission::default(),
+    };
     if handlers.async_middlewares.is_empty() {
-        return admit(io, session, version, ns, handshake);
+        return admit(io, session, version, ns, handshake, admission);
     }
     // Asynchronous middleware: the connection waits in `connecting` until they all agree.
     if let Some(client) = io.state.borrow_mut().clients.get_mut(session) {
@@ -137,7 +148,7 @@ pub(crate) fn connect(
             return;
         }
         match verdict {
-            Ok(()) => admit(&io, session, version, ns, handshake),
+            Ok(()) => admit(&io, session, version, ns, handshake, admission),
             Err(error) => refuse(&io, session, version, &handshake.nsp, &error),
         }
     }));
@@ -169,8 +180,15 @@ fn admit(
     version: Version,
     ns: usize,
     handshake: Handshake,
+    admission: Admission,
 ) {
     let name = handshake.nsp;
+    let Admission {
+        auth,
+        data,
+        rooms,
+        extension,
+    } = admission;
     let Some(engine_id) = io.engine.borrow().id(session) else {
         return;
     };
@@ -192,8 +210,9 @@ fn admit(
             // Room for its own id room: most sockets join no other.
             rooms: Vec::with_capacity(1),
             acks: BTreeMap::new(),
-            auth: handshake.auth,
-            data: None,
+            auth: auth.unwrap_or(handshake.auth),
+            data: data.map(Box::new),
+            extension,
         });
         if let Some(client) = state.clients.get_mut(session) {
             client.sockets.push((ns, socket));
@@ -219,6 +238,9 @@ fn admit(
     let handle = super::Socket::new(io.clone(), socket, id, name);
     if let Some(observer) = &io.observer {
         contain("observer", || observer.connected(&handle));
+    }
+    for room in &rooms {
+        handle.join(room);
     }
     let handlers = io.namespace_handlers(socket);
     if let Some(on_connect) = handlers.as_ref().and_then(|h| h.on_connect.as_ref()) {

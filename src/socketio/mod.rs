@@ -37,7 +37,7 @@ pub use adapter::{Ask, Broadcast, NodeHooks, Operation, Reply, ServerCountFuture
 pub use message::encode_event;
 pub(crate) use message::Args as EventArgs;
 pub use message::{Args, Message};
-pub use namespace::{ConnectError, Handshake, MiddlewareFuture, Namespace, Namespaces};
+pub use namespace::{Admission, ConnectError, Handshake, MiddlewareFuture, Namespace, Namespaces};
 pub use observe::{Observer, ObserverFactory};
 pub(crate) use operator::{selecting_methods, Selection, DEFAULT_TIMEOUT};
 pub use operator::{BroadcastOperator, HandshakeInfo, OpError, OpFuture, SocketInfo};

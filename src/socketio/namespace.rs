@@ -2,11 +2,13 @@
 //! by every shard (`Send + Sync`); each shard calls them on its own thread with shard-local
 //! [`Socket`] handles.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -25,6 +27,7 @@ type EventHandler = dyn Fn(&Socket, Message, Option<AckSender>) + Send + Sync;
 type DisconnectHandler = dyn Fn(&Socket, DisconnectReason) + Send + Sync;
 type AnyEventHandler = dyn Fn(&Socket, &str, Message, Option<AckSender>) + Send + Sync;
 type Admits = dyn Fn(&str) -> bool + Send + Sync;
+type Authorizer = dyn Fn(&Handshake) -> Result<Admission, ConnectError> + Send + Sync;
 type ServerEventHandler = dyn Fn(BroadcastOperator, Message, Option<ServerAck>) + Send + Sync;
 
 /// The handlers of one namespace (or of every namespace a dynamic pattern admits).
@@ -32,6 +35,7 @@ type ServerEventHandler = dyn Fn(BroadcastOperator, Message, Option<ServerAck>) 
 pub struct Namespace {
     pub(crate) middlewares: Vec<Arc<Middleware>>,
     pub(crate) async_middlewares: Vec<Arc<AsyncMiddleware>>,
+    pub(crate) authorizer: Option<Arc<Authorizer>>,
     pub(crate) on_connect: Option<Arc<ConnectHandler>>,
     pub(crate) on_disconnect: Option<Arc<DisconnectHandler>>,
     pub(crate) events: HashMap<Box<str>, Arc<EventHandler>>,
@@ -67,6 +71,20 @@ impl Namespace {
     {
         self.async_middlewares
             .push(Arc::new(move |handshake| Box::pin(check(handshake))));
+        self
+    }
+
+    /// Decides who the connecting client is: after the synchronous middleware (and before
+    /// the asynchronous ones), `check` refuses the CONNECT or admits it with an
+    /// [`Admission`]: what to keep as the socket's auth and data, the rooms it starts in and a
+    /// value of the application's for the socket's life ([`Socket::extension`]). Runs on the
+    /// shard's thread, so the admission may hold shard-local values. One per namespace; a
+    /// second call replaces the first.
+    pub fn authorize(
+        mut self,
+        check: impl Fn(&Handshake) -> Result<Admission, ConnectError> + Send + Sync + 'static,
+    ) -> Namespace {
+        self.authorizer = Some(Arc::new(check));
         self
     }
 
@@ -125,6 +143,7 @@ impl fmt::Debug for Namespace {
         f.debug_struct("Namespace")
             .field("middlewares", &self.middlewares.len())
             .field("async_middlewares", &self.async_middlewares.len())
+            .field("authorizer", &self.authorizer.is_some())
             .field("events", &self.events.keys().collect::<Vec<_>>())
             .field(
                 "server_events",
@@ -180,6 +199,58 @@ impl Handshake {
     /// Socket.IO protocol revision of the client: 5, or 4 for socket.io-client 2.x.
     pub fn protocol(&self) -> u8 {
         self.protocol
+    }
+}
+
+/// How an authorizer ([`Namespace::authorize`]) admits a socket. The default keeps the
+/// handshake's auth, sets no data, joins no room and attaches nothing.
+#[derive(Default)]
+pub struct Admission {
+    pub(crate) auth: Option<Bytes>,
+    pub(crate) data: Option<serde_json::Value>,
+    pub(crate) rooms: Vec<String>,
+    pub(crate) extension: Option<Rc<dyn Any>>,
+}
+
+impl Admission {
+    /// Admits the socket as it came.
+    pub fn new() -> Admission {
+        Admission::default()
+    }
+
+    /// Keeps `auth` (a JSON object) as the socket's auth instead of what the client sent:
+    /// what `fetch_sockets`, other nodes and the Admin UI see (a credential taken out, say).
+    pub fn auth(mut self, auth: Bytes) -> Admission {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Starts the socket with this data ([`Socket::set_data`]).
+    pub fn data(mut self, data: serde_json::Value) -> Admission {
+        self.data = Some(data);
+        self
+    }
+
+    /// Joins `room` once connected, before the connect handler runs (past the room limit, it
+    /// is not joined).
+    pub fn join(mut self, room: impl Into<String>) -> Admission {
+        self.rooms.push(room.into());
+        self
+    }
+
+    /// Keeps `value` with the socket for its life, read back with [`Socket::extension`].
+    pub fn extension<T: 'static>(mut self, value: Rc<T>) -> Admission {
+        self.extension = Some(value);
+        self
+    }
+}
+
+impl fmt::Debug for Admission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admission")
+            .field("rooms", &self.rooms)
+            .field("extension", &self.extension.is_some())
+            .finish_non_exhaustive()
     }
 }
 

@@ -82,6 +82,13 @@ impl Socket {
         self.io.engine.borrow().address(session)
     }
 
+    /// The value its namespace's authorizer attached when admitting it
+    /// ([`crate::Admission::extension`]), if it is a `T`.
+    pub fn extension<T: 'static>(&self) -> Option<Rc<T>> {
+        let value = self.with_state(|_, socket| socket.extension.clone())??;
+        value.downcast::<T>().ok()
+    }
+
     /// The rooms this socket is in (its own id room included).
     pub fn rooms(&self) -> Vec<String> {
         self.with_state(|_, socket| socket.rooms.iter().map(|r| r.to_string()).collect())

@@ -48,6 +48,8 @@ pub(crate) struct SocketState {
     /// The application's JSON value for this socket (`Socket::set_data`); boxed so that a
     /// socket without one pays a pointer.
     pub(crate) data: Option<Box<serde_json::Value>>,
+    /// The authorizer's value for this socket (`Admission::extension`).
+    pub(crate) extension: Option<std::rc::Rc<dyn std::any::Any>>,
 }
 
 pub(crate) struct Client {

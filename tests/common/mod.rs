@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod redis;
+pub mod script;
 pub mod ws_client;
 
 use std::io::{BufRead, BufReader, Read, Write};

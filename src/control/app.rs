@@ -1,0 +1,255 @@
+//! The binary's namespaces under their policy (spec §2.1): the built-in events (`join`,
+//! `leave`, `publish`, `echo`) with the room patterns, the reserved prefix and the limits;
+//! the per-socket event rate; reserved `ringcast:` events; what an unknown event gets; and,
+//! for `auth = "jwt"`, the token check at CONNECT with live expiry ([`super::auth`]).
+//!
+//! Built on the library's public seams only (namespace, socket, operators): must not depend
+//! on the engine, the shard, the bus or `net`.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::auth::{refusal_ack, Authority, SocketGrant};
+use super::config::{AuthMode, UnknownEvents};
+use super::policy::{allowed, Bucket, NamespacePolicy, Verdict, RESERVED_PREFIX};
+use crate::socketio::{AckSender, Admission, Args, Message, Namespace, Socket};
+
+/// A socket's state under its namespace's policy: its grant (user, token) and its event
+/// bucket. Attached at CONNECT only when the policy needs one of them, so an open namespace
+/// keeps nothing per socket.
+pub(crate) struct SocketState {
+    pub(crate) grant: Option<Rc<SocketGrant>>,
+    bucket: Cell<Option<Bucket>>,
+}
+
+impl SocketState {
+    fn user(&self) -> Option<&str> {
+        self.grant.as_ref().and_then(|grant| grant.user.as_deref())
+    }
+}
+
+/// Sends `[{"error": {"code", "message"}}]` as the ack, the one shape of every error ack.
+pub(crate) fn ack_error(ack: Option<AckSender>, code: &str, message: &str) {
+    if let Some(ack) = ack {
+        if let Ok(args) = Args::json(&json!({ "error": { "code": code, "message": message } })) {
+            let _ = ack.send(&args);
+        }
+    }
+}
+
+/// Sends an empty ack (what every built-in answers on success).
+fn ack_ok(ack: Option<AckSender>) {
+    if let Some(ack) = ack {
+        let _ = ack.send(&Args::new());
+    }
+}
+
+/// Tells the client why (`ringcast:disconnect`, since Socket.IO's DISCONNECT carries no
+/// reason), then disconnects it from the namespace.
+pub(crate) fn server_disconnect(socket: &Socket, reason: &str, code: &str) {
+    if let Ok(args) = Args::json(&json!({ "reason": reason, "code": code })) {
+        let _ = socket.emit("ringcast:disconnect", &args);
+    }
+    socket.disconnect();
+}
+
+/// The namespace `policy` describes. `authority` checks tokens (given when the policy's
+/// auth is `jwt`).
+pub(crate) fn namespace(policy: NamespacePolicy, authority: Option<Arc<Authority>>) -> Namespace {
+    let policy = Arc::new(policy);
+    let stateful = policy.rate.is_some() || policy.auth != AuthMode::None;
+    let mut namespace = Namespace::new();
+    if stateful {
+        let (check, checker) = (policy.clone(), authority.clone());
+        namespace = namespace
+            .authorize(move |handshake| {
+                let (admission, grant) = match (&checker, check.auth) {
+                    (Some(authority), AuthMode::Jwt) => authority.admit(handshake, &check)?,
+                    _ => (Admission::new(), None),
+                };
+                let bucket = check.rate.map(|rate| Bucket::full(&rate, Instant::now()));
+                Ok(admission.extension(Rc::new(SocketState {
+                    grant,
+                    bucket: Cell::new(bucket),
+                })))
+            })
+            .on_connect({
+                let (policy, authority) = (policy.clone(), authority.clone());
+                move |socket| {
+                    if let (Some(authority), Some(grant)) = (&authority, grant_of(socket)) {
+                        authority.connected(socket, &grant, &policy);
+                    }
+                }
+            })
+            .on_disconnect({
+                let authority = authority.clone();
+                move |socket, _reason| {
+                    if let (Some(authority), Some(grant)) = (&authority, grant_of(socket)) {
+                        authority.disconnected(socket, &grant);
+                    }
+                }
+            });
+    }
+    let builtins = policy.builtins;
+    if builtins.join {
+        let policy = policy.clone();
+        namespace = namespace.on("join", move |socket, message, mut ack| {
+            if admitted(socket, &policy, &mut ack) {
+                join(socket, &policy, &message, ack);
+            }
+        });
+    }
+    if builtins.leave {
+        let policy = policy.clone();
+        namespace = namespace.on("leave", move |socket, message, mut ack| {
+            if !admitted(socket, &policy, &mut ack) {
+                return;
+            }
+            let Some(room) = message.str(0) else {
+                return ack_error(ack, "invalid_room", "invalid room name");
+            };
+            if let Some(error) = policy.room_error(&room) {
+                return ack_error(ack, error.code(), error.message());
+            }
+            socket.leave(&room);
+            ack_ok(ack);
+        });
+    }
+    if builtins.publish {
+        let policy = policy.clone();
+        namespace = namespace.on("publish", move |socket, message, mut ack| {
+            if admitted(socket, &policy, &mut ack) {
+                publish(socket, &policy, &message, ack);
+            }
+        });
+    }
+    if builtins.echo {
+        let policy = policy.clone();
+        namespace = namespace.on("echo", move |socket, message, mut ack| {
+            if !admitted(socket, &policy, &mut ack) {
+                return;
+            }
+            if let Some(ack) = ack {
+                let _ = ack.send(&message.to_args());
+            }
+        });
+    }
+    let reserved_or_unknown = stateful
+        || policy.unknown_events != UnknownEvents::Drop
+        || !(builtins.join && builtins.leave && builtins.publish && builtins.echo);
+    if reserved_or_unknown {
+        namespace = namespace.on_any(move |socket, event, message, mut ack| {
+            if !admitted(socket, &policy, &mut ack) {
+                return;
+            }
+            if event == "ringcast:refresh" {
+                return match &authority {
+                    Some(authority) => authority.refresh(socket, &policy, &message, ack),
+                    None => refusal_ack(ack, "not_supported", "this namespace takes no token"),
+                };
+            }
+            if event.starts_with(RESERVED_PREFIX) {
+                return ack_error(ack, "reserved_event", "ringcast: events are reserved");
+            }
+            match policy.unknown_events {
+                UnknownEvents::Drop => {}
+                UnknownEvents::Error => ack_error(ack, "unknown_event", "no such event"),
+                UnknownEvents::Disconnect => socket.disconnect(),
+            }
+        });
+    }
+    namespace
+}
+
+/// The socket's state, when its namespace keeps one.
+fn state_of(socket: &Socket) -> Option<Rc<SocketState>> {
+    socket.extension::<SocketState>()
+}
+
+fn grant_of(socket: &Socket) -> Option<Rc<SocketGrant>> {
+    state_of(socket).and_then(|state| state.grant.clone())
+}
+
+/// Whether the socket's event may run now: its bucket has a token. Over the rate, the event
+/// gets a `rate_limited` ack; too often over it, the socket is disconnected.
+fn admitted(socket: &Socket, policy: &NamespacePolicy, ack: &mut Option<AckSender>) -> bool {
+    let (Some(rate), Some(state)) = (policy.rate, state_of(socket)) else {
+        return true;
+    };
+    let Some(mut bucket) = state.bucket.get() else {
+        return true;
+    };
+    let verdict = bucket.take(&rate, Instant::now());
+    state.bucket.set(Some(bucket));
+    match verdict {
+        Verdict::Pass => true,
+        Verdict::Limited => {
+            ack_error(ack.take(), "rate_limited", "too many events");
+            false
+        }
+        Verdict::Disconnect => {
+            server_disconnect(socket, "rate limited", "rate_limited");
+            false
+        }
+    }
+}
+
+fn join(socket: &Socket, policy: &NamespacePolicy, message: &Message, ack: Option<AckSender>) {
+    let Some(room) = message.str(0) else {
+        return ack_error(ack, "invalid_room", "invalid room name");
+    };
+    if let Some(error) = policy.room_error(&room) {
+        return ack_error(ack, error.code(), error.message());
+    }
+    let state = state_of(socket);
+    let user = state.as_deref().and_then(SocketState::user);
+    let granted = state
+        .as_deref()
+        .and_then(|state| state.grant.as_ref())
+        .is_some_and(|grant| grant.allows_room(&room));
+    if !(allowed(&policy.join, &room, user) || granted) {
+        return ack_error(ack, "forbidden", "room not allowed");
+    }
+    if let Some(max) = policy.max_rooms_per_socket {
+        // Its own id room does not count.
+        let held = socket.rooms().len().saturating_sub(1);
+        if held >= max && !socket.rooms().iter().any(|r| *r == *room) {
+            return ack_error(ack, "room_limit", "not joined");
+        }
+    }
+    if socket.join(&room) {
+        ack_ok(ack);
+    } else {
+        ack_error(ack, "room_limit", "not joined");
+    }
+}
+
+fn publish(socket: &Socket, policy: &NamespacePolicy, message: &Message, ack: Option<AckSender>) {
+    let Some(room) = message.str(0) else {
+        return ack_error(ack, "invalid_room", "invalid room name");
+    };
+    if let Some(error) = policy.room_error(&room) {
+        return ack_error(ack, error.code(), error.message());
+    }
+    let user = state_of(socket).and_then(|state| state.user().map(str::to_owned));
+    if !allowed(&policy.publish, &room, user.as_deref()) {
+        return ack_error(ack, "forbidden", "room not allowed");
+    }
+    if policy.publish_requires_membership && !socket.rooms().iter().any(|r| *r == *room) {
+        return ack_error(ack, "forbidden", "not a member of the room");
+    }
+    socket
+        .namespace()
+        .to(&room)
+        .emit("message", &message.args_from(1));
+    ack_ok(ack);
+}
+
+/// The namespace of today's binary: every built-in open, no auth (`apps::builtin_namespace`).
+pub(crate) fn open() -> Namespace {
+    namespace(NamespacePolicy::open(), None)
+}

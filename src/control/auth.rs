@@ -1,0 +1,543 @@
+//! JWT auth on a namespace (spec §2.2, §2.6): the token in the CONNECT `auth` payload (or, for
+//! socket.io-client 2.x, a handshake query parameter) checked by [`Verifier`]; the socket's
+//! user room, token rooms and data; live expiry (`ringcast:expiring`, then
+//! `ringcast:disconnect` and a namespace disconnect), `ringcast:refresh`, revocation, the
+//! per-node socket limit per user and single sessions.
+//!
+//! Per-socket state is a [`SocketGrant`] kept with the socket; deadlines sit in one table per
+//! shard, walked by one task per shard while it holds any (no timer per socket). Built on the
+//! library's public seams: must not depend on the engine, the shard, the bus or `net`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::json;
+
+use super::app::server_disconnect;
+use super::jwt::{AuthError, Grant, Invalid, JwtConfig, Verifier};
+use super::policy::{allowed, user_room, NamespacePolicy, RoomPattern, RESERVED_PREFIX};
+use super::users::{unix_now, Revocations, SocketCounts};
+use crate::socketio::{AckSender, Admission, ConnectError, Handshake, Message, Socket};
+
+/// Refreshes one socket may ask for in a minute.
+const MAX_REFRESHES_PER_MINUTE: u32 = 6;
+
+/// How often a shard looks at its deadlines while it holds any.
+const TICK: Duration = Duration::from_millis(100);
+
+/// What checks tokens and keeps users for every JWT namespace of the process.
+pub(crate) struct Authority {
+    verifier: Verifier,
+    token_field: String,
+    query_param: Option<String>,
+    refresh_before: Duration,
+    leeway: Duration,
+    reload_interval: Duration,
+    pub(crate) revocations: Arc<Revocations>,
+    counts: SocketCounts,
+}
+
+/// A CONNECT_ERROR with `{code, retryable}` as `err.data`.
+fn refusal(message: &str, code: &str, retryable: bool) -> ConnectError {
+    ConnectError::new(message).with_data(&json!({ "code": code, "retryable": retryable }))
+}
+
+fn auth_refusal(error: &AuthError) -> ConnectError {
+    tracing::debug!(code = error.code(), why = error.detail(), "token refused");
+    refusal(error.message(), error.code(), false)
+}
+
+/// The answer to a refused `ringcast:refresh`: `[{"ok": false, "error": {"code", "message"}}]`.
+pub(crate) fn refusal_ack(ack: Option<AckSender>, code: &str, message: &str) {
+    if let Some(ack) = ack {
+        let answer = json!({ "ok": false, "error": { "code": code, "message": message } });
+        if let Ok(args) = crate::socketio::Args::json(&answer) {
+            let _ = ack.send(&args);
+        }
+    }
+}
+
+/// Whether `nsp` is one the token's `namespaces` claim names (absent: any).
+fn namespace_granted(grant_namespaces: &Option<Vec<String>>, nsp: &str) -> bool {
+    grant_namespaces.as_ref().is_none_or(|patterns| {
+        patterns
+            .iter()
+            .any(|pattern| RoomPattern::parse(pattern).matches(nsp, None))
+    })
+}
+
+impl Authority {
+    pub(crate) fn new(
+        verifier: Verifier,
+        jwt: &JwtConfig,
+        revocations: Arc<Revocations>,
+    ) -> Authority {
+        Authority {
+            verifier,
+            token_field: jwt.token_field.clone(),
+            query_param: jwt.query_param.clone(),
+            refresh_before: jwt.refresh_before,
+            leeway: jwt.leeway,
+            reload_interval: jwt.reload_interval,
+            revocations,
+            counts: SocketCounts::default(),
+        }
+    }
+
+    /// How often the key files are looked at for changes.
+    pub(crate) fn reload_interval(&self) -> Duration {
+        self.reload_interval
+    }
+
+    /// The verifier, to reload its keys.
+    pub(crate) fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// Checks a CONNECT: the admission (auth without the token, data, rooms) and the grant
+    /// to keep with the socket, or the CONNECT_ERROR.
+    pub(crate) fn admit(
+        &self,
+        handshake: &Handshake,
+        policy: &NamespacePolicy,
+    ) -> Result<(Admission, Option<Rc<SocketGrant>>), ConnectError> {
+        let mut auth: serde_json::Map<String, serde_json::Value> =
+            handshake.auth().unwrap_or_default();
+        // socket.io-client 2.x (protocol 4) has no CONNECT payload: what reaches `auth` is
+        // the namespace's query, which its `query` option fills, and "/" gets none at all. Its
+        // token is read only when `query_param` says where: that namespace query, else the
+        // handshake URL. Otherwise a 2.x client is refused with `token_missing`.
+        let token = match (handshake.protocol(), &self.query_param) {
+            (4, Some(name)) => match auth.remove(name) {
+                Some(serde_json::Value::String(token)) => Some(token),
+                _ => handshake.query_param(name),
+            },
+            (4, None) => None,
+            _ => match auth.remove(&self.token_field) {
+                Some(serde_json::Value::String(token)) => Some(token),
+                Some(_) => return Err(auth_refusal(&AuthError::Invalid(Invalid::Malformed))),
+                None => None,
+            },
+        };
+        if handshake.protocol() == 4 {
+            // Whatever the option, a token in the namespace query is not kept as auth.
+            auth.remove(self.query_param.as_deref().unwrap_or(&self.token_field));
+        }
+        let stored = Bytes::from(serde_json::to_vec(&auth).unwrap_or_else(|_| b"{}".to_vec()));
+        let Some(token) = token else {
+            if policy.allow_anonymous {
+                return Ok((Admission::new().auth(stored), None));
+            }
+            return Err(auth_refusal(&AuthError::Missing));
+        };
+        let grant = self
+            .verifier
+            .verify(&token, unix_now())
+            .map_err(|error| auth_refusal(&error))?;
+        if !namespace_granted(&grant.namespaces, handshake.nsp()) {
+            return Err(refusal(
+                "namespace not allowed",
+                "namespace_forbidden",
+                false,
+            ));
+        }
+        if let Some(user) = &grant.user {
+            if self.revocations.refuses(user, grant.iat) {
+                return Err(refusal("token revoked", "revoked", false));
+            }
+            if policy.max_sockets_per_user > 0
+                && self.counts.get(handshake.nsp(), user) >= policy.max_sockets_per_user
+            {
+                return Err(refusal("too many sockets", "too_many_sockets", false));
+            }
+        }
+        let mut admission = Admission::new().auth(stored);
+        if let Some(user) = &grant.user {
+            admission = admission.join(user_room(user));
+        }
+        let claimed: Vec<String> = grant
+            .rooms
+            .iter()
+            // Token rooms bypass the patterns, never the reserved prefix or the name rules.
+            .filter(|room| policy.room_error(room).is_none())
+            .cloned()
+            .collect();
+        for room in &claimed {
+            admission = admission.join(room.clone());
+        }
+        if let Some(data) = grant.data.clone() {
+            admission = admission.data(data);
+        }
+        let socket_grant = Rc::new(SocketGrant::new(&grant, claimed));
+        Ok((admission, Some(socket_grant)))
+    }
+
+    /// A socket admitted with `grant` is connected: count it, put its token's deadlines in
+    /// the shard's table, and with `single_session`, replace the user's other sockets.
+    pub(crate) fn connected(
+        &self,
+        socket: &Socket,
+        grant: &Rc<SocketGrant>,
+        policy: &NamespacePolicy,
+    ) {
+        if let Some(user) = &grant.user {
+            if policy.max_sockets_per_user > 0 {
+                self.counts.add(&socket.nsp(), user);
+                grant.counted.set(true);
+            }
+            if policy.single_session {
+                // Every other socket of the user, on every shard and node: told why, then
+                // disconnected.
+                let room = user_room(user);
+                let others = || socket.namespace().to(&room).except(socket.id());
+                if let Ok(args) = crate::socketio::Args::json(
+                    &json!({ "reason": "session replaced", "code": "session_replaced" }),
+                ) {
+                    others().emit("ringcast:disconnect", &args);
+                }
+                drop(others().disconnect_sockets(false));
+            }
+        }
+        if let Some(session) = socket.session_id() {
+            grant.session.replace(Some(session.clone()));
+            SESSIONS.with(|sessions| {
+                sessions
+                    .borrow_mut()
+                    .entry(session)
+                    .or_default()
+                    .push((socket.clone(), Rc::downgrade(grant)));
+            });
+        }
+        self.schedule(socket, grant);
+    }
+
+    /// A socket with `grant` is gone: uncount it and drop its deadlines.
+    pub(crate) fn disconnected(&self, socket: &Socket, grant: &Rc<SocketGrant>) {
+        if let (true, Some(user)) = (grant.counted.replace(false), &grant.user) {
+            self.counts.remove(&socket.nsp(), user);
+        }
+        grant.unschedule();
+        if let Some(session) = grant.session.take() {
+            SESSIONS.with(|sessions| {
+                let mut sessions = sessions.borrow_mut();
+                if let Some(list) = sessions.get_mut(&session) {
+                    list.retain(|(other, _)| other.id() != socket.id());
+                    if list.is_empty() {
+                        sessions.remove(&session);
+                    }
+                }
+            });
+        }
+    }
+
+    /// `ringcast:refresh [{token}]`: a new token for the same user extends every socket of
+    /// the client's connection that it is valid for.
+    pub(crate) fn refresh(
+        &self,
+        socket: &Socket,
+        policy: &NamespacePolicy,
+        message: &Message,
+        ack: Option<AckSender>,
+    ) {
+        let Some(state) = socket.extension::<super::app::SocketState>() else {
+            return refusal_ack(ack, "not_supported", "this namespace takes no token");
+        };
+        let Some(grant) = state.grant.clone() else {
+            return refusal_ack(ack, "not_supported", "this socket has no token");
+        };
+        if !grant.count_refresh() {
+            return refusal_ack(ack, "rate_limited", "too many refreshes");
+        }
+        #[derive(serde::Deserialize)]
+        struct Refresh {
+            token: String,
+        }
+        let Ok(Refresh { token }) = message.get::<Refresh>(0) else {
+            return refusal_ack(ack, "token_invalid", "invalid token");
+        };
+        let new = match self.verifier.verify(&token, unix_now()) {
+            Ok(new) => new,
+            Err(error) => return refusal_ack(ack, error.code(), error.message()),
+        };
+        if new.user != grant.user {
+            return refusal_ack(ack, "user_mismatch", "token is for another user");
+        }
+        if let Some(user) = &new.user {
+            if self.revocations.refuses(user, new.iat) {
+                return refusal_ack(ack, "revoked", "token revoked");
+            }
+        }
+        if !namespace_granted(&new.namespaces, &socket.nsp()) {
+            return refusal_ack(ack, "namespace_forbidden", "namespace not allowed");
+        }
+        // Every socket of this connection with the same user whose namespace the new token
+        // allows (this one included), so a client with three namespaces refreshes once.
+        let mut targets = vec![(socket.clone(), grant.clone())];
+        if let Some(session) = grant.session.borrow().clone() {
+            SESSIONS.with(|sessions| {
+                for (other, weak) in sessions.borrow().get(&session).into_iter().flatten() {
+                    let Some(other_grant) = weak.upgrade() else {
+                        continue;
+                    };
+                    if other.id() != socket.id()
+                        && other_grant.user == new.user
+                        && namespace_granted(&new.namespaces, &other.nsp())
+                    {
+                        targets.push((other.clone(), other_grant));
+                    }
+                }
+            });
+        }
+        for (target, target_grant) in &targets {
+            target_grant.renew(&new);
+            if let Some(data) = &new.data {
+                let _ = target.set_data(data);
+            }
+            // Rooms the new grants no longer allow are left (never the reserved ones, its
+            // own id room or the rooms the first token gave).
+            for room in target.rooms() {
+                let kept = room == target.id()
+                    || room.starts_with(RESERVED_PREFIX)
+                    || target_grant.claimed.contains(&room)
+                    || allowed(&policy.join, &room, new.user.as_deref())
+                    || target_grant.allows_room(&room);
+                if !kept {
+                    target.leave(&room);
+                }
+            }
+            self.schedule(target, target_grant);
+        }
+        if let Some(ack) = ack {
+            let answer = match new.exp {
+                Some(exp) => json!({ "ok": true, "exp": exp }),
+                None => json!({ "ok": true }),
+            };
+            if let Ok(args) = crate::socketio::Args::json(&answer) {
+                let _ = ack.send(&args);
+            }
+        }
+    }
+
+    /// Puts the socket's token deadlines (warning, then expiry) in the shard's table.
+    fn schedule(&self, socket: &Socket, grant: &Rc<SocketGrant>) {
+        grant.unschedule();
+        let Some(exp) = grant.state.borrow().exp else {
+            return;
+        };
+        let now_unix = unix_now();
+        let now = Instant::now();
+        let at = |unix: u64| now + Duration::from_secs(unix.saturating_sub(now_unix));
+        let issued = grant.state.borrow().issued;
+        let life = exp.saturating_sub(issued);
+        let before = self.refresh_before.as_secs();
+        // Short tokens are warned half-way through their life.
+        let warn = if life < 2 * before {
+            issued + life / 2
+        } else {
+            exp - before
+        };
+        let expire = exp + self.leeway.as_secs();
+        let warning = DEADLINES.with(|table| {
+            table
+                .borrow_mut()
+                .insert(at(warn), socket, grant, Deadline::Expiring)
+        });
+        let expiry = DEADLINES.with(|table| {
+            table
+                .borrow_mut()
+                .insert(at(expire), socket, grant, Deadline::Expired)
+        });
+        grant.deadlines.set([Some(warning), Some(expiry)]);
+        ensure_ticking(socket);
+    }
+}
+
+/// What the server keeps of a socket's token.
+pub(crate) struct SocketGrant {
+    pub(crate) user: Option<String>,
+    state: RefCell<GrantState>,
+    /// Rooms the connect token's `rooms` claim joined.
+    claimed: Vec<String>,
+    /// Its two entries in the shard's deadline table.
+    deadlines: Cell<[Option<DeadlineKey>; 2]>,
+    /// Refreshes in the current minute and when it started.
+    refreshes: Cell<(u32, Option<Instant>)>,
+    counted: Cell<bool>,
+    session: RefCell<Option<String>>,
+}
+
+struct GrantState {
+    exp: Option<u64>,
+    /// When the token's life began: its `iat`, or the connect.
+    issued: u64,
+    allow_rooms: Vec<RoomPattern>,
+}
+
+impl SocketGrant {
+    fn new(grant: &Grant, claimed: Vec<String>) -> SocketGrant {
+        SocketGrant {
+            user: grant.user.clone(),
+            state: RefCell::new(GrantState::of(grant)),
+            claimed,
+            deadlines: Cell::new([None, None]),
+            refreshes: Cell::new((0, None)),
+            counted: Cell::new(false),
+            session: RefCell::new(None),
+        }
+    }
+
+    /// Whether the token's `allow_rooms` let the socket join `room`.
+    pub(crate) fn allows_room(&self, room: &str) -> bool {
+        allowed(&self.state.borrow().allow_rooms, room, self.user.as_deref())
+    }
+
+    fn renew(&self, grant: &Grant) {
+        *self.state.borrow_mut() = GrantState::of(grant);
+    }
+
+    /// Counts a refresh; false past the minute's allowance.
+    fn count_refresh(&self) -> bool {
+        let now = Instant::now();
+        let (count, since) = self.refreshes.get();
+        let (count, since) = match since {
+            Some(since) if now.duration_since(since) < Duration::from_secs(60) => (count, since),
+            _ => (0, now),
+        };
+        self.refreshes.set((count + 1, Some(since)));
+        count < MAX_REFRESHES_PER_MINUTE
+    }
+
+    fn unschedule(&self) {
+        let keys = self.deadlines.replace([None, None]);
+        DEADLINES.with(|table| {
+            let mut table = table.borrow_mut();
+            for key in keys.into_iter().flatten() {
+                table.entries.remove(&key);
+            }
+        });
+    }
+}
+
+impl GrantState {
+    fn of(grant: &Grant) -> GrantState {
+        GrantState {
+            exp: grant.exp,
+            issued: grant.iat.unwrap_or_else(unix_now),
+            allow_rooms: grant
+                .allow_rooms
+                .iter()
+                .map(|pattern| RoomPattern::parse(pattern))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deadline {
+    Expiring,
+    Expired,
+}
+
+type DeadlineKey = (Instant, u64);
+
+/// One shard's token deadlines, earliest first.
+#[derive(Default)]
+struct Deadlines {
+    entries: BTreeMap<DeadlineKey, (Socket, Weak<SocketGrant>, Deadline)>,
+    next: u64,
+    ticking: bool,
+}
+
+impl Deadlines {
+    fn insert(
+        &mut self,
+        when: Instant,
+        socket: &Socket,
+        grant: &Rc<SocketGrant>,
+        deadline: Deadline,
+    ) -> DeadlineKey {
+        self.next += 1;
+        let key = (when, self.next);
+        self.entries
+            .insert(key, (socket.clone(), Rc::downgrade(grant), deadline));
+        key
+    }
+}
+
+/// The JWT sockets of one Engine.IO session on this shard.
+type SessionSockets = Vec<(Socket, Weak<SocketGrant>)>;
+
+thread_local! {
+    /// This shard's token deadlines.
+    static DEADLINES: RefCell<Deadlines> = RefCell::new(Deadlines::default());
+    /// This shard's JWT sockets by Engine.IO session, for a refresh to reach every namespace
+    /// of one connection.
+    static SESSIONS: RefCell<HashMap<String, SessionSockets>> = RefCell::new(HashMap::new());
+}
+
+/// Starts the shard's deadline task unless it runs: it wakes every [`TICK`] while the table
+/// holds anything and ends when it is empty.
+fn ensure_ticking(socket: &Socket) {
+    let start = DEADLINES.with(|table| !std::mem::replace(&mut table.borrow_mut().ticking, true));
+    if !start {
+        return;
+    }
+    socket.spawn(async {
+        loop {
+            monoio::time::sleep(TICK).await;
+            let due = DEADLINES.with(|table| {
+                let mut table = table.borrow_mut();
+                let now = Instant::now();
+                let mut due = Vec::new();
+                while let Some(entry) = table.entries.first_entry() {
+                    if entry.key().0 > now {
+                        break;
+                    }
+                    due.push(entry.remove());
+                }
+                if table.entries.is_empty() && due.is_empty() {
+                    table.ticking = false;
+                }
+                due
+            });
+            if due.is_empty() && !DEADLINES.with(|table| table.borrow().ticking) {
+                return;
+            }
+            for (socket, grant, deadline) in due {
+                let Some(grant) = grant.upgrade() else {
+                    continue;
+                };
+                if !socket.connected() {
+                    continue;
+                }
+                match deadline {
+                    Deadline::Expiring => warn_expiring(&socket, &grant),
+                    Deadline::Expired => {
+                        grant.unschedule();
+                        server_disconnect(&socket, "token expired", "token_expired");
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// `ringcast:expiring [{exp, expires_in_ms}]`.
+fn warn_expiring(socket: &Socket, grant: &SocketGrant) {
+    let Some(exp) = grant.state.borrow().exp else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis());
+    let expires_in_ms = (u128::from(exp) * 1000).saturating_sub(now);
+    if let Ok(args) =
+        crate::socketio::Args::json(&json!({ "exp": exp, "expires_in_ms": expires_in_ms as u64 }))
+    {
+        let _ = socket.emit("ringcast:expiring", &args);
+    }
+}

@@ -1,0 +1,772 @@
+//! The standalone tier's configuration and auth (spec `control-plane.md` §2.1, §2.2, Part 3
+//! tests 1-3, 5-14, 28, 49): the real binary with a config file, tokens minted with PyJWT from
+//! keys `openssl` generates per run, and socket.io-client 4.x / 2.x and python-socketio as
+//! clients. Every server and script is bounded and killed by its own handle.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::script::{self, Runtime};
+
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(40);
+
+/// A directory of its own under the system's temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "ringcast-control-{}-{name}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The run's key material: an HMAC secret, an RSA key pair (PEM) and two P-256 keys (for a
+/// JWKS file), all made here.
+struct Keys {
+    dir: TempDir,
+}
+
+const HMAC_SECRET: &str = "control-test-hmac-secret-of-40-bytes-ok!";
+const ISSUER: &str = "https://auth.example.test";
+const AUDIENCE: &str = "ringcast";
+
+impl Keys {
+    fn generate(name: &str) -> Keys {
+        let dir = TempDir::new(name);
+        std::fs::write(dir.path("hs.key"), format!("{HMAC_SECRET}\n")).expect("secret");
+        let openssl = |args: &[&str]| {
+            let status = Command::new("openssl")
+                .args(args)
+                .stderr(Stdio::null())
+                .status()
+                .expect("run openssl (is it installed?)");
+            assert!(status.success(), "openssl {args:?}");
+        };
+        let rsa = dir.path("rsa.pem");
+        let rsa_pub = dir.path("rsa.pub.pem");
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            s(&rsa),
+        ]);
+        openssl(&["pkey", "-in", s(&rsa), "-pubout", "-out", s(&rsa_pub)]);
+        for ec in ["ec1.pem", "ec2.pem"] {
+            let path = dir.path(ec);
+            openssl(&[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                s(&path),
+            ]);
+        }
+        let keys = Keys { dir };
+        keys.write_jwks(&[("k1", "ec1.pem")]);
+        keys
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path(name)
+    }
+
+    /// Writes jwks.json (atomically) with the public halves of these (kid, key file) pairs.
+    fn write_jwks(&self, keys: &[(&str, &str)]) {
+        let mut args = vec![
+            "py/jwt_mint.py".to_owned(),
+            "jwks".to_owned(),
+            s(&self.path("jwks.json")).to_owned(),
+        ];
+        args.extend(
+            keys.iter()
+                .map(|(kid, file)| format!("{kid}={}", s(&self.path(file)))),
+        );
+        let status = Command::new(script::python())
+            .args(&args)
+            .current_dir(script::clients_dir())
+            .status()
+            .expect("write the JWKS");
+        assert!(status.success(), "jwt_mint.py jwks");
+    }
+
+    /// A token signed with `alg` by `key_file` (relative to the keys' dir) over `claims`
+    /// (with the configured issuer and audience unless they name their own); `"+N"` for
+    /// iat/exp/nbf means now + N s.
+    fn mint(&self, alg: &str, key_file: &str, claims: &str, kid: Option<&str>) -> String {
+        let key = self.path(key_file);
+        let mut claims: serde_json::Value = serde_json::from_str(claims).expect("claims JSON");
+        for (name, value) in [("iss", ISSUER), ("aud", AUDIENCE)] {
+            if claims.get(name).is_none() {
+                claims[name] = value.into();
+            }
+        }
+        let claims = claims.to_string();
+        let mut args = vec!["py/jwt_mint.py", alg, s(&key), &claims];
+        args.extend(kid);
+        let output = Command::new(script::python())
+            .args(&args)
+            .current_dir(script::clients_dir())
+            .output()
+            .expect("mint a token");
+        assert!(
+            output.status.success(),
+            "jwt_mint.py {alg} {claims}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .expect("a token is text")
+            .trim()
+            .to_owned()
+    }
+
+    fn hs256(&self, claims: &str) -> String {
+        self.mint("HS256", "hs.key", claims, None)
+    }
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temp path")
+}
+
+/// The configuration most tests use: `/` open, `/chat` and `/other` on JWT, `/limited` open
+/// with an event rate.
+fn config(keys: &Keys, jwt_extra: &str) -> String {
+    format!(
+        r#"[server]
+cores = 2
+
+[auth.jwt]
+issuer = "{ISSUER}"
+audience = "{AUDIENCE}"
+leeway = "1s"
+refresh_before = "2s"
+reload_interval = "200ms"
+{jwt_extra}
+
+[auth.jwt.keys.app]
+kind = "hmac"
+algorithms = ["HS256"]
+secret_file = "{hs}"
+
+[auth.jwt.keys.rsa]
+kind = "pem"
+algorithms = ["RS256"]
+file = "{rsa}"
+
+[auth.jwt.keys.idp]
+kind = "jwks"
+algorithms = ["ES256"]
+file = "{jwks}"
+
+[namespaces."/"]
+auth = "none"
+
+[namespaces."/chat"]
+auth = "jwt"
+join = ["public:*", "dm:{{user}}:*"]
+publish = ["team:*", "public:*"]
+
+[namespaces."/other"]
+auth = "jwt"
+
+[namespaces."/limited"]
+event_rate = "10/s"
+event_burst = 20
+"#,
+        hs = s(&keys.path("hs.key")),
+        rsa = s(&keys.path("rsa.pub.pem")),
+        jwks = s(&keys.path("jwks.json")),
+    )
+}
+
+/// A `ringcast` started with a config file, its whole log kept (stdout and stderr).
+struct Server {
+    child: Child,
+    url: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(config_text: &str, dir: &TempDir, env: &[(&str, &str)]) -> Server {
+        let path = dir.path("ringcast.toml");
+        std::fs::write(&path, config_text).expect("write the config");
+        Server::start_with(&path, &[], env)
+    }
+
+    fn start_with(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        for _ in 0..5 {
+            let port = common::free_port();
+            let mut command = Command::new(env!("CARGO_BIN_EXE_ringcast"));
+            command
+                .args(["--config", s(config), "--host", "127.0.0.1", "--port"])
+                .arg(port.to_string())
+                .args(args)
+                .args(common::epoll_requested().then_some("--epoll"))
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            for (name, value) in env {
+                command.env(name, value);
+            }
+            let mut child = command.spawn().expect("spawn ringcast");
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let (ready, listening) = std::sync::mpsc::channel();
+            for pipe in [
+                child
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
+                child
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let (log, ready) = (log.clone(), ready.clone());
+                std::thread::spawn(move || {
+                    for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                        if line.contains("ringcast listening") {
+                            let _ = ready.send(());
+                        }
+                        println!("{line}");
+                        log.lock().expect("log").push(line);
+                    }
+                });
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut server = Server {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+                log,
+            };
+            loop {
+                if listening.recv_timeout(Duration::from_millis(20)).is_ok() {
+                    return server;
+                }
+                if let Ok(Some(status)) = server.child.try_wait() {
+                    let log = server.log.lock().expect("log").join("\n");
+                    if log.contains("in use") {
+                        break;
+                    }
+                    panic!("ringcast exited ({status}) before listening:\n{log}");
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "ringcast did not start listening"
+                );
+            }
+        }
+        panic!("ringcast did not start on any of 5 free ports");
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+
+    fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) with the pid of a child this test spawned and has not reaped.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    fn node(&self, scenario: &str, tokens: &serde_json::Value, env: &[(&str, String)]) {
+        let mut all = vec![("RINGCAST_TOKENS", tokens.to_string())];
+        all.extend(env.iter().cloned());
+        script::run(
+            Runtime::Node,
+            "js/control.mjs",
+            &["websocket", scenario],
+            &self.url,
+            &all,
+            SCRIPT_DEADLINE,
+        )
+        .expect_ok();
+    }
+
+    fn python(&self, scenario: &str, tokens: &serde_json::Value, env: &[(&str, String)]) {
+        let mut all = vec![("RINGCAST_TOKENS", tokens.to_string())];
+        all.extend(env.iter().cloned());
+        script::run(
+            Runtime::Python,
+            "py/control.py",
+            &[scenario],
+            &self.url,
+            &all,
+            SCRIPT_DEADLINE,
+        )
+        .expect_ok();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ringcast --check-config` with `args`: (exit code, stdout, stderr).
+fn check_config(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ringcast"));
+    command.arg("--check-config").args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().expect("run ringcast --check-config");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration_with_secrets_hidden() {
+    let keys = Keys::generate("check");
+    let text = format!(
+        "{}\n[redis]\nurl = \"redis://ops:redis-password-1@127.0.0.1:1\"\n\n[admin]\nusername = \"ops\"\npassword_hash = \"$2b$10$abcdefghijklmnopqrstuuXyZ\"\n",
+        config(&keys, "")
+    )
+    .replace(
+        "secret_file = ",
+        "# the inline form, to see it hidden\nsecret = \"inline-secret-that-is-long-enough-0123456789\"\n# ",
+    );
+    let path = keys.path("check.toml");
+    std::fs::write(&path, &text).expect("write");
+    let (code, stdout, stderr) = check_config(&["--config", s(&path)], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    for secret in [
+        "inline-secret-that-is-long-enough-0123456789",
+        "redis-password-1",
+        "$2b$10$abcdefghijklmnopqrstuuXyZ",
+    ] {
+        assert!(!stdout.contains(secret), "a secret printed:\n{stdout}");
+    }
+    assert!(stdout.contains("secret = \"***\""), "{stdout}");
+    assert!(stdout.contains("[namespaces.\"/chat\"]"), "{stdout}");
+    assert!(
+        stdout.contains("ping_interval = \"25s\""),
+        "defaults printed:\n{stdout}"
+    );
+
+    // An unknown key, and a wrong type: exit 2, naming the key and the line.
+    std::fs::write(
+        &path,
+        "[server]\nport = 3000\n[engine]\nping_intervall = \"5s\"\n",
+    )
+    .expect("write");
+    let (code, _, stderr) = check_config(&["--config", s(&path)], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("ping_intervall") && stderr.contains("line 4"),
+        "{stderr}"
+    );
+    std::fs::write(&path, "[server]\nport = \"three thousand\"\n").expect("write");
+    let (code, _, stderr) = check_config(&["--config", s(&path)], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+    // A bad environment variable names itself.
+    let (code, _, stderr) = check_config(&[], &[("RINGCAST_ENGINE__PING_INTERVAL", "soon")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("RINGCAST_ENGINE__PING_INTERVAL"),
+        "{stderr}"
+    );
+    // A JWT namespace without keys, and an HMAC secret too short for HS256.
+    std::fs::write(&path, "[namespaces.\"/chat\"]\nauth = \"jwt\"\n").expect("write");
+    let (code, _, stderr) = check_config(&["--config", s(&path)], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    std::fs::write(
+        &path,
+        "[auth.jwt.keys.app]\nkind = \"hmac\"\nalgorithms = [\"HS256\"]\nsecret = \"short\"\n",
+    )
+    .expect("write");
+    let (code, _, stderr) = check_config(&["--config", s(&path)], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("auth.jwt.keys.app"), "{stderr}");
+    assert!(
+        !stderr.contains("short\""),
+        "the secret itself is not named: {stderr}"
+    );
+}
+
+#[test]
+fn the_file_the_environment_and_the_flags_override_in_that_order() {
+    let dir = TempDir::new("precedence");
+    let (file_port, env_port, flag_port) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
+    let path = dir.path("ringcast.toml");
+    std::fs::write(
+        &path,
+        format!("[server]\nhost = \"127.0.0.1\"\nport = {file_port}\ncores = 1\n"),
+    )
+    .expect("write");
+    let port_of = |args: &[&str], env: &[(&str, &str)]| {
+        let (code, stdout, stderr) = check_config(&[&["--config", s(&path)], args].concat(), env);
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("port = "))
+            .and_then(|port| port.parse::<u16>().ok())
+            .expect("a port line")
+    };
+    let env_value = env_port.to_string();
+    let flag_value = flag_port.to_string();
+    assert_eq!(port_of(&[], &[]), file_port);
+    assert_eq!(
+        port_of(&[], &[("RINGCAST_SERVER__PORT", &env_value)]),
+        env_port
+    );
+    assert_eq!(
+        port_of(
+            &["--port", &flag_value],
+            &[("RINGCAST_SERVER__PORT", &env_value)]
+        ),
+        flag_port
+    );
+    // And the server really listens where the winner says.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+        .args(["--config", s(&path), "--port", &flag_value])
+        .env("RINGCAST_SERVER__PORT", &env_value)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let connected = loop {
+        if TcpStream::connect(("127.0.0.1", flag_port)).is_ok() {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let on_env_port = TcpStream::connect(("127.0.0.1", env_port)).is_ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(connected, "not listening on the flag's port");
+    assert!(!on_env_port, "listening on the environment's port too");
+}
+
+/// The tokens most scenarios use.
+fn tokens(keys: &Keys) -> serde_json::Value {
+    serde_json::json!({
+        "user42": keys.hs256(r#"{"sub":"42","iat":"+0","exp":"+300","rooms":["team:7"],"allow_rooms":["team:7:*"],"data":{"name":"Ann"}}"#),
+        "user13": keys.hs256(r#"{"sub":13,"exp":"+300","rooms":["team:7","ringcast:user:42"]}"#),
+    })
+}
+
+#[test]
+fn a_token_decides_who_connects_and_which_rooms_they_may_use() {
+    let keys = Keys::generate("auth");
+    let server = Server::start(&config(&keys, ""), &keys.dir, &[]);
+    let mut all = tokens(&keys);
+    let bad = [
+        (
+            "badSignature",
+            {
+                let token = keys.hs256(r#"{"sub":"42","exp":"+300"}"#);
+                let (head, _) = token.rsplit_once('.').expect("three parts");
+                format!("{head}.c2lnbmF0dXJlLXRoYXQtZG9lcy1ub3QtdmVyaWZ5")
+            },
+            "token_invalid",
+        ),
+        (
+            "algNone",
+            keys.mint("none", "hs.key", r#"{"sub":"42","exp":"+300"}"#, None),
+            "token_invalid",
+        ),
+        (
+            "hsWithRsaPublicKey",
+            keys.mint(
+                "HS256-raw",
+                "rsa.pub.pem",
+                r#"{"sub":"42","exp":"+300"}"#,
+                None,
+            ),
+            "token_invalid",
+        ),
+        (
+            "wrongAudience",
+            keys.hs256(r#"{"sub":"42","exp":"+300","aud":"someone-else"}"#),
+            "token_invalid",
+        ),
+        (
+            "wrongIssuer",
+            keys.hs256(r#"{"sub":"42","exp":"+300","iss":"https://evil.example"}"#),
+            "token_invalid",
+        ),
+        (
+            "expired",
+            keys.hs256(r#"{"sub":"42","exp":"-30"}"#),
+            "token_expired",
+        ),
+        (
+            "notYet",
+            keys.hs256(r#"{"sub":"42","exp":"+300","nbf":"+120"}"#),
+            "token_invalid",
+        ),
+        (
+            "huge",
+            keys.hs256(&format!(
+                r#"{{"sub":"42","exp":"+300","pad":"{}"}}"#,
+                "x".repeat(9 * 1024)
+            )),
+            "token_invalid",
+        ),
+        (
+            "bigData",
+            keys.hs256(&format!(
+                r#"{{"sub":"42","exp":"+300","data":{{"blob":"{}"}}}}"#,
+                "y".repeat(5 * 1024)
+            )),
+            "token_invalid",
+        ),
+        (
+            "rsa",
+            keys.mint("RS256", "rsa.pem", r#"{"sub":"7","exp":"+300"}"#, None),
+            "ok",
+        ),
+        (
+            "es",
+            keys.mint(
+                "ES256",
+                "ec1.pem",
+                r#"{"sub":"8","exp":"+300"}"#,
+                Some("k1"),
+            ),
+            "ok",
+        ),
+    ];
+    let mut cases = vec![serde_json::json!(["none", "token_missing"])];
+    for (name, token, code) in &bad {
+        all[*name] = serde_json::json!(token);
+        cases.push(serde_json::json!([name, code]));
+    }
+    let cases = ("RINGCAST_CASES", serde_json::Value::from(cases).to_string());
+    server.node("auth", &all, &[]);
+    server.node("verdicts", &all, std::slice::from_ref(&cases));
+    server.python("auth", &all, &[]);
+    server.python("verdicts", &all, &[cases]);
+    let chat_only = keys.hs256(r#"{"sub":"42","exp":"+300","namespaces":["/chat"]}"#);
+    server.node(
+        "namespaces",
+        &serde_json::json!({ "chatOnly": chat_only }),
+        &[],
+    );
+    server.node("rate", &all, &[]);
+}
+
+#[test]
+fn tokens_expire_on_live_sockets_unless_refreshed() {
+    let keys = Keys::generate("expiry");
+    let server = Server::start(&config(&keys, ""), &keys.dir, &[]);
+    // Tokens live 4 s from their minting, just before each script starts: warned 2 s before
+    // their expiry (refresh_before), expired 1 s after it (leeway).
+    let fresh = || {
+        let mut all = tokens(&keys);
+        all["short"] = keys.hs256(r#"{"sub":"42","iat":"+0","exp":"+4"}"#).into();
+        all["long"] = keys.hs256(r#"{"sub":"42","iat":"+0","exp":"+300"}"#).into();
+        all
+    };
+    // The three run at once: each waits on the clock, not on the others.
+    let scenarios: Vec<_> = ["refresh", "expire", "refresh-errors"]
+        .into_iter()
+        .map(|scenario| {
+            let (url, tokens) = (server.url.clone(), fresh().to_string());
+            std::thread::spawn(move || {
+                script::run(
+                    Runtime::Node,
+                    "js/control.mjs",
+                    &["websocket", scenario],
+                    &url,
+                    &[("RINGCAST_TOKENS", tokens)],
+                    SCRIPT_DEADLINE,
+                )
+            })
+        })
+        .collect();
+    server.python("refresh", &fresh(), &[]);
+    for outcome in scenarios {
+        outcome.join().expect("scenario thread").expect_ok();
+    }
+}
+
+#[test]
+fn socket_io_client_2_reads_the_token_from_the_query_only_when_told() {
+    let keys = Keys::generate("v2");
+    let mut all = tokens(&keys);
+    all["expired"] = keys.hs256(r#"{"sub":"42","exp":"-30"}"#).into();
+    {
+        let server = Server::start(&config(&keys, ""), &keys.dir, &[]);
+        server.node("v2-refused", &all, &[]);
+    }
+    let server = Server::start(&config(&keys, "query_param = \"token\""), &keys.dir, &[]);
+    server.node("v2-query", &all, &[]);
+}
+
+#[test]
+fn key_files_are_watched_and_sighup_rotates_secrets() {
+    let keys = Keys::generate("rotate");
+    let server = Server::start(&config(&keys, ""), &keys.dir, &[]);
+    let es_k2 = keys.mint(
+        "ES256",
+        "ec2.pem",
+        r#"{"sub":"9","exp":"+300"}"#,
+        Some("k2"),
+    );
+    let es_k1 = keys.mint(
+        "ES256",
+        "ec1.pem",
+        r#"{"sub":"8","exp":"+300"}"#,
+        Some("k1"),
+    );
+    let verdicts = |pairs: &[(&str, &str, &str)]| {
+        let tokens: serde_json::Map<String, serde_json::Value> = pairs
+            .iter()
+            .map(|(name, token, _)| (name.to_string(), serde_json::json!(token)))
+            .collect();
+        let cases: Vec<_> = pairs
+            .iter()
+            .map(|(name, _, code)| serde_json::json!([name, code]))
+            .collect();
+        server.node(
+            "verdicts",
+            &serde_json::Value::Object(tokens),
+            &[("RINGCAST_CASES", serde_json::Value::from(cases).to_string())],
+        );
+    };
+    verdicts(&[("k1", &es_k1, "ok"), ("k2", &es_k2, "token_invalid")]);
+    // A new kid in the file is taken within the reload interval (200 ms here).
+    keys.write_jwks(&[("k1", "ec1.pem"), ("k2", "ec2.pem")]);
+    std::thread::sleep(Duration::from_millis(700));
+    verdicts(&[("k1", &es_k1, "ok"), ("k2", &es_k2, "ok")]);
+    // The old kid removed: refused.
+    keys.write_jwks(&[("k2", "ec2.pem")]);
+    std::thread::sleep(Duration::from_millis(700));
+    verdicts(&[("k1", &es_k1, "token_invalid"), ("k2", &es_k2, "ok")]);
+    // Garbage keeps the last good set, and says so once.
+    std::fs::write(keys.path("jwks.json"), "{ not json").expect("garbage");
+    std::thread::sleep(Duration::from_millis(700));
+    verdicts(&[("k2", &es_k2, "ok")]);
+    let log = server.log_text();
+    assert_eq!(
+        log.lines()
+            .filter(|line| line.contains("jwks.json") && line.contains("ERROR"))
+            .count(),
+        1,
+        "one error for the bad file:\n{log}"
+    );
+    keys.write_jwks(&[("k2", "ec2.pem")]);
+
+    // SIGHUP: a new HMAC secret in its file replaces the old; a connected socket stays.
+    let old = keys.hs256(r#"{"sub":"42","exp":"+300"}"#);
+    let stay = {
+        let (url, tokens) = (
+            server.url.clone(),
+            serde_json::json!({ "user42": old }).to_string(),
+        );
+        std::thread::spawn(move || {
+            script::run(
+                Runtime::Node,
+                "js/control.mjs",
+                &["websocket", "stay"],
+                &url,
+                &[
+                    ("RINGCAST_TOKENS", tokens),
+                    ("RINGCAST_STAY", "3".to_owned()),
+                ],
+                SCRIPT_DEADLINE,
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    std::fs::write(
+        keys.path("hs.key"),
+        "a-brand-new-hmac-secret-of-40-bytes-long\n",
+    )
+    .expect("rotate");
+    server.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    let new = keys.hs256(r#"{"sub":"42","exp":"+300"}"#);
+    verdicts(&[("old", &old, "token_invalid"), ("new", &new, "ok")]);
+    stay.join().expect("stay thread").expect_ok();
+    assert!(
+        server.log_text().contains("key material reloaded"),
+        "{}",
+        server.log_text()
+    );
+}
+
+#[test]
+fn no_secret_reaches_a_log() {
+    let keys = Keys::generate("secrets");
+    let server = Server::start(&config(&keys, ""), &keys.dir, &[("RUST_LOG", "trace")]);
+    let all = tokens(&keys);
+    let bad = keys.hs256(r#"{"sub":"42","exp":"-30"}"#);
+    let mut with_bad = all.clone();
+    with_bad["expired"] = serde_json::json!(bad);
+    server.node("auth", &all, &[]);
+    server.node(
+        "verdicts",
+        &with_bad,
+        &[(
+            "RINGCAST_CASES",
+            r#"[["expired","token_expired"]]"#.to_owned(),
+        )],
+    );
+    server.python("auth", &all, &[]);
+    let log = server.log_text();
+    assert!(
+        log.contains("token refused"),
+        "the refusal was logged at debug:\n{log}"
+    );
+    let mut secrets: Vec<String> = vec![HMAC_SECRET.to_owned(), bad];
+    for token in all.as_object().expect("tokens").values() {
+        let token = token.as_str().expect("a token").to_owned();
+        // The signature part alone must not show either.
+        secrets.push(token.rsplit('.').next().expect("a signature").to_owned());
+        secrets.push(token);
+    }
+    for secret in &secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a secret reached the log: {secret}"
+        );
+    }
+}
