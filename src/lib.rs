@@ -72,6 +72,13 @@ pub mod internals {
             RemoteBroadcast, RemoteOperation, RemoteQuery, Subscriptions, MAX_MESSAGE,
         };
     }
+    /// The control plane (`crate::control`).
+    pub mod control {
+        /// The HTTP server API.
+        pub mod api {
+            pub use crate::control::api::start_with_api;
+        }
+    }
     /// Wire formats (`crate::codec`).
     pub mod codec {
         /// The Redis adapter's and the emitter's messages and channels.

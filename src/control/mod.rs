@@ -7,5 +7,6 @@
 // Until the binary reads them (the next steps of the control plane).
 #![allow(dead_code)]
 
+pub(crate) mod api;
 pub(crate) mod secret;
 pub(crate) mod units;
