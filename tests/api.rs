@@ -851,7 +851,10 @@ fn idempotency_keys_replay_and_conflict() {
     let server = ApiServer::start();
     let mut js = Clients::js(
         &server.url(),
-        json!([{ "name": "i", "version": 4, "rooms": ["idem"] }]),
+        json!([
+            { "name": "i", "version": 4, "rooms": ["idem"] },
+            { "name": "silent", "version": 4, "rooms": ["slow"], "ack": false },
+        ]),
     );
     let body =
         json!({ "to": { "rooms": ["idem"] }, "event": "news", "args": ["once"] }).to_string();
@@ -876,6 +879,32 @@ fn idempotency_keys_replay_and_conflict() {
             &body,
         )
         .error(400, "invalid_request");
+    // A retry while the first is still running (waiting 1.5 s for an ack that never
+    // comes) is told so; once it is done, the retry gets its answer.
+    let slow =
+        json!({ "to": { "rooms": ["slow"] }, "event": "ask", "ack": { "timeout_ms": 1500 } })
+            .to_string();
+    let api = server.api;
+    let first = {
+        let slow = slow.clone();
+        std::thread::spawn(move || {
+            let mut connection = Connection::open(api);
+            let headers = [("Authorization", ADMIN), ("Idempotency-Key", "slow-1")];
+            connection.send("POST", "/v1/emit", &headers, slow.as_bytes());
+            connection.read_reply()
+        })
+    };
+    js.next("silent", "/", "ask");
+    let headers = [("Authorization", ADMIN), ("Idempotency-Key", "slow-1")];
+    server
+        .call("POST", "/v1/emit", &headers, &slow)
+        .error(409, "in_progress");
+    let first = first.join().expect("the first request");
+    assert_eq!(first.ok()["timed_out"], true);
+    let replay = server.call("POST", "/v1/emit", &headers, &slow);
+    assert_eq!(replay.ok(), first.json());
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+
     // Exactly one delivery: the next news after "once" is the marker.
     server
         .post(
