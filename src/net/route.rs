@@ -10,6 +10,7 @@
 //! This file knows HTTP only: it must not depend on Socket.IO, the shard or the bus.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -92,9 +93,10 @@ impl From<PollReply> for Response {
     }
 }
 
-/// A request as a route sees it: owned, its body read whole (at most `max_payload` bytes; a
-/// longer one is refused with 413 before the route is called).
-#[derive(Debug)]
+/// A request as a route sees it: owned, its body read whole (at most the router's limit; a
+/// longer one is refused with 413 before the route is called). Its `Debug` shows neither the
+/// head, the query nor the body: they may carry credentials (`Authorization`, a key in the
+/// query), which must never reach a log line.
 #[allow(dead_code)] // The stats route reads none of these; the routes to come will.
 pub(crate) struct Request {
     pub(crate) method: Method,
@@ -109,6 +111,17 @@ pub(crate) struct Request {
     /// The whole request head (bounded by `max_head_bytes`), so that a route reads whichever
     /// headers it needs, when it needs them.
     head: Bytes,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("peer", &self.peer)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 #[allow(dead_code)] // The stats route reads none of these; the routes to come will.
@@ -198,6 +211,8 @@ pub(crate) struct Router {
     /// The largest body a route takes; `None`: the engine's `max_payload`.
     max_body: Option<usize>,
     too_large: Option<TooLarge>,
+    /// The route that answers what no other route matches (an API's own 404), if any.
+    fallback: Option<RouteId>,
 }
 
 impl Router {
@@ -250,6 +265,23 @@ impl Router {
         self.routes.push((method, Path::Pattern(segments), handler));
     }
 
+    /// Answers every request that no route matches with `handler` instead of a plain 404;
+    /// only on a router without Engine.IO (whose unmatched paths are Engine.IO's).
+    pub(crate) fn fallback<F, R>(&mut self, handler: F)
+    where
+        F: Fn(Request) -> R + 'static,
+        R: Future<Output = Response> + 'static,
+    {
+        if self.engine_io {
+            return;
+        }
+        let handler: Handler = Box::new(move |request| Box::pin(handler(request)));
+        // A pattern of no segment at all never matches a path: only `fallback` names it.
+        self.routes
+            .push((Method::Other, Path::Pattern(Vec::new()), handler));
+        self.fallback = Some(RouteId(self.routes.len() - 1));
+    }
+
     /// Refuses route bodies longer than `limit` (instead of the engine's `max_payload`), with
     /// the answer `too_large` makes.
     pub(crate) fn limit_body(&mut self, limit: usize, too_large: impl Fn() -> Response + 'static) {
@@ -288,6 +320,7 @@ impl Router {
                 })
             })
             .map(RouteId)
+            .or(self.fallback)
     }
 
     /// Runs the route `find` returned.
@@ -362,6 +395,15 @@ mod pattern_tests {
             assert_eq!(router.find(Method::Get, path), None, "{path}");
         }
         assert_eq!(router.find(Method::Post, "/v1/sockets/abc"), None);
+        router.fallback(|_| async { Response::empty(418) });
+        assert_eq!(
+            router.find(Method::Post, "/v1/sockets/abc"),
+            Some(RouteId(3))
+        );
+        assert_eq!(
+            router.find(Method::Get, "/v1/sockets/abc"),
+            Some(RouteId(0))
+        );
         let route = router
             .find(Method::Post, "/v1/users/42%2F7/disconnect")
             .expect("matches");

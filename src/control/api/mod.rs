@@ -107,6 +107,21 @@ impl Api {
                 router.route(spec.method, spec.path, handler);
             }
         }
+        // Unknown paths and methods get the API's error body and request id too.
+        let unknown = shared.clone();
+        router.fallback(move |request: Request| {
+            let id = unknown.next_request_id();
+            let message = format!(
+                "no route {} {}",
+                method_name(request.method),
+                error::quoted(&request.path)
+            );
+            std::future::ready(
+                ApiError::not_found(message)
+                    .response()
+                    .with_header("Ringcast-Request-Id", id),
+            )
+        });
         let limit = self.settings.max_body;
         let refused = shared;
         router.limit_body(limit, move || {
@@ -253,12 +268,7 @@ fn authorize(api: &ShardApi, spec: &RouteSpec, request: &Request) -> Result<Call
             scopes: config::Scopes::everything(),
         });
     };
-    let method = match request.method {
-        Method::Get => "GET",
-        Method::Post => "POST",
-        Method::Options => "OPTIONS",
-        Method::Other => "OTHER",
-    };
+    let method = method_name(request.method);
     let path_and_query = if request.query.is_empty() {
         request.path.to_string()
     } else {
@@ -279,6 +289,16 @@ fn authorize(api: &ShardApi, spec: &RouteSpec, request: &Request) -> Result<Call
     match scope {
         Some(scope) if !caller.scopes.allows(scope) => Err(ApiError::forbidden(scope)),
         _ => Ok(caller),
+    }
+}
+
+/// A method as it is signed (`Other` never matches a signature).
+fn method_name(method: Method) -> &'static str {
+    match method {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Options => "OPTIONS",
+        Method::Other => "OTHER",
     }
 }
 
