@@ -1071,3 +1071,96 @@ fn a_cluster_operation_needs_the_link_but_local_ones_do_not() {
     assert_eq!(info["cluster"]["enabled"], true);
     assert_eq!(info["cluster"]["connected"], false);
 }
+
+/// Waits (bounded) until `server`'s Redis link is `connected` as its `/v1/info` says.
+#[track_caller]
+fn wait_for_link(server: &ApiServer, connected: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = server.get("/v1/info").ok();
+        if info["cluster"]["connected"] == connected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the link never became connected={connected}: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// 44 and 48: two nodes on one Redis. An emit on A to a user whose socket is on B is
+// delivered, a join by user on A affects B, a query on A lists B's socket; with Redis
+// killed, a cluster emit gets 503 and nothing is delivered, and `local: true` goes through.
+#[test]
+fn cluster_operations_cross_nodes_and_need_the_link() {
+    let mut redis = common::redis::RedisServer::start();
+    let url = redis.url();
+    let node = |url: &str| {
+        let url = url.to_owned();
+        ApiServer::start_with(move |config| config.cluster.redis = Some(url))
+    };
+    let (a, b) = (node(&url), node(&url));
+    wait_for_link(&a, true);
+    wait_for_link(&b, true);
+    let mut on_b = Clients::js(
+        &b.url(),
+        json!([{ "name": "remote", "version": 4, "rooms": ["ringcast:user:42"] }]),
+    );
+    let mut on_a = Clients::js(
+        &a.url(),
+        json!([{ "name": "near", "version": 4, "rooms": ["ringcast:user:42"] }]),
+    );
+    let reply = a.post(
+        "/v1/emit",
+        json!({ "to": { "users": ["42"] }, "event": "news", "args": ["across"] }),
+    );
+    assert_eq!(
+        reply.ok(),
+        json!({ "local_recipients": 1, "published": true })
+    );
+    assert_eq!(on_b.next("remote", "/", "news"), json!(["across"]));
+    assert_eq!(on_a.next("near", "/", "news"), json!(["across"]));
+
+    let reply = a.post(
+        "/v1/rooms/join",
+        json!({ "to": { "users": ["42"] }, "rooms": ["vip"] }),
+    );
+    assert_eq!(
+        reply.ok(),
+        json!({ "local_affected": 1, "published": true })
+    );
+    // The join reaches B through Redis: wait (bounded) until B counts its member.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.get("/v1/rooms/count?room=vip&local=true").ok()["sockets"] != 1 {
+        assert!(Instant::now() < deadline, "the join never reached B");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let query = a
+        .post("/v1/sockets/query", json!({ "to": { "users": ["42"] } }))
+        .ok();
+    assert_eq!(query["partial"], false, "{query}");
+    assert_eq!(query["nodes_expected"], 2, "{query}");
+    let mut nodes: Vec<bool> = query["sockets"]
+        .as_array()
+        .expect("sockets")
+        .iter()
+        .map(|socket| socket["node"].is_null())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, [false, true], "one socket here, one remote: {query}");
+    assert_eq!(a.get("/v1/rooms/count?room=vip").ok()["sockets"], 2);
+
+    redis.kill();
+    wait_for_link(&a, false);
+    let emit = json!({ "to": { "users": ["42"] }, "event": "news", "args": ["refused"] });
+    a.post("/v1/emit", emit).error(503, "cluster_unavailable");
+    let local =
+        json!({ "to": { "users": ["42"] }, "event": "news", "args": ["local"], "local": true });
+    assert_eq!(
+        a.post("/v1/emit", local).ok(),
+        json!({ "local_recipients": 1, "published": false })
+    );
+    // Nothing of the refused emit was delivered here: the next news is the local one.
+    assert_eq!(on_a.next("near", "/", "news"), json!(["local"]));
+}
