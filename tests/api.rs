@@ -1164,3 +1164,36 @@ fn cluster_operations_cross_nodes_and_need_the_link() {
     // Nothing of the refused emit was delivered here: the next news is the local one.
     assert_eq!(on_a.next("near", "/", "news"), json!(["local"]));
 }
+
+// Security rule 7 and the start's checks: an API open to the network without keys, an unknown
+// scope and a taken address each refuse the start, saying why.
+#[test]
+fn the_start_refuses_an_open_api_unknown_scopes_and_a_taken_address() {
+    let start = |table: &str| {
+        let builder = Server::builder().configure(|config| {
+            config.cores = 1;
+            config.host = [127, 0, 0, 1].into();
+            config.port = 0;
+            config.pin_cores = false;
+        });
+        match ringcast::internals::control::api::start_with_api(builder, table) {
+            Ok((handle, _)) => {
+                handle.stop();
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    };
+    let open = start("listen = \"0.0.0.0:0\"").expect_err("open to the network");
+    assert!(open.contains("not a loopback address"), "{open}");
+    let scoped = start("listen = \"127.0.0.1:0\"\n[keys.ops]\nkey = \"k\"\nscopes = [\"fly\"]")
+        .expect_err("unknown scope");
+    assert!(scoped.contains("api.keys.ops.scopes"), "{scoped}");
+    assert!(!scoped.contains("\"k\""), "{scoped}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("address");
+    let error = start(&format!("listen = \"{addr}\"")).expect_err("address in use");
+    assert!(!error.is_empty());
+    // A loopback API with no keys is allowed (and open to its host only).
+    start("listen = \"127.0.0.1:0\"").expect("loopback without keys");
+}
