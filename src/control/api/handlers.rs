@@ -290,7 +290,10 @@ impl Selection {
 
 /// Whether the operation leaves this process: false when asked `local`, or without a
 /// cluster. With a cluster whose link is down, nothing is done and the caller gets 503, so a
-/// retry (same `Idempotency-Key`) is safe.
+/// retry (same `Idempotency-Key`) is safe. This reads the link's state as the request starts:
+/// a fire-and-forget publish (emit, join, leave, disconnect) that the link queues and then
+/// loses to an outage beginning meanwhile is not seen here (the link counts it as dropped or
+/// failed in the stats and metrics), so such a request still answers `published: true`.
 fn publishes(api: &ShardApi, local: bool) -> Result<bool, ApiError> {
     match (local, api.shard.cluster_connected()) {
         (true, _) | (_, None) => Ok(false),
