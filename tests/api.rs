@@ -693,7 +693,8 @@ fn queries_pages_and_counts() {
 // 40. Bad requests: each gets its status and code.
 #[test]
 fn bad_requests_get_their_errors() {
-    let server = ApiServer::start();
+    // Event arguments are bounded by max_payload, bodies by api.max_body (1 MiB here).
+    let server = ApiServer::start_with(|config| config.engine.max_payload = 100_000);
     let emit = json!({ "event": "news" }).to_string();
     let wrong = server.call(
         "POST",
@@ -746,6 +747,10 @@ fn bad_requests_get_their_errors() {
     server
         .post("/v1/emit", json!({ "namespace": "/nope", "event": "news" }))
         .error(404, "not_found");
+    let long = "x".repeat(200_000);
+    server
+        .post("/v1/emit", json!({ "event": "news", "args": [long] }))
+        .error(413, "payload_too_large");
     server.get("/v1/nothing").error(404, "not_found");
     server.get("/v1/emit").error(404, "not_found");
     // The reader may read.

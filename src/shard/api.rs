@@ -67,6 +67,12 @@ impl ApiShard {
         self.shard.shards
     }
 
+    /// The largest message a client may be sent or send (`EngineConfig::max_payload`): the
+    /// bound of an event's arguments.
+    pub(crate) fn max_payload(&self) -> usize {
+        self.shard.plan.config.engine.max_payload
+    }
+
     /// Whether namespace `nsp` is served (declared, or admitted by a dynamic pattern).
     pub(crate) fn serves(&self, nsp: &str) -> bool {
         self.shard.plan.namespaces.resolve(nsp).is_some()

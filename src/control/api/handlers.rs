@@ -354,6 +354,16 @@ async fn emit_op(api: &ShardApi, body: Value) -> Result<Value, ApiError> {
     let body: EmitBody = parse(body)?;
     check_event(&body.event)?;
     let args = event_args(&body.args, &body.attachments)?;
+    // The bound every event's arguments have (spec 2.7 rule 3): what a client may send.
+    let size = args.json_bytes().len() + args.attachments().iter().map(Bytes::len).sum::<usize>();
+    let limit = api.shard.max_payload();
+    if size > limit {
+        return Err(ApiError::new(
+            413,
+            "payload_too_large",
+            format!("the event's arguments are over max_payload ({limit} bytes)"),
+        ));
+    }
     let selection = Selection::new(api, body.namespace.as_deref(), &body.to)?;
     let published = publishes(api, body.local)?;
     if let Some(ack) = body.ack {
