@@ -92,7 +92,7 @@ pub(super) async fn serve<H: Host>(
             // lingering so that a client still writing the body reads the answer.
             Target::Route(..) if unread > route_limit => (router.too_large(), false, unread, true),
             Target::Route(route, mut request) => {
-                // A client that waits for leave to send its body gets it now (RFC 9110
+                // A client that waits for permission to send its body gets it now (RFC 9110
                 // 10.1.1); one over the limit got the 413 above instead.
                 if unread > buf.len()
                     && expects_continue(&request)
