@@ -226,9 +226,9 @@ async fn answer(
         Some(Ok(answer)) => (answer.status, answer.body),
         Some(Err(error)) => {
             let response = error.response();
-            // A 5xx (the cluster down, a shard stuck) delivered nothing for sure: a retry
-            // with the same key must run again, so such answers are not kept.
-            if let (Some(guard), false) = (guard, error.status >= 500) {
+            // Transient refusals (the cluster down, a shard stuck or overloaded) are not
+            // kept: a retry with the same key runs again, as the 503's message promises.
+            if let (Some(guard), true) = (guard, keeps(error.status)) {
                 let body = Bytes::from(serde_json::to_vec(&error.body()).unwrap_or_default());
                 guard.finish(
                     Kept {
@@ -248,7 +248,7 @@ async fn answer(
         }
     };
     let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
-    if let (Some(guard), false) = (guard, status >= 500) {
+    if let (Some(guard), true) = (guard, keeps(status)) {
         guard.finish(
             Kept {
                 status,
@@ -258,6 +258,12 @@ async fn answer(
         );
     }
     (Response::new(status, "application/json", body), name)
+}
+
+/// Whether an answer with `status` is kept for its `Idempotency-Key`: all but the transient
+/// ones (5xx, 429), which a retry should run again.
+fn keeps(status: u16) -> bool {
+    status < 500 && status != 429
 }
 
 /// The caller, with the route's scope checked.
