@@ -1168,6 +1168,22 @@ fn cluster_operations_cross_nodes_and_need_the_link() {
     );
     // Nothing of the refused emit was delivered here: the next news is the local one.
     assert_eq!(on_a.next("near", "/", "news"), json!(["local"]));
+
+    // A refusal is not kept for its Idempotency-Key: the retry, once Redis is back, runs.
+    let retried =
+        json!({ "to": { "users": ["42"] }, "event": "news", "args": ["retried"] }).to_string();
+    let headers = [
+        ("Authorization", ADMIN),
+        ("Idempotency-Key", "after-outage"),
+    ];
+    a.call("POST", "/v1/emit", &headers, &retried)
+        .error(503, "cluster_unavailable");
+    redis.restart();
+    wait_for_link(&a, true);
+    let reply = a.call("POST", "/v1/emit", &headers, &retried);
+    assert_eq!(reply.ok()["published"], true);
+    assert_eq!(reply.header("idempotent-replayed"), None);
+    assert_eq!(on_a.next("near", "/", "news"), json!(["retried"]));
 }
 
 // Security rule 7 and the start's checks: an API open to the network without keys, an unknown
