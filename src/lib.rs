@@ -72,6 +72,19 @@ pub mod internals {
             RemoteBroadcast, RemoteOperation, RemoteQuery, Subscriptions, MAX_MESSAGE,
         };
     }
+    /// The control plane (`crate::control`).
+    pub mod control {
+        /// The HTTP server API.
+        pub mod api {
+            pub use crate::control::api::start_with_api;
+        }
+        /// JWT verification: configuration, keys, claims mapping.
+        pub mod jwt {
+            pub use crate::control::jwt::{
+                AuthError, ClaimsConfig, Grant, Invalid, JwtConfig, Verifier,
+            };
+        }
+    }
     /// Wire formats (`crate::codec`).
     pub mod codec {
         /// The Redis adapter's and the emitter's messages and channels.
@@ -123,15 +136,6 @@ pub mod internals {
         /// WebSocket frames.
         pub mod ws {
             pub use crate::codec::ws::{unmask, unmask_scalar, Decoder, Message};
-        }
-    }
-    /// The control plane (`crate::control`).
-    pub mod control {
-        /// JWT verification: configuration, keys, claims mapping.
-        pub mod jwt {
-            pub use crate::control::jwt::{
-                AuthError, ClaimsConfig, Grant, Invalid, JwtConfig, Verifier,
-            };
         }
     }
     /// The cross-shard rings (`crate::bus`).

@@ -39,6 +39,9 @@ struct Cli {
     /// valid, 2 when not).
     #[arg(long)]
     check_config: bool,
+    /// Serve the HTTP server API on HOST:PORT (api.listen; keys come from the config file).
+    #[arg(long)]
+    api_listen: Option<std::net::SocketAddr>,
     /// Number of shards, one thread per core [default: every core].
     #[arg(long)]
     cores: Option<usize>,
@@ -374,6 +377,9 @@ fn main() -> ExitCode {
     }
     for name in &cli.namespaces {
         standalone.add_namespace(name);
+    }
+    if let Some(addr) = cli.api_listen {
+        standalone.set_api_listen(addr);
     }
     if let Err(error) = standalone.prepare() {
         return config_error(&error);

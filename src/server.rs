@@ -15,7 +15,9 @@ use crate::config::{normalize_path, Config};
 use crate::engine::{Admission, AdmissionLimits};
 use crate::key::ShardId;
 use crate::net::redis::{CommandError, RedisLink};
-use crate::shard::{self, App, Cluster, Control, Plan, ShardMsg};
+/// What the HTTP API's router factory gets on each shard (the control module names it here).
+pub(crate) use crate::shard::ApiShard;
+use crate::shard::{self, ApiPlan, ApiRouterFactory, App, Cluster, Control, Plan, ShardMsg};
 use crate::socketio::{
     selecting_methods, Args, BroadcastAcks, BroadcastOperator, Command, Message, Namespace,
     Namespaces, Observer, OpError, OpFuture, Selection, SocketInfo, DEFAULT_TIMEOUT,
@@ -42,6 +44,7 @@ impl Server {
             namespaces: Namespaces::default(),
             echo_paths: Vec::new(),
             on_shared_keys: Vec::new(),
+            api: None,
         }
     }
 }
@@ -53,6 +56,8 @@ pub struct ServerBuilder {
     echo_paths: Vec<String>,
     /// Given the cluster's shared keys when the server starts as a cluster node.
     on_shared_keys: Vec<Box<dyn FnOnce(SharedKeys) + Send>>,
+    /// The HTTP API's address and per-shard router factory, when it is served.
+    api: Option<(SocketAddr, Arc<ApiRouterFactory>)>,
 }
 
 impl ServerBuilder {
@@ -112,6 +117,18 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves an HTTP API on `addr` from every shard (one SO_REUSEPORT listener each, bound
+    /// by [`ServerBuilder::start`] so that a taken address fails the start); `factory`
+    /// builds each shard's router (`control::api` supplies it).
+    pub(crate) fn api(
+        mut self,
+        addr: SocketAddr,
+        factory: impl Fn(ApiShard) -> crate::net::Router + Send + Sync + 'static,
+    ) -> Self {
+        self.api = Some((addr, Arc::new(factory)));
+        self
+    }
+
     /// Binds the listeners and starts the shards.
     pub fn start(self) -> io::Result<ServerHandle> {
         let mut config = self.config;
@@ -137,6 +154,14 @@ impl ServerBuilder {
         if let Some(listener) = &metrics_listener {
             tracing::info!(addr = %listener.local_addr()?, "metrics listening");
         }
+        let (api, api_addr) = match self.api {
+            Some((addr, factory)) => {
+                let (listeners, addr) = bind_api_listeners(addr, shards)?;
+                tracing::info!(%addr, "HTTP API listening");
+                (Some(ApiPlan::new(listeners, factory)), Some(addr))
+            }
+            None => (None, None),
+        };
         if config.force_epoll {
             tracing::info!("using the epoll driver (--epoll)");
         } else if !monoio::utils::detect_uring() {
@@ -197,6 +222,7 @@ impl ServerBuilder {
             control: control.clone(),
             cluster,
             metrics_listener: Mutex::new(metrics_listener),
+            api,
         });
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut threads = Vec::with_capacity(shards);
@@ -219,6 +245,7 @@ impl ServerBuilder {
         tracing::info!(%addr, shards, "ringcast listening");
         Ok(ServerHandle {
             addr,
+            api_addr,
             threads,
             control,
             next_shard: Arc::new(AtomicUsize::new(0)),
@@ -259,6 +286,8 @@ impl SharedKeys {
 /// A running server.
 pub struct ServerHandle {
     addr: SocketAddr,
+    /// Where the HTTP API listens, when it is served.
+    api_addr: Option<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
     control: Arc<Mutex<Control>>,
     /// The shard the next [`ServerHandle::of`] hands its work to (spread round-robin).
@@ -271,6 +300,11 @@ impl ServerHandle {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the HTTP API listens on, when it is served.
+    pub(crate) fn api_addr(&self) -> Option<SocketAddr> {
+        self.api_addr
     }
 
     /// Blocks until every shard has stopped.
@@ -477,4 +511,19 @@ fn bind_metrics_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> 
     // The epoll driver needs a non-blocking socket (io_uring does not mind).
     listener.set_nonblocking(true)?;
     Ok(listener)
+}
+
+/// The HTTP API's listeners: one SO_REUSEPORT socket per shard, as the main ones (a taken
+/// address fails the start; with port 0 the first bind picks the port and the others join it).
+fn bind_api_listeners(
+    addr: SocketAddr,
+    shards: usize,
+) -> io::Result<(Vec<std::net::TcpListener>, SocketAddr)> {
+    if addr.port() != 0 {
+        shard::ensure_port_free(addr)?;
+    }
+    let mut listeners = shard::bind_listeners(addr, 1)?;
+    let addr = listeners[0].local_addr()?;
+    listeners.extend(shard::bind_listeners(addr, shards - 1)?);
+    Ok((listeners, addr))
 }

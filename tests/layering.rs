@@ -111,6 +111,13 @@ const RULES: &[(&str, &[&str])] = &[
             "crate::stats",
         ],
     ),
+    // The control plane is an application of the library's seams: `net`'s route types, the
+    // public Socket.IO types and the shard's `ApiShard` (named through `server`), never the
+    // engine, the shard or the bus themselves.
+    (
+        "control",
+        &["monoio", "crate::engine", "crate::shard", "crate::bus"],
+    ),
     // The counts and their JSON: the shard gathers them and serves them through a route.
     (
         "stats.rs",

@@ -15,6 +15,8 @@ pub enum Method {
     Get,
     /// POST.
     Post,
+    /// DELETE.
+    Delete,
     /// OPTIONS (CORS preflight).
     Options,
     /// Any other method.
@@ -118,6 +120,7 @@ pub fn parse_request(buf: &[u8], max_head_len: usize) -> Result<Option<Request<'
     let method = match method {
         "GET" => Method::Get,
         "POST" => Method::Post,
+        "DELETE" => Method::Delete,
         "OPTIONS" => Method::Options,
         _ => Method::Other,
     };
@@ -341,12 +344,16 @@ pub fn reason_phrase(status: u16) -> &'static str {
         200 => "OK",
         204 => "No Content",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
         413 => "Payload Too Large",
         414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",

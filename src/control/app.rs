@@ -16,6 +16,7 @@ use serde_json::json;
 use super::auth::{refusal_ack, Authority, SocketGrant};
 use super::config::{AuthMode, UnknownEvents};
 use super::policy::{allowed, Bucket, NamespacePolicy, Verdict, RESERVED_PREFIX};
+use super::users::{Revocations, LIFT_EVENT, REVOKE_EVENT};
 use crate::socketio::{AckSender, Admission, Args, Message, Namespace, Socket};
 
 /// A socket's state under its namespace's policy: its grant (user, token) and its event
@@ -58,11 +59,19 @@ pub(crate) fn server_disconnect(socket: &Socket, reason: &str, code: &str) {
 }
 
 /// The namespace `policy` describes. `authority` checks tokens (given when the policy's
-/// auth is `jwt`).
-pub(crate) fn namespace(policy: NamespacePolicy, authority: Option<Arc<Authority>>) -> Namespace {
+/// auth is `jwt`); `revocations`, when given, are kept up to date with the other ringcast
+/// nodes' revocations (their `ringcast:revoke` / `ringcast:unrevoke` server-side emits).
+pub(crate) fn namespace(
+    policy: NamespacePolicy,
+    authority: Option<Arc<Authority>>,
+    revocations: Option<Arc<Revocations>>,
+) -> Namespace {
     let policy = Arc::new(policy);
     let stateful = policy.rate.is_some() || policy.auth != AuthMode::None;
     let mut namespace = Namespace::new();
+    if let Some(revocations) = revocations {
+        namespace = follow_revocations(namespace, revocations);
+    }
     if stateful {
         let (check, checker) = (policy.clone(), authority.clone());
         namespace = namespace
@@ -165,6 +174,33 @@ pub(crate) fn namespace(policy: NamespacePolicy, authority: Option<Arc<Authority
     namespace
 }
 
+/// Records the revocations other nodes announce, so a token revoked there is refused here.
+fn follow_revocations(namespace: Namespace, revocations: Arc<Revocations>) -> Namespace {
+    #[derive(serde::Deserialize)]
+    struct Revoked {
+        user: String,
+        revoked_before: u64,
+        ttl_ms: u64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Lifted {
+        user: String,
+    }
+    let lifts = revocations.clone();
+    namespace
+        .on_server_side_emit(REVOKE_EVENT, move |_operator, message, _ack| {
+            if let Ok(revoked) = message.get::<Revoked>(0) {
+                let ttl = std::time::Duration::from_millis(revoked.ttl_ms);
+                revocations.revoke(&revoked.user, revoked.revoked_before, ttl);
+            }
+        })
+        .on_server_side_emit(LIFT_EVENT, move |_operator, message, _ack| {
+            if let Ok(lifted) = message.get::<Lifted>(0) {
+                lifts.lift(&lifted.user);
+            }
+        })
+}
+
 /// The socket's state, when its namespace keeps one.
 fn state_of(socket: &Socket) -> Option<Rc<SocketState>> {
     socket.extension::<SocketState>()
@@ -251,5 +287,5 @@ fn publish(socket: &Socket, policy: &NamespacePolicy, message: &Message, ack: Op
 
 /// The namespace of today's binary: every built-in open, no auth (`apps::builtin_namespace`).
 pub(crate) fn open() -> Namespace {
-    namespace(NamespacePolicy::open(), None)
+    namespace(NamespacePolicy::open(), None, None)
 }

@@ -1,12 +1,13 @@
 //! The standalone control plane of the `ringcast` binary (spec `control-plane.md`): the
-//! configuration file, per-namespace policy, JWT auth with live expiry, users and revocation.
-//! An application built on the library's seams (namespaces, the authorizer, sockets,
-//! operators), as `apps` builds the built-in events; the library gains no behaviour from it.
+//! configuration file, per-namespace policy, JWT auth with live expiry, users and revocation,
+//! and the HTTP server API. An application built on the library's seams (namespaces, the authorizer, sockets,
+//! operators, routes), as `apps` builds the built-in events; the library gains no behaviour from it.
 //! Must not depend on the engine, the shard or the bus.
 //!
 //! [`Standalone`] is what the binary drives: load (file, then environment), let the flags
 //! change the result, `prepare` (policies, key material), then `builder`.
 
+pub(crate) mod api;
 mod app;
 mod auth;
 pub(crate) mod config;
@@ -14,7 +15,7 @@ pub(crate) mod jwt;
 pub(crate) mod policy;
 pub(crate) mod secret;
 pub(crate) mod units;
-mod users;
+pub(crate) mod users;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,6 +43,7 @@ pub struct Standalone {
     shutdown_grace: Duration,
     json_logs: bool,
     namespaces: BTreeMap<String, NamespaceSection>,
+    api_listen: Option<std::net::SocketAddr>,
     prepared: Option<Prepared>,
 }
 
@@ -49,6 +51,8 @@ pub struct Standalone {
 struct Prepared {
     policies: Vec<(String, NamespacePolicy)>,
     authority: Option<Arc<auth::Authority>>,
+    revocations: Arc<users::Revocations>,
+    api: Option<api::Api>,
 }
 
 impl Standalone {
@@ -73,6 +77,7 @@ impl Standalone {
             json_logs: file.server.log_format == Some(LogFormat::Json),
             namespaces,
             file,
+            api_listen: None,
             prepared: None,
         })
     }
@@ -107,6 +112,11 @@ impl Standalone {
         self.json_logs = json;
     }
 
+    /// Serves the HTTP API on `addr` (the `--api-listen` flag: `api.listen`).
+    pub fn set_api_listen(&mut self, addr: std::net::SocketAddr) {
+        self.api_listen = Some(addr);
+    }
+
     /// Serves `name` too, with the default policy unless the file gives it one (the
     /// `--namespace` flag).
     pub fn add_namespace(&mut self, name: &str) {
@@ -137,6 +147,7 @@ impl Standalone {
             policies.push((name, policy));
         }
         let wants_jwt = policies.iter().any(|(_, p)| p.auth == AuthMode::Jwt);
+        let revocations = Arc::new(users::Revocations::default());
         let authority = match (&self.file.auth.jwt, wants_jwt) {
             (None, true) => {
                 return Err("auth: a namespace has auth = \"jwt\" but [auth.jwt] is missing".into())
@@ -153,7 +164,7 @@ impl Standalone {
                 Some(Arc::new(auth::Authority::new(
                     verifier,
                     &jwt,
-                    Arc::new(users::Revocations::default()),
+                    revocations.clone(),
                 )))
             }
             (None, false) => None,
@@ -161,11 +172,46 @@ impl Standalone {
         if self.file.auth.claims.is_some() && self.file.auth.jwt.is_none() {
             return Err("auth.claims: needs [auth.jwt]".into());
         }
+        let api = self.api_config()?;
+        let api = match api {
+            Some(config) => Some(
+                api::Api::new(
+                    &config,
+                    self.file.server.node_name.clone(),
+                    api::Users {
+                        revocations: revocations.clone(),
+                        revocation_ttl: self.revocation_ttl(),
+                    },
+                )
+                .map_err(|error| error.to_string())?,
+            ),
+            None => None,
+        };
         self.prepared = Some(Prepared {
             policies,
             authority,
+            revocations,
+            api,
         });
         Ok(())
+    }
+
+    /// The `[api]` table with `--api-listen` over it; `None` when neither says anything.
+    fn api_config(&self) -> Result<Option<api::ApiConfig>, String> {
+        let mut config = match &self.file.api {
+            Some(table) => api::ApiConfig::deserialize(toml::Value::Table(table.clone()))
+                .map_err(|error| format!("api: {}", error.message()))?,
+            None if self.api_listen.is_some() => api::ApiConfig::default(),
+            None => return Ok(None),
+        };
+        if self.api_listen.is_some() {
+            config.listen = self.api_listen;
+        }
+        Ok(Some(config))
+    }
+
+    fn revocation_ttl(&self) -> Duration {
+        self.file.users.revocation_ttl.unwrap_or(REVOCATION_TTL)
     }
 
     /// The effective configuration as TOML, every secret as `***` (`--check-config`).
@@ -186,7 +232,7 @@ impl Standalone {
             jwt: self.file.auth.jwt.clone(),
             claims: self.file.auth.claims.clone(),
             api: self.file.api.clone(),
-            revocation_ttl: self.file.users.revocation_ttl.unwrap_or(REVOCATION_TTL),
+            revocation_ttl: self.revocation_ttl(),
             namespaces,
         };
         config::effective(&self.config, &extras).to_toml()
@@ -196,32 +242,52 @@ impl Standalone {
     /// [`Standalone::prepare`] first (without it, every namespace is open).
     pub fn builder(&self) -> ServerBuilder {
         let builder = Server::builder().config(self.config.clone());
-        match &self.prepared {
-            Some(prepared) => prepared
-                .policies
-                .iter()
-                .fold(builder, |builder, (name, policy)| {
-                    let authority = (policy.auth == AuthMode::Jwt)
-                        .then(|| prepared.authority.clone())
-                        .flatten();
-                    builder.namespace(name, app::namespace(policy.clone(), authority))
-                }),
-            None => self
+        let Some(prepared) = &self.prepared else {
+            return self
                 .namespace_names()
                 .iter()
                 .fold(builder, |builder, name| {
                     builder.namespace(name, app::open())
-                }),
+                });
+        };
+        let builder = prepared
+            .policies
+            .iter()
+            .fold(builder, |builder, (name, policy)| {
+                let authority = (policy.auth == AuthMode::Jwt)
+                    .then(|| prepared.authority.clone())
+                    .flatten();
+                let revocations = Some(prepared.revocations.clone());
+                builder.namespace(name, app::namespace(policy.clone(), authority, revocations))
+            });
+        match &prepared.api {
+            Some(api) => api.clone().install(builder),
+            None => builder,
         }
     }
 
-    /// Re-reads key material (SIGHUP): token keys and secrets. What fails to load keeps its
+    /// Re-reads key material (SIGHUP): token keys and secrets, API keys. What fails to load keeps its
     /// old material; the error says which key.
     pub fn reload(&self) -> Result<(), String> {
-        if let Some(authority) = self.prepared.as_ref().and_then(|p| p.authority.as_ref()) {
-            authority.verifier().reload()?;
+        let Some(prepared) = &self.prepared else {
+            return Ok(());
+        };
+        let mut failed = Vec::new();
+        if let Some(authority) = &prepared.authority {
+            if let Err(error) = authority.verifier().reload() {
+                failed.push(error);
+            }
         }
-        Ok(())
+        if let Some(api) = &prepared.api {
+            if let Err(error) = api.reload() {
+                failed.push(error.to_string());
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
     }
 
     /// Re-reads the key files that changed since they were read (JWKS), and how often to

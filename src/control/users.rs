@@ -8,6 +8,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The server-side emit that carries a revocation to the other ringcast nodes
+/// (`{user, revoked_before, ttl_ms}`); a Node peer has no handler for it and ignores it.
+pub(crate) const REVOKE_EVENT: &str = "ringcast:revoke";
+
+/// The server-side emit that lifts a revocation on the other ringcast nodes (`{user}`).
+pub(crate) const LIFT_EVENT: &str = "ringcast:unrevoke";
+
 /// Seconds since the epoch, now.
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
@@ -27,13 +34,10 @@ struct Revocation {
     until: u64,
 }
 
-#[allow(dead_code)]
 /// Entries at most: past it the ones expiring first are forgotten (a revocation outlives the
 /// tokens it refuses, so the oldest matter least).
 const MAX_ENTRIES: usize = 1_000_000;
 
-// `revoke` and `lift` are the API's (`/v1/users/{user}/revoke`), wired in with it.
-#[allow(dead_code)]
 impl Revocations {
     /// Refuses `user`'s tokens issued before `revoked_before` for `ttl` from now.
     pub(crate) fn revoke(&self, user: &str, revoked_before: u64, ttl: Duration) {

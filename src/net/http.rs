@@ -83,19 +83,30 @@ pub(super) async fn serve<H: Host>(
         let origin = head.origin.as_deref();
         let unread = head.content_length;
         let max_payload = host.engine_config().max_payload;
-        // (answer, whether it answers a CORS preflight, body bytes still to skip)
-        let (response, preflight, unread) = match head.target {
-            Target::Reply(response) => (response, false, unread),
-            // Refused unread, as an Engine.IO body would be: the connection closes after.
-            Target::Route(..) if unread > max_payload => (Response::empty(413), false, unread),
+        let route_limit = router.max_body(max_payload);
+        // (answer, whether it answers a CORS preflight, body bytes still to skip, whether the
+        // connection closes lingeringly)
+        let (response, preflight, unread, linger) = match head.target {
+            Target::Reply(response) => (response, false, unread, false),
+            // Refused unread, as an Engine.IO body would be: the connection closes after,
+            // lingering so that a client still writing the body reads the answer.
+            Target::Route(..) if unread > route_limit => (router.too_large(), false, unread, true),
             Target::Route(route, mut request) => {
+                // A client that waits for permission to send its body gets it now (RFC 9110
+                // 10.1.1); one over the limit got the 413 above instead.
+                if unread > buf.len()
+                    && expects_continue(&request)
+                    && !write_continue(&mut stream).await
+                {
+                    return;
+                }
                 let Some(body) = read_body(&mut stream, &mut buf, unread).await else {
                     return;
                 };
                 request.body = body;
-                (router.call(route, request).await, false, 0)
+                (router.call(route, request).await, false, 0, false)
             }
-            Target::Preflight => (Response::empty(204), true, unread),
+            Target::Preflight => (Response::empty(204), true, unread, false),
             Target::Eio(request) if request.websocket => match websocket(&mut buf, request) {
                 Ok(upgrade) => {
                     // The WebSocket brings its own buffer; this one is not kept for its life.
@@ -103,11 +114,11 @@ pub(super) async fn serve<H: Host>(
                     drop(in_flight);
                     return ws::start(host, stream, upgrade).await;
                 }
-                Err(reply) => (reply.into(), false, unread),
+                Err(reply) => (reply.into(), false, unread, false),
             },
             Target::Eio(request) => {
                 match exchange(&*host, &mut stream, &mut buf, request, unread).await {
-                    Next::Answer(reply) => (reply.into(), false, 0),
+                    Next::Answer(reply) => (reply.into(), false, 0, false),
                     Next::Done => return,
                 }
             }
@@ -124,7 +135,14 @@ pub(super) async fn serve<H: Host>(
             origin,
             preflight,
         );
-        if !written.await || !keep_alive {
+        if !written.await {
+            return;
+        }
+        if !keep_alive {
+            drop(in_flight);
+            if linger {
+                linger_close(&mut stream).await;
+            }
             return;
         }
         drop(in_flight);
@@ -286,7 +304,9 @@ fn target<H: Host>(
 ) -> Target {
     let (method, path, query) = (request.method, request.path, request.query);
     if let Some(route) = router.find(method, path) {
-        return Target::Route(route, Request::new(method, path, query, address));
+        let mut routed = Request::new(method, path, query, address);
+        routed.set_params(router, route);
+        return Target::Route(route, routed);
     }
     let endpoint = router.serves_engine_io().then(|| host.endpoint(path));
     let Some(endpoint) = endpoint.flatten() else {
@@ -384,6 +404,52 @@ async fn poll_get<H: Host>(
                 watching = false;
             }
         }
+    }
+}
+
+/// Whether a route's request asked for `100 Continue` before it sends its body.
+fn expects_continue(request: &Request) -> bool {
+    request
+        .header("expect")
+        .is_some_and(|value| value.eq_ignore_ascii_case("100-continue"))
+}
+
+/// Tells the client to send its body; false if the connection broke.
+async fn write_continue(stream: &mut TcpStream) -> bool {
+    let (result, _) = stream
+        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec())
+        .await;
+    result.is_ok()
+}
+
+/// How long, and how many bytes, a connection refused for its body's size is read and
+/// discarded before it is closed.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Closes a connection whose body was refused unread without losing the answer: a close with
+/// unread input makes the kernel send a reset, which can destroy the answer before a client
+/// that writes its whole body first (Python's urllib and many others) reads it. So the write
+/// half is shut (the client sees the end of the answer), then input is discarded for up to
+/// [`LINGER_TIME`] or [`LINGER_BYTES`], whichever comes first (a bounded cost per hostile
+/// peer), then the connection closes.
+async fn linger_close(stream: &mut TcpStream) {
+    use monoio::io::AsyncWriteRent;
+    let _ = stream.shutdown().await;
+    let discard = async {
+        let mut scratch = BytesMut::with_capacity(16 * 1024);
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            scratch.clear();
+            if !super::read_into(stream, &mut scratch, 16 * 1024).await {
+                return;
+            }
+            discarded += scratch.len();
+        }
+    };
+    monoio::select! {
+        () = discard => {},
+        () = monoio::time::sleep(LINGER_TIME) => {},
     }
 }
 

@@ -1,12 +1,16 @@
 //! HTTP routes: the requests a listener answers that are not Engine.IO. A [`Router`] is a table
 //! of (method, path) -> handler that the layers above `net` fill (the shard registers the stats
 //! endpoint); `net::http` asks it before the Engine.IO endpoints and writes the [`Response`]
-//! the handler gives back, with the same CORS headers as every other answer.
+//! the handler gives back, with the same CORS headers as every other answer. Besides exact
+//! paths a router takes patterns (`/v1/sockets/{id}`: a `{name}` segment matches one
+//! non-empty segment, handed to the handler as [`Request::param`]), and a router may set its
+//! own body limit and 413 answer (an API port's `max_body`, not the engine's `max_payload`).
 //!
 //! Every answer `net` writes is a [`Response`]: Engine.IO's [`PollReply`] converts into one.
 //! This file knows HTTP only: it must not depend on Socket.IO, the shard or the bus.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -65,7 +69,6 @@ impl Response {
     }
 
     /// Adds a header line.
-    #[allow(dead_code)] // The stats route needs none; metrics, static files and the API will.
     pub(crate) fn with_header(
         mut self,
         name: &'static str,
@@ -90,9 +93,10 @@ impl From<PollReply> for Response {
     }
 }
 
-/// A request as a route sees it: owned, its body read whole (at most `max_payload` bytes; a
-/// longer one is refused with 413 before the route is called).
-#[derive(Debug)]
+/// A request as a route sees it: owned, its body read whole (at most the router's limit; a
+/// longer one is refused with 413 before the route is called). Its `Debug` shows neither the
+/// head, the query nor the body: they may carry credentials (`Authorization`, a key in the
+/// query), which must never reach a log line.
 #[allow(dead_code)] // The stats route reads none of these; the routes to come will.
 pub(crate) struct Request {
     pub(crate) method: Method,
@@ -102,9 +106,22 @@ pub(crate) struct Request {
     pub(crate) query: Box<str>,
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) body: Bytes,
+    /// The `{name}` segments of a pattern route, in order, not percent-decoded.
+    params: Vec<(Box<str>, Box<str>)>,
     /// The whole request head (bounded by `max_head_bytes`), so that a route reads whichever
     /// headers it needs, when it needs them.
     head: Bytes,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("peer", &self.peer)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 #[allow(dead_code)] // The stats route reads none of these; the routes to come will.
@@ -122,7 +139,23 @@ impl Request {
             query: query.into(),
             peer,
             body: Bytes::new(),
+            params: Vec::new(),
             head: Bytes::new(),
+        }
+    }
+
+    /// The raw (not percent-decoded) segment a pattern route's `{name}` matched.
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| **n == *name)
+            .map(|(_, value)| &**value)
+    }
+
+    /// Fills the `{name}` segments of the pattern `route` matched (`net::http` calls it).
+    pub(crate) fn set_params(&mut self, router: &Router, route: RouteId) {
+        if let Some((_, Path::Pattern(segments), _)) = router.routes.get(route.0) {
+            self.params = pattern_params(segments, &self.path);
         }
     }
 
@@ -152,13 +185,34 @@ type Handler = Box<dyn Fn(Request) -> ResponseFuture>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RouteId(usize);
 
+/// What a route matches: one exact path, or a pattern of segments.
+enum Path {
+    Exact(Box<str>),
+    /// `/`-separated segments; `Some(name)` for a `{name}` segment.
+    Pattern(Vec<Segment>),
+}
+
+/// One segment of a pattern: literal text, or a named parameter.
+enum Segment {
+    Literal(Box<str>),
+    Param(Box<str>),
+}
+
+/// Makes a router's 413 answer (an API wants its own error body and headers).
+type TooLarge = Box<dyn Fn() -> Response>;
+
 /// What one listener answers: its routes, and whether it serves the Engine.IO endpoints
-/// (`Host::endpoint`) too. Routes are matched first, on the exact method and path; anything
-/// else is Engine.IO's (when served) or a 404.
+/// (`Host::endpoint`) too. Routes are matched first, exact paths before patterns, each on the
+/// method too; anything else is Engine.IO's (when served) or a 404.
 #[derive(Default)]
 pub(crate) struct Router {
     engine_io: bool,
-    routes: Vec<(Method, Box<str>, Handler)>,
+    routes: Vec<(Method, Path, Handler)>,
+    /// The largest body a route takes; `None`: the engine's `max_payload`.
+    max_body: Option<usize>,
+    too_large: Option<TooLarge>,
+    /// The route that answers what no other route matches (an API's own 404), if any.
+    fallback: Option<RouteId>,
 }
 
 impl Router {
@@ -166,12 +220,11 @@ impl Router {
     pub(crate) fn with_engine_io() -> Router {
         Router {
             engine_io: true,
-            routes: Vec::new(),
+            ..Router::default()
         }
     }
 
     /// A router with routes only (a metrics or API port): Engine.IO paths are 404 here.
-    #[allow(dead_code)] // No second listener yet; the net tests run one.
     pub(crate) fn routes_only() -> Router {
         Router::default()
     }
@@ -184,7 +237,68 @@ impl Router {
         R: Future<Output = Response> + 'static,
     {
         let handler: Handler = Box::new(move |request| Box::pin(handler(request)));
-        self.routes.push((method, path.into(), handler));
+        self.routes
+            .push((method, Path::Exact(path.into()), handler));
+    }
+
+    /// Answers `method` requests whose path matches `pattern` (`/v1/users/{user}/sockets`): a
+    /// `{name}` segment matches any one non-empty segment, which the handler reads with
+    /// [`Request::param`]. Exact routes are tried first.
+    pub(crate) fn route_pattern<F, R>(&mut self, method: Method, pattern: &str, handler: F)
+    where
+        F: Fn(Request) -> R + 'static,
+        R: Future<Output = Response> + 'static,
+    {
+        let segments = pattern
+            .split('/')
+            .map(|segment| {
+                match segment
+                    .strip_prefix('{')
+                    .and_then(|rest| rest.strip_suffix('}'))
+                {
+                    Some(name) => Segment::Param(name.into()),
+                    None => Segment::Literal(segment.into()),
+                }
+            })
+            .collect();
+        let handler: Handler = Box::new(move |request| Box::pin(handler(request)));
+        self.routes.push((method, Path::Pattern(segments), handler));
+    }
+
+    /// Answers every request that no route matches with `handler` instead of a plain 404;
+    /// only on a router without Engine.IO (whose unmatched paths are Engine.IO's).
+    pub(crate) fn fallback<F, R>(&mut self, handler: F)
+    where
+        F: Fn(Request) -> R + 'static,
+        R: Future<Output = Response> + 'static,
+    {
+        if self.engine_io {
+            return;
+        }
+        let handler: Handler = Box::new(move |request| Box::pin(handler(request)));
+        // A pattern of no segment at all never matches a path: only `fallback` names it.
+        self.routes
+            .push((Method::Other, Path::Pattern(Vec::new()), handler));
+        self.fallback = Some(RouteId(self.routes.len() - 1));
+    }
+
+    /// Refuses route bodies longer than `limit` (instead of the engine's `max_payload`), with
+    /// the answer `too_large` makes.
+    pub(crate) fn limit_body(&mut self, limit: usize, too_large: impl Fn() -> Response + 'static) {
+        self.max_body = Some(limit);
+        self.too_large = Some(Box::new(too_large));
+    }
+
+    /// The largest route body this router takes, given the engine's `max_payload`.
+    pub(crate) fn max_body(&self, max_payload: usize) -> usize {
+        self.max_body.unwrap_or(max_payload)
+    }
+
+    /// The answer to a route request whose body is over [`Router::max_body`].
+    pub(crate) fn too_large(&self) -> Response {
+        self.too_large
+            .as_ref()
+            .map_or_else(|| Response::empty(413), |make| make())
     }
 
     /// Whether this listener serves the Engine.IO endpoints.
@@ -192,12 +306,21 @@ impl Router {
         self.engine_io
     }
 
-    /// The route for a request, if any. Linear: a listener has a handful of routes.
+    /// The route for a request, if any: an exact path first, then a pattern. Linear: a
+    /// listener has a few dozen routes at most.
     pub(crate) fn find(&self, method: Method, path: &str) -> Option<RouteId> {
-        self.routes
-            .iter()
-            .position(|(m, p, _)| *m == method && **p == *path)
+        let exact = self.routes.iter().position(|(m, p, _)| {
+            *m == method && matches!(p, Path::Exact(exact) if **exact == *path)
+        });
+        exact
+            .or_else(|| {
+                self.routes.iter().position(|(m, p, _)| {
+                    *m == method
+                        && matches!(p, Path::Pattern(segments) if pattern_matches(segments, path))
+                })
+            })
             .map(RouteId)
+            .or(self.fallback)
     }
 
     /// Runs the route `find` returned.
@@ -207,5 +330,96 @@ impl Router {
             // Ids come from this router's `find`; answer as for an unknown path all the same.
             None => Box::pin(std::future::ready(Response::not_found())),
         }
+    }
+}
+
+/// Whether `path` has as many segments as the pattern, each literal equal and each parameter
+/// non-empty.
+fn pattern_matches(segments: &[Segment], path: &str) -> bool {
+    let mut parts = path.split('/');
+    for segment in segments {
+        let Some(part) = parts.next() else {
+            return false;
+        };
+        let fits = match segment {
+            Segment::Literal(literal) => **literal == *part,
+            Segment::Param(_) => !part.is_empty(),
+        };
+        if !fits {
+            return false;
+        }
+    }
+    parts.next().is_none()
+}
+
+/// The parameters of a path the pattern matched.
+fn pattern_params(segments: &[Segment], path: &str) -> Vec<(Box<str>, Box<str>)> {
+    segments
+        .iter()
+        .zip(path.split('/'))
+        .filter_map(|(segment, part)| match segment {
+            Segment::Param(name) => Some((name.clone(), part.into())),
+            Segment::Literal(_) => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_whole_segments_and_exact_routes_win() {
+        let mut router = Router::routes_only();
+        router.route_pattern(Method::Get, "/v1/sockets/{id}", |_| async {
+            Response::empty(200)
+        });
+        router.route_pattern(Method::Post, "/v1/users/{user}/disconnect", |_| async {
+            Response::empty(200)
+        });
+        router.route(Method::Get, "/v1/sockets/all", |_| async {
+            Response::empty(204)
+        });
+        let pattern = router.find(Method::Get, "/v1/sockets/abc");
+        assert_eq!(pattern, Some(RouteId(0)));
+        assert_eq!(
+            router.find(Method::Get, "/v1/sockets/all"),
+            Some(RouteId(2))
+        );
+        for path in [
+            "/v1/sockets/",
+            "/v1/sockets",
+            "/v1/sockets/a/b",
+            "/v2/sockets/a",
+        ] {
+            assert_eq!(router.find(Method::Get, path), None, "{path}");
+        }
+        assert_eq!(router.find(Method::Post, "/v1/sockets/abc"), None);
+        router.fallback(|_| async { Response::empty(418) });
+        assert_eq!(
+            router.find(Method::Post, "/v1/sockets/abc"),
+            Some(RouteId(3))
+        );
+        assert_eq!(
+            router.find(Method::Get, "/v1/sockets/abc"),
+            Some(RouteId(0))
+        );
+        let route = router
+            .find(Method::Post, "/v1/users/42%2F7/disconnect")
+            .expect("matches");
+        let mut request = Request::new(Method::Post, "/v1/users/42%2F7/disconnect", "", None);
+        request.set_params(&router, route);
+        assert_eq!(request.param("user"), Some("42%2F7"));
+        assert_eq!(request.param("id"), None);
+    }
+
+    #[test]
+    fn body_limit_and_its_answer_are_the_routers() {
+        let mut router = Router::routes_only();
+        assert_eq!(router.max_body(100), 100);
+        assert_eq!(router.too_large().status, 413);
+        router.limit_body(10, || Response::new(413, "application/json", "{}"));
+        assert_eq!(router.max_body(100), 10);
+        assert_eq!(router.too_large().body, Bytes::from_static(b"{}"));
     }
 }

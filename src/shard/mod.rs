@@ -26,7 +26,9 @@ use crate::net::{self, Forward, Host};
 use crate::socketio::{Command, LocalTask, Namespaces, ShardHooks, SocketIo, SocketIoMsg};
 use crate::stats::{Report, ShardCounts};
 
+mod api;
 mod node;
+pub(crate) use api::{ApiPlan, ApiRouterFactory, ApiShard};
 pub(crate) use node::Cluster;
 
 /// How long the stats and metrics endpoints wait for every shard; a shard that has not
@@ -94,6 +96,8 @@ pub(crate) struct Plan {
     pub(crate) cluster: Option<Cluster>,
     /// The metrics listener (`Config::metrics_addr`), taken by shard 0, which serves it.
     pub(crate) metrics_listener: std::sync::Mutex<Option<std::net::TcpListener>>,
+    /// The HTTP API's listeners (one per shard) and router factory, when it is served.
+    pub(crate) api: Option<ApiPlan>,
 }
 
 /// One shard's state, shared by its tasks through `Rc`.
@@ -633,6 +637,19 @@ async fn serve(
         };
         let router = Rc::new(shard.metrics_router());
         monoio::spawn(net::accept_loop(shard.clone(), router, listener, stop));
+    }
+    // Every shard serves the HTTP API on a listener of its own, with the router the control
+    // module builds for it.
+    if let Some(api) = &plan.api {
+        if let Some(listener) = api.take(id) {
+            let listener = monoio::net::TcpListener::from_std(listener)?;
+            let stop = {
+                let shard = shard.clone();
+                async move { shard.shutdown_begun().await }
+            };
+            let router = Rc::new(api.router(&shard));
+            monoio::spawn(net::accept_loop(shard.clone(), router, listener, stop));
+        }
     }
     monoio::spawn(timer_loop(shard.clone()));
     monoio::spawn(deferred_loop(shard.clone()));

@@ -227,8 +227,8 @@ impl Cluster {
                 Op::Join(join) => RemoteAction::Join(names(join)),
                 Op::Leave(leave) => RemoteAction::Leave(names(leave)),
                 Op::Disconnect { close } => RemoteAction::Disconnect { close: *close },
-                // Questions go through `ask`.
-                Op::FetchSockets | Op::AllRooms => return,
+                // Questions go through `ask`; a count is this process's only.
+                Op::FetchSockets | Op::AllRooms | Op::Count => return,
             };
             if let Some(publish) = read(&node).operation_request(nsp, rooms, except, action) {
                 let _ = send(&link, publish);

@@ -47,17 +47,24 @@ pub(crate) enum AckHandler {
     },
 }
 
+/// What a broadcast's gathered acks go to: the recipients every responder reported, and the
+/// acks (or why some are missing).
+pub(crate) type CountedAcks = Box<dyn FnOnce(usize, BroadcastAcks)>;
+
 /// The origin side of a broadcast that waits for every recipient's ack: each shard first
 /// reports its number of recipients, then their acks follow.
 pub(crate) struct AckCollector {
     responses: Vec<Message>,
-    callback: Box<dyn FnOnce(BroadcastAcks)>,
+    /// Recipients reported so far (every shard's and node's `Recipients`).
+    expected: usize,
+    callback: CountedAcks,
 }
 
 impl AckCollector {
-    pub(crate) fn new(callback: Box<dyn FnOnce(BroadcastAcks)>) -> AckCollector {
+    pub(crate) fn new(callback: CountedAcks) -> AckCollector {
         AckCollector {
             responses: Vec::new(),
+            expected: 0,
             callback,
         }
     }
@@ -66,7 +73,11 @@ impl AckCollector {
 impl Collector<Reply> for AckCollector {
     fn add(&mut self, reply: Reply) -> usize {
         match reply {
-            Reply::Recipients(count) | Reply::Nodes(count) => count,
+            Reply::Recipients(count) => {
+                self.expected += count;
+                count
+            }
+            Reply::Nodes(count) => count,
             Reply::Ack(message) => {
                 self.responses.push(message);
                 0
@@ -81,6 +92,7 @@ impl Collector<Reply> for AckCollector {
     fn finish(self: Box<Self>, complete: bool) {
         let AckCollector {
             responses,
+            expected,
             callback,
         } = *self;
         let outcome = if complete {
@@ -88,7 +100,7 @@ impl Collector<Reply> for AckCollector {
         } else {
             Err((AckError::Timeout, responses))
         };
-        super::dispatch::contain("ack", || callback(outcome));
+        super::dispatch::contain("ack", || callback(expected, outcome));
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::ack::{AckCollector, AckHandler, BroadcastAcks};
+use super::ack::{AckCollector, AckHandler};
 use super::dispatch::{self, contain};
 use super::message::{encode_event, Args, Message};
 use super::operator::{HandshakeInfo, OpError, SocketInfo, DEFAULT_TIMEOUT};
@@ -192,6 +192,8 @@ pub(crate) enum Op {
     Disconnect { close: bool },
     /// Name every room of the namespace (the target's rooms are ignored).
     AllRooms,
+    /// Count the matching sockets (this process only: other nodes are never asked).
+    Count,
 }
 
 /// One responder's answer to a request.
@@ -558,7 +560,7 @@ pub(crate) fn expect_acks(
     io: &SocketIo,
     local: bool,
     deadline: Instant,
-    callback: Box<dyn FnOnce(BroadcastAcks)>,
+    callback: super::ack::CountedAcks,
 ) -> RequestId {
     // Every responder and this shard report their recipients first (the cluster, how many
     // nodes it asked).
@@ -859,6 +861,7 @@ fn run_operation(io: &Rc<SocketIo>, operation: &Operation) -> Reply {
             }
             Reply::Count(sockets.len())
         }
+        Op::Count => Reply::Count(targets(io, target).len()),
         Op::AllRooms => {
             let state = io.state.borrow();
             let rooms = state

@@ -297,6 +297,17 @@ impl BroadcastOperator {
         args: &Args,
         callback: impl FnOnce(BroadcastAcks) + 'static,
     ) {
+        self.emit_with_ack_counted(event, args, move |_, acks| callback(acks));
+    }
+
+    /// [`emit_with_ack`](Self::emit_with_ack), telling `callback` also how many recipients
+    /// every shard and node reported (the HTTP API's `expected`).
+    pub(crate) fn emit_with_ack_counted(
+        self,
+        event: &str,
+        args: &Args,
+        callback: impl FnOnce(usize, BroadcastAcks) + 'static,
+    ) {
         let deadline = self.deadline();
         let request =
             adapter::expect_acks(&self.io, self.selection.local, deadline, Box::new(callback));
@@ -318,6 +329,38 @@ impl BroadcastOperator {
                 all.extend(sockets);
             }
         })
+    }
+
+    /// [`fetch_sockets`](Self::fetch_sockets) that answers what came when a responder did
+    /// not answer in time, with `false` (complete) or `true` (partial) (the HTTP API's
+    /// `partial`). Fails only when the cluster could not be asked.
+    pub(crate) fn fetch_sockets_partial(self) -> OpFuture<(Vec<SocketInfo>, bool)> {
+        let (future, complete) = OpFuture::channel();
+        let deadline = self.deadline();
+        let collector = Box::new(PartialFetch {
+            sockets: Vec::new(),
+            unavailable: false,
+            done: Box::new(complete),
+        });
+        let operation = Operation {
+            target: self.selection.target,
+            op: Op::FetchSockets,
+        };
+        adapter::operate(
+            &self.io,
+            operation,
+            self.selection.local,
+            deadline,
+            collector,
+        );
+        future
+    }
+
+    /// How many sockets match on every shard of this process (never other nodes: the HTTP
+    /// API's `local_recipients` and local room sizes).
+    pub(crate) fn count_local(mut self) -> OpFuture<usize> {
+        self.selection.local = true;
+        self.operate_then(Op::Count, 0, add_count)
     }
 
     /// Joins every matching socket to each of `rooms`; answers how many sockets matched.
@@ -458,6 +501,42 @@ impl BroadcastOperator {
             from_node: false,
         };
         adapter::broadcast(&self.io, broadcast, self.selection.local)
+    }
+}
+
+/// What a partial fetch answers: the sockets, and whether a responder was late.
+type PartialSockets = Result<(Vec<SocketInfo>, bool), OpError>;
+
+/// Gathers a fetch's sockets and, unlike [`OpCollector`], keeps them when a responder is late.
+struct PartialFetch {
+    sockets: Vec<SocketInfo>,
+    unavailable: bool,
+    done: Box<dyn FnOnce(PartialSockets)>,
+}
+
+impl crate::gather::Collector<Reply> for PartialFetch {
+    fn add(&mut self, reply: Reply) -> usize {
+        match reply {
+            Reply::Nodes(asked) => return asked,
+            Reply::Unavailable => self.unavailable = true,
+            Reply::Sockets(sockets) => self.sockets.extend(sockets),
+            _ => {}
+        }
+        0
+    }
+
+    fn finish(self: Box<Self>, complete: bool) {
+        let PartialFetch {
+            sockets,
+            unavailable,
+            done,
+        } = *self;
+        let outcome = if unavailable {
+            Err(OpError::ClusterUnavailable)
+        } else {
+            Ok((sockets, !complete))
+        };
+        super::dispatch::contain("operation", || done(outcome));
     }
 }
 
