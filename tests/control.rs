@@ -770,3 +770,202 @@ fn no_secret_reaches_a_log() {
         );
     }
 }
+
+const API_KEY: &str = "control-test-api-key-0123456789";
+
+/// `[api]` on a free loopback port with one all-scopes key read from `key_file`.
+fn api_config(key_file: &Path) -> (String, u16) {
+    let port = common::free_port();
+    (
+        format!(
+            "\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n[api.keys.backend]\nkey_file = \"{}\"\nscopes = [\"*\"]\n",
+            s(key_file)
+        ),
+        port,
+    )
+}
+
+/// One API call with `curl` (key `key`): (status, JSON body).
+fn api_call(
+    port: u16,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let output = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "--max-time",
+            "10",
+            "-X",
+            method,
+        ])
+        .args(["-H", &format!("Authorization: Bearer {key}")])
+        .args(["-H", "Content-Type: application/json"])
+        .args(["--data", body])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').expect("curl's status line");
+    let status = status.trim().parse().expect("an HTTP status");
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Polls `check` every 50 ms for up to 5 s.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_api_sees_users_and_their_data_and_revokes_them() {
+    let keys = Keys::generate("api");
+    let key_file = keys.path("api.key");
+    std::fs::write(&key_file, format!("{API_KEY}\n")).expect("key");
+    let (api, port) = api_config(&key_file);
+    let server = Server::start(
+        &format!("{}{api}", config(&keys, "")),
+        &keys.dir,
+        &[("RUST_LOG", "debug")],
+    );
+    let all = tokens(&keys);
+    let token42 = all["user42"].as_str().expect("token").to_owned();
+    // A client of user 42 holds on until it is revoked.
+    let held = {
+        let (url, tokens) = (server.url.clone(), all.to_string());
+        std::thread::spawn(move || {
+            script::run(
+                Runtime::Node,
+                "js/control.mjs",
+                &["websocket", "revoked"],
+                &url,
+                &[("RINGCAST_TOKENS", tokens)],
+                SCRIPT_DEADLINE,
+            )
+        })
+    };
+    let query = r#"{"namespace":"/chat","to":{"users":["42"]}}"#;
+    let mut listed = serde_json::Value::Null;
+    eventually("user 42's socket in the API", || {
+        let (status, body) = api_call(port, API_KEY, "POST", "/v1/sockets/query", query);
+        assert_eq!(status, 200, "{body}");
+        listed = body;
+        listed["sockets"].as_array().is_some_and(|s| s.len() == 1)
+    });
+    let socket = &listed["sockets"][0];
+    assert_eq!(socket["user"], "42", "{listed}");
+    assert_eq!(
+        socket["data"],
+        serde_json::json!({ "name": "Ann" }),
+        "{listed}"
+    );
+    let rooms: Vec<&str> = socket["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert!(
+        rooms.contains(&"ringcast:user:42") && rooms.contains(&"team:7"),
+        "{listed}"
+    );
+    assert!(
+        !listed.to_string().contains(&token42),
+        "a token in the API's answer"
+    );
+
+    // Revoked: the socket is told and disconnected; its token is refused from then on, a
+    // token issued later is not; lifting the revocation lets the old one in again.
+    let (status, body) = api_call(port, API_KEY, "POST", "/v1/users/42/revoke", "{}");
+    assert_eq!(status, 200, "{body}");
+    assert!(body["revoked_before"].is_u64(), "{body}");
+    held.join().expect("held client").expect_ok();
+    let later = keys.hs256(r#"{"sub":"42","iat":"+1","exp":"+300"}"#);
+    std::thread::sleep(Duration::from_millis(1100));
+    let verdicts = |cases: &str, tokens: serde_json::Value| {
+        server.node("verdicts", &tokens, &[("RINGCAST_CASES", cases.to_owned())]);
+    };
+    verdicts(
+        r#"[["old","revoked"],["later","ok"]]"#,
+        serde_json::json!({ "old": token42, "later": later }),
+    );
+    let (status, body) = api_call(port, API_KEY, "DELETE", "/v1/users/42/revoke", "");
+    assert_eq!(
+        (status, &body["lifted"]),
+        (200, &serde_json::json!(true)),
+        "{body}"
+    );
+    verdicts(r#"[["old","ok"]]"#, serde_json::json!({ "old": token42 }));
+
+    // SIGHUP rotates the API key from its file: the old one is refused, the new one taken.
+    let new_key = "control-test-api-key-rotated-987654";
+    std::fs::write(&key_file, format!("{new_key}\n")).expect("rotate");
+    server.signal(libc::SIGHUP);
+    eventually("the rotated key", || {
+        api_call(port, new_key, "POST", "/v1/sockets/query", query).0 == 200
+    });
+    assert_eq!(
+        api_call(port, API_KEY, "POST", "/v1/sockets/query", query).0,
+        401
+    );
+    let log = server.log_text();
+    for secret in [API_KEY, new_key, token42.as_str(), HMAC_SECRET] {
+        assert!(!log.contains(secret), "a secret reached the log");
+    }
+}
+
+#[test]
+fn users_revocations_and_single_sessions_hold_across_a_cluster_with_node() {
+    let keys = Keys::generate("cluster");
+    let redis = common::redis::RedisServer::start();
+    let key_file = keys.path("api.key");
+    std::fs::write(&key_file, API_KEY).expect("key");
+    let (api, port) = api_config(&key_file);
+    let base = config(&keys, "")
+        .replace("leeway = \"1s\"", "leeway = \"10s\"")
+        .replace(
+            "[namespaces.\"/\"]\nauth = \"none\"",
+            "[namespaces.\"/\"]\nauth = \"jwt\"\njoin = [\"public:*\"]",
+        )
+        .replace(
+            "[namespaces.\"/chat\"]\nauth = \"jwt\"",
+            "[namespaces.\"/chat\"]\nauth = \"jwt\"\nsingle_session = true",
+        );
+    let redis_section = format!("\n[redis]\nurl = \"{}\"\n", redis.url());
+    let dir_b = TempDir::new("cluster-b");
+    let a = Server::start(&format!("{base}{redis_section}{api}"), &keys.dir, &[]);
+    let b = Server::start(&format!("{base}{redis_section}"), &dir_b, &[]);
+    let mut all = tokens(&keys);
+    all["user7"] = keys.hs256(r#"{"sub":"7","exp":"+300"}"#).into();
+    // Issued (by its iat) after the revocation this test makes a few seconds from now.
+    let fresh = keys.hs256(r#"{"sub":"13","iat":"+8","exp":"+300"}"#);
+    script::run(
+        Runtime::Node,
+        "../cluster/control.mjs",
+        &[],
+        &a.url,
+        &[
+            ("NODE_A_URL", a.url.clone()),
+            ("NODE_B_URL", b.url.clone()),
+            ("API_A", format!("http://127.0.0.1:{port}")),
+            ("API_KEY", API_KEY.to_owned()),
+            ("REDIS_URL", redis.url()),
+            ("TOKENS", all.to_string()),
+            ("FRESH_13", fresh),
+        ],
+        SCRIPT_DEADLINE,
+    )
+    .expect_ok();
+}

@@ -16,7 +16,7 @@ use serde_json::json;
 use super::auth::{refusal_ack, Authority, SocketGrant};
 use super::config::{AuthMode, UnknownEvents};
 use super::policy::{allowed, Bucket, NamespacePolicy, Verdict, RESERVED_PREFIX};
-use super::users::{Revocations, LIFT_EVENT, REVOKE_EVENT};
+use super::users::{Revocations, LIFT_EVENT, REPLACE_EVENT, REVOKE_EVENT};
 use crate::socketio::{AckSender, Admission, Args, Message, Namespace, Socket};
 
 /// A socket's state under its namespace's policy: its grant (user, token) and its event
@@ -71,6 +71,9 @@ pub(crate) fn namespace(
     let mut namespace = Namespace::new();
     if let Some(revocations) = revocations {
         namespace = follow_revocations(namespace, revocations);
+    }
+    if let (true, Some(authority)) = (policy.single_session, &authority) {
+        namespace = follow_replacements(namespace, authority.clone());
     }
     if stateful {
         let (check, checker) = (policy.clone(), authority.clone());
@@ -199,6 +202,22 @@ fn follow_revocations(namespace: Namespace, revocations: Arc<Revocations>) -> Na
                 lifts.lift(&lifted.user);
             }
         })
+}
+
+/// Replaces this node's older sockets of a user whose newest socket connected on another node.
+fn follow_replacements(namespace: Namespace, authority: Arc<Authority>) -> Namespace {
+    #[derive(serde::Deserialize)]
+    struct Replaced {
+        user: String,
+        socket: String,
+        at: u64,
+    }
+    namespace.on_server_side_emit(REPLACE_EVENT, move |operator, message, _ack| {
+        if let Ok(news) = message.get::<Replaced>(0) {
+            let nsp = operator.nsp().to_owned();
+            authority.replace(operator, &nsp, &news.user, &news.socket, news.at);
+        }
+    })
 }
 
 /// The socket's state, when its namespace keeps one.

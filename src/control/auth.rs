@@ -20,8 +20,19 @@ use serde_json::json;
 use super::app::server_disconnect;
 use super::jwt::{AuthError, Grant, Invalid, JwtConfig, Verifier};
 use super::policy::{allowed, user_room, NamespacePolicy, RoomPattern, RESERVED_PREFIX};
-use super::users::{unix_now, Revocations, SocketCounts};
-use crate::socketio::{AckSender, Admission, ConnectError, Handshake, Message, Socket};
+use super::users::{unix_now, Revocations, SingleSessions, SocketCounts, REPLACE_EVENT};
+use crate::socketio::{
+    AckSender, Admission, BroadcastOperator, ConnectError, Handshake, Message, Socket,
+};
+
+/// Milliseconds since the epoch, now.
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
 
 /// Refreshes one socket may ask for in a minute.
 const MAX_REFRESHES_PER_MINUTE: u32 = 6;
@@ -39,6 +50,7 @@ pub(crate) struct Authority {
     reload_interval: Duration,
     pub(crate) revocations: Arc<Revocations>,
     counts: SocketCounts,
+    single_sessions: SingleSessions,
 }
 
 /// A CONNECT_ERROR with `{code, retryable}` as `err.data`.
@@ -85,6 +97,7 @@ impl Authority {
             reload_interval: jwt.reload_interval,
             revocations,
             counts: SocketCounts::default(),
+            single_sessions: SingleSessions::default(),
         }
     }
 
@@ -190,16 +203,18 @@ impl Authority {
                 grant.counted.set(true);
             }
             if policy.single_session {
-                // Every other socket of the user, on every shard and node: told why, then
-                // disconnected.
-                let room = user_room(user);
-                let others = || socket.namespace().to(&room).except(socket.id());
+                // This process's older sockets of the user now; the other nodes' when the
+                // news reaches them, each replacing only what connected before this one.
+                let at = unix_millis();
+                self.single_sessions
+                    .add(&socket.nsp(), user, socket.id(), at);
+                grant.single_session.set(true);
+                self.replace(socket.namespace(), &socket.nsp(), user, socket.id(), at);
                 if let Ok(args) = crate::socketio::Args::json(
-                    &json!({ "reason": "session replaced", "code": "session_replaced" }),
+                    &json!({ "user": user, "socket": socket.id(), "at": at }),
                 ) {
-                    others().emit("ringcast:disconnect", &args);
+                    socket.namespace().server_side_emit(REPLACE_EVENT, &args);
                 }
-                drop(others().disconnect_sockets(false));
             }
         }
         if let Some(session) = socket.session_id() {
@@ -215,10 +230,42 @@ impl Authority {
         self.schedule(socket, grant);
     }
 
+    /// Tells and disconnects the sockets of `user` in `nsp` on this process that `newest`
+    /// (connected at `at`, unix ms) replaces.
+    pub(crate) fn replace(
+        &self,
+        namespace: BroadcastOperator,
+        nsp: &str,
+        user: &str,
+        newest: &str,
+        at: u64,
+    ) {
+        let older = self.single_sessions.replaced_by(nsp, user, newest, at);
+        if older.is_empty() {
+            return;
+        }
+        let Ok(notice) = crate::socketio::Args::json(
+            &json!({ "reason": "session replaced", "code": "session_replaced" }),
+        ) else {
+            return;
+        };
+        let target = |operator: BroadcastOperator| {
+            older
+                .iter()
+                .fold(operator.local(), |operator, id| operator.to(id))
+        };
+        target(namespace.clone()).emit("ringcast:disconnect", &notice);
+        drop(target(namespace).disconnect_sockets(false));
+    }
+
     /// A socket with `grant` is gone: uncount it and drop its deadlines.
     pub(crate) fn disconnected(&self, socket: &Socket, grant: &Rc<SocketGrant>) {
         if let (true, Some(user)) = (grant.counted.replace(false), &grant.user) {
             self.counts.remove(&socket.nsp(), user);
+        }
+        if let (true, Some(user)) = (grant.single_session.replace(false), &grant.user) {
+            self.single_sessions
+                .remove(&socket.nsp(), user, socket.id());
         }
         grant.unschedule();
         if let Some(session) = grant.session.take() {
@@ -367,6 +414,8 @@ pub(crate) struct SocketGrant {
     /// Refreshes in the current minute and when it started.
     refreshes: Cell<(u32, Option<Instant>)>,
     counted: Cell<bool>,
+    /// Whether it is listed in the single sessions.
+    single_session: Cell<bool>,
     session: RefCell<Option<String>>,
 }
 
@@ -386,6 +435,7 @@ impl SocketGrant {
             deadlines: Cell::new([None, None]),
             refreshes: Cell::new((0, None)),
             counted: Cell::new(false),
+            single_session: Cell::new(false),
             session: RefCell::new(None),
         }
     }

@@ -70,8 +70,9 @@ impl Revocations {
         self.lock().remove(user).is_some()
     }
 
-    /// Whether a token of `user` issued at `iat` is refused now. A token without `iat` is
-    /// refused whenever the user is revoked; `None` (`iat` unknown, a hook's connect) is too.
+    /// Whether a token of `user` issued at `iat` is refused now: issued at or before the
+    /// cut-off (`iat` has whole seconds, so a token of the revoking second is refused too: the
+    /// safe side). A token without `iat` is refused whenever the user is revoked.
     pub(crate) fn refuses(&self, user: &str, iat: Option<u64>) -> bool {
         let now = unix_now();
         let mut entries = self.lock();
@@ -80,7 +81,7 @@ impl Revocations {
                 entries.remove(user);
                 false
             }
-            Some(entry) => iat.is_none_or(|iat| iat < entry.revoked_before),
+            Some(entry) => iat.is_none_or(|iat| iat <= entry.revoked_before),
             None => false,
         }
     }
@@ -92,6 +93,59 @@ impl Revocations {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+/// The sockets of single-session namespaces on this node, with when each connected (unix
+/// ms), so that a newer socket replaces the older ones and never the other way round, however
+/// late the news of a connect reaches a node.
+#[derive(Debug, Default)]
+pub(crate) struct SingleSessions {
+    sockets: Mutex<UserSockets>,
+}
+
+/// (namespace, user) -> [(socket id, connected at, unix ms)].
+type UserSockets = HashMap<(String, String), Vec<(String, u64)>>;
+
+impl SingleSessions {
+    pub(crate) fn add(&self, nsp: &str, user: &str, socket: &str, at: u64) {
+        self.lock()
+            .entry((nsp.to_owned(), user.to_owned()))
+            .or_default()
+            .push((socket.to_owned(), at));
+    }
+
+    pub(crate) fn remove(&self, nsp: &str, user: &str, socket: &str) {
+        let mut sockets = self.lock();
+        let key = (nsp.to_owned(), user.to_owned());
+        if let Some(list) = sockets.get_mut(&key) {
+            list.retain(|(id, _)| id != socket);
+            if list.is_empty() {
+                sockets.remove(&key);
+            }
+        }
+    }
+
+    /// The user's sockets here that `newest` (connected at `at`) replaces: every other one
+    /// that connected before it (ties broken by id, so two nodes agree).
+    pub(crate) fn replaced_by(&self, nsp: &str, user: &str, newest: &str, at: u64) -> Vec<String> {
+        self.lock()
+            .get(&(nsp.to_owned(), user.to_owned()))
+            .into_iter()
+            .flatten()
+            .filter(|(id, when)| id != newest && (*when, id.as_str()) < (at, newest))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, UserSockets> {
+        self.sockets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The server-side emit that tells the other ringcast nodes a user's newest socket of a
+/// single-session namespace (`{user, socket, at}`): each replaces the older ones it holds.
+pub(crate) const REPLACE_EVENT: &str = "ringcast:replace";
 
 /// Each (namespace, user)'s sockets on this node, for `max_sockets_per_user`.
 #[derive(Debug, Default)]
@@ -143,12 +197,25 @@ mod tests {
         revocations.revoke("42", now, Duration::from_secs(60));
         assert!(revocations.refuses("42", Some(now - 10)));
         assert!(revocations.refuses("42", None));
+        assert!(revocations.refuses("42", Some(now)));
         assert!(!revocations.refuses("42", Some(now + 1)));
         assert!(!revocations.refuses("13", Some(now - 10)));
         assert!(revocations.lift("42"));
         assert!(!revocations.refuses("42", Some(now - 10)));
         revocations.revoke("7", now, Duration::ZERO);
         assert!(!revocations.refuses("7", Some(now - 10)), "expired at once");
+    }
+
+    #[test]
+    fn only_older_sockets_are_replaced() {
+        let sessions = SingleSessions::default();
+        sessions.add("/", "7", "old", 100);
+        sessions.add("/", "7", "new", 200);
+        assert_eq!(sessions.replaced_by("/", "7", "new", 200), ["old"]);
+        // News of the old connect arriving late replaces nothing newer.
+        assert!(sessions.replaced_by("/", "7", "old", 100).is_empty());
+        sessions.remove("/", "7", "old");
+        assert!(sessions.replaced_by("/", "7", "new", 200).is_empty());
     }
 
     #[test]

@@ -236,7 +236,9 @@ impl fmt::Debug for Selection {
 /// Selects the sockets of one namespace, on every shard (and, with a cluster adapter, every
 /// node): members of any room added with [`to`](Self::to) (the whole namespace if none),
 /// minus members of any room added with [`except`](Self::except); a socket id is a room too.
-/// Then emits to them, encoded once, or runs an operation on them.
+/// Then emits to them, encoded once, or runs an operation on them. A clone selects the same
+/// sockets (to emit and then disconnect them, say).
+#[derive(Clone)]
 pub struct BroadcastOperator {
     io: Rc<SocketIo>,
     selection: Selection,
@@ -272,6 +274,11 @@ impl BroadcastOperator {
     }
 
     selecting_methods!();
+
+    /// The namespace it selects in.
+    pub fn nsp(&self) -> &str {
+        &self.selection.target.nsp
+    }
 
     /// The shard's Socket.IO server this operator runs on.
     pub(crate) fn io(&self) -> &Rc<SocketIo> {

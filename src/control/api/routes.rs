@@ -674,10 +674,10 @@ mod tests {
         }
         assert_eq!(documented, TABLE.len());
         for spec in TABLE {
-            let method = if spec.method == Method::Get {
-                "get"
-            } else {
-                "post"
+            let method = match spec.method {
+                Method::Get => "get",
+                Method::Delete => "delete",
+                _ => "post",
             };
             let operation = &document["paths"][spec.path][method];
             assert_eq!(operation["operationId"], spec.operation);

@@ -194,6 +194,15 @@ const scenarios = {
     checkEqual(err, 'token missing', 'v2 sees the message only');
   },
 
+  // Connected until the server revokes the user: told why, then disconnected.
+  async 'revoked'() {
+    const socket = await connect('/chat', { token: token('user42'), room: 'lobby' });
+    const told = waitFor(socket, 'ringcast:disconnect', 15000, 'ringcast:disconnect');
+    const gone = waitFor(socket, 'disconnect', 15000, 'disconnect');
+    checkEqual(await told, [{ reason: 'revoked', code: 'revoked' }], 'the reason');
+    checkEqual((await gone)[0], 'io server disconnect', 'the client side reason');
+  },
+
   // Stays connected and answering for the given seconds (a key rotation happens meanwhile).
   async 'stay'() {
     const socket = await connect('/chat', { token: token('user42') });
