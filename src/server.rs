@@ -254,6 +254,12 @@ impl ServerBuilder {
     }
 }
 
+/// Sleeps on the calling shard's runtime: the timer for the layers above the shards that may
+/// not name the runtime (the control plane's token deadlines). Only on a shard's thread.
+pub(crate) fn shard_sleep(duration: Duration) -> impl std::future::Future<Output = ()> {
+    monoio::time::sleep(duration)
+}
+
 /// Keys every node of the cluster sees (the process's Redis link: `SET … EX` and `EXISTS`,
 /// on a Redis Cluster at the master owning the key's slot). Nothing here blocks: a write is
 /// queued and forgotten, a lookup is a future the caller's runtime awaits (a shard's too).

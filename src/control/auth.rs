@@ -538,7 +538,7 @@ fn ensure_ticking(socket: &Socket) {
     }
     socket.spawn(async {
         loop {
-            monoio::time::sleep(TICK).await;
+            crate::server::shard_sleep(TICK).await;
             let due = DEADLINES.with(|table| {
                 let mut table = table.borrow_mut();
                 let now = Instant::now();
