@@ -43,13 +43,27 @@ pub(crate) struct ShardMetrics {
     pub(crate) loop_lag: Histogram,
 }
 
-/// A whole scrape: every shard's snapshot in shard order, and the Redis adapter's state when
-/// the process is part of a cluster.
+/// A whole scrape: every shard's snapshot in shard order, the Redis adapter's state when
+/// the process is part of a cluster, and the counters of the layers above the shards.
 #[derive(Debug)]
 pub(crate) struct Exposition {
     pub(crate) shards: Vec<ShardMetrics>,
     pub(crate) cluster: Option<ClusterCounts>,
+    pub(crate) families: Vec<CounterFamily>,
 }
+
+/// A counter family counted above the shards (the control plane's API requests and auth
+/// failures): its name without the `ringcast_` prefix and `_total`, its help, and one value per
+/// label set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CounterFamily {
+    pub(crate) name: &'static str,
+    pub(crate) help: &'static str,
+    pub(crate) series: Vec<(Vec<(&'static str, String)>, u64)>,
+}
+
+/// What a scrape asks for those families.
+pub(crate) type CounterSource = dyn Fn() -> Vec<CounterFamily> + Send + Sync;
 
 impl Exposition {
     /// The text a scrape answers and its media type: OpenMetrics when the scraper's `Accept`
@@ -168,6 +182,13 @@ fn histograms<'a>(
 impl Collector for Exposition {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let e = &mut encoder;
+        for family in &self.families {
+            let series = family
+                .series
+                .iter()
+                .map(|(labels, value)| (labels.clone(), ConstCounter::new(*value)));
+            labelled(e, family.name, family.help, MetricType::Counter, series)?;
+        }
         let mut counts = ShardCounts::default();
         let mut engine = EngineTraffic::default();
         let mut io = SocketIoTraffic::default();
@@ -429,9 +450,15 @@ mod tests {
         let text = Exposition {
             shards: vec![one.clone(), one],
             cluster: Some(ClusterCounts::default()),
+            families: vec![CounterFamily {
+                name: "auth_failures",
+                help: "CONNECTs refused by the token check, by code.",
+                series: vec![(vec![("code", "token_expired".to_owned())], 4)],
+            }],
         }
         .encode();
         for line in [
+            "ringcast_auth_failures_total{code=\"token_expired\"} 4",
             "# TYPE ringcast_received_packets counter",
             "ringcast_received_packets_total 6",
             "ringcast_engineio_connections{transport=\"websocket\",protocol=\"4\"} 4",

@@ -45,6 +45,7 @@ impl Server {
             echo_paths: Vec::new(),
             on_shared_keys: Vec::new(),
             api: None,
+            counters: None,
         }
     }
 }
@@ -58,6 +59,8 @@ pub struct ServerBuilder {
     on_shared_keys: Vec<Box<dyn FnOnce(SharedKeys) + Send>>,
     /// The HTTP API's address and per-shard router factory, when it is served.
     api: Option<(SocketAddr, Arc<ApiRouterFactory>)>,
+    /// Counters of the layers above the shards, for the metrics route.
+    counters: Option<Arc<crate::metrics::CounterSource>>,
 }
 
 impl ServerBuilder {
@@ -114,6 +117,16 @@ impl ServerBuilder {
     /// starts as a cluster node, before any shard runs; never called without a cluster.
     pub(crate) fn on_shared_keys(mut self, give: impl FnOnce(SharedKeys) + Send + 'static) -> Self {
         self.on_shared_keys.push(Box::new(give));
+        self
+    }
+
+    /// Has every metrics scrape also report the counter families `count` answers (the
+    /// control plane's, counted above the shards).
+    pub(crate) fn counters(
+        mut self,
+        count: impl Fn() -> Vec<crate::metrics::CounterFamily> + Send + Sync + 'static,
+    ) -> Self {
+        self.counters = Some(Arc::new(count));
         self
     }
 
@@ -223,6 +236,7 @@ impl ServerBuilder {
             cluster,
             metrics_listener: Mutex::new(metrics_listener),
             api,
+            counters: self.counters,
         });
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut threads = Vec::with_capacity(shards);

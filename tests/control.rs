@@ -836,7 +836,10 @@ fn the_api_sees_users_and_their_data_and_revokes_them() {
     std::fs::write(&key_file, format!("{API_KEY}\n")).expect("key");
     let (api, port) = api_config(&key_file);
     let server = Server::start(
-        &format!("{}{api}", config(&keys, "")),
+        &format!(
+            "{}{api}\n[metrics]\npath = \"/metrics\"\n",
+            config(&keys, "")
+        ),
         &keys.dir,
         &[("RUST_LOG", "debug")],
     );
@@ -920,6 +923,19 @@ fn the_api_sees_users_and_their_data_and_revokes_them() {
         api_call(port, API_KEY, "POST", "/v1/sockets/query", query).0,
         401
     );
+    // The metrics count both.
+    let scrape = Command::new("curl")
+        .args(["-s", "--max-time", "10", &format!("{}/metrics", server.url)])
+        .output()
+        .expect("curl the metrics");
+    let scrape = String::from_utf8_lossy(&scrape.stdout);
+    for line in [
+        "ringcast_api_requests_total{route=\"/v1/sockets/query\",status=\"401\"} 1",
+        "ringcast_api_requests_total{route=\"/v1/users/{user}/revoke\",status=\"200\"} 2",
+        "ringcast_auth_failures_total{code=\"revoked\"} 1",
+    ] {
+        assert!(scrape.contains(line), "no `{line}` in\n{scrape}");
+    }
     let log = server.log_text();
     for secret in [API_KEY, new_key, token42.as_str(), HMAC_SECRET] {
         assert!(!log.contains(secret), "a secret reached the log");

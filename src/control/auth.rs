@@ -18,6 +18,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::app::server_disconnect;
+use super::counters::Counters;
 use super::jwt::{AuthError, Grant, Invalid, JwtConfig, Verifier};
 use super::policy::{allowed, user_room, NamespacePolicy, RoomPattern, RESERVED_PREFIX};
 use super::users::{unix_now, Revocations, SingleSessions, SocketCounts, REPLACE_EVENT};
@@ -49,16 +50,22 @@ pub(crate) struct Authority {
     leeway: Duration,
     reload_interval: Duration,
     pub(crate) revocations: Arc<Revocations>,
+    counters: Arc<Counters>,
     counts: SocketCounts,
     single_sessions: SingleSessions,
 }
 
-/// A CONNECT_ERROR with `{code, retryable}` as `err.data`.
-fn refusal(message: &str, code: &str, retryable: bool) -> ConnectError {
-    ConnectError::new(message).with_data(&json!({ "code": code, "retryable": retryable }))
+/// An admitted CONNECT: what the library keeps, and the grant (none for an anonymous socket).
+pub(crate) type Admitted = (Admission, Option<Rc<SocketGrant>>);
+
+/// A CONNECT_ERROR with `{code, retryable}` as `err.data`, with its code.
+fn refusal(message: &str, code: &'static str, retryable: bool) -> (&'static str, ConnectError) {
+    let error =
+        ConnectError::new(message).with_data(&json!({ "code": code, "retryable": retryable }));
+    (code, error)
 }
 
-fn auth_refusal(error: &AuthError) -> ConnectError {
+fn auth_refusal(error: &AuthError) -> (&'static str, ConnectError) {
     tracing::debug!(code = error.code(), why = error.detail(), "token refused");
     refusal(error.message(), error.code(), false)
 }
@@ -87,6 +94,7 @@ impl Authority {
         verifier: Verifier,
         jwt: &JwtConfig,
         revocations: Arc<Revocations>,
+        counters: Arc<Counters>,
     ) -> Authority {
         Authority {
             verifier,
@@ -96,6 +104,7 @@ impl Authority {
             leeway: jwt.leeway,
             reload_interval: jwt.reload_interval,
             revocations,
+            counters,
             counts: SocketCounts::default(),
             single_sessions: SingleSessions::default(),
         }
@@ -117,7 +126,20 @@ impl Authority {
         &self,
         handshake: &Handshake,
         policy: &NamespacePolicy,
-    ) -> Result<(Admission, Option<Rc<SocketGrant>>), ConnectError> {
+    ) -> Result<Admitted, ConnectError> {
+        let verdict = self.check(handshake, policy);
+        if let Err((code, _)) = &verdict {
+            self.counters.auth_failure(code);
+        }
+        verdict.map_err(|(_, refusal)| refusal)
+    }
+
+    /// [`Authority::admit`]'s work; a refusal comes with its code, to be counted.
+    fn check(
+        &self,
+        handshake: &Handshake,
+        policy: &NamespacePolicy,
+    ) -> Result<Admitted, (&'static str, ConnectError)> {
         let mut auth: serde_json::Map<String, serde_json::Value> =
             handshake.auth().unwrap_or_default();
         // socket.io-client 2.x (protocol 4) has no CONNECT payload: what reaches `auth` is
@@ -308,7 +330,10 @@ impl Authority {
         };
         let new = match self.verifier.verify(&token, unix_now()) {
             Ok(new) => new,
-            Err(error) => return refusal_ack(ack, error.code(), error.message()),
+            Err(error) => {
+                self.counters.auth_failure(error.code());
+                return refusal_ack(ack, error.code(), error.message());
+            }
         };
         if new.user != grant.user {
             return refusal_ack(ack, "user_mismatch", "token is for another user");

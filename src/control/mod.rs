@@ -11,6 +11,7 @@ pub(crate) mod api;
 mod app;
 mod auth;
 pub(crate) mod config;
+pub(crate) mod counters;
 pub(crate) mod jwt;
 pub(crate) mod policy;
 pub(crate) mod secret;
@@ -53,6 +54,7 @@ struct Prepared {
     authority: Option<Arc<auth::Authority>>,
     revocations: Arc<users::Revocations>,
     api: Option<api::Api>,
+    counters: Arc<counters::Counters>,
 }
 
 impl Standalone {
@@ -148,6 +150,7 @@ impl Standalone {
         }
         let wants_jwt = policies.iter().any(|(_, p)| p.auth == AuthMode::Jwt);
         let revocations = Arc::new(users::Revocations::default());
+        let counters = Arc::new(counters::Counters::default());
         let authority = match (&self.file.auth.jwt, wants_jwt) {
             (None, true) => {
                 return Err("auth: a namespace has auth = \"jwt\" but [auth.jwt] is missing".into())
@@ -165,6 +168,7 @@ impl Standalone {
                     verifier,
                     &jwt,
                     revocations.clone(),
+                    counters.clone(),
                 )))
             }
             (None, false) => None,
@@ -182,6 +186,7 @@ impl Standalone {
                         revocations: revocations.clone(),
                         revocation_ttl: self.revocation_ttl(),
                     },
+                    counters.clone(),
                 )
                 .map_err(|error| error.to_string())?,
             ),
@@ -192,6 +197,7 @@ impl Standalone {
             authority,
             revocations,
             api,
+            counters,
         });
         Ok(())
     }
@@ -250,6 +256,8 @@ impl Standalone {
                     builder.namespace(name, app::open())
                 });
         };
+        let counters = prepared.counters.clone();
+        let builder = builder.counters(move || counters.families());
         let builder = prepared
             .policies
             .iter()

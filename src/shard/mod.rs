@@ -98,6 +98,8 @@ pub(crate) struct Plan {
     pub(crate) metrics_listener: std::sync::Mutex<Option<std::net::TcpListener>>,
     /// The HTTP API's listeners (one per shard) and router factory, when it is served.
     pub(crate) api: Option<ApiPlan>,
+    /// Counters of the layers above the shards, asked at each scrape.
+    pub(crate) counters: Option<Arc<crate::metrics::CounterSource>>,
 }
 
 /// One shard's state, shared by its tasks through `Rc`.
@@ -436,10 +438,21 @@ impl Shard {
     ) -> impl std::future::Future<Output = net::Response> + 'static {
         let shards = self.gather_snapshots();
         let cluster = self.plan.cluster.as_ref().map(Cluster::counts);
+        let families = self
+            .plan
+            .counters
+            .as_ref()
+            .map(|count| count())
+            .unwrap_or_default();
         let accept = request.header("accept").map(str::to_owned);
         async move {
             let shards = shards.await;
-            let (content_type, text) = Exposition { shards, cluster }.encode_for(accept.as_deref());
+            let exposition = Exposition {
+                shards,
+                cluster,
+                families,
+            };
+            let (content_type, text) = exposition.encode_for(accept.as_deref());
             net::Response::new(200, content_type, text)
         }
     }

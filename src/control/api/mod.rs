@@ -49,6 +49,7 @@ pub(crate) struct Api {
     idempotency: Idempotency,
     node: Arc<NodeInfo>,
     users: Arc<Users>,
+    counters: Arc<crate::control::counters::Counters>,
 }
 
 /// The users the API revokes: the process's revocations (shared with the token checks) and
@@ -76,6 +77,7 @@ impl Api {
         config: &ApiConfig,
         node_name: Option<String>,
         users: Users,
+        counters: Arc<crate::control::counters::Counters>,
     ) -> Result<Api, ApiConfigError> {
         let (settings, keys) = config.validate()?;
         Ok(Api {
@@ -83,6 +85,7 @@ impl Api {
             keys,
             idempotency: Idempotency::default(),
             users: Arc::new(users),
+            counters,
             node: Arc::new(NodeInfo {
                 name: node_name.unwrap_or_else(host_name),
                 boot_id: random_hex(8),
@@ -131,6 +134,7 @@ impl Api {
         let unknown = shared.clone();
         router.fallback(move |request: Request| {
             let id = unknown.next_request_id();
+            unknown.api.counters.api_request("unknown", 404);
             let message = format!(
                 "no route {} {}",
                 method_name(request.method),
@@ -146,6 +150,7 @@ impl Api {
         let refused = shared;
         router.limit_body(limit, move || {
             let id = refused.next_request_id();
+            refused.api.counters.api_request("too large", 413);
             ApiError::payload_too_large(limit)
                 .response()
                 .with_header("Ringcast-Request-Id", id)
@@ -198,6 +203,7 @@ async fn serve(api: Rc<ShardApi>, spec: &'static RouteSpec, request: Request) ->
     let id = api.next_request_id();
     let route = spec.path;
     let (response, caller) = answer(&api, spec, request).await;
+    api.api.counters.api_request(route, response.status);
     tracing::debug!(
         route,
         status = response.status,
@@ -466,7 +472,7 @@ pub fn start_with_api(
         revocations: Arc::default(),
         revocation_ttl: std::time::Duration::from_secs(24 * 3600),
     };
-    let api = Api::new(&config, None, users).map_err(|error| error.to_string())?;
+    let api = Api::new(&config, None, users, Arc::default()).map_err(|error| error.to_string())?;
     let handle = api
         .install(builder)
         .start()
