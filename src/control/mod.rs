@@ -235,8 +235,13 @@ impl Standalone {
                 LogFormat::Text
             }),
             auth: self.file.auth.default,
-            jwt: self.file.auth.jwt.clone(),
-            claims: self.file.auth.claims.clone(),
+            jwt: self.file.auth.jwt.as_ref().map(with_defaults::<JwtConfig>),
+            claims: self
+                .file
+                .auth
+                .claims
+                .as_ref()
+                .map(with_defaults::<ClaimsConfig>),
             api: self.file.api.clone(),
             revocation_ttl: self.revocation_ttl(),
             namespaces,
@@ -321,6 +326,17 @@ impl std::fmt::Debug for Standalone {
             .field("namespaces", &self.namespaces.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
+}
+
+/// A table as its typed form reads it, every default filled in (for the effective
+/// configuration); the table as written when it does not read (`prepare` reports why).
+fn with_defaults<T: serde::de::DeserializeOwned + serde::Serialize>(
+    table: &toml::Table,
+) -> toml::Table {
+    T::deserialize(toml::Value::Table(table.clone()))
+        .ok()
+        .and_then(|typed| toml::Table::try_from(&typed).ok())
+        .unwrap_or_else(|| table.clone())
 }
 
 /// A namespace as Socket.IO names it, with its leading slash.
