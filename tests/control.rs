@@ -403,6 +403,11 @@ fn check_config_prints_the_effective_configuration_with_secrets_hidden() {
         stderr.contains("RINGCAST_ENGINE__PING_INTERVAL"),
         "{stderr}"
     );
+    // An API open to the network with no keys never starts.
+    std::fs::write(&path, "[api]\nlisten = \"0.0.0.0:3901\"\n").expect("write");
+    let (code, _, stderr) = check_config(&["--config", s(&path)], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("api"), "{stderr}");
     // A JWT namespace without keys, and an HMAC secret too short for HS256.
     std::fs::write(&path, "[namespaces.\"/chat\"]\nauth = \"jwt\"\n").expect("write");
     let (code, _, stderr) = check_config(&["--config", s(&path)], &[]);
