@@ -274,8 +274,8 @@ pub(crate) fn shard_sleep(duration: Duration) -> impl std::future::Future<Output
     monoio::time::sleep(duration)
 }
 
-/// Keys every node of the cluster sees (the process's Redis link: `SET … EX` and `EXISTS`,
-/// on a Redis Cluster at the master owning the key's slot). Nothing here blocks: a write is
+/// Keys every node of the cluster sees (the process's Redis link: `SET … EX`, `EXISTS`,
+/// `DEL` and scans by pattern, on a Redis Cluster at the master owning the key's slot). Nothing here blocks: a write is
 /// queued and forgotten, a lookup is a future the caller's runtime awaits (a shard's too).
 #[derive(Clone)]
 pub(crate) struct SharedKeys {
@@ -295,6 +295,29 @@ impl SharedKeys {
         key: &str,
     ) -> impl std::future::Future<Output = Result<bool, String>> + Send + 'static {
         let answer = self.link.exists(key);
+        async move {
+            answer
+                .await
+                .map_err(|error: CommandError| error.to_string())
+        }
+    }
+
+    /// Deletes `key`, without waiting; false when it could not even be queued (Redis
+    /// unreachable now, too busy).
+    pub(crate) fn delete(&self, key: &str) -> bool {
+        self.link.delete(key).is_ok()
+    }
+
+    /// Every key matching the Redis glob `pattern` that holds a string, with its value, sorted
+    /// by key, at most `limit` of them (on a Redis Cluster, from every master); an error (as
+    /// text) when Redis did not answer all of it (down, too slow).
+    pub(crate) fn scan_values(
+        &self,
+        pattern: &str,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<Vec<(String, String)>, String>> + Send + 'static
+    {
+        let answer = self.link.scan_values(pattern, limit);
         async move {
             answer
                 .await

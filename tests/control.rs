@@ -989,4 +989,17 @@ fn users_revocations_and_single_sessions_hold_across_a_cluster_with_node() {
         SCRIPT_DEADLINE,
     )
     .expect_ok();
+    // A node started after the revocation loads it from Redis and refuses the old token.
+    let dir_c = TempDir::new("cluster-c");
+    let c = Server::start(&format!("{base}{redis_section}"), &dir_c, &[]);
+    eventually("node C loading the revocations", || {
+        c.log_text()
+            .contains("revocations loaded from Redis loaded=1")
+            || c.log_text().contains("revocations loaded")
+    });
+    c.node(
+        "verdicts",
+        &serde_json::json!({ "old13": all["user13"] }),
+        &[("RINGCAST_CASES", r#"[["old13","revoked"]]"#.to_owned())],
+    );
 }

@@ -2,8 +2,9 @@
 //! loopback port): publish / subscribe / psubscribe round trips and `PUBSUB NUMSUB`, Redis
 //! down at start, Redis killed and restarted under load, and a password that never reaches the
 //! logs; sharded pub/sub (`SPUBLISH` / `SSUBSCRIBE` / `SHARDNUMSUB`) on one Redis 7, across a
-//! restart, and on a three-master Redis Cluster; `SET … EX` and `EXISTS` on one server and at
-//! the master owning each key's slot; `rediss://` with a test CA. Uses only what
+//! restart, and on a three-master Redis Cluster; `SET … EX`, `EXISTS` and `DEL` on one server
+//! and at the master owning each key's slot; `scan_values` (`SCAN … MATCH` then `MGET`) on one
+//! server and across every master; `rediss://` with a test CA. Uses only what
 //! `ringcast::internals::net::redis` exposes; every wait has a deadline, and every server is
 //! killed by its pid when its test ends, passed or not.
 
@@ -1062,5 +1063,160 @@ fn keys_on_a_cluster_go_to_the_master_owning_their_slot() {
         assert_eq!(block_on(link.exists(key)), Ok(true), "{key}");
     }
     assert_eq!(block_on(link.exists("socket.io-admin#none")), Ok(false));
+    link.stop();
+}
+
+/// `MSET` of `pairs` on the server at `port`, in one command.
+fn mset(port: u16, pairs: &[(String, String)]) {
+    let mut args = vec!["MSET"];
+    for (key, value) in pairs {
+        args.push(key);
+        args.push(value);
+    }
+    assert_eq!(command(port, &args), Ok("OK".to_owned()));
+}
+
+fn scan_values(link: &RedisLink, pattern: &str, limit: usize) -> Vec<(String, String)> {
+    block_on(link.scan_values(pattern, limit)).expect("scan_values")
+}
+
+#[test]
+fn keys_are_scanned_with_their_values_and_deleted() {
+    let mut redis = RedisServer::start();
+    let (link, _) = start(config(&redis.url()));
+    wait_for("the link", Duration::from_secs(5), || {
+        link.counts().connected
+    });
+    let pattern = "socket.io-ringcast#revoked#*";
+    assert_eq!(scan_values(&link, pattern, 100), vec![]);
+    let wanted: Vec<(String, String)> = ["alice", "bob", "carol"]
+        .iter()
+        .enumerate()
+        .map(|(i, user)| {
+            let key = format!("socket.io-ringcast#revoked#{user}");
+            (key, format!("{}", 1_700_000_000 + i))
+        })
+        .collect();
+    mset(redis.port, &wanted);
+    // Not matching, and matching but not a string: neither is answered.
+    mset(
+        redis.port,
+        &[("socket.io-ringcast#other#dave".into(), "1".into())],
+    );
+    assert_eq!(
+        command(
+            redis.port,
+            &["LPUSH", "socket.io-ringcast#revoked#list", "x"]
+        ),
+        Ok("1".to_owned())
+    );
+    assert_eq!(scan_values(&link, pattern, 100), wanted);
+    // The limit bounds the keys read.
+    let two = scan_values(&link, pattern, 2);
+    // The list may be one of the two keys scanned.
+    assert!((1..=2).contains(&two.len()), "{two:?}");
+    assert!(two.iter().all(|pair| wanted.contains(pair)), "{two:?}");
+    assert_eq!(scan_values(&link, pattern, 0), vec![]);
+
+    // Fire-and-forget: the key goes shortly; deleting it again is no error.
+    assert_eq!(link.delete(&wanted[1].0), Ok(()));
+    wait_for("the DEL", Duration::from_secs(5), || {
+        command(redis.port, &["EXISTS", &wanted[1].0]) == Ok("0".to_owned())
+    });
+    assert_eq!(link.delete(&wanted[1].0), Ok(()));
+    assert_eq!(
+        scan_values(&link, pattern, 100),
+        vec![wanted[0].clone(), wanted[2].clone()]
+    );
+
+    // More keys than one SCAN step looks at and one MGET reads: every one, once.
+    let many: Vec<(String, String)> = (0..1500)
+        .map(|i| (format!("rl-many#{i:04}"), format!("v{i}")))
+        .collect();
+    mset(redis.port, &many);
+    assert_eq!(scan_values(&link, "rl-many#*", 10_000), many);
+    assert_eq!(scan_values(&link, "rl-many#*", 1200).len(), 1200);
+
+    // Down: both answer at once, nothing is queued for later.
+    redis.kill();
+    wait_for("the link down", Duration::from_secs(10), || {
+        !link.counts().connected
+    });
+    let asked = Instant::now();
+    assert_eq!(
+        block_on(link.scan_values(pattern, 100)),
+        Err(CommandError::Disconnected)
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(link.delete(&wanted[0].0), Err(CommandError::Disconnected));
+    link.stop();
+    assert_eq!(
+        block_on(link.scan_values(pattern, 100)),
+        Err(CommandError::Stopped)
+    );
+}
+
+#[test]
+fn keys_on_a_cluster_are_scanned_on_every_master() {
+    let cluster = RedisCluster::start(3);
+    let seeds = ClusterSeeds::parse(&cluster.seeds()).expect("the seeds");
+    let (link, _) = start(RedisLinkConfig::cluster(seeds));
+    wait_for("the link", Duration::from_secs(10), || {
+        link.counts().connected
+    });
+    let pattern = "socket.io-ringcast#revoked#*";
+    // Keys spread over the masters (and many slots), each set at its owner.
+    let mut wanted: Vec<(String, String)> = (0..30)
+        .map(|i| {
+            (
+                format!("socket.io-ringcast#revoked#user{i}"),
+                format!("{i}"),
+            )
+        })
+        .collect();
+    wanted.sort();
+    let mut owners = [0usize; 3];
+    for (key, value) in &wanted {
+        let owner = cluster.owner_of(key);
+        owners[owner] += 1;
+        assert_eq!(
+            command(cluster.nodes[owner].port, &["SET", key, value]),
+            Ok("OK".to_owned())
+        );
+    }
+    assert!(
+        owners.iter().all(|&n| n > 0),
+        "keys on every master: {owners:?}"
+    );
+    let other = "socket.io-ringcast#other#x";
+    assert_eq!(
+        command(
+            cluster.nodes[cluster.owner_of(other)].port,
+            &["SET", other, "1"]
+        ),
+        Ok("OK".to_owned())
+    );
+    assert_eq!(scan_values(&link, pattern, 100), wanted);
+    let five = scan_values(&link, pattern, 5);
+    assert_eq!(five.len(), 5, "{five:?}");
+    assert!(five.iter().all(|pair| wanted.contains(pair)), "{five:?}");
+
+    // Deleted at the master owning each key's slot.
+    for owner in 0..3 {
+        let at = wanted
+            .iter()
+            .position(|(key, _)| cluster.owner_of(key) == owner)
+            .expect("a key on this master");
+        let (key, _) = wanted.remove(at);
+        assert_eq!(link.delete(&key), Ok(()));
+        wait_for("the DEL", Duration::from_secs(5), || {
+            command(cluster.nodes[owner].port, &["EXISTS", &key]) == Ok("0".to_owned())
+        });
+    }
+    assert_eq!(scan_values(&link, pattern, 100), wanted);
     link.stop();
 }

@@ -33,6 +33,99 @@ use crate::server::{Server, ServerBuilder};
 
 pub(crate) use self::app::open as open_namespace;
 
+/// Revocations kept in Redis for the cluster (§2.6): written on revoke, deleted on lift, and
+/// loaded when this process starts as a node, so a node started after a revocation refuses the
+/// revoked tokens too. Empty until the server has started with a cluster.
+#[derive(Default)]
+pub(crate) struct RevocationStore {
+    keys: std::sync::OnceLock<(crate::server::SharedKeys, String)>,
+}
+
+/// Stored revocations read at start, at most (each is one user).
+const MAX_STORED_REVOCATIONS: usize = 1_000_000;
+
+impl RevocationStore {
+    /// Keeps `user`'s revocation (as `revocations` holds it) in Redis until it ends.
+    pub(crate) fn save(&self, revocations: &users::Revocations, user: &str, before: u64) {
+        let (Some((keys, prefix)), Some(until)) = (self.keys.get(), revocations.until(user)) else {
+            return;
+        };
+        let ttl = Duration::from_secs(until.saturating_sub(users::unix_now()));
+        if !keys.set_ex(
+            &users::stored_key(prefix, user),
+            &format!("{before} {until}"),
+            ttl,
+        ) {
+            tracing::warn!(
+                user,
+                "revocation not stored in Redis (unreachable); other nodes still hear it"
+            );
+        }
+    }
+
+    /// Deletes `user`'s stored revocation.
+    pub(crate) fn remove(&self, user: &str) {
+        if let Some((keys, prefix)) = self.keys.get() {
+            keys.delete(&users::stored_key(prefix, user));
+        }
+    }
+
+    /// Called once the server starts as a cluster node: remembers the keys, and loads every
+    /// stored revocation into `revocations` on a thread of its own (the start does not wait;
+    /// until it is done, only this node's own revocations are known).
+    fn start(
+        &self,
+        keys: crate::server::SharedKeys,
+        prefix: String,
+        revocations: Arc<users::Revocations>,
+    ) {
+        let _ = self.keys.set((keys.clone(), prefix.clone()));
+        let spawned = std::thread::Builder::new()
+            .name("ringcast-revocations".to_owned())
+            .spawn(move || load_revocations(&keys, &prefix, &revocations));
+        if let Err(error) = spawned {
+            tracing::error!(%error, "revocations not loaded");
+        }
+    }
+}
+
+/// Reads every stored revocation into `revocations`. The link connects after the start, so a
+/// failed read is tried again, backing off from 200 ms to 5 s, for about a minute.
+fn load_revocations(
+    keys: &crate::server::SharedKeys,
+    prefix: &str,
+    revocations: &users::Revocations,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return tracing::error!(%error, "revocations not loaded"),
+    };
+    let pattern = users::stored_pattern(prefix);
+    let mut wait = Duration::from_millis(200);
+    let mut last_error = String::new();
+    for _ in 0..20 {
+        match runtime.block_on(keys.scan_values(&pattern, MAX_STORED_REVOCATIONS)) {
+            Ok(stored) => {
+                let mut loaded = 0;
+                for (key, value) in stored {
+                    if let Some((user, before, until)) = users::parse_stored(prefix, &key, &value) {
+                        revocations.restore(&user, before, until);
+                        loaded += 1;
+                    }
+                }
+                return tracing::info!(loaded, "revocations loaded from Redis");
+            }
+            Err(error) => last_error = error,
+        }
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+    tracing::warn!(error = %last_error, "revocations not loaded from Redis");
+}
+
 /// How long a revocation is remembered by default (§2.6).
 const REVOCATION_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -53,6 +146,7 @@ struct Prepared {
     policies: Vec<(String, NamespacePolicy)>,
     authority: Option<Arc<auth::Authority>>,
     revocations: Arc<users::Revocations>,
+    store: Arc<RevocationStore>,
     api: Option<api::Api>,
     counters: Arc<counters::Counters>,
 }
@@ -151,6 +245,7 @@ impl Standalone {
         let wants_jwt = policies.iter().any(|(_, p)| p.auth == AuthMode::Jwt);
         let revocations = Arc::new(users::Revocations::default());
         let counters = Arc::new(counters::Counters::default());
+        let store = Arc::new(RevocationStore::default());
         let authority = match (&self.file.auth.jwt, wants_jwt) {
             (None, true) => {
                 return Err("auth: a namespace has auth = \"jwt\" but [auth.jwt] is missing".into())
@@ -185,6 +280,7 @@ impl Standalone {
                     api::Users {
                         revocations: revocations.clone(),
                         revocation_ttl: self.revocation_ttl(),
+                        store: store.clone(),
                     },
                     counters.clone(),
                 )
@@ -196,6 +292,7 @@ impl Standalone {
             policies,
             authority,
             revocations,
+            store,
             api,
             counters,
         });
@@ -263,6 +360,9 @@ impl Standalone {
         };
         let counters = prepared.counters.clone();
         let builder = builder.counters(move || counters.families());
+        let (store, revocations) = (prepared.store.clone(), prepared.revocations.clone());
+        let prefix = self.config.cluster.prefix.clone();
+        let builder = builder.on_shared_keys(move |keys| store.start(keys, prefix, revocations));
         let builder = prepared
             .policies
             .iter()

@@ -12,6 +12,35 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// (`{user, revoked_before, ttl_ms}`); a Node peer has no handler for it and ignores it.
 pub(crate) const REVOKE_EVENT: &str = "ringcast:revoke";
 
+/// The Redis key of `user`'s revocation, under the cluster's prefix: its value is
+/// `"<revoked_before> <until>"` (unix seconds) and it expires with the revocation, so a node
+/// that starts later loads it ([`parse_stored`]).
+pub(crate) fn stored_key(prefix: &str, user: &str) -> String {
+    format!("{prefix}-ringcast#revoked#{user}")
+}
+
+/// The pattern of every stored revocation under `prefix`.
+pub(crate) fn stored_pattern(prefix: &str) -> String {
+    // The prefix is the operator's (`redis.prefix`); glob characters in it are escaped.
+    let mut pattern = String::with_capacity(prefix.len() + 20);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push_str("-ringcast#revoked#*");
+    pattern
+}
+
+/// A stored revocation: (user, revoked_before, until), or `None` for a key or value that is
+/// not one.
+pub(crate) fn parse_stored(prefix: &str, key: &str, value: &str) -> Option<(String, u64, u64)> {
+    let user = key.strip_prefix(&format!("{prefix}-ringcast#revoked#"))?;
+    let (before, until) = value.split_once(' ')?;
+    Some((user.to_owned(), before.parse().ok()?, until.parse().ok()?))
+}
+
 /// The server-side emit that lifts a revocation on the other ringcast nodes (`{user}`).
 pub(crate) const LIFT_EVENT: &str = "ringcast:unrevoke";
 
@@ -63,6 +92,20 @@ impl Revocations {
         // Two revocations of one user: the later cut-off and the longer life win.
         entry.revoked_before = entry.revoked_before.max(revoked_before);
         entry.until = entry.until.max(until);
+    }
+
+    /// Restores a revocation read back from Redis: tokens issued by `revoked_before` refused
+    /// until `until` (unix seconds).
+    pub(crate) fn restore(&self, user: &str, revoked_before: u64, until: u64) {
+        let now = unix_now();
+        if until > now {
+            self.revoke(user, revoked_before, Duration::from_secs(until - now));
+        }
+    }
+
+    /// When `user`'s revocation ends (unix seconds), if there is one.
+    pub(crate) fn until(&self, user: &str) -> Option<u64> {
+        self.lock().get(user).map(|entry| entry.until)
     }
 
     /// Lifts `user`'s revocation; whether there was one.
@@ -204,6 +247,19 @@ mod tests {
         assert!(!revocations.refuses("42", Some(now - 10)));
         revocations.revoke("7", now, Duration::ZERO);
         assert!(!revocations.refuses("7", Some(now - 10)), "expired at once");
+    }
+
+    #[test]
+    fn stored_revocations_read_back() {
+        let key = stored_key("socket.io", "42");
+        assert_eq!(key, "socket.io-ringcast#revoked#42");
+        assert_eq!(
+            parse_stored("socket.io", &key, "100 200"),
+            Some(("42".to_owned(), 100, 200))
+        );
+        assert_eq!(parse_stored("socket.io", &key, "garbage"), None);
+        assert_eq!(parse_stored("other", &key, "100 200"), None);
+        assert_eq!(stored_pattern("a*b"), "a\\*b-ringcast#revoked#*");
     }
 
     #[test]

@@ -45,12 +45,16 @@
 //! publish Redis did not acknowledge within [`RedisLinkConfig::command_timeout`] is counted in
 //! `publish_failed`.
 //!
-//! **Keys** (`SET key value EX secs`, `EXISTS key`: what the Admin UI's shared sessions need)
-//! go through the same bounded request queue as `PUBSUB NUMSUB`, on the command connection;
-//! on a cluster `fred` sends each to the master owning the key's hash slot and follows
-//! `MOVED`/`ASK`. [`RedisLink::set_ex`] is fire-and-forget (refused at once while the link is
-//! down or the queue is full); [`RedisLink::exists`] answers through a oneshot like
-//! [`RedisLink::server_count`], within the command timeout.
+//! **Keys** (`SET key value EX secs`, `EXISTS key`, `DEL key`: what the Admin UI's shared
+//! sessions and revocations need) go through the same bounded request queue as
+//! `PUBSUB NUMSUB`, on the command connection; on a cluster `fred` sends each to the master
+//! owning the key's hash slot and follows `MOVED`/`ASK`. [`RedisLink::set_ex`] and
+//! [`RedisLink::delete`] are fire-and-forget (refused at once while the link is down or the
+//! queue is full); [`RedisLink::exists`] answers through a oneshot like
+//! [`RedisLink::server_count`], within the command timeout. [`RedisLink::scan_values`] reads
+//! every key matching a glob with its value (`SCAN … MATCH`, then `MGET`): on a cluster it
+//! scans every master, as `PUBSUB NUMSUB` asks every master, and reads each slot's keys at the
+//! master owning it.
 //!
 //! **Incoming messages** whose payload is not a byte string, or is longer than
 //! [`RedisLinkConfig::max_incoming_bytes`], or that the link thread could not keep up with,
@@ -87,11 +91,14 @@ use tokio::sync::{mpsc, Notify};
 /// How long a stopping link keeps publishing what is queued, and waits for its connections to
 /// close.
 const STOP_GRACE: Duration = Duration::from_secs(1);
-/// Commands (`PUBSUB NUMSUB`, `SET … EX`, `EXISTS`) waiting for the link thread, past which
+/// Commands (`PUBSUB NUMSUB`, `SET … EX`, `EXISTS`, `DEL`, scans) waiting for the link thread, past which
 /// they are refused with [`CommandError::Overloaded`].
 const MAX_QUEUED_REQUESTS: usize = 1024;
 /// Commands in flight at once on the command connection.
 const MAX_REQUESTS_IN_FLIGHT: usize = 256;
+/// Keys one `SCAN` step is asked to look at (its `COUNT` hint): a few round trips for a
+/// keyspace of thousands, each step short for the server.
+const SCAN_COUNT: &str = "1000";
 /// Events (messages, errors, connects) the client buffers for the link thread before it counts
 /// a lag.
 const EVENT_CAPACITY: usize = 1024;
@@ -1050,6 +1057,17 @@ enum Request {
         key: String,
         answer: oneshot::Sender<Result<bool, CommandError>>,
     },
+    /// `DEL key`; nobody waits for it.
+    Delete {
+        key: String,
+    },
+    /// `SCAN … MATCH pattern` (every master of a cluster) then `MGET`, answered with at most
+    /// `limit` keys and their string values.
+    ScanValues {
+        pattern: String,
+        limit: usize,
+        answer: oneshot::Sender<Result<Vec<(String, String)>, CommandError>>,
+    },
 }
 
 impl RedisLink {
@@ -1274,6 +1292,53 @@ impl RedisLink {
             answer,
         };
         if let Err((Request::Exists { answer, .. }, why)) = self.request(request) {
+            let _ = answer.send(Err(why));
+        }
+        CommandAnswer(receiver)
+    }
+
+    /// `DEL key` on the command connection (on a cluster, at the master owning the key's
+    /// slot); fire-and-forget with the same refusals as [`RedisLink::set_ex`]. Deleting a key
+    /// that is not there is not an error.
+    pub fn delete(&self, key: impl Into<String>) -> Result<(), CommandError> {
+        if !self.handle.shared.counts.connected.load(Ordering::Relaxed) {
+            return Err(CommandError::Disconnected);
+        }
+        self.request(Request::Delete { key: key.into() })
+            .map_err(|(_, why)| why)
+    }
+
+    /// Every key matching the glob `pattern` (Redis's `MATCH` syntax) holding a string, with
+    /// its value, sorted by key: `SCAN 0 MATCH pattern COUNT 1000` until the cursor comes back
+    /// to 0 (on a cluster, on every master, since each holds only its own slots' keys), then
+    /// `MGET` (on a cluster, per hash slot, at its master). At most `limit` keys are read: the
+    /// scan stops once it has found that many. Keys deleted between the scan and the read,
+    /// keys of another type, and keys or values that are not UTF-8 are left out.
+    ///
+    /// The same future and errors as [`RedisLink::server_count`]:
+    /// [`CommandError::Disconnected`] at once while the link is down, and the whole scan
+    /// within the command timeout ([`CommandError::Timeout`] past it, nothing partial).
+    pub fn scan_values(
+        &self,
+        pattern: impl Into<String>,
+        limit: usize,
+    ) -> CommandAnswer<Vec<(String, String)>> {
+        let (answer, receiver) = oneshot::channel();
+        // Checked here too, not only on the link thread: once either connection is known lost,
+        // a scan would only fail part way (or after the timeout) on the other.
+        let shared = &self.handle.shared;
+        if !shared.stopped.load(Ordering::Acquire)
+            && !shared.counts.connected.load(Ordering::Relaxed)
+        {
+            let _ = answer.send(Err(CommandError::Disconnected));
+            return CommandAnswer(receiver);
+        }
+        let request = Request::ScanValues {
+            pattern: pattern.into(),
+            limit,
+            answer,
+        };
+        if let Err((Request::ScanValues { answer, .. }, why)) = self.request(request) {
             let _ = answer.send(Err(why));
         }
         CommandAnswer(receiver)
@@ -1771,7 +1836,95 @@ impl Worker {
                     let _ = answer.send(found);
                 }))
             }
+            Request::Delete { key } => {
+                if !self.state.publisher.up() {
+                    tracing::debug!("redis link: DEL {key} dropped, the link is down");
+                    return None;
+                }
+                let client = self.publisher.clone();
+                let timeout = self.shared.config.command_timeout;
+                Some(Box::pin(async move {
+                    let del = client.custom::<Value, _>(key_command("DEL"), vec![key.clone()]);
+                    match tokio::time::timeout(timeout, del).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => tracing::debug!("redis link: DEL {key} failed: {error}"),
+                        Err(_elapsed) => tracing::debug!("redis link: DEL {key} timed out"),
+                    }
+                }))
+            }
+            Request::ScanValues {
+                pattern,
+                limit,
+                answer,
+            } => self.scan_values(pattern, limit, answer),
         }
+    }
+
+    /// `SCAN … MATCH` on the server, or on every master of a cluster one after the other (the
+    /// limit is over all of them), then the values of what was found.
+    fn scan_values(
+        &self,
+        pattern: String,
+        limit: usize,
+        answer: oneshot::Sender<Result<Vec<(String, String)>, CommandError>>,
+    ) -> Option<Task> {
+        if !self.state.publisher.up() {
+            let _ = answer.send(Err(CommandError::Disconnected));
+            return None;
+        }
+        let cluster = self.shared.config.is_cluster();
+        let masters = if cluster {
+            match self.publisher.cached_cluster_state() {
+                Some(layout) => Some(layout.unique_primary_nodes()),
+                None => {
+                    let _ = answer.send(Err(CommandError::Disconnected));
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
+        let client = self.publisher.clone();
+        let timeout = self.shared.config.command_timeout;
+        Some(Box::pin(async move {
+            let scan = async {
+                let mut keys = BTreeSet::new();
+                match masters {
+                    None => scan_on(&client, &pattern, limit, &mut keys).await?,
+                    Some(masters) => {
+                        for master in masters {
+                            if keys.len() >= limit {
+                                break;
+                            }
+                            let node = client.with_cluster_node(master);
+                            scan_on(&node, &pattern, limit, &mut keys).await?;
+                        }
+                    }
+                }
+                let keys: Vec<String> = keys.into_iter().collect();
+                let mut found = Vec::with_capacity(keys.len());
+                // `by_slot` keeps each `MGET` within one slot on a cluster (else CROSSSLOT),
+                // and to a few hundred keys, so no reply is huge.
+                for group in by_slot(&keys, cluster) {
+                    let asked = group.len();
+                    let mget = client.custom::<Value, _>(key_command("MGET"), group.clone());
+                    let values = mget_values(mget.await.map_err(command_error)?, asked)?;
+                    found.extend(
+                        group
+                            .into_iter()
+                            .zip(values)
+                            .filter_map(|(key, value)| Some((key, value?))),
+                    );
+                }
+                found.sort();
+                Ok(found)
+            };
+            let found = match tokio::time::timeout(timeout, scan).await {
+                Err(_elapsed) => Err(CommandError::Timeout),
+                Ok(found) => found,
+            };
+            let _ = answer.send(found);
+        }))
     }
 
     /// `PUBSUB NUMSUB` or `SHARDNUMSUB`, asked of the server, or of every master of a cluster
@@ -1950,6 +2103,98 @@ async fn count_on<C: PubsubInterface>(
             Err(CommandError::Timeout)
         }
         Err(error) => Err(CommandError::Redis(error.to_string())),
+    }
+}
+
+/// Walks one server's keyspace with `SCAN` until the cursor is back to 0 or `keys` holds
+/// `limit` keys (a key `SCAN` returns twice, as it may while the table grows, counts once).
+async fn scan_on<C: ClientLike>(
+    client: &C,
+    pattern: &str,
+    limit: usize,
+    keys: &mut BTreeSet<String>,
+) -> Result<(), CommandError> {
+    // `SCAN` names no key: the client (or `with_cluster_node`) picks the server.
+    let command = CustomCommand::new_static("SCAN", ClusterHash::Random, false);
+    let mut cursor = "0".to_owned();
+    while keys.len() < limit {
+        let args = vec![
+            cursor,
+            "MATCH".to_owned(),
+            pattern.to_owned(),
+            "COUNT".to_owned(),
+            SCAN_COUNT.to_owned(),
+        ];
+        let page = client
+            .custom::<Value, _>(command.clone(), args)
+            .await
+            .map_err(command_error)?;
+        let (next, found) = scan_page(page)?;
+        for key in found {
+            if keys.len() >= limit {
+                break;
+            }
+            keys.insert(key);
+        }
+        if next == "0" {
+            break;
+        }
+        cursor = next;
+    }
+    Ok(())
+}
+
+/// A client error as a command's: a timeout is the link's, the rest is Redis's.
+fn command_error(error: fred::error::Error) -> CommandError {
+    if *error.kind() == fred::error::ErrorKind::Timeout {
+        CommandError::Timeout
+    } else {
+        CommandError::Redis(error.to_string())
+    }
+}
+
+/// A bulk string as text; `None` for anything else, or bytes that are not UTF-8.
+fn text_of(value: Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.to_string()),
+        Value::Bytes(bytes) => String::from_utf8(bytes.to_vec()).ok(),
+        _ => None,
+    }
+}
+
+/// `SCAN` answers `[next cursor, [key, …]]`; keys that are not UTF-8 are skipped (they could
+/// not be handed on as text).
+fn scan_page(value: Value) -> Result<(String, Vec<String>), CommandError> {
+    let unexpected = || CommandError::Redis("unexpected answer to SCAN".to_owned());
+    let Value::Array(mut items) = value else {
+        return Err(unexpected());
+    };
+    if items.len() != 2 {
+        return Err(unexpected());
+    }
+    let keys = match items.pop() {
+        Some(Value::Array(keys)) => keys.into_iter().filter_map(text_of).collect(),
+        _ => return Err(unexpected()),
+    };
+    let cursor = match items.pop() {
+        Some(Value::Integer(cursor)) if cursor >= 0 => cursor.to_string(),
+        Some(cursor) => text_of(cursor).ok_or_else(unexpected)?,
+        None => return Err(unexpected()),
+    };
+    // A cursor is a number; anything else sent back as one would loop on garbage.
+    if cursor.is_empty() || !cursor.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(unexpected());
+    }
+    Ok((cursor, keys))
+}
+
+/// `MGET` answers one value per key asked, nil for a key that is gone or not a string.
+fn mget_values(value: Value, asked: usize) -> Result<Vec<Option<String>>, CommandError> {
+    match value {
+        Value::Array(values) if values.len() == asked => {
+            Ok(values.into_iter().map(text_of).collect())
+        }
+        _ => Err(CommandError::Redis("unexpected answer to MGET".to_owned())),
     }
 }
 
@@ -2659,6 +2904,49 @@ mod tests {
         assert_eq!(exists_answer(Value::Integer(0)), Ok(false));
         assert!(matches!(
             exists_answer(Value::Null),
+            Err(CommandError::Redis(_))
+        ));
+    }
+
+    #[test]
+    fn scan_and_mget_answers_are_read_or_refused() {
+        let text = |s: &str| Value::String(s.into());
+        let page = Value::Array(vec![
+            text("17"),
+            Value::Array(vec![
+                text("a"),
+                Value::Bytes(Bytes::from_static(b"b")),
+                // Not UTF-8: skipped, not an error.
+                Value::Bytes(Bytes::from_static(&[0xff, 0xfe])),
+            ]),
+        ]);
+        assert_eq!(
+            scan_page(page),
+            Ok(("17".to_owned(), vec!["a".to_owned(), "b".to_owned()]))
+        );
+        let done = Value::Array(vec![Value::Integer(0), Value::Array(vec![])]);
+        assert_eq!(scan_page(done), Ok(("0".to_owned(), vec![])));
+        for bad in [
+            Value::Null,
+            Value::Array(vec![text("0")]),
+            Value::Array(vec![text("x1"), Value::Array(vec![])]),
+            Value::Array(vec![Value::Integer(-1), Value::Array(vec![])]),
+            Value::Array(vec![text("0"), text("a")]),
+        ] {
+            assert!(matches!(scan_page(bad), Err(CommandError::Redis(_))));
+        }
+
+        let values = Value::Array(vec![text("1"), Value::Null, text("2")]);
+        assert_eq!(
+            mget_values(values.clone(), 3),
+            Ok(vec![Some("1".to_owned()), None, Some("2".to_owned())])
+        );
+        assert!(matches!(
+            mget_values(values, 2),
+            Err(CommandError::Redis(_))
+        ));
+        assert!(matches!(
+            mget_values(Value::Null, 0),
             Err(CommandError::Redis(_))
         ));
     }

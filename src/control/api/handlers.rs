@@ -761,6 +761,9 @@ pub(crate) fn revoke(api: Rc<ShardApi>, call: Call) -> HandlerFuture {
         let before = body.before.unwrap_or_else(crate::control::users::unix_now);
         let ttl = body.ttl.unwrap_or(users.revocation_ttl);
         users.revocations.revoke(&user, before, ttl);
+        if !body.local {
+            users.store.save(&users.revocations, &user, before);
+        }
         let namespaces = api.shard.namespaces();
         if published {
             let notice = Args::json(&json!({
@@ -804,6 +807,7 @@ pub(crate) fn lift_revocation(api: Rc<ShardApi>, call: Call) -> HandlerFuture {
         check_name("user", &user)?;
         let published = publishes(&api, false)?;
         let lifted = api.api.users.revocations.lift(&user);
+        api.api.users.store.remove(&user);
         if published {
             let notice = Args::json(&json!({ "user": user }))
                 .map_err(|_| ApiError::internal("cannot encode the notice"))?;

@@ -57,6 +57,9 @@ pub(crate) struct Api {
 pub(crate) struct Users {
     pub(crate) revocations: Arc<crate::control::users::Revocations>,
     pub(crate) revocation_ttl: std::time::Duration,
+    /// Where revocations are kept for the cluster (Redis), once the server has started as a
+    /// node of one; with the key prefix.
+    pub(crate) store: Arc<crate::control::RevocationStore>,
 }
 
 /// Who this node is, for `/v1/info` and socket objects.
@@ -471,6 +474,7 @@ pub fn start_with_api(
     let users = Users {
         revocations: Arc::default(),
         revocation_ttl: std::time::Duration::from_secs(24 * 3600),
+        store: Arc::default(),
     };
     let api = Api::new(&config, None, users, Arc::default()).map_err(|error| error.to_string())?;
     let handle = api
