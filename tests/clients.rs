@@ -17,11 +17,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use common::script::{collect, wait_with_deadline};
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// Shards the harness asks for: two, so that cross-shard paths are exercised (the order and
 /// rooms scenarios also run on four).
@@ -170,35 +171,6 @@ fn require_venv_python(dir: &Path) -> PathBuf {
         python.display()
     );
     python
-}
-
-/// Reads a child's pipe to the end on its own thread, so a chatty child never blocks on it.
-fn collect(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut bytes);
-        }
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
-/// The child's exit status, or None after killing it (by its own handle) at the deadline.
-fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if started.elapsed() < deadline => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
 }
 
 fn node(script: &str, mode: &str) {

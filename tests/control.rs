@@ -701,11 +701,13 @@ fn key_files_are_watched_and_sighup_rotates_secrets() {
 
     // SIGHUP: a new HMAC secret in its file replaces the old; a connected socket stays.
     let old = keys.hs256(r#"{"sub":"42","exp":"+300"}"#);
+    let ready = keys.path("stay.ready");
     let stay = {
         let (url, tokens) = (
             server.url.clone(),
             serde_json::json!({ "user42": old }).to_string(),
         );
+        let ready = s(&ready).to_owned();
         std::thread::spawn(move || {
             script::run(
                 Runtime::Node,
@@ -715,12 +717,20 @@ fn key_files_are_watched_and_sighup_rotates_secrets() {
                 &[
                     ("RINGCAST_TOKENS", tokens),
                     ("RINGCAST_STAY", "3".to_owned()),
+                    ("RINGCAST_READY_FILE", ready),
                 ],
                 SCRIPT_DEADLINE,
             )
         })
     };
-    std::thread::sleep(Duration::from_millis(1000));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the staying client never connected"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::fs::write(
         keys.path("hs.key"),
         "a-brand-new-hmac-secret-of-40-bytes-long\n",

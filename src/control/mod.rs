@@ -276,7 +276,7 @@ impl Standalone {
             Some(config) => Some(
                 api::Api::new(
                     &config,
-                    self.file.server.node_name.clone(),
+                    Some(self.node_name()),
                     api::Users {
                         revocations: revocations.clone(),
                         revocation_ttl: self.revocation_ttl(),
@@ -313,6 +313,15 @@ impl Standalone {
         Ok(Some(config))
     }
 
+    /// How this node names itself (`server.node_name`; by default `hostname:port`).
+    fn node_name(&self) -> String {
+        self.file
+            .server
+            .node_name
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", api::host_name(), self.config.port))
+    }
+
     fn revocation_ttl(&self) -> Duration {
         self.file.users.revocation_ttl.unwrap_or(REVOCATION_TTL)
     }
@@ -325,7 +334,7 @@ impl Standalone {
         }
         let extras = Extras {
             shutdown_grace: self.shutdown_grace,
-            node_name: self.file.server.node_name.clone(),
+            node_name: Some(self.node_name()),
             log_format: Some(if self.json_logs {
                 LogFormat::Json
             } else {

@@ -15,17 +15,23 @@ enum NumberOrText {
     Text(String),
 }
 
-/// Parses `"250ms"`, `"25s"`, `"5m"`, `"1h"` or a bare number of milliseconds.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+/// `text` as its leading whole number and the unit after it, or `what` as the error.
+fn number_and_unit<'a>(text: &'a str, what: &str) -> Result<(u64, &'a str), String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
+    let number = number
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration (like 250ms, 25s, 5m, 1h)"))?;
-    let millis = match unit.trim() {
+        .map_err(|_| format!("`{text}` is not {what}"))?;
+    Ok((number, unit.trim()))
+}
+
+/// Parses `"250ms"`, `"25s"`, `"5m"`, `"1h"` or a bare number of milliseconds.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = number_and_unit(text, "a duration (like 250ms, 25s, 5m, 1h)")?;
+    let millis = match unit {
         "" | "ms" => Some(number),
         "s" => number.checked_mul(1000),
         "m" => number.checked_mul(60_000),
@@ -39,15 +45,8 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parses `"64KiB"`, `"1MiB"`, `"1GiB"`, `"512B"` or a bare number of bytes.
 pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (like 512, 64KiB, 1MiB)"))?;
-    let scale: u64 = match unit.trim() {
+    let (number, unit) = number_and_unit(text, "a size (like 512, 64KiB, 1MiB)")?;
+    let scale: u64 = match unit {
         "" | "B" => 1,
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,

@@ -766,18 +766,10 @@ pub(crate) fn revoke(api: Rc<ShardApi>, call: Call) -> HandlerFuture {
         }
         let namespaces = api.shard.namespaces();
         if published {
-            let notice = Args::json(&json!({
+            let notice = json!({
                 "user": user, "revoked_before": before, "ttl_ms": ttl.as_millis() as u64,
-            }))
-            .map_err(|_| ApiError::internal("cannot encode the revocation"))?;
-            // One namespace carries it to each node (a Node peer ignores the event).
-            let carrier = namespaces
-                .iter()
-                .find(|nsp| nsp.as_str() == "/")
-                .or_else(|| namespaces.first());
-            if let Some(operator) = carrier.and_then(|nsp| api.shard.of(nsp)) {
-                operator.server_side_emit(crate::control::users::REVOKE_EVENT, &notice);
-            }
+            });
+            tell_nodes(&api, crate::control::users::REVOKE_EVENT, &notice)?;
         }
         let targets = Targets {
             users: vec![user],
@@ -800,6 +792,21 @@ pub(crate) fn revoke(api: Rc<ShardApi>, call: Call) -> HandlerFuture {
     })
 }
 
+/// Sends `event` with `notice` to the other ringcast nodes' handlers (a server-side emit);
+/// one namespace carries it to each node, `/` when served (a Node peer ignores the event).
+fn tell_nodes(api: &ShardApi, event: &str, notice: &Value) -> Result<(), ApiError> {
+    let notice = Args::json(notice).map_err(|_| ApiError::internal("cannot encode the notice"))?;
+    let namespaces = api.shard.namespaces();
+    let carrier = namespaces
+        .iter()
+        .find(|nsp| nsp.as_str() == "/")
+        .or_else(|| namespaces.first());
+    if let Some(operator) = carrier.and_then(|nsp| api.shard.of(nsp)) {
+        operator.server_side_emit(event, &notice);
+    }
+    Ok(())
+}
+
 /// `DELETE /v1/users/{user}/revoke`: lifts the revocation here and on the other ringcast nodes.
 pub(crate) fn lift_revocation(api: Rc<ShardApi>, call: Call) -> HandlerFuture {
     Box::pin(async move {
@@ -809,16 +816,11 @@ pub(crate) fn lift_revocation(api: Rc<ShardApi>, call: Call) -> HandlerFuture {
         let lifted = api.api.users.revocations.lift(&user);
         api.api.users.store.remove(&user);
         if published {
-            let notice = Args::json(&json!({ "user": user }))
-                .map_err(|_| ApiError::internal("cannot encode the notice"))?;
-            let namespaces = api.shard.namespaces();
-            let carrier = namespaces
-                .iter()
-                .find(|nsp| nsp.as_str() == "/")
-                .or_else(|| namespaces.first());
-            if let Some(operator) = carrier.and_then(|nsp| api.shard.of(nsp)) {
-                operator.server_side_emit(crate::control::users::LIFT_EVENT, &notice);
-            }
+            tell_nodes(
+                &api,
+                crate::control::users::LIFT_EVENT,
+                &json!({ "user": user }),
+            )?;
         }
         Ok(Answer::ok(json!({ "lifted": lifted })))
     })

@@ -2,6 +2,7 @@
 // patterns, live expiry and refresh, the event rate, reserved events; socket.io-client 4.x and,
 // for `v2-*`, 2.x. Tokens come minted from the test in RINGCAST_TOKENS (a JSON object).
 // Usage: node control.mjs <default|polling|websocket> <scenario>
+import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { run, track, io, Manager, BASE_URL, withTimeout, check, checkEqual, emitAck, sleep, show, waitFor, transportOptions } from './lib.mjs';
 
@@ -206,7 +207,8 @@ const scenarios = {
   // Stays connected and answering for the given seconds (a key rotation happens meanwhile).
   async 'stay'() {
     const socket = await connect('/chat', { token: token('user42') });
-    console.log('connected');
+    // The test rotates the key once this file exists.
+    if (process.env.RINGCAST_READY_FILE) writeFileSync(process.env.RINGCAST_READY_FILE, 'connected');
     const seconds = Number(process.env.RINGCAST_STAY || '3');
     const gone = new Promise((resolve) => socket.once('disconnect', (reason) => resolve(reason)));
     const outcome = await Promise.race([sleep(seconds * 1000).then(() => 'stayed'), gone]);
