@@ -96,18 +96,11 @@ fn load_revocations(
     prefix: &str,
     revocations: &users::Revocations,
 ) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => return tracing::error!(%error, "revocations not loaded"),
-    };
     let pattern = users::stored_pattern(prefix);
     let mut wait = Duration::from_millis(200);
     let mut last_error = String::new();
     for _ in 0..20 {
-        match runtime.block_on(keys.scan_values(&pattern, MAX_STORED_REVOCATIONS)) {
+        match block_on(keys.scan_values(&pattern, MAX_STORED_REVOCATIONS)) {
             Ok(stored) => {
                 let mut loaded = 0;
                 for (key, value) in stored {
@@ -124,6 +117,26 @@ fn load_revocations(
         wait = (wait * 2).min(Duration::from_secs(5));
     }
     tracing::warn!(error = %last_error, "revocations not loaded from Redis");
+}
+
+/// Runs `future` to its end on this thread, parked between wake-ups: the link's answers are
+/// runtime-free channels, and this thread has nothing else to do meanwhile.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
 }
 
 /// How long a revocation is remembered by default (§2.6).
