@@ -756,7 +756,21 @@ fn no_secret_reaches_a_log() {
     let bad = keys.hs256(r#"{"sub":"42","exp":"-30"}"#);
     let mut with_bad = all.clone();
     with_bad["expired"] = serde_json::json!(bad);
-    server.node("auth", &all, &[]);
+    let sids: Vec<String> = script::run(
+        Runtime::Node,
+        "js/control.mjs",
+        &["websocket", "auth"],
+        &server.url,
+        &[("RINGCAST_TOKENS", all.to_string())],
+        SCRIPT_DEADLINE,
+    )
+    .expect_ok()
+    .stdout
+    .lines()
+    .filter_map(|line| line.strip_prefix("sids "))
+    .flat_map(|sids| sids.split(' ').map(str::to_owned).collect::<Vec<_>>())
+    .collect();
+    assert_eq!(sids.len(), 2, "the scenario printed its sids");
     server.node(
         "verdicts",
         &with_bad,
@@ -772,6 +786,7 @@ fn no_secret_reaches_a_log() {
         "the refusal was logged at debug:\n{log}"
     );
     let mut secrets: Vec<String> = vec![HMAC_SECRET.to_owned(), bad];
+    secrets.extend(sids);
     for token in all.as_object().expect("tokens").values() {
         let token = token.as_str().expect("a token").to_owned();
         // The signature part alone must not show either.

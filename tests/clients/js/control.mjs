@@ -70,7 +70,8 @@ const scenarios = {
     checkEqual(await gotA, ['hello'], 'a received');
     checkErrorAck(await emitAck(a, 'publish', ['secret:1', 'x']), 'forbidden', 'publish outside the patterns');
     checkErrorAck(await emitAck(a, 'ringcast:foo', []), 'reserved_event', 'a reserved event');
-    console.log(JSON.stringify({ a: a.id, b: b.id }));
+    // The Engine.IO sids, for the test that checks no log line holds one.
+    console.log(`sids ${a.io.engine.id} ${b.io.engine.id}`);
   },
 
   // Each token's verdict: "ok" connects, anything else is the refusal's code (token "none":
