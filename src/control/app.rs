@@ -67,7 +67,7 @@ pub(crate) fn namespace(
     revocations: Option<Arc<Revocations>>,
 ) -> Namespace {
     let policy = Arc::new(policy);
-    let stateful = policy.rate.is_some() || policy.auth != AuthMode::None;
+    let stateful = policy.keeps_state();
     let mut namespace = Namespace::new();
     if let Some(revocations) = revocations {
         namespace = follow_revocations(namespace, revocations);
@@ -260,7 +260,7 @@ fn join(socket: &Socket, policy: &NamespacePolicy, message: &Message, ack: Optio
     if let Some(error) = policy.room_error(&room) {
         return ack_error(ack, error.code(), error.message());
     }
-    let state = state_of(socket);
+    let state = policy.keeps_state().then(|| state_of(socket)).flatten();
     let user = state.as_deref().and_then(SocketState::user);
     let granted = state
         .as_deref()
@@ -290,7 +290,11 @@ fn publish(socket: &Socket, policy: &NamespacePolicy, message: &Message, ack: Op
     if let Some(error) = policy.room_error(&room) {
         return ack_error(ack, error.code(), error.message());
     }
-    let user = state_of(socket).and_then(|state| state.user().map(str::to_owned));
+    let user = policy
+        .keeps_state()
+        .then(|| state_of(socket))
+        .flatten()
+        .and_then(|state| state.user().map(str::to_owned));
     if !allowed(&policy.publish, &room, user.as_deref()) {
         return ack_error(ack, "forbidden", "room not allowed");
     }

@@ -306,6 +306,12 @@ impl NamespacePolicy {
         })
     }
 
+    /// Whether its sockets carry state (a grant, an event bucket): otherwise none is looked
+    /// up, so an open namespace's built-ins cost what they did before policies.
+    pub(crate) fn keeps_state(&self) -> bool {
+        self.rate.is_some() || self.auth != AuthMode::None
+    }
+
     /// Why a client may not name `room` at all (join, leave or publish), if it may not: the
     /// reserved prefix, an empty or overlong name, control characters.
     pub(crate) fn room_error(&self, room: &str) -> Option<RoomError> {
