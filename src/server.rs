@@ -217,6 +217,7 @@ impl ServerBuilder {
             for give in self.on_shared_keys {
                 give(SharedKeys {
                     link: cluster.link().clone(),
+                    prefix: config.cluster.prefix.as_str().into(),
                 });
             }
         }
@@ -274,15 +275,23 @@ pub(crate) fn shard_sleep(duration: Duration) -> impl std::future::Future<Output
     monoio::time::sleep(duration)
 }
 
-/// Keys every node of the cluster sees (the process's Redis link: `SET … EX`, `EXISTS`,
-/// `DEL` and scans by pattern, on a Redis Cluster at the master owning the key's slot). Nothing here blocks: a write is
+/// Keys every node of the cluster sees (the process's Redis link: `SET … EX`, `SET … NX PX`,
+/// `SET … PX`, `GET`, `EXISTS`, `DEL` and scans by pattern, on a Redis Cluster at the master
+/// owning the key's slot). Nothing here blocks: a write is
 /// queued and forgotten, a lookup is a future the caller's runtime awaits (a shard's too).
 #[derive(Clone)]
 pub(crate) struct SharedKeys {
     link: RedisLink,
+    /// The cluster's key prefix (`cluster.prefix`), which every key of ours starts with.
+    prefix: Arc<str>,
 }
 
 impl SharedKeys {
+    /// The cluster's key prefix (`cluster.prefix`, Node's `key` option).
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// Writes `key = value` expiring after `ttl` (whole seconds, at least one), without
     /// waiting; false when it could not even be queued (Redis unreachable now, too busy).
     pub(crate) fn set_ex(&self, key: &str, value: &str, ttl: Duration) -> bool {
@@ -308,6 +317,43 @@ impl SharedKeys {
         self.link.delete(key).is_ok()
     }
 
+    /// Sets `key = value` expiring after `ttl` (milliseconds, at least one) unless `key` is
+    /// there: true when this call set it (one caller in the whole cluster wins); an error (as
+    /// text) when Redis did not say (down, too slow).
+    pub(crate) fn set_nx_px(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> impl std::future::Future<Output = Result<bool, String>> + Send + 'static {
+        let answer = self.link.set_nx_px(key, value, millis(ttl));
+        async move {
+            answer
+                .await
+                .map_err(|error: CommandError| error.to_string())
+        }
+    }
+
+    /// Writes `key = value` expiring after `ttl` (milliseconds, at least one), without
+    /// waiting; false when it could not even be queued (Redis unreachable now, too busy).
+    pub(crate) fn set_px(&self, key: &str, value: &str, ttl: Duration) -> bool {
+        self.link.set_px(key, value, millis(ttl)).is_ok()
+    }
+
+    /// The value of `key`, `None` when it is not there; an error (as text) when Redis did not
+    /// say (down, too slow) or `key` holds no text.
+    pub(crate) fn get(
+        &self,
+        key: &str,
+    ) -> impl std::future::Future<Output = Result<Option<String>, String>> + Send + 'static {
+        let answer = self.link.get(key);
+        async move {
+            answer
+                .await
+                .map_err(|error: CommandError| error.to_string())
+        }
+    }
+
     /// Every key matching the Redis glob `pattern` that holds a string, with its value, sorted
     /// by key, at most `limit` of them (on a Redis Cluster, from every master); an error (as
     /// text) when Redis did not answer all of it (down, too slow).
@@ -324,6 +370,11 @@ impl SharedKeys {
                 .map_err(|error: CommandError| error.to_string())
         }
     }
+}
+
+/// `ttl` in whole milliseconds for `PX`, at least one (`PX 0` is an error in Redis).
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// A running server.

@@ -3,7 +3,8 @@
 //! and `/chat` and the API on its own loopback port, real clients (socket.io-client 4.x and
 //! 2.x through `tests/clients/js/api_clients.mjs`, python-socketio through
 //! `tests/clients/py/api_client.py`), and the API driven over raw HTTP/1.1 (and `curl` for
-//! the 413 a real client sees). Every wait is bounded.
+//! the 413 a real client sees). Two such nodes on one real `redis-server` for 44, 48 and 41
+//! across nodes (the `Idempotency-Key` kept in Redis). Every wait is bounded.
 //!
 //! Needs `node` with `npm ci --prefix tests/clients`, and the python venv of tests/clients.rs.
 
@@ -1198,6 +1199,115 @@ fn cluster_operations_cross_nodes_and_need_the_link() {
     assert_eq!(reply.ok()["published"], true);
     assert_eq!(reply.header("idempotent-replayed"), None);
     assert_eq!(on_a.next("near", "/", "news"), json!(["retried"]));
+}
+
+/// `call`, again while the answer is 409 `in_progress` (bounded): a node stores its answer
+/// for the others without waiting for Redis, so right after it answered, another node may
+/// still read the claim as running for a moment.
+fn call_once_done(server: &ApiServer, headers: &[(&str, &str)], body: &str) -> Reply {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = server.call("POST", "/v1/emit", headers, body);
+        let running = reply.status == 409 && reply.json()["error"]["code"] == "in_progress";
+        if !running || Instant::now() >= deadline {
+            return reply;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// 41 on a cluster: the Idempotency-Key is kept in Redis, so a retry on another node is a
+// replay (one delivery), another body there a conflict, a retry while the first still runs
+// on its node is told so; with Redis down a request with a key is not run.
+#[test]
+fn idempotency_keys_hold_across_nodes() {
+    let mut redis = common::redis::RedisServer::start();
+    let url = redis.url();
+    let node = |url: &str| {
+        let url = url.to_owned();
+        ApiServer::start_with(move |config| config.cluster.redis = Some(url))
+    };
+    let (a, b) = (node(&url), node(&url));
+    wait_for_link(&a, true);
+    wait_for_link(&b, true);
+    let mut on_b = Clients::js(
+        &b.url(),
+        json!([
+            { "name": "i", "version": 4, "rooms": ["idem"] },
+            { "name": "silent", "version": 4, "rooms": ["slow"], "ack": false },
+        ]),
+    );
+    let body =
+        json!({ "to": { "rooms": ["idem"] }, "event": "news", "args": ["once"] }).to_string();
+    let headers = [("Authorization", ADMIN), ("Idempotency-Key", "cluster-17")];
+    let first = a.call("POST", "/v1/emit", &headers, &body);
+    assert_eq!(
+        first.ok(),
+        json!({ "local_recipients": 0, "published": true })
+    );
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let second = call_once_done(&b, &headers, &body);
+    assert_eq!(second.ok(), first.json());
+    assert_eq!(second.header("idempotent-replayed"), Some("true"));
+    let other =
+        json!({ "to": { "rooms": ["idem"] }, "event": "news", "args": ["twice"] }).to_string();
+    b.call("POST", "/v1/emit", &headers, &other)
+        .error(409, "idempotency_conflict");
+    // Kept under the key's hash, never the key itself.
+    let stored = common::redis::command(redis.port, &["KEYS", "socket.io-ringcast#idem#admin#*"])
+        .expect("KEYS");
+    assert_eq!(stored.lines().count(), 1, "{stored}");
+    assert!(!stored.contains("cluster-17"), "{stored}");
+
+    // A retry on B while A still runs the first (waiting 1.5 s for an ack that never comes).
+    let slow =
+        json!({ "to": { "rooms": ["slow"] }, "event": "ask", "ack": { "timeout_ms": 1500 } })
+            .to_string();
+    let api = a.api;
+    let first = {
+        let slow = slow.clone();
+        std::thread::spawn(move || {
+            let mut connection = Connection::open(api);
+            let headers = [("Authorization", ADMIN), ("Idempotency-Key", "slow-2")];
+            connection.send("POST", "/v1/emit", &headers, slow.as_bytes());
+            connection.read_reply()
+        })
+    };
+    on_b.next("silent", "/", "ask");
+    let headers = [("Authorization", ADMIN), ("Idempotency-Key", "slow-2")];
+    b.call("POST", "/v1/emit", &headers, &slow)
+        .error(409, "in_progress");
+    let first = first.join().expect("the first request");
+    assert_eq!(first.ok()["timed_out"], true);
+    let replay = call_once_done(&b, &headers, &slow);
+    assert_eq!(replay.ok(), first.json());
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+
+    // Exactly one delivery: the next news after "once" is the marker.
+    a.post(
+        "/v1/emit",
+        json!({ "to": { "rooms": ["idem"] }, "event": "news", "args": ["marker"] }),
+    )
+    .ok();
+    assert_eq!(on_b.next("i", "/", "news"), json!(["once"]));
+    assert_eq!(on_b.next("i", "/", "news"), json!(["marker"]));
+
+    // Redis down: a request with a key is refused before it runs, even a local one.
+    redis.kill();
+    wait_for_link(&b, false);
+    let local =
+        json!({ "to": { "rooms": ["idem"] }, "event": "news", "args": ["no"], "local": true })
+            .to_string();
+    let headers = [("Authorization", ADMIN), ("Idempotency-Key", "down-1")];
+    b.call("POST", "/v1/emit", &headers, &local)
+        .error(503, "cluster_unavailable");
+    let without_key =
+        json!({ "to": { "rooms": ["idem"] }, "event": "news", "args": ["yes"], "local": true });
+    assert_eq!(
+        b.post("/v1/emit", without_key).ok(),
+        json!({ "local_recipients": 1, "published": false })
+    );
+    assert_eq!(on_b.next("i", "/", "news"), json!(["yes"]));
 }
 
 // Security rule 7 and the start's checks: an API open to the network without keys, an unknown

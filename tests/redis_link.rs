@@ -3,7 +3,8 @@
 //! down at start, Redis killed and restarted under load, and a password that never reaches the
 //! logs; sharded pub/sub (`SPUBLISH` / `SSUBSCRIBE` / `SHARDNUMSUB`) on one Redis 7, across a
 //! restart, and on a three-master Redis Cluster; `SET … EX`, `EXISTS` and `DEL` on one server
-//! and at the master owning each key's slot; `scan_values` (`SCAN … MATCH` then `MGET`) on one
+//! and at the master owning each key's slot; `SET … NX PX` (one claim wins), `SET … PX` and
+//! `GET` on one server and at each key's master; `scan_values` (`SCAN … MATCH` then `MGET`) on one
 //! server and across every master; `rediss://` with a test CA. Uses only what
 //! `ringcast::internals::net::redis` exposes; every wait has a deadline, and every server is
 //! killed by its pid when its test ends, passed or not.
@@ -1218,5 +1219,138 @@ fn keys_on_a_cluster_are_scanned_on_every_master() {
         });
     }
     assert_eq!(scan_values(&link, pattern, 100), wanted);
+    link.stop();
+}
+
+/// `PTTL key` in milliseconds, as the server at `port` says.
+fn pttl(port: u16, key: &str) -> i64 {
+    command(port, &["PTTL", key])
+        .expect("PTTL")
+        .parse()
+        .expect("milliseconds")
+}
+
+#[test]
+fn keys_are_claimed_once_read_and_overwritten() {
+    let mut redis = RedisServer::start();
+    let (link, _) = start(config(&redis.url()));
+    wait_for("the link", Duration::from_secs(5), || {
+        link.counts().connected
+    });
+    assert_eq!(block_on(link.get("rl-claim")), Ok(None));
+    assert_eq!(
+        block_on(link.set_nx_px("rl-claim", "running a", 60_000)),
+        Ok(true)
+    );
+    assert_eq!(
+        block_on(link.set_nx_px("rl-claim", "running b", 60_000)),
+        Ok(false)
+    );
+    assert_eq!(
+        block_on(link.get("rl-claim")),
+        Ok(Some("running a".to_owned()))
+    );
+    assert!((1..=60_000).contains(&pttl(redis.port, "rl-claim")));
+    // Many claims in flight at once on one key: exactly one wins.
+    let claims: Vec<_> = (0..20)
+        .map(|i| link.set_nx_px("rl-race", format!("claim {i}"), 60_000))
+        .collect();
+    let won = block_on(async {
+        let mut won = 0;
+        for claim in claims {
+            if claim.await.expect("an answer") {
+                won += 1;
+            }
+        }
+        won
+    });
+    assert_eq!(won, 1);
+
+    // SET PX overwrites the value and the expiry; fire-and-forget, so it shows up shortly.
+    assert_eq!(link.set_px("rl-claim", "done a 200 e30=", 120_000), Ok(()));
+    wait_for("the SET PX", Duration::from_secs(5), || {
+        command(redis.port, &["GET", "rl-claim"]) == Ok("done a 200 e30=".to_owned())
+    });
+    assert!((60_001..=120_000).contains(&pttl(redis.port, "rl-claim")));
+    assert_eq!(
+        block_on(link.get("rl-claim")),
+        Ok(Some("done a 200 e30=".to_owned()))
+    );
+    // No `PX 0` (an error in Redis): a millisecond, after which the key can be claimed again.
+    assert_eq!(block_on(link.set_nx_px("rl-brief", "x", 0)), Ok(true));
+    wait_for("the brief key to expire", Duration::from_secs(5), || {
+        block_on(link.get("rl-brief")) == Ok(None)
+    });
+    assert_eq!(block_on(link.set_nx_px("rl-brief", "y", 60_000)), Ok(true));
+    // A key of another type: an error, not a panic.
+    assert_eq!(
+        command(redis.port, &["LPUSH", "rl-list", "x"]),
+        Ok("1".to_owned())
+    );
+    assert!(matches!(
+        block_on(link.get("rl-list")),
+        Err(CommandError::Redis(_))
+    ));
+
+    // Down: every one answers at once, nothing is queued for later.
+    redis.kill();
+    wait_for("the link down", Duration::from_secs(10), || {
+        !link.counts().connected
+    });
+    let asked = Instant::now();
+    assert_eq!(
+        block_on(link.set_nx_px("rl-later", "running", 60_000)),
+        Err(CommandError::Disconnected)
+    );
+    assert_eq!(
+        block_on(link.get("rl-claim")),
+        Err(CommandError::Disconnected)
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        link.set_px("rl-later", "done", 60_000),
+        Err(CommandError::Disconnected)
+    );
+    link.stop();
+    assert_eq!(block_on(link.get("rl-claim")), Err(CommandError::Stopped));
+    assert_eq!(
+        block_on(link.set_nx_px("rl-claim", "running", 60_000)),
+        Err(CommandError::Stopped)
+    );
+}
+
+#[test]
+fn claims_on_a_cluster_go_to_the_master_owning_their_slot() {
+    let cluster = RedisCluster::start(3);
+    let seeds = ClusterSeeds::parse(&cluster.seeds()).expect("the seeds");
+    let (link, _) = start(RedisLinkConfig::cluster(seeds));
+    wait_for("the link", Duration::from_secs(10), || {
+        link.counts().connected
+    });
+    // One key per master.
+    let mut keys: Vec<Option<String>> = vec![None; 3];
+    for i in 0..100 {
+        let key = format!("socket.io-ringcast#idem#backend#{i:064x}");
+        let owner = cluster.owner_of(&key);
+        keys[owner].get_or_insert(key);
+    }
+    for (owner, key) in keys.iter().enumerate() {
+        let key = key.as_deref().expect("a key per master");
+        let port = cluster.nodes[owner].port;
+        assert_eq!(block_on(link.get(key)), Ok(None), "{key}");
+        assert_eq!(block_on(link.set_nx_px(key, "running", 60_000)), Ok(true));
+        assert_eq!(command(port, &["GET", key]), Ok("running".to_owned()));
+        assert_eq!(block_on(link.set_nx_px(key, "other", 60_000)), Ok(false));
+        assert_eq!(block_on(link.get(key)), Ok(Some("running".to_owned())));
+        assert_eq!(link.set_px(key, "done", 60_000), Ok(()));
+        wait_for("the SET PX", Duration::from_secs(5), || {
+            command(port, &["GET", key]) == Ok("done".to_owned())
+        });
+        assert_eq!(block_on(link.get(key)), Ok(Some("done".to_owned())));
+    }
     link.stop();
 }

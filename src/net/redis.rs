@@ -45,8 +45,8 @@
 //! publish Redis did not acknowledge within [`RedisLinkConfig::command_timeout`] is counted in
 //! `publish_failed`.
 //!
-//! **Keys** (`SET key value EX secs`, `EXISTS key`, `DEL key`: what the Admin UI's shared
-//! sessions and revocations need) go through the same bounded request queue as
+//! **Keys** (`SET key value EX secs`, `EXISTS key`, `DEL key`, `SET … NX PX`, `GET key`: what
+//! the Admin UI's shared sessions, revocations and idempotency keys need) go through the same bounded request queue as
 //! `PUBSUB NUMSUB`, on the command connection; on a cluster `fred` sends each to the master
 //! owning the key's hash slot and follows `MOVED`/`ASK`. [`RedisLink::set_ex`] and
 //! [`RedisLink::delete`] are fire-and-forget (refused at once while the link is down or the
@@ -54,7 +54,9 @@
 //! [`RedisLink::server_count`], within the command timeout. [`RedisLink::scan_values`] reads
 //! every key matching a glob with its value (`SCAN … MATCH`, then `MGET`): on a cluster it
 //! scans every master, as `PUBSUB NUMSUB` asks every master, and reads each slot's keys at the
-//! master owning it.
+//! master owning it. [`RedisLink::set_nx_px`] (`SET … NX PX`, a claim only one caller wins)
+//! and [`RedisLink::get`] answer the same way, [`RedisLink::set_px`] is fire-and-forget;
+//! each goes to the master owning its key.
 //!
 //! **Incoming messages** whose payload is not a byte string, or is longer than
 //! [`RedisLinkConfig::max_incoming_bytes`], or that the link thread could not keep up with,
@@ -91,7 +93,7 @@ use tokio::sync::{mpsc, Notify};
 /// How long a stopping link keeps publishing what is queued, and waits for its connections to
 /// close.
 const STOP_GRACE: Duration = Duration::from_secs(1);
-/// Commands (`PUBSUB NUMSUB`, `SET … EX`, `EXISTS`, `DEL`, scans) waiting for the link thread, past which
+/// Commands (`PUBSUB NUMSUB`, `SET`, `GET`, `EXISTS`, `DEL`, scans) waiting for the link thread, past which
 /// they are refused with [`CommandError::Overloaded`].
 const MAX_QUEUED_REQUESTS: usize = 1024;
 /// Commands in flight at once on the command connection.
@@ -1061,6 +1063,24 @@ enum Request {
     Delete {
         key: String,
     },
+    /// `SET key value NX PX millis`, answered with whether it was set.
+    SetNxPx {
+        key: String,
+        value: String,
+        millis: u64,
+        answer: oneshot::Sender<Result<bool, CommandError>>,
+    },
+    /// `SET key value PX millis`; nobody waits for it.
+    SetPx {
+        key: String,
+        value: String,
+        millis: u64,
+    },
+    /// `GET key`, answered with its value (none when it is not there).
+    Get {
+        key: String,
+        answer: oneshot::Sender<Result<Option<String>, CommandError>>,
+    },
     /// `SCAN … MATCH pattern` (every master of a cluster) then `MGET`, answered with at most
     /// `limit` keys and their string values.
     ScanValues {
@@ -1306,6 +1326,89 @@ impl RedisLink {
         }
         self.request(Request::Delete { key: key.into() })
             .map_err(|(_, why)| why)
+    }
+
+    /// `SET key value NX PX millis` on the command connection (on a cluster, at the master
+    /// owning the key's slot): true when the key was set, false when it was already there
+    /// (a claim across the cluster: only one caller gets true). The same future and errors as
+    /// [`RedisLink::server_count`]: [`CommandError::Disconnected`] at once while the link is
+    /// down, never longer than the command timeout.
+    pub fn set_nx_px(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+        millis: u64,
+    ) -> CommandAnswer<bool> {
+        let (answer, receiver) = oneshot::channel();
+        let Some(answer) = self.refuse_while_down(answer) else {
+            return CommandAnswer(receiver);
+        };
+        let request = Request::SetNxPx {
+            key: key.into(),
+            value: value.into(),
+            // `PX 0` is an error in Redis.
+            millis: millis.max(1),
+            answer,
+        };
+        if let Err((Request::SetNxPx { answer, .. }, why)) = self.request(request) {
+            let _ = answer.send(Err(why));
+        }
+        CommandAnswer(receiver)
+    }
+
+    /// `SET key value PX millis` on the command connection (on a cluster, at the master
+    /// owning the key's slot); fire-and-forget with the same refusals as [`RedisLink::set_ex`].
+    pub fn set_px(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+        millis: u64,
+    ) -> Result<(), CommandError> {
+        if !self.handle.shared.counts.connected.load(Ordering::Relaxed) {
+            return Err(CommandError::Disconnected);
+        }
+        let request = Request::SetPx {
+            key: key.into(),
+            value: value.into(),
+            millis: millis.max(1),
+        };
+        self.request(request).map_err(|(_, why)| why)
+    }
+
+    /// `GET key` on the command connection (on a cluster, at the master owning the key's
+    /// slot): its value, `None` when it is not there. A value that is not a string (another
+    /// type: Redis's `WRONGTYPE`) or not UTF-8 is an error. The same future and errors as
+    /// [`RedisLink::server_count`].
+    pub fn get(&self, key: impl Into<String>) -> CommandAnswer<Option<String>> {
+        let (answer, receiver) = oneshot::channel();
+        let Some(answer) = self.refuse_while_down(answer) else {
+            return CommandAnswer(receiver);
+        };
+        let request = Request::Get {
+            key: key.into(),
+            answer,
+        };
+        if let Err((Request::Get { answer, .. }, why)) = self.request(request) {
+            let _ = answer.send(Err(why));
+        }
+        CommandAnswer(receiver)
+    }
+
+    /// Answers [`CommandError::Disconnected`] through `answer` while the link is known down
+    /// (and not stopped: a stopped link says so when the request is refused), so the caller
+    /// does not wait on a command that can only fail; hands `answer` back otherwise.
+    fn refuse_while_down<T>(
+        &self,
+        answer: oneshot::Sender<Result<T, CommandError>>,
+    ) -> Option<oneshot::Sender<Result<T, CommandError>>> {
+        let shared = &self.handle.shared;
+        if !shared.stopped.load(Ordering::Acquire)
+            && !shared.counts.connected.load(Ordering::Relaxed)
+        {
+            let _ = answer.send(Err(CommandError::Disconnected));
+            return None;
+        }
+        Some(answer)
     }
 
     /// Every key matching the glob `pattern` (Redis's `MATCH` syntax) holding a string, with
@@ -1852,6 +1955,69 @@ impl Worker {
                     }
                 }))
             }
+            Request::SetNxPx {
+                key,
+                value,
+                millis,
+                answer,
+            } => {
+                if !self.state.publisher.up() {
+                    let _ = answer.send(Err(CommandError::Disconnected));
+                    return None;
+                }
+                let client = self.publisher.clone();
+                let timeout = self.shared.config.command_timeout;
+                Some(Box::pin(async move {
+                    let args = vec![
+                        key,
+                        value,
+                        "NX".to_owned(),
+                        "PX".to_owned(),
+                        millis.to_string(),
+                    ];
+                    let set = client.custom::<Value, _>(key_command("SET"), args);
+                    let set = match tokio::time::timeout(timeout, set).await {
+                        Err(_elapsed) => Err(CommandError::Timeout),
+                        Ok(Ok(value)) => set_nx_answer(value),
+                        Ok(Err(error)) => Err(command_error(error)),
+                    };
+                    let _ = answer.send(set);
+                }))
+            }
+            Request::SetPx { key, value, millis } => {
+                if !self.state.publisher.up() {
+                    tracing::debug!("redis link: SET {key} dropped, the link is down");
+                    return None;
+                }
+                let client = self.publisher.clone();
+                let timeout = self.shared.config.command_timeout;
+                Some(Box::pin(async move {
+                    let args = vec![key.clone(), value, "PX".to_owned(), millis.to_string()];
+                    let set = client.custom::<Value, _>(key_command("SET"), args);
+                    match tokio::time::timeout(timeout, set).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => tracing::debug!("redis link: SET {key} failed: {error}"),
+                        Err(_elapsed) => tracing::debug!("redis link: SET {key} timed out"),
+                    }
+                }))
+            }
+            Request::Get { key, answer } => {
+                if !self.state.publisher.up() {
+                    let _ = answer.send(Err(CommandError::Disconnected));
+                    return None;
+                }
+                let client = self.publisher.clone();
+                let timeout = self.shared.config.command_timeout;
+                Some(Box::pin(async move {
+                    let get = client.custom::<Value, _>(key_command("GET"), vec![key]);
+                    let value = match tokio::time::timeout(timeout, get).await {
+                        Err(_elapsed) => Err(CommandError::Timeout),
+                        Ok(Ok(value)) => get_answer(value),
+                        Ok(Err(error)) => Err(command_error(error)),
+                    };
+                    let _ = answer.send(value);
+                }))
+            }
             Request::ScanValues {
                 pattern,
                 limit,
@@ -2211,6 +2377,28 @@ fn exists_answer(value: Value) -> Result<bool, CommandError> {
         _ => Err(CommandError::Redis(
             "unexpected answer to EXISTS".to_owned(),
         )),
+    }
+}
+
+/// `SET … NX` answers `OK` when it set the key and nil when the key was there.
+fn set_nx_answer(value: Value) -> Result<bool, CommandError> {
+    match value {
+        Value::Null => Ok(false),
+        Value::String(ref text) if &**text == "OK" => Ok(true),
+        Value::Bytes(ref bytes) if &bytes[..] == b"OK" => Ok(true),
+        _ => Err(CommandError::Redis(
+            "unexpected answer to SET NX".to_owned(),
+        )),
+    }
+}
+
+/// `GET key` answers the value, or nil when the key is not there.
+fn get_answer(value: Value) -> Result<Option<String>, CommandError> {
+    match value {
+        Value::Null => Ok(None),
+        value => text_of(value)
+            .map(Some)
+            .ok_or_else(|| CommandError::Redis("unexpected answer to GET".to_owned())),
     }
 }
 
@@ -2904,6 +3092,33 @@ mod tests {
         assert_eq!(exists_answer(Value::Integer(0)), Ok(false));
         assert!(matches!(
             exists_answer(Value::Null),
+            Err(CommandError::Redis(_))
+        ));
+    }
+
+    #[test]
+    fn set_nx_and_get_answers_are_read_or_refused() {
+        assert_eq!(set_nx_answer(Value::String("OK".into())), Ok(true));
+        assert_eq!(
+            set_nx_answer(Value::Bytes(Bytes::from_static(b"OK"))),
+            Ok(true)
+        );
+        assert_eq!(set_nx_answer(Value::Null), Ok(false));
+        assert!(matches!(
+            set_nx_answer(Value::Integer(1)),
+            Err(CommandError::Redis(_))
+        ));
+        assert_eq!(get_answer(Value::Null), Ok(None));
+        assert_eq!(
+            get_answer(Value::String("running ab".into())),
+            Ok(Some("running ab".to_owned()))
+        );
+        assert!(matches!(
+            get_answer(Value::Bytes(Bytes::from_static(b"\xff"))),
+            Err(CommandError::Redis(_))
+        ));
+        assert!(matches!(
+            get_answer(Value::Integer(3)),
             Err(CommandError::Redis(_))
         ));
     }

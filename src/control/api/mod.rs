@@ -3,9 +3,9 @@
 //! leave, disconnect, fetch, all rooms), cluster-wide through the adapter.
 //!
 //! Files: `config` (the `[api]` table, keys, reload), `auth` (bearer and HMAC, the one
-//! constant-time comparison), `idempotency` (the kept answers), `routes` (the one route table
-//! the router and the OpenAPI document are both built from), `handlers` (what each route
-//! does), `error`. The request pipeline is here: request id, authentication, scope, media
+//! constant-time comparison), `idempotency` (the kept answers: in the process, or in Redis
+//! on a cluster node), `routes` (the one route table the router and the OpenAPI document are
+//! both built from), `handlers` (what each route does), `error`. The request pipeline is here: request id, authentication, scope, media
 //! type, idempotency, the handler run as a shard-local task, the answer.
 //!
 //! Built on the seams only: `net`'s route types, the public Socket.IO types and the shard's
@@ -106,6 +106,9 @@ impl Api {
     pub(crate) fn install(self, builder: ServerBuilder) -> ServerBuilder {
         match self.settings.listen {
             Some(addr) => {
+                // On a cluster node the keys are kept in Redis, for every node to see.
+                let idempotency = self.idempotency.clone();
+                let builder = builder.on_shared_keys(move |keys| idempotency.share(keys));
                 if self.keys.is_empty() {
                     // Only a loopback address may be keyless (`ApiConfig::validate`).
                     tracing::warn!(%addr, "the HTTP API has no keys: any process on this host may call it");
@@ -231,7 +234,7 @@ async fn answer(
     if request.method == Method::Post && !json_body(&request) {
         return (ApiError::unsupported_media_type().response(), name);
     }
-    let guard = match idempotency(api, &request, &caller) {
+    let guard = match idempotency(api, &request, &caller).await {
         Ok(Some(Claimed::Replay(kept))) => {
             let response = Response::new(kept.status, "application/json", kept.body)
                 .with_header("Idempotent-Replayed", "true");
@@ -370,8 +373,9 @@ enum Claimed {
     Replay(Kept),
 }
 
-/// The request's idempotency claim, when it is a POST with an `Idempotency-Key`.
-fn idempotency(
+/// The request's idempotency claim, when it is a POST with an `Idempotency-Key` (on a
+/// cluster node, a Redis round trip or two, awaited on this request's task).
+async fn idempotency(
     api: &ShardApi,
     request: &Request,
     caller: &Caller,
@@ -399,7 +403,8 @@ fn idempotency(
     match api
         .api
         .idempotency
-        .claim(key, &caller.name, fingerprint, ttl, Instant::now())
+        .claim(key, &caller.name, fingerprint, ttl)
+        .await
     {
         Claim::Run(guard) => Ok(Some(Claimed::Run(guard))),
         Claim::Replay(kept) => Ok(Some(Claimed::Replay(kept))),
@@ -417,6 +422,11 @@ fn idempotency(
             429,
             "rate_limited",
             "too many idempotency keys are kept; retry later",
+        )),
+        Claim::Unavailable => Err(ApiError::new(
+            503,
+            "cluster_unavailable",
+            "the cluster's Redis did not answer for this Idempotency-Key: nothing was run (retry)",
         )),
     }
 }
