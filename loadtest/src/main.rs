@@ -6,6 +6,7 @@
 //! run through its phases, samples the server (or a cluster's nodes and their Redis) from
 //! /proc, and reports.
 
+mod api_emit;
 mod churn;
 mod conn;
 mod payload;
@@ -171,6 +172,33 @@ enum Command {
     Echo {
         #[arg(long, default_value_t = 100)]
         clients: usize,
+        #[command(flatten)]
+        timing: Timing,
+    },
+    /// N members join one room over WebSocket; one keep-alive HTTP/1.1 connection posts
+    /// `/v1/emit` to it (or `/v1/batch` with `--batch K` emits per request) on the server's
+    /// HTTP API: emits/s, latency from the request's write to the last member's receipt,
+    /// server CPU per emit.
+    ApiEmit {
+        /// Members of the room.
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        /// The API listener (`[api] listen`), host:port.
+        #[arg(long)]
+        api_addr: String,
+        /// An API key with the `emit` scope, sent as `Authorization: Bearer KEY`.
+        #[arg(long)]
+        api_key: String,
+        /// Requests per second (0: each as soon as the previous one is answered).
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Emit ops per request: more than 1 posts `/v1/batch`.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Requests written and not yet answered, at most (HTTP/1.1 pipelining on the one
+        /// connection; 1: each request waits for the previous answer).
+        #[arg(long, default_value_t = 16)]
+        window: u32,
         #[command(flatten)]
         timing: Timing,
     },
@@ -502,6 +530,43 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
                     task,
                 )
             }
+            Command::ApiEmit {
+                clients,
+                ref api_addr,
+                ref api_key,
+                rate,
+                batch,
+                window,
+                timing,
+            } => {
+                if clients == 0 || batch == 0 || batch > 1000 || rate < 0.0 {
+                    return Err("api-emit needs clients >= 1, 1 <= batch <= 1000, rate >= 0".into());
+                }
+                let shape = api_emit::ApiEmit {
+                    members: clients,
+                    rate,
+                    batch,
+                    payload: timing.payload,
+                    api_addr: api_addr.clone(),
+                    api_key: api_key.clone(),
+                    window,
+                };
+                let tally = Arc::new(api_emit::Tally::default());
+                (
+                    "api-emit",
+                    // The emitter is one more task (client `clients`).
+                    clients + 1,
+                    "emit",
+                    serde_json::json!({"clients": clients, "rate": rate, "batch": batch,
+                    "window": window, "payload": timing.payload,
+                    "duration_s": timing.duration, "warmup_s": timing.warmup}),
+                    timing.plan(),
+                    Arc::new(move |worker, client| {
+                        let (shape, tally) = (Rc::new(shape.clone()), tally.clone());
+                        Box::pin(api_emit::api_emit_client(worker, client, shape, tally))
+                    }),
+                )
+            }
             Command::Table { .. } => unreachable!("handled in main"),
         };
     if servers > 1 {
@@ -603,7 +668,7 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
             let drain_start = Instant::now();
             let drain_limit = Duration::from_secs(if scenario == "churn" { 60 } else { 5 });
             while drain_start.elapsed() < drain_limit {
-                let target_count = if scenario == "fanout" || scenario == "churn" {
+                let target_count = if matches!(scenario, "fanout" | "churn" | "api-emit") {
                     run.total(|c| &c.expected)
                 } else {
                     run.total(|c| &c.sent)
@@ -645,7 +710,7 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
     let self_cpu = last.self_cpu_ns.saturating_sub(first.self_cpu_ns) as f64;
     let loadtest_cpu = self_cpu / (window_ns * threads as f64);
     let expected = run.total(|c| &c.expected);
-    let delivered = if scenario == "fanout" || scenario == "churn" {
+    let delivered = if matches!(scenario, "fanout" | "churn" | "api-emit") {
         run.total(|c| &c.done)
     } else {
         0
@@ -828,6 +893,20 @@ fn single_server_key(scenario: &str, params: &serde_json::Value) -> String {
                 get("clients"),
                 get("rooms"),
                 get("publishers"),
+                get("payload")
+            )
+        }
+        "api-emit" => {
+            let rate = params.get("rate").and_then(|r| r.as_f64()).unwrap_or(0.0);
+            let pace = if rate > 0.0 {
+                format!("{rate} requests/s")
+            } else {
+                "max rate".to_owned()
+            };
+            format!(
+                "api-emit to 1 room of {} clients, {} emits per request, {pace}, {} B",
+                get("clients"),
+                get("batch"),
                 get("payload")
             )
         }
