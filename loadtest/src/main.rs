@@ -6,6 +6,7 @@
 //! run through its phases, samples the server (or a cluster's nodes and their Redis) from
 //! /proc, and reports.
 
+mod api_emit;
 mod churn;
 mod conn;
 mod payload;
@@ -117,6 +118,10 @@ enum Command {
         /// Seconds to hold every connection once all are connected.
         #[arg(long, default_value_t = 5.0)]
         hold: f64,
+        /// Rooms each client joins after connecting (`k0`, `k1`, ..., shared by all clients),
+        /// one `join` with an ack at a time; its connect counts once they are joined.
+        #[arg(long, default_value_t = 0)]
+        rooms_per_client: usize,
     },
     /// N clients in R rooms; P of them publish to their own room: deliveries/s, latency,
     /// loss and order, server CPU per delivery. Over several `--addr`s (a cluster), client i
@@ -171,6 +176,33 @@ enum Command {
     Echo {
         #[arg(long, default_value_t = 100)]
         clients: usize,
+        #[command(flatten)]
+        timing: Timing,
+    },
+    /// N members join one room over WebSocket; one keep-alive HTTP/1.1 connection posts
+    /// `/v1/emit` to it (or `/v1/batch` with `--batch K` emits per request) on the server's
+    /// HTTP API: emits/s, latency from the request's write to the last member's receipt,
+    /// server CPU per emit.
+    ApiEmit {
+        /// Members of the room.
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        /// The API listener (`[api] listen`), host:port.
+        #[arg(long)]
+        api_addr: String,
+        /// An API key with the `emit` scope, sent as `Authorization: Bearer KEY`.
+        #[arg(long)]
+        api_key: String,
+        /// Requests per second (0: each as soon as the previous one is answered).
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Emit ops per request: more than 1 posts `/v1/batch`.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Requests written and not yet answered, at most (HTTP/1.1 pipelining on the one
+        /// connection; 1: each request waits for the previous answer).
+        #[arg(long, default_value_t = 16)]
+        window: u32,
         #[command(flatten)]
         timing: Timing,
     },
@@ -288,6 +320,8 @@ enum Plan {
     Connect {
         concurrency: usize,
         hold: Duration,
+        /// Rooms each client joins once connected.
+        rooms: usize,
     },
     Load {
         warmup: Duration,
@@ -299,8 +333,9 @@ enum Plan {
 /// How the worker threads start their clients.
 #[derive(Clone, Copy)]
 enum Start {
-    /// Connect, at most this many at a time, and hold (the `connect` scenario).
-    ConnectAndHold(usize),
+    /// Connect, at most this many at a time, join this many rooms, and hold (the `connect`
+    /// scenario).
+    ConnectAndHold(usize, usize),
     /// Run the scenario's client task for every client, with at most this many still
     /// setting up at a time (all at once if `None`).
     Run(Option<usize>),
@@ -375,14 +410,24 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
                 clients,
                 concurrency,
                 hold,
+                rooms_per_client,
             } => (
                 "connect",
                 clients,
                 "connect",
-                serde_json::json!({"clients": clients, "concurrency": concurrency, "hold_s": hold}),
+                {
+                    let mut params = serde_json::json!({"clients": clients,
+                        "concurrency": concurrency, "hold_s": hold});
+                    // Only when given, so that the keys of plain connect runs stay as they were.
+                    if rooms_per_client > 0 {
+                        params["rooms_per_client"] = rooms_per_client.into();
+                    }
+                    params
+                },
                 Plan::Connect {
                     concurrency,
                     hold: Duration::from_secs_f64(hold),
+                    rooms: rooms_per_client,
                 },
                 // Connect runs its own per-worker loop (see `spawn_workers`).
                 Arc::new(|_, _| Box::pin(async {})),
@@ -502,6 +547,43 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
                     task,
                 )
             }
+            Command::ApiEmit {
+                clients,
+                ref api_addr,
+                ref api_key,
+                rate,
+                batch,
+                window,
+                timing,
+            } => {
+                if clients == 0 || batch == 0 || batch > 1000 || rate < 0.0 {
+                    return Err("api-emit needs clients >= 1, 1 <= batch <= 1000, rate >= 0".into());
+                }
+                let shape = api_emit::ApiEmit {
+                    members: clients,
+                    rate,
+                    batch,
+                    payload: timing.payload,
+                    api_addr: api_addr.clone(),
+                    api_key: api_key.clone(),
+                    window,
+                };
+                let tally = Arc::new(api_emit::Tally::default());
+                (
+                    "api-emit",
+                    // The emitter is one more task (client `clients`).
+                    clients + 1,
+                    "emit",
+                    serde_json::json!({"clients": clients, "rate": rate, "batch": batch,
+                    "window": window, "payload": timing.payload,
+                    "duration_s": timing.duration, "warmup_s": timing.warmup}),
+                    timing.plan(),
+                    Arc::new(move |worker, client| {
+                        let (shape, tally) = (Rc::new(shape.clone()), tally.clone());
+                        Box::pin(api_emit::api_emit_client(worker, client, shape, tally))
+                    }),
+                )
+            }
             Command::Table { .. } => unreachable!("handled in main"),
         };
     if servers > 1 {
@@ -518,10 +600,12 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
     let baseline = probe.sample();
     let started = Instant::now();
     let start = match plan {
-        Plan::Connect { concurrency, .. } => {
+        Plan::Connect {
+            concurrency, rooms, ..
+        } => {
             // Every connect is measured, from the first to the last.
             run.set_phase(Phase::Measure);
-            Start::ConnectAndHold(concurrency)
+            Start::ConnectAndHold(concurrency, rooms)
         }
         Plan::Load {
             setup_concurrency, ..
@@ -603,7 +687,7 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
             let drain_start = Instant::now();
             let drain_limit = Duration::from_secs(if scenario == "churn" { 60 } else { 5 });
             while drain_start.elapsed() < drain_limit {
-                let target_count = if scenario == "fanout" || scenario == "churn" {
+                let target_count = if matches!(scenario, "fanout" | "churn" | "api-emit") {
                     run.total(|c| &c.expected)
                 } else {
                     run.total(|c| &c.sent)
@@ -645,7 +729,7 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
     let self_cpu = last.self_cpu_ns.saturating_sub(first.self_cpu_ns) as f64;
     let loadtest_cpu = self_cpu / (window_ns * threads as f64);
     let expected = run.total(|c| &c.expected);
-    let delivered = if scenario == "fanout" || scenario == "churn" {
+    let delivered = if matches!(scenario, "fanout" | "churn" | "api-emit") {
         run.total(|c| &c.done)
     } else {
         0
@@ -799,11 +883,17 @@ fn scenario_key(scenario: &str, params: &serde_json::Value) -> String {
 fn single_server_key(scenario: &str, params: &serde_json::Value) -> String {
     let get = |name: &str| params.get(name).map(|v| v.to_string()).unwrap_or_default();
     match scenario {
-        "connect" => format!(
-            "connect {} clients, {} at a time",
-            get("clients"),
-            get("concurrency")
-        ),
+        "connect" => {
+            let rooms = match params.get("rooms_per_client").and_then(|r| r.as_u64()) {
+                Some(k) if k > 0 => format!(", {k} rooms each"),
+                _ => String::new(),
+            };
+            format!(
+                "connect {} clients, {} at a time{rooms}",
+                get("clients"),
+                get("concurrency")
+            )
+        }
         "churn" => format!(
             "churn {} clients ({} stable) in {} rooms, {} publishes per visit, {} B",
             get("clients"),
@@ -828,6 +918,20 @@ fn single_server_key(scenario: &str, params: &serde_json::Value) -> String {
                 get("clients"),
                 get("rooms"),
                 get("publishers"),
+                get("payload")
+            )
+        }
+        "api-emit" => {
+            let rate = params.get("rate").and_then(|r| r.as_f64()).unwrap_or(0.0);
+            let pace = if rate > 0.0 {
+                format!("{rate} requests/s")
+            } else {
+                "max rate".to_owned()
+            };
+            format!(
+                "api-emit to 1 room of {} clients, {} emits per request, {pace}, {} B",
+                get("clients"),
+                get("batch"),
                 get("payload")
             )
         }
@@ -870,9 +974,9 @@ fn spawn_workers(
                     let worker = worker.clone();
                     async move {
                         match start {
-                            Start::ConnectAndHold(concurrency) => {
+                            Start::ConnectAndHold(concurrency, rooms) => {
                                 let share = concurrency.div_ceil(threads);
-                                scenarios::connect(worker.clone(), share).await
+                                scenarios::connect(worker.clone(), share, rooms).await
                             }
                             Start::Run(setup_concurrency) => {
                                 let share = setup_concurrency.map(|c| c.div_ceil(threads).max(1));
@@ -1007,6 +1111,55 @@ mod tests {
         );
         params["publishers_on"] = 0.into();
         assert!(scenario_key("fanout", &params).ends_with("publishers on server 0 (remote intake)"));
+    }
+
+    #[test]
+    fn api_emit_and_rooms_per_client_parse_with_their_defaults() {
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "api-emit",
+            "--api-addr",
+            "127.0.0.1:3100",
+            "--api-key",
+            "k",
+            "--batch",
+            "100",
+        ])
+        .unwrap();
+        let Command::ApiEmit {
+            clients,
+            rate,
+            batch,
+            window,
+            ref api_addr,
+            ..
+        } = cli.command
+        else {
+            panic!("not api-emit");
+        };
+        assert_eq!((clients, rate, batch, window), (1000, 1000.0, 100, 16));
+        assert_eq!(api_addr, "127.0.0.1:3100");
+        // The API's address and key are required.
+        assert!(Cli::try_parse_from(["loadtest", "api-emit", "--api-key", "k"]).is_err());
+        let cli = Cli::try_parse_from(["loadtest", "connect", "--rooms-per-client", "10"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Connect {
+                rooms_per_client: 10,
+                ..
+            }
+        ));
+        let params = serde_json::json!({"clients": 10, "concurrency": 2, "rooms_per_client": 10});
+        assert_eq!(
+            scenario_key("connect", &params),
+            "connect 10 clients, 2 at a time, 10 rooms each"
+        );
+        let params =
+            serde_json::json!({"clients": 1000, "rate": 0.0, "batch": 100, "payload": 100});
+        assert_eq!(
+            scenario_key("api-emit", &params),
+            "api-emit to 1 room of 1000 clients, 100 emits per request, max rate, 100 B"
+        );
     }
 
     #[test]

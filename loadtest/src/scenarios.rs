@@ -114,8 +114,9 @@ pub(crate) fn read_message(opcode: u8, data: &[u8]) -> Result<Read<'_>, ConnErro
 // ---------------------------------------------------------------------------------------
 // connect
 
-/// Connects the worker's clients, `concurrency` at a time, and holds them until the run ends.
-pub async fn connect(worker: Rc<Worker>, concurrency: usize) {
+/// Connects the worker's clients, `concurrency` at a time, has each join `rooms` rooms, and
+/// holds them until the run ends.
+pub async fn connect(worker: Rc<Worker>, concurrency: usize, rooms: usize) {
     let in_progress = Rc::new(Cell::new(0usize));
     let slot_freed = Rc::new(Signal::default());
     for &client in &worker.clients {
@@ -127,8 +128,16 @@ pub async fn connect(worker: Rc<Worker>, concurrency: usize) {
             (worker.clone(), in_progress.clone(), slot_freed.clone());
         monoio::spawn(async move {
             let started = worker.run.now_ns();
-            let opened =
-                conn::open_socket_within(worker.target(client), client, CONNECT_LIMIT).await;
+            let opened = match conn::open_socket_within(
+                worker.target(client),
+                client,
+                CONNECT_LIMIT,
+            )
+            .await
+            {
+                Ok(mut socket) => join_rooms(&mut socket, rooms).await.map(|()| socket),
+                Err(error) => Err(error),
+            };
             in_progress.set(in_progress.get() - 1);
             slot_freed.raise();
             match opened {
@@ -146,6 +155,29 @@ pub async fn connect(worker: Rc<Worker>, concurrency: usize) {
         });
     }
     wait_phase(&worker.run, Phase::Done).await;
+}
+
+/// Joins rooms `k0` .. `k<rooms - 1>`, one `join` with an ack at a time; an ack that is not
+/// empty (`[]`) is an error (e.g. the server's room limit).
+async fn join_rooms(socket: &mut Socket, rooms: usize) -> Result<(), ConnError> {
+    let (mut name, mut text, mut out) = (Vec::new(), Vec::new(), Vec::new());
+    for room in 0..rooms as u64 {
+        name.clear();
+        name.extend_from_slice(b"\"k");
+        wire::put_decimal(&mut name, room);
+        name.push(b'"');
+        text.clear();
+        wire::put_event(&mut text, "join", Some(room + 1), &[&name]);
+        send_text(&mut socket.stream, &mut out, &text, socket.mask).await?;
+        let args = await_ack_args(socket, room + 1, &mut out).await?;
+        if args != b"[]" {
+            return Err(ConnError::Refused(format!(
+                "join k{room} answered {}",
+                String::from_utf8_lossy(&args)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Waits until fewer than `limit` of the first `spawned` clients of this worker are still
@@ -424,6 +456,32 @@ pub(crate) async fn await_ack(
         }
         if let Some(intact) = answer {
             return Ok(intact);
+        }
+        socket.frames.fill(&mut socket.stream).await?;
+    }
+}
+
+/// Reads until the ack with `id` arrives, answering pings; its arguments (the JSON array).
+async fn await_ack_args(
+    socket: &mut Socket,
+    id: u64,
+    out: &mut Vec<u8>,
+) -> Result<Vec<u8>, ConnError> {
+    loop {
+        let mut pong = false;
+        let mut answer = None;
+        while let Some((opcode, data)) = socket.frames.next()? {
+            match read_message(opcode, data)? {
+                Read::Text(Incoming::Ping) => pong = true,
+                Read::Text(Incoming::Ack(ack, args)) if ack == id => answer = Some(args.to_vec()),
+                _ => {}
+            }
+        }
+        if pong {
+            send_text(&mut socket.stream, out, b"3", socket.mask).await?;
+        }
+        if let Some(args) = answer {
+            return Ok(args);
         }
         socket.frames.fill(&mut socket.stream).await?;
     }

@@ -327,6 +327,91 @@ fn every_scenario_runs_clean_against_ringcast() {
 }
 
 #[test]
+fn api_emit_and_rooms_per_client_run_clean_against_ringcast() {
+    // The HTTP API on a port of its own, with one key that may do everything.
+    let api_port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let key = "loadtest-test-api-key-0123456789abcdef";
+    let config = scratch("api.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[api]\nlisten = \"127.0.0.1:{api_port}\"\n\n[api.keys.test]\nkey = \"{key}\"\n\
+             scopes = [\"*\"]\n"
+        ),
+    )
+    .expect("write the config");
+    let server = Ringcast::start(&["--cores", "2", "--config", config.to_str().unwrap()]);
+    let json = scratch("api-results.jsonl");
+    let timing = ["--duration", "1", "--warmup", "0.5"];
+    let api_addr = format!("127.0.0.1:{api_port}");
+    let api = ["api-emit", "--api-addr", &api_addr, "--api-key", key];
+
+    let single = [&api[..], &["--clients", "20", "--rate", "200"], &timing].concat();
+    let output = loadtest(&server, &json, &single);
+    let result = last_result(&json);
+    assert_clean(&output, &result);
+    // Every emit reaches all 20 members.
+    assert_eq!(result["expected"], result["delivered"]);
+    assert_eq!(result["expected"].as_u64().unwrap() % 20, 0);
+    let rate = result["rate"].as_f64().unwrap();
+    assert!((100.0..300.0).contains(&rate), "{rate} emits/s");
+
+    let batch = [
+        &api[..],
+        &[
+            "--clients",
+            "10",
+            "--batch",
+            "5",
+            "--rate",
+            "0",
+            "--window",
+            "1",
+        ],
+        &timing,
+    ]
+    .concat();
+    let output = loadtest(&server, &json, &batch);
+    let result = last_result(&json);
+    assert_clean(&output, &result);
+    assert_eq!(result["expected"], result["delivered"]);
+
+    // A wrong key fails the run (the API answers 401).
+    let wrong = [
+        "api-emit",
+        "--api-addr",
+        &api_addr,
+        "--api-key",
+        "not-the-key",
+        "--clients",
+        "2",
+    ];
+    let output = loadtest(&server, &json, &[&wrong[..], &timing].concat());
+    assert!(!output.status.success());
+    assert_eq!(last_result(&json)["ok"], false);
+
+    let connect = [
+        "connect",
+        "--clients",
+        "50",
+        "--concurrency",
+        "10",
+        "--hold",
+        "0.2",
+        "--rooms-per-client",
+        "3",
+    ];
+    let output = loadtest(&server, &json, &connect);
+    let result = last_result(&json);
+    assert_clean(&output, &result);
+    assert_eq!(result["ready"], 50);
+    assert_eq!(result["params"]["rooms_per_client"], 3);
+}
+
+#[test]
 fn a_server_that_drops_clients_fails_the_run() {
     // Echo payloads above the server's limit get the client disconnected.
     let server = Ringcast::start(&["--cores", "1", "--max-payload", "100"]);
