@@ -207,6 +207,7 @@ impl Authority {
         if let Some(data) = grant.data.clone() {
             admission = admission.data(data);
         }
+        let claimed = claimed.iter().map(|room| room_hash(room)).collect();
         let socket_grant = Rc::new(SocketGrant::new(&grant, claimed));
         Ok((admission, Some(socket_grant)))
     }
@@ -374,7 +375,7 @@ impl Authority {
             for room in target.rooms() {
                 let kept = room == target.id()
                     || room.starts_with(RESERVED_PREFIX)
-                    || target_grant.claimed.contains(&room)
+                    || target_grant.claimed.contains(&room_hash(&room))
                     || allowed(&policy.join, &room, new.user.as_deref())
                     || target_grant.allows_room(&room);
                 if !kept {
@@ -412,18 +413,15 @@ impl Authority {
         } else {
             exp - before
         };
-        let expire = exp + self.leeway.as_secs();
-        let warning = DEADLINES.with(|table| {
-            table
-                .borrow_mut()
-                .insert(at(warn), socket, grant, Deadline::Expiring)
-        });
-        let expiry = DEADLINES.with(|table| {
-            table
-                .borrow_mut()
-                .insert(at(expire), socket, grant, Deadline::Expired)
-        });
-        grant.deadlines.set([Some(warning), Some(expiry)]);
+        let expire = at(exp + self.leeway.as_secs());
+        // One entry a socket: the warning, which puts the expiry in its place when it fires.
+        let (when, deadline) = if warn < exp {
+            (at(warn), Deadline::Expiring(expire))
+        } else {
+            (expire, Deadline::Expired)
+        };
+        let key = DEADLINES.with(|table| table.borrow_mut().insert(when, socket, grant, deadline));
+        grant.deadline.set(Some(key));
         ensure_ticking(socket);
     }
 }
@@ -433,9 +431,10 @@ pub(crate) struct SocketGrant {
     pub(crate) user: Option<String>,
     state: RefCell<GrantState>,
     /// Rooms the connect token's `rooms` claim joined.
-    claimed: Vec<String>,
+    /// (as hashes: a socket keeps no copy of the names; a collision only keeps a room)
+    claimed: Box<[u64]>,
     /// Its two entries in the shard's deadline table.
-    deadlines: Cell<[Option<DeadlineKey>; 2]>,
+    deadline: Cell<Option<DeadlineKey>>,
     /// Refreshes in the current minute and when it started.
     refreshes: Cell<(u32, Option<Instant>)>,
     counted: Cell<bool>,
@@ -452,12 +451,12 @@ struct GrantState {
 }
 
 impl SocketGrant {
-    fn new(grant: &Grant, claimed: Vec<String>) -> SocketGrant {
+    fn new(grant: &Grant, claimed: Box<[u64]>) -> SocketGrant {
         SocketGrant {
             user: grant.user.clone(),
             state: RefCell::new(GrantState::of(grant)),
             claimed,
-            deadlines: Cell::new([None, None]),
+            deadline: Cell::new(None),
             refreshes: Cell::new((0, None)),
             counted: Cell::new(false),
             single_session: Cell::new(false),
@@ -487,13 +486,9 @@ impl SocketGrant {
     }
 
     fn unschedule(&self) {
-        let keys = self.deadlines.replace([None, None]);
-        DEADLINES.with(|table| {
-            let mut table = table.borrow_mut();
-            for key in keys.into_iter().flatten() {
-                table.entries.remove(&key);
-            }
-        });
+        if let Some(key) = self.deadline.take() {
+            DEADLINES.with(|table| table.borrow_mut().entries.remove(&key));
+        }
     }
 }
 
@@ -513,8 +508,18 @@ impl GrantState {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Deadline {
-    Expiring,
+    /// The warning; the expiry comes at this instant.
+    Expiring(Instant),
     Expired,
+}
+
+/// A room name as a grant remembers it.
+fn room_hash(room: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // Fixed keys: the same name hashes alike at connect and at every refresh.
+    let mut hasher = std::hash::DefaultHasher::new();
+    room.hash(&mut hasher);
+    hasher.finish()
 }
 
 type DeadlineKey = (Instant, u64);
@@ -590,7 +595,15 @@ fn ensure_ticking(socket: &Socket) {
                     continue;
                 }
                 match deadline {
-                    Deadline::Expiring => warn_expiring(&socket, &grant),
+                    Deadline::Expiring(expire) => {
+                        warn_expiring(&socket, &grant);
+                        let key = DEADLINES.with(|table| {
+                            table
+                                .borrow_mut()
+                                .insert(expire, &socket, &grant, Deadline::Expired)
+                        });
+                        grant.deadline.set(Some(key));
+                    }
                     Deadline::Expired => {
                         grant.unschedule();
                         server_disconnect(&socket, "token expired", "token_expired");

@@ -889,7 +889,11 @@ fn describe(io: &SocketIo, socket: SocketKey) -> Option<SocketInfo> {
             state.namespaces[entry.ns].name.to_string(),
             entry.rooms.iter().map(|r| r.to_string()).collect(),
             entry.auth.clone(),
-            entry.data.as_deref().cloned().unwrap_or_default(),
+            entry
+                .data
+                .as_deref()
+                .map(super::socket::parse_data)
+                .unwrap_or_default(),
             entry.session,
         )
     };

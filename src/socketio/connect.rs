@@ -211,7 +211,7 @@ fn admit(
             rooms: Vec::with_capacity(1),
             acks: BTreeMap::new(),
             auth: auth.unwrap_or(handshake.auth),
-            data: data.map(Box::new),
+            data: data.map(|value| value.to_string().into_boxed_str()),
             extension,
         });
         if let Some(client) = state.clients.get_mut(session) {

@@ -99,9 +99,9 @@ impl Socket {
     /// one): it lives as long as the socket and is what `fetch_sockets` reports as `data`, on
     /// any shard (and node).
     pub fn set_data<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), serde_json::Error> {
-        let value = serde_json::to_value(value)?;
+        let text = serde_json::to_string(value)?.into_boxed_str();
         let stored = self
-            .with_socket_mut(|socket| socket.data = Some(Box::new(value)))
+            .with_socket_mut(|socket| socket.data = Some(text))
             .is_some();
         if stored {
             if let Some(observer) = &self.io.observer {
@@ -114,16 +114,19 @@ impl Socket {
     /// The value kept with [`Socket::set_data`], decoded as a `T`; `None` if there is none or
     /// it does not decode as one.
     pub fn data<T: DeserializeOwned>(&self) -> Option<T> {
-        let value = self.data_json();
-        if value.is_null() {
-            return None;
-        }
-        serde_json::from_value(value).ok()
+        self.with_state(|_, socket| {
+            let text = socket.data.as_deref()?;
+            if text == "null" {
+                return None;
+            }
+            serde_json::from_str(text).ok()
+        })
+        .flatten()
     }
 
     /// The value kept with [`Socket::set_data`] as JSON (`null` if none).
     pub fn data_json(&self) -> serde_json::Value {
-        self.with_state(|_, socket| socket.data.as_deref().cloned())
+        self.with_state(|_, socket| socket.data.as_deref().map(parse_data))
             .flatten()
             .unwrap_or_default()
     }
@@ -332,4 +335,9 @@ impl AckSender {
         let frames = encode_ack(&nsp, self.ack_id, args);
         self.socket.io.send_frames(session, &frames, false)
     }
+}
+
+/// A socket's stored data (JSON text this crate wrote) as a value.
+pub(crate) fn parse_data(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_default()
 }

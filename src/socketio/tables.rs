@@ -45,9 +45,10 @@ pub(crate) struct SocketState {
     /// the room, and most sockets never wait for an ack.
     pub(crate) acks: BTreeMap<u64, AckHandler>,
     pub(crate) auth: Bytes,
-    /// The application's JSON value for this socket (`Socket::set_data`); boxed so that a
-    /// socket without one pays a pointer.
-    pub(crate) data: Option<Box<serde_json::Value>>,
+    /// The application's value for this socket (`Socket::set_data`) as compact JSON text: about
+    /// its length in memory (a `serde_json::Value` object costs a B-tree node, some 600 bytes,
+    /// however small), and a socket without one pays a pointer.
+    pub(crate) data: Option<Box<str>>,
     /// The authorizer's value for this socket (`Admission::extension`).
     pub(crate) extension: Option<std::rc::Rc<dyn std::any::Any>>,
 }
