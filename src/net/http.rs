@@ -96,7 +96,9 @@ pub(super) async fn serve<H: Host>(
                 // 10.1.1); one over the limit got the 413 above instead.
                 if unread > buf.len()
                     && expects_continue(&request)
-                    && !write_continue(&mut stream).await
+                    // Boxed, as the linger below: a rare path's state must not grow the
+                    // connection's task, which every idle WebSocket holds for its life.
+                    && !Box::pin(write_continue(&mut stream)).await
                 {
                     return;
                 }
@@ -141,7 +143,7 @@ pub(super) async fn serve<H: Host>(
         if !keep_alive {
             drop(in_flight);
             if linger {
-                linger_close(&mut stream).await;
+                Box::pin(linger_close(&mut stream)).await;
             }
             return;
         }
