@@ -47,8 +47,8 @@ mod stats;
 pub use admin::Admin;
 pub use codec::json::JsonError;
 pub use config::{
-    AdminConfig, AdminMode, ClusterConfig, Config, CorsConfig, EngineConfig, HttpConfig, RedisMode,
-    SlowConsumerPolicy, SocketIoConfig, SubscriptionMode,
+    AdminConfig, AdminMode, ClusterConfig, Config, CorsConfig, EngineConfig, HttpConfig, Parser,
+    RedisMode, SlowConsumerPolicy, SocketIoConfig, SubscriptionMode,
 };
 pub use engine::{CloseReason, SendError};
 pub use key::ShardId;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::units;
-use crate::config::{AdminMode, Config, RedisMode, SlowConsumerPolicy, SubscriptionMode};
+use crate::config::{AdminMode, Config, Parser, RedisMode, SlowConsumerPolicy, SubscriptionMode};
 
 /// The prefix of the environment variables that set keys.
 pub(crate) const ENV_PREFIX: &str = "RINGCAST_";
@@ -76,6 +76,17 @@ pub(crate) struct ServerSection {
     #[serde(default, deserialize_with = "units::text_opt")]
     pub(crate) node_name: Option<String>,
     pub(crate) log_format: Option<LogFormat>,
+    /// The Socket.IO parser every client of this server speaks.
+    pub(crate) parser: Option<ParserName>,
+}
+
+/// `server.parser`: `default` (JSON) or `msgpack` (socket.io-msgpack-parser); anything else is
+/// refused with the file's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum ParserName {
+    Default,
+    Msgpack,
 }
 
 /// Log lines as text or as JSON objects.
@@ -475,6 +486,13 @@ impl FileConfig {
         }
         set(&mut config.pin_cores, server.pin);
         set(&mut config.force_epoll, server.epoll);
+        set(
+            &mut config.socketio.parser,
+            server.parser.map(|parser| match parser {
+                ParserName::Default => Parser::Default,
+                ParserName::Msgpack => Parser::Msgpack,
+            }),
+        );
 
         let engine = &self.engine;
         set(&mut config.engine.ping_interval, engine.ping_interval);
@@ -628,6 +646,10 @@ pub(crate) fn effective(config: &Config, extras: &Extras) -> FileConfig {
             epoll: Some(config.force_epoll),
             node_name: extras.node_name.clone(),
             log_format: Some(extras.log_format.unwrap_or(LogFormat::Text)),
+            parser: Some(match config.socketio.parser {
+                Parser::Default => ParserName::Default,
+                Parser::Msgpack => ParserName::Msgpack,
+            }),
         },
         engine: EngineSection {
             ping_interval: Some(engine.ping_interval),

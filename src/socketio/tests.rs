@@ -64,6 +64,7 @@ impl Cluster {
                         max_attachments: 8,
                         max_rooms_per_socket: 10_000,
                         max_namespaces_per_client: 100,
+                        parser: crate::config::Parser::Default,
                     },
                     namespaces.clone(),
                     ShardHooks {
