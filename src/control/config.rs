@@ -853,6 +853,30 @@ mod tests {
     }
 
     #[test]
+    fn the_parser_is_a_server_key_and_other_values_are_refused() {
+        let path = write("parser", "[server]\nparser = \"msgpack\"\n");
+        let file = load(Some(&path), vars(&[])).expect("load");
+        let mut config = Config::default();
+        file.apply(&mut config).expect("apply");
+        assert_eq!(config.socketio.parser, Parser::Msgpack);
+        assert!(effective(&config, &Extras::default())
+            .to_toml()
+            .contains("parser = \"msgpack\""));
+        let file = load(None, vars(&[("RINGCAST_SERVER__PARSER", "default")])).expect("load");
+        file.apply(&mut config).expect("apply");
+        assert_eq!(config.socketio.parser, Parser::Default);
+        let path = write("bad-parser", "[server]\nport = 1\nparser = \"json\"\n");
+        let error = load(Some(&path), vars(&[])).expect_err("unknown parser").0;
+        assert!(error.contains("line 3"), "{error}");
+        assert!(error.contains("json"), "{error}");
+        let error = load(None, vars(&[("RINGCAST_SERVER__PARSER", "notepack")]))
+            .expect_err("unknown parser from the environment")
+            .0;
+        assert!(error.contains("notepack"), "{error}");
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
     fn the_effective_configuration_hides_secrets() {
         let mut config = Config::default();
         config.cluster.redis = Some("redis://ops:hunter2@127.0.0.1:6379".to_owned());
