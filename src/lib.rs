@@ -121,6 +121,10 @@ pub mod internals {
                 check_placeholders, from_slice, is_string, parse_str, split_array, validate,
             };
         }
+        /// socket.io-msgpack-parser packets.
+        pub mod msgpack {
+            pub use crate::codec::msgpack::{decode, encode, encode_event, MsgpackError};
+        }
         /// notepack.io MessagePack and its conversion to and from event data.
         pub mod notepack {
             pub use crate::codec::notepack::{
