@@ -433,7 +433,11 @@ pub fn msgpack_packet(data: &[u8]) {
     )
     .expect("a decoded packet encodes");
     let again = msgpack::decode(&encoded, MAX_ATTACHMENTS).expect("an encoded packet decodes");
-    assert_eq!(again, (packet, attachments), "a packet does not survive a round trip");
+    assert_eq!(
+        again,
+        (packet, attachments),
+        "a packet does not survive a round trip"
+    );
 }
 
 /// `packet.data` of a broadcast (`[uid, packet, opts]`) or a request (`{packet}`).

@@ -117,13 +117,17 @@ pub fn decode(
                 .ok_or(MsgpackError::BadAckId)?,
         ),
     };
-    let allowed = match (kind, &data) {
-        (PacketType::Connect, None | Some(Value::Map(_))) => true,
-        (PacketType::Disconnect, None) => true,
-        (PacketType::ConnectError, Some(Value::String(_) | Value::Map(_))) => true,
-        (PacketType::Event | PacketType::Ack, Some(Value::Array(_))) => true,
-        _ => false,
-    };
+    // The parser's `isDataValid`.
+    let allowed = matches!(
+        (kind, &data),
+        (PacketType::Connect, None | Some(Value::Map(_)))
+            | (PacketType::Disconnect, None)
+            | (
+                PacketType::ConnectError,
+                Some(Value::String(_) | Value::Map(_))
+            )
+            | (PacketType::Event | PacketType::Ack, Some(Value::Array(_)))
+    );
     if !allowed {
         return Err(MsgpackError::InvalidPayload);
     }
