@@ -3,9 +3,11 @@
 //! the server, binary both ways, rooms and broadcasts across shards, a JSON client refused
 //! cleanly) on every transport; a library-built server (the server's emit with ack answered by
 //! the client, CONNECT_ERROR with data, DISCONNECT); and two nodes on a real `redis-server`
-//! (broadcasts from either node and from the Redis emitter reaching msgpack clients).
+//! (broadcasts from either node and from the Redis emitter reaching msgpack clients); and
+//! python-socketio with `serializer="msgpack"`.
 //!
-//! Needs `node`, `npm ci --prefix tests/clients` and, for the cluster test, `redis-server`.
+//! Needs `node`, `npm ci --prefix tests/clients`, the Python venv of tests/clients/README.md
+//! and, for the cluster test, `redis-server`.
 //! Every server runs on loopback and is stopped by the handle that started it.
 
 mod common;
@@ -70,6 +72,22 @@ fn msgpack_clients_on_the_binary_over_polling() {
 #[test]
 fn msgpack_clients_on_the_binary_over_websocket() {
     binary_scenario("websocket");
+}
+
+#[test]
+fn python_socketio_with_the_msgpack_serializer() {
+    let server = msgpack_binary();
+    for mode in ["websocket", "polling"] {
+        run(
+            Runtime::Python,
+            "py/msgpack_client.py",
+            &[mode],
+            &server.url(),
+            &[],
+            SCRIPT_DEADLINE,
+        )
+        .expect_ok();
+    }
 }
 
 #[test]

@@ -12,7 +12,8 @@
 //!
 //! Checks are the parser's `checkPacket` (type 0-4, a string namespace, an integer id, the data
 //! each type allows) plus socket.io-parser's event-name rule, so a handler sees the same packets
-//! whichever parser the server speaks. Hostile input (truncated, declared lengths past the end,
+//! whichever parser the server speaks; a `nil` data or id counts as absent (python-socketio's
+//! msgpack serializer writes `data: nil` where the Node parser leaves the key out). Hostile input (truncated, declared lengths past the end,
 //! nesting, wrong types) is an error, never a panic or an allocation of a declared length.
 //!
 //! Pure: no I/O, no clock, no runtime; depends on `rmp`/`rmpv`, `bytes` and `codec::{json,
@@ -70,9 +71,12 @@ impl From<NotepackError> for MsgpackError {
 }
 
 /// notepack.io 2.x writes `undefined` as ext 0 of one byte (`d4 00 00`): a key holding it is
-/// absent, as `JSON.stringify` and the parser's checks (`data === undefined`) see it.
-fn is_undefined(value: &Value) -> bool {
-    matches!(value, Value::Ext(0, data) if data.len() == 1)
+/// absent, as `JSON.stringify` and the parser's checks (`data === undefined`) see it. `nil`
+/// counts as absent too: python-socketio's msgpack serializer writes `data: nil` for a CONNECT
+/// without auth and a DISCONNECT (where the Node parser would refuse it), and no packet type
+/// takes a `null` for data or id.
+fn is_absent(value: &Value) -> bool {
+    matches!(value, Value::Nil) || matches!(value, Value::Ext(0, data) if data.len() == 1)
 }
 
 /// Decodes one binary Engine.IO message as a packet plus its binary values (in placeholder
@@ -95,7 +99,7 @@ pub fn decode(
             // `options` (socket.io-client's compress flag) and anything else: not ours.
             _ => continue,
         };
-        *field = Some(value).filter(|value| !is_undefined(value));
+        *field = Some(value).filter(|value| !is_absent(value));
     }
     let kind = match kind.as_ref().and_then(Value::as_u64) {
         Some(0) => PacketType::Connect,
@@ -425,8 +429,8 @@ mod tests {
                 MsgpackError::InvalidPayload,
             ),
             (
-                "connect with null",
-                map(vec![("type", Value::from(0)), nsp(), ("data", Value::Nil)]),
+                "event with null",
+                map(vec![("type", Value::from(2)), nsp(), ("data", Value::Nil)]),
                 MsgpackError::InvalidPayload,
             ),
             (
@@ -500,6 +504,20 @@ mod tests {
             decode(&bytes, 2).map(|_| ()),
             Err(MsgpackError::Value(NotepackError::TooDeep))
         );
+    }
+
+    #[test]
+    fn python_socketios_nil_data_and_id_are_absent() {
+        for kind in [0, 1] {
+            let bytes = map(vec![
+                ("type", Value::from(kind)),
+                ("data", Value::Nil),
+                ("nsp", Value::from("/")),
+                ("id", Value::Nil),
+            ]);
+            let (packet, _) = decode(&bytes, 2).unwrap();
+            assert!(packet.data.is_empty() && packet.ack_id.is_none());
+        }
     }
 
     #[test]
