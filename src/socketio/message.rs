@@ -258,7 +258,7 @@ pub fn encode_event(nsp: &str, event: &str, args: &Args, ack_id: Option<u64>) ->
         body.extend_from_slice(args.json.as_slice());
     }
     body.push(b']');
-    encode_packet(Parser::Default, kind, nsp, ack_id, &body, &args.attachments)
+    encode_text_packet(kind, nsp, ack_id, &body, &args.attachments)
 }
 
 /// Serialises an EVENT in the server's parser: one match, then the same work as before.
@@ -302,11 +302,23 @@ pub(crate) fn encode_packet(
     data: &[u8],
     attachments: &[Bytes],
 ) -> Vec<Frame> {
-    if parser == Parser::Msgpack {
-        return msgpack_frame(data.len() + nsp.len(), |out| {
+    match parser {
+        Parser::Default => encode_text_packet(kind, nsp, ack_id, data, attachments),
+        Parser::Msgpack => msgpack_frame(data.len() + nsp.len(), |out| {
             msgpack::encode(out, kind, nsp, ack_id, data, attachments)
-        });
+        }),
     }
+}
+
+/// A packet as socket.io-parser writes it: inside an Engine.IO message (`4` + packet), plus one
+/// frame per attachment.
+fn encode_text_packet(
+    kind: PacketType,
+    nsp: &str,
+    ack_id: Option<u64>,
+    data: &[u8],
+    attachments: &[Bytes],
+) -> Vec<Frame> {
     let mut builder = FrameBuilder::new(FrameKind::Text, data.len() + nsp.len() + 24);
     let mut out = builder.buf();
     out.push(b'4');
