@@ -2,8 +2,9 @@
 //! 4.8 (scripts under tests/clients/js/): the binary with `--cores 2` (two namespaces, acks from
 //! the server, binary both ways, rooms and broadcasts across shards, a JSON client refused
 //! cleanly) on every transport; a library-built server (the server's emit with ack answered by
-//! the client, CONNECT_ERROR with data, DISCONNECT); and two nodes on a real `redis-server`
-//! (broadcasts from either node and from the Redis emitter reaching msgpack clients); and
+//! the client, CONNECT_ERROR with data, DISCONNECT); and two nodes on a real `redis-server` with
+//! a Node socket.io server on the same parser (broadcasts from either ringcast node, the Node
+//! server and the Redis emitter reaching msgpack clients); and
 //! python-socketio with `serializer="msgpack"`.
 //!
 //! Needs `node`, `npm ci --prefix tests/clients`, the Python venv of tests/clients/README.md
@@ -194,7 +195,7 @@ fn broadcasts_from_another_node_and_the_emitter_reach_msgpack_clients() {
     )
     .expect_ok();
     assert!(
-        outcome.stdout.contains(r#""members":4"#),
+        outcome.stdout.contains(r#""members":5"#),
         "{}",
         outcome.stdout
     );

@@ -31,6 +31,11 @@ def check_equal(actual, expected, what):
         fail(f"{what}: expected {expected!r}, got {actual!r}")
 
 
+def step(what):
+    """Marks progress on stdout, so a failure shows how far the scenario got."""
+    print(f"step: {what}", flush=True)
+
+
 def main():
     if not URL or MODE not in TRANSPORTS:
         print("RINGCAST_URL unset or unknown mode", file=sys.stderr)
@@ -45,20 +50,29 @@ def main():
         got.append(list(args))
         arrived.set()
 
+    step("connect")
     client.connect(URL, namespaces=["/", "/chat"], transports=TRANSPORTS[MODE],
                    wait_timeout=TIMEOUT_S)
+    step("echo")
     check_equal(client.call("echo", "héllo", timeout=TIMEOUT_S), "héllo", "echo of a string")
     value = {"n": 1, "list": [1, "two", None], "bin": b"\x00\x01\xff"}
     check_equal(client.call("echo", value, namespace="/chat", timeout=TIMEOUT_S), value,
                 "echo of a dict with bytes on /chat")
     check_equal(client.call("echo", b"\xde\xad", timeout=TIMEOUT_S), b"\xde\xad", "echo of bytes")
+    step("join and publish")
     room = "py-" + secrets.token_hex(4)
     check_equal(client.call("join", room, timeout=TIMEOUT_S), None, "join ack")
     client.emit("publish", (room, b"\x01\x02"))
     if not arrived.wait(TIMEOUT_S):
         fail("the published message did not come back")
     check_equal(got, [[b"\x01\x02"]], "the room's message")
-    client.disconnect()
+    step("disconnect")
+    # Bounded: a disconnect that never finishes fails the scenario instead of hanging it.
+    leaving = threading.Thread(target=client.disconnect, daemon=True)
+    leaving.start()
+    leaving.join(TIMEOUT_S)
+    if leaving.is_alive():
+        fail("disconnect did not finish")
     print(f"ok python-socketio msgpack ({MODE})", flush=True)
     os._exit(0)
 
