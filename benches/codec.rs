@@ -1,7 +1,8 @@
 //! Wire-format hot paths, each on its own: WebSocket frame decoding (masked client frames) and
 //! encoding (server frames), unmasking, Engine.IO packets and polling payloads (v4 and v3),
 //! Socket.IO packets (binary attachments included), and the JSON work an incoming event costs
-//! (array split, event name, ack id, first argument).
+//! (array split, event name, ack id, first argument); and socket.io-msgpack-parser packets
+//! (`--parser msgpack`) converted to and from the same JSON and attachments.
 //!
 //! Every input is built once, before timing, from a realistic ~100-byte event
 //! `42["message",{"n":1,"text":"..."}]` (or a 16 KiB one); decoders that consume their buffer
@@ -14,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use ringcast::internals::codec::eio::{self, Version};
 use ringcast::internals::codec::frame::Frame;
-use ringcast::internals::codec::{json, sio, ws};
+use ringcast::internals::codec::{json, msgpack, sio, ws};
 
 /// The mask key of every client frame here.
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -422,9 +423,81 @@ fn json_event(c: &mut Criterion) {
     group.finish();
 }
 
+/// The same events as socket.io-msgpack-parser packets: decoded into JSON plus attachments
+/// (what `--parser msgpack` does per received packet) and encoded from them (per packet sent,
+/// or once per broadcast).
+fn msgpack_packets(c: &mut Criterion) {
+    const MAX_ATTACHMENTS: usize = 64;
+    let encoded = |nsp: &str, ack: Option<u64>, text: &[u8], bins: &[Bytes]| {
+        let packet = sio::decode(Bytes::copy_from_slice(text), MAX_ATTACHMENTS).expect("valid");
+        let mut out = Vec::new();
+        msgpack::encode(&mut out, packet.kind, nsp, ack, &packet.data, bins).expect("encodes");
+        (packet.data, out)
+    };
+    let bins = [
+        Bytes::from(vec![1u8; 1 << 10]),
+        Bytes::from(vec![2u8; 1 << 10]),
+    ];
+    let cases = [
+        ("event_100B", encoded("/", None, &event_packet(100), &[])),
+        (
+            "event_nsp_ack_100B",
+            encoded("/chat", Some(12), &event_packet(100), &[]),
+        ),
+        (
+            "binary_event_2_bins",
+            encoded(
+                "/chat",
+                Some(7),
+                format!("52-{PLACEHOLDERS_2}").as_bytes(),
+                &bins,
+            ),
+        ),
+        (
+            "event_16KiB",
+            encoded("/", None, &event_packet(16 << 10), &[]),
+        ),
+    ];
+
+    let mut group = c.benchmark_group("msgpack_decode");
+    group.throughput(Throughput::Elements(1));
+    for (name, (_, bytes)) in &cases {
+        group.bench_function(*name, |b| {
+            b.iter(|| msgpack::decode(black_box(bytes), MAX_ATTACHMENTS).expect("valid"))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("msgpack_encode");
+    group.throughput(Throughput::Elements(1));
+    for (name, (json, _)) in &cases {
+        let attachments: &[Bytes] = if name.starts_with("binary") {
+            &bins
+        } else {
+            &[]
+        };
+        let mut out = Vec::with_capacity(32 << 10);
+        group.bench_function(*name, |b| {
+            b.iter(|| {
+                out.clear();
+                msgpack::encode(
+                    &mut out,
+                    sio::PacketType::Event,
+                    "/",
+                    None,
+                    black_box(json),
+                    attachments,
+                )
+                .expect("encodes");
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = websocket, engine_io, socket_io, json_event
+    targets = websocket, engine_io, socket_io, json_event, msgpack_packets
 }
 criterion_main!(benches);

@@ -181,6 +181,19 @@ pub struct SocketIoConfig {
     /// Namespaces one client (Engine.IO session) may join; a CONNECT past it gets
     /// CONNECT_ERROR "Too many namespaces".
     pub max_namespaces_per_client: usize,
+    /// How Socket.IO packets are written on the wire; every client of the server must use the
+    /// same (Node's `parser` option).
+    pub parser: Parser,
+}
+
+/// The Socket.IO packet encoding a server speaks (Node's `parser` server option).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Parser {
+    /// socket.io-parser: text packets with JSON, binary values as attachments.
+    #[default]
+    Default,
+    /// socket.io-msgpack-parser 3.x: one binary MessagePack message per packet.
+    Msgpack,
 }
 
 /// What the server does with a packet for a client whose outbound queue is full.
@@ -250,6 +263,7 @@ impl Default for SocketIoConfig {
             max_attachments: 64,
             max_rooms_per_socket: 10_000,
             max_namespaces_per_client: 100,
+            parser: Parser::Default,
         }
     }
 }

@@ -47,8 +47,8 @@ mod stats;
 pub use admin::Admin;
 pub use codec::json::JsonError;
 pub use config::{
-    AdminConfig, AdminMode, ClusterConfig, Config, CorsConfig, EngineConfig, HttpConfig, RedisMode,
-    SlowConsumerPolicy, SocketIoConfig, SubscriptionMode,
+    AdminConfig, AdminMode, ClusterConfig, Config, CorsConfig, EngineConfig, HttpConfig, Parser,
+    RedisMode, SlowConsumerPolicy, SocketIoConfig, SubscriptionMode,
 };
 pub use engine::{CloseReason, SendError};
 pub use key::ShardId;
@@ -120,6 +120,10 @@ pub mod internals {
             pub use crate::codec::json::{
                 check_placeholders, from_slice, is_string, parse_str, split_array, validate,
             };
+        }
+        /// socket.io-msgpack-parser packets.
+        pub mod msgpack {
+            pub use crate::codec::msgpack::{decode, encode, encode_event, MsgpackError};
         }
         /// notepack.io MessagePack and its conversion to and from event data.
         pub mod notepack {

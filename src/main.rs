@@ -10,7 +10,9 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use ringcast::apps::{self, Standalone};
-use ringcast::{AdminMode, Config, RedisMode, SlowConsumerPolicy, SubscriptionMode};
+use ringcast::{
+    AdminMode, Config, Parser as PacketParser, RedisMode, SlowConsumerPolicy, SubscriptionMode,
+};
 
 /// Every flag's default is the library's (`Config::default()`), read here so that none is
 /// written twice; clap shows them in `--help`.
@@ -133,6 +135,10 @@ struct Cli {
     /// when not given.
     #[arg(long)]
     send_buffer: Option<usize>,
+    /// The Socket.IO parser every client must use: default (JSON text packets) or msgpack
+    /// (npm socket.io-msgpack-parser 3.x).
+    #[arg(long, value_enum, default_value_t = DEFAULTS.socketio.parser.into())]
+    parser: ParserFlag,
     /// What to do with a client whose queue is full: disconnect it, or drop the packet.
     #[arg(long, value_enum, default_value_t = DEFAULTS.engine.slow_consumer.into())]
     slow_consumer: SlowConsumer,
@@ -338,6 +344,7 @@ impl Cli {
             socketio.max_namespaces_per_client,
             self.max_namespaces_per_client
         );
+        flag!("parser", socketio.parser, self.parser.into());
     }
 
     /// The configuration the flags alone describe (every flag counted as given).
@@ -559,6 +566,11 @@ flag_values!(
 );
 
 flag_values!(
+    /// `--parser`.
+    ParserFlag => PacketParser { Default, Msgpack }
+);
+
+flag_values!(
     /// `--redis-mode`.
     RedisModeFlag => RedisMode { Classic, Sharded }
 );
@@ -650,6 +662,7 @@ mod tests {
             "--handshakes-per-ip=8",
             "--max-rooms-per-socket=9",
             "--max-namespaces-per-client=10",
+            "--parser=msgpack",
             "--stats-path=/stats",
             "--metrics-path=/metrics",
             "--metrics-addr=127.0.0.1:9100",
@@ -715,6 +728,7 @@ mod tests {
         expected.socketio.connect_timeout = ms(4);
         expected.socketio.max_rooms_per_socket = 9;
         expected.socketio.max_namespaces_per_client = 10;
+        expected.socketio.parser = PacketParser::Msgpack;
         expected.http.socket_send_buffer = Some(11);
         expected.http.max_head_bytes = 12;
         expected.http.head_timeout = ms(14);

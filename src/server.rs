@@ -205,6 +205,7 @@ impl ServerBuilder {
                     namespaces,
                     to_shards,
                     shards as u16,
+                    config.socketio.parser,
                 )?)
             }
             Some(control) => {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use ringcast::{AdminMode, Config, RedisMode, SlowConsumerPolicy, SubscriptionMode};
+use ringcast::{AdminMode, Config, Parser, RedisMode, SlowConsumerPolicy, SubscriptionMode};
 
 #[test]
 fn a_port_another_server_listens_on_is_refused() {
@@ -65,6 +65,10 @@ fn the_flags_defaults_are_the_librarys() {
         SubscriptionMode::Dynamic => "dynamic",
         SubscriptionMode::DynamicPrivate => "dynamic-private",
     };
+    let parser = match config.socketio.parser {
+        Parser::Default => "default",
+        Parser::Msgpack => "msgpack",
+    };
     let admin_mode = match config.admin.mode {
         AdminMode::Development => "development",
         AdminMode::Production => "production",
@@ -106,6 +110,7 @@ fn the_flags_defaults_are_the_librarys() {
             config.socketio.max_namespaces_per_client.to_string(),
         ),
         ("--slow-consumer", slow_consumer.to_owned()),
+        ("--parser", parser.to_owned()),
         ("--max-head", config.http.max_head_bytes.to_string()),
         ("--upgrade-timeout", ms(config.engine.upgrade_timeout)),
         ("--head-timeout", ms(config.http.head_timeout)),

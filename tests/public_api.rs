@@ -10,9 +10,9 @@ use std::time::Duration;
 use ringcast::{
     apps, AckError, AckSender, Args, BroadcastAcks, BroadcastOperator, CloseReason, Config,
     ConnectError, CorsConfig, DisconnectReason, EngineConfig, Handshake, HandshakeInfo, HttpConfig,
-    JsonError, Message, MiddlewareFuture, Namespace, Observer, OpError, OpFuture, SendError,
-    Server, ServerBuilder, ServerHandle, ServerOperator, ShardId, SlowConsumerPolicy, Socket,
-    SocketInfo, SocketIoConfig,
+    JsonError, Message, MiddlewareFuture, Namespace, Observer, OpError, OpFuture, Parser,
+    SendError, Server, ServerBuilder, ServerHandle, ServerOperator, ShardId, SlowConsumerPolicy,
+    Socket, SocketInfo, SocketIoConfig,
 };
 use tungstenite::protocol::WebSocket;
 
@@ -45,7 +45,7 @@ fn every_root_export_can_be_named() {
         ),
         (SendError, CloseReason, JsonError, MiddlewareFuture, ShardId),
         (Config, EngineConfig, HttpConfig, SocketIoConfig, CorsConfig),
-        SlowConsumerPolicy,
+        (SlowConsumerPolicy, Parser),
     );
     let none: Option<RootApi> = None;
     assert!(none.is_none());

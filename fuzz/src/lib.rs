@@ -20,6 +20,7 @@ use ringcast::internals::codec::adapter::{
 };
 use ringcast::internals::codec::eio::{self, Packet, Version};
 use ringcast::internals::codec::frame::Frame;
+use ringcast::internals::codec::msgpack;
 use ringcast::internals::codec::notepack::{self, Value};
 use ringcast::internals::codec::{http, json, sio, ws};
 use ringcast::internals::engine::{Engine, Event, LinkKey, Peer, PollReply, SessionKey};
@@ -39,6 +40,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sio_packet", sio_packet),
     ("json_event", json_event),
     ("notepack", notepack),
+    ("msgpack_packet", msgpack_packet),
     ("adapter_messages", adapter_messages),
     ("engine_session", engine_session),
     ("rooms", rooms),
@@ -389,6 +391,53 @@ pub fn notepack(data: &[u8]) {
             .expect("re-encoded event decodes");
         assert_eq!(again, event, "the event changed on the way round");
     }
+}
+
+/// A socket.io-msgpack-parser packet as a client sends it: no panic; what decodes has element
+/// ranges inside its data, valid JSON, at most the allowed binaries, an event's or ack's
+/// placeholders exactly its binaries in order; and it encodes to MessagePack that decodes to
+/// the same packet (unless the input holds maps shaped like placeholders, which Socket.IO
+/// cannot tell from real ones).
+pub fn msgpack_packet(data: &[u8]) {
+    const MAX_ATTACHMENTS: usize = 8;
+    let Ok((packet, attachments)) = msgpack::decode(data, MAX_ATTACHMENTS) else {
+        return;
+    };
+    assert!(attachments.len() <= MAX_ATTACHMENTS);
+    assert_eq!(packet.attachments, attachments.len());
+    assert!(packet.data.is_empty() || json::validate(&packet.data).is_ok());
+    for range in &packet.elements {
+        assert!(range.start <= range.end && range.end <= packet.data.len());
+    }
+    if matches!(
+        packet.kind,
+        sio::PacketType::Event
+            | sio::PacketType::BinaryEvent
+            | sio::PacketType::Ack
+            | sio::PacketType::BinaryAck
+    ) {
+        assert_placeholders(&packet.data, attachments.len());
+    }
+    let literal = notepack::read(data).is_ok_and(|value| has_placeholder_shape(&value));
+    if literal {
+        return;
+    }
+    let mut encoded = Vec::new();
+    msgpack::encode(
+        &mut encoded,
+        packet.kind,
+        packet.nsp_str(),
+        packet.ack_id,
+        &packet.data,
+        &attachments,
+    )
+    .expect("a decoded packet encodes");
+    let again = msgpack::decode(&encoded, MAX_ATTACHMENTS).expect("an encoded packet decodes");
+    assert_eq!(
+        again,
+        (packet, attachments),
+        "a packet does not survive a round trip"
+    );
 }
 
 /// `packet.data` of a broadcast (`[uid, packet, opts]`) or a request (`{packet}`).

@@ -8,6 +8,7 @@ pub mod eio;
 pub mod frame;
 pub mod http;
 pub mod json;
+pub mod msgpack;
 pub mod notepack;
 pub mod sio;
 pub mod ws;

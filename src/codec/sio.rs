@@ -229,8 +229,8 @@ pub fn decode(text: Bytes, max_attachments: usize) -> Result<Packet, SioError> {
 }
 
 /// socket.io-parser's `isPayloadValid`, with an empty payload allowed only where the packet
-/// type may have none.
-fn validate_payload(kind: PacketType, data: &[u8]) -> Result<Vec<Range<usize>>, SioError> {
+/// type may have none; for EVENT and ACK kinds, the ranges of the array's elements.
+pub fn validate_payload(kind: PacketType, data: &[u8]) -> Result<Vec<Range<usize>>, SioError> {
     let invalid = |_| SioError::InvalidPayload;
     let mut elements = Vec::new();
     let ok = match kind {

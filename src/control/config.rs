@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::units;
-use crate::config::{AdminMode, Config, RedisMode, SlowConsumerPolicy, SubscriptionMode};
+use crate::config::{AdminMode, Config, Parser, RedisMode, SlowConsumerPolicy, SubscriptionMode};
 
 /// The prefix of the environment variables that set keys.
 pub(crate) const ENV_PREFIX: &str = "RINGCAST_";
@@ -76,6 +76,17 @@ pub(crate) struct ServerSection {
     #[serde(default, deserialize_with = "units::text_opt")]
     pub(crate) node_name: Option<String>,
     pub(crate) log_format: Option<LogFormat>,
+    /// The Socket.IO parser every client of this server speaks.
+    pub(crate) parser: Option<ParserName>,
+}
+
+/// `server.parser`: `default` (JSON) or `msgpack` (socket.io-msgpack-parser); anything else is
+/// refused with the file's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum ParserName {
+    Default,
+    Msgpack,
 }
 
 /// Log lines as text or as JSON objects.
@@ -475,6 +486,13 @@ impl FileConfig {
         }
         set(&mut config.pin_cores, server.pin);
         set(&mut config.force_epoll, server.epoll);
+        set(
+            &mut config.socketio.parser,
+            server.parser.map(|parser| match parser {
+                ParserName::Default => Parser::Default,
+                ParserName::Msgpack => Parser::Msgpack,
+            }),
+        );
 
         let engine = &self.engine;
         set(&mut config.engine.ping_interval, engine.ping_interval);
@@ -628,6 +646,10 @@ pub(crate) fn effective(config: &Config, extras: &Extras) -> FileConfig {
             epoll: Some(config.force_epoll),
             node_name: extras.node_name.clone(),
             log_format: Some(extras.log_format.unwrap_or(LogFormat::Text)),
+            parser: Some(match config.socketio.parser {
+                Parser::Default => ParserName::Default,
+                Parser::Msgpack => ParserName::Msgpack,
+            }),
         },
         engine: EngineSection {
             ping_interval: Some(engine.ping_interval),
@@ -828,6 +850,30 @@ mod tests {
             .expect_err("namespaces from the environment")
             .0;
         assert!(error.contains("file only"), "{error}");
+    }
+
+    #[test]
+    fn the_parser_is_a_server_key_and_other_values_are_refused() {
+        let path = write("parser", "[server]\nparser = \"msgpack\"\n");
+        let file = load(Some(&path), vars(&[])).expect("load");
+        let mut config = Config::default();
+        file.apply(&mut config).expect("apply");
+        assert_eq!(config.socketio.parser, Parser::Msgpack);
+        assert!(effective(&config, &Extras::default())
+            .to_toml()
+            .contains("parser = \"msgpack\""));
+        let file = load(None, vars(&[("RINGCAST_SERVER__PARSER", "default")])).expect("load");
+        file.apply(&mut config).expect("apply");
+        assert_eq!(config.socketio.parser, Parser::Default);
+        let path = write("bad-parser", "[server]\nport = 1\nparser = \"json\"\n");
+        let error = load(Some(&path), vars(&[])).expect_err("unknown parser").0;
+        assert!(error.contains("line 3"), "{error}");
+        assert!(error.contains("json"), "{error}");
+        let error = load(None, vars(&[("RINGCAST_SERVER__PARSER", "notepack")]))
+            .expect_err("unknown parser from the environment")
+            .0;
+        assert!(error.contains("notepack"), "{error}");
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]

@@ -53,6 +53,7 @@ impl Cluster {
         namespaces: impl IntoIterator<Item = String>,
         to_shards: bus::Endpoint<ShardMsg>,
         shards: u16,
+        parser: config::Parser,
     ) -> std::io::Result<Cluster> {
         let invalid = |error: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, error);
         let link_config = match (&config.redis_cluster, &config.redis) {
@@ -110,7 +111,9 @@ impl Cluster {
                 cluster::Incoming::Broadcast(remote) => {
                     let event = remote.event;
                     let args = EventArgs::from_parts(event.args, event.count, event.attachments);
+                    // Encoded once, in the parser every shard's clients speak.
                     let broadcast = Arc::new(Broadcast::remote(
+                        parser,
                         &remote.nsp,
                         remote.rooms,
                         remote.except,

@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use super::ack::{AckCollector, AckHandler};
 use super::dispatch::{self, contain};
-use super::message::{encode_event, Args, Message};
+use super::message::{encode_event_as, Args, Message};
 use super::operator::{HandshakeInfo, OpError, SocketInfo, DEFAULT_TIMEOUT};
 use super::tables::SocketKey;
 use super::SocketIo;
 use crate::codec::eio::Version;
 use crate::codec::frame::Frame;
+use crate::config::Parser;
 use crate::engine::{CloseReason, SessionKey};
 use crate::gather::{Collector, Finished, RequestId};
 use crate::key::ShardId;
@@ -60,8 +61,9 @@ pub struct Broadcast {
 impl Broadcast {
     /// A broadcast another node published, encoded once for every shard of this process.
     /// Never published again (it reaches the shards as a peer message, not through the
-    /// adapter).
+    /// adapter). `parser` is the server's: every shard's clients speak it.
     pub fn remote(
+        parser: Parser,
         nsp: &str,
         rooms: Vec<String>,
         except: Vec<String>,
@@ -69,7 +71,7 @@ impl Broadcast {
         event: &str,
         args: Args,
     ) -> Broadcast {
-        let frames = encode_event(nsp, event, &args, None);
+        let frames = encode_event_as(parser, nsp, event, &args, None);
         Broadcast {
             target: Target {
                 nsp: nsp.into(),

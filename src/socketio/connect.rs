@@ -45,7 +45,14 @@ pub(crate) fn connect(
     });
     let Some(ns) = ns else {
         let data = br#"{"message":"Invalid namespace"}"#;
-        let frames = encode_packet(PacketType::ConnectError, nsp, None, data, &[]);
+        let frames = encode_packet(
+            io.config.parser,
+            PacketType::ConnectError,
+            nsp,
+            None,
+            data,
+            &[],
+        );
         // A client gone meanwhile needs no answer.
         let _ = io.send_frames(session, &frames, false);
         return;
@@ -169,7 +176,14 @@ fn refuse(io: &SocketIo, session: SessionKey, version: Version, nsp: &str, error
         }
         Version::V3 => json::write_str(&mut data, &error.message),
     }
-    let frames = encode_packet(PacketType::ConnectError, nsp, None, &data, &[]);
+    let frames = encode_packet(
+        io.config.parser,
+        PacketType::ConnectError,
+        nsp,
+        None,
+        &data,
+        &[],
+    );
     let _ = io.send_frames(session, &frames, false);
 }
 
@@ -233,7 +247,14 @@ fn admit(
         }
         Version::V3 => Vec::new(),
     };
-    let frames = encode_packet(PacketType::Connect, &name, None, &reply, &[]);
+    let frames = encode_packet(
+        io.config.parser,
+        PacketType::Connect,
+        &name,
+        None,
+        &reply,
+        &[],
+    );
     let _ = io.send_frames(session, &frames, false);
     let handle = super::Socket::new(io.clone(), socket, id, name);
     if let Some(observer) = &io.observer {

@@ -21,7 +21,9 @@ use super::tables::{Client, SocketKey, Timer};
 use super::{DisconnectReason, SocketIo};
 use crate::codec::eio::Version;
 use crate::codec::json;
+use crate::codec::msgpack;
 use crate::codec::sio::{self, Assembler, PacketType};
+use crate::config::Parser;
 use crate::engine::{CloseReason, SessionKey};
 
 /// Runs application code. A panic is contained (and logged) so that one faulty handler can't
@@ -64,6 +66,11 @@ pub(super) fn on_open(io: &Rc<SocketIo>, session: SessionKey) {
 }
 
 pub(super) fn on_text(io: &Rc<SocketIo>, session: SessionKey, text: Bytes) {
+    if io.config.parser == Parser::Msgpack {
+        // socket.io-msgpack-parser sends every packet as binary: a text one is a JSON client.
+        tracing::debug!("closing a session: a text packet to a MessagePack server");
+        return protocol_error(io, session);
+    }
     let assembling = io
         .state
         .borrow()
@@ -91,6 +98,16 @@ pub(super) fn on_text(io: &Rc<SocketIo>, session: SessionKey, text: Bytes) {
 }
 
 pub(super) fn on_binary(io: &Rc<SocketIo>, session: SessionKey, data: Bytes) {
+    if io.config.parser == Parser::Msgpack {
+        // One whole packet per message, binary values inline: nothing to assemble.
+        return match msgpack::decode(&data, io.config.max_attachments) {
+            Ok((packet, attachments)) => dispatch(io, session, packet, attachments),
+            Err(error) => {
+                tracing::debug!(%error, "closing a session: bad MessagePack packet");
+                protocol_error(io, session)
+            }
+        };
+    }
     let complete = {
         let mut state = io.state.borrow_mut();
         let Some(client) = state.clients.get_mut(session) else {
@@ -382,7 +399,14 @@ pub(crate) fn disconnect_socket(io: &Rc<SocketIo>, socket: SocketKey) {
     let Some((session, nsp)) = target else {
         return;
     };
-    let frames = encode_packet(PacketType::Disconnect, &nsp, None, b"", &[]);
+    let frames = encode_packet(
+        io.config.parser,
+        PacketType::Disconnect,
+        &nsp,
+        None,
+        b"",
+        &[],
+    );
     let _ = io.send_frames(session, &frames, false);
     detach_from_client(io, session, socket);
     remove_socket(io, socket, DisconnectReason::ServerNamespaceDisconnect);

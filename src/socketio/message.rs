@@ -1,5 +1,7 @@
 //! Event arguments in both directions: [`Message`] (received, raw JSON kept as bytes) and
-//! [`Args`] (to send), plus the one place Socket.IO packets are serialised into frames.
+//! [`Args`] (to send), plus the one place Socket.IO packets are serialised into frames, in the
+//! server's parser: JSON text (`codec::sio`) or MessagePack (`codec::msgpack`, converted from
+//! the same JSON and attachments here, at the edge, so nothing above knows the difference).
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -10,7 +12,9 @@ use serde::Serialize;
 
 use crate::codec::frame::{Frame, FrameBuilder, FrameKind};
 use crate::codec::json::{self, JsonError};
+use crate::codec::msgpack::{self, MsgpackError};
 use crate::codec::sio::{self, PacketType};
+use crate::config::Parser;
 
 /// The arguments of a received event or acknowledgement.
 ///
@@ -254,11 +258,28 @@ pub fn encode_event(nsp: &str, event: &str, args: &Args, ack_id: Option<u64>) ->
         body.extend_from_slice(args.json.as_slice());
     }
     body.push(b']');
-    encode_packet(kind, nsp, ack_id, &body, &args.attachments)
+    encode_text_packet(kind, nsp, ack_id, &body, &args.attachments)
 }
 
-/// Serialises an ACK (or BINARY_ACK).
-pub(crate) fn encode_ack(nsp: &str, ack_id: u64, args: &Args) -> Vec<Frame> {
+/// Serialises an EVENT in the server's parser: one match, then the same work as before.
+pub(crate) fn encode_event_as(
+    parser: Parser,
+    nsp: &str,
+    event: &str,
+    args: &Args,
+    ack_id: Option<u64>,
+) -> Vec<Frame> {
+    match parser {
+        Parser::Default => encode_event(nsp, event, args, ack_id),
+        Parser::Msgpack => msgpack_frame(args.json.as_slice().len() + event.len(), |out| {
+            let json = args.json.as_slice();
+            msgpack::encode_event(out, nsp, event, json, &args.attachments, ack_id)
+        }),
+    }
+}
+
+/// Serialises an ACK (or BINARY_ACK) in the server's parser.
+pub(crate) fn encode_ack(parser: Parser, nsp: &str, ack_id: u64, args: &Args) -> Vec<Frame> {
     let kind = if args.attachments.is_empty() {
         PacketType::Ack
     } else {
@@ -268,11 +289,30 @@ pub(crate) fn encode_ack(nsp: &str, ack_id: u64, args: &Args) -> Vec<Frame> {
     body.push(b'[');
     body.extend_from_slice(args.json.as_slice());
     body.push(b']');
-    encode_packet(kind, nsp, Some(ack_id), &body, &args.attachments)
+    encode_packet(parser, kind, nsp, Some(ack_id), &body, &args.attachments)
 }
 
-/// Serialises any packet inside an Engine.IO message (`4` + packet), plus attachments.
+/// Serialises any packet in the server's parser: JSON inside an Engine.IO message (`4` +
+/// packet) plus one frame per attachment, or one binary MessagePack message.
 pub(crate) fn encode_packet(
+    parser: Parser,
+    kind: PacketType,
+    nsp: &str,
+    ack_id: Option<u64>,
+    data: &[u8],
+    attachments: &[Bytes],
+) -> Vec<Frame> {
+    match parser {
+        Parser::Default => encode_text_packet(kind, nsp, ack_id, data, attachments),
+        Parser::Msgpack => msgpack_frame(data.len() + nsp.len(), |out| {
+            msgpack::encode(out, kind, nsp, ack_id, data, attachments)
+        }),
+    }
+}
+
+/// A packet as socket.io-parser writes it: inside an Engine.IO message (`4` + packet), plus one
+/// frame per attachment.
+fn encode_text_packet(
     kind: PacketType,
     nsp: &str,
     ack_id: Option<u64>,
@@ -287,6 +327,20 @@ pub(crate) fn encode_packet(
     frames.push(builder.finish());
     frames.extend(attachments.iter().map(|a| Frame::binary(a)));
     frames
+}
+
+/// One binary frame written by `write`. Arguments are validated JSON when built, so a failure
+/// means a value MessagePack can't hold (over 2^32 - 1 long): nothing is sent.
+fn msgpack_frame(
+    capacity: usize,
+    write: impl FnOnce(&mut crate::codec::frame::PayloadWriter<'_>) -> Result<(), MsgpackError>,
+) -> Vec<Frame> {
+    let mut builder = FrameBuilder::new(FrameKind::Binary, capacity + 24);
+    if let Err(error) = write(&mut builder.buf()) {
+        tracing::warn!(%error, "a packet could not be written as MessagePack; not sent");
+        return Vec::new();
+    }
+    vec![builder.finish()]
 }
 
 #[cfg(test)]
@@ -309,7 +363,7 @@ mod tests {
             r#"42/chat,7["a"]"#
         );
         let binary = Args::new().with_binary(Bytes::from_static(&[1, 2]));
-        let frames = encode_ack("/", 9, &binary);
+        let frames = encode_ack(Parser::Default, "/", 9, &binary);
         assert_eq!(text(&frames), r#"461-9[{"_placeholder":true,"num":0}]"#);
         assert_eq!(frames[1].payload_slice(), &[1, 2]);
     }
@@ -321,7 +375,7 @@ mod tests {
         let message = Message::new(data, ranges[1..].to_vec(), Vec::new());
         assert_eq!(message.len(), 2);
         assert_eq!(message.str(1).as_deref(), Some("x"));
-        let frames = encode_ack("/", 1, &message.to_args());
+        let frames = encode_ack(Parser::Default, "/", 1, &message.to_args());
         assert_eq!(text(&frames), r#"431[{"a":[1, 2]},"x"]"#);
     }
 }

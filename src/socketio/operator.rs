@@ -21,7 +21,7 @@ use super::ack::BroadcastAcks;
 use super::adapter::{
     self, AckSpec, Broadcast, EventPacket, Op, OpCollector, Operation, Reply, Target,
 };
-use super::message::{encode_event, Args, Message};
+use super::message::{encode_event_as, Args, Message};
 use super::SocketIo;
 use crate::key::ShardId;
 
@@ -292,7 +292,13 @@ impl BroadcastOperator {
 
     /// Emits to every matching socket on every shard. Returns the recipients on this shard.
     pub fn emit(self, event: &str, args: &Args) -> usize {
-        let frames = encode_event(&self.selection.target.nsp, event, args, None);
+        let frames = encode_event_as(
+            self.io.config.parser,
+            &self.selection.target.nsp,
+            event,
+            args,
+            None,
+        );
         self.send(event, args, frames, None)
     }
 
@@ -319,7 +325,13 @@ impl BroadcastOperator {
         let request =
             adapter::expect_acks(&self.io, self.selection.local, deadline, Box::new(callback));
         let ack_id = self.io.state.borrow_mut().next_ack_id();
-        let frames = encode_event(&self.selection.target.nsp, event, args, Some(ack_id));
+        let frames = encode_event_as(
+            self.io.config.parser,
+            &self.selection.target.nsp,
+            event,
+            args,
+            Some(ack_id),
+        );
         let spec = AckSpec {
             origin: self.io.origin(),
             request,

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::ack::{AckError, AckHandler};
 use super::dispatch::{self, contain};
-use super::message::{encode_ack, encode_event, Args, Message};
+use super::message::{encode_ack, encode_event_as, Args, Message};
 use super::operator::BroadcastOperator;
 use super::tables::{SocketKey, SocketState, State};
 use super::SocketIo;
@@ -160,7 +160,7 @@ impl Socket {
         let Some((session, nsp)) = self.route() else {
             return Err(SendError::Closed);
         };
-        let frames = encode_event(&nsp, event, args, None);
+        let frames = encode_event_as(self.io.config.parser, &nsp, event, args, None);
         let sent = self.io.send_frames(session, &frames, false);
         self.notify_sent(event, args);
         sent
@@ -179,7 +179,7 @@ impl Socket {
             return callback(Err(AckError::Disconnected));
         };
         let ack_id = self.io.state.borrow_mut().next_ack_id();
-        let frames = encode_event(&nsp, event, args, Some(ack_id));
+        let frames = encode_event_as(self.io.config.parser, &nsp, event, args, Some(ack_id));
         // The round trip is measured on the tick's clock, from this emit to the ack's
         // arrival; a weak handle, so a pending ack keeps no cycle through the server.
         let sent = self.io.now();
@@ -332,7 +332,7 @@ impl AckSender {
         let Some((session, nsp)) = self.socket.route() else {
             return Err(SendError::Closed);
         };
-        let frames = encode_ack(&nsp, self.ack_id, args);
+        let frames = encode_ack(self.socket.io.config.parser, &nsp, self.ack_id, args);
         self.socket.io.send_frames(session, &frames, false)
     }
 }

@@ -16,7 +16,7 @@ use futures_util::task::noop_waker_ref;
 use super::*;
 use crate::codec::eio::Version;
 use crate::codec::ws;
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, Parser};
 use crate::engine::LinkKey;
 use crate::gather::RequestId;
 use crate::key::ShardId;
@@ -45,6 +45,19 @@ impl Cluster {
 
     /// Two shards whose other nodes are what `nodes` makes for each shard.
     fn with_nodes(namespaces: Namespaces, nodes: impl Fn(ShardId) -> Option<NodeHooks>) -> Cluster {
+        Cluster::build(namespaces, nodes, Parser::Default)
+    }
+
+    /// Two shards speaking socket.io-msgpack-parser's packets.
+    fn msgpack(namespaces: Namespaces) -> Cluster {
+        Cluster::build(namespaces, |_| None, Parser::Msgpack)
+    }
+
+    fn build(
+        namespaces: Namespaces,
+        nodes: impl Fn(ShardId) -> Option<NodeHooks>,
+        parser: Parser,
+    ) -> Cluster {
         let mailbox: Mailbox = Rc::default();
         let tasks: Rc<RefCell<Vec<LocalTask>>> = Rc::default();
         let namespaces = Arc::new(namespaces);
@@ -64,6 +77,7 @@ impl Cluster {
                         max_attachments: 8,
                         max_rooms_per_socket: 10_000,
                         max_namespaces_per_client: 100,
+                        parser,
                     },
                     namespaces.clone(),
                     ShardHooks {
@@ -116,7 +130,22 @@ impl Cluster {
         }
     }
 
+    /// A WebSocket session that joins `/` with a MessagePack CONNECT.
+    fn connect_msgpack(&self, shard: usize) -> Client {
+        let client = self.connect_with(shard, |cluster, client| {
+            cluster.send_binary(client, &msgpack_packet(0, None, None));
+        });
+        let frames = self.read_frames(&client);
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert!(!frames[0].0, "a MessagePack CONNECT reply is binary");
+        client
+    }
+
     fn connect(&self, shard: usize, packet: &str) -> Client {
+        self.connect_with(shard, |cluster, client| cluster.send(client, packet))
+    }
+
+    fn connect_with(&self, shard: usize, first: impl FnOnce(&Cluster, &Client)) -> Client {
         let io = &self.shards[shard];
         let (_, link) = io.engine.borrow_mut().open_websocket(
             self.now,
@@ -131,12 +160,20 @@ impl Cluster {
         let client = Client { shard, link };
         let open = self.read(&client);
         assert!(open[0].starts_with("0{"), "{open:?}");
-        self.send(&client, packet);
+        first(self, &client);
         client
     }
 
     fn send(&self, client: &Client, text: &str) {
         let message = ws::Message::Text(Bytes::copy_from_slice(text.as_bytes()));
+        self.send_message(client, message);
+    }
+
+    fn send_binary(&self, client: &Client, bytes: &[u8]) {
+        self.send_message(client, ws::Message::Binary(Bytes::copy_from_slice(bytes)));
+    }
+
+    fn send_message(&self, client: &Client, message: ws::Message) {
         self.shards[client.shard]
             .engine
             .borrow_mut()
@@ -159,6 +196,17 @@ impl Cluster {
 
     /// Every frame written to the client so far, as text (binary frames as `<n bytes>`).
     fn read(&self, client: &Client) -> Vec<String> {
+        self.read_frames(client)
+            .into_iter()
+            .map(|(text, payload)| match text {
+                true => String::from_utf8_lossy(&payload).into_owned(),
+                false => format!("<{} bytes>", payload.len()),
+            })
+            .collect()
+    }
+
+    /// Every frame written to the client so far: whether it is text, and its payload.
+    fn read_frames(&self, client: &Client) -> Vec<(bool, Vec<u8>)> {
         let mut out = Vec::new();
         let mut cx = Context::from_waker(noop_waker_ref());
         let _ = self.shards[client.shard].engine.borrow_mut().poll_ws_write(
@@ -181,10 +229,7 @@ impl Cluster {
                     len => (2, usize::from(len)),
                 };
                 let payload = &bytes[header..header + len];
-                frames.push(match bytes[0] & 0x0f {
-                    1 => String::from_utf8_lossy(payload).into_owned(),
-                    _ => format!("<{len} bytes>"),
-                });
+                frames.push((bytes[0] & 0x0f == 1, payload.to_vec()));
                 bytes = &bytes[header + len..];
             }
         }
@@ -845,4 +890,113 @@ fn with_the_cluster_out_of_reach_questions_fail_and_acks_keep_this_process() {
     let outcome = acks.borrow_mut().take().expect("called back");
     let acks = outcome.expect("every recipient answered");
     assert_eq!(acks[0].str(0).as_deref(), Some("yes"));
+}
+
+/// A socket.io-msgpack-parser packet `{type, nsp: "/", data, id}`.
+fn msgpack_packet(kind: u8, data: Option<rmpv::Value>, id: Option<u64>) -> Vec<u8> {
+    let mut map = vec![
+        (rmpv::Value::from("type"), rmpv::Value::from(kind)),
+        (rmpv::Value::from("nsp"), rmpv::Value::from("/")),
+    ];
+    if let Some(data) = data {
+        map.push((rmpv::Value::from("data"), data));
+    }
+    if let Some(id) = id {
+        map.push((rmpv::Value::from("id"), rmpv::Value::from(id)));
+    }
+    crate::codec::notepack::write(&rmpv::Value::Map(map))
+}
+
+/// A binary frame's packet as a MessagePack value.
+fn msgpack_value(frame: &(bool, Vec<u8>)) -> rmpv::Value {
+    assert!(!frame.0, "a text frame to a MessagePack client");
+    crate::codec::notepack::read(&frame.1).expect("MessagePack")
+}
+
+fn field<'a>(packet: &'a rmpv::Value, key: &str) -> Option<&'a rmpv::Value> {
+    packet
+        .as_map()?
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .map(|(_, v)| v)
+}
+
+#[test]
+fn msgpack_packets_reach_the_handlers_and_every_answer_is_msgpack() {
+    use rmpv::Value;
+    let cluster = Cluster::msgpack(namespaces(builtins()));
+    let a = cluster.connect_msgpack(0);
+    let b = cluster.connect_msgpack(1);
+    // An echo with a bin comes back as an ACK (type 3) with the same id and the same bin.
+    let echo = Value::Array(vec![Value::from("echo"), Value::Binary(vec![1, 2, 3])]);
+    cluster.send_binary(&a, &msgpack_packet(2, Some(echo), Some(5)));
+    let frames = cluster.read_frames(&a);
+    assert_eq!(frames.len(), 1, "one frame, no attachments");
+    let ack = msgpack_value(&frames[0]);
+    assert_eq!(field(&ack, "type"), Some(&Value::from(3)));
+    assert_eq!(field(&ack, "id"), Some(&Value::from(5)));
+    assert_eq!(
+        field(&ack, "data"),
+        Some(&Value::Array(vec![Value::Binary(vec![1, 2, 3])]))
+    );
+    // A broadcast from shard 0 reaches the member on shard 1 as one binary EVENT.
+    for (client, id) in [(&a, 1), (&b, 2)] {
+        let join = Value::Array(vec![Value::from("join"), Value::from("r")]);
+        cluster.send_binary(client, &msgpack_packet(2, Some(join), Some(id)));
+        cluster.read_frames(client);
+    }
+    let publish = Value::Array(vec![
+        Value::from("publish"),
+        Value::from("r"),
+        Value::Map(vec![(Value::from("b"), Value::Binary(vec![9]))]),
+    ]);
+    cluster.send_binary(&a, &msgpack_packet(2, Some(publish), None));
+    let frames = cluster.read_frames(&b);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    let event = msgpack_value(&frames[0]);
+    assert_eq!(field(&event, "type"), Some(&Value::from(2)));
+    assert_eq!(field(&event, "id"), None);
+    assert_eq!(
+        field(&event, "data"),
+        Some(&Value::Array(vec![
+            Value::from("message"),
+            Value::Map(vec![(Value::from("b"), Value::Binary(vec![9]))]),
+        ]))
+    );
+}
+
+#[test]
+fn hostile_msgpack_closes_only_its_session() {
+    let cluster = Cluster::msgpack(namespaces(builtins()));
+    let bystander = cluster.connect_msgpack(0);
+    let huge_str = [&[0x81, 0xa3][..], b"nsp", &[0xdb, 0xff, 0xff, 0xff, 0xff]].concat();
+    let mut deep = vec![0x83, 0xa4];
+    deep.extend_from_slice(b"type");
+    deep.push(2);
+    deep.push(0xa3);
+    deep.extend_from_slice(b"nsp");
+    deep.extend_from_slice(&[0xa1, b'/', 0xa4]);
+    deep.extend_from_slice(b"data");
+    deep.extend(std::iter::repeat_n(0x91, 10_000));
+    deep.push(0xc0);
+    let bad: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        vec![0xc1],
+        huge_str,
+        vec![0xdd, 0xff, 0xff, 0xff, 0xff],
+        deep,
+        msgpack_packet(7, None, None),
+        msgpack_packet(2, Some(rmpv::Value::from("not an array")), None),
+        msgpack_packet(3, Some(rmpv::Value::Array(vec![])), Some(u64::MAX)),
+    ];
+    for bytes in bad {
+        let client = cluster.connect_msgpack(0);
+        cluster.send_binary(&client, &bytes);
+        assert!(cluster.is_closed(&client), "{bytes:02x?} must close");
+    }
+    // A JSON text packet is a client with the wrong parser.
+    let client = cluster.connect_msgpack(1);
+    cluster.send(&client, r#"42["echo",1]"#);
+    assert!(cluster.is_closed(&client));
+    assert!(!cluster.is_closed(&bystander));
 }
