@@ -9,7 +9,7 @@
 //! library's public seams: must not depend on the engine, the shard, the bus or `net`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -240,16 +240,6 @@ impl Authority {
                 }
             }
         }
-        if let Some(session) = socket.session_id() {
-            grant.session.replace(Some(session.clone()));
-            SESSIONS.with(|sessions| {
-                sessions
-                    .borrow_mut()
-                    .entry(session)
-                    .or_default()
-                    .push((socket.clone(), Rc::downgrade(grant)));
-            });
-        }
         self.schedule(socket, grant);
     }
 
@@ -291,17 +281,6 @@ impl Authority {
                 .remove(&socket.nsp(), user, socket.id());
         }
         grant.unschedule();
-        if let Some(session) = grant.session.take() {
-            SESSIONS.with(|sessions| {
-                let mut sessions = sessions.borrow_mut();
-                if let Some(list) = sessions.get_mut(&session) {
-                    list.retain(|(other, _)| other.id() != socket.id());
-                    if list.is_empty() {
-                        sessions.remove(&session);
-                    }
-                }
-            });
-        }
     }
 
     /// `ringcast:refresh [{token}]`: a new token for the same user extends every socket of
@@ -350,20 +329,16 @@ impl Authority {
         // Every socket of this connection with the same user whose namespace the new token
         // allows (this one included), so a client with three namespaces refreshes once.
         let mut targets = vec![(socket.clone(), grant.clone())];
-        if let Some(session) = grant.session.borrow().clone() {
-            SESSIONS.with(|sessions| {
-                for (other, weak) in sessions.borrow().get(&session).into_iter().flatten() {
-                    let Some(other_grant) = weak.upgrade() else {
-                        continue;
-                    };
-                    if other.id() != socket.id()
-                        && other_grant.user == new.user
-                        && namespace_granted(&new.namespaces, &other.nsp())
-                    {
-                        targets.push((other.clone(), other_grant));
-                    }
+        for other in socket.siblings() {
+            let other_grant = other
+                .extension::<super::app::SocketState>()
+                .and_then(|state| state.grant.clone());
+            if let Some(other_grant) = other_grant {
+                if other_grant.user == new.user && namespace_granted(&new.namespaces, &other.nsp())
+                {
+                    targets.push((other, other_grant));
                 }
-            });
+            }
         }
         for (target, target_grant) in &targets {
             target_grant.renew(&new);
@@ -440,7 +415,6 @@ pub(crate) struct SocketGrant {
     counted: Cell<bool>,
     /// Whether it is listed in the single sessions.
     single_session: Cell<bool>,
-    session: RefCell<Option<String>>,
 }
 
 struct GrantState {
@@ -460,7 +434,6 @@ impl SocketGrant {
             refreshes: Cell::new((0, None)),
             counted: Cell::new(false),
             single_session: Cell::new(false),
-            session: RefCell::new(None),
         }
     }
 
@@ -548,15 +521,9 @@ impl Deadlines {
     }
 }
 
-/// The JWT sockets of one Engine.IO session on this shard.
-type SessionSockets = Vec<(Socket, Weak<SocketGrant>)>;
-
 thread_local! {
     /// This shard's token deadlines.
     static DEADLINES: RefCell<Deadlines> = RefCell::new(Deadlines::default());
-    /// This shard's JWT sockets by Engine.IO session, for a refresh to reach every namespace
-    /// of one connection.
-    static SESSIONS: RefCell<HashMap<String, SessionSockets>> = RefCell::new(HashMap::new());
 }
 
 /// Starts the shard's deadline task unless it runs: it wakes every [`TICK`] while the table

@@ -89,6 +89,27 @@ impl Socket {
         value.downcast::<T>().ok()
     }
 
+    /// The client's sockets in its other namespaces (same Engine.IO connection), on this
+    /// shard like this one.
+    pub fn siblings(&self) -> Vec<Socket> {
+        self.with_state(|state, socket| {
+            let Some(client) = state.clients.get(socket.session) else {
+                return Vec::new();
+            };
+            client
+                .sockets
+                .iter()
+                .filter(|(_, key)| *key != self.key)
+                .filter_map(|(ns, key)| {
+                    let sibling = state.socket(*key)?;
+                    let nsp = state.namespaces[*ns].name.clone();
+                    Some(Socket::new(self.io.clone(), *key, sibling.id.clone(), nsp))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
     /// The rooms this socket is in (its own id room included).
     pub fn rooms(&self) -> Vec<String> {
         self.with_state(|_, socket| socket.rooms.iter().map(|r| r.to_string()).collect())

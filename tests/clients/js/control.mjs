@@ -2,13 +2,29 @@
 // patterns, live expiry and refresh, the event rate, reserved events; socket.io-client 4.x and,
 // for `v2-*`, 2.x. Tokens come minted from the test in RINGCAST_TOKENS (a JSON object).
 // Usage: node control.mjs <default|polling|websocket> <scenario>
-import { writeFileSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { run, track, io, Manager, BASE_URL, withTimeout, check, checkEqual, emitAck, sleep, show, waitFor, transportOptions } from './lib.mjs';
 
 const ioV2 = createRequire(import.meta.url)('socket.io-client-v2');
 const SCENARIO = process.argv[3];
 const TOKENS = JSON.parse(process.env.RINGCAST_TOKENS || '{}');
+
+/**
+ * A token for user 42 living `lifetime` seconds from now, minted here (HS256 over the key file
+ * RINGCAST_JWT names, with its iss and aud) so that this process's start-up does not eat into
+ * its life; the test's own token when RINGCAST_JWT is not set.
+ */
+function minted(lifetime, fallback) {
+  if (!process.env.RINGCAST_JWT) return token(fallback);
+  const spec = JSON.parse(process.env.RINGCAST_JWT);
+  const key = readFileSync(spec.key).toString().replace(/[\r\n]+$/, '');
+  const now = Math.floor(Date.now() / 1000);
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sub: '42', iat: now, exp: now + lifetime, iss: spec.iss, aud: spec.aud })}`;
+  return `${body}.${createHmac('sha256', key).update(body).digest('base64url')}`;
+}
 
 function token(name) {
   const value = TOKENS[name];
@@ -109,12 +125,12 @@ const scenarios = {
   // exp = now+3 s, refresh_before = 2 s: the warning comes; a refresh extends the socket.
   async 'refresh'() {
     const started = Date.now();
-    const socket = await connect('/chat', { token: token('short') });
+    const socket = await connect('/chat', { token: minted(4, 'short') });
     const [warning] = await waitFor(socket, 'ringcast:expiring', 4000, 'ringcast:expiring');
     const at = Date.now() - started;
     check(at >= 200 && at <= 3000, `ringcast:expiring came after ${at} ms`);
     check(typeof warning.exp === 'number' && typeof warning.expires_in_ms === 'number', `warning ${show(warning)}`);
-    const [answer] = await emitAck(socket, 'ringcast:refresh', [{ token: token('long') }]);
+    const [answer] = await emitAck(socket, 'ringcast:refresh', [{ token: minted(300, 'long') }]);
     checkEqual(answer.ok, true, `the refresh answer ${show(answer)}`);
     check(typeof answer.exp === 'number' && answer.exp > warning.exp, 'the new exp is later');
     // Past the old exp (+ leeway 1 s) by 2 s: still connected and answering.
@@ -127,7 +143,7 @@ const scenarios = {
   // No refresh: ringcast:disconnect, then io server disconnect, no reconnection by itself; a new
   // token through an auth function connects again as a new socket.
   async 'expire'() {
-    let current = token('short');
+    let current = minted(4, 'short');
     const socket = track(io(BASE_URL + '/chat', {
       forceNew: true, reconnection: true, reconnectionDelay: 100, timeout: 5000,
       auth: (cb) => cb({ token: current }), ...transportOptions(),
