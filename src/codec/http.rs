@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use super::deflate::{self, Agreement};
+
 /// How many header lines a request may carry; more is refused rather than allocated for.
 pub const MAX_HEADERS: usize = 64;
 
@@ -42,6 +44,9 @@ pub struct Request<'b> {
     pub websocket_key: Option<&'b str>,
     /// `Upgrade: websocket` was present at all, valid upgrade or not.
     pub websocket_requested: bool,
+    /// The first acceptable permessage-deflate offer of the `Sec-WebSocket-Extensions`
+    /// headers (whether to take it is the server's setting).
+    pub websocket_deflate: Option<Agreement>,
     /// The `Origin` header.
     pub origin: Option<&'b str>,
     /// The `Content-Type` header.
@@ -133,6 +138,7 @@ pub fn parse_request(buf: &[u8], max_head_len: usize) -> Result<Option<Request<'
     let mut websocket_requested = false;
     let mut websocket_version_13 = false;
     let mut key = None;
+    let mut websocket_deflate = None;
     let mut origin = None;
     let mut content_type = None;
     let mut access_control_request_headers = None;
@@ -158,6 +164,11 @@ pub fn parse_request(buf: &[u8], max_head_len: usize) -> Result<Option<Request<'
                 tokens(header_str(header.value)?).any(|t| t.eq_ignore_ascii_case("websocket"));
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
             websocket_version_13 = header_str(header.value)? == "13";
+        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            // Several headers read as one comma-separated list, in order (RFC 9110 §5.3).
+            if websocket_deflate.is_none() {
+                websocket_deflate = deflate::negotiate(header_str(header.value)?);
+            }
         } else if name.eq_ignore_ascii_case("sec-websocket-key") {
             first(&mut key, header.value)?;
         } else if name.eq_ignore_ascii_case("origin") {
@@ -190,6 +201,7 @@ pub fn parse_request(buf: &[u8], max_head_len: usize) -> Result<Option<Request<'
         keep_alive,
         websocket_key,
         websocket_requested,
+        websocket_deflate: websocket_deflate.filter(|_| websocket_key.is_some()),
         origin,
         content_type,
         access_control_request_headers,
@@ -393,12 +405,16 @@ pub fn write_response_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// The 101 answer to a WebSocket upgrade, with its `Sec-WebSocket-Accept` value.
-pub fn write_switching_protocols(out: &mut Vec<u8>, accept: &str) {
+/// The 101 answer to a WebSocket upgrade, with its `Sec-WebSocket-Accept` value and the
+/// permessage-deflate answer when the extension was agreed.
+pub fn write_switching_protocols(out: &mut Vec<u8>, accept: &str, deflate: Option<&Agreement>) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
     );
     push_header(out, "Sec-WebSocket-Accept", accept);
+    if let Some(agreement) = deflate {
+        push_header(out, "Sec-WebSocket-Extensions", agreement.response_value());
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -452,6 +468,7 @@ mod tests {
             keep_alive: true,
             websocket_key: None,
             websocket_requested: false,
+            websocket_deflate: None,
             origin: None,
             content_type: None,
             access_control_request_headers: None,
@@ -961,7 +978,7 @@ mod tests {
     #[test]
     fn switching_protocols() {
         let mut out = Vec::new();
-        write_switching_protocols(&mut out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        write_switching_protocols(&mut out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", None);
         assert_eq!(
             out,
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"

@@ -130,6 +130,10 @@ pub(crate) struct EngineSection {
     #[serde(default, deserialize_with = "units::size_opt")]
     pub(crate) send_buffer: Option<usize>,
     pub(crate) eio3: Option<bool>,
+    pub(crate) per_message_deflate: Option<bool>,
+    #[serde(default, deserialize_with = "units::size_opt")]
+    pub(crate) deflate_threshold: Option<usize>,
+    pub(crate) deflate_level: Option<u32>,
 }
 
 /// `slow_consumer`.
@@ -496,6 +500,15 @@ impl FileConfig {
             config.http.socket_send_buffer = engine.send_buffer;
         }
         set(&mut config.engine.allow_eio3, engine.eio3);
+        set(
+            &mut config.engine.per_message_deflate,
+            engine.per_message_deflate,
+        );
+        set(
+            &mut config.engine.deflate_threshold,
+            engine.deflate_threshold,
+        );
+        set(&mut config.engine.deflate_level, engine.deflate_level);
 
         let limits = &self.limits;
         set(&mut config.engine.max_sessions, limits.max_connections);
@@ -644,6 +657,9 @@ pub(crate) fn effective(config: &Config, extras: &Extras) -> FileConfig {
             }),
             send_buffer: config.http.socket_send_buffer,
             eio3: Some(engine.allow_eio3),
+            per_message_deflate: Some(engine.per_message_deflate),
+            deflate_threshold: Some(engine.deflate_threshold),
+            deflate_level: Some(engine.deflate_level),
         },
         limits: LimitsSection {
             max_connections: Some(engine.max_sessions),

@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::session::Transport;
 use super::{CloseReason, Engine, SessionKey};
+use crate::codec::deflate::Deflater;
 use crate::codec::eio::{self, Version};
 use crate::codec::frame::{Frame, FrameKind};
 use crate::codec::ws;
@@ -159,6 +160,20 @@ impl Engine {
         }
     }
 
+    /// Gives a broadcast's frames that will be compressed a shared cell for their compressed
+    /// form before they travel to the other shards, so the first shard that needs it compresses
+    /// once for all; nothing when permessage-deflate is off.
+    pub fn share_deflate(&self, frames: &mut [Frame]) {
+        if !self.config.per_message_deflate {
+            return;
+        }
+        for frame in frames {
+            if frame.payload_slice().len() >= self.config.deflate_threshold {
+                frame.share_deflate();
+            }
+        }
+    }
+
     /// A packet for `key` did not fit its outbound queue: the slow-consumer policy applies.
     fn overflowed(&mut self, key: SessionKey) {
         match self.config.slow_consumer {
@@ -201,8 +216,15 @@ impl Engine {
                 if volatile && !entry.queue.is_empty() {
                     return Err(SendError::VolatileDropped);
                 }
-                let bytes = frames.ws_bytes(version);
-                if entry.queued_bytes + bytes.len() > self.config.max_outbound_bytes {
+                let (queued_bytes, deflate) = (entry.queued_bytes, entry.deflate);
+                let bytes = if deflate {
+                    let level = self.config.deflate_level;
+                    let deflater = self.deflater.get_or_insert_with(|| Deflater::new(level));
+                    frames.ws_bytes(version, Some((deflater, self.config.deflate_threshold)))
+                } else {
+                    frames.ws_bytes(version, None)
+                };
+                if queued_bytes + bytes.len() > self.config.max_outbound_bytes {
                     self.overflowed(key);
                     return Err(SendError::Overflowed);
                 }
@@ -235,31 +257,36 @@ impl Engine {
 }
 
 /// The frames of a packet (or of a run of broadcasts) and their WebSocket bytes, joined into
-/// one buffer per Engine.IO version on first use and shared by every recipient.
+/// one buffer per Engine.IO version, plain or compressed, on first use and shared by every
+/// recipient.
 struct Joined<'a> {
     frames: &'a [Frame],
-    v4: Option<Bytes>,
-    v3: Option<Bytes>,
+    /// `[plain, deflated][V4, V3]`.
+    slots: [[Option<Bytes>; 2]; 2],
 }
 
 impl<'a> Joined<'a> {
     fn new(frames: &'a [Frame]) -> Joined<'a> {
         Joined {
             frames,
-            v4: None,
-            v3: None,
+            slots: Default::default(),
         }
     }
 
-    fn ws_bytes(&mut self, version: Version) -> &Bytes {
+    /// The bytes for a recipient of `version`; with `deflate` (the shard's compressor and the
+    /// threshold), for a link that agreed permessage-deflate.
+    fn ws_bytes(&mut self, version: Version, deflate: Option<(&mut Deflater, usize)>) -> &Bytes {
         let frames = self.frames;
-        let slot = match version {
-            Version::V4 => &mut self.v4,
-            Version::V3 => &mut self.v3,
-        };
-        slot.get_or_insert_with(|| match frames {
-            [frame] => link_bytes(frame, version),
-            _ => {
+        let slot = &mut self.slots[usize::from(deflate.is_some())][match version {
+            Version::V4 => 0,
+            Version::V3 => 1,
+        }];
+        slot.get_or_insert_with(|| match (frames, deflate) {
+            ([frame], None) => link_bytes(frame, version),
+            ([frame], Some((deflater, threshold))) => {
+                deflated_link_bytes(frame, version, deflater, threshold)
+            }
+            (_, None) => {
                 let len = frames.iter().map(|f| f.ws_bytes().len() + 1).sum();
                 let mut joined = BytesMut::with_capacity(len);
                 for frame in frames {
@@ -267,8 +294,46 @@ impl<'a> Joined<'a> {
                 }
                 joined.freeze()
             }
+            (_, Some((deflater, threshold))) => {
+                let parts: Vec<Bytes> = frames
+                    .iter()
+                    .map(|frame| deflated_link_bytes(frame, version, deflater, threshold))
+                    .collect();
+                let mut joined = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+                for part in &parts {
+                    joined.extend_from_slice(part);
+                }
+                joined.freeze()
+            }
         })
     }
+}
+
+/// [`link_bytes`] for a link that agreed permessage-deflate: compressed (RSV1) when the
+/// message is at least `threshold` bytes and compressing shrinks it, else as is. Each message
+/// is compressed on its own (no context takeover), so a frame's compressed form is the same
+/// for every recipient and is shared through the frame.
+fn deflated_link_bytes(
+    frame: &Frame,
+    version: Version,
+    deflater: &mut Deflater,
+    threshold: usize,
+) -> Bytes {
+    let v3_binary = needs_v3_type_byte(frame, version);
+    let payload = frame.payload_slice();
+    if payload.len() + usize::from(v3_binary) < threshold {
+        return link_bytes(frame, version);
+    }
+    let compressed = if v3_binary {
+        // The type byte is part of the message: compressed with it, for this version only.
+        let mut message = Vec::with_capacity(payload.len() + 1);
+        message.push(eio::PacketType::Message as u8);
+        message.extend_from_slice(payload);
+        deflater.frame(ws::OPCODE_BINARY, &message)
+    } else {
+        frame.deflated(deflater)
+    };
+    compressed.unwrap_or_else(|| link_bytes(frame, version))
 }
 
 /// The WebSocket bytes of a frame for a recipient: shared as is, except binary frames for
