@@ -324,3 +324,57 @@ fn a_bomb_bad_data_or_rsv2_close_that_client_alone() {
     assert!(compressed);
     assert_eq!(echoed, format!(r#"435["{}"]"#, "fragment ".repeat(300)));
 }
+
+/// tests/ui/deflate.mjs: headless Chromium (Debian's `chromium`, driven by puppeteer-core from
+/// `npm ci --prefix tests/ui`) connects over a compressed WebSocket and exchanges a 117 KB
+/// message and a broadcast.
+#[test]
+fn headless_chromium_exchanges_a_large_message_over_a_compressed_websocket() {
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
+    assert!(
+        ui.join("node_modules/puppeteer-core").is_dir()
+            && ui.join("node_modules/socket.io-client").is_dir(),
+        "install puppeteer-core first with `npm ci --prefix tests/ui`"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(
+        Path::new(&chromium).is_file(),
+        "{chromium} is missing: `apt-get install chromium` (or name one with CHROMIUM)"
+    );
+    let server = common::Server::start(DEFLATE_ON);
+    let mut child = Command::new("node")
+        .arg("deflate.mjs")
+        .current_dir(&ui)
+        .env("RINGCAST_URL", server.url())
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    let started = Instant::now();
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(75) {
+            // Our own child, by its handle (the script closes its browser itself).
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().expect("script output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the Chromium scenario failed ({status:?})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+    );
+    print!("{stdout}");
+}
