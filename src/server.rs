@@ -205,6 +205,10 @@ impl ServerBuilder {
                     namespaces,
                     to_shards,
                     shards as u16,
+                    config
+                        .engine
+                        .per_message_deflate
+                        .then_some(config.engine.deflate_threshold),
                 )?)
             }
             Some(control) => {

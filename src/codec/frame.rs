@@ -112,6 +112,17 @@ impl Frame {
     }
 }
 
+/// Gives every frame of at least `threshold` payload bytes a shared cell for its compressed
+/// form ([`Frame::share_deflate`]): those are the ones a link with permessage-deflate gets
+/// compressed.
+pub fn share_deflate_over(frames: &mut [Frame], threshold: usize) {
+    for frame in frames {
+        if frame.payload_slice().len() >= threshold {
+            frame.share_deflate();
+        }
+    }
+}
+
 /// Writes a frame's payload in place after room reserved for the header, so that a packet is
 /// serialised exactly once.
 pub struct FrameBuilder {

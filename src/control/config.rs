@@ -783,7 +783,8 @@ mod tests {
         let path = write(
             "sets",
             "[server]\nport = 4000\ncores = 2\n[engine]\nping_interval = \"5s\"\n\
-             max_payload = \"64KiB\"\n[limits]\nmax_rooms_per_socket = 7\n\
+             max_payload = \"64KiB\"\nper_message_deflate = true\ndeflate_threshold = \"2KiB\"\n\
+             deflate_level = 1\n[limits]\nmax_rooms_per_socket = 7\n\
              [cors]\norigins = [\"http://a\"]\n",
         );
         let file = load(Some(&path), vars(&[])).expect("load");
@@ -793,6 +794,9 @@ mod tests {
         assert_eq!(config.cores, 2);
         assert_eq!(config.engine.ping_interval, Duration::from_secs(5));
         assert_eq!(config.engine.max_payload, 65_536);
+        assert!(config.engine.per_message_deflate);
+        assert_eq!(config.engine.deflate_threshold, 2048);
+        assert_eq!(config.engine.deflate_level, 1);
         assert_eq!(config.socketio.max_rooms_per_socket, 7);
         assert_eq!(config.cors.origins, ["http://a"]);
         let _ = std::fs::remove_file(path);

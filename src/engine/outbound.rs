@@ -14,7 +14,7 @@ use super::session::Transport;
 use super::{CloseReason, Engine, SessionKey};
 use crate::codec::deflate::Deflater;
 use crate::codec::eio::{self, Version};
-use crate::codec::frame::{Frame, FrameKind};
+use crate::codec::frame::{self, Frame, FrameKind};
 use crate::codec::ws;
 use crate::config::SlowConsumerPolicy;
 
@@ -164,13 +164,8 @@ impl Engine {
     /// form before they travel to the other shards, so the first shard that needs it compresses
     /// once for all; nothing when permessage-deflate is off.
     pub fn share_deflate(&self, frames: &mut [Frame]) {
-        if !self.config.per_message_deflate {
-            return;
-        }
-        for frame in frames {
-            if frame.payload_slice().len() >= self.config.deflate_threshold {
-                frame.share_deflate();
-            }
+        if self.config.per_message_deflate {
+            frame::share_deflate_over(frames, self.config.deflate_threshold);
         }
     }
 
