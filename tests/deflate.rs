@@ -12,7 +12,13 @@ use std::time::Duration;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 
-const DEFLATE_ON: &[&str] = &["--cores", "2", "--per-message-deflate"];
+const DEFLATE_ON: &[&str] = &[
+    "--cores",
+    "2",
+    "--per-message-deflate",
+    "--metrics-path",
+    "/metrics",
+];
 const OFFER: &str = "permessage-deflate; client_max_window_bits";
 const ANSWER: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
 
@@ -281,6 +287,19 @@ fn large_messages_travel_compressed_both_ways_and_small_ones_plain() {
         }
         assert_eq!(seen, Some((true, expected.clone())));
     }
+    // The echo and two broadcast deliveries went compressed (the third member has no
+    // extension); the metrics count them.
+    let metrics = common::exchange(
+        server.addr,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let metrics = String::from_utf8_lossy(&metrics);
+    let compressed = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("ringcast_sent_compressed_packets_total "))
+        .and_then(|value| value.trim().parse::<f64>().ok());
+    assert_eq!(compressed, Some(3.0), "{metrics}");
     let mut seen = None;
     for _ in 0..3 {
         let frame = plain.frame();

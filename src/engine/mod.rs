@@ -126,6 +126,8 @@ pub struct EngineTraffic {
     pub packets_out: u64,
     /// Their bytes as queued: whole WebSocket frames, or polling packets' payloads.
     pub bytes_out: u64,
+    /// Of `packets_out`, those that went compressed (permessage-deflate).
+    pub compressed_out: u64,
     /// Handshakes refused, by reason (see [`RefusedHandshakes`]).
     pub refused: RefusedHandshakes,
     /// Sessions now, `[polling, websocket][EIO=3, EIO=4]` (a session probing a WebSocket is

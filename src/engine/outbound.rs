@@ -223,7 +223,8 @@ impl Engine {
                     self.overflowed(key);
                     return Err(SendError::Overflowed);
                 }
-                let bytes = bytes.clone();
+                let (bytes, compressed) = (bytes.clone(), frames.compressed(version, deflate));
+                self.traffic.compressed_out += compressed;
                 self.traffic.packets_out += frames.frames.len() as u64;
                 self.traffic.bytes_out += bytes.len() as u64;
                 self.push_link(link, bytes);
@@ -258,6 +259,8 @@ struct Joined<'a> {
     frames: &'a [Frame],
     /// `[plain, deflated][V4, V3]`.
     slots: [[Option<Bytes>; 2]; 2],
+    /// How many frames of the deflated forms went compressed, `[V4, V3]` (for the metrics).
+    compressed: [u64; 2],
 }
 
 impl<'a> Joined<'a> {
@@ -265,21 +268,31 @@ impl<'a> Joined<'a> {
         Joined {
             frames,
             slots: Default::default(),
+            compressed: [0; 2],
         }
+    }
+
+    /// How many of the frames [`Joined::ws_bytes`] gave for `version` are compressed.
+    fn compressed(&self, version: Version, deflate: bool) -> u64 {
+        if !deflate {
+            return 0;
+        }
+        self.compressed[version_index(version)]
     }
 
     /// The bytes for a recipient of `version`; with `deflate` (the shard's compressor and the
     /// threshold), for a link that agreed permessage-deflate.
     fn ws_bytes(&mut self, version: Version, deflate: Option<(&mut Deflater, usize)>) -> &Bytes {
         let frames = self.frames;
-        let slot = &mut self.slots[usize::from(deflate.is_some())][match version {
-            Version::V4 => 0,
-            Version::V3 => 1,
-        }];
+        let index = version_index(version);
+        let slot = &mut self.slots[usize::from(deflate.is_some())][index];
+        let compressed = &mut self.compressed[index];
         slot.get_or_insert_with(|| match (frames, deflate) {
             ([frame], None) => link_bytes(frame, version),
             ([frame], Some((deflater, threshold))) => {
-                deflated_link_bytes(frame, version, deflater, threshold)
+                let (bytes, packed) = deflated_link_bytes(frame, version, deflater, threshold);
+                *compressed = u64::from(packed);
+                bytes
             }
             (_, None) => {
                 let len = frames.iter().map(|f| f.ws_bytes().len() + 1).sum();
@@ -290,13 +303,15 @@ impl<'a> Joined<'a> {
                 joined.freeze()
             }
             (_, Some((deflater, threshold))) => {
-                let parts: Vec<Bytes> = frames
+                let parts: Vec<(Bytes, bool)> = frames
                     .iter()
                     .map(|frame| deflated_link_bytes(frame, version, deflater, threshold))
                     .collect();
-                let mut joined = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
-                for part in &parts {
+                let mut joined =
+                    BytesMut::with_capacity(parts.iter().map(|(part, _)| part.len()).sum());
+                for (part, packed) in &parts {
                     joined.extend_from_slice(part);
+                    *compressed += u64::from(*packed);
                 }
                 joined.freeze()
             }
@@ -304,20 +319,27 @@ impl<'a> Joined<'a> {
     }
 }
 
-/// [`link_bytes`] for a link that agreed permessage-deflate: compressed (RSV1) when the
-/// message is at least `threshold` bytes and compressing shrinks it, else as is. Each message
-/// is compressed on its own (no context takeover), so a frame's compressed form is the same
-/// for every recipient and is shared through the frame.
+fn version_index(version: Version) -> usize {
+    match version {
+        Version::V4 => 0,
+        Version::V3 => 1,
+    }
+}
+
+/// [`link_bytes`] for a link that agreed permessage-deflate: compressed (RSV1, and `true`)
+/// when the message is at least `threshold` bytes and compressing shrinks it, else as is. Each
+/// message is compressed on its own (no context takeover), so a frame's compressed form is the
+/// same for every recipient and is shared through the frame.
 fn deflated_link_bytes(
     frame: &Frame,
     version: Version,
     deflater: &mut Deflater,
     threshold: usize,
-) -> Bytes {
+) -> (Bytes, bool) {
     let v3_binary = needs_v3_type_byte(frame, version);
     let payload = frame.payload_slice();
     if payload.len() + usize::from(v3_binary) < threshold {
-        return link_bytes(frame, version);
+        return (link_bytes(frame, version), false);
     }
     let compressed = if v3_binary {
         // The type byte is part of the message: compressed with it, for this version only.
@@ -328,7 +350,10 @@ fn deflated_link_bytes(
     } else {
         frame.deflated(deflater)
     };
-    compressed.unwrap_or_else(|| link_bytes(frame, version))
+    match compressed {
+        Some(bytes) => (bytes, true),
+        None => (link_bytes(frame, version), false),
+    }
 }
 
 /// The WebSocket bytes of a frame for a recipient: shared as is, except binary frames for

@@ -618,4 +618,6 @@ fn deflate_links_get_large_messages_compressed_once_and_others_plain() {
     // A direct send to a deflate link is compressed too.
     engine.send(a, &Frame::text(big.as_bytes()), false).unwrap();
     assert_eq!(written(&mut engine, link_a, now).0[0][0], 0xc1);
+    // Counted once per recipient: a and c for the broadcast, a for the direct send.
+    assert_eq!(engine.traffic().compressed_out, 3);
 }
