@@ -706,6 +706,46 @@ mod tests {
     }
 
     #[test]
+    fn the_first_acceptable_deflate_offer_is_kept_only_on_an_upgrade() {
+        let with = |extensions: &str| {
+            let head = UPGRADE.replace(
+                "Sec-WebSocket-Version: 13\r\n",
+                &format!("Sec-WebSocket-Version: 13\r\n{extensions}"),
+            );
+            parse_request(head.as_bytes(), 4096)
+                .expect("valid")
+                .expect("complete")
+                .websocket_deflate
+                .map(|agreement| agreement.response_value())
+        };
+        let plain = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+        assert_eq!(with(""), None);
+        assert_eq!(
+            with("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"),
+            Some(plain)
+        );
+        // Two headers read as one list: the first offer is declined, the second taken.
+        assert_eq!(
+            with(
+                "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9\r\n\
+                 Sec-WebSocket-Extensions: permessage-deflate\r\n"
+            ),
+            Some(plain)
+        );
+        assert_eq!(
+            with("Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n"),
+            None
+        );
+        // Not an upgrade: nothing to answer.
+        let polling = "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\n\
+                       Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+        let request = parse_request(polling.as_bytes(), 4096)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(request.websocket_deflate, None);
+    }
+
+    #[test]
     fn parses_whole_and_split_requests() {
         for (name, text, expected) in ok_cases() {
             let bytes = text.as_bytes();
