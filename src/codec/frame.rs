@@ -213,4 +213,24 @@ mod tests {
         assert_eq!(&frame.ws_bytes()[..], &[0x82, 3, 1, 2, 3]);
         assert_eq!(frame.kind(), FrameKind::Binary);
     }
+
+    #[test]
+    fn clones_share_one_compressed_form_once_given_a_cell() {
+        let text = format!("4{}", "a broadcast to many ".repeat(100));
+        let mut frames = [Frame::text(text.as_bytes()), Frame::text(b"4small")];
+        share_deflate_over(&mut frames, 100);
+        let (big, small) = (frames[0].clone(), frames[1].clone());
+        let first = big.deflated(&mut Deflater::new(6)).expect("compressible");
+        // Another shard's clone with its own deflater gets the very same bytes, not a copy.
+        let again = frames[0]
+            .deflated(&mut Deflater::new(1))
+            .expect("compressible");
+        assert_eq!(first.as_ptr(), again.as_ptr());
+        // Under the threshold: no cell, so each call compresses anew.
+        let one = small.deflated(&mut Deflater::new(6));
+        let two = frames[1].deflated(&mut Deflater::new(6));
+        assert_eq!(one, two);
+        // The cell is no part of equality.
+        assert_eq!(big, Frame::text(text.as_bytes()));
+    }
 }
