@@ -150,6 +150,15 @@ pub struct EngineConfig {
     /// Conformance-suite quirk (conformance.md §6): delay the first frame of an EIO=3
     /// WebSocket session so that it never shares a TCP read with the 101 response.
     pub eio3_ws_open_delay: Option<Duration>,
+    /// Accept RFC 7692 permessage-deflate when a WebSocket client offers it (off by default,
+    /// as on Node's server). Always without context takeover either way: one compressed frame
+    /// fits every recipient, and a connection keeps no compression window.
+    pub per_message_deflate: bool,
+    /// Messages of at least this many bytes are compressed on links that negotiated it
+    /// (Node's `threshold`); smaller ones go as they are.
+    pub deflate_threshold: usize,
+    /// DEFLATE level, 0 (store) to 9 (smallest); Node's zlib default is 6.
+    pub deflate_level: u32,
 }
 
 /// HTTP/1.1 connection options (`net`): request heads and client sockets.
@@ -242,6 +251,9 @@ impl Default for EngineConfig {
             max_sessions_per_ip: 0,
             handshakes_per_ip_per_second: 0,
             eio3_ws_open_delay: None,
+            per_message_deflate: false,
+            deflate_threshold: 1024,
+            deflate_level: 6,
         }
     }
 }

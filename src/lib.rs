@@ -107,6 +107,12 @@ pub mod internals {
                 V3_BINARY_LENGTH_END, V3_BINARY_STRING, V3_LENGTH_END,
             };
         }
+        /// permessage-deflate: the negotiation and one message's DEFLATE each way.
+        pub mod deflate {
+            pub use crate::codec::deflate::{
+                negotiate, Agreement, Deflater, InflateError, Inflater,
+            };
+        }
         /// Encoded server frames.
         pub mod frame {
             pub use crate::codec::frame::Frame;
@@ -139,7 +145,7 @@ pub mod internals {
         }
         /// WebSocket frames.
         pub mod ws {
-            pub use crate::codec::ws::{unmask, unmask_scalar, Decoder, Message};
+            pub use crate::codec::ws::{unmask, unmask_scalar, Decoder, Message, RSV1};
         }
     }
     /// The cross-shard rings (`crate::bus`).

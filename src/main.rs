@@ -75,6 +75,16 @@ struct Cli {
     /// packets are dropped before that, whenever the client can't take them at once).
     #[arg(long, default_value_t = DEFAULTS.engine.max_outbound_bytes)]
     max_outbound: usize,
+    /// Accept permessage-deflate (RFC 7692) from WebSocket clients that offer it.
+    #[arg(long)]
+    per_message_deflate: bool,
+    /// With --per-message-deflate: compress messages of at least this many bytes.
+    #[arg(long, default_value_t = DEFAULTS.engine.deflate_threshold)]
+    deflate_threshold: usize,
+    /// With --per-message-deflate: the DEFLATE level, 0 (fastest) to 9 (smallest).
+    #[arg(long, default_value_t = DEFAULTS.engine.deflate_level,
+          value_parser = clap::value_parser!(u32).range(0..=9))]
+    deflate_level: u32,
     /// Sessions open on the whole server (0: no limit); past it handshakes get 503.
     #[arg(long, default_value_t = DEFAULTS.engine.max_sessions)]
     max_connections: usize,
@@ -320,6 +330,13 @@ impl Cli {
             ms(self.upgrade_timeout)
         );
         engine.allow_eio3 &= !self.no_eio3;
+        engine.per_message_deflate |= self.per_message_deflate;
+        flag!(
+            "deflate_threshold",
+            engine.deflate_threshold,
+            self.deflate_threshold
+        );
+        flag!("deflate_level", engine.deflate_level, self.deflate_level);
 
         let http = &mut config.http;
         flag!("max_head", http.max_head_bytes, self.max_head);
@@ -657,6 +674,9 @@ mod tests {
             "--max-payload=3",
             "--connect-timeout=4",
             "--max-outbound=5",
+            "--per-message-deflate",
+            "--deflate-threshold=16",
+            "--deflate-level=1",
             "--max-connections=6",
             "--max-connections-per-ip=7",
             "--handshakes-per-ip=8",
@@ -725,6 +745,9 @@ mod tests {
         engine.slow_consumer = SlowConsumerPolicy::Drop;
         engine.upgrade_timeout = ms(13);
         engine.allow_eio3 = false;
+        engine.per_message_deflate = true;
+        engine.deflate_threshold = 16;
+        engine.deflate_level = 1;
         expected.socketio.connect_timeout = ms(4);
         expected.socketio.max_rooms_per_socket = 9;
         expected.socketio.max_namespaces_per_client = 10;

@@ -200,6 +200,7 @@ impl Collector for Exposition {
             engine.bytes_in += traffic.bytes_in;
             engine.packets_out += traffic.packets_out;
             engine.bytes_out += traffic.bytes_out;
+            engine.compressed_out += traffic.compressed_out;
             engine.refused.shutting_down += traffic.refused.shutting_down;
             engine.refused.session_limit += traffic.refused.session_limit;
             engine.refused.handshake_rate += traffic.refused.handshake_rate;
@@ -322,6 +323,12 @@ impl Collector for Exposition {
             "sent_bytes",
             "Bytes queued for clients: WebSocket frames, or polling packets' payloads.",
             engine.bytes_out,
+        )?;
+        counter(
+            e,
+            "sent_compressed_packets",
+            "Of the packets queued for clients, those sent compressed (permessage-deflate).",
+            engine.compressed_out,
         )?;
         labelled(
             e,

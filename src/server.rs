@@ -206,6 +206,10 @@ impl ServerBuilder {
                     to_shards,
                     shards as u16,
                     config.socketio.parser,
+                    config
+                        .engine
+                        .per_message_deflate
+                        .then_some(config.engine.deflate_threshold),
                 )?)
             }
             Some(control) => {

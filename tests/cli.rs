@@ -94,6 +94,11 @@ fn the_flags_defaults_are_the_librarys() {
         ),
         ("--max-connections", config.engine.max_sessions.to_string()),
         (
+            "--deflate-threshold",
+            config.engine.deflate_threshold.to_string(),
+        ),
+        ("--deflate-level", config.engine.deflate_level.to_string()),
+        (
             "--max-connections-per-ip",
             config.engine.max_sessions_per_ip.to_string(),
         ),
@@ -132,6 +137,7 @@ fn the_flags_defaults_are_the_librarys() {
     // The flags without a value turn off (or on) what the library does by default, and those
     // that name something optional are off by default.
     assert!(config.engine.allow_eio3, "--no-eio3");
+    assert!(!config.engine.per_message_deflate, "--per-message-deflate");
     assert!(config.pin_cores, "--no-pin");
     assert!(!config.force_epoll, "--epoll");
     assert!(!config.cors.credentials, "--cors-credentials");

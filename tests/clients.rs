@@ -30,6 +30,8 @@ const SHARDS: &str = "2";
 const SERVER_ARGS: &[&str] = &["--namespace", "/", "--namespace", "/chat"];
 /// The maxPayload scenario's limit: its clients emit 5000-byte strings.
 const SMALL_MAX_PAYLOAD: &[&str] = &["--max-payload", "2000"];
+/// The permessage-deflate scenario's server.
+const DEFLATE: &[&str] = &["--per-message-deflate"];
 /// The heartbeat scenario's timers: about six heartbeats in the 2 s it stays connected.
 const FAST_PING: &[&str] = &["--ping-interval", "300", "--ping-timeout", "200"];
 
@@ -286,6 +288,15 @@ fn raw_eio3_binary_polling_on_fresh_connections() {
 fn max_payload_disconnects_only_the_sender() {
     if let Some(target) = Target::special(SMALL_MAX_PAYLOAD, "RINGCAST_EXTERNAL_ADDR_MAX_PAYLOAD") {
         run_script(&target, Runtime::Node, "js/max_payload.mjs", &[]);
+    }
+}
+
+// 10b. permessage-deflate: socket.io-client 4 negotiates it over `ws`; large messages both ways
+// and broadcasts arrive intact; a raw `ws` client sees RSV1 on large frames only.
+#[test]
+fn v4_per_message_deflate() {
+    if let Some(target) = Target::special(DEFLATE, "RINGCAST_EXTERNAL_ADDR_DEFLATE") {
+        run_script(&target, Runtime::Node, "js/v4_deflate.mjs", &[]);
     }
 }
 

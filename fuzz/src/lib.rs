@@ -18,6 +18,7 @@ use ringcast::internals::codec::adapter::{
     self, BroadcastMessage, ClassicChannel, ClusterMessage, OptsOrder, Request, RequestType,
     Response, ShardedChannel, SubscriptionMode,
 };
+use ringcast::internals::codec::deflate::{self, Deflater, Inflater};
 use ringcast::internals::codec::eio::{self, Packet, Version};
 use ringcast::internals::codec::frame::Frame;
 use ringcast::internals::codec::msgpack;
@@ -110,13 +111,19 @@ pub fn http_request(data: &[u8]) {
 
 /// A WebSocket frame stream from a client: decoding it in pieces gives the same messages (or
 /// the same error) as decoding it whole, and no message is larger than the limit.
+///
+/// With the first byte's top bit set, the decoder has permessage-deflate: RSV1 messages are
+/// inflated (never past the limit, whatever they inflate to), and the stream, compressed by the
+/// server's deflater and sent as one RSV1 frame, must come back as it was. The stream, read as
+/// a `Sec-WebSocket-Extensions` value, must negotiate without panicking.
 pub fn ws_frames(data: &[u8]) {
     const MAX_MESSAGE: usize = 1 << 12;
     let Some((&step, stream)) = data.split_first() else {
         return;
     };
-    let whole = decode_ws(stream, stream.len().max(1), MAX_MESSAGE);
-    let pieces = decode_ws(stream, usize::from(step % 64) + 1, MAX_MESSAGE);
+    let deflate = step & 0x80 != 0;
+    let whole = decode_ws(stream, stream.len().max(1), MAX_MESSAGE, deflate);
+    let pieces = decode_ws(stream, usize::from(step % 64) + 1, MAX_MESSAGE, deflate);
     assert_eq!(
         whole, pieces,
         "the result depends on how the stream was split"
@@ -128,20 +135,69 @@ pub fn ws_frames(data: &[u8]) {
             "a message over the limit got through"
         );
     }
+    if deflate {
+        deflate_round_trip(stream, MAX_MESSAGE);
+        if let Ok(header) = std::str::from_utf8(stream) {
+            let _ = deflate::negotiate(header);
+        }
+    }
+}
+
+/// `data` compressed as the server does, framed as a client would (masked, RSV1, binary),
+/// decodes back to `data`.
+fn deflate_round_trip(data: &[u8], max_message: usize) {
+    let Some(server_frame) = Deflater::new(1).frame(0x2, data) else {
+        return; // did not shrink: sent uncompressed, nothing to check
+    };
+    assert_eq!(server_frame[0], 0x80 | ws::RSV1 | 0x2, "FIN, RSV1, binary");
+    let header = match server_frame[1] {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    let packed = &server_frame[header..];
+    let mut frame = vec![server_frame[0]];
+    match packed.len() {
+        len @ 0..=125 => frame.push(0x80 | len as u8),
+        len @ 126..=0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&[0; 4]); // a zero mask leaves the payload as it is
+    frame.extend_from_slice(packed);
+    let mut decoder = ws::Decoder::with_deflate(max_message.max(data.len()));
+    let mut inflater = Inflater::new();
+    let mut buf = BytesMut::from(&frame[..]);
+    let decoded = decoder.decode_with(&mut buf, Some(&mut inflater));
+    assert_eq!(
+        decoded,
+        Ok(Some(ws::Message::Binary(Bytes::copy_from_slice(data)))),
+        "a compressed message did not come back as it was"
+    );
 }
 
 type WsOutcome = (Vec<Vec<u8>>, Option<u16>);
 
 /// Decodes `stream` fed `chunk` bytes at a time: the messages (tagged by kind) and the close
 /// code of the error that stopped it, if any.
-fn decode_ws(stream: &[u8], chunk: usize, max_message: usize) -> WsOutcome {
-    let mut decoder = ws::Decoder::new(max_message);
+fn decode_ws(stream: &[u8], chunk: usize, max_message: usize, deflate: bool) -> WsOutcome {
+    let mut decoder = if deflate {
+        ws::Decoder::with_deflate(max_message)
+    } else {
+        ws::Decoder::new(max_message)
+    };
+    let mut inflater = Inflater::new();
     let mut buf = BytesMut::new();
     let mut messages = Vec::new();
     for piece in stream.chunks(chunk) {
         buf.extend_from_slice(piece);
         loop {
-            match decoder.decode(&mut buf) {
+            match decoder.decode_with(&mut buf, Some(&mut inflater)) {
                 Ok(Some(message)) => messages.push(tag_ws(message)),
                 Ok(None) => break,
                 Err(error) => return (messages, Some(error.close_code())),

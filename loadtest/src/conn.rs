@@ -8,7 +8,10 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use flate2::{Decompress, FlushDecompress};
 
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
@@ -29,6 +32,58 @@ pub struct Target {
     /// The Socket.IO CONNECT packet every client sends: `40`, or `40{...}` with an auth
     /// payload (a token, say).
     pub connect: Vec<u8>,
+    /// Offer permessage-deflate in the upgrade (`--deflate`).
+    pub deflate: bool,
+}
+
+/// Bytes every client of this process read from its connection (the upgrade's answer included):
+/// the bytes on the wire, compressed or not, for `wire_bytes_per_unit`.
+pub static WIRE_BYTES_READ: AtomicU64 = AtomicU64::new(0);
+
+/// RFC 7692 §7.2.2: the tail a sender cuts off each compressed message.
+const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// A connection's permessage-deflate inflater, once agreed.
+struct Inflate {
+    decompress: Decompress,
+    /// The server said `server_no_context_takeover`: each message stands alone. Otherwise
+    /// (Node's default) the window carries over from message to message.
+    reset_each: bool,
+    out: Vec<u8>,
+}
+
+impl Inflate {
+    fn message(&mut self, compressed: &[u8]) -> Result<&[u8], FrameError> {
+        if self.reset_each {
+            self.decompress.reset(false);
+        }
+        self.out.clear();
+        for part in [compressed, &DEFLATE_TAIL[..]] {
+            let mut input = part;
+            // Each pass consumes input or fills the output, which doubles up to MAX_FRAME.
+            for _ in 0..64 {
+                if input.is_empty() {
+                    break;
+                }
+                if self.out.capacity() - self.out.len() < 1024 {
+                    if self.out.len() >= wire::MAX_FRAME {
+                        return Err(FrameError::TooLarge(self.out.len() as u64));
+                    }
+                    self.out.reserve(self.out.capacity().max(4096));
+                }
+                let before = self.decompress.total_in();
+                self.decompress
+                    .decompress_vec(input, &mut self.out, FlushDecompress::Sync)
+                    .map_err(|_| FrameError::Inflate)?;
+                let used = (self.decompress.total_in() - before) as usize;
+                input = &input[used.min(input.len())..];
+            }
+            if !input.is_empty() {
+                return Err(FrameError::Inflate);
+            }
+        }
+        Ok(&self.out)
+    }
 }
 
 /// Which of several servers each client connects to.
@@ -200,10 +255,13 @@ pub struct FrameBuf {
     pos: usize,
     /// Bytes of the message last returned, consumed on the next call.
     returned: usize,
-    /// A fragmented message being put together: its opcode and bytes so far.
-    fragments: Option<(u8, Vec<u8>)>,
+    /// A fragmented message being put together: its opcode, whether it is compressed, and
+    /// its bytes so far.
+    fragments: Option<(u8, bool, Vec<u8>)>,
     /// A reassembled message was returned; its buffer is reset on the next call.
     fragments_returned: bool,
+    /// Set when the server agreed permessage-deflate.
+    inflate: Option<Inflate>,
 }
 
 impl FrameBuf {
@@ -214,7 +272,17 @@ impl FrameBuf {
             returned: 0,
             fragments: None,
             fragments_returned: false,
+            inflate: None,
         }
+    }
+
+    /// The server agreed permessage-deflate (with or without its context takeover).
+    fn inflate_from_now(&mut self, server_no_context_takeover: bool) {
+        self.inflate = Some(Inflate {
+            decompress: Decompress::new(false),
+            reset_each: server_no_context_takeover,
+            out: Vec::with_capacity(4096),
+        });
     }
 
     /// The next complete message (opcode, payload), if the bytes read so far hold one.
@@ -229,8 +297,17 @@ impl FrameBuf {
             };
             let payload = self.pos + frame.payload.start..self.pos + frame.payload.end;
             let is_control = frame.opcode & 0x8 != 0;
+            if frame.compressed
+                && (self.inflate.is_none() || is_control || frame.opcode == wire::OP_CONTINUATION)
+            {
+                return Err(FrameError::Reserved);
+            }
             if is_control || (frame.fin && frame.opcode != wire::OP_CONTINUATION) {
                 self.returned = frame.len;
+                if frame.compressed {
+                    let inflate = self.inflate.as_mut().ok_or(FrameError::Reserved)?;
+                    return Ok(Some((frame.opcode, inflate.message(&self.buf[payload])?)));
+                }
                 return Ok(Some((frame.opcode, &self.buf[payload])));
             }
             // A fragment: put the message together (servers rarely fragment; this may allocate).
@@ -239,13 +316,19 @@ impl FrameBuf {
                 (None, wire::OP_CONTINUATION) | (Some(_), wire::OP_TEXT | wire::OP_BINARY) => {
                     return Err(FrameError::Reserved);
                 }
-                (None, opcode) => self.fragments = Some((opcode, bytes.to_vec())),
-                (Some((_, so_far)), _) => so_far.extend_from_slice(bytes),
+                (None, opcode) => {
+                    self.fragments = Some((opcode, frame.compressed, bytes.to_vec()));
+                }
+                (Some((_, _, so_far)), _) => so_far.extend_from_slice(bytes),
             }
             self.pos += frame.len;
             if frame.fin {
                 self.fragments_returned = true;
-                let (opcode, bytes) = self.fragments.as_ref().expect("set just above");
+                let (opcode, compressed, bytes) = self.fragments.as_ref().expect("set just above");
+                if *compressed {
+                    let inflate = self.inflate.as_mut().ok_or(FrameError::Reserved)?;
+                    return Ok(Some((*opcode, inflate.message(bytes)?)));
+                }
                 return Ok(Some((*opcode, bytes)));
             }
         }
@@ -267,7 +350,10 @@ impl FrameBuf {
         self.buf = spare.into_inner();
         match result {
             Ok(0) => Err(ConnError::Closed),
-            Ok(_) => Ok(()),
+            Ok(read) => {
+                WIRE_BYTES_READ.fetch_add(read as u64, Ordering::Relaxed);
+                Ok(())
+            }
             Err(error) => Err(ConnError::Io(error)),
         }
     }
@@ -277,7 +363,7 @@ impl FrameBuf {
     async fn peek_response_head<R: AsyncReadRent>(
         &mut self,
         io: &mut R,
-    ) -> Result<(u16, usize, Option<usize>), ConnError> {
+    ) -> Result<(u16, usize, Option<usize>, Option<bool>), ConnError> {
         self.pos += std::mem::take(&mut self.returned);
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 24];
@@ -291,7 +377,15 @@ impl FrameBuf {
                         .find(|h| h.name.eq_ignore_ascii_case("content-length"))
                         .and_then(|h| wire::parse_decimal(h.value))
                         .map(|n| n as usize);
-                    return Ok((code, len, content_length));
+                    // permessage-deflate agreed: whether the server keeps no context.
+                    let deflate = response
+                        .headers
+                        .iter()
+                        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                        .filter_map(|h| std::str::from_utf8(h.value).ok())
+                        .find(|v| v.trim_start().starts_with("permessage-deflate"))
+                        .map(|v| v.contains("server_no_context_takeover"));
+                    return Ok((code, len, content_length, deflate));
                 }
                 Ok(httparse::Status::Partial) => {
                     if self.buf.len() - self.pos > 64 * 1024 {
@@ -306,8 +400,11 @@ impl FrameBuf {
 
     /// Reads an HTTP response head and leaves only what follows it.
     async fn read_response_head<R: AsyncReadRent>(&mut self, io: &mut R) -> Result<u16, ConnError> {
-        let (code, head, _) = self.peek_response_head(io).await?;
+        let (code, head, _, deflate) = self.peek_response_head(io).await?;
         self.pos += head;
+        if let Some(server_no_context_takeover) = deflate {
+            self.inflate_from_now(server_no_context_takeover);
+        }
         Ok(code)
     }
 
@@ -317,7 +414,7 @@ impl FrameBuf {
         &mut self,
         io: &mut R,
     ) -> Result<(u16, Range<usize>), ConnError> {
-        let (code, head, content_length) = self.peek_response_head(io).await?;
+        let (code, head, content_length, _) = self.peek_response_head(io).await?;
         let Some(length) = content_length.filter(|&n| n <= wire::MAX_FRAME) else {
             return Err(ConnError::Handshake(
                 "response without a usable Content-Length".into(),
@@ -354,13 +451,24 @@ pub async fn open_socket(target: &Target, index: usize) -> Result<Socket, ConnEr
     let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &random[..16]);
     let mask = [random[16], random[17], random[18], random[19]];
     let mut request = Vec::with_capacity(256);
-    wire::upgrade_request(&mut request, &target.host, &target.path, &key);
+    wire::upgrade_request(
+        &mut request,
+        &target.host,
+        &target.path,
+        &key,
+        target.deflate,
+    );
     let (result, _) = stream.write_all(request).await;
     result?;
     let mut frames = FrameBuf::new(4096);
     let status = frames.read_response_head(&mut stream).await?;
     if status != 101 {
         return Err(ConnError::Handshake(format!("upgrade answered {status}")));
+    }
+    if target.deflate && frames.inflate.is_none() {
+        return Err(ConnError::Handshake(
+            "--deflate: the server did not agree permessage-deflate".into(),
+        ));
     }
     let mut opened = false;
     loop {

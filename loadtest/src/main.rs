@@ -100,6 +100,14 @@ struct Global {
     /// No progress bar.
     #[arg(long, global = true)]
     quiet: bool,
+    /// Offer permessage-deflate (RFC 7692) in every WebSocket upgrade, as browsers do, and
+    /// inflate what comes compressed; a server that does not agree fails the connect.
+    #[arg(long, global = true)]
+    deflate: bool,
+    /// Pad payloads with text that compresses as chat or JSON does (about 3:1) instead of a
+    /// 36-byte cycle (about 30:1): for runs that measure compression.
+    #[arg(long, global = true)]
+    text_padding: bool,
     /// The CONNECT's auth payload, a JSON object (`{"token":"..."}` for a server that checks
     /// tokens); none when not given.
     #[arg(long, global = true)]
@@ -351,6 +359,10 @@ fn gcd(a: usize, b: usize) -> usize {
 }
 
 fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
+    if global.text_padding {
+        // Payloads up to 8 KiB get text (8 MiB of it in all); longer ones keep the cycle.
+        payload::use_text_padding(8 << 10);
+    }
     let sources: Vec<IpAddr> = (0..global.source_addrs)
         .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i.saturating_add(1))))
         .collect();
@@ -376,6 +388,7 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
             path: global.path.clone(),
             sources: sources.clone(),
             connect: connect.clone(),
+            deflate: global.deflate,
         });
     }
     if targets.is_empty() {
@@ -593,7 +606,14 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
             params["publishers_on"] = home.into();
         }
     }
-    let key = scenario_key(scenario, &params);
+    let mut key = scenario_key(scenario, &params);
+    // Runs with other payloads or compression are other rows.
+    if global.text_padding {
+        key.push_str(", text");
+    }
+    if global.deflate {
+        key.push_str(", deflate");
+    }
 
     let run = Arc::new(Run::new(threads, marks));
     let progress = Progress::new(!global.quiet && std::io::stderr().is_terminal(), &key);
@@ -759,6 +779,10 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
         reordered: run.total(|c| &c.reordered),
         corrupt: run.total(|c| &c.corrupt),
         errors: run.total(|c| &c.errors),
+        wire_bytes_per_unit: match (scenario, run.total(|c| &c.done)) {
+            ("connect", _) | (_, 0) => None,
+            (_, done) => Some(conn::WIRE_BYTES_READ.load(Ordering::Relaxed) as f64 / done as f64),
+        },
         server_cpu_ns_per_unit: per_unit(last.server_cpu_ns, first.server_cpu_ns),
         processes: Vec::new(),
         total_cpu_ns_per_unit: None,

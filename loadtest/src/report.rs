@@ -89,6 +89,10 @@ pub struct Outcome {
     pub reordered: u64,
     pub corrupt: u64,
     pub errors: u64,
+    /// Bytes the clients read from their connections per unit, over the whole run (setup and
+    /// warm-up included, so a little above the steady state): what the server put on the wire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_bytes_per_unit: Option<f64>,
     /// Server process CPU time per unit (user + system, all threads); with several server
     /// processes, theirs together (Redis not included).
     pub server_cpu_ns_per_unit: Option<f64>,
@@ -182,6 +186,12 @@ pub fn print_summary(outcome: &Outcome) {
         ),
     );
     row("client errors", outcome.errors.to_string());
+    if let Some(bytes) = outcome.wire_bytes_per_unit {
+        row(
+            &format!("wire bytes / {}", outcome.unit),
+            format!("{bytes:.0}"),
+        );
+    }
     if let Some(ns) = outcome.server_core_ns_per_unit {
         row(
             &format!("server core time / {}", outcome.unit),

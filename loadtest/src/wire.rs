@@ -20,6 +20,8 @@ pub enum FrameError {
     Masked,
     /// Reserved bits set without an extension that defines them.
     Reserved,
+    /// A compressed (permessage-deflate) message that does not inflate.
+    Inflate,
     /// A frame larger than [`MAX_FRAME`].
     TooLarge(u64),
 }
@@ -29,6 +31,7 @@ impl fmt::Display for FrameError {
         match self {
             FrameError::Masked => f.write_str("server sent a masked frame"),
             FrameError::Reserved => f.write_str("server set reserved frame bits"),
+            FrameError::Inflate => f.write_str("server sent a message that does not inflate"),
             FrameError::TooLarge(len) => write!(f, "server frame of {len} bytes is too large"),
         }
     }
@@ -38,6 +41,8 @@ impl fmt::Display for FrameError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawFrame {
     pub fin: bool,
+    /// RSV1: a permessage-deflate message's first frame (the caller checks it was agreed).
+    pub compressed: bool,
     pub opcode: u8,
     /// Where the payload lies in the buffer that was decoded.
     pub payload: Range<usize>,
@@ -51,7 +56,7 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<RawFrame>, FrameError> {
         return Ok(None);
     }
     let (b0, b1) = (buf[0], buf[1]);
-    if b0 & 0x70 != 0 {
+    if b0 & 0x30 != 0 {
         return Err(FrameError::Reserved);
     }
     if b1 & 0x80 != 0 {
@@ -83,6 +88,7 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<RawFrame>, FrameError> {
     }
     Ok(Some(RawFrame {
         fin: b0 & 0x80 != 0,
+        compressed: b0 & 0x40 != 0,
         opcode: b0 & 0x0f,
         payload: header..end,
         len: end,
@@ -110,14 +116,20 @@ pub fn put_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
     }
 }
 
-/// The HTTP request that opens an Engine.IO v4 WebSocket session directly.
-pub fn upgrade_request(out: &mut Vec<u8>, host: &str, path: &str, key: &str) {
+/// The HTTP request that opens an Engine.IO v4 WebSocket session directly; with `deflate`,
+/// offering permessage-deflate as browsers do.
+pub fn upgrade_request(out: &mut Vec<u8>, host: &str, path: &str, key: &str, deflate: bool) {
     out.extend_from_slice(b"GET ");
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b"?EIO=4&transport=websocket HTTP/1.1\r\nHost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ");
     out.extend_from_slice(key.as_bytes());
+    if deflate {
+        out.extend_from_slice(
+            b"\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits",
+        );
+    }
     out.extend_from_slice(b"\r\nSec-WebSocket-Version: 13\r\n\r\n");
 }
 
@@ -250,7 +262,8 @@ mod tests {
     #[test]
     fn refuses_masked_reserved_and_huge_frames() {
         assert_eq!(decode_frame(&[0x81, 0x80]), Err(FrameError::Masked));
-        assert_eq!(decode_frame(&[0xC1, 0x00]), Err(FrameError::Reserved));
+        assert_eq!(decode_frame(&[0xA1, 0x00]), Err(FrameError::Reserved));
+        assert!(decode_frame(&[0xC1, 0x00]).unwrap().unwrap().compressed);
         let mut huge = vec![0x82, 127];
         huge.extend_from_slice(&(1u64 << 40).to_be_bytes());
         assert!(matches!(decode_frame(&huge), Err(FrameError::TooLarge(_))));

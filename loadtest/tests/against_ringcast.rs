@@ -326,6 +326,50 @@ fn every_scenario_runs_clean_against_ringcast() {
     }
 }
 
+/// `--deflate` against a server that compresses: every 2 KB delivery comes compressed, is
+/// inflated and checked, and takes far fewer bytes than without; against one that does not
+/// agree, the connect fails.
+#[test]
+fn deflate_runs_inflate_every_delivery() {
+    let server = Ringcast::start(&["--cores", "2", "--per-message-deflate"]);
+    let json = scratch("deflate.jsonl");
+    let run = |extra: &[&str]| {
+        let fanout = [
+            "--text-padding",
+            "fanout",
+            "--clients",
+            "20",
+            "--publishers",
+            "2",
+            "--payload",
+            "2048",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.5",
+        ];
+        let output = loadtest(&server, &json, &[extra, &fanout[..]].concat());
+        let result = last_result(&json);
+        assert_clean(&output, &result);
+        result["wire_bytes_per_unit"].as_f64().expect("wire bytes")
+    };
+    let plain = run(&[]);
+    let compressed = run(&["--deflate"]);
+    assert!(plain > 2048.0, "{plain} bytes per delivery");
+    assert!(compressed < plain / 2.0, "{compressed} against {plain}");
+
+    let refusing = Ringcast::start(&["--cores", "1"]);
+    let output = loadtest(
+        &refusing,
+        &json,
+        &["--deflate", "echo", "--clients", "1", "--duration", "0.5"],
+    );
+    assert!(
+        !output.status.success(),
+        "a server without the extension fails a --deflate run"
+    );
+}
+
 #[test]
 fn api_emit_and_rooms_per_client_run_clean_against_ringcast() {
     // The HTTP API on a port of its own, with one key that may do everything.

@@ -2,10 +2,16 @@
 //!
 //! A [`Frame`] holds the complete server-to-client WebSocket frame (server frames are unmasked,
 //! so the same bytes fit every recipient). The Engine.IO packet inside it is a zero-copy slice,
-//! which the polling transport batches into payloads. Pure: no I/O, no runtime.
+//! which the polling transport batches into payloads. A frame may also carry a cell for its
+//! permessage-deflate form, filled by the first recipient that needs it and shared by every
+//! clone, so a broadcast is compressed once however many shards deliver it. Pure: no I/O, no
+//! runtime.
+
+use std::sync::{Arc, OnceLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::deflate::Deflater;
 use super::ws::{self, MAX_SERVER_HEADER};
 
 /// Whether a frame carries an Engine.IO text packet or a raw binary message.
@@ -28,13 +34,27 @@ impl FrameKind {
 }
 
 /// An encoded outbound packet: the whole WebSocket frame, with the packet as a slice of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Frame {
     /// INVARIANT: `ws[..start]` is a valid unmasked FIN frame header for `ws[start..]`.
     ws: Bytes,
     start: u8,
     kind: FrameKind,
+    /// The compressed frame (RSV1), or `None` when compressing did not shrink it, once a
+    /// recipient needed it. Attached only with permessage-deflate on ([`Frame::share_deflate`]),
+    /// so a server without it carries a null pointer and nothing more.
+    deflated: Option<Arc<OnceLock<Option<Bytes>>>>,
 }
+
+/// Frames are equal when their bytes are: whether the compressed form was made is no part of
+/// what they say.
+impl PartialEq for Frame {
+    fn eq(&self, other: &Frame) -> bool {
+        self.ws == other.ws && self.start == other.start && self.kind == other.kind
+    }
+}
+
+impl Eq for Frame {}
 
 impl Frame {
     /// Builds a text frame from a complete Engine.IO text packet (`4hello`, `2`, `3probe`, ...).
@@ -70,6 +90,37 @@ impl Frame {
     pub fn payload_slice(&self) -> &[u8] {
         &self.ws[self.start as usize..]
     }
+
+    /// Gives the frame a cell for its compressed form, shared from now on by every clone (a
+    /// broadcast's frames get one before they travel to the other shards).
+    pub fn share_deflate(&mut self) {
+        if self.deflated.is_none() {
+            self.deflated = Some(Arc::new(OnceLock::new()));
+        }
+    }
+
+    /// The compressed frame (RSV1 set), made with `deflater` unless a clone made it already;
+    /// `None` when compressing does not make the payload smaller.
+    pub fn deflated(&self, deflater: &mut Deflater) -> Option<Bytes> {
+        let opcode = self.kind.opcode();
+        match &self.deflated {
+            Some(cell) => cell
+                .get_or_init(|| deflater.frame(opcode, self.payload_slice()))
+                .clone(),
+            None => deflater.frame(opcode, self.payload_slice()),
+        }
+    }
+}
+
+/// Gives every frame of at least `threshold` payload bytes a shared cell for its compressed
+/// form ([`Frame::share_deflate`]): those are the ones a link with permessage-deflate gets
+/// compressed.
+pub fn share_deflate_over(frames: &mut [Frame], threshold: usize) {
+    for frame in frames {
+        if frame.payload_slice().len() >= threshold {
+            frame.share_deflate();
+        }
+    }
 }
 
 /// Writes a frame's payload in place after room reserved for the header, so that a packet is
@@ -103,6 +154,7 @@ impl FrameBuilder {
             ws,
             start: header_len as u8,
             kind: self.kind,
+            deflated: None,
         }
     }
 }
@@ -160,5 +212,25 @@ mod tests {
         let frame = Frame::binary(&[1, 2, 3]);
         assert_eq!(&frame.ws_bytes()[..], &[0x82, 3, 1, 2, 3]);
         assert_eq!(frame.kind(), FrameKind::Binary);
+    }
+
+    #[test]
+    fn clones_share_one_compressed_form_once_given_a_cell() {
+        let text = format!("4{}", "a broadcast to many ".repeat(100));
+        let mut frames = [Frame::text(text.as_bytes()), Frame::text(b"4small")];
+        share_deflate_over(&mut frames, 100);
+        let (big, small) = (frames[0].clone(), frames[1].clone());
+        let first = big.deflated(&mut Deflater::new(6)).expect("compressible");
+        // Another shard's clone with its own deflater gets the very same bytes, not a copy.
+        let again = frames[0]
+            .deflated(&mut Deflater::new(1))
+            .expect("compressible");
+        assert_eq!(first.as_ptr(), again.as_ptr());
+        // Under the threshold: no cell, so each call compresses anew.
+        let one = small.deflated(&mut Deflater::new(6));
+        let two = frames[1].deflated(&mut Deflater::new(6));
+        assert_eq!(one, two);
+        // The cell is no part of equality.
+        assert_eq!(big, Frame::text(text.as_bytes()));
     }
 }

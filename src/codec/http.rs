@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use super::deflate::{self, Agreement};
+
 /// How many header lines a request may carry; more is refused rather than allocated for.
 pub const MAX_HEADERS: usize = 64;
 
@@ -42,6 +44,9 @@ pub struct Request<'b> {
     pub websocket_key: Option<&'b str>,
     /// `Upgrade: websocket` was present at all, valid upgrade or not.
     pub websocket_requested: bool,
+    /// The first acceptable permessage-deflate offer of the `Sec-WebSocket-Extensions`
+    /// headers (whether to take it is the server's setting).
+    pub websocket_deflate: Option<Agreement>,
     /// The `Origin` header.
     pub origin: Option<&'b str>,
     /// The `Content-Type` header.
@@ -133,6 +138,7 @@ pub fn parse_request(buf: &[u8], max_head_len: usize) -> Result<Option<Request<'
     let mut websocket_requested = false;
     let mut websocket_version_13 = false;
     let mut key = None;
+    let mut websocket_deflate = None;
     let mut origin = None;
     let mut content_type = None;
     let mut access_control_request_headers = None;
@@ -158,6 +164,11 @@ pub fn parse_request(buf: &[u8], max_head_len: usize) -> Result<Option<Request<'
                 tokens(header_str(header.value)?).any(|t| t.eq_ignore_ascii_case("websocket"));
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
             websocket_version_13 = header_str(header.value)? == "13";
+        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            // Several headers read as one comma-separated list, in order (RFC 9110 §5.3).
+            if websocket_deflate.is_none() {
+                websocket_deflate = deflate::negotiate(header_str(header.value)?);
+            }
         } else if name.eq_ignore_ascii_case("sec-websocket-key") {
             first(&mut key, header.value)?;
         } else if name.eq_ignore_ascii_case("origin") {
@@ -190,6 +201,7 @@ pub fn parse_request(buf: &[u8], max_head_len: usize) -> Result<Option<Request<'
         keep_alive,
         websocket_key,
         websocket_requested,
+        websocket_deflate: websocket_deflate.filter(|_| websocket_key.is_some()),
         origin,
         content_type,
         access_control_request_headers,
@@ -393,12 +405,16 @@ pub fn write_response_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// The 101 answer to a WebSocket upgrade, with its `Sec-WebSocket-Accept` value.
-pub fn write_switching_protocols(out: &mut Vec<u8>, accept: &str) {
+/// The 101 answer to a WebSocket upgrade, with its `Sec-WebSocket-Accept` value and the
+/// permessage-deflate answer when the extension was agreed.
+pub fn write_switching_protocols(out: &mut Vec<u8>, accept: &str, deflate: Option<&Agreement>) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n",
     );
     push_header(out, "Sec-WebSocket-Accept", accept);
+    if let Some(agreement) = deflate {
+        push_header(out, "Sec-WebSocket-Extensions", agreement.response_value());
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -452,6 +468,7 @@ mod tests {
             keep_alive: true,
             websocket_key: None,
             websocket_requested: false,
+            websocket_deflate: None,
             origin: None,
             content_type: None,
             access_control_request_headers: None,
@@ -686,6 +703,46 @@ mod tests {
                 HttpError::HeadTooLarge,
             ),
         ]
+    }
+
+    #[test]
+    fn the_first_acceptable_deflate_offer_is_kept_only_on_an_upgrade() {
+        let with = |extensions: &str| {
+            let head = UPGRADE.replace(
+                "Sec-WebSocket-Version: 13\r\n",
+                &format!("Sec-WebSocket-Version: 13\r\n{extensions}"),
+            );
+            parse_request(head.as_bytes(), 4096)
+                .expect("valid")
+                .expect("complete")
+                .websocket_deflate
+                .map(|agreement| agreement.response_value())
+        };
+        let plain = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+        assert_eq!(with(""), None);
+        assert_eq!(
+            with("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"),
+            Some(plain)
+        );
+        // Two headers read as one list: the first offer is declined, the second taken.
+        assert_eq!(
+            with(
+                "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9\r\n\
+                 Sec-WebSocket-Extensions: permessage-deflate\r\n"
+            ),
+            Some(plain)
+        );
+        assert_eq!(
+            with("Sec-WebSocket-Extensions: x-webkit-deflate-frame\r\n"),
+            None
+        );
+        // Not an upgrade: nothing to answer.
+        let polling = "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\n\
+                       Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+        let request = parse_request(polling.as_bytes(), 4096)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(request.websocket_deflate, None);
     }
 
     #[test]
@@ -961,7 +1018,7 @@ mod tests {
     #[test]
     fn switching_protocols() {
         let mut out = Vec::new();
-        write_switching_protocols(&mut out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        write_switching_protocols(&mut out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", None);
         assert_eq!(
             out,
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"

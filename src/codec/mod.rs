@@ -4,6 +4,7 @@
 //! answers complete, incomplete or error, so each one can be fuzzed on its own.
 
 pub mod adapter;
+pub mod deflate;
 pub mod eio;
 pub mod frame;
 pub mod http;

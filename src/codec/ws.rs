@@ -2,14 +2,20 @@
 //! the opening-handshake accept key, and encoding: the one server frame header encoder
 //! ([`encode_header`], which `codec::frame` uses for data frames) and the close and pong frames.
 //!
-//! Pure: works on `BytesMut`/`Bytes` only; no sockets, runtime or Engine.IO knowledge. No
-//! extensions are negotiated, so RSV bits are errors.
+//! With permessage-deflate negotiated ([`Decoder::with_deflate`]), RSV1 on a message's first
+//! frame marks it compressed; the whole message is inflated (within the message limit) by the
+//! caller's [`Inflater`] once its last fragment is in. Otherwise, and always for RSV2/RSV3, RSV
+//! bits are errors.
+//!
+//! Pure: works on `BytesMut`/`Bytes` only; no sockets, runtime or Engine.IO knowledge.
 
 use std::fmt;
 
 use base64::Engine as _;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use sha1::{Digest, Sha1};
+
+use super::deflate::{InflateError, Inflater};
 
 /// Continuation frame.
 pub const OPCODE_CONTINUATION: u8 = 0x0;
@@ -26,6 +32,8 @@ pub const OPCODE_PONG: u8 = 0xA;
 
 const FIN: u8 = 0x80;
 const RSV_BITS: u8 = 0x70;
+/// RFC 7692 §6: RSV1 on a data message's first frame marks it compressed.
+pub const RSV1: u8 = 0x40;
 const OPCODE_BITS: u8 = 0x0F;
 const MASK: u8 = 0x80;
 const LEN_BITS: u8 = 0x7F;
@@ -78,6 +86,8 @@ pub enum WsError {
     MessageTooBig,
     /// A text message is not valid UTF-8.
     InvalidUtf8,
+    /// A compressed message is not valid DEFLATE data.
+    BadCompression,
 }
 
 impl WsError {
@@ -86,7 +96,8 @@ impl WsError {
         match self {
             WsError::Protocol(_) => CLOSE_PROTOCOL_ERROR,
             WsError::MessageTooBig => CLOSE_MESSAGE_TOO_BIG,
-            WsError::InvalidUtf8 => CLOSE_INVALID_PAYLOAD,
+            // As Node's `ws` does: the payload is not what the extension says it is.
+            WsError::InvalidUtf8 | WsError::BadCompression => CLOSE_INVALID_PAYLOAD,
         }
     }
 }
@@ -97,6 +108,7 @@ impl fmt::Display for WsError {
             WsError::Protocol(what) => write!(f, "WebSocket protocol error: {what}"),
             WsError::MessageTooBig => f.write_str("WebSocket message too big"),
             WsError::InvalidUtf8 => f.write_str("WebSocket text is not valid UTF-8"),
+            WsError::BadCompression => f.write_str("WebSocket message is not valid DEFLATE"),
         }
     }
 }
@@ -106,12 +118,14 @@ impl std::error::Error for WsError {}
 /// A fragmented data message being reassembled.
 struct Fragments {
     opcode: u8,
+    compressed: bool,
     data: BytesMut,
 }
 
 /// What the fixed part of a frame header says.
 struct FrameHeader {
     fin: bool,
+    compressed: bool,
     opcode: u8,
     mask: [u8; 4],
     header_len: usize,
@@ -121,6 +135,8 @@ struct FrameHeader {
 /// Decodes client frames into messages, reassembling fragments up to a size limit.
 pub struct Decoder {
     max_message: usize,
+    /// permessage-deflate was negotiated: RSV1 is allowed on a message's first frame.
+    deflate: bool,
     fragments: Option<Fragments>,
 }
 
@@ -130,8 +146,28 @@ impl Decoder {
     pub fn new(max_message: usize) -> Decoder {
         Decoder {
             max_message,
+            deflate: false,
             fragments: None,
         }
+    }
+
+    /// A decoder for a connection that negotiated permessage-deflate. `max_message` bounds
+    /// both the compressed message and what it inflates to.
+    pub fn with_deflate(max_message: usize) -> Decoder {
+        Decoder {
+            deflate: true,
+            ..Decoder::new(max_message)
+        }
+    }
+
+    /// Whether compressed messages may arrive (permessage-deflate was agreed).
+    pub fn inflates(&self) -> bool {
+        self.deflate
+    }
+
+    /// [`Decoder::decode_with`] without an inflater: a compressed message is a protocol error.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, WsError> {
+        self.decode_with(buf, None)
     }
 
     /// Takes one complete message (or control frame) off the front of `buf`.
@@ -145,7 +181,14 @@ impl Decoder {
     /// Errors are detected from the earliest header byte that shows them (a payload that is too
     /// big is refused from its length field, before it is buffered), so the result does not
     /// depend on how the input was split. After an error the connection must be failed.
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, WsError> {
+    ///
+    /// A compressed message is inflated by `inflater` once complete; inflating it past
+    /// `max_message` is [`WsError::MessageTooBig`], invalid data [`WsError::BadCompression`].
+    pub fn decode_with(
+        &mut self,
+        buf: &mut BytesMut,
+        mut inflater: Option<&mut Inflater>,
+    ) -> Result<Option<Message>, WsError> {
         loop {
             let Some(header) = self.parse_header(buf)? else {
                 return Ok(None);
@@ -170,19 +213,53 @@ impl Decoder {
                     open.data.extend_from_slice(&payload);
                     if header.fin {
                         if let Some(done) = self.fragments.take() {
-                            return data_message(done.opcode, done.data.freeze()).map(Some);
+                            let data = self.inflated(
+                                done.compressed,
+                                done.data.freeze(),
+                                inflater.as_deref_mut(),
+                            )?;
+                            return data_message(done.opcode, data).map(Some);
                         }
                     }
                 }
-                opcode if header.fin => return data_message(opcode, payload.freeze()).map(Some),
+                opcode if header.fin => {
+                    let data = self.inflated(
+                        header.compressed,
+                        payload.freeze(),
+                        inflater.as_deref_mut(),
+                    )?;
+                    return data_message(opcode, data).map(Some);
+                }
                 opcode => {
                     self.fragments = Some(Fragments {
                         opcode,
+                        compressed: header.compressed,
                         data: payload,
                     });
                 }
             }
         }
+    }
+
+    /// A complete data message's payload as the application sees it.
+    fn inflated(
+        &self,
+        compressed: bool,
+        payload: Bytes,
+        inflater: Option<&mut Inflater>,
+    ) -> Result<Bytes, WsError> {
+        if !compressed {
+            return Ok(payload);
+        }
+        let Some(inflater) = inflater else {
+            return Err(WsError::Protocol("compressed message without an inflater"));
+        };
+        inflater
+            .inflate(&payload, self.max_message)
+            .map_err(|error| match error {
+                InflateError::TooBig => WsError::MessageTooBig,
+                InflateError::Invalid => WsError::BadCompression,
+            })
     }
 
     /// Parses and validates the header at the front of `buf` without consuming it.
@@ -195,7 +272,8 @@ impl Decoder {
         };
         let fin = first & FIN != 0;
         let opcode = first & OPCODE_BITS;
-        if first & RSV_BITS != 0 {
+        let compressed = first & RSV1 != 0;
+        if first & RSV_BITS & !RSV1 != 0 || (compressed && !self.deflate) {
             return Err(WsError::Protocol("reserved bits set without an extension"));
         }
         let is_control = match opcode {
@@ -205,6 +283,12 @@ impl Decoder {
         };
         if is_control && !fin {
             return Err(WsError::Protocol("fragmented control frame"));
+        }
+        // RFC 7692 §6.1: RSV1 only on the first frame of a data message.
+        if compressed && (is_control || opcode == OPCODE_CONTINUATION) {
+            return Err(WsError::Protocol(
+                "RSV1 set on a control or continuation frame",
+            ));
         }
         match (opcode, self.fragments.is_some()) {
             (OPCODE_CONTINUATION, false) => {
@@ -265,6 +349,7 @@ impl Decoder {
         mask.copy_from_slice(mask_bytes);
         Ok(Some(FrameHeader {
             fin,
+            compressed,
             opcode,
             mask,
             header_len: mask_start + MASK_KEY_LEN,
@@ -1246,5 +1331,144 @@ mod tests {
             prop_assert_eq!(&run(&[&input], MAX).0, &expected);
             prop_assert_eq!(&run(&chunks, MAX).0, &expected);
         }
+    }
+
+    /// A message compressed as a client would send it: raw DEFLATE, the tail cut off.
+    fn compressed(data: &[u8]) -> Vec<u8> {
+        let frame = crate::codec::deflate::Deflater::new(6)
+            .frame(OPCODE_TEXT, data)
+            .expect("shrinks");
+        let start = match frame[1] & LEN_BITS {
+            LEN_16 => 4,
+            LEN_64 => 10,
+            _ => 2,
+        };
+        frame[start..].to_vec()
+    }
+
+    fn decode_deflate(max: usize, input: &[u8]) -> Result<Option<Message>, WsError> {
+        let mut decoder = Decoder::with_deflate(max);
+        let mut inflater = Inflater::new();
+        let mut buf = BytesMut::from(input);
+        decoder.decode_with(&mut buf, Some(&mut inflater))
+    }
+
+    #[test]
+    fn compressed_messages_inflate() {
+        let json = r#"42["chat","a fairly long message, a fairly long message"]"#.repeat(40);
+        let packed = compressed(json.as_bytes());
+        // Whole.
+        let mut input = raw(RawFrame {
+            first: FIN | RSV1 | OPCODE_TEXT,
+            masked: true,
+            payload: &packed,
+            len_field: None,
+        });
+        assert_eq!(decode_deflate(MAX, &input), Ok(Some(text(&json))));
+        // Fragmented: RSV1 on the first frame only, then an uncompressed message after it.
+        let (a, b) = packed.split_at(packed.len() / 2);
+        input = raw(RawFrame {
+            first: RSV1 | OPCODE_TEXT,
+            masked: true,
+            payload: a,
+            len_field: None,
+        });
+        input.extend(frame(false, OPCODE_CONTINUATION, &b[..1]));
+        input.extend(frame(true, OPCODE_PING, b"p"));
+        input.extend(frame(true, OPCODE_CONTINUATION, &b[1..]));
+        input.extend(frame(true, OPCODE_BINARY, b"plain"));
+        let mut decoder = Decoder::with_deflate(MAX);
+        let mut inflater = Inflater::new();
+        let mut buf = BytesMut::from(&input[..]);
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(decoder.decode_with(&mut buf, Some(&mut inflater)));
+        }
+        assert_eq!(
+            got,
+            vec![
+                Ok(Some(Message::Ping(Bytes::from_static(b"p")))),
+                Ok(Some(text(&json))),
+                Ok(Some(binary(b"plain"))),
+                Ok(None),
+            ]
+        );
+    }
+
+    #[test]
+    fn compressed_frames_are_checked() {
+        let packed = compressed(&[b'z'; 5000]);
+        let rsv1 = |first: u8| {
+            raw(RawFrame {
+                first,
+                masked: true,
+                payload: &packed,
+                len_field: None,
+            })
+        };
+        // Not negotiated.
+        let mut plain = Decoder::new(MAX);
+        assert!(matches!(
+            plain.decode(&mut BytesMut::from(&rsv1(FIN | RSV1 | OPCODE_TEXT)[..])),
+            Err(WsError::Protocol(_))
+        ));
+        // RSV2 and RSV3 stay reserved.
+        for bits in [0x20, 0x10] {
+            assert!(matches!(
+                decode_deflate(MAX, &rsv1(FIN | bits | OPCODE_TEXT)),
+                Err(WsError::Protocol(_))
+            ));
+        }
+        // RSV1 on a control frame or a continuation.
+        let mut input = frame(false, OPCODE_TEXT, b"a");
+        input.extend(raw(RawFrame {
+            first: FIN | RSV1 | OPCODE_CONTINUATION,
+            masked: true,
+            payload: b"b",
+            len_field: None,
+        }));
+        assert!(matches!(
+            decode_deflate(MAX, &input),
+            Err(WsError::Protocol(_))
+        ));
+        let ping = raw(RawFrame {
+            first: FIN | RSV1 | OPCODE_PING,
+            masked: true,
+            payload: b"",
+            len_field: None,
+        });
+        assert!(matches!(
+            decode_deflate(MAX, &ping),
+            Err(WsError::Protocol(_))
+        ));
+        // Inflating past the limit: 1009, though the compressed bytes are well within it.
+        assert!(packed.len() < 100);
+        assert_eq!(
+            decode_deflate(4999, &rsv1(FIN | RSV1 | OPCODE_BINARY)),
+            Err(WsError::MessageTooBig)
+        );
+        assert_eq!(WsError::MessageTooBig.close_code(), CLOSE_MESSAGE_TOO_BIG);
+        assert_eq!(
+            decode_deflate(5000, &rsv1(FIN | RSV1 | OPCODE_BINARY)),
+            Ok(Some(binary(&[b'z'; 5000])))
+        );
+        // Not DEFLATE: 1007.
+        let bad = raw(RawFrame {
+            first: FIN | RSV1 | OPCODE_TEXT,
+            masked: true,
+            payload: &[0xff, 0xff, 0xff],
+            len_field: None,
+        });
+        assert_eq!(decode_deflate(MAX, &bad), Err(WsError::BadCompression));
+        assert_eq!(WsError::BadCompression.close_code(), CLOSE_INVALID_PAYLOAD);
+        // Inflated text that is not UTF-8: 1007 too.
+        let latin1 = compressed(&[0xe9; 3000]);
+        let input = raw(RawFrame {
+            first: FIN | RSV1 | OPCODE_TEXT,
+            masked: true,
+            payload: &latin1,
+            len_field: None,
+        });
+        assert_eq!(decode_deflate(MAX, &input), Err(WsError::InvalidUtf8));
     }
 }

@@ -141,6 +141,10 @@ pub(crate) struct EngineSection {
     #[serde(default, deserialize_with = "units::size_opt")]
     pub(crate) send_buffer: Option<usize>,
     pub(crate) eio3: Option<bool>,
+    pub(crate) per_message_deflate: Option<bool>,
+    #[serde(default, deserialize_with = "units::size_opt")]
+    pub(crate) deflate_threshold: Option<usize>,
+    pub(crate) deflate_level: Option<u32>,
 }
 
 /// `slow_consumer`.
@@ -514,6 +518,15 @@ impl FileConfig {
             config.http.socket_send_buffer = engine.send_buffer;
         }
         set(&mut config.engine.allow_eio3, engine.eio3);
+        set(
+            &mut config.engine.per_message_deflate,
+            engine.per_message_deflate,
+        );
+        set(
+            &mut config.engine.deflate_threshold,
+            engine.deflate_threshold,
+        );
+        set(&mut config.engine.deflate_level, engine.deflate_level);
 
         let limits = &self.limits;
         set(&mut config.engine.max_sessions, limits.max_connections);
@@ -666,6 +679,9 @@ pub(crate) fn effective(config: &Config, extras: &Extras) -> FileConfig {
             }),
             send_buffer: config.http.socket_send_buffer,
             eio3: Some(engine.allow_eio3),
+            per_message_deflate: Some(engine.per_message_deflate),
+            deflate_threshold: Some(engine.deflate_threshold),
+            deflate_level: Some(engine.deflate_level),
         },
         limits: LimitsSection {
             max_connections: Some(engine.max_sessions),
@@ -789,7 +805,8 @@ mod tests {
         let path = write(
             "sets",
             "[server]\nport = 4000\ncores = 2\n[engine]\nping_interval = \"5s\"\n\
-             max_payload = \"64KiB\"\n[limits]\nmax_rooms_per_socket = 7\n\
+             max_payload = \"64KiB\"\nper_message_deflate = true\ndeflate_threshold = \"2KiB\"\n\
+             deflate_level = 1\n[limits]\nmax_rooms_per_socket = 7\n\
              [cors]\norigins = [\"http://a\"]\n",
         );
         let file = load(Some(&path), vars(&[])).expect("load");
@@ -799,6 +816,9 @@ mod tests {
         assert_eq!(config.cores, 2);
         assert_eq!(config.engine.ping_interval, Duration::from_secs(5));
         assert_eq!(config.engine.max_payload, 65_536);
+        assert!(config.engine.per_message_deflate);
+        assert_eq!(config.engine.deflate_threshold, 2048);
+        assert_eq!(config.engine.deflate_level, 1);
         assert_eq!(config.socketio.max_rooms_per_socket, 7);
         assert_eq!(config.cors.origins, ["http://a"]);
         let _ = std::fs::remove_file(path);

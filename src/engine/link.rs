@@ -48,6 +48,8 @@ pub(super) struct Link {
     pub(super) closing: Option<Option<Bytes>>,
     /// Not before this instant may the first frame go out (conformance quirk, see config).
     pub(super) hold_until: Option<Instant>,
+    /// permessage-deflate was agreed: messages at or over the threshold go compressed.
+    pub(super) deflate: bool,
 }
 
 impl Link {
@@ -60,6 +62,7 @@ impl Link {
             waker: None,
             closing: None,
             hold_until: None,
+            deflate: false,
         }
     }
 }
@@ -75,6 +78,15 @@ impl Engine {
 
     pub(super) fn link_mut(&mut self, key: LinkKey) -> Option<&mut Link> {
         self.links.get_mut(key.0)
+    }
+
+    /// The link agreed permessage-deflate in its handshake (only asked when the config's
+    /// `per_message_deflate` is on): messages of `deflate_threshold` bytes or more are sent to
+    /// it compressed from now on.
+    pub fn deflate_link(&mut self, link: LinkKey) {
+        if let Some(entry) = self.link_mut(link) {
+            entry.deflate = true;
+        }
     }
 
     /// A WebSocket with a `sid`: starts an upgrade probe for a polling session.

@@ -32,6 +32,7 @@ use std::task::Waker;
 
 use bytes::Bytes;
 
+use crate::codec::deflate::Deflater;
 use crate::codec::eio::Version;
 use crate::config::EngineConfig;
 use crate::deadline::DeadlineHeap;
@@ -125,6 +126,8 @@ pub struct EngineTraffic {
     pub packets_out: u64,
     /// Their bytes as queued: whole WebSocket frames, or polling packets' payloads.
     pub bytes_out: u64,
+    /// Of `packets_out`, those that went compressed (permessage-deflate).
+    pub compressed_out: u64,
     /// Handshakes refused, by reason (see [`RefusedHandshakes`]).
     pub refused: RefusedHandshakes,
     /// Sessions now, `[polling, websocket][EIO=3, EIO=4]` (a session probing a WebSocket is
@@ -226,6 +229,9 @@ pub struct Engine {
     /// a second at most, so a flood of refusals can't flood the log.
     refusals_logged: Option<(std::time::Instant, u64)>,
     random: RandomPool,
+    /// The shard's compressor for links that agreed permessage-deflate, made on first use
+    /// (a few hundred KiB of tables, so never on a server that does not compress).
+    deflater: Option<Deflater>,
 }
 
 impl Engine {
@@ -250,6 +256,7 @@ impl Engine {
             traffic: EngineTraffic::default(),
             refusals_logged: None,
             random: RandomPool::new(),
+            deflater: None,
         }
     }
 

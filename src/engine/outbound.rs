@@ -12,8 +12,9 @@ use bytes::{Bytes, BytesMut};
 
 use super::session::Transport;
 use super::{CloseReason, Engine, SessionKey};
+use crate::codec::deflate::Deflater;
 use crate::codec::eio::{self, Version};
-use crate::codec::frame::{Frame, FrameKind};
+use crate::codec::frame::{self, Frame, FrameKind};
 use crate::codec::ws;
 use crate::config::SlowConsumerPolicy;
 
@@ -159,6 +160,15 @@ impl Engine {
         }
     }
 
+    /// Gives a broadcast's frames that will be compressed a shared cell for their compressed
+    /// form before they travel to the other shards, so the first shard that needs it compresses
+    /// once for all; nothing when permessage-deflate is off.
+    pub fn share_deflate(&self, frames: &mut [Frame]) {
+        if self.config.per_message_deflate {
+            frame::share_deflate_over(frames, self.config.deflate_threshold);
+        }
+    }
+
     /// A packet for `key` did not fit its outbound queue: the slow-consumer policy applies.
     fn overflowed(&mut self, key: SessionKey) {
         match self.config.slow_consumer {
@@ -201,12 +211,20 @@ impl Engine {
                 if volatile && !entry.queue.is_empty() {
                     return Err(SendError::VolatileDropped);
                 }
-                let bytes = frames.ws_bytes(version);
-                if entry.queued_bytes + bytes.len() > self.config.max_outbound_bytes {
+                let (queued_bytes, deflate) = (entry.queued_bytes, entry.deflate);
+                let bytes = if deflate {
+                    let level = self.config.deflate_level;
+                    let deflater = self.deflater.get_or_insert_with(|| Deflater::new(level));
+                    frames.ws_bytes(version, Some((deflater, self.config.deflate_threshold)))
+                } else {
+                    frames.ws_bytes(version, None)
+                };
+                if queued_bytes + bytes.len() > self.config.max_outbound_bytes {
                     self.overflowed(key);
                     return Err(SendError::Overflowed);
                 }
-                let bytes = bytes.clone();
+                let (bytes, compressed) = (bytes.clone(), frames.compressed(version, deflate));
+                self.traffic.compressed_out += compressed;
                 self.traffic.packets_out += frames.frames.len() as u64;
                 self.traffic.bytes_out += bytes.len() as u64;
                 self.push_link(link, bytes);
@@ -235,31 +253,48 @@ impl Engine {
 }
 
 /// The frames of a packet (or of a run of broadcasts) and their WebSocket bytes, joined into
-/// one buffer per Engine.IO version on first use and shared by every recipient.
+/// one buffer per Engine.IO version, plain or compressed, on first use and shared by every
+/// recipient.
 struct Joined<'a> {
     frames: &'a [Frame],
-    v4: Option<Bytes>,
-    v3: Option<Bytes>,
+    /// `[plain, deflated][V4, V3]`.
+    slots: [[Option<Bytes>; 2]; 2],
+    /// How many frames of the deflated forms went compressed, `[V4, V3]` (for the metrics).
+    compressed: [u64; 2],
 }
 
 impl<'a> Joined<'a> {
     fn new(frames: &'a [Frame]) -> Joined<'a> {
         Joined {
             frames,
-            v4: None,
-            v3: None,
+            slots: Default::default(),
+            compressed: [0; 2],
         }
     }
 
-    fn ws_bytes(&mut self, version: Version) -> &Bytes {
+    /// How many of the frames [`Joined::ws_bytes`] gave for `version` are compressed.
+    fn compressed(&self, version: Version, deflate: bool) -> u64 {
+        if !deflate {
+            return 0;
+        }
+        self.compressed[version_index(version)]
+    }
+
+    /// The bytes for a recipient of `version`; with `deflate` (the shard's compressor and the
+    /// threshold), for a link that agreed permessage-deflate.
+    fn ws_bytes(&mut self, version: Version, deflate: Option<(&mut Deflater, usize)>) -> &Bytes {
         let frames = self.frames;
-        let slot = match version {
-            Version::V4 => &mut self.v4,
-            Version::V3 => &mut self.v3,
-        };
-        slot.get_or_insert_with(|| match frames {
-            [frame] => link_bytes(frame, version),
-            _ => {
+        let index = version_index(version);
+        let slot = &mut self.slots[usize::from(deflate.is_some())][index];
+        let compressed = &mut self.compressed[index];
+        slot.get_or_insert_with(|| match (frames, deflate) {
+            ([frame], None) => link_bytes(frame, version),
+            ([frame], Some((deflater, threshold))) => {
+                let (bytes, packed) = deflated_link_bytes(frame, version, deflater, threshold);
+                *compressed = u64::from(packed);
+                bytes
+            }
+            (_, None) => {
                 let len = frames.iter().map(|f| f.ws_bytes().len() + 1).sum();
                 let mut joined = BytesMut::with_capacity(len);
                 for frame in frames {
@@ -267,7 +302,57 @@ impl<'a> Joined<'a> {
                 }
                 joined.freeze()
             }
+            (_, Some((deflater, threshold))) => {
+                let parts: Vec<(Bytes, bool)> = frames
+                    .iter()
+                    .map(|frame| deflated_link_bytes(frame, version, deflater, threshold))
+                    .collect();
+                let mut joined =
+                    BytesMut::with_capacity(parts.iter().map(|(part, _)| part.len()).sum());
+                for (part, packed) in &parts {
+                    joined.extend_from_slice(part);
+                    *compressed += u64::from(*packed);
+                }
+                joined.freeze()
+            }
         })
+    }
+}
+
+fn version_index(version: Version) -> usize {
+    match version {
+        Version::V4 => 0,
+        Version::V3 => 1,
+    }
+}
+
+/// [`link_bytes`] for a link that agreed permessage-deflate: compressed (RSV1, and `true`)
+/// when the message is at least `threshold` bytes and compressing shrinks it, else as is. Each
+/// message is compressed on its own (no context takeover), so a frame's compressed form is the
+/// same for every recipient and is shared through the frame.
+fn deflated_link_bytes(
+    frame: &Frame,
+    version: Version,
+    deflater: &mut Deflater,
+    threshold: usize,
+) -> (Bytes, bool) {
+    let v3_binary = needs_v3_type_byte(frame, version);
+    let payload = frame.payload_slice();
+    if payload.len() + usize::from(v3_binary) < threshold {
+        return (link_bytes(frame, version), false);
+    }
+    let compressed = if v3_binary {
+        // The type byte is part of the message: compressed with it, for this version only.
+        let mut message = Vec::with_capacity(payload.len() + 1);
+        message.push(eio::PacketType::Message as u8);
+        message.extend_from_slice(payload);
+        deflater.frame(ws::OPCODE_BINARY, &message)
+    } else {
+        frame.deflated(deflater)
+    };
+    match compressed {
+        Some(bytes) => (bytes, true),
+        None => (link_bytes(frame, version), false),
     }
 }
 

@@ -563,3 +563,61 @@ fn traffic_counts_packets_bytes_sessions_and_refusals() {
     assert_eq!(engine.admit(None, now), Err(EngineError::ShuttingDown));
     assert_eq!(engine.traffic().refused.shutting_down, 2);
 }
+
+#[test]
+fn deflate_links_get_large_messages_compressed_once_and_others_plain() {
+    let mut engine = Engine::new(
+        ShardId::new(0),
+        EngineConfig {
+            per_message_deflate: true,
+            deflate_threshold: 100,
+            ..EngineConfig::default()
+        },
+    );
+    let now = Instant::now();
+    let (a, link_a) = open_ws(&mut engine, now, Version::V4);
+    let (b, link_b) = open_ws(&mut engine, now, Version::V4);
+    let (c, link_c) = open_ws(&mut engine, now, Version::V3);
+    engine.deflate_link(link_a);
+    engine.deflate_link(link_c);
+    let big = format!("4{}", "hello world ".repeat(50));
+    let mut frames = [Frame::text(big.as_bytes()), Frame::text(b"4small")];
+    engine.share_deflate(&mut frames);
+    // Another shard's copy of the broadcast compresses first: this shard reuses its bytes.
+    let elsewhere = frames[0].clone();
+    let made = elsewhere
+        .deflated(&mut crate::codec::deflate::Deflater::new(6))
+        .expect("shrinks");
+    engine.send_many(vec![a, b, c], &frames);
+    engine.send_deferred();
+    let mut inflater = crate::codec::deflate::Inflater::new();
+    for link in [link_a, link_c] {
+        let (written_frames, _) = written(&mut engine, link, now);
+        let bytes = &written_frames[0];
+        assert_eq!(
+            &bytes[..made.len()],
+            &made[..],
+            "the shared compressed frame"
+        );
+        assert_eq!(bytes[0], 0xc1, "FIN, RSV1, text");
+        let header = if made[1] == 126 { 4 } else { 2 };
+        let payload = &bytes[header..made.len()];
+        assert_eq!(
+            inflater.inflate(payload, 10_000).as_deref(),
+            Ok(big.as_bytes())
+        );
+        assert_eq!(
+            &bytes[made.len()..],
+            b"\x81\x064small",
+            "under the threshold: plain"
+        );
+    }
+    let (plain, _) = written(&mut engine, link_b, now);
+    assert_eq!(plain[0][0], 0x81, "no extension: plain");
+    assert_eq!(plain[0].len(), 4 + big.len() + 8);
+    // A direct send to a deflate link is compressed too.
+    engine.send(a, &Frame::text(big.as_bytes()), false).unwrap();
+    assert_eq!(written(&mut engine, link_a, now).0[0][0], 0xc1);
+    // Counted once per recipient: a and c for the broadcast, a for the direct send.
+    assert_eq!(engine.traffic().compressed_out, 3);
+}

@@ -13,6 +13,7 @@ use monoio::net::TcpStream;
 
 use super::route::{Request, Response, RouteId, Router};
 use super::{handle_poll, ws, Forward, Host, PollRequest, Upgrade};
+use crate::codec::deflate::Agreement;
 use crate::codec::eio::Version;
 use crate::codec::http::{self, Method};
 use crate::codec::ws::accept_key;
@@ -30,6 +31,7 @@ struct EioRequest {
     sid: Option<Result<Id, ()>>,
     b64: bool,
     websocket_key: Option<String>,
+    websocket_deflate: Option<Agreement>,
     binary_body: bool,
 }
 
@@ -290,6 +292,7 @@ fn websocket(buf: &mut BytesMut, request: EioRequest) -> Result<Upgrade, PollRep
     };
     Ok(Upgrade {
         accept: accept_key(&key),
+        deflate: request.websocket_deflate,
         sid,
         peer: request.peer,
         leftover: buf.split().freeze(),
@@ -350,6 +353,7 @@ fn target<H: Host>(
         sid: http::query_param(query, "sid").map(|sid| Id::parse(sid).ok_or(())),
         b64: http::query_param(query, "b64").is_some(),
         websocket_key: request.websocket_key.map(str::to_owned),
+        websocket_deflate: request.websocket_deflate,
         binary_body: request
             .content_type
             .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/octet-stream")),

@@ -22,6 +22,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
 use monoio::net::TcpListener;
 
+use crate::codec::deflate::Agreement;
 use crate::codec::http::Cors;
 use crate::config::{EngineConfig, HttpConfig};
 use crate::engine::{Engine, Peer, PollReply, PollWaiter};
@@ -86,6 +87,9 @@ pub(crate) enum PollRequest {
 #[derive(Debug)]
 pub(crate) struct Upgrade {
     pub(crate) accept: String,
+    /// The client's permessage-deflate offer the server can take, if any; taken only when
+    /// the engine's `per_message_deflate` is on.
+    pub(crate) deflate: Option<Agreement>,
     pub(crate) sid: Option<Id>,
     pub(crate) peer: Peer,
     /// Bytes read past the request head (the client may already have sent frames).

@@ -7,6 +7,7 @@
 //! reads), no write buffers (the engine's queue is handed over whole and dropped once
 //! written), and no timer (boxed, in the rare waits that need one).
 
+use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::pin::pin;
@@ -19,6 +20,7 @@ use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHal
 use monoio::net::TcpStream;
 
 use super::{Forward, Host, Upgrade};
+use crate::codec::deflate::Inflater;
 use crate::codec::http;
 use crate::codec::ws::{self, Decoder};
 use crate::engine::{EngineError, LinkKey, PollReply, WriteBatch};
@@ -29,6 +31,13 @@ const READ_CHUNK: usize = 1024;
 
 /// Most frames handed to one `writev` (the kernel's IOV_MAX is 1024).
 const MAX_IOVECS: usize = 1024;
+
+thread_local! {
+    /// The shard's one inflater for compressed messages, made on first use. permessage-deflate
+    /// is agreed without client context takeover, so no message depends on an earlier one and
+    /// every connection of the shard can share it (a connection holds no inflate window).
+    static INFLATER: RefCell<Option<Inflater>> = const { RefCell::new(None) };
+}
 
 /// Routes an upgrade to the owner shard, or completes it here.
 pub(super) async fn start<H: Host>(host: Rc<H>, stream: TcpStream, upgrade: Upgrade) {
@@ -64,6 +73,7 @@ pub(crate) fn adopt_websocket<H: Host>(host: Rc<H>, fd: OwnedFd, upgrade: Upgrad
 async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
     let Upgrade {
         accept,
+        deflate,
         sid,
         peer,
         leftover,
@@ -91,7 +101,7 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
             // The session exists but already has (or is getting) a WebSocket: accept, then
             // close this extra one at once, as the reference does.
             let mut out = Vec::with_capacity(256);
-            http::write_switching_protocols(&mut out, &accept);
+            http::write_switching_protocols(&mut out, &accept, None);
             out.extend_from_slice(&ws::close_frame(ws::CLOSE_NORMAL, ""));
             let _ = stream.write_all(out).await;
             return;
@@ -112,8 +122,13 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
             return;
         }
     };
-    let mut head = Vec::with_capacity(160);
-    http::write_switching_protocols(&mut head, &accept);
+    // The client's offer is taken only when the server turned the extension on.
+    let deflate = deflate.filter(|_| host.engine_config().per_message_deflate);
+    if deflate.is_some() {
+        host.engine().borrow_mut().deflate_link(link);
+    }
+    let mut head = Vec::with_capacity(240);
+    http::write_switching_protocols(&mut head, &accept, deflate.as_ref());
     let (result, _) = stream.write_all(head).await;
     if result.is_err() {
         host.engine().borrow_mut().ws_reader_done(link);
@@ -124,7 +139,7 @@ async fn accept<H: Host>(host: Rc<H>, mut stream: TcpStream, upgrade: Upgrade) {
     host.pump();
     // The task that ran the handshake (for a connection accepted here, the whole HTTP
     // connection's) ends now; the connection lives on in a task sized for it alone.
-    monoio::spawn(run(host, stream, link, buf));
+    monoio::spawn(run(host, stream, link, buf, deflate.is_some()));
 }
 
 /// Runs an open link until both directions are done. Reading and writing are two futures of
@@ -138,13 +153,32 @@ fn run<H: Host>(
     stream: TcpStream,
     link: LinkKey,
     buf: BytesMut,
+    deflate: bool,
 ) -> impl Future<Output = ((), ())> {
     let fd = stream.as_raw_fd();
     let (reader, writer) = stream.into_split();
+    let max_payload = host.engine_config().max_payload;
+    let decoder = if deflate {
+        Decoder::with_deflate(max_payload)
+    } else {
+        Decoder::new(max_payload)
+    };
     futures_util::future::join(
-        read_loop(host.clone(), reader, fd, link, buf),
+        read_loop(host.clone(), reader, fd, link, buf, decoder),
         write_loop(host, writer, fd, link),
     )
+}
+
+/// The next message in `buf`; a compressed one is inflated with the shard's inflater.
+fn decode(decoder: &mut Decoder, buf: &mut BytesMut) -> Result<Option<ws::Message>, ws::WsError> {
+    if !decoder.inflates() {
+        return decoder.decode(buf);
+    }
+    INFLATER.with(|cell| {
+        let mut inflater = cell.borrow_mut();
+        let inflater = inflater.get_or_insert_with(Inflater::new);
+        decoder.decode_with(buf, Some(inflater))
+    })
 }
 
 /// Feeds every message the peer sends to the engine until the peer stops (or breaks the
@@ -158,11 +192,11 @@ async fn read_loop<H: Host>(
     fd: RawFd,
     link: LinkKey,
     mut buf: BytesMut,
+    mut decoder: Decoder,
 ) {
-    let mut decoder = Decoder::new(host.engine_config().max_payload);
     loop {
         loop {
-            match decoder.decode(&mut buf) {
+            match decode(&mut decoder, &mut buf) {
                 Ok(Some(message)) => {
                     host.engine()
                         .borrow_mut()

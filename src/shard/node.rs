@@ -19,6 +19,7 @@ use crate::cluster::{
 };
 use crate::codec::adapter::RemoteSocket;
 use crate::codec::adapter::SubscriptionMode;
+use crate::codec::frame;
 use crate::codec::notepack;
 use crate::config::{self, ClusterConfig, RedisMode};
 use crate::gather::RequestId;
@@ -47,13 +48,15 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// Connects to Redis (in the background: a server down now is retried), serves
     /// `namespaces`, and hands every broadcast other nodes publish to the shards through
-    /// `to_shards`, decoded once.
+    /// `to_shards`, decoded once. With `deflate_threshold` (permessage-deflate on), the frames
+    /// of such a broadcast that links compress get a shared cell, so it is compressed once too.
     pub(crate) fn start(
         config: &ClusterConfig,
         namespaces: impl IntoIterator<Item = String>,
         to_shards: bus::Endpoint<ShardMsg>,
         shards: u16,
         parser: config::Parser,
+        deflate_threshold: Option<usize>,
     ) -> std::io::Result<Cluster> {
         let invalid = |error: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, error);
         let link_config = match (&config.redis_cluster, &config.redis) {
@@ -111,8 +114,9 @@ impl Cluster {
                 cluster::Incoming::Broadcast(remote) => {
                     let event = remote.event;
                     let args = EventArgs::from_parts(event.args, event.count, event.attachments);
-                    // Encoded once, in the parser every shard's clients speak.
-                    let broadcast = Arc::new(Broadcast::remote(
+                    // Encoded once, in the parser every shard's clients speak (and
+                    // compressed once, when the extension is on).
+                    let mut broadcast = Broadcast::remote(
                         parser,
                         &remote.nsp,
                         remote.rooms,
@@ -120,7 +124,11 @@ impl Cluster {
                         remote.volatile,
                         &event.name,
                         args,
-                    ));
+                    );
+                    if let Some(threshold) = deflate_threshold {
+                        frame::share_deflate_over(&mut broadcast.frames, threshold);
+                    }
+                    let broadcast = Arc::new(broadcast);
                     for shard in 0..usize::from(shards) {
                         let msg = SocketIoMsg::Broadcast(broadcast.clone());
                         to_shards.send(shard, ShardMsg::SocketIo(msg));

@@ -511,6 +511,8 @@ impl BroadcastOperator {
             event: event.into(),
             args: args.clone(),
         });
+        let mut frames = frames;
+        self.io.engine.borrow().share_deflate(&mut frames);
         let broadcast = Broadcast {
             target: self.selection.target,
             volatile: self.selection.volatile,

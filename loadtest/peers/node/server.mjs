@@ -10,8 +10,11 @@
 // maxHttpBufferSize 1e6). bufferutil / utf-8-validate are installed next to ws, which picks
 // them up by itself (see README.md).
 //
-// Usage: node server.mjs [--port N] [--host H] [--redis URL]
-//        (or env PORT / HOST / REDIS_URL; defaults 3000, 0.0.0.0, none)
+// Usage: node server.mjs [--port N] [--host H] [--redis URL] [--per-message-deflate 1]
+//        (or env PORT / HOST / REDIS_URL / PER_MESSAGE_DEFLATE; defaults 3000, 0.0.0.0, none, 0)
+//
+// With --per-message-deflate 1: `ws`'s permessage-deflate with Node's defaults (threshold
+// 1024 bytes, zlib level 6, context takeover both ways), for ringcast's --per-message-deflate.
 // Prints "listening on <port>" once listening.
 //
 // With --redis (opt-in), the server is a cluster node: @socket.io/redis-adapter (classic
@@ -35,6 +38,7 @@ function option(name, envName, fallback) {
 const port = Number.parseInt(option("port", "PORT", "3000"), 10);
 const host = option("host", "HOST", "0.0.0.0");
 const redisUrl = option("redis", "REDIS_URL", "");
+const deflate = option("per-message-deflate", "PER_MESSAGE_DEFLATE", "0") === "1";
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
   console.error(`bad port: ${port}`);
   process.exit(2);
@@ -44,7 +48,7 @@ const httpServer = createServer();
 const io = new Server(httpServer, {
   // Off by default in socket.io 4 (engine.io leaves it undefined); stated here so that the
   // comparison never depends on that default.
-  perMessageDeflate: false,
+  perMessageDeflate: deflate ? { threshold: 1024 } : false,
 });
 
 if (redisUrl !== "") {
