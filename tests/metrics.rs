@@ -256,48 +256,50 @@ fn ack_round_trips_are_observed() {
 
 #[test]
 fn json_logs_name_the_shard_thread_and_the_refusal() {
-    let port = common::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args([
-            "--cores",
-            "1",
-            "--max-connections",
-            "1",
-            "--log-format",
-            "json",
-        ])
-        .args(common::epoll_requested().then_some("--epoll"))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn ringcast");
-    let (lines, received) = mpsc::channel();
-    let stdout = child.stdout.take().expect("stdout is piped");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("{line}");
-            if lines.send(line).is_err() {
-                break;
+    // A free port may be taken by another test's server before this one binds it: then the
+    // server exits (its stdout ends before the listening line) and another port is tried.
+    let mut attempts = 0;
+    let (port, mut child, received, listening) = loop {
+        attempts += 1;
+        assert!(
+            attempts <= 5,
+            "ringcast did not start on any of 5 free ports"
+        );
+        let port = common::free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--cores",
+                "1",
+                "--max-connections",
+                "1",
+                "--log-format",
+                "json",
+            ])
+            .args(common::epoll_requested().then_some("--epoll"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn ringcast");
+        let (lines, received) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("{line}");
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        match next_json(&received, "ringcast listening") {
+            Some(listening) => break (port, child, received, listening),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
             }
         }
-    });
-    let next_json = |wanted: &str| -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let Ok(line) = received.recv_timeout(left) else {
-                break;
-            };
-            let parsed: serde_json::Value = serde_json::from_str(&line)
-                .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"));
-            if parsed["message"] == wanted {
-                return parsed;
-            }
-        }
-        panic!("no `{wanted}` line");
     };
-    let listening = next_json("ringcast listening");
     assert_eq!(listening["level"], "INFO");
     assert_eq!(listening["target"], "ringcast::server");
     assert!(listening["timestamp"].is_string(), "{listening}");
@@ -312,13 +314,28 @@ fn json_logs_name_the_shard_thread_and_the_refusal() {
         let answer = common::exchange(addr, &handshake, WITHIN);
         assert_eq!(common::status_and_body(&answer).0, 503);
     }
-    let refused = next_json("handshake refused");
+    let refused = next_json(&received, "handshake refused").expect("no `handshake refused` line");
     assert_eq!(refused["threadName"], "ringcast-shard-0", "{refused}");
     assert_eq!(refused["reason"], "session limit reached", "{refused}");
     assert_eq!(refused["client"], "127.0.0.1", "{refused}");
     // SAFETY: kill(2) with the pid of the child this test spawned and has not reaped yet.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let _ = child.wait();
+}
+
+/// The next JSON log line whose message is `wanted` (within 20 s); `None` when the log ends
+/// (the server exited) or the time is up.
+fn next_json(received: &mpsc::Receiver<String>, wanted: &str) -> Option<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let line = received.recv_timeout(left).ok()?;
+        let parsed: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"));
+        if parsed["message"] == wanted {
+            return Some(parsed);
+        }
+    }
+    None
 }
 
 #[test]
