@@ -1903,121 +1903,29 @@ impl Worker {
         match request {
             Request::NumSub(request) => self.num_sub(request),
             Request::SetEx { key, value, secs } => {
-                if !self.state.publisher.up() {
-                    tracing::debug!("redis link: SET {key} dropped, the link is down");
-                    return None;
-                }
-                let client = self.publisher.clone();
-                let timeout = self.shared.config.command_timeout;
-                Some(Box::pin(async move {
-                    let args = vec![key.clone(), value, "EX".to_owned(), secs.to_string()];
-                    let set = client.custom::<Value, _>(key_command("SET"), args);
-                    match tokio::time::timeout(timeout, set).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(error)) => tracing::debug!("redis link: SET {key} failed: {error}"),
-                        Err(_elapsed) => tracing::debug!("redis link: SET {key} timed out"),
-                    }
-                }))
+                self.forget("SET", key, vec![value, "EX".to_owned(), secs.to_string()])
             }
-            Request::Exists { key, answer } => {
-                if !self.state.publisher.up() {
-                    let _ = answer.send(Err(CommandError::Disconnected));
-                    return None;
-                }
-                let client = self.publisher.clone();
-                let timeout = self.shared.config.command_timeout;
-                Some(Box::pin(async move {
-                    let exists = client.custom::<Value, _>(key_command("EXISTS"), vec![key]);
-                    let found = match tokio::time::timeout(timeout, exists).await {
-                        Err(_elapsed) => Err(CommandError::Timeout),
-                        Ok(Ok(value)) => exists_answer(value),
-                        Ok(Err(error)) if *error.kind() == fred::error::ErrorKind::Timeout => {
-                            Err(CommandError::Timeout)
-                        }
-                        Ok(Err(error)) => Err(CommandError::Redis(error.to_string())),
-                    };
-                    let _ = answer.send(found);
-                }))
-            }
-            Request::Delete { key } => {
-                if !self.state.publisher.up() {
-                    tracing::debug!("redis link: DEL {key} dropped, the link is down");
-                    return None;
-                }
-                let client = self.publisher.clone();
-                let timeout = self.shared.config.command_timeout;
-                Some(Box::pin(async move {
-                    let del = client.custom::<Value, _>(key_command("DEL"), vec![key.clone()]);
-                    match tokio::time::timeout(timeout, del).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(error)) => tracing::debug!("redis link: DEL {key} failed: {error}"),
-                        Err(_elapsed) => tracing::debug!("redis link: DEL {key} timed out"),
-                    }
-                }))
-            }
+            Request::Exists { key, answer } => self.ask("EXISTS", vec![key], answer, exists_answer),
+            Request::Delete { key } => self.forget("DEL", key, Vec::new()),
             Request::SetNxPx {
                 key,
                 value,
                 millis,
                 answer,
             } => {
-                if !self.state.publisher.up() {
-                    let _ = answer.send(Err(CommandError::Disconnected));
-                    return None;
-                }
-                let client = self.publisher.clone();
-                let timeout = self.shared.config.command_timeout;
-                Some(Box::pin(async move {
-                    let args = vec![
-                        key,
-                        value,
-                        "NX".to_owned(),
-                        "PX".to_owned(),
-                        millis.to_string(),
-                    ];
-                    let set = client.custom::<Value, _>(key_command("SET"), args);
-                    let set = match tokio::time::timeout(timeout, set).await {
-                        Err(_elapsed) => Err(CommandError::Timeout),
-                        Ok(Ok(value)) => set_nx_answer(value),
-                        Ok(Err(error)) => Err(command_error(error)),
-                    };
-                    let _ = answer.send(set);
-                }))
+                let args = vec![
+                    key,
+                    value,
+                    "NX".to_owned(),
+                    "PX".to_owned(),
+                    millis.to_string(),
+                ];
+                self.ask("SET", args, answer, set_nx_answer)
             }
             Request::SetPx { key, value, millis } => {
-                if !self.state.publisher.up() {
-                    tracing::debug!("redis link: SET {key} dropped, the link is down");
-                    return None;
-                }
-                let client = self.publisher.clone();
-                let timeout = self.shared.config.command_timeout;
-                Some(Box::pin(async move {
-                    let args = vec![key.clone(), value, "PX".to_owned(), millis.to_string()];
-                    let set = client.custom::<Value, _>(key_command("SET"), args);
-                    match tokio::time::timeout(timeout, set).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(error)) => tracing::debug!("redis link: SET {key} failed: {error}"),
-                        Err(_elapsed) => tracing::debug!("redis link: SET {key} timed out"),
-                    }
-                }))
+                self.forget("SET", key, vec![value, "PX".to_owned(), millis.to_string()])
             }
-            Request::Get { key, answer } => {
-                if !self.state.publisher.up() {
-                    let _ = answer.send(Err(CommandError::Disconnected));
-                    return None;
-                }
-                let client = self.publisher.clone();
-                let timeout = self.shared.config.command_timeout;
-                Some(Box::pin(async move {
-                    let get = client.custom::<Value, _>(key_command("GET"), vec![key]);
-                    let value = match tokio::time::timeout(timeout, get).await {
-                        Err(_elapsed) => Err(CommandError::Timeout),
-                        Ok(Ok(value)) => get_answer(value),
-                        Ok(Err(error)) => Err(command_error(error)),
-                    };
-                    let _ = answer.send(value);
-                }))
-            }
+            Request::Get { key, answer } => self.ask("GET", vec![key], answer, get_answer),
             Request::ScanValues {
                 pattern,
                 limit,
@@ -2090,6 +1998,55 @@ impl Worker {
                 Ok(found) => found,
             };
             let _ = answer.send(found);
+        }))
+    }
+
+    /// `name key args…` on the command connection with nobody waiting for it: dropped while
+    /// the link is down, logged at debug when it fails or times out.
+    fn forget(&self, name: &'static str, key: String, args: Vec<String>) -> Option<Task> {
+        if !self.state.publisher.up() {
+            tracing::debug!("redis link: {name} {key} dropped, the link is down");
+            return None;
+        }
+        let client = self.publisher.clone();
+        let timeout = self.shared.config.command_timeout;
+        Some(Box::pin(async move {
+            let mut all = Vec::with_capacity(args.len() + 1);
+            all.push(key.clone());
+            all.extend(args);
+            let sent = client.custom::<Value, _>(key_command(name), all);
+            match tokio::time::timeout(timeout, sent).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::debug!("redis link: {name} {key} failed: {error}"),
+                Err(_elapsed) => tracing::debug!("redis link: {name} {key} timed out"),
+            }
+        }))
+    }
+
+    /// `name args…` (the first argument its key) on the command connection, its reply read
+    /// by `read` and sent to `answer`: `Disconnected` at once while the link is down,
+    /// `Timeout` past the command timeout.
+    fn ask<T: Send + 'static>(
+        &self,
+        name: &'static str,
+        args: Vec<String>,
+        answer: oneshot::Sender<Result<T, CommandError>>,
+        read: fn(Value) -> Result<T, CommandError>,
+    ) -> Option<Task> {
+        if !self.state.publisher.up() {
+            let _ = answer.send(Err(CommandError::Disconnected));
+            return None;
+        }
+        let client = self.publisher.clone();
+        let timeout = self.shared.config.command_timeout;
+        Some(Box::pin(async move {
+            let asked = client.custom::<Value, _>(key_command(name), args);
+            let reply = match tokio::time::timeout(timeout, asked).await {
+                Err(_elapsed) => Err(CommandError::Timeout),
+                Ok(Ok(value)) => read(value),
+                Ok(Err(error)) => Err(command_error(error)),
+            };
+            let _ = answer.send(reply);
         }))
     }
 
