@@ -351,7 +351,6 @@ fn a_bomb_bad_data_or_rsv2_close_that_client_alone() {
 fn headless_chromium_exchanges_a_large_message_over_a_compressed_websocket() {
     use std::path::Path;
     use std::process::{Command, Stdio};
-    use std::time::Instant;
 
     let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
     assert!(
@@ -375,22 +374,15 @@ fn headless_chromium_exchanges_a_large_message_over_a_compressed_websocket() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start node");
-    let started = Instant::now();
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break Some(status);
-        }
-        if started.elapsed() > Duration::from_secs(75) {
-            // Our own child, by its handle (the script closes its browser itself).
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = child.wait_with_output().expect("script output");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The script closes its browser itself; past the deadline the child is killed by its
+    // own handle.
+    let stdout = common::script::collect(child.stdout.take());
+    let stderr = common::script::collect(child.stderr.take());
+    let status = common::script::wait_with_deadline(&mut child, Duration::from_secs(75));
+    let (stdout, stderr) = (
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
+    );
     assert!(
         status.is_some_and(|s| s.success()),
         "the Chromium scenario failed ({status:?})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"

@@ -1289,16 +1289,12 @@ impl RedisLink {
         value: impl Into<String>,
         secs: u64,
     ) -> Result<(), CommandError> {
-        if !self.handle.shared.counts.connected.load(Ordering::Relaxed) {
-            return Err(CommandError::Disconnected);
-        }
-        let request = Request::SetEx {
+        self.forget(Request::SetEx {
             key: key.into(),
             value: value.into(),
             // `EX 0` is an error in Redis: the shortest expiry is a second.
             secs: secs.max(1),
-        };
-        self.request(request).map_err(|(_, why)| why)
+        })
     }
 
     /// `EXISTS key` on the command connection (on a cluster, at the master owning the key's
@@ -1321,11 +1317,7 @@ impl RedisLink {
     /// slot); fire-and-forget with the same refusals as [`RedisLink::set_ex`]. Deleting a key
     /// that is not there is not an error.
     pub fn delete(&self, key: impl Into<String>) -> Result<(), CommandError> {
-        if !self.handle.shared.counts.connected.load(Ordering::Relaxed) {
-            return Err(CommandError::Disconnected);
-        }
-        self.request(Request::Delete { key: key.into() })
-            .map_err(|(_, why)| why)
+        self.forget(Request::Delete { key: key.into() })
     }
 
     /// `SET key value NX PX millis` on the command connection (on a cluster, at the master
@@ -1364,15 +1356,11 @@ impl RedisLink {
         value: impl Into<String>,
         millis: u64,
     ) -> Result<(), CommandError> {
-        if !self.handle.shared.counts.connected.load(Ordering::Relaxed) {
-            return Err(CommandError::Disconnected);
-        }
-        let request = Request::SetPx {
+        self.forget(Request::SetPx {
             key: key.into(),
             value: value.into(),
             millis: millis.max(1),
-        };
-        self.request(request).map_err(|(_, why)| why)
+        })
     }
 
     /// `GET key` on the command connection (on a cluster, at the master owning the key's
@@ -1445,6 +1433,15 @@ impl RedisLink {
             let _ = answer.send(Err(why));
         }
         CommandAnswer(receiver)
+    }
+
+    /// Queues a command nobody waits for: refused at once while the link is down (it would
+    /// only be dropped on the link's thread), when too many commands wait, or once stopped.
+    fn forget(&self, request: Request) -> Result<(), CommandError> {
+        if !self.handle.shared.counts.connected.load(Ordering::Relaxed) {
+            return Err(CommandError::Disconnected);
+        }
+        self.request(request).map_err(|(_, why)| why)
     }
 
     /// Queues a command for the link thread, or hands it back with why not.
