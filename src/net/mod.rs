@@ -1,11 +1,15 @@
 //! The only socket I/O: accepting connections, HTTP/1.1 request handling (polling endpoints,
-//! routes, CORS), the WebSocket driver and vectored writes.
+//! routes, CORS), the WebSocket driver and vectored writes; outbound, `client`'s HTTP/1.1 POSTs
+//! to backend hooks.
 //!
 //! It speaks HTTP, WebSocket and Engine.IO framing and never interprets Socket.IO: it feeds
 //! the shard's [`Engine`] and asks its [`Host`] to run the application afterwards. Requests for
 //! sessions owned by another shard travel as [`Forward`] messages. What a listener answers
 //! besides Engine.IO is its [`Router`]'s, filled by the layers above.
 
+// Nothing calls it yet: control::hooks will (backend webhooks).
+#[allow(dead_code)]
+pub(crate) mod client;
 mod http;
 pub(crate) mod redis;
 mod route;
