@@ -54,9 +54,9 @@ pub use engine::{CloseReason, SendError};
 pub use key::ShardId;
 pub use server::{Server, ServerBuilder, ServerHandle, ServerOperator};
 pub use socketio::{
-    AckError, AckSender, Admission, Args, BroadcastAcks, BroadcastOperator, ConnectError,
-    DisconnectReason, Handshake, HandshakeInfo, Message, MiddlewareFuture, Namespace, Observer,
-    OpError, OpFuture, ServerAck, Socket, SocketInfo,
+    AckError, AckSender, Admission, AdmissionFuture, Args, BroadcastAcks, BroadcastOperator,
+    ConnectError, DisconnectReason, Handshake, HandshakeInfo, Message, MiddlewareFuture, Namespace,
+    Observer, OpError, OpFuture, ServerAck, Socket, SocketInfo,
 };
 
 /// Not public API: exported for the fuzz targets, benches and tests; may change in any release.

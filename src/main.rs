@@ -417,6 +417,9 @@ fn main() -> ExitCode {
     } else {
         LogFormat::Text
     });
+    if let Err(error) = standalone.check_endpoints() {
+        return config_error(&error);
+    }
     run(&cli, standalone)
 }
 

@@ -97,12 +97,13 @@ impl ServerBuilder {
     }
 
     /// Watches every socket's lifecycle: `make(shard)` builds one observer per shard, used on
-    /// that shard's thread only (see [`Observer`]).
+    /// that shard's thread only (see [`Observer`]). Called again, it adds another observer:
+    /// each hears every call, in the order they were added.
     pub fn observer(
         mut self,
         make: impl Fn(ShardId) -> Box<dyn Observer> + Send + Sync + 'static,
     ) -> Self {
-        self.namespaces.observer = Some(Arc::new(make));
+        self.namespaces.observers.push(Arc::new(make));
         self
     }
 
@@ -272,6 +273,19 @@ impl ServerBuilder {
             default_timeout,
         })
     }
+}
+
+/// Runs `task` on the calling shard's runtime, beside its sockets (the control plane's
+/// delivery lanes). Only on a shard's thread.
+pub(crate) fn shard_spawn(task: impl std::future::Future<Output = ()> + 'static) {
+    drop(monoio::spawn(task));
+}
+
+/// While kept, a graceful shutdown of the calling shard waits (within its grace) as it waits for
+/// sessions: work the shard should finish before it stops (events still to be delivered). Only
+/// on a shard's thread.
+pub(crate) fn shard_hold() -> crate::shard::Hold {
+    crate::shard::Hold::new()
 }
 
 /// Sleeps on the calling shard's runtime: the timer for the layers above the shards that may

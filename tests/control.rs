@@ -5,43 +5,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::script::{self, Runtime};
+use common::standalone::{s, Server, TempDir};
 
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(40);
-
-/// A directory of its own under the system's temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "ringcast-control-{}-{name}-{n}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The run's key material: an HMAC secret, an RSA key pair (PEM) and two P-256 keys (for a
 /// JWKS file), all made here.
@@ -152,10 +124,6 @@ impl Keys {
     }
 }
 
-fn s(path: &Path) -> &str {
-    path.to_str().expect("a UTF-8 temp path")
-}
-
 /// The configuration most tests use: `/` open, `/chat` and `/other` on JWT, `/limited` open
 /// with an event rate.
 fn config(keys: &Keys, jwt_extra: &str) -> String {
@@ -207,99 +175,7 @@ event_burst = 20
     )
 }
 
-/// A `ringcast` started with a config file, its whole log kept (stdout and stderr).
-struct Server {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
 impl Server {
-    fn start(config_text: &str, dir: &TempDir, env: &[(&str, &str)]) -> Server {
-        let path = dir.path("ringcast.toml");
-        std::fs::write(&path, config_text).expect("write the config");
-        Server::start_with(&path, &[], env)
-    }
-
-    fn start_with(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        for _ in 0..5 {
-            let port = common::free_port();
-            let mut command = Command::new(env!("CARGO_BIN_EXE_ringcast"));
-            command
-                .args(["--config", s(config), "--host", "127.0.0.1", "--port"])
-                .arg(port.to_string())
-                .args(args)
-                .args(common::epoll_requested().then_some("--epoll"))
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            for (name, value) in env {
-                command.env(name, value);
-            }
-            let mut child = command.spawn().expect("spawn ringcast");
-            let log = Arc::new(Mutex::new(Vec::new()));
-            let (ready, listening) = std::sync::mpsc::channel();
-            for pipe in [
-                child
-                    .stdout
-                    .take()
-                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
-                child
-                    .stderr
-                    .take()
-                    .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                let (log, ready) = (log.clone(), ready.clone());
-                std::thread::spawn(move || {
-                    for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                        if line.contains("ringcast listening") {
-                            let _ = ready.send(());
-                        }
-                        println!("{line}");
-                        log.lock().expect("log").push(line);
-                    }
-                });
-            }
-            let deadline = Instant::now() + Duration::from_secs(20);
-            let mut server = Server {
-                child,
-                url: format!("http://127.0.0.1:{port}"),
-                log,
-            };
-            loop {
-                if listening.recv_timeout(Duration::from_millis(20)).is_ok() {
-                    return server;
-                }
-                if let Ok(Some(status)) = server.child.try_wait() {
-                    let log = server.log.lock().expect("log").join("\n");
-                    if log.contains("in use") {
-                        break;
-                    }
-                    panic!("ringcast exited ({status}) before listening:\n{log}");
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "ringcast did not start listening"
-                );
-            }
-        }
-        panic!("ringcast did not start on any of 5 free ports");
-    }
-
-    fn log_text(&self) -> String {
-        self.log.lock().expect("log").join("\n")
-    }
-
-    fn signal(&self, signal: i32) {
-        let pid = i32::try_from(self.child.id()).expect("pid");
-        // SAFETY: kill(2) with the pid of a child this test spawned and has not reaped.
-        unsafe { libc::kill(pid, signal) };
-    }
-
     fn node(&self, scenario: &str, tokens: &serde_json::Value, env: &[(&str, String)]) {
         let mut all = vec![("RINGCAST_TOKENS", tokens.to_string())];
         all.extend(env.iter().cloned());
@@ -326,13 +202,6 @@ impl Server {
             SCRIPT_DEADLINE,
         )
         .expect_ok();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -265,7 +265,7 @@ impl Admin {
         Ok(())
     }
 
-    /// Adds the admin namespace and the observer to `builder` (replacing any observer), and
+    /// Adds the admin namespace and the observer to `builder` (beside any other observer), and
     /// asks for the cluster's shared keys, where sessions are shared when the server starts as
     /// a cluster node.
     pub fn install(&self, builder: ServerBuilder) -> ServerBuilder {
@@ -733,7 +733,7 @@ impl Observer for ShardObserver {
         }
     }
 
-    fn watches_recipients(&self) -> bool {
+    fn watches_recipients(&self, _event: &str) -> bool {
         // Only development mode reports each recipient; production mode counts them.
         self.shared.watched() && self.shared.dev()
     }

@@ -15,9 +15,16 @@ use serde_json::json;
 
 use super::auth::{refusal_ack, Authority, SocketGrant};
 use super::config::{AuthMode, UnknownEvents};
+use super::hooks::config::LifecycleKind;
+use super::hooks::connect::{self as connect_hook, Decision};
+use super::hooks::forward::{self, Forwarding};
+use super::hooks::lifecycle::{joined_by, JoinCause, SocketHooks};
+use super::hooks::{Endpoint, Hooks};
 use super::policy::{allowed, Bucket, NamespacePolicy, Verdict, RESERVED_PREFIX};
 use super::users::{Revocations, LIFT_EVENT, REPLACE_EVENT, REVOKE_EVENT};
-use crate::socketio::{AckSender, Admission, Args, Message, Namespace, Socket};
+use crate::socketio::{
+    AckSender, Admission, Args, ConnectError, Handshake, Message, Namespace, Socket,
+};
 
 /// A socket's state under its namespace's policy: its grant (user, token) and its event
 /// bucket. Attached at CONNECT only when the policy needs one of them, so an open namespace
@@ -25,6 +32,8 @@ use crate::socketio::{AckSender, Admission, Args, Message, Namespace, Socket};
 pub(crate) struct SocketState {
     pub(crate) grant: Option<Rc<SocketGrant>>,
     bucket: Cell<Option<Bucket>>,
+    /// Its sequence, lifecycle and forwarded calls, when its namespace has hooks.
+    pub(crate) hooks: Option<Rc<SocketHooks>>,
 }
 
 impl SocketState {
@@ -52,22 +61,35 @@ fn ack_ok(ack: Option<AckSender>) {
 /// Tells the client why (`ringcast:disconnect`, since Socket.IO's DISCONNECT carries no
 /// reason), then disconnects it from the namespace.
 pub(crate) fn server_disconnect(socket: &Socket, reason: &str, code: &str) {
+    // `api_disconnect`'s reason is the caller's text; the others' are their code's.
     if let Ok(args) = Args::json(&json!({ "reason": reason, "code": code })) {
         let _ = socket.emit("ringcast:disconnect", &args);
     }
     socket.disconnect();
 }
 
-/// The namespace `policy` describes. `authority` checks tokens (given when the policy's
-/// auth is `jwt`); `revocations`, when given, are kept up to date with the other ringcast
-/// nodes' revocations (their `ringcast:revoke` / `ringcast:unrevoke` server-side emits).
+/// A namespace's hooks: the node's [`Hooks`], its forwarding rules, its join hook and which
+/// lifecycle events it emits.
+pub(crate) struct NamespaceHooks {
+    pub(crate) hooks: Arc<Hooks>,
+    pub(crate) rules: Vec<Arc<forward::Rule>>,
+    pub(crate) join_hook: Option<Arc<Endpoint>>,
+    pub(crate) lifecycle: Vec<LifecycleKind>,
+}
+
+/// The namespace `policy` describes. `authority` checks tokens and keeps grants (given when
+/// the policy's auth is `jwt`, `hook` or `jwt+hook`); `revocations`, when given, are kept up
+/// to date with the other ringcast nodes' revocations (their `ringcast:revoke` /
+/// `ringcast:unrevoke` server-side emits); `hooks`, when given, ask and tell the backends.
 pub(crate) fn namespace(
     policy: NamespacePolicy,
     authority: Option<Arc<Authority>>,
     revocations: Option<Arc<Revocations>>,
+    hooks: Option<NamespaceHooks>,
 ) -> Namespace {
     let policy = Arc::new(policy);
-    let stateful = policy.keeps_state();
+    let hooks = hooks.map(Arc::new);
+    let stateful = policy.keeps_state() || hooks.is_some();
     let mut namespace = Namespace::new();
     if let Some(revocations) = revocations {
         namespace = follow_revocations(namespace, revocations);
@@ -75,20 +97,26 @@ pub(crate) fn namespace(
     if let (true, Some(authority)) = (policy.single_session, &authority) {
         namespace = follow_replacements(namespace, authority.clone());
     }
+    if stateful && policy.auth.asks_hook() {
+        let (check, checker, asker) = (policy.clone(), authority.clone(), hooks.clone());
+        namespace = namespace.authorize_async(move |handshake| {
+            let (check, checker, asker) = (check.clone(), checker.clone(), asker.clone());
+            async move { admit_by_hook(&handshake, &check, checker, asker).await }
+        });
+    } else if stateful {
+        let (check, checker, kinds) = (policy.clone(), authority.clone(), hooks.clone());
+        namespace = namespace.authorize(move |handshake| {
+            let (admission, grant) = match (&checker, check.auth) {
+                (Some(authority), AuthMode::Jwt) => authority.admit(handshake, &check)?,
+                _ => (Admission::new(), None),
+            };
+            let user = grant.as_ref().and_then(|grant| grant.user.clone());
+            let state = socket_state(&check, grant, kinds.as_deref(), user);
+            Ok(admission.extension(Rc::new(state)))
+        });
+    }
     if stateful {
-        let (check, checker) = (policy.clone(), authority.clone());
         namespace = namespace
-            .authorize(move |handshake| {
-                let (admission, grant) = match (&checker, check.auth) {
-                    (Some(authority), AuthMode::Jwt) => authority.admit(handshake, &check)?,
-                    _ => (Admission::new(), None),
-                };
-                let bucket = check.rate.map(|rate| Bucket::full(&rate, Instant::now()));
-                Ok(admission.extension(Rc::new(SocketState {
-                    grant,
-                    bucket: Cell::new(bucket),
-                })))
-            })
             .on_connect({
                 let (policy, authority) = (policy.clone(), authority.clone());
                 move |socket| {
@@ -108,10 +136,10 @@ pub(crate) fn namespace(
     }
     let builtins = policy.builtins;
     if builtins.join {
-        let policy = policy.clone();
+        let (policy, join_hook) = (policy.clone(), hooks.clone());
         namespace = namespace.on("join", move |socket, message, mut ack| {
             if admitted(socket, &policy, &mut ack) {
-                join(socket, &policy, &message, ack);
+                join(socket, &policy, join_hook.as_ref(), &message, ack);
             }
         });
     }
@@ -153,10 +181,26 @@ pub(crate) fn namespace(
     let reserved_or_unknown = stateful
         || policy.unknown_events != UnknownEvents::Drop
         || !(builtins.join && builtins.leave && builtins.publish && builtins.echo);
+    let forwarding = hooks.as_ref().filter(|h| !h.rules.is_empty()).map(|h| {
+        Arc::new(Forwarding {
+            hooks: h.hooks.clone(),
+            rules: h.rules.clone(),
+            policy: policy.clone(),
+        })
+    });
     if reserved_or_unknown {
         namespace = namespace.on_any(move |socket, event, message, mut ack| {
             if !admitted(socket, &policy, &mut ack) {
                 return;
+            }
+            if let Some(forwarding) = &forwarding {
+                let state = state_of(socket).and_then(|state| state.hooks.clone());
+                let rule = forward::rule_for(&forwarding.rules, event);
+                if let (Some(rule), Some(state), false) =
+                    (rule, state, event.starts_with(RESERVED_PREFIX))
+                {
+                    return forward::forward(forwarding, socket, &state, rule, event, message, ack);
+                }
             }
             if event == "ringcast:refresh" {
                 return match &authority {
@@ -253,7 +297,13 @@ fn admitted(socket: &Socket, policy: &NamespacePolicy, ack: &mut Option<AckSende
     }
 }
 
-fn join(socket: &Socket, policy: &NamespacePolicy, message: &Message, ack: Option<AckSender>) {
+fn join(
+    socket: &Socket,
+    policy: &NamespacePolicy,
+    hooks: Option<&Arc<NamespaceHooks>>,
+    message: &Message,
+    ack: Option<AckSender>,
+) {
     let Some(room) = message.str(0) else {
         return ack_error(ack, "invalid_room", "invalid room name");
     };
@@ -276,11 +326,171 @@ fn join(socket: &Socket, policy: &NamespacePolicy, message: &Message, ack: Optio
             return ack_error(ack, "room_limit", "not joined");
         }
     }
-    if socket.join(&room) {
+    match hooks.and_then(|h| {
+        h.join_hook
+            .clone()
+            .map(|endpoint| (h.hooks.clone(), endpoint))
+    }) {
+        Some((hooks, endpoint)) => {
+            let (task_socket, user) = (socket.clone(), user.map(str::to_owned));
+            let room = room.into_owned();
+            socket.spawn(async move {
+                let mut data = serde_json::Map::new();
+                data.insert("namespace".into(), task_socket.nsp().as_ref().into());
+                data.insert("socket".into(), task_socket.id().into());
+                data.insert(
+                    "user".into(),
+                    user.map_or(serde_json::Value::Null, Into::into),
+                );
+                data.insert("room".into(), room.clone().into());
+                let event = hooks.event(
+                    task_socket.shard().index(),
+                    "io.ringcast.join",
+                    Some(task_socket.id()),
+                    data,
+                );
+                match connect_hook::ask(&hooks, &endpoint, "join", event).await {
+                    Ok(Decision::Allow(_)) => join_now(&task_socket, &room, ack),
+                    Ok(Decision::Deny { message, data }) => {
+                        let code = data
+                            .as_ref()
+                            .and_then(|data| data.get("code"))
+                            .and_then(|code| code.as_str().map(str::to_owned))
+                            .unwrap_or_else(|| "forbidden".to_owned());
+                        ack_error(ack, &code, &message);
+                    }
+                    Err(failure) => ack_error(ack, failure.code(), "the backend did not decide"),
+                }
+            });
+        }
+        None => join_now(socket, &room, ack),
+    }
+}
+
+/// Joins a room the client asked for, now that it may.
+fn join_now(socket: &Socket, room: &str, ack: Option<AckSender>) {
+    if joined_by(JoinCause::Client, || socket.join(room)) {
         ack_ok(ack);
     } else {
         ack_error(ack, "room_limit", "not joined");
     }
+}
+
+/// The state a socket of `policy` keeps: its grant, its event bucket and, with hooks, its
+/// sequence and forwarded calls.
+fn socket_state(
+    policy: &NamespacePolicy,
+    grant: Option<Rc<SocketGrant>>,
+    hooks: Option<&NamespaceHooks>,
+    user: Option<String>,
+) -> SocketState {
+    let bucket = policy.rate.map(|rate| Bucket::full(&rate, Instant::now()));
+    SocketState {
+        grant,
+        bucket: Cell::new(bucket),
+        hooks: hooks.map(|hooks| Rc::new(SocketHooks::new(user, hooks.lifecycle.clone()))),
+    }
+}
+
+/// A CONNECT to a namespace with `auth = "hook"` or `"jwt+hook"`: the token first (with
+/// `jwt+hook`), then the connect hook's decision.
+async fn admit_by_hook(
+    handshake: &Handshake,
+    policy: &Arc<NamespacePolicy>,
+    authority: Option<Arc<Authority>>,
+    hooks: Option<Arc<NamespaceHooks>>,
+) -> Result<Admission, ConnectError> {
+    let (Some(authority), Some(namespace_hooks)) = (authority, hooks) else {
+        return Err(ConnectError::new("server error"));
+    };
+    let hooks = &namespace_hooks.hooks;
+    let Some(endpoint) = hooks.connect.clone() else {
+        return Err(ConnectError::new("server error"));
+    };
+    let (admission, token_grant) = match policy.auth {
+        AuthMode::JwtHook => authority.admit(handshake, policy)?,
+        _ => (Admission::new(), None),
+    };
+    let claims = token_grant
+        .as_ref()
+        .map(|grant| json!({ "sub": grant.user, "exp": grant.expires_at() }));
+    let auth = admission
+        .auth
+        .clone()
+        .unwrap_or_else(|| handshake.auth_raw().to_vec().into());
+    let shard = super::hooks::lifecycle::shard_index();
+    let event = connect_hook::connect_event(hooks, shard, handshake, &auth, claims);
+    let allowed = match connect_hook::ask(hooks, &endpoint, "connect", event).await {
+        Ok(Decision::Allow(allowed)) => Some(allowed),
+        Ok(Decision::Deny { message, data }) => {
+            authority.count_failure("hook_denied");
+            return Err(connect_hook::denial(message, data));
+        }
+        Err(failure) => {
+            authority.count_failure(failure.code());
+            connect_hook::on_failure(hooks, failure)?
+        }
+    };
+    let token_user = token_grant.as_ref().and_then(|grant| grant.user.clone());
+    let user = match (&token_user, allowed.as_ref().and_then(|a| a.user.clone())) {
+        (Some(token), Some(hook)) if *token != hook => {
+            return Err(connect_hook::refusal(
+                "user mismatch",
+                "user_mismatch",
+                false,
+            ));
+        }
+        (Some(token), _) => Some(token.clone()),
+        (None, hook) if policy.auth == AuthMode::Hook => hook,
+        (None, _) => None,
+    };
+    let mut admission = admission;
+    if let (Some(user), AuthMode::Hook) = (&user, policy.auth) {
+        if authority.revocations.refuses(user, None) {
+            return Err(connect_hook::refusal("user revoked", "revoked", false));
+        }
+        admission = admission.join(super::policy::user_room(user));
+    }
+    let mut claimed = Vec::new();
+    let grant = match allowed {
+        Some(allowed) => {
+            for room in allowed
+                .rooms
+                .iter()
+                .filter(|room| policy.room_error(room).is_none())
+            {
+                admission = admission.join(room.clone());
+                claimed.push(room.clone());
+            }
+            if let Some(data) = allowed.data {
+                admission = admission.data(data);
+            }
+            match token_grant {
+                Some(grant) => {
+                    grant.allow_more_rooms(&allowed.allow_rooms);
+                    Some(grant)
+                }
+                None => {
+                    let refresher = hooks
+                        .refresh
+                        .is_some()
+                        .then(|| (hooks.clone(), authority.clone()));
+                    Some(Rc::new(SocketGrant::from_hook(
+                        user.clone(),
+                        allowed.expires_at,
+                        &claimed,
+                        allowed.allow_rooms,
+                        refresher,
+                    )))
+                }
+            }
+        }
+        // `on_failure = "anonymous"`: no user.
+        None => None,
+    };
+    let user = grant.as_ref().and_then(|grant| grant.user.clone());
+    let state = socket_state(policy, grant, Some(&namespace_hooks), user);
+    Ok(admission.extension(Rc::new(state)))
 }
 
 fn publish(socket: &Socket, policy: &NamespacePolicy, message: &Message, ack: Option<AckSender>) {
@@ -310,5 +520,5 @@ fn publish(socket: &Socket, policy: &NamespacePolicy, message: &Message, ack: Op
 
 /// The namespace of today's binary: every built-in open, no auth (`apps::builtin_namespace`).
 pub(crate) fn open() -> Namespace {
-    namespace(NamespacePolicy::open(), None, None)
+    namespace(NamespacePolicy::open(), None, None, None)
 }

@@ -43,7 +43,8 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// What checks tokens and keeps users for every JWT namespace of the process.
 pub(crate) struct Authority {
-    verifier: Verifier,
+    /// None when no namespace takes tokens (hook-granted sockets only).
+    verifier: Option<Verifier>,
     token_field: String,
     query_param: Option<String>,
     refresh_before: Duration,
@@ -97,7 +98,7 @@ impl Authority {
         counters: Arc<Counters>,
     ) -> Authority {
         Authority {
-            verifier,
+            verifier: Some(verifier),
             token_field: jwt.token_field.clone(),
             query_param: jwt.query_param.clone(),
             refresh_before: jwt.refresh_before,
@@ -110,14 +111,38 @@ impl Authority {
         }
     }
 
+    /// An authority for hook-granted sockets only: no token is ever accepted.
+    pub(crate) fn without_tokens(
+        revocations: Arc<Revocations>,
+        counters: Arc<Counters>,
+    ) -> Authority {
+        Authority {
+            verifier: None,
+            token_field: "token".to_owned(),
+            query_param: None,
+            refresh_before: Duration::from_secs(60),
+            leeway: Duration::ZERO,
+            reload_interval: Duration::from_secs(60),
+            revocations,
+            counters,
+            counts: SocketCounts::default(),
+            single_sessions: SingleSessions::default(),
+        }
+    }
+
+    /// Counts a refused CONNECT by its code (a connect hook's refusals too).
+    pub(crate) fn count_failure(&self, code: &'static str) {
+        self.counters.auth_failure(code);
+    }
+
     /// How often the key files are looked at for changes.
     pub(crate) fn reload_interval(&self) -> Duration {
         self.reload_interval
     }
 
     /// The verifier, to reload its keys.
-    pub(crate) fn verifier(&self) -> &Verifier {
-        &self.verifier
+    pub(crate) fn verifier(&self) -> Option<&Verifier> {
+        self.verifier.as_ref()
     }
 
     /// Checks a CONNECT: the admission (auth without the token, data, rooms) and the grant
@@ -169,8 +194,11 @@ impl Authority {
             }
             return Err(auth_refusal(&AuthError::Missing));
         };
-        let grant = self
+        let verifier = self
             .verifier
+            .as_ref()
+            .ok_or_else(|| auth_refusal(&AuthError::Missing))?;
+        let grant = verifier
             .verify(&token, unix_now())
             .map_err(|error| auth_refusal(&error))?;
         if !namespace_granted(&grant.namespaces, handshake.nsp()) {
@@ -308,7 +336,10 @@ impl Authority {
         let Ok(Refresh { token }) = message.get::<Refresh>(0) else {
             return refusal_ack(ack, "token_invalid", "invalid token");
         };
-        let new = match self.verifier.verify(&token, unix_now()) {
+        let Some(verifier) = &self.verifier else {
+            return refusal_ack(ack, "not_supported", "this namespace takes no token");
+        };
+        let new = match verifier.verify(&token, unix_now()) {
             Ok(new) => new,
             Err(error) => {
                 self.counters.auth_failure(error.code());
@@ -371,7 +402,7 @@ impl Authority {
     }
 
     /// Puts the socket's token deadlines (warning, then expiry) in the shard's table.
-    fn schedule(&self, socket: &Socket, grant: &Rc<SocketGrant>) {
+    pub(crate) fn schedule(&self, socket: &Socket, grant: &Rc<SocketGrant>) {
         grant.unschedule();
         let Some(exp) = grant.state.borrow().exp else {
             return;
@@ -415,6 +446,8 @@ pub(crate) struct SocketGrant {
     counted: Cell<bool>,
     /// Whether it is listed in the single sessions.
     single_session: Cell<bool>,
+    /// For a hook-granted socket with a refresh hook: asked before it expires.
+    pub(crate) refresher: Option<(Arc<crate::control::hooks::Hooks>, Arc<Authority>)>,
 }
 
 struct GrantState {
@@ -434,7 +467,55 @@ impl SocketGrant {
             refreshes: Cell::new((0, None)),
             counted: Cell::new(false),
             single_session: Cell::new(false),
+            refresher: None,
         }
+    }
+
+    /// The grant of a connect hook's answer: its user, expiry and join patterns, and the
+    /// rooms it joined (`claimed`, kept through renewals).
+    pub(crate) fn from_hook(
+        user: Option<String>,
+        expires_at: Option<u64>,
+        claimed: &[String],
+        allow_rooms: Vec<String>,
+        refresher: Option<(Arc<crate::control::hooks::Hooks>, Arc<Authority>)>,
+    ) -> SocketGrant {
+        let grant = Grant {
+            user,
+            exp: expires_at,
+            iat: None,
+            rooms: Vec::new(),
+            allow_rooms,
+            namespaces: None,
+            data: None,
+        };
+        let mut socket_grant =
+            SocketGrant::new(&grant, claimed.iter().map(|room| room_hash(room)).collect());
+        socket_grant.refresher = refresher;
+        socket_grant
+    }
+
+    /// Adds join patterns (a connect hook's `allow_rooms` over a token's).
+    pub(crate) fn allow_more_rooms(&self, patterns: &[String]) {
+        self.state
+            .borrow_mut()
+            .allow_rooms
+            .extend(patterns.iter().map(|pattern| RoomPattern::parse(pattern)));
+    }
+
+    /// A refresh hook's renewal: the new expiry and join patterns.
+    pub(crate) fn renew_from_hook(&self, expires_at: Option<u64>, allow_rooms: Option<&[String]>) {
+        let mut state = self.state.borrow_mut();
+        state.exp = expires_at;
+        state.issued = unix_now();
+        if let Some(patterns) = allow_rooms {
+            state.allow_rooms = patterns.iter().map(|p| RoomPattern::parse(p)).collect();
+        }
+    }
+
+    /// When it expires (unix seconds), if ever.
+    pub(crate) fn expires_at(&self) -> Option<u64> {
+        self.state.borrow().exp
     }
 
     /// Whether the token's `allow_rooms` let the socket join `room`.
@@ -562,6 +643,11 @@ fn ensure_ticking(socket: &Socket) {
                     continue;
                 }
                 match deadline {
+                    Deadline::Expiring(_) if grant.refresher.is_some() => {
+                        // The refresh hook renews it, or ends it.
+                        grant.deadline.set(None);
+                        crate::control::hooks::connect::refresh(&socket, &grant);
+                    }
                     Deadline::Expiring(expire) => {
                         warn_expiring(&socket, &grant);
                         let key = DEADLINES.with(|table| {

@@ -48,6 +48,15 @@ pub(crate) struct FileConfig {
     /// The HTTP server API (§2.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) api: Option<toml::Table>,
+    /// Backend endpoints (§2.4), by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) endpoints: Option<toml::Table>,
+    /// The connect and refresh hooks (§2.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) hooks: Option<toml::Table>,
+    /// Lifecycle events (§2.4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) lifecycle: Option<toml::Table>,
     /// Per-namespace policy, by namespace name (file only: `/` can't be in a variable's name).
     #[serde(default)]
     pub(crate) namespaces: BTreeMap<String, NamespaceSection>,
@@ -275,6 +284,23 @@ pub(crate) enum AuthMode {
     None,
     /// A JWT in the CONNECT payload.
     Jwt,
+    /// The connect hook decides.
+    Hook,
+    /// A JWT, then the connect hook (which may deny or add rooms, join patterns and data).
+    #[serde(rename = "jwt+hook")]
+    JwtHook,
+}
+
+impl AuthMode {
+    /// Whether a token is checked at CONNECT.
+    pub(crate) fn takes_tokens(self) -> bool {
+        matches!(self, AuthMode::Jwt | AuthMode::JwtHook)
+    }
+
+    /// Whether the connect hook is asked.
+    pub(crate) fn asks_hook(self) -> bool {
+        matches!(self, AuthMode::Hook | AuthMode::JwtHook)
+    }
 }
 
 /// `[users]`.
@@ -312,6 +338,13 @@ pub(crate) struct NamespaceSection {
     pub(crate) event_burst: Option<u32>,
     pub(crate) max_sockets_per_user: Option<usize>,
     pub(crate) single_session: Option<bool>,
+    /// An endpoint asked about every client `join` that passes the patterns.
+    #[serde(default, deserialize_with = "units::text_opt")]
+    pub(crate) join_hook: Option<String>,
+    /// Which lifecycle events this namespace emits (default: `lifecycle.events`).
+    pub(crate) lifecycle: Option<Vec<super::hooks::config::LifecycleKind>>,
+    /// Client events forwarded to backends.
+    pub(crate) events: Option<Vec<super::hooks::config::EventRule>>,
 }
 
 /// What a client event with no handler gets.
@@ -640,6 +673,9 @@ pub(crate) struct Extras {
     pub(crate) jwt: Option<toml::Table>,
     pub(crate) claims: Option<toml::Table>,
     pub(crate) api: Option<toml::Table>,
+    pub(crate) endpoints: Option<toml::Table>,
+    pub(crate) hooks: Option<toml::Table>,
+    pub(crate) lifecycle: Option<toml::Table>,
     pub(crate) revocation_ttl: Duration,
     pub(crate) namespaces: BTreeMap<String, NamespaceSection>,
 }
@@ -742,6 +778,9 @@ pub(crate) fn effective(config: &Config, extras: &Extras) -> FileConfig {
             revocation_ttl: Some(extras.revocation_ttl),
         },
         api: extras.api.clone().map(redact_table),
+        endpoints: extras.endpoints.clone().map(redact_table),
+        hooks: extras.hooks.clone(),
+        lifecycle: extras.lifecycle.clone(),
         namespaces: extras.namespaces.clone(),
     }
 }

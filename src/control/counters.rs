@@ -1,7 +1,8 @@
 //! The control plane's counters, for the metrics route (spec §2.7 rule 8):
-//! `ringcast_api_requests_total{route,status}` and `ringcast_auth_failures_total{code}`.
-//! Process-wide behind short locks: they count API requests and refused CONNECTs, never
-//! packets. Plain data: must not depend on sockets, the runtime or `net`.
+//! `ringcast_api_requests_total{route,status}`, `ringcast_auth_failures_total{code}`,
+//! `ringcast_hook_calls_total{endpoint,kind,outcome}` and
+//! `ringcast_lifecycle_events_total{endpoint,outcome}`. Process-wide behind short locks: they
+//! count API requests, refused CONNECTs, backend requests and batches, never packets. Plain data: must not depend on sockets, the runtime or `net`.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -15,6 +16,10 @@ pub(crate) struct Counters {
     api: Mutex<BTreeMap<(&'static str, u16), u64>>,
     /// code -> refused CONNECTs.
     auth: Mutex<BTreeMap<&'static str, u64>>,
+    /// (endpoint, kind, outcome) -> backend requests.
+    hooks: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
+    /// (endpoint, outcome) -> lifecycle events delivered or dropped.
+    lifecycle: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -34,8 +39,50 @@ impl Counters {
         *lock(&self.auth).entry(code).or_insert(0) += 1;
     }
 
+    /// One request to a backend endpoint: what it was for (`connect`, `refresh`, `join`,
+    /// `event`, `batch`, `ping`) and how it ended (`ok`, `denied`, `error`, `timeout`,
+    /// `unavailable`, `overloaded`).
+    pub(crate) fn hook_call(&self, endpoint: &str, kind: &'static str, outcome: &'static str) {
+        *lock(&self.hooks)
+            .entry((endpoint.to_owned(), kind, outcome))
+            .or_insert(0) += 1;
+    }
+
+    /// `count` lifecycle events `delivered` to an endpoint, or `dropped` (queue full, retries
+    /// exhausted).
+    pub(crate) fn lifecycle_events(&self, endpoint: &str, outcome: &'static str, count: u64) {
+        *lock(&self.lifecycle)
+            .entry((endpoint.to_owned(), outcome))
+            .or_insert(0) += count;
+    }
+
     /// The families as a scrape reports them.
     pub(crate) fn families(&self) -> Vec<CounterFamily> {
+        let hooks = lock(&self.hooks)
+            .iter()
+            .map(|((endpoint, kind, outcome), count)| {
+                (
+                    vec![
+                        ("endpoint", endpoint.clone()),
+                        ("kind", (*kind).to_owned()),
+                        ("outcome", (*outcome).to_owned()),
+                    ],
+                    *count,
+                )
+            })
+            .collect();
+        let lifecycle = lock(&self.lifecycle)
+            .iter()
+            .map(|((endpoint, outcome), count)| {
+                (
+                    vec![
+                        ("endpoint", endpoint.clone()),
+                        ("outcome", (*outcome).to_owned()),
+                    ],
+                    *count,
+                )
+            })
+            .collect();
         let api = lock(&self.api)
             .iter()
             .map(|((route, status), count)| {
@@ -62,6 +109,16 @@ impl Counters {
                 name: "auth_failures",
                 help: "CONNECTs refused by the token check, by code.",
                 series: auth,
+            },
+            CounterFamily {
+                name: "hook_calls",
+                help: "Requests to backend endpoints, by endpoint, kind and outcome.",
+                series: hooks,
+            },
+            CounterFamily {
+                name: "lifecycle_events",
+                help: "Lifecycle events delivered to or dropped for an endpoint.",
+                series: lifecycle,
             },
         ]
     }

@@ -12,6 +12,7 @@ mod app;
 mod auth;
 pub(crate) mod config;
 pub(crate) mod counters;
+pub(crate) mod hooks;
 pub(crate) mod jwt;
 pub(crate) mod policy;
 pub(crate) mod secret;
@@ -162,6 +163,7 @@ struct Prepared {
     store: Arc<RevocationStore>,
     api: Option<api::Api>,
     counters: Arc<counters::Counters>,
+    hooks: Option<Arc<hooks::Hooks>>,
 }
 
 impl Standalone {
@@ -255,14 +257,16 @@ impl Standalone {
                 .map_err(|error| error.0)?;
             policies.push((name, policy));
         }
-        let wants_jwt = policies.iter().any(|(_, p)| p.auth == AuthMode::Jwt);
+        let wants_jwt = policies.iter().any(|(_, p)| p.auth.takes_tokens());
+        let wants_hook = policies.iter().any(|(_, p)| p.auth.asks_hook());
         let revocations = Arc::new(users::Revocations::default());
         let counters = Arc::new(counters::Counters::default());
         let store = Arc::new(RevocationStore::default());
         let authority = match (&self.file.auth.jwt, wants_jwt) {
-            (None, true) => {
-                return Err("auth: a namespace has auth = \"jwt\" but [auth.jwt] is missing".into())
-            }
+            (None, true) => return Err(
+                "auth: a namespace has auth = \"jwt\" (or \"jwt+hook\") but [auth.jwt] is missing"
+                    .into(),
+            ),
             (Some(table), _) => {
                 let jwt = JwtConfig::deserialize(toml::Value::Table(table.clone()))
                     .map_err(|error| format!("auth.jwt: {}", error.message()))?;
@@ -279,8 +283,19 @@ impl Standalone {
                     counters.clone(),
                 )))
             }
+            (None, false) if wants_hook => Some(Arc::new(auth::Authority::without_tokens(
+                revocations.clone(),
+                counters.clone(),
+            ))),
             (None, false) => None,
         };
+        let hooks = self.hooks(&counters)?;
+        if wants_hook && hooks.as_ref().and_then(|h| h.connect.as_ref()).is_none() {
+            return Err(
+                "hooks.connect: a namespace has auth = \"hook\" (or \"jwt+hook\") but no connect hook is set"
+                    .into(),
+            );
+        }
         if self.file.auth.claims.is_some() && self.file.auth.jwt.is_none() {
             return Err("auth.claims: needs [auth.jwt]".into());
         }
@@ -308,8 +323,56 @@ impl Standalone {
             store,
             api,
             counters,
+            hooks,
         });
         Ok(())
+    }
+
+    /// The hooks the file configures (endpoints, `[hooks]`, `[lifecycle]`, the namespaces'
+    /// rules and join hooks), checked; `None` when it configures none.
+    fn hooks(
+        &self,
+        counters: &Arc<counters::Counters>,
+    ) -> Result<Option<Arc<hooks::Hooks>>, String> {
+        let tables = hooks::HookTables {
+            endpoints: self.file.endpoints.clone(),
+            hooks: self.file.hooks.clone(),
+            lifecycle: self.file.lifecycle.clone(),
+        };
+        let mut rules = Vec::new();
+        let mut join_hooks = Vec::new();
+        for (name, section) in &self.namespaces {
+            for (n, rule) in section.events.iter().flatten().enumerate() {
+                rules.push((format!("namespaces.\"{name}\".events[{n}]"), rule));
+            }
+            if let Some(endpoint) = &section.join_hook {
+                join_hooks.push((
+                    format!("namespaces.\"{name}\".join_hook"),
+                    endpoint.as_str(),
+                ));
+            }
+        }
+        if tables.is_empty() && rules.is_empty() && join_hooks.is_empty() {
+            return Ok(None);
+        }
+        let hooks = hooks::Hooks::new(
+            &tables,
+            &rules,
+            &join_hooks,
+            &self.node_name(),
+            self.config.cores,
+            counters.clone(),
+        )?;
+        Ok(Some(Arc::new(hooks)))
+    }
+
+    /// Sends each endpoint's startup ping (`startup_check`); an error when one with `fail`
+    /// does not answer. Call after `prepare`, before starting the server.
+    pub fn check_endpoints(&self) -> Result<(), String> {
+        match self.prepared.as_ref().and_then(|p| p.hooks.as_ref()) {
+            Some(hooks) => hooks.startup_check(),
+            None => Ok(()),
+        }
     }
 
     /// The `[api]` table with `--api-listen` over it; `None` when neither says anything.
@@ -362,6 +425,17 @@ impl Standalone {
                 .as_ref()
                 .map(with_defaults::<ClaimsConfig>),
             api: self.file.api.clone(),
+            endpoints: self.file.endpoints.clone(),
+            hooks: self
+                .file
+                .hooks
+                .as_ref()
+                .map(with_defaults::<hooks::config::HooksConfig>),
+            lifecycle: self
+                .file
+                .lifecycle
+                .as_ref()
+                .map(with_defaults::<hooks::config::LifecycleConfig>),
             revocation_ttl: self.revocation_ttl(),
             namespaces,
         };
@@ -385,15 +459,46 @@ impl Standalone {
         let (store, revocations) = (prepared.store.clone(), prepared.revocations.clone());
         let prefix = self.config.cluster.prefix.clone();
         let builder = builder.on_shared_keys(move |keys| store.start(keys, prefix, revocations));
+        let builder = match &prepared.hooks {
+            Some(hooks) => {
+                let hooks = hooks.clone();
+                builder.observer(move |shard| {
+                    Box::new(hooks::lifecycle::LifecycleObserver::new(
+                        hooks.clone(),
+                        shard.index(),
+                    ))
+                })
+            }
+            None => builder,
+        };
         let builder = prepared
             .policies
             .iter()
             .fold(builder, |builder, (name, policy)| {
-                let authority = (policy.auth == AuthMode::Jwt)
+                let authority = (policy.auth != AuthMode::None)
                     .then(|| prepared.authority.clone())
                     .flatten();
                 let revocations = Some(prepared.revocations.clone());
-                builder.namespace(name, app::namespace(policy.clone(), authority, revocations))
+                let section = self.namespaces.get(name);
+                let namespace_hooks = prepared.hooks.as_ref().map(|hooks| app::NamespaceHooks {
+                    hooks: hooks.clone(),
+                    rules: section
+                        .and_then(|section| section.events.as_ref())
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|rule| hooks::forward::Rule::new(rule, hooks).map(Arc::new))
+                        .collect(),
+                    join_hook: section
+                        .and_then(|section| section.join_hook.as_deref())
+                        .and_then(|name| hooks.endpoint(name).cloned()),
+                    lifecycle: section
+                        .and_then(|section| section.lifecycle.clone())
+                        .unwrap_or_else(|| hooks.lifecycle_kinds()),
+                });
+                builder.namespace(
+                    name,
+                    app::namespace(policy.clone(), authority, revocations, namespace_hooks),
+                )
             });
         match &prepared.api {
             Some(api) => api.clone().install(builder),
@@ -409,7 +514,7 @@ impl Standalone {
         };
         let mut failed = Vec::new();
         if let Some(authority) = &prepared.authority {
-            if let Err(error) = authority.verifier().reload() {
+            if let Some(Err(error)) = authority.verifier().map(|verifier| verifier.reload()) {
                 failed.push(error);
             }
         }
@@ -417,6 +522,9 @@ impl Standalone {
             if let Err(error) = api.reload() {
                 failed.push(error.to_string());
             }
+        }
+        if let Some(Err(error)) = prepared.hooks.as_ref().map(|hooks| hooks.reload()) {
+            failed.push(error);
         }
         if failed.is_empty() {
             Ok(())
@@ -437,7 +545,9 @@ impl Standalone {
     /// Re-reads the watched key files that changed.
     pub fn reload_changed(&self) {
         if let Some(authority) = self.prepared.as_ref().and_then(|p| p.authority.as_ref()) {
-            authority.verifier().reload_changed();
+            if let Some(verifier) = authority.verifier() {
+                verifier.reload_changed();
+            }
         }
     }
 }

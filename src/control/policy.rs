@@ -281,9 +281,9 @@ impl NamespacePolicy {
         if section.event_burst.is_some() && rate.is_none() {
             return Err(ConfigError(format!("{key}.event_burst: needs event_rate")));
         }
-        if section.allow_anonymous.is_some() && auth != AuthMode::Jwt {
+        if section.allow_anonymous.is_some() && !auth.takes_tokens() {
             return Err(ConfigError(format!(
-                "{key}.allow_anonymous: only with auth = \"jwt\""
+                "{key}.allow_anonymous: only with auth = \"jwt\" or \"jwt+hook\""
             )));
         }
         let max_room_length = section.max_room_length.unwrap_or(MAX_ROOM_LENGTH);

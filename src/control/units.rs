@@ -112,6 +112,14 @@ pub(crate) fn serialize_duration<S: serde::Serializer>(
     }
 }
 
+/// Serializes a duration as [`format_duration`] writes it.
+pub(crate) fn serialize_duration_value<S: serde::Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_duration(*duration))
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum ScalarText {

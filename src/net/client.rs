@@ -121,10 +121,51 @@ impl Target {
             path,
         })
     }
+}
 
-    /// The address connections go to.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
+/// POSTs `body` to `target` from a thread that is not a shard's (the startup check, before the
+/// shards run), blocking for at most about `timeout`; the answer's status. No keep-alive:
+/// one request, then the connection is closed.
+pub(crate) fn post_blocking(
+    target: &Target,
+    extra: &str,
+    body: &[u8],
+    timeout: std::time::Duration,
+) -> Result<u16, String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect_timeout(&target.addr, timeout)
+        .map_err(|error| format!("cannot connect: {error}"))?;
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
+        target.path,
+        target.host,
+        body.len()
+    );
+    stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body))
+        .map_err(|error| format!("cannot send: {error}"))?;
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    loop {
+        let read = stream
+            .read(&mut buffer)
+            .map_err(|error| format!("no answer: {error}"))?;
+        if read == 0 {
+            return Err("closed without an answer".into());
+        }
+        answer.extend_from_slice(&buffer[..read]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(&answer) {
+            Ok(httparse::Status::Complete(_)) => {
+                return response.code.ok_or_else(|| "no status".to_owned())
+            }
+            Ok(httparse::Status::Partial) if answer.len() < MAX_HEAD => {}
+            _ => return Err("not an HTTP answer".into()),
+        }
     }
 }
 
@@ -369,11 +410,13 @@ impl Pool {
     }
 
     /// Connections open now: idle, busy or being opened (for metrics and tests).
+    #[cfg(test)]
     pub(crate) fn open(&self) -> usize {
         self.shared.taken.get()
     }
 
     /// Callers waiting for a connection (for metrics and tests).
+    #[cfg(test)]
     pub(crate) fn waiting(&self) -> usize {
         self.shared.waiters.borrow().len()
     }

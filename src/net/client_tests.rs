@@ -527,19 +527,19 @@ fn stale_idle_connection_is_retried_once() {
 #[test]
 fn targets() {
     let target = Target::parse("http://127.0.0.1:8080/a/b?c=d").expect("target");
-    assert_eq!(target.addr(), "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(target.addr, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(
         (target.host.as_str(), target.path.as_str()),
         ("127.0.0.1:8080", "/a/b?c=d")
     );
     let target = Target::parse("HTTP://localhost").expect("target");
-    assert_eq!(target.addr().port(), 80);
+    assert_eq!(target.addr.port(), 80);
     assert_eq!(
         (target.host.as_str(), target.path.as_str()),
         ("localhost", "/")
     );
     let target = Target::parse("http://[::1]:9000?x").expect("target");
-    assert_eq!(target.addr(), "[::1]:9000".parse().unwrap());
+    assert_eq!(target.addr, "[::1]:9000".parse().unwrap());
     assert_eq!(
         (target.host.as_str(), target.path.as_str()),
         ("[::1]:9000", "/?x")

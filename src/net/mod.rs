@@ -7,8 +7,6 @@
 //! sessions owned by another shard travel as [`Forward`] messages. What a listener answers
 //! besides Engine.IO is its [`Router`]'s, filled by the layers above.
 
-// Nothing calls it yet: control::hooks will (backend webhooks).
-#[allow(dead_code)]
 pub(crate) mod client;
 mod http;
 pub(crate) mod redis;

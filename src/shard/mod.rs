@@ -707,13 +707,37 @@ async fn deferred_loop(shard: Rc<Shard>) {
     }
 }
 
+thread_local! {
+    /// Holds taken on this shard's thread ([`Hold`]).
+    static HOLDS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Work above the shard that a graceful shutdown waits for (within its grace), as it waits
+/// for sessions; released when dropped.
+pub(crate) struct Hold(());
+
+impl Hold {
+    pub(crate) fn new() -> Hold {
+        HOLDS.with(|holds| holds.set(holds.get() + 1));
+        Hold(())
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        HOLDS.with(|holds| holds.set(holds.get().saturating_sub(1)));
+    }
+}
+
 /// Stops the shard once every shard is idle (sessions and WebSockets finished, their queues
 /// written and closes sent, no HTTP request unanswered) or at `deadline`. Checked every few
 /// milliseconds: shutdown is rare and not timed finely. A request that reaches a shard after
 /// all were idle can only be for a session that no longer exists.
 async fn stop_when_drained(shard: Rc<Shard>, deadline: Instant, idle: Arc<[AtomicBool]>) {
     loop {
-        let now_idle = shard.engine.borrow().is_empty() && shard.requests_in_flight.get() == 0;
+        let now_idle = shard.engine.borrow().is_empty()
+            && shard.requests_in_flight.get() == 0
+            && HOLDS.with(std::cell::Cell::get) == 0;
         idle[shard.id.index()].store(now_idle, Ordering::Release);
         let all_idle = idle.iter().all(|shard| shard.load(Ordering::Acquire));
         if all_idle || Instant::now() >= deadline {

@@ -719,11 +719,11 @@ pub(crate) fn deliver_local(io: &Rc<SocketIo>, broadcast: &Broadcast) -> usize {
     // Only a broadcast that waits for acks (or that an observer watches) needs to know which
     // sockets got it.
     let plain = broadcast.ack.is_none() && !broadcast.volatile;
-    let observed = broadcast.packet.is_some()
-        && io
-            .observer
+    let observed = broadcast.packet.as_ref().is_some_and(|packet| {
+        io.observer
             .as_ref()
-            .is_some_and(|observer| observer.watches_recipients());
+            .is_some_and(|observer| observer.watches_recipients(&packet.event))
+    });
     {
         let mut state = io.state.borrow_mut();
         let Some(ns) = state.namespace_index(&broadcast.target.nsp) else {
@@ -774,7 +774,11 @@ pub(crate) fn deliver_local(io: &Rc<SocketIo>, broadcast: &Broadcast) -> usize {
     }
     io.traffic.borrow_mut().deliveries += delivered.len() as u64;
     // Sockets collected for acks are told one by one only if the observer watches them.
-    let watched = io.observer.as_ref().is_some_and(|o| o.watches_recipients());
+    let watched = broadcast.packet.as_ref().is_some_and(|packet| {
+        io.observer
+            .as_ref()
+            .is_some_and(|o| o.watches_recipients(&packet.event))
+    });
     let told: &[_] = if watched { &delivered } else { &[] };
     notify_sent(io, broadcast, told, delivered.len());
     delivered.len()

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::dispatch::{self, contain, protocol_error};
 use super::message::encode_packet;
-use super::namespace::{percent_decode, Admission, ConnectError, Handshake};
+use super::namespace::{percent_decode, Admission, Authorizer, ConnectError, Handshake};
 use super::tables::SocketState;
 use super::{SocketIo, EMPTY_AUTH};
 use crate::codec::eio::Version;
@@ -108,35 +108,45 @@ pub(crate) fn connect(
             return refuse(io, session, version, &handshake.nsp, &error);
         }
     }
-    let admission = match &handlers.authorizer {
-        Some(authorize) => {
+    let (admission, later) = match &handlers.authorizer {
+        Some(Authorizer::Now(authorize)) => {
             let verdict = contain("authorizer", || authorize(&handshake))
                 .unwrap_or_else(|| Err(ConnectError::new("server error")));
             match verdict {
-                Ok(admission) => admission,
+                Ok(admission) => (admission, None),
                 Err(error) => return refuse(io, session, version, &handshake.nsp, &error),
             }
         }
-        None => Admission::default(),
+        Some(Authorizer::Later(authorize)) => (Admission::default(), Some(authorize.clone())),
+        None => (Admission::default(), None),
     };
-    if handlers.async_middlewares.is_empty() {
+    if later.is_none() && handlers.async_middlewares.is_empty() {
         return admit(io, session, version, ns, handshake, admission);
     }
-    // Asynchronous middleware: the connection waits in `connecting` until they all agree.
+    // An asynchronous decision: the connection waits in `connecting` until it is made.
     if let Some(client) = io.state.borrow_mut().clients.get_mut(session) {
         client.connecting.push(ns);
     }
     let task_io = io.clone();
     io.spawn(Box::pin(async move {
-        let mut verdict = Ok(());
-        for middleware in &handlers.async_middlewares {
-            let check = contain("middleware", || middleware(handshake.clone()));
-            verdict = match check {
-                Some(check) => check.await,
+        let mut verdict = match later {
+            Some(authorize) => match contain("authorizer", || authorize(handshake.clone())) {
+                Some(decision) => decision.await,
                 None => Err(ConnectError::new("server error")),
-            };
-            if verdict.is_err() {
-                break;
+            },
+            None => Ok(admission),
+        };
+        if verdict.is_ok() {
+            for middleware in &handlers.async_middlewares {
+                let check = contain("middleware", || middleware(handshake.clone()));
+                let passed = match check {
+                    Some(check) => check.await,
+                    None => Err(ConnectError::new("server error")),
+                };
+                if let Err(error) = passed {
+                    verdict = Err(error);
+                    break;
+                }
             }
         }
         let io = task_io;
@@ -155,7 +165,7 @@ pub(crate) fn connect(
             return;
         }
         match verdict {
-            Ok(()) => admit(&io, session, version, ns, handshake, admission),
+            Ok(admission) => admit(&io, session, version, ns, handshake, admission),
             Err(error) => refuse(&io, session, version, &handshake.nsp, &error),
         }
     }));
@@ -256,12 +266,15 @@ fn admit(
         &[],
     );
     let _ = io.send_frames(session, &frames, false);
+    // The admission's rooms are the socket's from the start: the observer hears them with
+    // `connected`, not as joins.
+    let max_rooms = io.config.max_rooms_per_socket.saturating_add(1);
+    for room in &rooms {
+        dispatch::join_unobserved(io, socket, room, max_rooms);
+    }
     let handle = super::Socket::new(io.clone(), socket, id, name);
     if let Some(observer) = &io.observer {
         contain("observer", || observer.connected(&handle));
-    }
-    for room in &rooms {
-        handle.join(room);
     }
     let handlers = io.namespace_handlers(socket);
     if let Some(on_connect) = handlers.as_ref().and_then(|h| h.on_connect.as_ref()) {

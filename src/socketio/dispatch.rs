@@ -299,12 +299,26 @@ pub(crate) fn join(
     room: &str,
     max_rooms: usize,
 ) -> Option<bool> {
-    let joined = io.state.borrow_mut().join(socket, room, max_rooms);
+    let joined = join_unobserved(io, socket, room, max_rooms);
     if joined == Some(true) {
-        watch_room(io, socket, room, true);
         if let (Some(observer), Some(handle)) = (&io.observer, io.handle(socket)) {
             contain("observer", || observer.joined(&handle, room));
         }
+    }
+    joined
+}
+
+/// [`join`] with no word to the observer (the rooms a socket is admitted with, which the
+/// observer hears with `connected`).
+pub(crate) fn join_unobserved(
+    io: &Rc<SocketIo>,
+    socket: SocketKey,
+    room: &str,
+    max_rooms: usize,
+) -> Option<bool> {
+    let joined = io.state.borrow_mut().join(socket, room, max_rooms);
+    if joined == Some(true) {
+        watch_room(io, socket, room, true);
     }
     joined
 }
@@ -353,6 +367,7 @@ pub(crate) fn remove_socket(io: &Rc<SocketIo>, socket: SocketKey, reason: Discon
     let Some(entry) = io.state.borrow_mut().remove_socket(socket) else {
         return;
     };
+    let handle = handle.departing(entry.extension.clone());
     if io.adapter.watches_rooms() {
         let state = io.state.borrow();
         let nsp = &state.namespaces[entry.ns];

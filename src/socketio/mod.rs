@@ -37,7 +37,9 @@ pub use adapter::{Ask, Broadcast, NodeHooks, Operation, Reply, ServerCountFuture
 pub use message::encode_event;
 pub(crate) use message::Args as EventArgs;
 pub use message::{Args, Message};
-pub use namespace::{Admission, ConnectError, Handshake, MiddlewareFuture, Namespace, Namespaces};
+pub use namespace::{
+    Admission, AdmissionFuture, ConnectError, Handshake, MiddlewareFuture, Namespace, Namespaces,
+};
 pub use observe::{Observer, ObserverFactory};
 pub(crate) use operator::{selecting_methods, Selection, DEFAULT_TIMEOUT};
 pub use operator::{BroadcastOperator, HandshakeInfo, OpError, OpFuture, SocketInfo};
@@ -140,7 +142,13 @@ impl SocketIo {
         hooks: ShardHooks,
         now: Instant,
     ) -> Rc<SocketIo> {
-        let observer = namespaces.observer.as_ref().map(|make| make(shard));
+        let observer: Option<Box<dyn Observer>> = match namespaces.observers.as_slice() {
+            [] => None,
+            [make] => Some(make(shard)),
+            many => Some(Box::new(observe::Observers(
+                many.iter().map(|make| make(shard)).collect(),
+            ))),
+        };
         Rc::new(SocketIo {
             shard,
             engine,

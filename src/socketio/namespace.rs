@@ -27,7 +27,17 @@ type EventHandler = dyn Fn(&Socket, Message, Option<AckSender>) + Send + Sync;
 type DisconnectHandler = dyn Fn(&Socket, DisconnectReason) + Send + Sync;
 type AnyEventHandler = dyn Fn(&Socket, &str, Message, Option<AckSender>) + Send + Sync;
 type Admits = dyn Fn(&str) -> bool + Send + Sync;
-type Authorizer = dyn Fn(&Handshake) -> Result<Admission, ConnectError> + Send + Sync;
+type SyncAuthorizer = dyn Fn(&Handshake) -> Result<Admission, ConnectError> + Send + Sync;
+type AsyncAuthorizer = dyn Fn(Handshake) -> AdmissionFuture + Send + Sync;
+/// What an asynchronous authorizer returns: a shard-local future with the admission.
+pub type AdmissionFuture = Pin<Box<dyn Future<Output = Result<Admission, ConnectError>>>>;
+
+/// A namespace's authorizer, answering at once or later.
+#[derive(Clone)]
+pub(crate) enum Authorizer {
+    Now(Arc<SyncAuthorizer>),
+    Later(Arc<AsyncAuthorizer>),
+}
 type ServerEventHandler = dyn Fn(BroadcastOperator, Message, Option<ServerAck>) + Send + Sync;
 
 /// The handlers of one namespace (or of every namespace a dynamic pattern admits).
@@ -35,7 +45,7 @@ type ServerEventHandler = dyn Fn(BroadcastOperator, Message, Option<ServerAck>) 
 pub struct Namespace {
     pub(crate) middlewares: Vec<Arc<Middleware>>,
     pub(crate) async_middlewares: Vec<Arc<AsyncMiddleware>>,
-    pub(crate) authorizer: Option<Arc<Authorizer>>,
+    pub(crate) authorizer: Option<Authorizer>,
     pub(crate) on_connect: Option<Arc<ConnectHandler>>,
     pub(crate) on_disconnect: Option<Arc<DisconnectHandler>>,
     pub(crate) events: HashMap<Box<str>, Arc<EventHandler>>,
@@ -84,7 +94,23 @@ impl Namespace {
         mut self,
         check: impl Fn(&Handshake) -> Result<Admission, ConnectError> + Send + Sync + 'static,
     ) -> Namespace {
-        self.authorizer = Some(Arc::new(check));
+        self.authorizer = Some(Authorizer::Now(Arc::new(check)));
+        self
+    }
+
+    /// [`Namespace::authorize`] for a decision that waits on something (a backend's answer):
+    /// the future runs on the shard's thread, before the asynchronous middleware, while the
+    /// client waits for its CONNECT reply. One authorizer per namespace, either kind.
+    pub fn authorize_async<F>(
+        mut self,
+        check: impl Fn(Handshake) -> F + Send + Sync + 'static,
+    ) -> Namespace
+    where
+        F: Future<Output = Result<Admission, ConnectError>> + 'static,
+    {
+        self.authorizer = Some(Authorizer::Later(Arc::new(move |handshake| {
+            Box::pin(check(handshake))
+        })));
         self
     }
 
@@ -286,12 +312,12 @@ impl ConnectError {
 }
 
 /// What the application declares for every shard: namespaces (declared names and dynamic
-/// patterns) and the lifecycle observer.
+/// patterns) and the lifecycle observers.
 #[derive(Clone, Default)]
 pub struct Namespaces {
     pub(crate) declared: HashMap<Box<str>, Arc<Namespace>>,
     pub(crate) dynamic: Vec<(Arc<Admits>, Arc<Namespace>)>,
-    pub(crate) observer: Option<Arc<ObserverFactory>>,
+    pub(crate) observers: Vec<Arc<ObserverFactory>>,
 }
 
 impl Namespaces {

@@ -16,7 +16,8 @@ use crate::key::ShardId;
 /// Called on the shard's thread, with no lock or borrow held: an observer may use the socket
 /// handle (it must not block, as a handler must not). Every method does nothing by default.
 pub trait Observer {
-    /// A socket joined its namespace (the room named by its id included).
+    /// A socket joined its namespace (the room named by its id and the rooms its admission
+    /// named included: those are not told as joins).
     fn connected(&self, socket: &Socket) {
         let _ = socket;
     }
@@ -42,11 +43,12 @@ pub trait Observer {
         let _ = (socket, event, args);
     }
 
-    /// Whether a broadcast's recipients are each told to [`Observer::event_sent`] now; asked
-    /// once per broadcast. When not, the broadcast is told once to
-    /// [`Observer::broadcast_sent`] with its number of recipients, and the shard does not
-    /// collect them (the per-recipient calls cost a handle and a call each).
-    fn watches_recipients(&self) -> bool {
+    /// Whether the recipients of a broadcast of `event` are each told to
+    /// [`Observer::event_sent`] now; asked once per broadcast. When not, the broadcast is told
+    /// once to [`Observer::broadcast_sent`] with its number of recipients, and the shard does
+    /// not collect them (the per-recipient calls cost a handle and a call each).
+    fn watches_recipients(&self, event: &str) -> bool {
+        let _ = event;
         true
     }
 
@@ -76,3 +78,46 @@ pub trait Observer {
 
 /// Makes one shard's observer, given the shard's index.
 pub type ObserverFactory = dyn Fn(ShardId) -> Box<dyn Observer> + Send + Sync;
+
+/// Several observers heard as one, each in the order given (`ServerBuilder::observer` called
+/// more than once).
+pub(crate) struct Observers(pub(crate) Vec<Box<dyn Observer>>);
+
+impl Observer for Observers {
+    fn connected(&self, socket: &Socket) {
+        self.0.iter().for_each(|o| o.connected(socket));
+    }
+    fn joined(&self, socket: &Socket, room: &str) {
+        self.0.iter().for_each(|o| o.joined(socket, room));
+    }
+    fn left(&self, socket: &Socket, room: &str) {
+        self.0.iter().for_each(|o| o.left(socket, room));
+    }
+    fn event_received(&self, socket: &Socket, event: &str, message: &Message) {
+        self.0
+            .iter()
+            .for_each(|o| o.event_received(socket, event, message));
+    }
+    fn event_sent(&self, socket: &Socket, event: &str, args: &Args) {
+        self.0
+            .iter()
+            .for_each(|o| o.event_sent(socket, event, args));
+    }
+    fn watches_recipients(&self, event: &str) -> bool {
+        self.0.iter().any(|o| o.watches_recipients(event))
+    }
+    fn broadcast_sent(&self, event: &str, args: &Args, recipients: usize) {
+        self.0
+            .iter()
+            .for_each(|o| o.broadcast_sent(event, args, recipients));
+    }
+    fn upgraded(&self, socket: &Socket, transport: &str) {
+        self.0.iter().for_each(|o| o.upgraded(socket, transport));
+    }
+    fn data_changed(&self, socket: &Socket) {
+        self.0.iter().for_each(|o| o.data_changed(socket));
+    }
+    fn disconnected(&self, socket: &Socket, reason: DisconnectReason) {
+        self.0.iter().for_each(|o| o.disconnected(socket, reason));
+    }
+}

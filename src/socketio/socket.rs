@@ -30,6 +30,9 @@ pub struct Socket {
     key: SocketKey,
     id: Arc<str>,
     nsp: Arc<str>,
+    /// The extension of a socket being removed: its observer and disconnect handler still
+    /// read it once the socket is gone from the tables.
+    departed: Option<Rc<dyn std::any::Any>>,
 }
 
 impl fmt::Debug for Socket {
@@ -40,7 +43,19 @@ impl fmt::Debug for Socket {
 
 impl Socket {
     pub(crate) fn new(io: Rc<SocketIo>, key: SocketKey, id: Arc<str>, nsp: Arc<str>) -> Socket {
-        Socket { io, key, id, nsp }
+        Socket {
+            io,
+            key,
+            id,
+            nsp,
+            departed: None,
+        }
+    }
+
+    /// The handle of a socket being removed, still reading `extension`.
+    pub(crate) fn departing(mut self, extension: Option<Rc<dyn std::any::Any>>) -> Socket {
+        self.departed = extension;
+        self
     }
 
     /// The socket id (as the client sees it in `socket.id`).
@@ -85,7 +100,10 @@ impl Socket {
     /// The value its namespace's authorizer attached when admitting it
     /// ([`crate::Admission::extension`]), if it is a `T`.
     pub fn extension<T: 'static>(&self) -> Option<Rc<T>> {
-        let value = self.with_state(|_, socket| socket.extension.clone())??;
+        let value = match self.with_state(|_, socket| socket.extension.clone()) {
+            Some(value) => value?,
+            None => self.departed.clone()?,
+        };
         value.downcast::<T>().ok()
     }
 

@@ -726,7 +726,7 @@ fn the_observer_hears_every_socket_event_in_order() {
     let mut declared = namespaces(builtins().on("greet", |socket, _, _| {
         let _ = socket.emit("hello", &Args::new().with_str("you"));
     }));
-    declared.observer = Some(Arc::new(move |_shard| {
+    declared.observers.push(Arc::new(move |_shard| {
         Box::new(Recorder { log: sink.clone() }) as Box<dyn Observer>
     }));
     let cluster = Cluster::new(declared);

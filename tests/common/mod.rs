@@ -5,6 +5,7 @@
 
 pub mod redis;
 pub mod script;
+pub mod standalone;
 pub mod ws_client;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -53,7 +53,7 @@ const RESERVED_EVENTS: [&str; 6] = [
 /// `to`: who an operation reaches. No include list means the whole namespace.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Targets {
+pub(crate) struct Targets {
     #[serde(default)]
     rooms: Vec<String>,
     #[serde(default)]
@@ -255,7 +255,10 @@ struct Selection {
 
 impl Selection {
     fn new(api: &ShardApi, nsp: Option<&str>, targets: &Targets) -> Result<Selection, ApiError> {
-        let nsp = namespace(api, nsp)?;
+        Selection::of(namespace(api, nsp)?, targets)
+    }
+
+    fn of(nsp: String, targets: &Targets) -> Result<Selection, ApiError> {
         let mut to = Vec::new();
         let mut except = Vec::new();
         for room in &targets.rooms {
@@ -285,18 +288,34 @@ impl Selection {
 
     /// A fresh operator for this selection (an operator is used once).
     fn operator(&self, api: &ShardApi, local: bool) -> Result<BroadcastOperator, ApiError> {
-        let mut operator = api
+        let operator = api
             .shard
             .of(&self.nsp)
             .ok_or_else(|| ApiError::namespace_not_served(&self.nsp))?;
+        let operator = self.narrow(operator);
+        Ok(if local { operator.local() } else { operator })
+    }
+
+    /// `operator` narrowed to this selection's rooms and excepts.
+    fn narrow(&self, mut operator: BroadcastOperator) -> BroadcastOperator {
         for room in &self.to {
             operator = operator.to(room);
         }
         for room in &self.except {
             operator = operator.except(room);
         }
-        Ok(if local { operator.local() } else { operator })
+        operator
     }
+}
+
+/// `operator` (on a namespace) narrowed to `targets`, with the checks an API call gets (a
+/// backend's `emit` action).
+pub(crate) fn narrow(
+    operator: BroadcastOperator,
+    targets: &Targets,
+) -> Result<BroadcastOperator, ApiError> {
+    let selection = Selection::of(operator.nsp().to_owned(), targets)?;
+    Ok(selection.narrow(operator))
 }
 
 /// Whether the operation leaves this process: false when asked `local`, or without a
@@ -315,7 +334,7 @@ fn publishes(api: &ShardApi, local: bool) -> Result<bool, ApiError> {
 
 /// An event's arguments: each JSON value, placeholders (`{"_placeholder": true, "num": i}`)
 /// standing for `attachments[i]` (base64), which clients receive as binary.
-fn event_args(args: &[Value], attachments: &[String]) -> Result<Args, ApiError> {
+pub(crate) fn event_args(args: &[Value], attachments: &[String]) -> Result<Args, ApiError> {
     let attachments = attachments
         .iter()
         .enumerate()
@@ -345,7 +364,7 @@ fn event_args(args: &[Value], attachments: &[String]) -> Result<Args, ApiError> 
     Ok(Args::from_parts(json, args.len(), attachments))
 }
 
-fn check_event(event: &str) -> Result<(), ApiError> {
+pub(crate) fn check_event(event: &str) -> Result<(), ApiError> {
     if event.is_empty() {
         return Err(ApiError::invalid("`event` must not be empty"));
     }

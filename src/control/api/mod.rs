@@ -14,7 +14,7 @@
 mod auth;
 mod config;
 mod error;
-mod handlers;
+pub(crate) mod handlers;
 mod idempotency;
 mod routes;
 

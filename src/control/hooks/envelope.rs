@@ -1,0 +1,194 @@
+//! What a hook request is made of (spec §2.4): the CloudEvents 1.0 JSON envelope (`id`
+//! `<boot_id>-<shard>-<counter>`, `source` `ringcast://<node>/<boot_id>`, `subject`, `time`),
+//! the `Ringcast-Signature` header (`t=<unix>,v1=<hex HMAC-SHA256(secret, t.body)>`, one `v1`
+//! per secret) and the delivery id (a UUID, stable across retries of one request).
+//!
+//! Pure: must not depend on sockets, the runtime or `net`.
+
+use std::fmt::Write as _;
+
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+use crate::control::secret::Secret;
+
+/// Who sends the events: this node under this boot.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    /// `ringcast://<node>/<boot_id>`.
+    pub(crate) source: String,
+    pub(crate) boot_id: String,
+    pub(crate) node: String,
+}
+
+impl Origin {
+    /// A new boot of `node`: a random boot id.
+    pub(crate) fn new(node: &str) -> Origin {
+        let mut bytes = [0u8; 8];
+        // No randomness at all would be a broken OS; the clock still tells boots apart.
+        if getrandom::getrandom(&mut bytes).is_err() {
+            bytes = unix_millis().to_le_bytes();
+        }
+        let boot_id = hex(&bytes);
+        Origin {
+            source: format!("ringcast://{node}/{boot_id}"),
+            boot_id,
+            node: node.to_owned(),
+        }
+    }
+
+    /// An event id: unique across boots, shards and events.
+    pub(crate) fn event_id(&self, shard: usize, counter: u64) -> String {
+        format!("{}-{shard}-{counter:06}", self.boot_id)
+    }
+}
+
+/// One CloudEvent: its type, id, subject (a socket id) and data.
+pub(crate) struct CloudEvent {
+    pub(crate) kind: &'static str,
+    pub(crate) id: String,
+    pub(crate) subject: Option<String>,
+    pub(crate) data: Map<String, Value>,
+}
+
+impl CloudEvent {
+    /// The event as a JSON object, `time` now.
+    pub(crate) fn to_value(&self, origin: &Origin) -> Value {
+        let mut event = Map::with_capacity(8);
+        event.insert("specversion".into(), "1.0".into());
+        event.insert("type".into(), self.kind.into());
+        event.insert("id".into(), self.id.clone().into());
+        event.insert("source".into(), origin.source.clone().into());
+        event.insert("time".into(), rfc3339(unix_millis()).into());
+        if let Some(subject) = &self.subject {
+            event.insert("subject".into(), subject.clone().into());
+        }
+        event.insert("datacontenttype".into(), "application/json".into());
+        event.insert("data".into(), Value::Object(self.data.clone()));
+        Value::Object(event)
+    }
+}
+
+/// `t=<t>,v1=<hex>` with one `v1` per secret (the current one first).
+pub(crate) fn signature(secrets: &[Secret], t: u64, body: &[u8]) -> String {
+    let mut header = format!("t={t}");
+    for secret in secrets {
+        // HMAC takes a key of any length.
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose()) else {
+            continue;
+        };
+        mac.update(t.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        header.push_str(",v1=");
+        header.push_str(&hex(&mac.finalize().into_bytes()));
+    }
+    header
+}
+
+/// A random (version 4) UUID.
+pub(crate) fn delivery_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        bytes[..8].copy_from_slice(&unix_millis().to_le_bytes());
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let text = hex(&bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &text[..8],
+        &text[8..12],
+        &text[12..16],
+        &text[16..20],
+        &text[20..]
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
+}
+
+/// Milliseconds since the epoch, now.
+pub(crate) fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// `2026-12-01T10:00:00.123Z` for a unix time in ms.
+pub(crate) fn rfc3339(millis: u64) -> String {
+    let seconds = millis / 1000;
+    let days = seconds / 86_400;
+    let of_day = seconds % 86_400;
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60,
+        millis % 1000
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_in_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_767_225_600_123), "2026-01-01T00:00:00.123Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn a_signature_has_one_v1_per_secret() {
+        let secrets = [Secret::new(b"a".to_vec()), Secret::new(b"b".to_vec())];
+        let header = signature(&secrets, 1_700_000_000, b"{}");
+        let parts: Vec<&str> = header.split(',').collect();
+        assert_eq!(parts[0], "t=1700000000");
+        assert_eq!(parts.len(), 3);
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"a").expect("key");
+        mac.update(b"1700000000.{}");
+        assert_eq!(
+            parts[1],
+            format!("v1={}", hex(&mac.finalize().into_bytes()))
+        );
+    }
+
+    #[test]
+    fn ids_are_unique_and_shaped() {
+        let origin = Origin::new("edge-1");
+        assert!(origin.source.starts_with("ringcast://edge-1/"));
+        assert_eq!(
+            origin.event_id(1, 42),
+            format!("{}-1-000042", origin.boot_id)
+        );
+        let (a, b) = (delivery_id(), delivery_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+    }
+}

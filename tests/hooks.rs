@@ -1,0 +1,731 @@
+//! Backend hooks (spec `control-plane.md` §2.3, §2.4, Part 3 tests 15-35): the real binary
+//! with a config file, a real backend process (`tests/control/backend.py`, the Python stdlib
+//! server that verifies every request's signature and logs it) answering as each test scripts
+//! it, and socket.io-client 4.x / 2.x as clients. Every process is bounded and stopped by its
+//! own handle.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::script::{self, Runtime};
+use common::standalone::{s, Server, TempDir};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+const SECRET: &str = "hooks-test-secret";
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(40);
+
+/// `tests/control/backend.py` on a free port: its answers scripted by a JSON file, every
+/// request logged (one JSON line each).
+struct Backend {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    script: PathBuf,
+}
+
+impl Backend {
+    fn start(dir: &TempDir, name: &str) -> Backend {
+        let log = dir.path(&format!("{name}.jsonl"));
+        let script_path = dir.path(&format!("{name}.json"));
+        std::fs::write(&script_path, "{}").expect("script");
+        let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/control/backend.py");
+        let mut child = Command::new(script::python())
+            .arg(&program)
+            .args([
+                "--log",
+                s(&log),
+                "--secret",
+                SECRET,
+                "--script",
+                s(&script_path),
+            ])
+            .args(["--lifetime", "120"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the backend");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the backend's port");
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("the backend said {line:?}"));
+        Backend {
+            child,
+            port,
+            log,
+            script: script_path,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/ringcast", self.port)
+    }
+
+    /// Sets how the backend answers (written whole, then renamed, so it never reads half).
+    fn answer(&self, script: Value) {
+        let next = self.script.with_extension("next");
+        std::fs::write(&next, script.to_string()).expect("write the script");
+        std::fs::rename(&next, &self.script).expect("install the script");
+    }
+
+    /// Every request logged so far.
+    fn requests(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// Every event received so far whose type starts with `prefix`, batches flattened.
+    fn events(&self, prefix: &str) -> Vec<Value> {
+        self.events_of(prefix, |_| true)
+    }
+
+    /// [`Backend::events`] of the requests it answered with a 2xx: the delivered ones.
+    fn delivered(&self, prefix: &str) -> Vec<Value> {
+        self.events_of(prefix, |request| {
+            request["status"]
+                .as_u64()
+                .is_some_and(|status| (200..300).contains(&status))
+        })
+    }
+
+    fn events_of(&self, prefix: &str, take: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.requests()
+            .iter()
+            .filter(|request| take(request))
+            .flat_map(|request| request["events"].as_array().cloned().unwrap_or_default())
+            .filter(|event| {
+                event["type"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with(prefix))
+            })
+            .collect()
+    }
+
+    /// Waits (at most `within`) until `done` holds for the delivered events of `prefix`.
+    fn wait_for(
+        &self,
+        prefix: &str,
+        within: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let events = self.delivered(prefix);
+            if done(&events) || Instant::now() >= deadline {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    common::free_port()
+}
+
+/// The config of the hook tests: `endpoint` is the backend; `extra` adds tables.
+fn config(backend: &Backend, cores: usize, extra: &str) -> String {
+    format!(
+        r#"[server]
+cores = {cores}
+
+[endpoints.backend]
+url = "{url}"
+secret = "{SECRET}"
+timeout = "2s"
+
+[endpoints.gone]
+url = "http://127.0.0.1:{gone}/x"
+secret = "{SECRET}"
+startup_check = "off"
+
+{extra}
+"#,
+        url = backend.url(),
+        gone = closed_port(),
+    )
+}
+
+fn node(server: &Server, scenario: &str, env: &[(&str, String)]) {
+    script::run(
+        Runtime::Node,
+        "js/hooks.mjs",
+        &["websocket", scenario],
+        &server.url,
+        env,
+        SCRIPT_DEADLINE,
+    )
+    .expect_ok();
+}
+
+const CONNECT_HOOK: &str = r#"
+[hooks]
+connect = "backend"
+timeout = "1s"
+forward_query = ["v"]
+breaker_failures = 4
+breaker_cooldown = "1s"
+
+[lifecycle]
+endpoint = "backend"
+batch_interval = "20ms"
+
+[namespaces."/"]
+auth = "hook"
+join = ["*"]
+"#;
+
+#[test]
+fn the_connect_hook_allows_denies_and_fails_closed() {
+    let dir = TempDir::new("hooks-connect");
+    let backend = Backend::start(&dir, "backend");
+    let server = Server::start(&config(&backend, 1, CONNECT_HOOK), &dir, &[]);
+    // The startup ping came first, signed.
+    let pings = backend.wait_for("io.ringcast.ping", Duration::from_secs(5), |e| {
+        !e.is_empty()
+    });
+    assert_eq!(pings.len(), 1, "one startup ping");
+
+    // Allow, with a user, rooms and data.
+    backend.answer(json!({ "rules": [{
+        "match": { "type": "io.ringcast.connect" },
+        "status": 200,
+        "body": { "allow": true, "user": "42", "rooms": ["team:7"], "data": { "name": "Ann" } },
+    }]}));
+    node(&server, "allow", &[]);
+    let connects = backend.events("io.ringcast.connect");
+    let request = backend
+        .requests()
+        .into_iter()
+        .find(|r| r["events"][0]["type"] == "io.ringcast.connect")
+        .expect("a connect request");
+    assert_eq!(request["signature_ok"], true, "{request}");
+    assert_eq!(
+        request["headers"]["content-type"],
+        "application/cloudevents+json"
+    );
+    let data = &connects[0]["data"];
+    assert_eq!(data["namespace"], "/");
+    assert_eq!(data["auth"]["room"], "lobby", "{data}");
+    assert_eq!(data["handshake"]["transport"], "websocket", "{data}");
+    assert_eq!(data["handshake"]["eio"], 4, "{data}");
+    assert!(
+        connects[0]["id"]
+            .as_str()
+            .is_some_and(|id| id.contains('-')),
+        "{}",
+        connects[0]
+    );
+    assert!(connects[0]["source"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("ringcast://")));
+    // The lifecycle event shows the hook's grants.
+    let connected = backend.wait_for(
+        "io.ringcast.socket.connected",
+        Duration::from_secs(5),
+        |e| !e.is_empty(),
+    );
+    let data = &connected[0]["data"];
+    assert_eq!(data["user"], "42", "{data}");
+    assert_eq!(data["seq"], 1, "{data}");
+    assert_eq!(data["data"], json!({ "name": "Ann" }), "{data}");
+    let rooms: Vec<&str> = data["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(rooms.contains(&"team:7"), "{rooms:?}");
+    assert!(rooms.contains(&"ringcast:user:42"), "{rooms:?}");
+
+    // Deny: the backend's message and data reach the client (v4 and v2).
+    backend.answer(json!({ "rules": [{
+        "match": { "type": "io.ringcast.connect" },
+        "status": 200,
+        "body": { "allow": false, "error": { "message": "banned", "data": { "code": "banned", "until": 1767300000u64 } } },
+    }]}));
+    node(&server, "deny", &[]);
+    node(&server, "v2-deny", &[]);
+
+    // A slow backend: backend_timeout at about the hook's timeout (1 s); no socket is made.
+    backend.answer(json!({ "rules": [{
+        "match": { "type": "io.ringcast.connect" }, "delay_ms": 2500,
+        "status": 200, "body": { "allow": true },
+    }]}));
+    let before = backend.events("io.ringcast.socket.connected").len();
+    node(
+        &server,
+        "fail",
+        &[
+            ("HOOK_CODE", "backend_timeout".into()),
+            ("HOOK_MAX_MS", "2000".into()),
+        ],
+    );
+    // Oversized, not JSON, a redirect: each a backend_error. With the timeout above, four
+    // failures in a row: the breaker opens.
+    for rule in [
+        json!({ "status": 200, "repeat_body_bytes": 2 * 1024 * 1024 }),
+        json!({ "status": 200, "body": "not json" }),
+        json!({ "status": 302, "headers": { "Location": "http://127.0.0.1:1/" } }),
+    ] {
+        let mut rule = rule;
+        rule["match"] = json!({ "type": "io.ringcast.connect" });
+        backend.answer(json!({ "rules": [rule] }));
+        node(&server, "fail", &[("HOOK_CODE", "backend_error".into())]);
+    }
+    // Open: the next CONNECT fails at once and the backend sees no request.
+    let seen = backend.events("io.ringcast.connect").len();
+    node(
+        &server,
+        "fail",
+        &[
+            ("HOOK_CODE", "backend_unavailable".into()),
+            ("HOOK_MAX_MS", "500".into()),
+        ],
+    );
+    assert_eq!(
+        backend.events("io.ringcast.connect").len(),
+        seen,
+        "no request while the breaker is open"
+    );
+    // After the cooldown, calls resume.
+    std::thread::sleep(Duration::from_millis(1200));
+    backend.answer(json!({}));
+    node(&server, "allow", &[]);
+    assert_eq!(
+        backend.events("io.ringcast.connect").len(),
+        seen + 1,
+        "the hook is asked again after the cooldown"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let after = backend.events("io.ringcast.socket.connected").len();
+    assert_eq!(after, before + 1, "no socket was made by a failed hook");
+    drop(server);
+}
+
+#[test]
+fn a_failing_connect_hook_can_admit_anonymously_and_a_dead_one_fails_fast() {
+    let dir = TempDir::new("hooks-down");
+    let backend = Backend::start(&dir, "backend");
+    let extra = format!(
+        r#"
+[endpoints.dead]
+url = "http://127.0.0.1:{dead}/"
+secret = "{SECRET}"
+startup_check = "off"
+
+[hooks]
+connect = "dead"
+
+[namespaces."/"]
+auth = "hook"
+"#,
+        dead = closed_port()
+    );
+    let server = Server::start(&config(&backend, 1, &extra), &dir, &[]);
+    node(
+        &server,
+        "fail",
+        &[
+            ("HOOK_CODE", "backend_unavailable".into()),
+            ("HOOK_MAX_MS", "1000".into()),
+        ],
+    );
+    drop(server);
+    let anonymous = extra.replace(
+        "connect = \"dead\"",
+        "connect = \"dead\"\non_failure = \"anonymous\"",
+    );
+    let server = Server::start(&config(&backend, 1, &anonymous), &dir, &[]);
+    node(&server, "anonymous", &[]);
+}
+
+const FORWARDING: &str = r#"
+[lifecycle]
+endpoint = "backend"
+batch_interval = "20ms"
+
+[namespaces."/"]
+auth = "none"
+
+[[namespaces."/".events]]
+name = "order:*"
+endpoint = "backend"
+max_pending = 256
+
+[[namespaces."/".events]]
+name = "chat:*"
+endpoint = "backend"
+
+[[namespaces."/".events]]
+name = "slow:*"
+endpoint = "backend"
+timeout = "500ms"
+max_pending = 2
+
+[[namespaces."/".events]]
+name = "gone:*"
+endpoint = "gone"
+
+[[namespaces."/".events]]
+name = "fatal:*"
+endpoint = "backend"
+on_error = "disconnect"
+
+[[namespaces."/".events]]
+name = "note:*"
+endpoint = "backend"
+mode = "notify"
+"#;
+
+/// The backend's answers to the forwarded events of the call tests.
+fn call_rules() -> Value {
+    json!({ "rules": [
+        { "match": { "type": "io.ringcast.event", "event": "order:n" }, "echo": true, "delay_ms_random": [0, 20] },
+        { "match": { "type": "io.ringcast.event", "event": "chat:join" }, "status": 200, "body": {
+            "ack": [{ "ok": true }],
+            "actions": [
+                { "op": "join", "rooms": ["room:7"] },
+                { "op": "emit", "to": { "rooms": ["room:7"] }, "event": "joined", "args": ["42"] },
+            ],
+        }},
+        { "match": { "type": "io.ringcast.event", "event": "chat:500" }, "status": 500, "body": "boom" },
+        { "match": { "type": "io.ringcast.event", "event": "chat:deny" }, "status": 403,
+          "body": { "error": { "code": "nope", "message": "not allowed" } } },
+        { "match": { "type": "io.ringcast.event", "event": "slow:one" }, "delay_ms": 1500, "echo": true },
+        { "match": { "type": "io.ringcast.event", "event": "slow:many" }, "delay_ms": 1500, "echo": true },
+        { "match": { "type": "io.ringcast.event", "event": "fatal:x" }, "status": 500 },
+        { "match": { "type": "io.ringcast.event" }, "echo": true },
+    ]})
+}
+
+#[test]
+fn forwarded_calls_answer_acks_in_order_with_actions_and_errors() {
+    let dir = TempDir::new("hooks-calls");
+    let backend = Backend::start(&dir, "backend");
+    backend.answer(call_rules());
+    let server = Server::start(&config(&backend, 2, FORWARDING), &dir, &[]);
+    node(&server, "calls", &[("HOOK_ORDER", "100".into())]);
+    // The backend saw one socket's 100 calls in emit order, each signed, with growing seqs.
+    let calls: Vec<Value> = backend
+        .requests()
+        .into_iter()
+        .filter(|r| r["events"][0]["data"]["event"] == "order:n")
+        .collect();
+    assert_eq!(calls.len(), 100);
+    let mut last_seq = 0;
+    for (i, call) in calls.iter().enumerate() {
+        assert_eq!(call["signature_ok"], true);
+        let data = &call["events"][0]["data"];
+        assert_eq!(data["args"], json!([i]), "call {i} out of order");
+        assert_eq!(data["ack"], true);
+        let seq = data["seq"].as_u64().expect("seq");
+        assert!(seq > last_seq, "seq grows: {seq} after {last_seq}");
+        last_seq = seq;
+    }
+    // The binary call: a placeholder plus base64.
+    let binary = backend
+        .events("io.ringcast.event")
+        .into_iter()
+        .find(|e| e["data"]["event"] == "chat:bin")
+        .expect("the binary call");
+    assert_eq!(
+        binary["data"]["args"],
+        json!([{ "_placeholder": true, "num": 0 }])
+    );
+    assert_eq!(binary["data"]["attachments"], json!(["AAEC+g=="]));
+
+    node(&server, "call-errors", &[]);
+    node(&server, "call-disconnect", &[]);
+    node(&server, "v2-call", &[]);
+    // The disconnect's lifecycle reason is `backend`.
+    let disconnected = backend.wait_for(
+        "io.ringcast.socket.disconnected",
+        Duration::from_secs(5),
+        |events| events.iter().any(|e| e["data"]["reason"] == "backend"),
+    );
+    assert!(
+        disconnected
+            .iter()
+            .any(|e| e["data"]["reason"] == "backend"),
+        "{disconnected:?}"
+    );
+}
+
+#[test]
+fn lifecycle_events_arrive_complete_and_in_order_per_socket() {
+    let dir = TempDir::new("hooks-lifecycle");
+    let backend = Backend::start(&dir, "backend");
+    let server = Server::start(&config(&backend, 2, FORWARDING), &dir, &[]);
+    node(&server, "lifecycle", &[("HOOK_SOCKETS", "6".into())]);
+    let per_socket = |events: &[Value]| -> std::collections::BTreeMap<String, Vec<Value>> {
+        let mut sockets = std::collections::BTreeMap::<String, Vec<Value>>::new();
+        for event in events {
+            if let Some(socket) = event["subject"].as_str() {
+                sockets
+                    .entry(socket.to_owned())
+                    .or_default()
+                    .push(event.clone());
+            }
+        }
+        sockets
+    };
+    let events = backend.wait_for("io.ringcast.", Duration::from_secs(10), |events| {
+        events
+            .iter()
+            .filter(|e| e["type"] == "io.ringcast.socket.disconnected")
+            .count()
+            >= 7
+    });
+    let started: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "io.ringcast.node.started")
+        .collect();
+    assert_eq!(started.len(), 1, "one node.started");
+    let boot = started[0]["data"]["boot_id"]
+        .as_str()
+        .expect("boot id")
+        .to_owned();
+    let sockets = per_socket(&events);
+    assert_eq!(sockets.len(), 7, "seven sockets: {:?}", sockets.keys());
+    let mut closes = 0;
+    for (socket, events) in &sockets {
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| {
+                e["type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .trim_start_matches("io.ringcast.")
+            })
+            .collect();
+        let seqs: Vec<u64> = events
+            .iter()
+            .filter_map(|e| e["data"]["seq"].as_u64())
+            .collect();
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "{socket}: {kinds:?}"
+        );
+        assert_eq!(
+            kinds.first(),
+            Some(&"socket.connected"),
+            "{socket}: {kinds:?}"
+        );
+        assert_eq!(
+            kinds.last(),
+            Some(&"socket.disconnected"),
+            "{socket}: {kinds:?}"
+        );
+        let last = events.last().expect("an event");
+        assert_eq!(last["data"]["rooms"], json!(["kept"]), "{socket}: {last}");
+        match last["data"]["reason"].as_str() {
+            Some("client namespace disconnect") => {
+                assert_eq!(
+                    kinds,
+                    [
+                        "socket.connected",
+                        "socket.joined",
+                        "socket.left",
+                        "socket.joined",
+                        "event",
+                        "socket.disconnected"
+                    ],
+                    "{socket}"
+                );
+                assert_eq!(events[1]["data"]["by"], "client");
+                assert_eq!(events[4]["data"]["event"], "note:x");
+            }
+            Some("transport close") => closes += 1,
+            other => panic!("{socket}: reason {other:?}"),
+        }
+        for event in events {
+            assert!(event["id"].as_str().is_some_and(|id| id.starts_with(&boot)));
+        }
+    }
+    assert_eq!(closes, 1, "one transport close");
+    // Every request was a signed batch of at most batch_max events.
+    for request in backend.requests() {
+        assert_eq!(request["signature_ok"], true);
+        if request["events"][0]["type"] != "io.ringcast.ping" {
+            assert_eq!(
+                request["headers"]["content-type"],
+                "application/cloudevents-batch+json"
+            );
+        }
+    }
+    drop(server);
+    // A restart announces a new boot.
+    let _server = Server::start(&config(&backend, 2, FORWARDING), &dir, &[]);
+    let started = backend.wait_for("io.ringcast.node.started", Duration::from_secs(5), |e| {
+        e.len() >= 2
+    });
+    assert_eq!(started.len(), 2);
+    assert_ne!(started[1]["data"]["boot_id"], started[0]["data"]["boot_id"]);
+}
+
+#[test]
+fn lifecycle_batches_are_retried_then_reported_as_a_gap() {
+    let dir = TempDir::new("hooks-retry");
+    let backend = Backend::start(&dir, "backend");
+    let extra = FORWARDING.replace(
+        "batch_interval = \"20ms\"",
+        "batch_interval = \"20ms\"\nretry_for = \"1500ms\"",
+    );
+    let server = Server::start(&config(&backend, 1, &extra), &dir, &[]);
+    backend.wait_for("io.ringcast.node.started", Duration::from_secs(5), |e| {
+        !e.is_empty()
+    });
+    // 500 for a while: the same batch comes again (same delivery id), then is taken.
+    backend.answer(json!({ "rules": [{ "status": 500, "times": 2 }] }));
+    node(&server, "lifecycle", &[("HOOK_SOCKETS", "1".into())]);
+    let events = backend.wait_for("io.ringcast.socket.", Duration::from_secs(10), |e| {
+        e.iter().any(|e| {
+            e["type"] == "io.ringcast.socket.disconnected"
+                && e["data"]["reason"] == "transport close"
+        })
+    });
+    let requests = backend.requests();
+    let failed: Vec<&Value> = requests.iter().filter(|r| r["status"] == 500).collect();
+    assert!(!failed.is_empty(), "the backend failed some batches");
+    let first = failed[0]["headers"]["ringcast-delivery"].clone();
+    let retried: Vec<&Value> = requests
+        .iter()
+        .filter(|r| r["headers"]["ringcast-delivery"] == first)
+        .collect();
+    assert!(
+        retried.len() >= 2,
+        "a failed batch is sent again with the same delivery id"
+    );
+    assert_eq!(retried[0]["body"], retried[1]["body"], "the same ids");
+    let mut ids: Vec<&str> = events.iter().filter_map(|e| e["id"].as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        8,
+        "every event once after deduplication: {ids:?}"
+    );
+
+    // Down for longer than retry_for: the batch is dropped and a gap reported next.
+    backend.answer(json!({ "down": true }));
+    node(&server, "lifecycle", &[("HOOK_SOCKETS", "1".into())]);
+    std::thread::sleep(Duration::from_millis(2500));
+    backend.answer(json!({}));
+    let gaps = backend.wait_for("io.ringcast.gap", Duration::from_secs(15), |e| {
+        !e.is_empty()
+    });
+    assert_eq!(gaps.len(), 1, "one gap: {gaps:?}");
+    assert_eq!(gaps[0]["data"]["reason"], "retry_exhausted");
+    assert!(gaps[0]["data"]["dropped"].as_u64().is_some_and(|n| n >= 1));
+    drop(server);
+}
+
+/// The `v1=` of `body` signed at `t`.
+fn sign(t: u64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    format!(
+        "t={t},v1={}",
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+/// POSTs a body with a signature header to the backend; its status.
+fn post(backend: &Backend, signature: &str, body: &[u8]) -> u16 {
+    let mut stream = TcpStream::connect(("127.0.0.1", backend.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let head = format!(
+        "POST /ringcast HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\n\
+         Ringcast-Signature: {signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("head");
+    stream.write_all(body).expect("body");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn signatures_verify_and_replays_fail() {
+    let dir = TempDir::new("hooks-signature");
+    let backend = Backend::start(&dir, "backend");
+    let server = Server::start(&config(&backend, 1, CONNECT_HOOK), &dir, &[]);
+    node(&server, "allow", &[]);
+    let request = backend
+        .requests()
+        .into_iter()
+        .find(|r| r["events"][0]["type"] == "io.ringcast.connect")
+        .expect("a connect request");
+    assert_eq!(request["signature_ok"], true);
+    let body = request["body"].as_str().expect("body").as_bytes().to_vec();
+    let header = request["headers"]["ringcast-signature"]
+        .as_str()
+        .expect("signature")
+        .to_owned();
+    let t: u64 = header
+        .split(',')
+        .find_map(|part| part.strip_prefix("t="))
+        .and_then(|t| t.parse().ok())
+        .expect("t");
+    // The header is the HMAC of `t.body` with the endpoint's secret.
+    assert_eq!(header, sign(t, &body));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    assert_eq!(
+        post(&backend, &sign(now, &body), &body),
+        200,
+        "a fresh signature"
+    );
+    assert_eq!(
+        post(&backend, &sign(now - 400, &body), &body),
+        401,
+        "t 400 s old"
+    );
+    let mut altered = body.clone();
+    altered[10] ^= 1;
+    assert_eq!(
+        post(&backend, &header, &altered),
+        401,
+        "a body changed by one byte"
+    );
+    drop(server);
+}
