@@ -181,6 +181,25 @@ fn node(server: &Server, scenario: &str, env: &[(&str, String)]) {
     .expect_ok();
 }
 
+fn python(server: &Server, scenario: &str) {
+    script::run(
+        Runtime::Python,
+        "py/hooks.py",
+        &[scenario],
+        &server.url,
+        &[],
+        SCRIPT_DEADLINE,
+    )
+    .expect_ok();
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
 const CONNECT_HOOK: &str = r#"
 [hooks]
 connect = "backend"
@@ -269,6 +288,7 @@ fn the_connect_hook_allows_denies_and_fails_closed() {
     }]}));
     node(&server, "deny", &[]);
     node(&server, "v2-deny", &[]);
+    python(&server, "deny");
 
     // A slow backend: backend_timeout at about the hook's timeout (1 s); no socket is made.
     backend.answer(json!({ "rules": [{
@@ -461,6 +481,7 @@ fn forwarded_calls_answer_acks_in_order_with_actions_and_errors() {
     node(&server, "call-errors", &[]);
     node(&server, "call-disconnect", &[]);
     node(&server, "v2-call", &[]);
+    python(&server, "call");
     // The disconnect's lifecycle reason is `backend`.
     let disconnected = backend.wait_for(
         "io.ringcast.socket.disconnected",
@@ -643,6 +664,75 @@ fn lifecycle_batches_are_retried_then_reported_as_a_gap() {
     assert_eq!(gaps[0]["data"]["reason"], "retry_exhausted");
     assert!(gaps[0]["data"]["dropped"].as_u64().is_some_and(|n| n >= 1));
     drop(server);
+}
+
+#[test]
+fn the_refresh_hook_renews_a_socket_and_a_failing_one_ends_it_after_the_extension() {
+    let dir = TempDir::new("hooks-refresh");
+    let backend = Backend::start(&dir, "backend");
+    let extra = r#"
+[hooks]
+connect = "backend"
+refresh = "backend"
+refresh_retry = "300ms"
+refresh_max_extension = "2s"
+
+[lifecycle]
+endpoint = "backend"
+batch_interval = "20ms"
+
+[namespaces."/"]
+auth = "hook"
+join = ["*"]
+join_hook = "backend"
+"#;
+    let server = Server::start(&config(&backend, 1, extra), &dir, &[]);
+    let now = unix_now();
+    backend.answer(json!({ "rules": [
+        { "match": { "type": "io.ringcast.connect" }, "status": 200,
+          "body": { "allow": true, "user": "7", "expires_at": now + 2 } },
+        { "match": { "type": "io.ringcast.refresh" }, "status": 200,
+          "body": { "allow": true, "expires_at": now + 60 } },
+    ]}));
+    node(&server, "refreshed", &[("HOOK_STAY_MS", "3000".into())]);
+    let refreshes = backend.events("io.ringcast.refresh");
+    assert_eq!(refreshes.len(), 1, "one refresh: {refreshes:?}");
+    assert_eq!(refreshes[0]["data"]["user"], "7");
+    assert_eq!(refreshes[0]["data"]["expires_at"], now + 2);
+
+    // The refresh hook fails: kept up to refresh_max_extension past the expiry, then ended.
+    let now = unix_now();
+    backend.answer(json!({ "rules": [
+        { "match": { "type": "io.ringcast.connect" }, "status": 200,
+          "body": { "allow": true, "user": "8", "expires_at": now + 2 } },
+        { "match": { "type": "io.ringcast.refresh" }, "status": 500 },
+    ]}));
+    node(&server, "expired", &[("HOOK_MIN_MS", "2500".into())]);
+    assert!(
+        backend.events("io.ringcast.refresh").len() >= 3,
+        "the failed refresh was tried again"
+    );
+    let disconnected = backend.wait_for(
+        "io.ringcast.socket.disconnected",
+        Duration::from_secs(5),
+        |events| events.iter().any(|e| e["data"]["user"] == "8"),
+    );
+    let ended = disconnected
+        .iter()
+        .find(|e| e["data"]["user"] == "8")
+        .expect("the expired socket's disconnect");
+    assert_eq!(ended["data"]["reason"], "token expired");
+
+    // The join hook: allow and deny.
+    backend.answer(json!({ "rules": [
+        { "match": { "type": "io.ringcast.join", "room": "ok:1" }, "status": 200, "body": { "allow": true } },
+        { "match": { "type": "io.ringcast.join" }, "status": 200,
+          "body": { "allow": false, "error": { "message": "room closed", "data": { "code": "closed" } } } },
+    ]}));
+    node(&server, "join-hook", &[]);
+    let joins = backend.events("io.ringcast.join");
+    assert_eq!(joins.len(), 2);
+    assert_eq!(joins[0]["data"]["room"], "ok:1");
 }
 
 /// The `v1=` of `body` signed at `t`.

@@ -155,6 +155,41 @@ const scenarios = {
     checkEqual(reply, ['v2'], 'the v2 ack');
   },
 
+  // A hook-granted socket outlives its first expiry: the refresh hook renewed it.
+  async 'refreshed'() {
+    const socket = await connect('/');
+    const gone = new Promise((resolve) => socket.once('disconnect', (reason) => resolve(reason)));
+    const stay = Number(process.env.HOOK_STAY_MS || '3000');
+    const outcome = await Promise.race([sleep(stay).then(() => 'stayed'), gone]);
+    checkEqual(outcome, 'stayed', 'the socket past its first expiry');
+    checkEqual(await emitAck(socket, 'echo', ['after']), ['after'], 'echo after the renewal');
+  },
+
+  // With the refresh hook failing, the socket is kept past its expiry by at most
+  // refresh_max_extension, then told why and disconnected.
+  async 'expired'() {
+    const started = Date.now();
+    const socket = await connect('/');
+    const told = waitFor(socket, 'ringcast:disconnect', 15000, 'ringcast:disconnect');
+    const gone = waitFor(socket, 'disconnect', 15000, 'disconnect');
+    checkEqual(await told, [{ reason: 'token expired', code: 'token_expired' }], 'the notice');
+    checkEqual((await gone)[0], 'io server disconnect', 'the reason');
+    const after = Date.now() - started;
+    const atLeast = Number(process.env.HOOK_MIN_MS || '0');
+    check(after >= atLeast, `expired after ${after} ms (at least ${atLeast})`);
+  },
+
+  // The join hook decides joins that pass the patterns.
+  async 'join-hook'() {
+    const socket = await connect('/');
+    checkEqual(await emitAck(socket, 'join', ['ok:1']), [], 'a join the backend allows');
+    checkEqual(
+      await emitAck(socket, 'join', ['no:1']),
+      [{ error: { code: 'closed', message: 'room closed' } }],
+      'a join the backend denies',
+    );
+  },
+
   // Lifecycle: each socket connects, joins, leaves and disconnects; one more closes its
   // transport; a notify-mode event is queued with an ok ack.
   async 'lifecycle'() {
