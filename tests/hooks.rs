@@ -735,6 +735,84 @@ join_hook = "backend"
     assert_eq!(joins[0]["data"]["room"], "ok:1");
 }
 
+#[test]
+fn a_shutdown_flushes_queued_events_and_api_disconnects_are_named() {
+    let dir = TempDir::new("hooks-shutdown");
+    let backend = Backend::start(&dir, "backend");
+    let api_port = common::free_port();
+    let extra = FORWARDING.replace(
+        "[lifecycle]",
+        &format!("[api]\nlisten = \"127.0.0.1:{api_port}\"\n\n[lifecycle]"),
+    );
+    let mut server = Server::start(
+        &config(&backend, 2, &extra).replace("[server]\n", "[server]\nshutdown_grace = \"5s\"\n"),
+        &dir,
+        &[],
+    );
+    let url = server.url.clone();
+    let holder = std::thread::spawn(move || {
+        script::run(
+            Runtime::Node,
+            "js/hooks.mjs",
+            &["websocket", "hold"],
+            &url,
+            &[("HOOK_SOCKETS", "3".into())],
+            SCRIPT_DEADLINE,
+        )
+    });
+    let connected = backend.wait_for(
+        "io.ringcast.socket.connected",
+        Duration::from_secs(10),
+        |events| events.len() >= 3,
+    );
+    assert_eq!(connected.len(), 3);
+    // One is disconnected through the API: its reason says so.
+    let first = connected[0]["subject"].as_str().expect("a socket id").to_owned();
+    let body = json!({ "to": { "sockets": [first] }, "reason": "maintenance" }).to_string();
+    let mut stream = TcpStream::connect(("127.0.0.1", api_port)).expect("the API");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        stream,
+        "POST /v1/disconnect HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("the request");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let gone = backend.wait_for(
+        "io.ringcast.socket.disconnected",
+        Duration::from_secs(5),
+        |events| !events.is_empty(),
+    );
+    assert_eq!(gone[0]["subject"], first.as_str());
+    assert_eq!(gone[0]["data"]["reason"], "api disconnect");
+    // A slow backend, then SIGTERM: what is queued still goes out before the process ends.
+    backend.answer(json!({ "rules": [{ "delay_ms": 400, "status": 204 }] }));
+    server.signal(libc::SIGTERM);
+    let started = Instant::now();
+    let status = script::wait_with_deadline(&mut server.child, Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "a clean exit: {status:?}");
+    assert!(started.elapsed() < Duration::from_secs(7), "within the grace");
+    let reasons: Vec<Value> = backend
+        .delivered("io.ringcast.socket.disconnected")
+        .iter()
+        .map(|event| event["data"]["reason"].clone())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            json!("api disconnect"),
+            json!("server shutting down"),
+            json!("server shutting down")
+        ]
+    );
+    holder.join().expect("the holder").expect_ok();
+}
+
 /// The `v1=` of `body` signed at `t`.
 fn sign(t: u64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");

@@ -190,6 +190,17 @@ const scenarios = {
     );
   },
 
+  // Sockets that stay until the server ends them (an API disconnect, a shutdown).
+  async 'hold'() {
+    const count = Number(process.env.HOOK_SOCKETS || '3');
+    const sockets = [];
+    for (let i = 0; i < count; i += 1) sockets.push(await connect('/'));
+    const reasons = await Promise.all(sockets.map((socket) => waitFor(socket, 'disconnect', 20000, 'the server\'s disconnect')));
+    for (const [reason] of reasons) {
+      check(reason === 'io server disconnect' || reason === 'transport close', `reason ${reason}`);
+    }
+  },
+
   // Lifecycle: each socket connects, joins, leaves and disconnects; one more closes its
   // transport; a notify-mode event is queued with an ok ack.
   async 'lifecycle'() {
