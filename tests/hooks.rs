@@ -610,6 +610,50 @@ fn lifecycle_events_arrive_complete_and_in_order_per_socket() {
 }
 
 #[test]
+fn a_crowd_is_reported_in_full_batches() {
+    let dir = TempDir::new("hooks-crowd");
+    let backend = Backend::start(&dir, "backend");
+    let extra = r#"
+[lifecycle]
+endpoint = "backend"
+batch_max = 50
+batch_interval = "100ms"
+events = ["connected", "disconnected"]
+
+[namespaces."/"]
+auth = "none"
+"#;
+    let server = Server::start(&config(&backend, 1, extra), &dir, &[]);
+    node(&server, "crowd", &[("HOOK_SOCKETS", "300".into())]);
+    let events = backend.wait_for("io.ringcast.socket.", Duration::from_secs(10), |e| {
+        e.len() >= 600
+    });
+    assert_eq!(events.len(), 600, "every connect and disconnect");
+    let batches: Vec<Value> = backend
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r["events"][0]["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("io.ringcast.socket."))
+        })
+        .collect();
+    let sizes: Vec<usize> = batches
+        .iter()
+        .map(|r| r["events"].as_array().map_or(0, Vec::len))
+        .collect();
+    assert!(sizes.iter().all(|&n| n <= 50), "{sizes:?}");
+    let at = |r: &Value| r["at"].as_f64().unwrap_or_default();
+    let elapsed = at(&batches[batches.len() - 1]) - at(&batches[0]);
+    let bound = 600 / 50 + (elapsed / 0.1).ceil() as usize + 1;
+    assert!(
+        batches.len() <= bound,
+        "{} requests over {elapsed:.2} s (at most {bound}): {sizes:?}",
+        batches.len()
+    );
+}
+
+#[test]
 fn lifecycle_batches_are_retried_then_reported_as_a_gap() {
     let dir = TempDir::new("hooks-retry");
     let backend = Backend::start(&dir, "backend");
@@ -767,7 +811,10 @@ fn a_shutdown_flushes_queued_events_and_api_disconnects_are_named() {
     );
     assert_eq!(connected.len(), 3);
     // One is disconnected through the API: its reason says so.
-    let first = connected[0]["subject"].as_str().expect("a socket id").to_owned();
+    let first = connected[0]["subject"]
+        .as_str()
+        .expect("a socket id")
+        .to_owned();
     let body = json!({ "to": { "sockets": [first] }, "reason": "maintenance" }).to_string();
     let mut stream = TcpStream::connect(("127.0.0.1", api_port)).expect("the API");
     stream
@@ -795,8 +842,14 @@ fn a_shutdown_flushes_queued_events_and_api_disconnects_are_named() {
     server.signal(libc::SIGTERM);
     let started = Instant::now();
     let status = script::wait_with_deadline(&mut server.child, Duration::from_secs(10));
-    assert!(status.is_some_and(|s| s.success()), "a clean exit: {status:?}");
-    assert!(started.elapsed() < Duration::from_secs(7), "within the grace");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "a clean exit: {status:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "within the grace"
+    );
     let reasons: Vec<Value> = backend
         .delivered("io.ringcast.socket.disconnected")
         .iter()

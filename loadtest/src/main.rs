@@ -16,6 +16,7 @@ mod report;
 mod run;
 mod scenarios;
 mod signal;
+mod sink;
 mod wire;
 
 use std::future::Future;
@@ -223,6 +224,15 @@ enum Command {
     },
     /// Sets the runs recorded in JSON-lines files side by side.
     Table { files: Vec<PathBuf> },
+    /// A minimal hook backend on 127.0.0.1 (for the hook benchmarks): forwarded calls get
+    /// their own arguments back as the ack, everything else a 204; counts what it saw.
+    Sink {
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// Seconds to serve before printing the counts and exiting.
+        #[arg(long, default_value_t = 60.0)]
+        duration: f64,
+    },
 }
 
 #[derive(Args, Clone, Copy)]
@@ -257,6 +267,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Table { files } = &cli.command {
         return print_table(files);
+    }
+    if let Command::Sink { port, duration } = &cli.command {
+        return match sink::run(*port, Duration::from_secs_f64(*duration)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("loadtest sink: {error}");
+                ExitCode::from(2)
+            }
+        };
     }
     match run_scenario(&cli.global, &cli.command) {
         Ok(outcome) => {
@@ -597,7 +616,7 @@ fn run_scenario(global: &Global, command: &Command) -> Result<Outcome, String> {
                     }),
                 )
             }
-            Command::Table { .. } => unreachable!("handled in main"),
+            Command::Table { .. } | Command::Sink { .. } => unreachable!("handled in main"),
         };
     if servers > 1 {
         // Only then, so that single-server results (and their keys) stay as they were.

@@ -944,11 +944,19 @@ mod tests {
             "listen = \"127.0.0.1:3001\"\n[keys.backend]\nkey = \"s3cret-key\"\nscopes = [\"*\"]\n",
         )
         .expect("api table");
+        let endpoints: toml::Table = toml::from_str(
+            "[backend]\nurl = \"http://127.0.0.1:8000/\"\nsecret = \"hook-s3cret\"\nprevious_secret = \"old-s3cret\"\n",
+        )
+        .expect("endpoints table");
         let extras = Extras {
             api: Some(api),
+            endpoints: Some(endpoints),
             ..Extras::default()
         };
         let text = effective(&config, &extras).to_toml();
+        assert!(!text.contains("hook-s3cret"), "{text}");
+        assert!(!text.contains("old-s3cret"), "{text}");
+        assert!(text.contains("http://127.0.0.1:8000/"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!text.contains("s3cret-key"), "{text}");
         assert!(!text.contains("$2b$10$abc"), "{text}");

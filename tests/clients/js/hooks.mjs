@@ -201,6 +201,14 @@ const scenarios = {
     }
   },
 
+  // A crowd connects at once, then leaves.
+  async 'crowd'() {
+    const count = Number(process.env.HOOK_SOCKETS || '300');
+    const sockets = await Promise.all(Array.from({ length: count }, () => connect('/')));
+    for (const socket of sockets) socket.disconnect();
+    await sleep(200);
+  },
+
   // Lifecycle: each socket connects, joins, leaves and disconnects; one more closes its
   // transport; a notify-mode event is queued with an ok ack.
   async 'lifecycle'() {
