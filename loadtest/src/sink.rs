@@ -130,12 +130,12 @@ mod tests {
     fn a_call_is_echoed_and_a_batch_gets_204() {
         let tally = Tally::default();
         let call = br#"{"specversion":"1.0","type":"io.ringcast.event","data":{"args":[1,"a"]}}"#;
-        let answer = String::from_utf8(answer(call, &tally)).unwrap();
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        assert!(answer.ends_with(r#"{"ack":[1,"a"]}"#), "{answer}");
+        let echoed = String::from_utf8(answer(call, &tally)).unwrap();
+        assert!(echoed.starts_with("HTTP/1.1 200"), "{echoed}");
+        assert!(echoed.ends_with(r#"{"ack":[1,"a"]}"#), "{echoed}");
         let batch = br#"[{"specversion":"1.0"},{"specversion":"1.0"}]"#;
-        let answer = String::from_utf8(answer(batch, &tally)).unwrap();
-        assert!(answer.starts_with("HTTP/1.1 204"));
+        let taken = String::from_utf8(answer(batch, &tally)).unwrap();
+        assert!(taken.starts_with("HTTP/1.1 204"));
         assert_eq!(tally.events.load(Ordering::Relaxed), 3);
     }
 }

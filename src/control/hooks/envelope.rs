@@ -5,8 +5,6 @@
 //!
 //! Pure: must not depend on sockets, the runtime or `net`.
 
-use std::fmt::Write as _;
-
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
@@ -52,21 +50,36 @@ pub(crate) struct CloudEvent {
     pub(crate) data: Map<String, Value>,
 }
 
+/// The envelope as written: borrowed, so the data is not copied to be serialized.
+#[derive(serde::Serialize)]
+struct Envelope<'a> {
+    specversion: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    source: &'a str,
+    time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    datacontenttype: &'static str,
+    data: &'a Map<String, Value>,
+}
+
 impl CloudEvent {
-    /// The event as a JSON object, `time` now.
-    pub(crate) fn to_value(&self, origin: &Origin) -> Value {
-        let mut event = Map::with_capacity(8);
-        event.insert("specversion".into(), "1.0".into());
-        event.insert("type".into(), self.kind.into());
-        event.insert("id".into(), self.id.clone().into());
-        event.insert("source".into(), origin.source.clone().into());
-        event.insert("time".into(), rfc3339(unix_millis()).into());
-        if let Some(subject) = &self.subject {
-            event.insert("subject".into(), subject.clone().into());
-        }
-        event.insert("datacontenttype".into(), "application/json".into());
-        event.insert("data".into(), Value::Object(self.data.clone()));
-        Value::Object(event)
+    /// The event as JSON, `time` now.
+    pub(crate) fn to_json(&self, origin: &Origin) -> Vec<u8> {
+        let envelope = Envelope {
+            specversion: "1.0",
+            kind: self.kind,
+            id: &self.id,
+            source: &origin.source,
+            time: rfc3339(unix_millis()),
+            subject: self.subject.as_deref(),
+            datacontenttype: "application/json",
+            data: &self.data,
+        };
+        // Strings and numbers only: serializing cannot fail.
+        serde_json::to_vec(&envelope).unwrap_or_default()
     }
 }
 
@@ -107,9 +120,11 @@ pub(crate) fn delivery_id() -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
-        let _ = write!(text, "{byte:02x}");
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0xf)]));
     }
     text
 }

@@ -180,8 +180,7 @@ fn pump(forwarding: &Arc<Forwarding>, socket: &Socket, state: &Rc<SocketHooks>) 
             Some(socket.id()),
             data,
         );
-        let body =
-            serde_json::to_vec(&event.to_value(&forwarding.hooks.origin)).unwrap_or_default();
+        let body = event.to_json(&forwarding.hooks.origin);
         let (forwarding, task_socket, task_state) =
             (forwarding.clone(), socket.clone(), state.clone());
         socket.spawn(async move {

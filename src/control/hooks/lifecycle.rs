@@ -401,7 +401,7 @@ fn push(
             .lifecycle_events(&endpoint.name, "dropped", 1);
         return false;
     }
-    let json = serde_json::to_vec(&event.to_value(&delivery.origin)).unwrap_or_default();
+    let json = event.to_json(&delivery.origin);
     lane.events.push_back(Queued { id: event.id, json });
     delivery.queued.set(delivery.queued.get() + 1);
     if !lane.running {
@@ -475,9 +475,7 @@ fn take_batch(delivery: &Delivery, lane: &mut Lane) -> Batch {
             subject: None,
             data,
         };
-        body.extend_from_slice(
-            &serde_json::to_vec(&event.to_value(&delivery.origin)).unwrap_or_default(),
-        );
+        body.extend_from_slice(&event.to_json(&delivery.origin));
     }
     let mut ids = Vec::new();
     while let Some(next) = lane.events.front() {

@@ -450,7 +450,7 @@ impl Hooks {
         event: &CloudEvent,
         deadline: Instant,
     ) -> Result<Answer, Failure> {
-        let body = serde_json::to_vec(&event.to_value(&self.origin)).unwrap_or_default();
+        let body = event.to_json(&self.origin);
         let delivery = envelope::delivery_id();
         endpoint.post(&body, false, &delivery, deadline).await
     }
@@ -480,7 +480,7 @@ impl Hooks {
             data.insert("node".into(), self.origin.node.clone().into());
             data.insert("boot_id".into(), self.origin.boot_id.clone().into());
             let event = self.event(0, "io.ringcast.ping", None, data);
-            let body = serde_json::to_vec(&event.to_value(&self.origin)).unwrap_or_default();
+            let body = event.to_json(&self.origin);
             let t = envelope::unix_millis() / 1000;
             let signature = envelope::signature(&endpoint.secrets.load(), t, &body);
             let status = crate::net::client::post_blocking(
