@@ -447,7 +447,11 @@ fn forwarded_calls_answer_acks_in_order_with_actions_and_errors() {
     let dir = TempDir::new("hooks-calls");
     let backend = Backend::start(&dir, "backend");
     backend.answer(call_rules());
-    let server = Server::start(&config(&backend, 2, FORWARDING), &dir, &[]);
+    let metrics = FORWARDING.replace(
+        "[lifecycle]",
+        "[metrics]\npath = \"/metrics\"\n\n[lifecycle]",
+    );
+    let server = Server::start(&config(&backend, 2, &metrics), &dir, &[]);
     node(&server, "calls", &[("HOOK_ORDER", "100".into())]);
     // The backend saw one socket's 100 calls in emit order, each signed, with growing seqs.
     let calls: Vec<Value> = backend
@@ -482,6 +486,18 @@ fn forwarded_calls_answer_acks_in_order_with_actions_and_errors() {
     node(&server, "call-disconnect", &[]);
     node(&server, "v2-call", &[]);
     python(&server, "call");
+    // Counted for the metrics route, by endpoint, kind and outcome.
+    let scrape = http_get(&server.url, "/metrics");
+    for series in [
+        r#"ringcast_hook_calls_total{endpoint="backend",kind="event",outcome="ok"}"#,
+        r#"ringcast_hook_calls_total{endpoint="backend",kind="event",outcome="error"}"#,
+        r#"ringcast_hook_calls_total{endpoint="backend",kind="event",outcome="timeout"}"#,
+        r#"ringcast_hook_calls_total{endpoint="backend",kind="event",outcome="overloaded"}"#,
+        r#"ringcast_hook_calls_total{endpoint="gone",kind="event",outcome="unavailable"}"#,
+        r#"ringcast_lifecycle_events_total{endpoint="backend",outcome="delivered"}"#,
+    ] {
+        assert!(scrape.contains(series), "{series} in\n{scrape}");
+    }
     // The disconnect's lifecycle reason is `backend`.
     let disconnected = backend.wait_for(
         "io.ringcast.socket.disconnected",
@@ -864,6 +880,51 @@ fn a_shutdown_flushes_queued_events_and_api_disconnects_are_named() {
         ]
     );
     holder.join().expect("the holder").expect_ok();
+}
+
+/// GETs `path` from a server: the body.
+fn http_get(url: &str, path: &str) -> String {
+    let authority = url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(authority).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+#[test]
+fn a_failing_startup_ping_stops_the_start_when_asked_to() {
+    let dir = TempDir::new("hooks-startup");
+    let backend = Backend::start(&dir, "backend");
+    let text = config(&backend, 1, "").replace(
+        "startup_check = \"off\"",
+        "startup_check = \"fail\"",
+    );
+    let path = dir.path("ringcast.toml");
+    std::fs::write(&path, text).expect("config");
+    let output = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+        .args(["--config", s(&path), "--host", "127.0.0.1", "--port"])
+        .arg(common::free_port().to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ringcast");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("endpoints.gone") && stderr.contains("startup ping"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(SECRET), "no secret in the message: {stderr}");
+    // The reachable endpoint was pinged, signed.
+    let pings = backend.events("io.ringcast.ping");
+    assert_eq!(pings.len(), 1);
 }
 
 /// The `v1=` of `body` signed at `t`.
