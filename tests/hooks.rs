@@ -903,10 +903,8 @@ fn http_get(url: &str, path: &str) -> String {
 fn a_failing_startup_ping_stops_the_start_when_asked_to() {
     let dir = TempDir::new("hooks-startup");
     let backend = Backend::start(&dir, "backend");
-    let text = config(&backend, 1, "").replace(
-        "startup_check = \"off\"",
-        "startup_check = \"fail\"",
-    );
+    let text =
+        config(&backend, 1, "").replace("startup_check = \"off\"", "startup_check = \"fail\"");
     let path = dir.path("ringcast.toml");
     std::fs::write(&path, text).expect("config");
     let output = Command::new(env!("CARGO_BIN_EXE_ringcast"))
@@ -921,7 +919,10 @@ fn a_failing_startup_ping_stops_the_start_when_asked_to() {
         stderr.contains("endpoints.gone") && stderr.contains("startup ping"),
         "{stderr}"
     );
-    assert!(!stderr.contains(SECRET), "no secret in the message: {stderr}");
+    assert!(
+        !stderr.contains(SECRET),
+        "no secret in the message: {stderr}"
+    );
     // The reachable endpoint was pinged, signed.
     let pings = backend.events("io.ringcast.ping");
     assert_eq!(pings.len(), 1);
