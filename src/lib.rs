@@ -30,6 +30,7 @@ mod cluster;
 mod codec;
 mod config;
 mod control;
+mod datetime;
 mod deadline;
 mod engine;
 mod gather;

@@ -24,7 +24,6 @@
 //! upgrades and disconnects are always tallied (a short uncontended lock per shard) so that
 //! the client counts are right when an admin socket arrives later.
 
-mod time;
 pub(crate) mod ui;
 
 use std::cell::Cell;
@@ -38,6 +37,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{json, Map, Value};
 
 use crate::config::{AdminConfig, AdminMode};
+use crate::datetime;
 use crate::server::{ServerBuilder, ServerHandle, SharedKeys};
 use crate::socketio::{
     Args, ConnectError, DisconnectReason, Handshake, Message, Namespace, Observer, OpError, Socket,
@@ -303,7 +303,7 @@ impl Admin {
             let mut buckets: Vec<Value> = Vec::new();
             let mut next_report = Instant::now();
             loop {
-                let second = time::epoch_millis(SystemTime::now()) / 1000 * 1000;
+                let second = datetime::epoch_millis(SystemTime::now()) / 1000 * 1000;
                 shared.drain_bucket(second, &mut buckets);
                 if Instant::now() >= next_report {
                     next_report += STATS_INTERVAL;
@@ -644,7 +644,7 @@ impl Observer for ShardObserver {
         let session = socket.session_id().unwrap_or_default();
         let transport = socket.transport().unwrap_or("polling");
         let nsp = socket.nsp();
-        let issued = time::epoch_millis(SystemTime::now());
+        let issued = datetime::epoch_millis(SystemTime::now());
         {
             let mut tally = lock(&self.tally);
             let client = tally.clients.entry(session.clone()).or_insert((0, false));
@@ -670,7 +670,7 @@ impl Observer for ShardObserver {
         if !self.shared.watched() {
             return;
         }
-        let now = time::iso(SystemTime::now());
+        let now = datetime::iso(SystemTime::now());
         self.report(
             socket,
             "room_joined",
@@ -830,14 +830,14 @@ impl Observer for ShardObserver {
                 .with_str(&socket.nsp())
                 .with_str(socket.id())
                 .with_str(reason.as_str())
-                .with_str(&time::iso(SystemTime::now()));
+                .with_str(&datetime::iso(SystemTime::now()));
             self.report(socket, "socket_disconnected", args);
             // The library reports no leave of the socket's own id room; Node's adapter does.
             let args = Args::new()
                 .with_str(&socket.nsp())
                 .with_str(socket.id())
                 .with_str(socket.id())
-                .with_str(&time::iso(SystemTime::now()));
+                .with_str(&datetime::iso(SystemTime::now()));
             self.report(socket, "room_left", args);
         }
     }
@@ -881,7 +881,7 @@ impl ShardObserver {
                 .with_str(&socket.nsp())
                 .with_str(room)
                 .with_str(socket.id())
-                .with_str(&time::iso(SystemTime::now()));
+                .with_str(&datetime::iso(SystemTime::now()));
             self.report(socket, event, args);
         }
     }
@@ -892,7 +892,11 @@ impl ShardObserver {
             .with_str(socket.id())
             .with_raw(raw)
         {
-            self.report(socket, event, args.with_str(&time::iso(SystemTime::now())));
+            self.report(
+                socket,
+                event,
+                args.with_str(&datetime::iso(SystemTime::now())),
+            );
         }
     }
 }
@@ -936,7 +940,7 @@ fn serialize_info(info: &SocketInfo, path: &str) -> Value {
     let issued = admin
         .get("issued")
         .and_then(Value::as_u64)
-        .unwrap_or_else(|| time::epoch_millis(SystemTime::now()));
+        .unwrap_or_else(|| datetime::epoch_millis(SystemTime::now()));
     let query: Map<String, Value> = info
         .handshake
         .query
@@ -960,7 +964,7 @@ fn serialize_info(info: &SocketInfo, path: &str) -> Value {
             "query": query,
             "issued": issued,
             "secure": false,
-            "time": time::js_date_string(issued),
+            "time": datetime::js_date_string(issued),
             "url": format!("{path}?{query_string}"),
             "xdomain": false,
         },
@@ -1000,7 +1004,7 @@ fn new_session_id() -> String {
     // The OS CSPRNG; failing it, the time (a session id is a bearer secret, but an OS without
     // getrandom has bigger problems, and the login still needed the password).
     if getrandom::getrandom(&mut bytes).is_err() {
-        bytes = time::epoch_millis(SystemTime::now()).to_le_bytes();
+        bytes = datetime::epoch_millis(SystemTime::now()).to_le_bytes();
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

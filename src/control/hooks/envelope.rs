@@ -1,5 +1,6 @@
 //! What a hook request is made of (spec §2.4): the CloudEvents 1.0 JSON envelope (`id`
-//! `<boot_id>-<shard>-<counter>`, `source` `ringcast://<node>/<boot_id>`, `subject`, `time`),
+//! `<boot_id>-<shard>-<counter>`, `source` `ringcast://<node>/<boot_id>`, `subject`, `time` in
+//! RFC 3339),
 //! the `Ringcast-Signature` header (`t=<unix>,v1=<hex HMAC-SHA256(secret, t.body)>`, one `v1`
 //! per secret) and the delivery id (a UUID, stable across retries of one request).
 //!
@@ -73,7 +74,7 @@ impl CloudEvent {
             kind: self.kind,
             id: &self.id,
             source: &origin.source,
-            time: rfc3339(unix_millis()),
+            time: crate::datetime::iso_millis(unix_millis()),
             subject: self.subject.as_deref(),
             datacontenttype: "application/json",
             data: &self.data,
@@ -138,45 +139,9 @@ pub(crate) fn unix_millis() -> u64 {
         })
 }
 
-/// `2026-12-01T10:00:00.123Z` for a unix time in ms.
-pub(crate) fn rfc3339(millis: u64) -> String {
-    let seconds = millis / 1000;
-    let days = seconds / 86_400;
-    let of_day = seconds % 86_400;
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60,
-        millis % 1000
-    )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_are_rfc3339_in_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_767_225_600_123), "2026-01-01T00:00:00.123Z");
-        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
-    }
 
     #[test]
     fn a_signature_has_one_v1_per_secret() {

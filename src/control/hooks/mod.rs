@@ -9,7 +9,7 @@
 //! owns it and its order comes for free. Nothing here runs unless a hook is configured.
 //!
 //! Built on the library's public seams and `net::client`: must not depend on the engine, the
-//! shard, the bus or monoio.
+//! shard, the bus or the runtime.
 
 pub(crate) mod config;
 pub(crate) mod connect;

@@ -1,6 +1,7 @@
-//! Wall-clock times as the Admin UI reads them: epoch milliseconds, ISO 8601 (what a
-//! JavaScript `Date` becomes in JSON) and `Date.prototype.toString()` in UTC. Pure functions
-//! of a `SystemTime` or a number; depends on nothing else.
+//! Wall-clock times as text: epoch milliseconds, ISO 8601 / RFC 3339 in UTC (what a
+//! JavaScript `Date` becomes in JSON, a CloudEvent's `time`) and `Date.prototype.toString()`
+//! in UTC, for the Admin UI and the backend hooks. Pure functions of a `SystemTime` or a
+//! number; depends on nothing else.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -57,7 +58,12 @@ fn parts(millis: u64) -> Parts {
 
 /// `2026-11-24T14:56:20.219Z`.
 pub fn iso(at: SystemTime) -> String {
-    let p = parts(epoch_millis(at));
+    iso_millis(epoch_millis(at))
+}
+
+/// [`iso`] of a time in milliseconds since the epoch.
+pub fn iso_millis(millis: u64) -> String {
+    let p = parts(millis);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         p.year, p.month, p.day, p.hour, p.minute, p.second, p.millis
