@@ -218,6 +218,22 @@ pub(crate) struct LifecycleConfig {
     pub(crate) queue_max: usize,
 }
 
+impl LifecycleConfig {
+    /// The default batching, for notify-mode events when there is no `[lifecycle]`.
+    pub(crate) fn for_notifications() -> LifecycleConfig {
+        LifecycleConfig {
+            endpoint: String::new(),
+            events: Vec::new(),
+            lanes: lanes(),
+            batch_max: batch_max(),
+            batch_bytes: batch_bytes(),
+            batch_interval: batch_interval(),
+            retry_for: retry_for(),
+            queue_max: queue_max(),
+        }
+    }
+}
+
 /// A lifecycle event a namespace may emit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]

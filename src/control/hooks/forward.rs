@@ -100,14 +100,7 @@ pub(crate) fn forward(
     }
     match rule.mode {
         Mode::Notify => {
-            let data = event_data(
-                &forwarding.hooks,
-                socket,
-                state,
-                event,
-                &message,
-                ack.is_some(),
-            );
+            let data = event_data(socket, state, event, &message, ack.is_some());
             let queued = lifecycle::notify(
                 &forwarding.hooks,
                 &rule.endpoint,
@@ -167,7 +160,6 @@ fn pump(forwarding: &Arc<Forwarding>, socket: &Socket, state: &Rc<SocketHooks>) 
         };
         // The event leaves in emit order: its seq and body are made now.
         let data = event_data(
-            &forwarding.hooks,
             socket,
             state,
             &call.event,
@@ -184,7 +176,7 @@ fn pump(forwarding: &Arc<Forwarding>, socket: &Socket, state: &Rc<SocketHooks>) 
         let (forwarding, task_socket, task_state) =
             (forwarding.clone(), socket.clone(), state.clone());
         socket.spawn(async move {
-            let outcome = send(&forwarding.hooks, &call.rule, &body).await;
+            let outcome = send(&call.rule, &body).await;
             finish(&forwarding, &task_socket, call, outcome);
             task_state.queue.borrow_mut().in_flight -= 1;
             if task_socket.connected() {
@@ -201,14 +193,12 @@ fn pump(forwarding: &Arc<Forwarding>, socket: &Socket, state: &Rc<SocketHooks>) 
 /// whether the client waits for an ack, and the arguments with binary ones as placeholders
 /// plus base64 attachments.
 fn event_data(
-    hooks: &Hooks,
     socket: &Socket,
     state: &SocketHooks,
     event: &str,
     message: &Message,
     ack: bool,
 ) -> Map<String, Value> {
-    let _ = hooks;
     let mut data = Map::new();
     data.insert("namespace".into(), socket.nsp().as_ref().into());
     data.insert("socket".into(), socket.id().into());
@@ -245,11 +235,7 @@ fn event_data(
 
 /// Sends one call's body by its rule, retrying (same id, same delivery) only a 503 with
 /// `Retry-After`, within the rule's timeout.
-async fn send(
-    hooks: &Hooks,
-    rule: &Rule,
-    body: &[u8],
-) -> Result<crate::net::client::Answer, Failure> {
+async fn send(rule: &Rule, body: &[u8]) -> Result<crate::net::client::Answer, Failure> {
     let deadline = Instant::now() + rule.timeout;
     let delivery = super::envelope::delivery_id();
     let mut retries = rule.retries;
@@ -271,10 +257,7 @@ async fn send(
                 retries -= 1;
                 crate::server::shard_sleep(wait).await;
             }
-            _ => {
-                let _ = hooks;
-                return Ok(answer);
-            }
+            _ => return Ok(answer),
         }
     }
 }

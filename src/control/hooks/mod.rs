@@ -388,12 +388,10 @@ impl Hooks {
         for (key, name) in join_hooks {
             find(key, name)?;
         }
-        let batching = lifecycle
-            .as_ref()
-            .map(|lifecycle| lifecycle.config.clone())
-            .unwrap_or_else(|| {
-                toml::from_str("endpoint = \"\"").unwrap_or_else(|_| unreachable!("defaults"))
-            });
+        let batching = match &lifecycle {
+            Some(lifecycle) => lifecycle.config.clone(),
+            None => LifecycleConfig::for_notifications(),
+        };
         Ok(Hooks {
             origin: Origin::new(node),
             shards: shards.max(1),
