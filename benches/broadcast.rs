@@ -87,6 +87,7 @@ fn peer() -> Peer {
         version: Version::V4,
         query: "EIO=4&transport=websocket".into(),
         address: None,
+        headers: Box::default(),
     }
 }
 

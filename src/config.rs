@@ -159,6 +159,10 @@ pub struct EngineConfig {
     pub deflate_threshold: usize,
     /// DEFLATE level, 0 (store) to 9 (smallest); Node's zlib default is 6.
     pub deflate_level: u32,
+    /// Request headers a handshake keeps with its session (lower-case names), for the
+    /// application (`Handshake::header`, `Socket::handshake_header`). None by default: a
+    /// session keeps no header.
+    pub handshake_headers: Vec<String>,
 }
 
 /// HTTP/1.1 connection options (`net`): request heads and client sockets.
@@ -254,6 +258,7 @@ impl Default for EngineConfig {
             per_message_deflate: false,
             deflate_threshold: 1024,
             deflate_level: 6,
+            handshake_headers: Vec::new(),
         }
     }
 }

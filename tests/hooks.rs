@@ -205,6 +205,7 @@ const CONNECT_HOOK: &str = r#"
 connect = "backend"
 timeout = "1s"
 forward_query = ["v"]
+forward_headers = ["User-Agent", "x-tenant"]
 breaker_failures = 4
 breaker_cooldown = "1s"
 
@@ -251,6 +252,17 @@ fn the_connect_hook_allows_denies_and_fails_closed() {
     assert_eq!(data["auth"]["room"], "lobby", "{data}");
     assert_eq!(data["handshake"]["transport"], "websocket", "{data}");
     assert_eq!(data["handshake"]["eio"], 4, "{data}");
+    // Only the allowlisted headers: the client's cookie stays out.
+    assert_eq!(data["handshake"]["headers"]["x-tenant"], "t1", "{data}");
+    assert_eq!(
+        data["handshake"]["headers"].as_object().map(|h| h.len()),
+        Some(1),
+        "{data}"
+    );
+    assert!(!request["body"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("sid=secret"));
     assert!(
         connects[0]["id"]
             .as_str()

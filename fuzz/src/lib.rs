@@ -849,6 +849,7 @@ fn peer(version: Version) -> Peer {
         version,
         query: "EIO=4&transport=polling".into(),
         address: None,
+        headers: Box::default(),
     }
 }
 

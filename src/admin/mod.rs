@@ -1167,6 +1167,7 @@ mod tests {
                 protocol: 5,
                 query: "".into(),
                 address: None,
+                headers: Box::default(),
             };
             let verdict = authenticate(shared.clone(), "admin".to_owned(), hash.clone(), handshake);
             verdict
@@ -1212,6 +1213,7 @@ mod tests {
             protocol: 5,
             query: "".into(),
             address: None,
+            headers: Box::default(),
         };
         let verdict = authenticate(down.shared.clone(), "admin".to_owned(), hash, handshake);
         assert!(verdict.now_or_never().is_some_and(|v| v.is_err()));

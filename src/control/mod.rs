@@ -290,6 +290,10 @@ impl Standalone {
             (None, false) => None,
         };
         let hooks = self.hooks(&counters)?;
+        if let Some(hooks) = &hooks {
+            // The sessions keep the headers the hooks forward, and no other.
+            self.config.engine.handshake_headers = hooks.settings.forward_headers.clone();
+        }
         if wants_hook && hooks.as_ref().and_then(|h| h.connect.as_ref()).is_none() {
             return Err(
                 "hooks.connect: a namespace has auth = \"hook\" (or \"jwt+hook\") but no connect hook is set"

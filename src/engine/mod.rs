@@ -72,6 +72,9 @@ pub struct Peer {
     pub query: Box<str>,
     /// The client's address, when known.
     pub address: Option<SocketAddr>,
+    /// The handshake request's headers named by `EngineConfig::handshake_headers` (lower-case
+    /// name, value); empty unless some are named.
+    pub headers: Box<[(Box<str>, Box<str>)]>,
 }
 
 /// What the application layer learns about sessions, in order.
@@ -288,6 +291,12 @@ impl Engine {
     /// The client address of a session, when known.
     pub fn address(&self, key: SessionKey) -> Option<SocketAddr> {
         self.sessions.get(key.0).and_then(|s| s.address)
+    }
+
+    /// The headers the session's handshake request sent that `EngineConfig::handshake_headers`
+    /// names (lower-case name, value).
+    pub fn headers(&self, key: SessionKey) -> &[(Box<str>, Box<str>)] {
+        self.sessions.get(key.0).map_or(&[], |s| &s.headers)
     }
 
     /// The protocol version of a session.

@@ -103,6 +103,8 @@ pub(super) struct Session {
     /// The handshake request's query string and the client's address.
     pub(super) query: Box<str>,
     pub(super) address: Option<SocketAddr>,
+    /// The handshake's kept headers (`EngineConfig::handshake_headers`).
+    pub(super) headers: Box<[(Box<str>, Box<str>)]>,
     pub(super) transport: Transport,
     /// Frames waiting for the next poll (polling and during an upgrade).
     pub(super) outbox: VecDeque<Frame>,
@@ -135,6 +137,7 @@ impl Session {
             supports_binary,
             query: peer.query,
             address: peer.address,
+            headers: peer.headers,
             transport,
             outbox: VecDeque::new(),
             outbox_bytes: 0,

@@ -34,6 +34,7 @@ fn peer(version: Version) -> Peer {
         version,
         query: "EIO=4&transport=polling&token=abc".into(),
         address: None,
+        headers: Box::default(),
     }
 }
 

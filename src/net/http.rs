@@ -192,7 +192,7 @@ async fn read_head<H: Host>(
         match http::parse_request(buf, max_head) {
             Ok(Some(request)) => {
                 let mut head = Head {
-                    target: target(host, router, &request, address),
+                    target: target(host, router, &request, &buf[..request.head_len], address),
                     keep_alive: request.keep_alive,
                     content_length: request.content_length,
                     origin: request.origin.map(str::to_owned),
@@ -305,6 +305,7 @@ fn target<H: Host>(
     host: &H,
     router: &Router,
     request: &http::Request<'_>,
+    head: &[u8],
     address: Option<SocketAddr>,
 ) -> Target {
     let (method, path, query) = (request.method, request.path, request.query);
@@ -348,6 +349,11 @@ fn target<H: Host>(
             version,
             query: query.into(),
             address,
+            // Only a handshake's are kept: a request of an open session has nothing to add.
+            headers: match http::query_param(query, "sid") {
+                None => kept_headers(&host.engine_config().handshake_headers, head),
+                Some(_) => Box::default(),
+            },
         },
         websocket,
         sid: http::query_param(query, "sid").map(|sid| Id::parse(sid).ok_or(())),
@@ -358,6 +364,16 @@ fn target<H: Host>(
             .content_type
             .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/octet-stream")),
     })
+}
+
+/// The headers of `head` a session keeps (`EngineConfig::handshake_headers`).
+fn kept_headers(names: &[String], head: &[u8]) -> Box<[(Box<str>, Box<str>)]> {
+    names
+        .iter()
+        .filter_map(|name| {
+            http::header_value(head, name).map(|value| (name.as_str().into(), value.into()))
+        })
+        .collect()
 }
 
 /// Sends a polling request to the owner of `sid` (this shard or another).

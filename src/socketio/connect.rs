@@ -83,11 +83,12 @@ pub(crate) fn connect(
         let namespace = &state.namespaces[ns];
         (namespace.handlers.clone(), namespace.name.clone())
     };
-    let (query, address, engine_id) = {
+    let (query, address, headers, engine_id) = {
         let engine = io.engine.borrow();
         (
             engine.query(session).unwrap_or_default().into(),
             engine.address(session),
+            engine.headers(session).into(),
             engine.id(session),
         )
     };
@@ -100,6 +101,7 @@ pub(crate) fn connect(
         protocol: if version == Version::V3 { 4 } else { 5 },
         query,
         address,
+        headers,
     };
     for middleware in &handlers.middlewares {
         let verdict = contain("middleware", || middleware(&handshake))

@@ -187,6 +187,7 @@ pub struct Handshake {
     pub(crate) protocol: u8,
     pub(crate) query: Box<str>,
     pub(crate) address: Option<SocketAddr>,
+    pub(crate) headers: Box<[(Box<str>, Box<str>)]>,
 }
 
 impl Handshake {
@@ -220,6 +221,15 @@ impl Handshake {
     /// The client's address, when known.
     pub fn address(&self) -> Option<SocketAddr> {
         self.address
+    }
+
+    /// A header of the client's Engine.IO handshake request, when the server keeps it
+    /// (`EngineConfig::handshake_headers` names it; `name` in lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(kept, _)| **kept == *name)
+            .map(|(_, value)| &**value)
     }
 
     /// Socket.IO protocol revision of the client: 5, or 4 for socket.io-client 2.x.

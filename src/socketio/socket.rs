@@ -97,6 +97,18 @@ impl Socket {
         self.io.engine.borrow().address(session)
     }
 
+    /// A header of the client's Engine.IO handshake request, when the server keeps it
+    /// (`EngineConfig::handshake_headers` names it; `name` in lower case).
+    pub fn handshake_header(&self, name: &str) -> Option<String> {
+        let session = self.route()?.0;
+        let engine = self.io.engine.borrow();
+        let headers = engine.headers(session);
+        headers
+            .iter()
+            .find(|(kept, _)| **kept == *name)
+            .map(|(_, value)| value.to_string())
+    }
+
     /// The value its namespace's authorizer attached when admitting it
     /// ([`crate::Admission::extension`]), if it is a `T`.
     pub fn extension<T: 'static>(&self) -> Option<Rc<T>> {

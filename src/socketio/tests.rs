@@ -154,6 +154,7 @@ impl Cluster {
                 version: Version::V4,
                 query: "EIO=4&transport=websocket&room=lobby".into(),
                 address: Some(([127, 0, 0, 1], 5000).into()),
+                headers: Box::default(),
             },
         );
         self.pump();

@@ -108,9 +108,13 @@ pub(crate) struct HooksConfig {
     /// Connect and refresh calls in flight on this node, past which `overloaded`.
     #[serde(default = "max_concurrency")]
     pub(crate) max_concurrency: usize,
-    /// Handshake query parameters sent with the connect hook.
+    /// Handshake query parameters sent with the connect hook (and `connected`).
     #[serde(default, deserialize_with = "units::string_list")]
     pub(crate) forward_query: Vec<String>,
+    /// Handshake request headers sent with the connect hook (and `connected`): the sessions
+    /// keep these, and no other.
+    #[serde(default, deserialize_with = "units::string_list")]
+    pub(crate) forward_headers: Vec<String>,
     #[serde(
         default = "refresh_retry",
         deserialize_with = "units::duration",
@@ -144,6 +148,7 @@ impl Default for HooksConfig {
             on_failure: OnFailure::default(),
             max_concurrency: max_concurrency(),
             forward_query: Vec::new(),
+            forward_headers: Vec::new(),
             refresh_retry: refresh_retry(),
             refresh_max_extension: refresh_max_extension(),
             breaker_failures: breaker_failures(),

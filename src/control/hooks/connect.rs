@@ -121,21 +121,15 @@ pub(crate) async fn ask(
 }
 
 /// The `handshake` object of a connect event: address, transport, Engine.IO revision and the
-/// allowlisted query parameters.
+/// allowlisted query parameters and headers.
 pub(crate) fn handshake_json(hooks: &Hooks, handshake: &Handshake) -> Value {
-    let mut query = Map::new();
-    for name in &hooks.settings.forward_query {
-        if let Some(value) = handshake.query_param(name) {
-            query.insert(name.clone(), value.into());
-        }
-    }
-    json!({
-        "address": handshake.address().map(|addr| addr.ip().to_string()),
-        "transport": handshake.query_param("transport"),
-        "eio": handshake.query_param("EIO").and_then(|v| v.parse::<u8>().ok()),
-        "secure": false,
-        "query": query,
-    })
+    super::lifecycle::handshake_object(
+        &hooks.settings,
+        handshake.address(),
+        handshake.query_param("transport").as_deref(),
+        |name| handshake.query_param(name),
+        |name| handshake.header(name).map(str::to_owned),
+    )
 }
 
 /// The connect event for `handshake`: its namespace, the stored `auth` (without the token),

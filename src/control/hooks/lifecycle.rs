@@ -191,20 +191,18 @@ impl crate::socketio::Observer for LifecycleObserver {
             .into_iter()
             .filter(|room| room != socket.id())
             .collect();
-        let eio = socket
-            .handshake_query()
-            .and_then(|_| socket.query_param("EIO"))
-            .and_then(|v| v.parse::<u8>().ok());
         let mut data = Map::new();
         data.insert("rooms".into(), rooms.into());
         data.insert("data".into(), socket.data_json());
         data.insert(
             "handshake".into(),
-            json!({
-                "address": socket.address().map(|addr| addr.ip().to_string()),
-                "transport": socket.transport(),
-                "eio": eio,
-            }),
+            handshake_object(
+                &self.hooks.settings,
+                socket.address(),
+                socket.transport(),
+                |name| socket.query_param(name),
+                |name| socket.handshake_header(name),
+            ),
         );
         self.emit(socket, &state, "io.ringcast.socket.connected", data);
     }
@@ -278,6 +276,31 @@ impl crate::socketio::Observer for LifecycleObserver {
         data.insert("connected_ms".into(), connected_ms.into());
         self.emit(socket, &state, "io.ringcast.socket.disconnected", data);
     }
+}
+
+/// A `handshake` object: the address, transport and Engine.IO revision, and the query
+/// parameters and headers `[hooks]` forwards (`forward_query`, `forward_headers`).
+pub(crate) fn handshake_object(
+    settings: &super::config::HooksConfig,
+    address: Option<std::net::SocketAddr>,
+    transport: Option<&str>,
+    query_param: impl Fn(&str) -> Option<String>,
+    header: impl Fn(&str) -> Option<String>,
+) -> Value {
+    let pick = |names: &[String], value: &dyn Fn(&str) -> Option<String>| -> Map<String, Value> {
+        names
+            .iter()
+            .filter_map(|name| value(name).map(|v| (name.clone(), Value::from(v))))
+            .collect()
+    };
+    json!({
+        "address": address.map(|addr| addr.ip().to_string()),
+        "transport": transport,
+        "eio": query_param("EIO").and_then(|v| v.parse::<u8>().ok()),
+        "secure": false,
+        "query": pick(&settings.forward_query, &query_param),
+        "headers": pick(&settings.forward_headers, &header),
+    })
 }
 
 /// Queues a notification (`kind`, with `data` plus the socket's namespace, id, user and seq)

@@ -328,11 +328,15 @@ impl Hooks {
         shards: usize,
         counters: Arc<Counters>,
     ) -> Result<Hooks, String> {
-        let settings = match &tables.hooks {
+        let mut settings = match &tables.hooks {
             Some(table) => HooksConfig::deserialize(toml::Value::Table(table.clone()))
                 .map_err(|error| format!("hooks: {}", error.message()))?,
             None => HooksConfig::default(),
         };
+        // Header names in one case, as the sessions keep them.
+        for name in &mut settings.forward_headers {
+            name.make_ascii_lowercase();
+        }
         if settings.timeout.is_zero() || settings.timeout > MAX_HOOK_TIMEOUT {
             return Err("hooks.timeout: between 1 ms and 10 s".into());
         }

@@ -11,8 +11,8 @@ const ioV2 = createRequire(import.meta.url)('socket.io-client-v2');
 const SCENARIO = process.argv[3];
 
 /** A v4 socket on its own Manager; resolves with it once connected. */
-async function connect(nsp = '/', auth = {}) {
-  const socket = track(io(BASE_URL + nsp, { forceNew: true, reconnection: false, timeout: 8000, auth, ...transportOptions() }));
+async function connect(nsp = '/', auth = {}, extra = {}) {
+  const socket = track(io(BASE_URL + nsp, { forceNew: true, reconnection: false, timeout: 8000, auth, ...transportOptions(), ...extra }));
   await withTimeout(
     new Promise((resolve, reject) => {
       socket.once('connect', resolve);
@@ -47,7 +47,9 @@ function checkErrorAck(reply, code, what) {
 const scenarios = {
   // The hook allows: connected, and the hook's data is the socket's.
   async 'allow'() {
-    const socket = await connect('/', { room: 'lobby', token: 'not-forwarded-as-is' });
+    const socket = await connect('/', { room: 'lobby', token: 'not-forwarded-as-is' }, {
+      extraHeaders: { 'x-tenant': 't1', cookie: 'sid=secret' },
+    });
     checkEqual(await emitAck(socket, 'echo', ['hi']), ['hi'], 'echo once allowed');
     socket.disconnect();
   },
