@@ -28,10 +28,21 @@ struct Backend {
     port: u16,
     log: PathBuf,
     script: PathBuf,
+    /// Serving HTTPS.
+    tls: bool,
 }
 
 impl Backend {
     fn start(dir: &TempDir, name: &str) -> Backend {
+        Backend::start_with(dir, name, &[])
+    }
+
+    /// Serving HTTPS with this certificate chain and key (PEM files).
+    fn start_tls(dir: &TempDir, name: &str, cert: &Path, key: &Path) -> Backend {
+        Backend::start_with(dir, name, &["--tls-cert", s(cert), "--tls-key", s(key)])
+    }
+
+    fn start_with(dir: &TempDir, name: &str, extra: &[&str]) -> Backend {
         let log = dir.path(&format!("{name}.jsonl"));
         let script_path = dir.path(&format!("{name}.json"));
         std::fs::write(&script_path, "{}").expect("script");
@@ -47,6 +58,7 @@ impl Backend {
                 s(&script_path),
             ])
             .args(["--lifetime", "120"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -67,11 +79,13 @@ impl Backend {
             port,
             log,
             script: script_path,
+            tls: !extra.is_empty(),
         }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/ringcast", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/ringcast", self.port)
     }
 
     /// Sets how the backend answers (written whole, then renamed, so it never reads half).
@@ -938,6 +952,149 @@ fn a_failing_startup_ping_stops_the_start_when_asked_to() {
     // The reachable endpoint was pinged, signed.
     let pings = backend.events("io.ringcast.ping");
     assert_eq!(pings.len(), 1);
+}
+
+/// A CA (`ca.pem`) and a certificate for 127.0.0.1 (an IP SAN) and localhost signed by it
+/// (`leaf.pem`, `leaf.key`), made by `openssl` in `dir`.
+fn make_pki(dir: &TempDir) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path(""))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl (is it installed?)");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+            &["-subj", "/CN=ringcast hooks test CA"],
+            &["-addext", "basicConstraints=critical,CA:TRUE"],
+            &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "leaf.key",
+                "-out",
+                "leaf.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.path("leaf.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    (
+        dir.path("ca.pem"),
+        dir.path("leaf.pem"),
+        dir.path("leaf.key"),
+    )
+}
+
+#[test]
+fn an_https_endpoint_is_verified_and_used() {
+    let dir = TempDir::new("hooks-https");
+    let (ca, cert, key) = make_pki(&dir);
+    let backend = Backend::start_tls(&dir, "backend", &cert, &key);
+    assert!(backend.url().starts_with("https://127.0.0.1:"));
+    let trusting = config(&backend, 1, CONNECT_HOOK).replacen(
+        "timeout = \"2s\"\n",
+        &format!(
+            "timeout = \"2s\"\nca_file = \"{}\"\nstartup_check = \"fail\"\n",
+            s(&ca)
+        ),
+        1,
+    );
+    {
+        let server = Server::start(&trusting, &dir, &[]);
+        let pings = backend.wait_for("io.ringcast.ping", Duration::from_secs(5), |e| {
+            !e.is_empty()
+        });
+        assert_eq!(pings.len(), 1, "the startup ping, over TLS");
+        backend.answer(json!({ "rules": [{
+            "match": { "type": "io.ringcast.connect" },
+            "status": 200,
+            "body": { "allow": true, "user": "42", "rooms": ["team:7"], "data": { "name": "Ann" } },
+        }]}));
+        node(&server, "allow", &[]);
+        let request = backend
+            .requests()
+            .into_iter()
+            .find(|r| r["events"][0]["type"] == "io.ringcast.connect")
+            .expect("a connect request, over TLS");
+        assert_eq!(request["signature_ok"], true, "{request}");
+        assert_eq!(request["status"], 200, "{request}");
+    }
+
+    // Without the CA the backend's certificate is not trusted: the startup ping fails, and
+    // with startup_check = "fail" the start stops.
+    let untrusting = config(&backend, 1, "").replacen(
+        "timeout = \"2s\"\n",
+        "timeout = \"2s\"\nstartup_check = \"fail\"\n",
+        1,
+    );
+    let path = dir.path("untrusting.toml");
+    std::fs::write(&path, untrusting).expect("config");
+    let before = backend.requests().len();
+    let output = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+        .args(["--config", s(&path), "--host", "127.0.0.1", "--port"])
+        .arg(common::free_port().to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ringcast");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("endpoints.backend") && stderr.contains("startup ping"),
+        "{stderr}"
+    );
+    assert_eq!(
+        backend.requests().len(),
+        before,
+        "nothing reached the backend"
+    );
 }
 
 /// The `v1=` of `body` signed at `t`.

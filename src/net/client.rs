@@ -1,11 +1,16 @@
 //! Outbound HTTP/1.1 POSTs from a shard's monoio runtime, for backend hooks (webhooks): a
-//! [`Target`] parsed once from an `http://` URL, and a [`Pool`] of keep-alive connections to it
-//! per shard, bounded in connections and in callers waiting, every call bounded by a deadline.
+//! [`Target`] parsed once from an `http://` or `https://` URL, and a [`Pool`] of keep-alive
+//! connections to it per shard, bounded in connections and in callers waiting, every call
+//! bounded by a deadline.
 //!
 //! Hand-written, and small on purpose: no maintained HTTP client runs on monoio (the usual ones
 //! need tokio's reactor), and hooks need only this much: one method, a `Content-Length` body,
 //! answers framed by `Content-Length`, chunked encoding or EOF (parsed with `httparse`), no
-//! redirects, no TLS (`https://` is refused when the URL is parsed).
+//! redirects. `https://` is TLS through rustls (`monoio-rustls` as the stream on monoio, rustls's
+//! `StreamOwned` for [`post_blocking`]) with the `rustls::ClientConfig` the caller gives
+//! [`Target::parse`]; the server's certificate is always verified, against the URL's host (a
+//! name, or an IP literal as an IP SAN). The exchange is generic over the stream, so the plain
+//! path is what it was.
 //!
 //! It is a pipe: what is posted, how it is signed and what an answer means are the caller's. It
 //! must not depend on the rest of the crate (no config, no shard, no Socket.IO), nor be shared
@@ -16,13 +21,16 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_channel::oneshot;
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio_rustls::{ClientTlsStream, TlsConnector};
+use rustls::pki_types::ServerName;
 
 /// An answer's head (status line and headers, interim answers each counted alone) is at most
 /// this long.
@@ -40,7 +48,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// First read buffer per exchange; grown on demand.
 const INITIAL_READ: usize = 1024;
 
-/// Where an endpoint's requests go, parsed once from its `http://host[:port][/path]` URL at
+/// Where an endpoint's requests go, parsed once from its `http[s]://host[:port][/path]` URL at
 /// config time.
 #[derive(Clone, Debug)]
 pub(crate) struct Target {
@@ -49,14 +57,24 @@ pub(crate) struct Target {
     host: String,
     /// The request target: the URL's path and query, "/" when it has none.
     path: String,
+    /// `https://`: how to speak TLS to it.
+    tls: Option<Tls>,
+}
+
+/// An `https://` target's TLS client and the name its certificate must carry.
+#[derive(Clone, Debug)]
+struct Tls {
+    config: Arc<rustls::ClientConfig>,
+    /// The URL's host: for SNI (a name) and the certificate's check (a name or an IP SAN).
+    name: ServerName<'static>,
 }
 
 /// Why a URL is not a [`Target`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum TargetError {
-    /// `https://`: this client speaks no TLS.
-    Unsupported,
-    /// Not an `http://host[:port][/path]` URL.
+    /// `https://` with no TLS configuration given.
+    NoTls,
+    /// Not an `http[s]://host[:port][/path]` URL.
     Invalid(String),
     /// The host did not resolve.
     Resolve(String),
@@ -65,7 +83,7 @@ pub(crate) enum TargetError {
 impl fmt::Display for TargetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TargetError::Unsupported => f.write_str("https:// is not supported (use http://)"),
+            TargetError::NoTls => f.write_str("https:// needs a TLS configuration"),
             TargetError::Invalid(why) => write!(f, "invalid URL: {why}"),
             TargetError::Resolve(why) => write!(f, "cannot resolve host: {why}"),
         }
@@ -75,22 +93,36 @@ impl fmt::Display for TargetError {
 impl std::error::Error for TargetError {}
 
 impl Target {
+    /// Whether `url` is an `https://` one (which [`Target::parse`] needs a TLS configuration
+    /// for).
+    pub(crate) fn is_https(url: &str) -> bool {
+        url.split_once("://")
+            .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("https"))
+    }
+
     /// Parses and resolves (std `ToSocketAddrs`, once, at startup: blocking is fine here).
-    /// `https://` gives `Err(TargetError::Unsupported)`; anything else malformed
-    /// `Err(TargetError::Invalid(_))`; unresolvable `Err(TargetError::Resolve(_))`.
-    pub(crate) fn parse(url: &str) -> Result<Target, TargetError> {
+    /// `https://` speaks TLS with `tls` (ignored for `http://`), and without it gives
+    /// `Err(TargetError::NoTls)`; anything else malformed `Err(TargetError::Invalid(_))`;
+    /// unresolvable `Err(TargetError::Resolve(_))`.
+    pub(crate) fn parse(
+        url: &str,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Target, TargetError> {
         let invalid = |why: &str| Err(TargetError::Invalid(why.to_owned()));
         let scheme_end = match url.find("://") {
             Some(at) => at,
-            None => return invalid("expected http://host[:port][/path]"),
+            None => return invalid("expected http[s]://host[:port][/path]"),
         };
         let scheme = &url[..scheme_end];
-        if scheme.eq_ignore_ascii_case("https") {
-            return Err(TargetError::Unsupported);
+        let https = scheme.eq_ignore_ascii_case("https");
+        if !https && !scheme.eq_ignore_ascii_case("http") {
+            return invalid("the scheme is not http or https");
         }
-        if !scheme.eq_ignore_ascii_case("http") {
-            return invalid("the scheme is not http");
-        }
+        let tls = match (https, tls) {
+            (false, _) => None,
+            (true, None) => return Err(TargetError::NoTls),
+            (true, Some(config)) => Some(config),
+        };
         let rest = &url[scheme_end + 3..];
         let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(authority_end);
@@ -109,7 +141,17 @@ impl Target {
         if authority.contains('@') {
             return invalid("credentials in the URL are not supported");
         }
-        let (host, port) = split_host_port(authority)?;
+        let (host, port) = split_host_port(authority, if https { 443 } else { 80 })?;
+        let tls = match tls {
+            None => None,
+            Some(config) => Some(Tls {
+                config,
+                // An IP literal becomes an IP address to find among the certificate's SANs.
+                name: ServerName::try_from(host.clone()).map_err(|_| {
+                    TargetError::Invalid("the host is not a TLS server name".into())
+                })?,
+            }),
+        };
         let addr = (host.as_str(), port)
             .to_socket_addrs()
             .map_err(|error| TargetError::Resolve(format!("{host}: {error}")))?
@@ -119,21 +161,22 @@ impl Target {
             addr,
             host: authority.to_owned(),
             path,
+            tls,
         })
     }
 }
 
 /// POSTs `body` to `target` from a thread that is not a shard's (the startup check, before the
 /// shards run), blocking for at most about `timeout`; the answer's status. No keep-alive:
-/// one request, then the connection is closed.
+/// one request, then the connection is closed. An `https://` target's TLS handshake (and its
+/// failure, a bad certificate say) comes with the first write.
 pub(crate) fn post_blocking(
     target: &Target,
     extra: &str,
     body: &[u8],
     timeout: std::time::Duration,
 ) -> Result<u16, String> {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect_timeout(&target.addr, timeout)
+    let stream = std::net::TcpStream::connect_timeout(&target.addr, timeout)
         .map_err(|error| format!("cannot connect: {error}"))?;
     let _ = stream.set_read_timeout(Some(timeout));
     let _ = stream.set_write_timeout(Some(timeout));
@@ -143,9 +186,26 @@ pub(crate) fn post_blocking(
         target.host,
         body.len()
     );
+    match &target.tls {
+        None => post_over(stream, &head, body),
+        Some(tls) => {
+            let connection = rustls::ClientConnection::new(tls.config.clone(), tls.name.clone())
+                .map_err(|error| format!("cannot start TLS: {error}"))?;
+            post_over(rustls::StreamOwned::new(connection, stream), &head, body)
+        }
+    }
+}
+
+/// [`post_blocking`]'s exchange over either stream.
+fn post_over(
+    mut stream: impl std::io::Read + std::io::Write,
+    head: &str,
+    body: &[u8],
+) -> Result<u16, String> {
     stream
         .write_all(head.as_bytes())
         .and_then(|()| stream.write_all(body))
+        .and_then(|()| stream.flush())
         .map_err(|error| format!("cannot send: {error}"))?;
     let mut answer = Vec::new();
     let mut buffer = [0u8; 1024];
@@ -169,8 +229,8 @@ pub(crate) fn post_blocking(
     }
 }
 
-/// The host to resolve (brackets removed from an IPv6 literal) and the port (80 by default).
-fn split_host_port(authority: &str) -> Result<(String, u16), TargetError> {
+/// The host to resolve (brackets removed from an IPv6 literal) and the port (`default` if none).
+fn split_host_port(authority: &str, default: u16) -> Result<(String, u16), TargetError> {
     let invalid = |why: &str| Err(TargetError::Invalid(why.to_owned()));
     let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
         let Some((literal, after)) = bracketed.split_once(']') else {
@@ -204,7 +264,7 @@ fn split_host_port(authority: &str) -> Result<(String, u16), TargetError> {
         return invalid("bad host");
     }
     let port = match port {
-        None => 80,
+        None => default,
         // Digits only: `parse` would take a sign.
         Some(port) if !port.bytes().all(|b| b.is_ascii_digit()) => return invalid("bad port"),
         Some(port) => match port.parse::<u16>() {
@@ -327,8 +387,14 @@ impl Drop for Slot {
 
 /// A slot and, unless the holder has still to connect, its connection.
 struct Conn {
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     slot: Slot,
+}
+
+/// An open connection: in clear, or TLS over TCP (boxed: rustls's state is large).
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<ClientTlsStream<TcpStream>>),
 }
 
 /// A waiter's place in the queue; dropped (answered, timed out or cancelled), it leaves it.
@@ -465,7 +531,10 @@ impl Pool {
                 // A lease always carries a connection by now; were it not, nothing was sent.
                 return Err(CallError::Refused);
             };
-            let (outcome, returned) = exchange(stream, request, max_response).await;
+            let (outcome, returned) = match stream {
+                Stream::Plain(stream) => exchange(stream, request, max_response).await,
+                Stream::Tls(stream) => exchange(&mut **stream, request, max_response).await,
+            };
             request = returned;
             let failure = match outcome {
                 Ok((answer, reusable)) => {
@@ -531,14 +600,29 @@ impl Pool {
         }
     }
 
-    /// Opens a connection in `slot`.
+    /// Opens a connection in `slot` (and, for `https://`, does the TLS handshake: a failure,
+    /// a certificate refused say, sent nothing of the request, so it is `Refused` too).
     async fn connect(&self, slot: Slot) -> Result<Conn, CallError> {
-        let stream = TcpStream::connect_addr(self.shared.target.addr)
+        let target = &self.shared.target;
+        let stream = TcpStream::connect_addr(target.addr)
             .await
             .map_err(|_| CallError::Refused)?;
         // Requests are written whole, once: Nagle would only delay them. A failure here costs
         // latency, not correctness.
         let _ = stream.set_nodelay(true);
+        let stream = match &target.tls {
+            None => Stream::Plain(stream),
+            Some(tls) => {
+                let connector = TlsConnector::from(tls.config.clone());
+                match connector.connect(tls.name.clone(), stream).await {
+                    Ok(stream) => Stream::Tls(Box::new(stream)),
+                    Err(error) => {
+                        tracing::debug!(host = %target.host, %error, "TLS handshake failed");
+                        return Err(CallError::Refused);
+                    }
+                }
+            }
+        };
         Ok(Conn {
             stream: Some(stream),
             slot,
@@ -586,8 +670,8 @@ enum Failure {
 
 /// Writes `request` and reads its answer; the answer, and whether the connection may carry
 /// another request. The request's buffer comes back for a retry.
-async fn exchange(
-    stream: &mut TcpStream,
+async fn exchange<S: AsyncReadRent + AsyncWriteRent>(
+    stream: &mut S,
     request: Vec<u8>,
     max_response: usize,
 ) -> (Result<(Answer, bool), Failure>, Vec<u8>) {
@@ -600,7 +684,11 @@ async fn exchange(
 }
 
 /// Reads more into `buf`: the bytes read, 0 at EOF.
-async fn fill(stream: &mut TcpStream, buf: &mut BytesMut, want: usize) -> std::io::Result<usize> {
+async fn fill<S: AsyncReadRent>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    want: usize,
+) -> std::io::Result<usize> {
     buf.reserve(want.max(INITIAL_READ));
     let start = buf.len();
     let end = buf.capacity();
@@ -611,7 +699,11 @@ async fn fill(stream: &mut TcpStream, buf: &mut BytesMut, want: usize) -> std::i
 }
 
 /// Reads more, past the first byte of the answer: EOF or an error is a broken answer.
-async fn more(stream: &mut TcpStream, buf: &mut BytesMut, want: usize) -> Result<(), Failure> {
+async fn more<S: AsyncReadRent>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    want: usize,
+) -> Result<(), Failure> {
     match fill(stream, buf, want).await {
         Ok(n) if n > 0 => Ok(()),
         _ => Err(Failure::Broken),
@@ -717,8 +809,8 @@ fn framing(head: &Head) -> Result<Framing, Failure> {
 
 /// Reads one answer (after any interim ones): the answer and whether the connection may be
 /// reused.
-async fn read_answer(
-    stream: &mut TcpStream,
+async fn read_answer<S: AsyncReadRent>(
+    stream: &mut S,
     buf: &mut BytesMut,
     max_response: usize,
 ) -> Result<(Answer, bool), Failure> {
@@ -798,8 +890,8 @@ async fn read_answer(
 }
 
 /// Decodes a chunked body (RFC 9112 §7.1), trailers read and dropped.
-async fn read_chunked(
-    stream: &mut TcpStream,
+async fn read_chunked<S: AsyncReadRent>(
+    stream: &mut S,
     buf: &mut BytesMut,
     max_response: usize,
 ) -> Result<Bytes, Failure> {

@@ -2,8 +2,9 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -84,7 +85,7 @@ impl Server {
     }
 
     fn target(&self) -> Target {
-        Target::parse(&format!("http://127.0.0.1:{}/hook", self.port)).expect("target")
+        Target::parse(&format!("http://127.0.0.1:{}/hook", self.port), None).expect("target")
     }
 
     fn connections(&self) -> usize {
@@ -145,7 +146,7 @@ fn serve(
     }
 }
 
-fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
+fn read_request(stream: &mut impl Read, buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
     let mut chunk = [0u8; 4096];
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -339,7 +340,7 @@ fn refused_connect() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
-    let target = Target::parse(&format!("http://127.0.0.1:{port}")).expect("target");
+    let target = Target::parse(&format!("http://127.0.0.1:{port}"), None).expect("target");
     let pool = Pool::new(target, 4, 4);
     let result = run(pool.post("", b"x", in_secs(3.0), 1024));
     assert_eq!(result.err(), Some(CallError::Refused));
@@ -526,28 +527,46 @@ fn stale_idle_connection_is_retried_once() {
 
 #[test]
 fn targets() {
-    let target = Target::parse("http://127.0.0.1:8080/a/b?c=d").expect("target");
+    let target = Target::parse("http://127.0.0.1:8080/a/b?c=d", None).expect("target");
     assert_eq!(target.addr, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(
         (target.host.as_str(), target.path.as_str()),
         ("127.0.0.1:8080", "/a/b?c=d")
     );
-    let target = Target::parse("HTTP://localhost").expect("target");
+    let target = Target::parse("HTTP://localhost", None).expect("target");
     assert_eq!(target.addr.port(), 80);
     assert_eq!(
         (target.host.as_str(), target.path.as_str()),
         ("localhost", "/")
     );
-    let target = Target::parse("http://[::1]:9000?x").expect("target");
+    let target = Target::parse("http://[::1]:9000?x", None).expect("target");
     assert_eq!(target.addr, "[::1]:9000".parse().unwrap());
     assert_eq!(
         (target.host.as_str(), target.path.as_str()),
         ("[::1]:9000", "/?x")
     );
     assert_eq!(
-        Target::parse("https://example.com/").err(),
-        Some(TargetError::Unsupported)
+        Target::parse("https://example.com/", None).err(),
+        Some(TargetError::NoTls)
     );
+    assert!(Target::is_https("HTTPS://x") && !Target::is_https("http://x"));
+    let config = client_config(None);
+    let target = Target::parse("https://127.0.0.1/h", Some(config.clone())).expect("https");
+    assert_eq!(target.addr.port(), 443);
+    let tls = target.tls.expect("tls");
+    assert!(matches!(
+        tls.name,
+        rustls::pki_types::ServerName::IpAddress(_)
+    ));
+    let target = Target::parse("https://localhost:8443", Some(config.clone())).expect("https");
+    assert_eq!(target.addr.port(), 8443);
+    assert!(matches!(
+        target.tls.expect("tls").name,
+        rustls::pki_types::ServerName::DnsName(_)
+    ));
+    // TLS given for an http:// target is not used.
+    let target = Target::parse("http://127.0.0.1/", Some(config)).expect("http");
+    assert!(target.tls.is_none());
     for bad in [
         "example.com",
         "ftp://example.com",
@@ -565,12 +584,12 @@ fn targets() {
         "http://ho st/",
     ] {
         assert!(
-            matches!(Target::parse(bad), Err(TargetError::Invalid(_))),
+            matches!(Target::parse(bad, None), Err(TargetError::Invalid(_))),
             "{bad}"
         );
     }
     assert!(matches!(
-        Target::parse("http://no-such-host.invalid/"),
+        Target::parse("http://no-such-host.invalid/", None),
         Err(TargetError::Resolve(_))
     ));
     assert_eq!(CallError::TooLarge.as_str(), "too_large");
@@ -621,4 +640,296 @@ fn under_the_fusion_driver() {
             assert_eq!(pool.open(), 0);
         });
     assert_eq!(server.connections(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// https://
+
+/// A CA and a leaf for `127.0.0.1` (an IP SAN) and `localhost` signed by it, made by `openssl`
+/// in a directory of their own: `ca.pem`, `leaf.pem` (the leaf, then the CA), `leaf.key`.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(tag: &str) -> Pki {
+        Pki::with_names(tag, "IP:127.0.0.1,DNS:localhost")
+    }
+
+    /// The leaf for these subject alternative names (`openssl`'s syntax).
+    fn with_names(tag: &str, names: &str) -> Pki {
+        let dir =
+            std::env::temp_dir().join(format!("ringcast-client-tls-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+                &["-subj", "/CN=ringcast test CA"],
+                &["-addext", "basicConstraints=critical,CA:TRUE"],
+                &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "leaf.key",
+                    "-out",
+                    "leaf.csr",
+                    "-subj",
+                    "/CN=localhost",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            dir.join("leaf.ext"),
+            format!(
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+                 extendedKeyUsage=serverAuth\nsubjectAltName={names}\n"
+            ),
+        )
+        .expect("ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ]);
+        let chain = [
+            std::fs::read(dir.join("leaf.crt")).expect("leaf"),
+            std::fs::read(dir.join("ca.pem")).expect("ca"),
+        ]
+        .concat();
+        std::fs::write(dir.join("leaf.pem"), chain).expect("chain");
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TLS client trusting only the CA in `ca` (none: no root at all).
+fn client_config(ca: Option<&Path>) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = ca {
+        for certificate in rustls::pki_types::CertificateDer::pem_file_iter(ca).expect("ca") {
+            roots.add(certificate.expect("certificate")).expect("root");
+        }
+    }
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// A TLS server on 127.0.0.1 answering every request with [`OK`], keeping connections open.
+struct TlsServer {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl TlsServer {
+    fn start(pki: &Pki) -> TlsServer {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_file_iter(pki.path("leaf.pem"))
+            .expect("chain")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("certificates");
+        let key = PrivateKeyDer::from_pem_file(pki.path("leaf.key")).expect("key");
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .expect("server config"),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let accept = {
+            let (connections, requests, stop) =
+                (connections.clone(), requests.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let until = Instant::now() + Duration::from_secs(15);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                    let Ok((stream, _)) = listener.accept() else {
+                        std::thread::sleep(Duration::from_millis(2));
+                        continue;
+                    };
+                    connections.fetch_add(1, Ordering::Relaxed);
+                    let (config, requests) = (config.clone(), requests.clone());
+                    std::thread::spawn(move || {
+                        stream.set_nonblocking(false).expect("blocking");
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                        let connection = rustls::ServerConnection::new(config).expect("session");
+                        let mut stream = rustls::StreamOwned::new(connection, stream);
+                        let mut buf = Vec::new();
+                        for _ in 0..100 {
+                            if read_request(&mut stream, &mut buf).is_none() {
+                                return;
+                            }
+                            requests.fetch_add(1, Ordering::Relaxed);
+                            if stream.write_all(OK).and_then(|()| stream.flush()).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            })
+        };
+        TlsServer {
+            port,
+            connections,
+            requests,
+            stop,
+            accept: Some(accept),
+        }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+    }
+}
+
+#[test]
+fn https_is_verified_and_reused() {
+    let pki = Pki::new("ok");
+    let server = TlsServer::start(&pki);
+    let config = client_config(Some(&pki.path("ca.pem")));
+    let mut hosts = 0;
+    for host in ["127.0.0.1", "localhost"] {
+        let url = format!("https://{host}:{}/hook", server.port);
+        let target = Target::parse(&url, Some(config.clone())).expect("target");
+        if target.addr.is_ipv6() {
+            // The server listens on 127.0.0.1 only.
+            eprintln!("{host} is {} here: not tried", target.addr);
+            continue;
+        }
+        hosts += 1;
+        let pool = Pool::new(target.clone(), 4, 4);
+        run(async move {
+            for _ in 0..2 {
+                let answer = pool
+                    .post(EXTRA, b"{}", in_secs(5.0), 1024)
+                    .await
+                    .expect("answer");
+                assert_eq!((answer.status, &answer.body[..]), (200, &b"hello"[..]));
+                assert_eq!(pool.open(), 1);
+            }
+        });
+        // The startup ping's blocking client too.
+        assert_eq!(
+            super::post_blocking(&target, "", b"{}", Duration::from_secs(5)),
+            Ok(200)
+        );
+    }
+    // Per host: one pooled connection for two requests, one for the ping.
+    assert_eq!(server.requests.load(Ordering::Relaxed), 3 * hosts);
+    assert_eq!(server.connections.load(Ordering::Relaxed), 2 * hosts);
+}
+
+#[test]
+fn https_with_an_untrusted_certificate_is_refused() {
+    let pki = Pki::new("served");
+    let other = Pki::new("other");
+    let server = TlsServer::start(&pki);
+    let url = format!("https://127.0.0.1:{}/hook", server.port);
+    let target =
+        Target::parse(&url, Some(client_config(Some(&other.path("ca.pem"))))).expect("target");
+    let pool = Pool::new(target.clone(), 4, 4);
+    let error = run(pool.post("", b"{}", in_secs(5.0), 1024)).expect_err("refused");
+    assert_eq!(error, CallError::Refused);
+    let error = super::post_blocking(&target, "", b"{}", Duration::from_secs(5)).expect_err("no");
+    assert!(error.contains("certificate"), "{error}");
+    assert_eq!(server.requests.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn https_to_a_name_the_certificate_lacks_is_refused() {
+    // A trusted certificate, for localhost only: asked for as 127.0.0.1, it does not match.
+    let pki = Pki::with_names("name", "DNS:localhost");
+    let server = TlsServer::start(&pki);
+    let config = client_config(Some(&pki.path("ca.pem")));
+    let url = format!("https://127.0.0.1:{}/hook", server.port);
+    let pool = Pool::new(
+        Target::parse(&url, Some(config.clone())).expect("target"),
+        4,
+        4,
+    );
+    let error = run(pool.post("", b"{}", in_secs(5.0), 1024)).expect_err("refused");
+    assert_eq!(error, CallError::Refused);
+    assert_eq!(server.requests.load(Ordering::Relaxed), 0);
+    // As localhost, it does (where localhost is 127.0.0.1, which the server listens on).
+    let url = format!("https://localhost:{}/hook", server.port);
+    let target = Target::parse(&url, Some(config)).expect("target");
+    if target.addr.is_ipv4() {
+        let pool = Pool::new(target, 4, 4);
+        let answer = run(pool.post("", b"{}", in_secs(5.0), 1024)).expect("answer");
+        assert_eq!(answer.status, 200);
+    }
 }

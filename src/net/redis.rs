@@ -553,6 +553,53 @@ impl TlsCa {
         Ok(TlsCa(certificates))
     }
 
+    /// [`TlsCa::from_pem`] with the PEM file at `path`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<TlsCa, TlsError> {
+        let path = path.as_ref();
+        let pem = std::fs::read(path).map_err(|error| TlsError::Read {
+            path: path.to_owned(),
+            error: error.to_string(),
+        })?;
+        TlsCa::from_pem(&pem)
+    }
+
+    /// A TLS client (TLS 1.2 and 1.3 through rustls with ring) trusting the system's roots
+    /// (those that load: a broken system store is logged, not fatal, as a private CA may be all
+    /// that is needed) and these certificates; `who` names its user in the log. The `rediss://`
+    /// link's, and an `https://` backend hook endpoint's.
+    pub(crate) fn client_config(&self, who: &str) -> Result<rustls::ClientConfig, TlsError> {
+        let mut roots = rustls::RootCertStore::empty();
+        let system = rustls_native_certs::load_native_certs();
+        for error in &system.errors {
+            tracing::debug!("{who}: a system root certificate did not load: {error}");
+        }
+        let (_, ignored) = roots.add_parsable_certificates(system.certs);
+        if ignored > 0 {
+            tracing::debug!("{who}: {ignored} system root certificates ignored");
+        }
+        for certificate in &self.0 {
+            roots
+                .add(certificate.clone())
+                .map_err(|error| TlsError::Certificate(error.to_string()))?;
+        }
+        if roots.is_empty() {
+            tracing::warn!(
+                "{who}: no root certificate to check the server's against (no system roots, no \
+                 CA given); TLS connections will fail"
+            );
+        }
+        // ring, deprecated by rustls for lacking post-quantum key exchange, rather than
+        // aws-lc-rs (a large C build): for links to Redis and to hook backends that is a fair
+        // trade, and fred is built for it.
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|error| TlsError::Setup(error.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth())
+    }
+
     /// How many certificates.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -570,39 +617,10 @@ impl fmt::Debug for TlsCa {
     }
 }
 
-/// The TLS client for `rediss://`: TLS 1.2 and 1.3 through rustls with ring, trusting the
-/// system's roots (those that load: a broken system store is logged, not fatal, as a private
-/// CA may be all that is needed) and `extra`.
+/// The TLS client for `rediss://` ([`TlsCa::client_config`] with the system's roots and
+/// `extra`).
 fn tls_connector(extra: &TlsCa) -> Result<TlsConfig, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let system = rustls_native_certs::load_native_certs();
-    for error in &system.errors {
-        tracing::debug!("redis link: a system root certificate did not load: {error}");
-    }
-    let (_, ignored) = roots.add_parsable_certificates(system.certs);
-    if ignored > 0 {
-        tracing::debug!("redis link: {ignored} system root certificates ignored");
-    }
-    for certificate in &extra.0 {
-        roots
-            .add(certificate.clone())
-            .map_err(|error| TlsError::Certificate(error.to_string()))?;
-    }
-    if roots.is_empty() {
-        tracing::warn!(
-            "redis link: no root certificate to check the Redis server's against (no system \
-             roots, no CA given); TLS connections will fail"
-        );
-    }
-    // ring, deprecated by rustls for lacking post-quantum key exchange, rather than aws-lc-rs
-    // (a large C build): for a link to Redis that is a fair trade, and fred is built for it.
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| TlsError::Setup(error.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = extra.client_config("redis link")?;
     Ok(TlsConfig {
         connector: TlsConnector::from(config),
         // A cluster's nodes are checked against the names `CLUSTER SLOTS` gives them (their
@@ -706,13 +724,9 @@ impl RedisLinkConfig {
 
     /// [`RedisLinkConfig::tls_ca_pem`] with the PEM file at `path` (what a `--redis-ca`
     /// flag would name).
-    pub fn tls_ca_file(self, path: impl AsRef<Path>) -> Result<RedisLinkConfig, TlsError> {
-        let path = path.as_ref();
-        let pem = std::fs::read(path).map_err(|error| TlsError::Read {
-            path: path.to_owned(),
-            error: error.to_string(),
-        })?;
-        self.tls_ca_pem(&pem)
+    pub fn tls_ca_file(mut self, path: impl AsRef<Path>) -> Result<RedisLinkConfig, TlsError> {
+        self.tls_ca.0.extend(TlsCa::from_file(path)?.0);
+        Ok(self)
     }
 
     /// Whether the link is to a Redis Cluster.

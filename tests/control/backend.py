@@ -6,6 +6,10 @@ Stdlib only. See control-plane spec, Part 3 "Harness", and sections 2.3 / 2.4.
 CLI:
     backend.py --log FILE --secret SECRET [--previous-secret S] [--script FILE]
                [--port N] [--host H] [--lifetime SECONDS]
+               [--tls-cert FILE --tls-key FILE]
+
+With --tls-cert and --tls-key (PEM: the certificate chain, its key) it serves
+HTTPS instead of HTTP.
 
 Prints exactly "PORT <n>" on stdout once listening. Stops on SIGTERM/SIGINT,
 or by itself after --lifetime seconds (default 120).
@@ -39,6 +43,7 @@ import os
 import random
 import signal
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -377,10 +382,18 @@ def main(argv=None):
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--lifetime", type=float, default=120.0)
+    ap.add_argument("--tls-cert", default=None)
+    ap.add_argument("--tls-key", default=None)
     args = ap.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        ap.error("--tls-cert and --tls-key go together")
 
     server = make_server(args.log, args.secret, args.previous_secret, args.script,
                          args.port, args.host)
+    if args.tls_cert is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     stop = threading.Event()
 
     def on_signal(signum, frame):

@@ -51,6 +51,10 @@ pub(crate) struct EndpointConfig {
     pub(crate) headers: BTreeMap<String, String>,
     #[serde(default)]
     pub(crate) startup_check: StartupCheck,
+    /// A PEM with the private CA(s) to trust, besides the system's roots, for an `https://`
+    /// url.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for EndpointConfig {

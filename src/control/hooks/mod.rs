@@ -35,6 +35,7 @@ use self::envelope::{CloudEvent, Origin};
 use super::counters::Counters;
 use super::secret::{Secret, SecretSource};
 use crate::net::client::{Answer, CallError, Pool, Target};
+use crate::net::redis::{TlsCa, TlsError};
 
 /// The media types of one event and of a batch.
 const SINGLE: &str = "application/cloudevents+json";
@@ -157,7 +158,27 @@ impl Endpoint {
         hooks: &HooksConfig,
     ) -> Result<Endpoint, String> {
         let key = format!("endpoints.{name}");
-        let target = Target::parse(&config.url).map_err(|error| format!("{key}.url: {error}"))?;
+        // The TLS client is built once, here: the system's roots are read once per endpoint.
+        let tls = if Target::is_https(&config.url) {
+            let ca = match &config.ca_file {
+                Some(path) => TlsCa::from_file(path).map_err(|error| match error {
+                    // Names the file already.
+                    TlsError::Read { .. } => format!("{key}.ca_file: {error}"),
+                    _ => format!("{key}.ca_file: {}: {error}", path.display()),
+                })?,
+                None => TlsCa::default(),
+            };
+            let client = ca
+                .client_config(&format!("hooks {key}"))
+                .map_err(|error| format!("{key}: {error}"))?;
+            Some(Arc::new(client))
+        } else if config.ca_file.is_some() {
+            return Err(format!("{key}.ca_file: only for an https:// url"));
+        } else {
+            None
+        };
+        let target =
+            Target::parse(&config.url, tls).map_err(|error| format!("{key}.url: {error}"))?;
         let mut sources = Vec::new();
         let current =
             SecretSource::from_pair("secret", config.secret.clone(), config.secret_file.clone())
@@ -524,4 +545,55 @@ fn check_batching(config: &LifecycleConfig) -> Result<(), String> {
         return Err("lifecycle.queue_max: at least 1".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config::{EndpointConfig, HooksConfig};
+    use super::Endpoint;
+
+    fn endpoint(text: &str) -> Result<Endpoint, String> {
+        let config: EndpointConfig = toml::from_str(text).expect("endpoint");
+        let hooks: HooksConfig = toml::from_str("").expect("hooks");
+        Endpoint::new("b", &config, 1, &hooks)
+    }
+
+    fn refused(text: &str) -> String {
+        match endpoint(text) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(error) => error,
+        }
+    }
+
+    #[test]
+    fn an_https_endpoints_ca_file_is_checked_at_startup() {
+        let secret = "secret = \"s\"\n";
+        // The system's roots only.
+        endpoint(&format!("url = \"https://127.0.0.1:9/x\"\n{secret}")).expect("https");
+        let error = refused(&format!(
+            "url = \"http://127.0.0.1:9/x\"\nca_file = \"/ca.pem\"\n{secret}"
+        ));
+        assert!(error.starts_with("endpoints.b.ca_file:"), "{error}");
+        let error = refused(&format!(
+            "url = \"https://127.0.0.1:9/x\"\nca_file = \"/nonexistent/ringcast-ca.pem\"\n\
+             {secret}"
+        ));
+        assert!(
+            error.starts_with("endpoints.b.ca_file:") && error.contains("ringcast-ca.pem"),
+            "{error}"
+        );
+        let dir = std::env::temp_dir().join(format!("ringcast-hooks-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let not_pem = dir.join("ca.pem");
+        std::fs::write(&not_pem, "not a certificate\n").expect("write");
+        let error = refused(&format!(
+            "url = \"https://127.0.0.1:9/x\"\nca_file = \"{}\"\n{secret}",
+            not_pem.display()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            error.starts_with("endpoints.b.ca_file:") && error.contains("CERTIFICATE"),
+            "{error}"
+        );
+    }
 }
