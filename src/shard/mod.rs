@@ -730,8 +730,8 @@ impl Drop for Hold {
 }
 
 /// Stops the shard once every shard is idle (sessions and WebSockets finished, their queues
-/// written and closes sent, no HTTP request unanswered, no [`Hold`] kept) or at `deadline`. Checked every few
-/// milliseconds: shutdown is rare and not timed finely. A request that reaches a shard after
+/// written and closes sent, no HTTP request unanswered, no [`Hold`] kept) or at `deadline`.
+/// Checked every few milliseconds: shutdown is rare and not timed finely. A request that reaches a shard after
 /// all were idle can only be for a session that no longer exists.
 async fn stop_when_drained(shard: Rc<Shard>, deadline: Instant, idle: Arc<[AtomicBool]>) {
     loop {
