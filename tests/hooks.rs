@@ -1097,6 +1097,79 @@ fn an_https_endpoint_is_verified_and_used() {
     );
 }
 
+#[test]
+fn a_rules_limits_hold_and_a_full_queue_is_reported_as_a_gap() {
+    let dir = TempDir::new("hooks-limits");
+    let backend = Backend::start(&dir, "backend");
+    let extra = r#"
+[lifecycle]
+endpoint = "backend"
+batch_interval = "20ms"
+queue_max = 4
+
+[namespaces."/"]
+auth = "none"
+
+[[namespaces."/".events]]
+name = "wide:*"
+endpoint = "backend"
+max_in_flight = 4
+
+[[namespaces."/".events]]
+name = "retry:*"
+endpoint = "backend"
+retries = 1
+
+[[namespaces."/".events]]
+name = "big:*"
+endpoint = "backend"
+max_bytes = 100
+"#;
+    let server = Server::start(&config(&backend, 1, extra), &dir, &[]);
+    backend.wait_for("io.ringcast.node.started", Duration::from_secs(5), |e| {
+        !e.is_empty()
+    });
+    backend.answer(json!({ "rules": [
+        { "match": { "type": "io.ringcast.event", "event": "wide:x" }, "delay_ms": 500, "echo": true },
+        { "match": { "type": "io.ringcast.event", "event": "retry:x" }, "times": 1,
+          "status": 503, "headers": { "Retry-After": "1" } },
+        { "match": { "type": "io.ringcast.event" }, "echo": true },
+        // Lifecycle batches are slow: the queue (4 events) fills.
+        { "delay_ms": 1500, "status": 204 },
+    ]}));
+    node(&server, "rule-limits", &[]);
+    // The 503 was retried with the same event id and delivery id.
+    let retried: Vec<Value> = backend
+        .requests()
+        .into_iter()
+        .filter(|r| r["events"][0]["data"]["event"] == "retry:x")
+        .collect();
+    assert_eq!(retried.len(), 2, "{retried:?}");
+    assert_eq!(retried[0]["status"], 503);
+    assert_eq!(retried[0]["events"][0]["id"], retried[1]["events"][0]["id"]);
+    assert_eq!(
+        retried[0]["headers"]["ringcast-delivery"],
+        retried[1]["headers"]["ringcast-delivery"]
+    );
+    assert!(
+        !backend
+            .events("io.ringcast.event")
+            .iter()
+            .any(|e| e["data"]["event"] == "big:x"),
+        "the large event was not forwarded"
+    );
+    // The lifecycle queue holds 4 events at most: of a crowd's, the rest is reported as a gap.
+    node(&server, "crowd", &[("HOOK_SOCKETS", "20".into())]);
+    let gaps = backend.wait_for("io.ringcast.gap", Duration::from_secs(15), |e| {
+        !e.is_empty()
+    });
+    assert!(
+        gaps.iter().any(|g| g["data"]["reason"] == "queue_full"),
+        "{gaps:?}"
+    );
+    drop(server);
+}
+
 /// The `v1=` of `body` signed at `t`.
 fn sign(t: u64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");

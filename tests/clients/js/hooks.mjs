@@ -203,6 +203,18 @@ const scenarios = {
     }
   },
 
+  // A rule's limits: calls in flight together, a 503 retried, an event too large to forward.
+  async 'rule-limits'() {
+    const socket = await connect('/');
+    const started = Date.now();
+    const answers = await Promise.all([0, 1, 2, 3].map((i) => emitAck(socket, 'wide:x', [i], 8000)));
+    const took = Date.now() - started;
+    answers.forEach((answer, i) => checkEqual(answer, [i], `wide call ${i}`));
+    check(took < 1500, `four 500 ms calls four at a time took ${took} ms`);
+    checkEqual(await emitAck(socket, 'retry:x', ['again'], 8000), ['again'], 'the retried call');
+    checkErrorAck(await emitAck(socket, 'big:x', ['x'.repeat(200)]), 'too_large', 'a large event');
+  },
+
   // A crowd connects at once, then leaves.
   async 'crowd'() {
     const count = Number(process.env.HOOK_SOCKETS || '300');
