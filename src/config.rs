@@ -197,6 +197,32 @@ pub struct SocketIoConfig {
     /// How Socket.IO packets are written on the wire; every client of the server must use the
     /// same (Node's `parser` option).
     pub parser: Parser,
+    /// Connection state recovery (Node's `connectionStateRecovery`); off when `None`.
+    pub recovery: Option<RecoveryConfig>,
+}
+
+/// Connection state recovery (socket.io 4.6+): a client that lost its connection and comes
+/// back within `window` gets its socket id, rooms and data back, and the events it missed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryConfig {
+    /// How long a lost socket's session and the packets it may miss are kept (Node's
+    /// `maxDisconnectionDuration`, 2 minutes).
+    pub window: Duration,
+    /// A recovered socket skips the connect middleware (Node's `skipMiddlewares`, on by
+    /// default); the authorizer still runs.
+    pub skip_middleware: bool,
+    /// Stored packets a shard keeps per namespace at most, however recent.
+    pub max_packets: usize,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            window: Duration::from_secs(120),
+            skip_middleware: true,
+            max_packets: 100_000,
+        }
+    }
 }
 
 /// The Socket.IO packet encoding a server speaks (Node's `parser` server option).
@@ -281,6 +307,7 @@ impl Default for SocketIoConfig {
             max_rooms_per_socket: 10_000,
             max_namespaces_per_client: 100,
             parser: Parser::Default,
+            recovery: None,
         }
     }
 }

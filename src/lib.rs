@@ -49,7 +49,7 @@ pub use admin::Admin;
 pub use codec::json::JsonError;
 pub use config::{
     AdminConfig, AdminMode, ClusterConfig, Config, CorsConfig, EngineConfig, HttpConfig, Parser,
-    RedisMode, SlowConsumerPolicy, SocketIoConfig, SubscriptionMode,
+    RecoveryConfig, RedisMode, SlowConsumerPolicy, SocketIoConfig, SubscriptionMode,
 };
 pub use engine::{CloseReason, SendError};
 pub use key::ShardId;

@@ -18,6 +18,10 @@ use ringcast::{
 /// written twice; clap shows them in `--help`.
 static DEFAULTS: LazyLock<Config> = LazyLock::new(Config::default);
 
+/// The library's recovery defaults, for the recovery flags' (it is off by default).
+static DEFAULTS_RECOVERY: LazyLock<ringcast::RecoveryConfig> =
+    LazyLock::new(ringcast::RecoveryConfig::default);
+
 /// Shutdown grace: the binary's own setting (the library takes it as an argument).
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(10_000);
 
@@ -85,6 +89,13 @@ struct Cli {
     #[arg(long, default_value_t = DEFAULTS.engine.deflate_level,
           value_parser = clap::value_parser!(u32).range(0..=9))]
     deflate_level: u32,
+    /// Connection state recovery: a client that lost its connection and comes back within
+    /// this many milliseconds gets its id, rooms, data and missed events back (0: off).
+    #[arg(long, default_value_t = 0)]
+    recovery_window: u64,
+    /// With --recovery-window: a recovered socket skips the connect middleware.
+    #[arg(long, default_value_t = DEFAULTS_RECOVERY.skip_middleware, action = clap::ArgAction::Set)]
+    recovery_skip_middleware: bool,
     /// Sessions open on the whole server (0: no limit); past it handshakes get 503.
     #[arg(long, default_value_t = DEFAULTS.engine.max_sessions)]
     max_connections: usize,
@@ -362,6 +373,16 @@ impl Cli {
             self.max_namespaces_per_client
         );
         flag!("parser", socketio.parser, self.parser.into());
+        if given("recovery_window") {
+            socketio.recovery = (self.recovery_window > 0).then(|| ringcast::RecoveryConfig {
+                window: ms(self.recovery_window),
+                ..socketio.recovery.clone().unwrap_or_default()
+            });
+        }
+        if let (true, Some(recovery)) = (given("recovery_skip_middleware"), &mut socketio.recovery)
+        {
+            recovery.skip_middleware = self.recovery_skip_middleware;
+        }
     }
 
     /// The configuration the flags alone describe (every flag counted as given).
@@ -686,6 +707,8 @@ mod tests {
             "--max-rooms-per-socket=9",
             "--max-namespaces-per-client=10",
             "--parser=msgpack",
+            "--recovery-window=17",
+            "--recovery-skip-middleware=false",
             "--stats-path=/stats",
             "--metrics-path=/metrics",
             "--metrics-addr=127.0.0.1:9100",
@@ -755,6 +778,11 @@ mod tests {
         expected.socketio.max_rooms_per_socket = 9;
         expected.socketio.max_namespaces_per_client = 10;
         expected.socketio.parser = PacketParser::Msgpack;
+        expected.socketio.recovery = Some(ringcast::RecoveryConfig {
+            window: ms(17),
+            skip_middleware: false,
+            ..ringcast::RecoveryConfig::default()
+        });
         expected.http.socket_send_buffer = Some(11);
         expected.http.max_head_bytes = 12;
         expected.http.head_timeout = ms(14);

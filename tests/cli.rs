@@ -116,6 +116,14 @@ fn the_flags_defaults_are_the_librarys() {
         ),
         ("--slow-consumer", slow_consumer.to_owned()),
         ("--parser", parser.to_owned()),
+        // Recovery is off by default (a window of 0); its other default is the library's.
+        ("--recovery-window", "0".to_owned()),
+        (
+            "--recovery-skip-middleware",
+            ringcast::RecoveryConfig::default()
+                .skip_middleware
+                .to_string(),
+        ),
         ("--max-head", config.http.max_head_bytes.to_string()),
         ("--upgrade-timeout", ms(config.engine.upgrade_timeout)),
         ("--head-timeout", ms(config.http.head_timeout)),

@@ -239,7 +239,7 @@ impl Cluster {
                 Op::Leave(leave) => RemoteAction::Leave(names(leave)),
                 Op::Disconnect { close } => RemoteAction::Disconnect { close: *close },
                 // Questions go through `ask`; a count is this process's only.
-                Op::FetchSockets | Op::AllRooms | Op::Count => return,
+                Op::FetchSockets | Op::AllRooms | Op::Count | Op::Restore { .. } => return,
             };
             if let Some(publish) = read(&node).operation_request(nsp, rooms, except, action) {
                 let _ = send(&link, publish);

@@ -56,6 +56,9 @@ pub struct Broadcast {
     pub(crate) ack: Option<AckSpec>,
     /// Published by another node (for the metrics: a broadcast from Redis, not a shard's).
     pub(crate) from_node: bool,
+    /// The offset its frames carry when connection state recovery stores it: every shard
+    /// that delivers it logs it.
+    pub(crate) offset: Option<Arc<str>>,
 }
 
 impl Broadcast {
@@ -86,6 +89,7 @@ impl Broadcast {
             }),
             ack: None,
             from_node: true,
+            offset: None,
         }
     }
 
@@ -196,6 +200,9 @@ pub(crate) enum Op {
     AllRooms,
     /// Count the matching sockets (this process only: other nodes are never asked).
     Count,
+    /// Hand over the kept session `pid` and what it missed after `offset` (connection state
+    /// recovery; this process only).
+    Restore { pid: Box<str>, offset: Box<str> },
 }
 
 /// One responder's answer to a request.
@@ -216,6 +223,8 @@ pub enum Reply {
     Nodes(usize),
     /// The cluster could not be asked (Redis down or slow).
     Unavailable,
+    /// A kept session and what it missed, from the shard that kept it.
+    Restored(Box<super::recovery::Restored>),
 }
 
 /// Socket.IO's messages between shards.
@@ -714,6 +723,17 @@ pub(crate) fn forward_ack(io: &SocketIo, origin: Origin, request: RequestId, mes
 /// Delivers a broadcast to this shard's matching sockets; registers acks if requested.
 /// Returns the number of recipients.
 pub(crate) fn deliver_local(io: &Rc<SocketIo>, broadcast: &Broadcast) -> usize {
+    if let (Some(recovery), Some(offset)) = (&io.recovery, &broadcast.offset) {
+        let target = &broadcast.target;
+        recovery.borrow_mut().store(
+            &target.nsp,
+            offset.clone(),
+            &target.rooms,
+            &target.except,
+            &broadcast.frames,
+            io.now(),
+        );
+    }
     let mut targets = Vec::new();
     let mut sessions = Vec::new();
     // Only a broadcast that waits for acks (or that an observer watches) needs to know which
@@ -868,6 +888,16 @@ fn run_operation(io: &Rc<SocketIo>, operation: &Operation) -> Reply {
             Reply::Count(sockets.len())
         }
         Op::Count => Reply::Count(targets(io, target).len()),
+        Op::Restore { pid, offset } => {
+            let restored = io
+                .recovery
+                .as_ref()
+                .and_then(|r| r.borrow_mut().restore(&target.nsp, pid, offset, io.now()));
+            match restored {
+                Some(restored) => Reply::Restored(Box::new(restored)),
+                None => Reply::Count(0),
+            }
+        }
         Op::AllRooms => {
             let state = io.state.borrow();
             let rooms = state

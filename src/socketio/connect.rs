@@ -12,8 +12,10 @@ use bytes::Bytes;
 
 use super::dispatch::{self, contain, protocol_error};
 use super::message::encode_packet;
-use super::namespace::{percent_decode, Admission, Authorizer, ConnectError, Handshake};
-use super::tables::SocketState;
+use super::namespace::{percent_decode, Admission, Authorizer, ConnectError, Handshake, Namespace};
+use super::operator::BroadcastOperator;
+use super::recovery::Restored;
+use super::tables::{SocketRecovery, SocketState};
 use super::{SocketIo, EMPTY_AUTH};
 use crate::codec::eio::Version;
 use crate::codec::json;
@@ -103,27 +105,26 @@ pub(crate) fn connect(
         address,
         headers,
     };
-    for middleware in &handlers.middlewares {
-        let verdict = contain("middleware", || middleware(&handshake))
-            .unwrap_or_else(|| Err(ConnectError::new("server error")));
-        if let Err(error) = verdict {
-            return refuse(io, session, version, &handshake.nsp, &error);
-        }
-    }
-    let (admission, later) = match &handlers.authorizer {
-        Some(Authorizer::Now(authorize)) => {
-            let verdict = contain("authorizer", || authorize(&handshake))
-                .unwrap_or_else(|| Err(ConnectError::new("server error")));
-            match verdict {
-                Ok(admission) => (admission, None),
-                Err(error) => return refuse(io, session, version, &handshake.nsp, &error),
-            }
-        }
-        Some(Authorizer::Later(authorize)) => (Admission::default(), Some(authorize.clone())),
-        None => (Admission::default(), None),
+    // A client coming back with its session (connection state recovery, spec D.5): both
+    // `pid` and `offset` strings in its CONNECT.
+    let comeback = match (&io.recovery, version) {
+        (Some(_), Version::V4) => json::from_slice::<Comeback>(&handshake.auth).ok(),
+        _ => None,
     };
-    if later.is_none() && handlers.async_middlewares.is_empty() {
-        return admit(io, session, version, ns, handshake, admission);
+    let waits = matches!(handlers.authorizer, Some(Authorizer::Later(_)))
+        || !handlers.async_middlewares.is_empty();
+    if comeback.is_none() && !waits {
+        // The common case, decided now.
+        let verdict =
+            middlewares_pass(&handlers, &handshake).and_then(|()| match &handlers.authorizer {
+                Some(Authorizer::Now(authorize)) => contain("authorizer", || authorize(&handshake))
+                    .unwrap_or_else(|| Err(ConnectError::new("server error"))),
+                _ => Ok(Admission::default()),
+            });
+        return match verdict {
+            Ok(admission) => admit(io, session, version, ns, handshake, admission, None),
+            Err(error) => refuse(io, session, version, &handshake.nsp, &error),
+        };
     }
     // An asynchronous decision: the connection waits in `connecting` until it is made.
     if let Some(client) = io.state.borrow_mut().clients.get_mut(session) {
@@ -131,27 +132,25 @@ pub(crate) fn connect(
     }
     let task_io = io.clone();
     io.spawn(Box::pin(async move {
-        let mut verdict = match later {
-            Some(authorize) => match contain("authorizer", || authorize(handshake.clone())) {
-                Some(decision) => decision.await,
-                None => Err(ConnectError::new("server error")),
-            },
-            None => Ok(admission),
-        };
-        if verdict.is_ok() {
-            for middleware in &handlers.async_middlewares {
-                let check = contain("middleware", || middleware(handshake.clone()));
-                let passed = match check {
-                    Some(check) => check.await,
-                    None => Err(ConnectError::new("server error")),
-                };
-                if let Err(error) = passed {
-                    verdict = Err(error);
-                    break;
-                }
-            }
-        }
         let io = task_io;
+        let restored = match comeback {
+            Some(comeback) => {
+                let operator = BroadcastOperator::new(io.clone(), handshake.nsp.clone(), None);
+                operator
+                    .restore(&comeback.pid, &comeback.offset)
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            None => None,
+        };
+        let skip = restored.is_some()
+            && io
+                .config
+                .recovery
+                .as_ref()
+                .is_some_and(|recovery| recovery.skip_middleware);
+        let verdict = decide(&handlers, &handshake, skip).await;
         // The client may have gone (or its session key been reused) while we waited.
         let same_session = io.engine.borrow().id(session) == Some(engine_id);
         let waiting = io
@@ -167,10 +166,59 @@ pub(crate) fn connect(
             return;
         }
         match verdict {
-            Ok(admission) => admit(&io, session, version, ns, handshake, admission),
+            Ok(admission) => admit(&io, session, version, ns, handshake, admission, restored),
             Err(error) => refuse(&io, session, version, &handshake.nsp, &error),
         }
     }));
+}
+
+/// What a returning client's CONNECT carries (extra keys are the application's auth).
+#[derive(serde::Deserialize)]
+struct Comeback {
+    pid: String,
+    offset: String,
+}
+
+/// Runs the synchronous middleware in order: the first refusal, if any.
+fn middlewares_pass(handlers: &Namespace, handshake: &Handshake) -> Result<(), ConnectError> {
+    for middleware in &handlers.middlewares {
+        contain("middleware", || middleware(handshake))
+            .unwrap_or_else(|| Err(ConnectError::new("server error")))?;
+    }
+    Ok(())
+}
+
+/// The whole decision on a CONNECT, on a task: the synchronous middleware, the authorizer
+/// (either kind), then the asynchronous middleware. `skip_middleware`: a recovered socket's
+/// (the authorizer still runs: what it attaches, the socket needs).
+async fn decide(
+    handlers: &Namespace,
+    handshake: &Handshake,
+    skip_middleware: bool,
+) -> Result<Admission, ConnectError> {
+    if !skip_middleware {
+        middlewares_pass(handlers, handshake)?;
+    }
+    let admission = match &handlers.authorizer {
+        Some(Authorizer::Now(authorize)) => contain("authorizer", || authorize(handshake))
+            .unwrap_or_else(|| Err(ConnectError::new("server error")))?,
+        Some(Authorizer::Later(authorize)) => {
+            match contain("authorizer", || authorize(handshake.clone())) {
+                Some(decision) => decision.await?,
+                None => return Err(ConnectError::new("server error")),
+            }
+        }
+        None => Admission::default(),
+    };
+    if !skip_middleware {
+        for middleware in &handlers.async_middlewares {
+            match contain("middleware", || middleware(handshake.clone())) {
+                Some(check) => check.await?,
+                None => return Err(ConnectError::new("server error")),
+            }
+        }
+    }
+    Ok(admission)
 }
 
 /// Answers a refused CONNECT: `{"message","data"}` for protocol 5, a bare string for 4.
@@ -207,6 +255,7 @@ fn admit(
     ns: usize,
     handshake: Handshake,
     admission: Admission,
+    restored: Option<Box<Restored>>,
 ) {
     let name = handshake.nsp;
     let Admission {
@@ -218,16 +267,32 @@ fn admit(
     let Some(engine_id) = io.engine.borrow().id(session) else {
         return;
     };
-    let (socket, id) = {
+    let (socket, id, pid) = {
         let mut guard = io.state.borrow_mut();
         let state = &mut *guard;
         let key = state.vacant_socket();
-        let id: Arc<str> = match version {
-            Version::V3 if &*name == "/" => Arc::from(engine_id.as_str()),
-            Version::V3 => Arc::from(format!("{name}#{engine_id}")),
-            Version::V4 => {
+        let id: Arc<str> = match (version, &restored) {
+            // A recovered socket keeps its id (ids are names, not routes: another shard's
+            // slot in it is harmless).
+            (_, Some(restored)) => restored.session.sid.clone(),
+            (Version::V3, None) if &*name == "/" => Arc::from(engine_id.as_str()),
+            (Version::V3, None) => Arc::from(format!("{name}#{engine_id}")),
+            (Version::V4, None) => {
                 Arc::from(Id::generate(io.shard, key.index() as u32, &mut state.random).as_str())
             }
+        };
+        // Its private session id: the one it came back with, or a new secret one.
+        let pid: Option<Arc<str>> = match (&io.recovery, version, &restored) {
+            (_, _, Some(restored)) => Some(restored.session.pid.clone()),
+            (Some(_), Version::V4, None) => Some(Arc::from(
+                Id::generate(io.shard, key.index() as u32, &mut state.random).as_str(),
+            )),
+            _ => None,
+        };
+        let data = match (data, &restored) {
+            (Some(data), _) => Some(data.to_string().into_boxed_str()),
+            (None, Some(restored)) => restored.session.data.clone(),
+            (None, None) => None,
         };
         let socket = state.insert_socket(SocketState {
             id: id.clone(),
@@ -237,28 +302,49 @@ fn admit(
             rooms: Vec::with_capacity(1),
             acks: BTreeMap::new(),
             auth: auth.unwrap_or(handshake.auth),
-            data: data.map(|value| value.to_string().into_boxed_str()),
+            data,
             extension,
+            recovery: pid.clone().map(|pid| {
+                Box::new(SocketRecovery {
+                    pid,
+                    recovered: restored.is_some(),
+                })
+            }),
         });
         if let Some(client) = state.clients.get_mut(session) {
             client.sockets.push((ns, socket));
             client.connect_deadline = None;
         }
-        (socket, id)
+        (socket, id, pid)
     };
     // Its own id room appeared with it (the sharded adapter's dynamic-private mode gives it a
     // channel).
     dispatch::watch_room(io, socket, &id, true);
     let reply = match version {
         Version::V4 => {
-            let mut data = Vec::with_capacity(40);
+            let mut data = Vec::with_capacity(64);
             data.extend_from_slice(br#"{"sid":"#);
             json::write_str(&mut data, &id);
+            if let Some(pid) = &pid {
+                data.extend_from_slice(br#","pid":"#);
+                json::write_str(&mut data, pid);
+            }
             data.push(b'}');
             data
         }
         Version::V3 => Vec::new(),
     };
+    // A recovered socket is back in its rooms, and gets what it missed before its CONNECT
+    // answer (the client dispatches them just before `connect`).
+    let max_rooms = io.config.max_rooms_per_socket.saturating_add(1);
+    if let Some(restored) = &restored {
+        for room in restored.session.rooms.iter().filter(|r| ***r != *id) {
+            dispatch::join_unobserved(io, socket, room, max_rooms);
+        }
+        for frames in &restored.missed {
+            let _ = io.send_frames(session, frames, false);
+        }
+    }
     let frames = encode_packet(
         io.config.parser,
         PacketType::Connect,
@@ -270,7 +356,6 @@ fn admit(
     let _ = io.send_frames(session, &frames, false);
     // The admission's rooms are the socket's from the start: the observer hears them with
     // `connected`, not as joins.
-    let max_rooms = io.config.max_rooms_per_socket.saturating_add(1);
     for room in &rooms {
         dispatch::join_unobserved(io, socket, room, max_rooms);
     }

@@ -16,8 +16,9 @@ use super::ack::{AckError, AckHandler};
 use super::adapter::{self, finish};
 use super::connect::connect;
 use super::message::{encode_packet, Message};
+use super::recovery;
 use super::socket::{AckSender, Socket};
-use super::tables::{Client, SocketKey, Timer};
+use super::tables::{Client, SocketKey, SocketState, Timer};
 use super::{DisconnectReason, SocketIo};
 use crate::codec::eio::Version;
 use crate::codec::json;
@@ -368,6 +369,7 @@ pub(crate) fn remove_socket(io: &Rc<SocketIo>, socket: SocketKey, reason: Discon
         return;
     };
     let handle = handle.departing(entry.extension.clone());
+    keep_for_recovery(io, &entry, reason);
     if io.adapter.watches_rooms() {
         let state = io.state.borrow();
         let nsp = &state.namespaces[entry.ns];
@@ -401,6 +403,26 @@ pub(crate) fn remove_socket(io: &Rc<SocketIo>, socket: SocketKey, reason: Discon
     if let Some(on_disconnect) = handlers.as_ref().and_then(|h| h.on_disconnect.as_ref()) {
         contain("disconnect", || on_disconnect(&handle, reason));
     }
+}
+
+/// Keeps a removed socket's session for its return, when connection state recovery is on and
+/// the connection was lost rather than left (`recovery::keeps_session`).
+fn keep_for_recovery(io: &SocketIo, entry: &SocketState, reason: DisconnectReason) {
+    let (Some(recovery), Some(own)) = (&io.recovery, &entry.recovery) else {
+        return;
+    };
+    if !recovery::keeps_session(reason.as_str()) {
+        return;
+    }
+    let nsp = io.state.borrow().namespaces[entry.ns].name.clone();
+    let session = recovery::Session {
+        nsp,
+        sid: entry.id.clone(),
+        pid: own.pid.clone(),
+        rooms: entry.rooms.iter().map(|room| Box::from(&**room)).collect(),
+        data: entry.data.clone(),
+    };
+    recovery.borrow_mut().keep(session, io.now());
 }
 
 /// Server-side disconnect of one socket from its namespace (`41` to the client).

@@ -20,6 +20,7 @@ mod message;
 mod namespace;
 mod observe;
 mod operator;
+mod recovery;
 mod socket;
 mod tables;
 
@@ -129,6 +130,8 @@ pub struct SocketIo {
     now: Cell<Instant>,
     /// Broadcasts, deliveries and ack round trips so far (the metrics route's).
     pub(crate) traffic: RefCell<SocketIoTraffic>,
+    /// Connection state recovery's offsets, log and kept sessions, when it is on.
+    pub(crate) recovery: Option<RefCell<recovery::Recovery>>,
 }
 
 impl SocketIo {
@@ -149,7 +152,12 @@ impl SocketIo {
                 many.iter().map(|make| make(shard)).collect(),
             ))),
         };
+        let recovery = config
+            .recovery
+            .as_ref()
+            .map(|recovery| RefCell::new(recovery::Recovery::new(recovery, shard.index() as u16)));
         Rc::new(SocketIo {
+            recovery,
             shard,
             engine,
             state: RefCell::new(State::new(shard, shards)),

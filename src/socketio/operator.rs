@@ -22,6 +22,7 @@ use super::adapter::{
     self, AckSpec, Broadcast, EventPacket, Op, OpCollector, Operation, Reply, Target,
 };
 use super::message::{encode_event_as, Args, Message};
+use super::recovery::Restored;
 use super::SocketIo;
 use crate::key::ShardId;
 
@@ -292,14 +293,28 @@ impl BroadcastOperator {
 
     /// Emits to every matching socket on every shard. Returns the recipients on this shard.
     pub fn emit(self, event: &str, args: &Args) -> usize {
+        // With connection state recovery, an event that is not volatile is stored: it carries
+        // its offset as a last argument, which the client keeps (spec D.2).
+        let offset = match &self.io.recovery {
+            Some(recovery) if !self.selection.volatile => Some(recovery.borrow_mut().next_offset()),
+            _ => None,
+        };
+        let stored;
+        let sent = match &offset {
+            Some(offset) => {
+                stored = args.clone().with_str(offset);
+                &stored
+            }
+            None => args,
+        };
         let frames = encode_event_as(
             self.io.config.parser,
             &self.selection.target.nsp,
             event,
-            args,
+            sent,
             None,
         );
-        self.send(event, args, frames, None)
+        self.send(event, args, frames, None, offset)
     }
 
     /// Emits and collects every recipient's ack (on every shard) until all have answered or
@@ -338,7 +353,7 @@ impl BroadcastOperator {
             ack_id,
             deadline,
         };
-        self.send(event, args, frames, Some(spec));
+        self.send(event, args, frames, Some(spec), None);
     }
 
     /// Describes every matching socket (id, namespace, rooms, handshake, data, shard).
@@ -380,6 +395,21 @@ impl BroadcastOperator {
     pub(crate) fn count_local(mut self) -> OpFuture<usize> {
         self.selection.local = true;
         self.operate_then(Op::Count, 0, add_count)
+    }
+
+    /// The kept session `pid` of this namespace and what it missed after `offset`, from the
+    /// shard of this process that kept it (connection state recovery).
+    pub(crate) fn restore(mut self, pid: &str, offset: &str) -> OpFuture<Option<Box<Restored>>> {
+        self.selection.local = true;
+        let op = Op::Restore {
+            pid: pid.into(),
+            offset: offset.into(),
+        };
+        self.operate_then(op, None, |found: &mut Option<Box<Restored>>, reply| {
+            if let Reply::Restored(restored) = reply {
+                *found = Some(restored);
+            }
+        })
     }
 
     /// Joins every matching socket to each of `rooms`; answers how many sockets matched.
@@ -503,6 +533,7 @@ impl BroadcastOperator {
         args: &Args,
         frames: Vec<crate::codec::frame::Frame>,
         ack: Option<AckSpec>,
+        offset: Option<Arc<str>>,
     ) -> usize {
         // The observer and other nodes need the event as given; nobody else does, so it is kept
         // only then.
@@ -520,6 +551,7 @@ impl BroadcastOperator {
             packet,
             ack,
             from_node: false,
+            offset,
         };
         adapter::broadcast(&self.io, broadcast, self.selection.local)
     }

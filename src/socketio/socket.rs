@@ -211,10 +211,34 @@ impl Socket {
         let Some((session, nsp)) = self.route() else {
             return Err(SendError::Closed);
         };
-        let frames = encode_event_as(self.io.config.parser, &nsp, event, args, None);
+        let Some(recovery) = &self.io.recovery else {
+            let frames = encode_event_as(self.io.config.parser, &nsp, event, args, None);
+            let sent = self.io.send_frames(session, &frames, false);
+            self.notify_sent(event, args);
+            return sent;
+        };
+        // Stored for connection state recovery, as a broadcast to the socket's own room is.
+        let offset = recovery.borrow_mut().next_offset();
+        let stored = args.clone().with_str(&offset);
+        let frames = encode_event_as(self.io.config.parser, &nsp, event, &stored, None);
+        recovery.borrow_mut().store(
+            &nsp,
+            offset,
+            &[self.id().into()],
+            &[],
+            &frames,
+            self.io.now(),
+        );
         let sent = self.io.send_frames(session, &frames, false);
         self.notify_sent(event, args);
         sent
+    }
+
+    /// Whether this socket was recovered: the client came back within the recovery window
+    /// with its session, got its id, rooms and data back, and the events it missed.
+    pub fn recovered(&self) -> bool {
+        self.with_state(|_, socket| socket.recovery.as_ref().is_some_and(|r| r.recovered))
+            .unwrap_or(false)
     }
 
     /// Sends an event and waits for the client's ack, at most `timeout`; `callback` gets the

@@ -51,6 +51,16 @@ pub(crate) struct SocketState {
     pub(crate) data: Option<Box<str>>,
     /// The authorizer's value for this socket (`Admission::extension`).
     pub(crate) extension: Option<std::rc::Rc<dyn std::any::Any>>,
+    /// Its private id and whether it was recovered, with connection state recovery on (boxed:
+    /// a socket without it pays a pointer).
+    pub(crate) recovery: Option<Box<SocketRecovery>>,
+}
+
+/// A socket's part in connection state recovery.
+pub(crate) struct SocketRecovery {
+    /// The private session id (`pid`) its client presents to come back.
+    pub(crate) pid: Arc<str>,
+    pub(crate) recovered: bool,
 }
 
 pub(crate) struct Client {

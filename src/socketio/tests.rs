@@ -45,18 +45,25 @@ impl Cluster {
 
     /// Two shards whose other nodes are what `nodes` makes for each shard.
     fn with_nodes(namespaces: Namespaces, nodes: impl Fn(ShardId) -> Option<NodeHooks>) -> Cluster {
-        Cluster::build(namespaces, nodes, Parser::Default)
+        Cluster::build(namespaces, nodes, Parser::Default, None)
     }
 
     /// Two shards speaking socket.io-msgpack-parser's packets.
     fn msgpack(namespaces: Namespaces) -> Cluster {
-        Cluster::build(namespaces, |_| None, Parser::Msgpack)
+        Cluster::build(namespaces, |_| None, Parser::Msgpack, None)
+    }
+
+    /// Two shards with connection state recovery on.
+    fn recovering(namespaces: Namespaces) -> Cluster {
+        let recovery = crate::config::RecoveryConfig::default();
+        Cluster::build(namespaces, |_| None, Parser::Default, Some(recovery))
     }
 
     fn build(
         namespaces: Namespaces,
         nodes: impl Fn(ShardId) -> Option<NodeHooks>,
         parser: Parser,
+        recovery: Option<crate::config::RecoveryConfig>,
     ) -> Cluster {
         let mailbox: Mailbox = Rc::default();
         let tasks: Rc<RefCell<Vec<LocalTask>>> = Rc::default();
@@ -78,6 +85,7 @@ impl Cluster {
                         max_rooms_per_socket: 10_000,
                         max_namespaces_per_client: 100,
                         parser,
+                        recovery: recovery.clone(),
                     },
                     namespaces.clone(),
                     ShardHooks {
@@ -1000,4 +1008,101 @@ fn hostile_msgpack_closes_only_its_session() {
     cluster.send(&client, r#"42["echo",1]"#);
     assert!(cluster.is_closed(&client));
     assert!(!cluster.is_closed(&bystander));
+}
+
+/// The trailing offset of a stored event (`42["e",...,"<offset>"]`).
+fn offset_of(frame: &str) -> String {
+    let array: serde_json::Value = serde_json::from_str(&frame[2..]).expect("an event");
+    array
+        .as_array()
+        .and_then(|items| items.last())
+        .and_then(|last| last.as_str())
+        .expect("an offset")
+        .to_owned()
+}
+
+#[test]
+fn a_lost_socket_comes_back_on_another_shard_with_its_id_rooms_and_missed_events() {
+    let cluster = Cluster::recovering(namespaces(builtins()));
+    let lost = cluster.connect(0, "40");
+    let answer = cluster.read(&lost).remove(0);
+    let connect: serde_json::Value = serde_json::from_str(&answer[2..]).expect("CONNECT");
+    let (sid, pid) = (
+        connect["sid"].as_str().unwrap(),
+        connect["pid"].as_str().unwrap(),
+    );
+    assert_eq!(pid.len(), 20, "{answer}");
+    cluster.send(&lost, r#"420["join","red"]"#);
+    let other = cluster.connect(1, "40");
+    let _ = cluster.read(&other);
+    cluster.send(&other, r#"42["publish","red","seen"]"#);
+    let frames = cluster.read(&lost);
+    let seen = frames
+        .iter()
+        .find(|f| f.contains("seen"))
+        .expect("the event");
+    let offset = offset_of(seen);
+    // The connection breaks (its reader ends): the session is kept.
+    cluster.shards[0]
+        .engine
+        .borrow_mut()
+        .ws_reader_done(lost.link);
+    cluster.pump();
+    // Meanwhile: to its room, to another room, to everyone but its room, volatile.
+    cluster.send(&other, r#"42["publish","red","missed"]"#);
+    cluster.send(&other, r#"42["publish","blue","not for it"]"#);
+    cluster.shards[1]
+        .of("/")
+        .except("red")
+        .emit("nope", &Args::new());
+    cluster.shards[1]
+        .of("/")
+        .volatile()
+        .emit("volatile", &Args::new());
+    cluster.shards[1].of("/").emit("everyone", &Args::new());
+    cluster.deliver();
+    // It comes back on the other shard.
+    let back = cluster.connect(1, &format!(r#"40{{"pid":"{pid}","offset":"{offset}"}}"#));
+    cluster.run_tasks();
+    cluster.run_tasks();
+    let frames = cluster.read(&back);
+    assert_eq!(frames.len(), 3, "{frames:?}");
+    assert!(
+        frames[0].starts_with(r#"42["message","missed","#),
+        "{frames:?}"
+    );
+    assert!(frames[1].starts_with(r#"42["everyone","#), "{frames:?}");
+    let reconnect: serde_json::Value = serde_json::from_str(&frames[2][2..]).expect("CONNECT");
+    assert_eq!(reconnect["sid"], sid);
+    assert_eq!(reconnect["pid"], pid);
+    // Back in its room.
+    cluster.send(&other, r#"42["publish","red","again"]"#);
+    assert!(cluster.read(&back).iter().any(|f| f.contains("again")));
+    // Restored once: the same pid again gets a new session.
+    let twice = cluster.connect(0, &format!(r#"40{{"pid":"{pid}","offset":"{offset}"}}"#));
+    cluster.run_tasks();
+    cluster.run_tasks();
+    let frames = cluster.read(&twice);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert!(!frames[0].contains(sid), "{frames:?}");
+}
+
+#[test]
+fn a_bogus_pid_or_offset_or_a_clean_leave_gives_a_new_session() {
+    let cluster = Cluster::recovering(namespaces(builtins()));
+    let client = cluster.connect(0, r#"40{"pid":"nobody","offset":"1.0"}"#);
+    cluster.run_tasks();
+    cluster.run_tasks();
+    let frames = cluster.read(&client);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    let first: serde_json::Value = serde_json::from_str(&frames[0][2..]).expect("CONNECT");
+    let pid = first["pid"].as_str().expect("a pid").to_owned();
+    // It leaves on purpose: nothing is kept.
+    cluster.send(&client, "41");
+    let again = cluster.connect(1, &format!(r#"40{{"pid":"{pid}","offset":"1.0"}}"#));
+    cluster.run_tasks();
+    cluster.run_tasks();
+    let frames = cluster.read(&again);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_ne!(frames[0], format!("40{}", first));
 }

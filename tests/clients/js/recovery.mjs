@@ -1,0 +1,72 @@
+// Connection state recovery from socket.io-client 4.x's side (run by tests/recovery.rs): a
+// client whose connection goes away while others keep emitting comes back with the same id,
+// its rooms, and exactly the non-volatile events it missed, in order, before `connect`
+// (`socket.recovered`); a bogus pid or offset gets a fresh session.
+// Usage: node recovery.mjs <polling|websocket> <scenario>
+import { run, track, io, BASE_URL, withTimeout, check, checkEqual, emitAck, sleep, show, waitFor, transportOptions } from './lib.mjs';
+
+const SCENARIO = process.argv[3];
+
+async function connect(extra = {}) {
+  const socket = track(io(BASE_URL, { forceNew: true, reconnection: false, timeout: 5000, ...transportOptions(), ...extra }));
+  await waitFor(socket, 'connect', 5000, 'connect');
+  return socket;
+}
+
+/** The arguments of every `name` event `socket` gets from now on (the trailing offset cut). */
+function record(socket, name) {
+  const got = [];
+  socket.on(name, (...args) => got.push(args.slice(0, -1)));
+  return got;
+}
+
+const scenarios = {
+  async 'recovered'() {
+    const lost = await connect();
+    const other = await connect();
+    checkEqual(await emitAck(lost, 'join', ['red']), [], 'join red');
+    const messages = record(lost, 'message');
+    const everyone = record(lost, 'everyone');
+    checkEqual(await emitAck(other, 'publish', ['red', 'before']), [], 'publish before');
+    await withTimeout((async () => { while (messages.length < 1) await sleep(10); })(), 3000, 'the first message');
+    const id = lost.id;
+    // The connection goes away (no namespace disconnect: the server keeps the session).
+    const gone = waitFor(lost, 'disconnect', 5000, 'the disconnect');
+    lost.io.engine.close();
+    await gone;
+    await sleep(200);
+    // Meanwhile: to its room (binary too), to another room, to everyone but its room, to
+    // everyone, and volatile to everyone.
+    checkEqual(await emitAck(other, 'publish', ['red', 'missed 1']), [], 'publish missed 1');
+    checkEqual(await emitAck(other, 'publish', ['red', Buffer.from([1, 2, 3])]), [], 'publish binary');
+    checkEqual(await emitAck(other, 'publish', ['blue', 'not for it']), [], 'publish blue');
+    checkEqual(await emitAck(other, 'publish', ['red', 'missed 2']), [], 'publish missed 2');
+    await sleep(100);
+    lost.connect();
+    await waitFor(lost, 'connect', 5000, 'the reconnect');
+    checkEqual(lost.recovered, true, 'socket.recovered');
+    checkEqual(lost.id, id, 'the same id');
+    checkEqual(messages.length, 4, `messages ${show(messages)}`);
+    checkEqual(messages[1], ['missed 1'], 'the first missed event');
+    check(Buffer.isBuffer(messages[2][0]) && messages[2][0].equals(Buffer.from([1, 2, 3])), `binary ${show(messages[2])}`);
+    checkEqual(messages[3], ['missed 2'], 'the last missed event');
+    checkEqual(everyone.length, 0, 'nothing else');
+    // Still in its room.
+    checkEqual(await emitAck(other, 'publish', ['red', 'after']), [], 'publish after');
+    await withTimeout((async () => { while (messages.length < 5) await sleep(10); })(), 3000, 'the event after');
+    checkEqual(messages[4], ['after'], 'in its room again');
+  },
+
+  async 'bogus'() {
+    const socket = await connect({ auth: { pid: 'nobody-has-this-pid', offset: '1.0' } });
+    checkEqual(socket.recovered, false, 'a bogus pid is not recovered');
+    check(typeof socket.id === 'string' && socket.id.length === 20, `a fresh id ${socket.id}`);
+  },
+};
+
+const scenario = scenarios[SCENARIO];
+if (!scenario) {
+  console.error(`unknown scenario ${SCENARIO}`);
+  process.exit(2);
+}
+run(`recovery ${SCENARIO}`, scenario, 20000);
