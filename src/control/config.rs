@@ -15,7 +15,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::units;
-use crate::config::{AdminMode, Config, Parser, RedisMode, SlowConsumerPolicy, SubscriptionMode};
+use crate::config::{
+    AdminMode, Config, Parser, RecoveryConfig, RedisMode, SlowConsumerPolicy, SubscriptionMode,
+};
 
 /// The prefix of the environment variables that set keys.
 pub(crate) const ENV_PREFIX: &str = "RINGCAST_";
@@ -45,6 +47,8 @@ pub(crate) struct FileConfig {
     pub(crate) auth: AuthSection,
     #[serde(default)]
     pub(crate) users: UsersSection,
+    #[serde(default)]
+    pub(crate) recovery: RecoverySection,
     /// The HTTP server API (§2.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) api: Option<toml::Table>,
@@ -301,6 +305,22 @@ impl AuthMode {
     pub(crate) fn asks_hook(self) -> bool {
         matches!(self, AuthMode::Hook | AuthMode::JwtHook)
     }
+}
+
+/// `[recovery]`: connection state recovery (`--recovery-window`, `--recovery-skip-middleware`).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RecoverySection {
+    /// How long a lost socket may come back (0: off).
+    #[serde(
+        default,
+        deserialize_with = "units::duration_opt",
+        serialize_with = "units::serialize_duration"
+    )]
+    pub(crate) window: Option<Duration>,
+    pub(crate) skip_middleware: Option<bool>,
+    /// Stored packets a shard keeps per namespace at most.
+    pub(crate) max_packets: Option<usize>,
 }
 
 /// `[users]`.
@@ -611,6 +631,18 @@ impl FileConfig {
         set(&mut config.cluster.prefix, redis.prefix.clone());
         set(&mut config.cluster.requests_timeout, redis.requests_timeout);
 
+        let recovery = &self.recovery;
+        if let Some(window) = recovery.window {
+            config.socketio.recovery = (!window.is_zero()).then(|| RecoveryConfig {
+                window,
+                ..config.socketio.recovery.clone().unwrap_or_default()
+            });
+        }
+        if let Some(settings) = &mut config.socketio.recovery {
+            set(&mut settings.skip_middleware, recovery.skip_middleware);
+            set(&mut settings.max_packets, recovery.max_packets);
+        }
+
         if self.metrics.path.is_some() {
             config.metrics_path.clone_from(&self.metrics.path);
         }
@@ -777,6 +809,14 @@ pub(crate) fn effective(config: &Config, extras: &Extras) -> FileConfig {
         users: UsersSection {
             revocation_ttl: Some(extras.revocation_ttl),
         },
+        recovery: {
+            let recovery = config.socketio.recovery.clone();
+            RecoverySection {
+                window: Some(recovery.as_ref().map_or(Duration::ZERO, |r| r.window)),
+                skip_middleware: recovery.as_ref().map(|r| r.skip_middleware),
+                max_packets: recovery.as_ref().map(|r| r.max_packets),
+            }
+        },
         api: extras.api.clone().map(redact_table),
         endpoints: extras.endpoints.clone().map(redact_table),
         hooks: extras.hooks.clone(),
@@ -860,6 +900,28 @@ mod tests {
         assert_eq!(config.engine.deflate_level, 1);
         assert_eq!(config.socketio.max_rooms_per_socket, 7);
         assert_eq!(config.cors.origins, ["http://a"]);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn recovery_is_a_section_and_a_zero_window_turns_it_off() {
+        let path = write(
+            "recovery",
+            "[recovery]\nwindow = \"30s\"\nskip_middleware = false\nmax_packets = 50\n",
+        );
+        let file = load(Some(&path), vars(&[])).expect("load");
+        let mut config = Config::default();
+        file.apply(&mut config).expect("apply");
+        let recovery = config.socketio.recovery.clone().expect("on");
+        assert_eq!(recovery.window, Duration::from_secs(30));
+        assert!(!recovery.skip_middleware);
+        assert_eq!(recovery.max_packets, 50);
+        assert!(effective(&config, &Extras::default())
+            .to_toml()
+            .contains("window = \"30s\""));
+        let file = load(None, vars(&[("RINGCAST_RECOVERY__WINDOW", "0")])).expect("load");
+        file.apply(&mut config).expect("apply");
+        assert_eq!(config.socketio.recovery, None);
         let _ = std::fs::remove_file(path);
     }
 
