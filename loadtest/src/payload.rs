@@ -144,9 +144,18 @@ pub fn check(content: &[u8]) -> Result<Stamp, Corrupt> {
     })
 }
 
-/// The payload of a `message` event: `["message","<content>"]` -> content.
+/// The payload of a `message` event: `["message","<content>"]` (or with a trailing offset) ->
+/// content.
 pub fn message_content(event: &[u8]) -> Option<&[u8]> {
-    event.strip_prefix(b"[\"message\",\"")?.strip_suffix(b"\"]")
+    let inner = event
+        .strip_prefix(b"[\"message\",\"")?
+        .strip_suffix(b"\"]")?;
+    // A server with connection state recovery appends the event's offset as one more string
+    // argument; a JSON string holds no bare `","`, so the last one ends the content.
+    match inner.windows(3).rposition(|w| w == b"\",\"") {
+        Some(end) => Some(&inner[..end]),
+        None => Some(inner),
+    }
 }
 
 /// The payload of an echo ack: `["<content>"]` -> content.
@@ -172,6 +181,16 @@ mod tests {
             assert!(content.len() >= size);
             assert_eq!(check(content), Ok(stamp));
         }
+    }
+
+    #[test]
+    fn a_trailing_offset_is_not_content() {
+        assert_eq!(message_content(br#"["message","abc"]"#), Some(&b"abc"[..]));
+        assert_eq!(
+            message_content(br#"["message","abc","1f.0"]"#),
+            Some(&b"abc"[..])
+        );
+        assert_eq!(message_content(br#"["other","abc"]"#), None);
     }
 
     #[test]
