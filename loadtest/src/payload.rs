@@ -144,6 +144,10 @@ pub fn check(content: &[u8]) -> Result<Stamp, Corrupt> {
     })
 }
 
+/// The longest offset a stored event may carry (ringcast's are under 32 bytes; Node's yeast ids
+/// under 16).
+const MAX_OFFSET: usize = 64;
+
 /// The payload of a `message` event: `["message","<content>"]` (or with a trailing offset) ->
 /// content.
 pub fn message_content(event: &[u8]) -> Option<&[u8]> {
@@ -151,9 +155,11 @@ pub fn message_content(event: &[u8]) -> Option<&[u8]> {
         .strip_prefix(b"[\"message\",\"")?
         .strip_suffix(b"\"]")?;
     // A server with connection state recovery appends the event's offset as one more string
-    // argument; a JSON string holds no bare `","`, so the last one ends the content.
-    match inner.windows(3).rposition(|w| w == b"\",\"") {
-        Some(end) => Some(&inner[..end]),
+    // argument; a JSON string holds no bare `","`, so the last one ends the content. Offsets
+    // are short: only the tail is searched, so a large payload costs no scan.
+    let tail = inner.len().saturating_sub(MAX_OFFSET + 3);
+    match inner[tail..].windows(3).rposition(|w| w == b"\",\"") {
+        Some(end) => Some(&inner[..tail + end]),
         None => Some(inner),
     }
 }
