@@ -36,6 +36,11 @@ fn a_lost_polling_client_is_recovered() {
 }
 
 #[test]
+fn a_client_whose_tcp_connection_dies_is_recovered() {
+    scenario("websocket", "killed");
+}
+
+#[test]
 fn a_bogus_pid_gets_a_fresh_session() {
     scenario("websocket", "bogus");
 }

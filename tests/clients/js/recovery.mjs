@@ -57,6 +57,28 @@ const scenarios = {
     checkEqual(messages[4], ['after'], 'in its room again');
   },
 
+  // WebSocket only: the TCP connection is destroyed under the client (no close frame), as a
+  // network drop does; the server keeps emitting to it meanwhile.
+  async 'killed'() {
+    const lost = await connect({ transports: ['websocket'] });
+    const other = await connect();
+    checkEqual(await emitAck(lost, 'join', ['red']), [], 'join red');
+    const messages = record(lost, 'message');
+    checkEqual(await emitAck(other, 'publish', ['red', 'before']), [], 'publish before');
+    await withTimeout((async () => { while (messages.length < 1) await sleep(10); })(), 3000, 'the first message');
+    const id = lost.id;
+    const gone = waitFor(lost, 'disconnect', 5000, 'the disconnect');
+    lost.io.engine.transport.ws._socket.destroy();
+    checkEqual((await gone)[0], 'transport close', 'the client side reason');
+    await sleep(200);
+    checkEqual(await emitAck(other, 'publish', ['red', 'missed']), [], 'publish missed');
+    lost.connect();
+    await waitFor(lost, 'connect', 5000, 'the reconnect');
+    checkEqual(lost.recovered, true, 'socket.recovered');
+    checkEqual(lost.id, id, 'the same id');
+    checkEqual(messages, [['before'], ['missed']], 'the messages');
+  },
+
   async 'bogus'() {
     const socket = await connect({ auth: { pid: 'nobody-has-this-pid', offset: '1.0' } });
     checkEqual(socket.recovered, false, 'a bogus pid is not recovered');
