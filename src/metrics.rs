@@ -49,21 +49,32 @@ pub(crate) struct ShardMetrics {
 pub(crate) struct Exposition {
     pub(crate) shards: Vec<ShardMetrics>,
     pub(crate) cluster: Option<ClusterCounts>,
-    pub(crate) families: Vec<CounterFamily>,
+    pub(crate) families: Vec<Family>,
 }
 
-/// A counter family counted above the shards (the control plane's API requests and auth
-/// failures): its name without the `ringcast_` prefix and `_total`, its help, and one value per
-/// label set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CounterFamily {
+/// A metric family counted above the shards (the control plane's API requests, auth failures,
+/// backend calls): its name without the `ringcast_` prefix (and a counter's `_total`), its
+/// help, and one value per label set.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Family {
     pub(crate) name: &'static str,
     pub(crate) help: &'static str,
-    pub(crate) series: Vec<(Vec<(&'static str, String)>, u64)>,
+    pub(crate) series: Series,
+}
+
+/// A label set: (name, value) pairs.
+pub(crate) type Labels = Vec<(&'static str, String)>;
+
+/// A family's values, by kind.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Series {
+    Counters(Vec<(Labels, u64)>),
+    Gauges(Vec<(Labels, u64)>),
+    Histograms(Vec<(Labels, Histogram)>),
 }
 
 /// What a scrape asks for those families.
-pub(crate) type CounterSource = dyn Fn() -> Vec<CounterFamily> + Send + Sync;
+pub(crate) type FamilySource = dyn Fn() -> Vec<Family> + Send + Sync;
 
 impl Exposition {
     /// The text a scrape answers and its media type: OpenMetrics when the scraper's `Accept`
@@ -183,11 +194,27 @@ impl Collector for Exposition {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let e = &mut encoder;
         for family in &self.families {
-            let series = family
-                .series
-                .iter()
-                .map(|(labels, value)| (labels.clone(), ConstCounter::new(*value)));
-            labelled(e, family.name, family.help, MetricType::Counter, series)?;
+            let (name, help) = (family.name, family.help);
+            match &family.series {
+                Series::Counters(series) => {
+                    let series = series
+                        .iter()
+                        .map(|(labels, value)| (labels.clone(), ConstCounter::new(*value)));
+                    labelled(e, name, help, MetricType::Counter, series)?;
+                }
+                Series::Gauges(series) => {
+                    let series = series
+                        .iter()
+                        .map(|(labels, value)| (labels.clone(), ConstGauge::new(*value)));
+                    labelled(e, name, help, MetricType::Gauge, series)?;
+                }
+                Series::Histograms(series) => {
+                    let series = series
+                        .iter()
+                        .map(|(labels, histogram)| (Some(labels.clone()), *histogram));
+                    histograms(e, name, help, series)?;
+                }
+            }
         }
         let mut counts = ShardCounts::default();
         let mut engine = EngineTraffic::default();
@@ -457,10 +484,10 @@ mod tests {
         let text = Exposition {
             shards: vec![one.clone(), one],
             cluster: Some(ClusterCounts::default()),
-            families: vec![CounterFamily {
+            families: vec![Family {
                 name: "auth_failures",
                 help: "CONNECTs refused by the token check, by code.",
-                series: vec![(vec![("code", "token_expired".to_owned())], 4)],
+                series: Series::Counters(vec![(vec![("code", "token_expired".to_owned())], 4)]),
             }],
         }
         .encode();

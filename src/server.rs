@@ -60,7 +60,7 @@ pub struct ServerBuilder {
     /// The HTTP API's address and per-shard router factory, when it is served.
     api: Option<(SocketAddr, Arc<ApiRouterFactory>)>,
     /// Counters of the layers above the shards, for the metrics route.
-    counters: Option<Arc<crate::metrics::CounterSource>>,
+    counters: Option<Arc<crate::metrics::FamilySource>>,
 }
 
 impl ServerBuilder {
@@ -125,7 +125,7 @@ impl ServerBuilder {
     /// control plane's, counted above the shards).
     pub(crate) fn counters(
         mut self,
-        count: impl Fn() -> Vec<crate::metrics::CounterFamily> + Send + Sync + 'static,
+        count: impl Fn() -> Vec<crate::metrics::Family> + Send + Sync + 'static,
     ) -> Self {
         self.counters = Some(Arc::new(count));
         self

@@ -521,6 +521,9 @@ fn forwarded_calls_answer_acks_in_order_with_actions_and_errors() {
         r#"ringcast_hook_calls_total{endpoint="backend",kind="event",outcome="overloaded"}"#,
         r#"ringcast_hook_calls_total{endpoint="gone",kind="event",outcome="unavailable"}"#,
         r#"ringcast_lifecycle_events_total{endpoint="backend",outcome="delivered"}"#,
+        r#"ringcast_hook_seconds_count{endpoint="backend",kind="event"}"#,
+        r#"ringcast_hook_seconds_bucket{le="0.01",endpoint="backend",kind="batch"}"#,
+        "ringcast_lifecycle_queue_depth ",
     ] {
         assert!(scrape.contains(series), "{series} in\n{scrape}");
     }

@@ -99,7 +99,7 @@ pub(crate) struct Plan {
     /// The HTTP API's listeners (one per shard) and router factory, when it is served.
     pub(crate) api: Option<ApiPlan>,
     /// Counters of the layers above the shards, asked at each scrape.
-    pub(crate) counters: Option<Arc<crate::metrics::CounterSource>>,
+    pub(crate) counters: Option<Arc<crate::metrics::FamilySource>>,
 }
 
 /// One shard's state, shared by its tasks through `Rc`.

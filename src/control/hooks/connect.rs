@@ -99,7 +99,7 @@ pub(crate) async fn ask(
         return Err(Failure::Overloaded);
     }
     let deadline = Instant::now() + hooks.settings.timeout;
-    let answer = hooks.call(endpoint, &event, deadline).await;
+    let answer = hooks.call(endpoint, kind, &event, deadline).await;
     hooks.in_flight.fetch_sub(1, Ordering::Relaxed);
     // Failures of the exchange itself were told to the breaker by `post`; the answer's are
     // told here.

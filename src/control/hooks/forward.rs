@@ -240,7 +240,10 @@ async fn send(rule: &Rule, body: &[u8]) -> Result<crate::net::client::Answer, Fa
     let delivery = super::envelope::delivery_id();
     let mut retries = rule.retries;
     loop {
-        let answer = rule.endpoint.post(body, false, &delivery, deadline).await?;
+        let answer = rule
+            .endpoint
+            .post("event", body, false, &delivery, deadline)
+            .await?;
         let retry_after = (answer.status == 503)
             .then(|| {
                 answer

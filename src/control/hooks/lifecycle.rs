@@ -427,6 +427,7 @@ fn push(
     let json = event.to_json(&delivery.origin);
     lane.events.push_back(Queued { id: event.id, json });
     delivery.queued.set(delivery.queued.get() + 1);
+    delivery.counters.queued(true, 1);
     if !lane.running {
         lane.running = true;
         drop(lane);
@@ -533,7 +534,7 @@ async fn send_batch(delivery: &Delivery, index: usize, batch: Batch) {
         let deadline = Instant::now() + delivery.endpoint.timeout;
         let answer = delivery
             .endpoint
-            .post(&batch.body, true, &delivery_id, deadline)
+            .post("batch", &batch.body, true, &delivery_id, deadline)
             .await;
         let delivered = matches!(&answer, Ok(answer) if (200..300).contains(&answer.status));
         if let Ok(answer) = &answer {
@@ -569,4 +570,5 @@ async fn send_batch(delivery: &Delivery, index: usize, batch: Batch) {
     delivery
         .queued
         .set(delivery.queued.get().saturating_sub(batch.ids.len()));
+    delivery.counters.queued(false, batch.ids.len() as u64);
 }

@@ -58,6 +58,8 @@ pub(crate) struct Endpoint {
     breaker: Breaker,
     /// A key for this endpoint in the shards' pool tables.
     id: usize,
+    /// Where its requests' durations are counted.
+    counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -156,6 +158,7 @@ impl Endpoint {
         config: &EndpointConfig,
         shards: usize,
         hooks: &HooksConfig,
+        counters: Arc<Counters>,
     ) -> Result<Endpoint, String> {
         let key = format!("endpoints.{name}");
         // The TLS client is built once, here: the system's roots are read once per endpoint.
@@ -230,6 +233,7 @@ impl Endpoint {
                 cooldown: hooks.breaker_cooldown,
             },
             id: NEXT_ENDPOINT.fetch_add(1, Ordering::Relaxed),
+            counters,
         })
     }
 
@@ -259,6 +263,7 @@ impl Endpoint {
     /// The caller tells the breaker how the answer counts ([`Endpoint::record`]).
     pub(crate) async fn post(
         &self,
+        kind: &'static str,
         body: &[u8],
         batch: bool,
         delivery: &str,
@@ -267,6 +272,20 @@ impl Endpoint {
         if self.breaker.is_open() {
             return Err(Failure::Unavailable);
         }
+        let started = Instant::now();
+        let answer = self.exchange(body, batch, delivery, deadline).await;
+        self.counters.hook_time(&self.name, kind, started.elapsed());
+        answer
+    }
+
+    /// [`Endpoint::post`]'s exchange: signed, sent, answered (a refused connect tried again).
+    async fn exchange(
+        &self,
+        body: &[u8],
+        batch: bool,
+        delivery: &str,
+        deadline: Instant,
+    ) -> Result<Answer, Failure> {
         let pool = self.pool();
         let mut tries = 0;
         loop {
@@ -366,7 +385,7 @@ impl Hooks {
             for (name, value) in table {
                 let config = EndpointConfig::deserialize(value.clone())
                     .map_err(|error| format!("endpoints.{name}: {}", error.message()))?;
-                let endpoint = Endpoint::new(name, &config, shards, &settings)?;
+                let endpoint = Endpoint::new(name, &config, shards, &settings, counters.clone())?;
                 endpoints.insert(name.clone(), Arc::new(endpoint));
             }
         }
@@ -470,12 +489,13 @@ impl Hooks {
     pub(crate) async fn call(
         &self,
         endpoint: &Endpoint,
+        kind: &'static str,
         event: &CloudEvent,
         deadline: Instant,
     ) -> Result<Answer, Failure> {
         let body = event.to_json(&self.origin);
         let delivery = envelope::delivery_id();
-        endpoint.post(&body, false, &delivery, deadline).await
+        endpoint.post(kind, &body, false, &delivery, deadline).await
     }
 
     /// Re-reads every endpoint's secrets (SIGHUP).
@@ -555,7 +575,7 @@ mod tests {
     fn endpoint(text: &str) -> Result<Endpoint, String> {
         let config: EndpointConfig = toml::from_str(text).expect("endpoint");
         let hooks: HooksConfig = toml::from_str("").expect("hooks");
-        Endpoint::new("b", &config, 1, &hooks)
+        Endpoint::new("b", &config, 1, &hooks, std::sync::Arc::default())
     }
 
     fn refused(text: &str) -> String {
