@@ -105,7 +105,7 @@ pub(crate) fn connect(
         address,
         headers,
     };
-    // A client coming back with its session (connection state recovery, spec D.5): both
+    // A client coming back with its session (connection state recovery, spec D.2): both
     // `pid` and `offset` strings in its CONNECT.
     let comeback = match (&io.recovery, version) {
         (Some(_), Version::V4) => json::from_slice::<Comeback>(&handshake.auth).ok(),
