@@ -958,77 +958,17 @@ fn a_failing_startup_ping_stops_the_start_when_asked_to() {
 }
 
 /// A CA (`ca.pem`) and a certificate for 127.0.0.1 (an IP SAN) and localhost signed by it
-/// (`leaf.pem`, `leaf.key`), made by `openssl` in `dir`.
+/// (`leaf.pem`, `leaf.key`), made by `tests/control/pki.sh` in `dir`.
 fn make_pki(dir: &TempDir) -> (PathBuf, PathBuf, PathBuf) {
-    let openssl = |args: &[&str]| {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(dir.path(""))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run openssl (is it installed?)");
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
-            &["-subj", "/CN=ringcast hooks test CA"],
-            &["-addext", "basicConstraints=critical,CA:TRUE"],
-            &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "leaf.key",
-                "-out",
-                "leaf.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.path("leaf.ext"),
-        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .expect("ext");
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "leaf.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "leaf.ext",
-    ]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/control/pki.sh");
+    let status = Command::new("sh")
+        .arg(script)
+        .arg(dir.path(""))
+        .arg("IP:127.0.0.1,DNS:localhost")
+        .stdin(Stdio::null())
+        .status()
+        .expect("run tests/control/pki.sh (is openssl installed?)");
+    assert!(status.success(), "pki.sh");
     (
         dir.path("ca.pem"),
         dir.path("leaf.pem"),

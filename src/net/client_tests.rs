@@ -656,88 +656,21 @@ impl Pki {
         Pki::with_names(tag, "IP:127.0.0.1,DNS:localhost")
     }
 
-    /// The leaf for these subject alternative names (`openssl`'s syntax).
+    /// The leaf for these subject alternative names (`openssl`'s syntax), made by
+    /// `tests/control/pki.sh`.
     fn with_names(tag: &str, names: &str) -> Pki {
         let dir =
             std::env::temp_dir().join(format!("ringcast-client-tls-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let openssl = |args: &[&str]| {
-            let out = std::process::Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .output()
-                .expect("openssl");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        openssl(
-            &[
-                &["req", "-x509"][..],
-                &ec,
-                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
-                &["-subj", "/CN=ringcast test CA"],
-                &["-addext", "basicConstraints=critical,CA:TRUE"],
-                &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-            ]
-            .concat(),
-        );
-        openssl(
-            &[
-                &["req"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    "leaf.key",
-                    "-out",
-                    "leaf.csr",
-                    "-subj",
-                    "/CN=localhost",
-                ],
-            ]
-            .concat(),
-        );
-        std::fs::write(
-            dir.join("leaf.ext"),
-            format!(
-                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-                 extendedKeyUsage=serverAuth\nsubjectAltName={names}\n"
-            ),
-        )
-        .expect("ext");
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "leaf.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "leaf.ext",
-        ]);
-        let chain = [
-            std::fs::read(dir.join("leaf.crt")).expect("leaf"),
-            std::fs::read(dir.join("ca.pem")).expect("ca"),
-        ]
-        .concat();
-        std::fs::write(dir.join("leaf.pem"), chain).expect("chain");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/control/pki.sh");
+        let status = std::process::Command::new("sh")
+            .arg(script)
+            .arg(&dir)
+            .arg(names)
+            .status()
+            .expect("run tests/control/pki.sh (is openssl installed?)");
+        assert!(status.success(), "pki.sh {names}");
         Pki { dir }
     }
 
