@@ -103,6 +103,23 @@ impl Backend {
             .collect()
     }
 
+    /// The first request whose (first) event is of type `kind`.
+    fn first_request(&self, kind: &str) -> Value {
+        self.requests()
+            .into_iter()
+            .find(|r| r["events"][0]["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} request"))
+    }
+
+    /// Answers every connect hook with an allow for user 42, with a room and data.
+    fn allow_user_42(&self) {
+        self.answer(json!({ "rules": [{
+            "match": { "type": "io.ringcast.connect" },
+            "status": 200,
+            "body": { "allow": true, "user": "42", "rooms": ["team:7"], "data": { "name": "Ann" } },
+        }]}));
+    }
+
     /// Every event received so far whose type starts with `prefix`, batches flattened.
     fn events(&self, prefix: &str) -> Vec<Value> {
         self.events_of(prefix, |_| true)
@@ -244,18 +261,10 @@ fn the_connect_hook_allows_denies_and_fails_closed() {
     assert_eq!(pings.len(), 1, "one startup ping");
 
     // Allow, with a user, rooms and data.
-    backend.answer(json!({ "rules": [{
-        "match": { "type": "io.ringcast.connect" },
-        "status": 200,
-        "body": { "allow": true, "user": "42", "rooms": ["team:7"], "data": { "name": "Ann" } },
-    }]}));
+    backend.allow_user_42();
     node(&server, "allow", &[]);
     let connects = backend.events("io.ringcast.connect");
-    let request = backend
-        .requests()
-        .into_iter()
-        .find(|r| r["events"][0]["type"] == "io.ringcast.connect")
-        .expect("a connect request");
+    let request = backend.first_request("io.ringcast.connect");
     assert_eq!(request["signature_ok"], true, "{request}");
     assert_eq!(
         request["headers"]["content-type"],
@@ -996,17 +1005,9 @@ fn an_https_endpoint_is_verified_and_used() {
             !e.is_empty()
         });
         assert_eq!(pings.len(), 1, "the startup ping, over TLS");
-        backend.answer(json!({ "rules": [{
-            "match": { "type": "io.ringcast.connect" },
-            "status": 200,
-            "body": { "allow": true, "user": "42", "rooms": ["team:7"], "data": { "name": "Ann" } },
-        }]}));
+        backend.allow_user_42();
         node(&server, "allow", &[]);
-        let request = backend
-            .requests()
-            .into_iter()
-            .find(|r| r["events"][0]["type"] == "io.ringcast.connect")
-            .expect("a connect request, over TLS");
+        let request = backend.first_request("io.ringcast.connect");
         assert_eq!(request["signature_ok"], true, "{request}");
         assert_eq!(request["status"], 200, "{request}");
     }
@@ -1156,11 +1157,7 @@ fn signatures_verify_and_replays_fail() {
     let backend = Backend::start(&dir, "backend");
     let server = Server::start(&config(&backend, 1, CONNECT_HOOK), &dir, &[]);
     node(&server, "allow", &[]);
-    let request = backend
-        .requests()
-        .into_iter()
-        .find(|r| r["events"][0]["type"] == "io.ringcast.connect")
-        .expect("a connect request");
+    let request = backend.first_request("io.ringcast.connect");
     assert_eq!(request["signature_ok"], true);
     let body = request["body"].as_str().expect("body").as_bytes().to_vec();
     let header = request["headers"]["ringcast-signature"]

@@ -335,13 +335,7 @@ fn join(
             let (task_socket, user) = (socket.clone(), user.map(str::to_owned));
             let room = room.into_owned();
             socket.spawn(async move {
-                let mut data = serde_json::Map::new();
-                data.insert("namespace".into(), task_socket.nsp().as_ref().into());
-                data.insert("socket".into(), task_socket.id().into());
-                data.insert(
-                    "user".into(),
-                    user.map_or(serde_json::Value::Null, Into::into),
-                );
+                let mut data = super::hooks::about(&task_socket, user.as_deref());
                 data.insert("room".into(), room.clone().into());
                 let event = hooks.event(
                     task_socket.shard().index(),

@@ -197,8 +197,7 @@ pub(crate) fn refresh(socket: &Socket, grant: &Rc<SocketGrant>) {
     let Some(endpoint) = hooks.refresh.clone() else {
         return;
     };
-    let (socket, grant) = (socket.clone(), grant.clone());
-    let task_socket = socket.clone();
+    let (task_socket, grant) = (socket.clone(), grant.clone());
     socket.spawn(async move {
         let socket = task_socket;
         let expires_at = grant.expires_at().unwrap_or_else(unix_now);
@@ -207,13 +206,7 @@ pub(crate) fn refresh(socket: &Socket, grant: &Rc<SocketGrant>) {
             if !socket.connected() {
                 return;
             }
-            let mut data = Map::new();
-            data.insert("namespace".into(), socket.nsp().as_ref().into());
-            data.insert("socket".into(), socket.id().into());
-            data.insert(
-                "user".into(),
-                grant.user.clone().map_or(Value::Null, Value::from),
-            );
+            let mut data = super::about(&socket, grant.user.as_deref());
             data.insert("expires_at".into(), expires_at.into());
             data.insert("data".into(), socket.data_json());
             let event = hooks.event(

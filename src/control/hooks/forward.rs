@@ -199,13 +199,7 @@ fn event_data(
     message: &Message,
     ack: bool,
 ) -> Map<String, Value> {
-    let mut data = Map::new();
-    data.insert("namespace".into(), socket.nsp().as_ref().into());
-    data.insert("socket".into(), socket.id().into());
-    data.insert(
-        "user".into(),
-        state.user.clone().map_or(Value::Null, Value::from),
-    );
+    let mut data = super::about(socket, state.user.as_deref());
     data.insert("event".into(), event.into());
     data.insert("seq".into(), state.next_seq().into());
     data.insert("ack".into(), ack.into());

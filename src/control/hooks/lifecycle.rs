@@ -155,18 +155,14 @@ impl LifecycleObserver {
         socket: &Socket,
         state: &SocketHooks,
         kind: &'static str,
-        mut data: Map<String, Value>,
+        extra: Map<String, Value>,
     ) {
         let Some(lifecycle) = &self.hooks.lifecycle else {
             return;
         };
-        data.insert("namespace".into(), socket.nsp().as_ref().into());
-        data.insert("socket".into(), socket.id().into());
-        data.insert(
-            "user".into(),
-            state.user.clone().map_or(Value::Null, Value::from),
-        );
+        let mut data = super::about(socket, state.user.as_deref());
         data.insert("seq".into(), state.next_seq().into());
+        data.extend(extra);
         let event = self.hooks.event(self.shard, kind, Some(socket.id()), data);
         push(
             &self.hooks,
@@ -175,6 +171,14 @@ impl LifecycleObserver {
             socket.id(),
             event,
         );
+    }
+
+    /// A `joined` or `left` event, saying who made the change.
+    fn room_changed(&self, socket: &Socket, state: &SocketHooks, kind: &'static str, room: &str) {
+        let mut data = Map::new();
+        data.insert("room".into(), room.into());
+        data.insert("by".into(), CAUSE.with(Cell::get).as_str().into());
+        self.emit(socket, state, kind, data);
     }
 }
 
@@ -212,10 +216,7 @@ impl crate::socketio::Observer for LifecycleObserver {
             return;
         };
         if state.wants(LifecycleKind::Joined) {
-            let mut data = Map::new();
-            data.insert("room".into(), room.into());
-            data.insert("by".into(), CAUSE.with(Cell::get).as_str().into());
-            self.emit(socket, &state, "io.ringcast.socket.joined", data);
+            self.room_changed(socket, &state, "io.ringcast.socket.joined", room);
         }
     }
 
@@ -229,10 +230,7 @@ impl crate::socketio::Observer for LifecycleObserver {
             return;
         }
         if state.wants(LifecycleKind::Left) {
-            let mut data = Map::new();
-            data.insert("room".into(), room.into());
-            data.insert("by".into(), CAUSE.with(Cell::get).as_str().into());
-            self.emit(socket, &state, "io.ringcast.socket.left", data);
+            self.room_changed(socket, &state, "io.ringcast.socket.left", room);
         }
     }
 

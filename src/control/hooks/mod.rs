@@ -557,6 +557,22 @@ impl Hooks {
     }
 }
 
+/// The start of every socket event's `data`: its namespace, its id and its user (`null` for
+/// an anonymous socket).
+pub(crate) fn about(
+    socket: &crate::socketio::Socket,
+    user: Option<&str>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut data = serde_json::Map::new();
+    data.insert("namespace".into(), socket.nsp().as_ref().into());
+    data.insert("socket".into(), socket.id().into());
+    data.insert(
+        "user".into(),
+        user.map_or(serde_json::Value::Null, Into::into),
+    );
+    data
+}
+
 fn check_batching(config: &LifecycleConfig) -> Result<(), String> {
     if config.lanes == 0 || config.batch_max == 0 || config.batch_bytes == 0 {
         return Err("lifecycle: lanes, batch_max and batch_bytes are at least 1".into());
