@@ -1324,6 +1324,87 @@ fn keys_are_claimed_once_read_and_overwritten() {
 }
 
 #[test]
+fn sessions_hashes_and_streams_for_recovery() {
+    let redis = RedisServer::start();
+    let (link, _) = start(config(&redis.url()));
+    wait_for("the link", Duration::from_secs(5), || {
+        link.counts().connected
+    });
+    // GETDEL: taken once.
+    assert_eq!(link.set_px("rl-session", "s1", 60_000), Ok(()));
+    wait_for("the SET PX", Duration::from_secs(5), || {
+        command(redis.port, &["GET", "rl-session"]) == Ok("s1".to_owned())
+    });
+    assert_eq!(
+        block_on(link.getdel("rl-session")),
+        Ok(Some("s1".to_owned()))
+    );
+    assert_eq!(block_on(link.getdel("rl-session")), Ok(None));
+    // A hash: set, read, expired, field deleted.
+    assert_eq!(link.hset("rl-live", "p1", "one"), Ok(()));
+    assert_eq!(link.hset("rl-live", "p2", "two"), Ok(()));
+    assert_eq!(link.pexpire("rl-live", 30_000), Ok(()));
+    wait_for("the HSET", Duration::from_secs(5), || {
+        block_on(link.hget("rl-live", "p2")) == Ok(Some("two".to_owned()))
+    });
+    assert!((1..=30_000).contains(&pttl(redis.port, "rl-live")));
+    assert_eq!(link.hdel("rl-live", "p1"), Ok(()));
+    wait_for("the HDEL", Duration::from_secs(5), || {
+        block_on(link.hget("rl-live", "p1")) == Ok(None)
+    });
+    assert_eq!(block_on(link.hget("rl-none", "p1")), Ok(None));
+    // A stream: binary values, trimmed to about its length, read back from an entry on.
+    for i in 0..300u32 {
+        let fields = vec![
+            ("o", Bytes::from(format!("offset-{i}"))),
+            ("m", Bytes::from(vec![0xff, 0, i as u8])),
+        ];
+        assert_eq!(link.append("rl-log", 1000, fields), Ok(()));
+    }
+    wait_for("the XADDs", Duration::from_secs(5), || {
+        command(redis.port, &["XLEN", "rl-log"]) == Ok("300".to_owned())
+    });
+    let after = |offset: &str, limit| {
+        block_on(link.stream_after("rl-log", "o", Bytes::from(offset.to_owned()), limit))
+    };
+    // Found on the second page (pages are 256 entries): the 279 after it, oldest first.
+    let missed = after("offset-20", 1000).expect("an answer").expect("found");
+    assert_eq!(missed.len(), 279);
+    assert_eq!(missed[0].field("o"), Some(&Bytes::from("offset-21")));
+    assert_eq!(missed[0].field("m"), Some(&Bytes::from(vec![0xff, 0, 21])));
+    assert_eq!(missed[278].field("o"), Some(&Bytes::from("offset-299")));
+    // The newest: nothing after it. Not there, or past the limit: none.
+    assert_eq!(after("offset-299", 1000), Ok(Some(Vec::new())));
+    assert_eq!(after("bogus", 1000), Ok(None));
+    assert_eq!(after("offset-20", 100), Ok(None));
+    assert_eq!(after("offset-20", 0), Ok(None));
+    assert_eq!(
+        block_on(link.stream_after("rl-nothing", "o", Bytes::from("x"), 10)),
+        Ok(None)
+    );
+    // Trimmed: `MAXLEN ~` keeps at least the wanted length, not every entry.
+    for i in 0..2000u32 {
+        let fields = vec![("o", Bytes::from(format!("later-{i}")))];
+        assert_eq!(link.append("rl-log", 1000, fields), Ok(()));
+    }
+    wait_for("the trimmed stream", Duration::from_secs(5), || {
+        after("later-1999", 10) == Ok(Some(Vec::new()))
+    });
+    let length: usize = command(redis.port, &["XLEN", "rl-log"])
+        .expect("XLEN")
+        .parse()
+        .expect("a count");
+    assert!((1000..1200).contains(&length), "{length}");
+    assert_eq!(after("offset-20", 5000), Ok(None));
+    // Another type under the key: an error, not a panic.
+    assert!(matches!(
+        block_on(link.getdel("rl-live")),
+        Err(CommandError::Redis(_))
+    ));
+    link.stop();
+}
+
+#[test]
 fn claims_on_a_cluster_go_to_the_master_owning_their_slot() {
     let cluster = RedisCluster::start(3);
     let seeds = ClusterSeeds::parse(&cluster.seeds()).expect("the seeds");

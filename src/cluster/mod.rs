@@ -77,6 +77,8 @@ pub struct LocalBroadcast<'a> {
     pub args: &'a [u8],
     /// The binary attachments the arguments' placeholders name.
     pub attachments: &'a [Bytes],
+    /// Its connection state recovery offset, when stored (ringcast's `opts.offset`).
+    pub offset: Option<&'a str>,
 }
 
 /// A message to publish: its channel and bytes.
@@ -103,6 +105,8 @@ pub struct RemoteBroadcast {
     pub volatile: bool,
     /// The event, its arguments as JSON with placeholders, and its attachments.
     pub event: DecodedEvent,
+    /// The offset a ringcast node gave it for connection state recovery (`opts.offset`).
+    pub offset: Option<String>,
 }
 
 /// An operation another node (or an emitter) asks every node to apply to its own sockets:
@@ -462,6 +466,7 @@ impl Node {
                         rooms,
                         except,
                         flags: Some(flags),
+                        offset: broadcast.offset.map(str::to_owned),
                     },
                 },
             };
@@ -480,6 +485,7 @@ impl Node {
                 rooms,
                 except,
                 flags: Some(flags),
+                offset: broadcast.offset.map(str::to_owned),
             },
         };
         let mut payload = Vec::new();
@@ -528,6 +534,7 @@ impl Node {
             rooms: rooms.iter().map(|r| r.to_string()).collect(),
             except: except.iter().map(|r| r.to_string()).collect(),
             flags: None,
+            offset: None,
         };
         let body = match action {
             RemoteAction::Join(rooms) => RequestBody::RemoteJoin { opts, rooms },
@@ -561,6 +568,7 @@ impl Node {
                     rooms: names(rooms),
                     except: names(except),
                     flags: None,
+                    offset: None,
                 },
             },
             Question::AllRooms => RequestBody::AllRooms { request_id },
@@ -592,6 +600,7 @@ impl Node {
                         rooms: names(broadcast.rooms),
                         except: names(broadcast.except),
                         flags: Some(flags),
+                        offset: None,
                     },
                 }
             }
@@ -824,6 +833,7 @@ impl Node {
             except: message.opts.except,
             volatile,
             event,
+            offset: message.opts.offset,
         })
     }
 }

@@ -158,6 +158,7 @@ pub(super) fn receive(
                     except: opts.except,
                     volatile,
                     event,
+                    offset: opts.offset,
                 }),
                 Some(request_id) => Incoming::AckBroadcast(RemoteAckBroadcast {
                     query: query(request_id, opts),

@@ -95,6 +95,7 @@ fn what_this_node_publishes_is_what_a_node_server_publishes() {
             event: "to-room1",
             args: br#""x""#,
             attachments: &[],
+            offset: None,
         })
         .expect("served")
         .expect("encoded");
@@ -129,6 +130,7 @@ fn binary_volatile_and_several_rooms_cross_as_node_sends_them() {
             event: "bin",
             args: br#"{"_placeholder":true,"num":0},"y""#,
             attachments: std::slice::from_ref(&attachment),
+            offset: None,
         })
         .expect("served")
         .expect("encoded");
@@ -502,6 +504,7 @@ fn this_nodes_questions_are_asked_as_node_asks_them_and_only_their_answers_are_t
         event: "ask",
         args: b"1",
         attachments: &[],
+        offset: None,
     };
     let ask = node
         .ask(
@@ -594,6 +597,7 @@ fn to_room1(rooms: &[Box<str>]) -> LocalBroadcast<'_> {
         event: "to-room1",
         args: br#""x""#,
         attachments: &[],
+        offset: None,
     }
 }
 

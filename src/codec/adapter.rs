@@ -314,6 +314,10 @@ pub struct BroadcastOpts {
     /// `flags`: written by broadcasts (and the sharded adapter), absent from the classic
     /// adapter's operation requests.
     pub flags: Option<Flags>,
+    /// `offset`: ringcast's own key, the connection state recovery offset a ringcast node gave
+    /// a stored broadcast, so every node delivers it with the same one. Node's adapters read
+    /// only `rooms`, `except` and `flags`, and ignore it.
+    pub offset: Option<String>,
 }
 
 /// A socket as REMOTE_FETCH / FETCH_SOCKETS_RESPONSE describe it.
@@ -1502,10 +1506,13 @@ fn opts_of(value: Value) -> Result<BroadcastOpts, AdapterError> {
             })
         }
     };
+    // A malformed offset is no offset: the broadcast is still delivered (not stored).
+    let offset = map.opt_string("offset").ok().flatten();
     Ok(BroadcastOpts {
         rooms,
         except,
         flags,
+        offset,
     })
 }
 
@@ -1623,11 +1630,15 @@ fn opts_out(opts: &BroadcastOpts, order: OptsOrder) -> Out<'_> {
     let rooms = ("rooms", strs(&opts.rooms));
     let except = ("except", strs(&opts.except));
     let flags = opts.flags.map(|flags| ("flags", flags_out(flags)));
-    Out::Map(match (order, flags) {
+    let mut map = match (order, flags) {
         (_, None) => vec![rooms, except],
         (OptsOrder::Server, Some(flags)) => vec![rooms, except, flags],
         (OptsOrder::Emitter, Some(flags)) => vec![rooms, flags, except],
-    })
+    };
+    if let Some(offset) = &opts.offset {
+        map.push(("offset", Out::Str(offset)));
+    }
+    Out::Map(map)
 }
 
 fn flags_out(flags: Flags) -> Out<'static> {
@@ -1851,6 +1862,7 @@ mod tests {
             rooms: strings(rooms),
             except: strings(except),
             flags,
+            offset: None,
         }
     }
 

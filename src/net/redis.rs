@@ -1045,11 +1045,23 @@ impl Wanted {
 }
 
 struct Publish {
+    /// The channel, or the stream's key.
     channel: String,
-    payload: Bytes,
     size: usize,
-    /// `SPUBLISH` rather than `PUBLISH`.
-    sharded: bool,
+    body: Body,
+}
+
+/// What a queued [`Publish`] sends.
+enum Body {
+    /// `PUBLISH channel payload`.
+    Channel(Bytes),
+    /// `SPUBLISH channel payload`.
+    Sharded(Bytes),
+    /// `XADD key MAXLEN ~ max_len * field value…`.
+    Stream {
+        max_len: usize,
+        fields: Vec<(&'static str, Bytes)>,
+    },
 }
 
 struct NumSub {
@@ -1062,20 +1074,17 @@ struct NumSub {
 /// A command for the link thread's command connection.
 enum Request {
     NumSub(NumSub),
-    /// `SET key value EX secs`; nobody waits for it.
-    SetEx {
+    /// `name key args…` (`SET … EX`, `SET … PX`, `DEL`, `HSET`, `HDEL`, `PEXPIRE`);
+    /// nobody waits for it.
+    Write {
+        name: &'static str,
         key: String,
-        value: String,
-        secs: u64,
+        args: Vec<Value>,
     },
     /// `EXISTS key`, answered with whether it does.
     Exists {
         key: String,
         answer: oneshot::Sender<Result<bool, CommandError>>,
-    },
-    /// `DEL key`; nobody waits for it.
-    Delete {
-        key: String,
     },
     /// `SET key value NX PX millis`, answered with whether it was set.
     SetNxPx {
@@ -1084,15 +1093,11 @@ enum Request {
         millis: u64,
         answer: oneshot::Sender<Result<bool, CommandError>>,
     },
-    /// `SET key value PX millis`; nobody waits for it.
-    SetPx {
-        key: String,
-        value: String,
-        millis: u64,
-    },
-    /// `GET key`, answered with its value (none when it is not there).
-    Get {
-        key: String,
+    /// `GET key`, `GETDEL key` or `HGET key field`, answered with the text (none when it is
+    /// not there).
+    Text {
+        name: &'static str,
+        args: Vec<String>,
         answer: oneshot::Sender<Result<Option<String>, CommandError>>,
     },
     /// `SCAN … MATCH pattern` (every master of a cluster) then `MGET`, answered with at most
@@ -1102,6 +1107,34 @@ enum Request {
         limit: usize,
         answer: oneshot::Sender<Result<Vec<(String, String)>, CommandError>>,
     },
+    /// `XREVRANGE` pages back from the newest entry to the one whose `field` is `value`,
+    /// answered with the entries after it (none when it is not found within `limit`).
+    StreamAfter {
+        key: String,
+        field: String,
+        value: Bytes,
+        limit: usize,
+        answer: oneshot::Sender<Result<Option<Vec<StreamEntry>>, CommandError>>,
+    },
+}
+
+/// One entry of a Redis stream: its id and its fields, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEntry {
+    /// The entry id (`<ms>-<seq>`).
+    pub id: String,
+    /// Field names and values.
+    pub fields: Vec<(String, Bytes)>,
+}
+
+impl StreamEntry {
+    /// The value of field `name`, if the entry has it.
+    pub fn field(&self, name: &str) -> Option<&Bytes> {
+        self.fields
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value)
+    }
 }
 
 impl RedisLink {
@@ -1165,17 +1198,32 @@ impl RedisLink {
     /// dropped (drop-newest), counted in `publish_dropped`, and returned as an error; queued
     /// ones go out in the order they were queued, once the link is connected.
     pub fn publish(&self, channel: impl Into<String>, payload: Bytes) -> Result<(), PublishError> {
-        self.queue(channel.into(), payload, false)
+        self.queue(channel.into(), Body::Channel(payload))
     }
 
     /// Queues `SPUBLISH channel payload` (Redis 7 sharded pub/sub; on a cluster, sent to the
     /// master owning the channel's hash slot); never blocks. The same queue, bounds, order and
     /// counts as [`RedisLink::publish`].
     pub fn spublish(&self, channel: impl Into<String>, payload: Bytes) -> Result<(), PublishError> {
-        self.queue(channel.into(), payload, true)
+        self.queue(channel.into(), Body::Sharded(payload))
     }
 
-    fn queue(&self, channel: String, payload: Bytes, sharded: bool) -> Result<(), PublishError> {
+    /// Queues `XADD key MAXLEN ~ max_len * field value…`: appends an entry to the stream at
+    /// `key` (on a cluster, at the master owning the key's slot), which Redis trims to about
+    /// `max_len` entries (whole macro nodes at a time, so a few more may stay). The same
+    /// queue, bounds, order and counts as [`RedisLink::publish`]: a log written as often as
+    /// broadcasts are published.
+    pub fn append(
+        &self,
+        key: impl Into<String>,
+        max_len: usize,
+        fields: Vec<(&'static str, Bytes)>,
+    ) -> Result<(), PublishError> {
+        let max_len = max_len.max(1);
+        self.queue(key.into(), Body::Stream { max_len, fields })
+    }
+
+    fn queue(&self, channel: String, body: Body) -> Result<(), PublishError> {
         let shared = &self.handle.shared;
         let refuse = |error| {
             shared
@@ -1187,7 +1235,14 @@ impl RedisLink {
         if shared.stopped.load(Ordering::Acquire) {
             return refuse(PublishError::Stopped);
         }
-        let size = channel.len() + payload.len();
+        let size = channel.len()
+            + match &body {
+                Body::Channel(payload) | Body::Sharded(payload) => payload.len(),
+                Body::Stream { fields, .. } => fields
+                    .iter()
+                    .map(|(name, value)| name.len() + value.len())
+                    .sum(),
+            };
         let before = shared.queued_bytes.fetch_add(size, Ordering::AcqRel);
         if before.saturating_add(size) > shared.config.max_queued_bytes {
             shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
@@ -1195,9 +1250,8 @@ impl RedisLink {
         }
         let publish = Publish {
             channel,
-            payload,
             size,
-            sharded,
+            body,
         };
         match self.handle.publishes.try_send(publish) {
             Ok(()) => Ok(()),
@@ -1303,12 +1357,13 @@ impl RedisLink {
         value: impl Into<String>,
         secs: u64,
     ) -> Result<(), CommandError> {
-        self.forget(Request::SetEx {
-            key: key.into(),
-            value: value.into(),
-            // `EX 0` is an error in Redis: the shortest expiry is a second.
-            secs: secs.max(1),
-        })
+        // `EX 0` is an error in Redis: the shortest expiry is a second.
+        let args = vec![
+            value.into().into(),
+            "EX".into(),
+            secs.max(1).to_string().into(),
+        ];
+        self.write("SET", key.into(), args)
     }
 
     /// `EXISTS key` on the command connection (on a cluster, at the master owning the key's
@@ -1331,7 +1386,7 @@ impl RedisLink {
     /// slot); fire-and-forget with the same refusals as [`RedisLink::set_ex`]. Deleting a key
     /// that is not there is not an error.
     pub fn delete(&self, key: impl Into<String>) -> Result<(), CommandError> {
-        self.forget(Request::Delete { key: key.into() })
+        self.write("DEL", key.into(), Vec::new())
     }
 
     /// `SET key value NX PX millis` on the command connection (on a cluster, at the master
@@ -1370,11 +1425,12 @@ impl RedisLink {
         value: impl Into<String>,
         millis: u64,
     ) -> Result<(), CommandError> {
-        self.forget(Request::SetPx {
-            key: key.into(),
-            value: value.into(),
-            millis: millis.max(1),
-        })
+        let args = vec![
+            value.into().into(),
+            "PX".into(),
+            millis.max(1).to_string().into(),
+        ];
+        self.write("SET", key.into(), args)
     }
 
     /// `GET key` on the command connection (on a cluster, at the master owning the key's
@@ -1382,18 +1438,100 @@ impl RedisLink {
     /// type: Redis's `WRONGTYPE`) or not UTF-8 is an error. The same future and errors as
     /// [`RedisLink::server_count`].
     pub fn get(&self, key: impl Into<String>) -> CommandAnswer<Option<String>> {
+        self.text("GET", vec![key.into()])
+    }
+
+    /// `GETDEL key` (Redis 6.2+) on the command connection (on a cluster, at the master owning
+    /// the key's slot): its value, taken (the key is deleted), `None` when it is not there; a
+    /// read only one caller in the cluster gets. Answers and errors as [`RedisLink::get`].
+    pub fn getdel(&self, key: impl Into<String>) -> CommandAnswer<Option<String>> {
+        self.text("GETDEL", vec![key.into()])
+    }
+
+    /// `HGET key field`: the field's value in the hash at `key`, `None` when either is not
+    /// there. Answers and errors as [`RedisLink::get`].
+    pub fn hget(
+        &self,
+        key: impl Into<String>,
+        field: impl Into<String>,
+    ) -> CommandAnswer<Option<String>> {
+        self.text("HGET", vec![key.into(), field.into()])
+    }
+
+    /// `HSET key field value`; fire-and-forget with the same refusals as
+    /// [`RedisLink::set_ex`].
+    pub fn hset(
+        &self,
+        key: impl Into<String>,
+        field: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), CommandError> {
+        let args = vec![field.into().into(), value.into().into()];
+        self.write("HSET", key.into(), args)
+    }
+
+    /// `HDEL key field`; fire-and-forget with the same refusals as [`RedisLink::set_ex`].
+    pub fn hdel(
+        &self,
+        key: impl Into<String>,
+        field: impl Into<String>,
+    ) -> Result<(), CommandError> {
+        self.write("HDEL", key.into(), vec![field.into().into()])
+    }
+
+    /// `PEXPIRE key millis`; fire-and-forget with the same refusals as [`RedisLink::set_ex`].
+    pub fn pexpire(&self, key: impl Into<String>, millis: u64) -> Result<(), CommandError> {
+        self.write(
+            "PEXPIRE",
+            key.into(),
+            vec![millis.max(1).to_string().into()],
+        )
+    }
+
+    /// The entries of the stream at `key` after the newest one whose `field` is `value`,
+    /// oldest first: `XREVRANGE` pages back from the newest entry until it finds that one;
+    /// `None` when it is not there, or not among the newest `limit` entries. Within one
+    /// command timeout; errors as [`RedisLink::get`].
+    pub fn stream_after(
+        &self,
+        key: impl Into<String>,
+        field: impl Into<String>,
+        value: Bytes,
+        limit: usize,
+    ) -> CommandAnswer<Option<Vec<StreamEntry>>> {
         let (answer, receiver) = oneshot::channel();
         let Some(answer) = self.refuse_while_down(answer) else {
             return CommandAnswer(receiver);
         };
-        let request = Request::Get {
+        let request = Request::StreamAfter {
             key: key.into(),
+            field: field.into(),
+            value,
+            limit,
             answer,
         };
-        if let Err((Request::Get { answer, .. }, why)) = self.request(request) {
+        if let Err((Request::StreamAfter { answer, .. }, why)) = self.request(request) {
             let _ = answer.send(Err(why));
         }
         CommandAnswer(receiver)
+    }
+
+    /// A command answered with text or nothing (`GET`, `GETDEL`, `HGET`).
+    fn text(&self, name: &'static str, args: Vec<String>) -> CommandAnswer<Option<String>> {
+        let (answer, receiver) = oneshot::channel();
+        let Some(answer) = self.refuse_while_down(answer) else {
+            return CommandAnswer(receiver);
+        };
+        let request = Request::Text { name, args, answer };
+        if let Err((Request::Text { answer, .. }, why)) = self.request(request) {
+            let _ = answer.send(Err(why));
+        }
+        CommandAnswer(receiver)
+    }
+
+    /// Queues a write nobody waits for (see [`RedisLink::forget`]).
+    fn write(&self, name: &'static str, key: String, args: Vec<Value>) -> Result<(), CommandError> {
+        self.forget(Request::Write { name, key, args })
     }
 
     /// Answers [`CommandError::Disconnected`] through `answer` while the link is known down
@@ -1888,14 +2026,23 @@ impl Worker {
         Box::pin(async move {
             let Publish {
                 channel,
-                payload,
                 size,
-                sharded,
+                body,
             } = publish;
-            let result: Result<Value, _> = if sharded {
-                client.spublish(channel, payload).await
-            } else {
-                client.publish(channel, payload).await
+            let result: Result<Value, _> = match body {
+                Body::Channel(payload) => client.publish(channel, payload).await,
+                Body::Sharded(payload) => client.spublish(channel, payload).await,
+                Body::Stream { max_len, fields } => {
+                    let mut args: Vec<Value> = Vec::with_capacity(5 + 2 * fields.len());
+                    args.push(channel.into());
+                    args.extend(["MAXLEN".into(), "~".into(), max_len.to_string().into()]);
+                    args.push("*".into());
+                    for (name, value) in fields {
+                        args.push(name.into());
+                        args.push(value.into());
+                    }
+                    client.custom(key_command("XADD"), args).await
+                }
             };
             shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
             match result {
@@ -1913,11 +2060,8 @@ impl Worker {
     fn command(&self, request: Request) -> Option<Task> {
         match request {
             Request::NumSub(request) => self.num_sub(request),
-            Request::SetEx { key, value, secs } => {
-                self.forget("SET", key, vec![value, "EX".to_owned(), secs.to_string()])
-            }
+            Request::Write { name, key, args } => self.forget(name, key, args),
             Request::Exists { key, answer } => self.ask("EXISTS", vec![key], answer, exists_answer),
-            Request::Delete { key } => self.forget("DEL", key, Vec::new()),
             Request::SetNxPx {
                 key,
                 value,
@@ -1933,16 +2077,79 @@ impl Worker {
                 ];
                 self.ask("SET", args, answer, set_nx_answer)
             }
-            Request::SetPx { key, value, millis } => {
-                self.forget("SET", key, vec![value, "PX".to_owned(), millis.to_string()])
-            }
-            Request::Get { key, answer } => self.ask("GET", vec![key], answer, get_answer),
+            Request::Text { name, args, answer } => self.ask(name, args, answer, text_answer),
             Request::ScanValues {
                 pattern,
                 limit,
                 answer,
             } => self.scan_values(pattern, limit, answer),
+            Request::StreamAfter {
+                key,
+                field,
+                value,
+                limit,
+                answer,
+            } => self.stream_after(key, field, value, limit, answer),
         }
+    }
+
+    /// Pages back through a stream with `XREVRANGE` (a few hundred entries a page) until the
+    /// entry whose `field` is `value`, keeping the newer ones; all within the command timeout.
+    fn stream_after(
+        &self,
+        key: String,
+        field: String,
+        value: Bytes,
+        limit: usize,
+        answer: oneshot::Sender<Result<Option<Vec<StreamEntry>>, CommandError>>,
+    ) -> Option<Task> {
+        const PAGE: usize = 256;
+        if !self.state.publisher.up() {
+            let _ = answer.send(Err(CommandError::Disconnected));
+            return None;
+        }
+        let client = self.publisher.clone();
+        let timeout = self.shared.config.command_timeout;
+        Some(Box::pin(async move {
+            let walk = async {
+                let mut newer: Vec<StreamEntry> = Vec::new();
+                let mut end = "+".to_owned();
+                loop {
+                    let args: Vec<Value> = vec![
+                        key.clone().into(),
+                        end.clone().into(),
+                        "-".into(),
+                        "COUNT".into(),
+                        PAGE.to_string().into(),
+                    ];
+                    let page = client.custom::<Value, _>(key_command("XREVRANGE"), args);
+                    let entries = stream_entries(page.await.map_err(command_error)?)?;
+                    let Some(last) = entries.last() else {
+                        return Ok(None);
+                    };
+                    end = format!("({}", last.id);
+                    let full_page = entries.len() == PAGE;
+                    for entry in entries {
+                        if entry.field(&field) == Some(&value) {
+                            newer.reverse();
+                            return Ok(Some(newer));
+                        }
+                        if newer.len() >= limit {
+                            return Ok(None);
+                        }
+                        newer.push(entry);
+                    }
+                    if !full_page {
+                        return Ok(None);
+                    }
+                }
+            };
+            let found = match tokio::time::timeout(timeout, walk).await {
+                Err(_elapsed) => Err(CommandError::Timeout),
+                Ok(found) => found,
+            };
+            let _ = answer.send(found);
+        }))
     }
 
     /// `SCAN … MATCH` on the server, or on every master of a cluster one after the other (the
@@ -2014,7 +2221,7 @@ impl Worker {
 
     /// `name key args…` on the command connection with nobody waiting for it: dropped while
     /// the link is down, logged at debug when it fails or times out.
-    fn forget(&self, name: &'static str, key: String, args: Vec<String>) -> Option<Task> {
+    fn forget(&self, name: &'static str, key: String, args: Vec<Value>) -> Option<Task> {
         if !self.state.publisher.up() {
             tracing::debug!("redis link: {name} {key} dropped, the link is down");
             return None;
@@ -2022,8 +2229,8 @@ impl Worker {
         let client = self.publisher.clone();
         let timeout = self.shared.config.command_timeout;
         Some(Box::pin(async move {
-            let mut all = Vec::with_capacity(args.len() + 1);
-            all.push(key.clone());
+            let mut all: Vec<Value> = Vec::with_capacity(args.len() + 1);
+            all.push(key.clone().into());
             all.extend(args);
             let sent = client.custom::<Value, _>(key_command(name), all);
             match tokio::time::timeout(timeout, sent).await {
@@ -2361,13 +2568,49 @@ fn set_nx_answer(value: Value) -> Result<bool, CommandError> {
 }
 
 /// `GET key` answers the value, or nil when the key is not there.
-fn get_answer(value: Value) -> Result<Option<String>, CommandError> {
+fn text_answer(value: Value) -> Result<Option<String>, CommandError> {
     match value {
         Value::Null => Ok(None),
         value => text_of(value)
             .map(Some)
-            .ok_or_else(|| CommandError::Redis("unexpected answer to GET".to_owned())),
+            .ok_or_else(|| CommandError::Redis("unexpected answer: not text".to_owned())),
     }
+}
+
+/// `XRANGE` / `XREVRANGE` answer `[[id, [field, value, …]], …]`.
+fn stream_entries(value: Value) -> Result<Vec<StreamEntry>, CommandError> {
+    let unexpected = || CommandError::Redis("unexpected answer to XREVRANGE".to_owned());
+    let Value::Array(items) = value else {
+        return match value {
+            Value::Null => Ok(Vec::new()),
+            _ => Err(unexpected()),
+        };
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let Value::Array(parts) = item else {
+                return Err(unexpected());
+            };
+            let [id, Value::Array(flat)] =
+                <[Value; 2]>::try_from(parts).map_err(|_| unexpected())?
+            else {
+                return Err(unexpected());
+            };
+            let id = text_of(id).ok_or_else(unexpected)?;
+            let mut fields = Vec::with_capacity(flat.len() / 2);
+            let mut flat = flat.into_iter();
+            while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+                let name = text_of(name).ok_or_else(unexpected)?;
+                let value = value
+                    .as_bytes()
+                    .map(Bytes::copy_from_slice)
+                    .ok_or_else(unexpected)?;
+                fields.push((name, value));
+            }
+            Ok(StreamEntry { id, fields })
+        })
+        .collect()
 }
 
 /// `PUBSUB NUMSUB channel` (and `SHARDNUMSUB`) answers `[channel, count]`.
@@ -3076,17 +3319,17 @@ mod tests {
             set_nx_answer(Value::Integer(1)),
             Err(CommandError::Redis(_))
         ));
-        assert_eq!(get_answer(Value::Null), Ok(None));
+        assert_eq!(text_answer(Value::Null), Ok(None));
         assert_eq!(
-            get_answer(Value::String("running ab".into())),
+            text_answer(Value::String("running ab".into())),
             Ok(Some("running ab".to_owned()))
         );
         assert!(matches!(
-            get_answer(Value::Bytes(Bytes::from_static(b"\xff"))),
+            text_answer(Value::Bytes(Bytes::from_static(b"\xff"))),
             Err(CommandError::Redis(_))
         ));
         assert!(matches!(
-            get_answer(Value::Integer(3)),
+            text_answer(Value::Integer(3)),
             Err(CommandError::Redis(_))
         ));
     }

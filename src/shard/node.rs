@@ -319,6 +319,7 @@ impl Cluster {
                 event,
                 args: args.json_bytes(),
                 attachments: args.attachments(),
+                offset: broadcast.offset.as_deref(),
             };
             match read(&node).publish(&local) {
                 // A full queue is counted by the link (its drop policy).
@@ -396,6 +397,7 @@ fn ask_nodes(
                     event,
                     args: args.json_bytes(),
                     attachments: args.attachments(),
+                    offset: None,
                 },
                 timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             };
