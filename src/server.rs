@@ -211,6 +211,7 @@ impl ServerBuilder {
                         .engine
                         .per_message_deflate
                         .then_some(config.engine.deflate_threshold),
+                    config.socketio.recovery.as_ref(),
                 )?)
             }
             Some(control) => {

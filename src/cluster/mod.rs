@@ -289,6 +289,51 @@ pub enum Dropped {
     Unexpected,
 }
 
+/// The uid a log entry names (nobody receives it as a broadcast).
+const LOG_UID: &str = "ringcast-log";
+
+/// A stored broadcast (or direct emit) as connection state recovery's log in Redis keeps it:
+/// a classic broadcast message (`[uid, packet, opts]`, MessagePack, with `opts.offset`), so it
+/// reads back as what another node would have published.
+pub fn log_entry(broadcast: &LocalBroadcast<'_>) -> Result<Vec<u8>, NotepackError> {
+    let data = notepack::event_to_value(broadcast.event, broadcast.args, broadcast.attachments)?;
+    let message = BroadcastMessage {
+        uid: LOG_UID.to_owned(),
+        packet: Packet {
+            kind: 2,
+            data,
+            nsp: Some(broadcast.nsp.to_owned()),
+        },
+        opts: BroadcastOpts {
+            rooms: broadcast.rooms.iter().map(|r| r.to_string()).collect(),
+            except: broadcast.except.iter().map(|r| r.to_string()).collect(),
+            flags: None,
+            offset: broadcast.offset.map(str::to_owned),
+        },
+    };
+    let mut entry = Vec::new();
+    message.encode(&mut entry);
+    Ok(entry)
+}
+
+/// A log entry of [`log_entry`]'s, read back (garbage is dropped, never delivered).
+pub fn read_log_entry(entry: &[u8]) -> Result<RemoteBroadcast, Dropped> {
+    let message = BroadcastMessage::decode(entry, MAX_MESSAGE).map_err(Dropped::Malformed)?;
+    if message.packet.kind != 2 {
+        return Err(Dropped::Unexpected);
+    }
+    let nsp = message.packet.nsp_or_root().to_owned();
+    let event = notepack::decode_event(message.packet.data).map_err(Dropped::BadEvent)?;
+    Ok(RemoteBroadcast {
+        nsp,
+        rooms: message.opts.rooms,
+        except: message.opts.except,
+        volatile: false,
+        event,
+        offset: message.opts.offset,
+    })
+}
+
 /// The adapter state of this process: one uid per namespace, as Node counts one server per
 /// subscribed connection and this process has one.
 pub struct Node {

@@ -116,6 +116,50 @@ fn what_this_node_publishes_is_what_a_node_server_publishes() {
 }
 
 #[test]
+fn a_recovery_offset_crosses_in_opts_and_the_log_reads_back() {
+    let rooms: Vec<Box<str>> = vec!["red".into()];
+    let except: Vec<Box<str>> = vec!["sid1".into()];
+    let attachment = Bytes::from_static(&[1, 2, 3]);
+    let broadcast = LocalBroadcast {
+        nsp: "/chat",
+        rooms: &rooms,
+        except: &except,
+        volatile: false,
+        event: "bin",
+        args: br#"{"_placeholder":true,"num":0},"y""#,
+        attachments: std::slice::from_ref(&attachment),
+        offset: Some("1f.0.abcdefgh"),
+    };
+    // Classic and sharded: another node reads the offset back; Node ignores the key.
+    for mut node in [node(), sharded_node(SubscriptionMode::Static)] {
+        node.add_namespace("/chat");
+        let uid = node.uid("/chat").expect("uid").to_owned();
+        let publish = node.publish(&broadcast).expect("served").expect("encoded");
+        let mut other = match node.mode() {
+            Mode::Classic => node_with_uid_not(&uid),
+            mode => Node::with_mode("socket.io", mode),
+        };
+        other.add_namespace("/chat");
+        let got = delivered(other.receive(&publish.channel, &publish.payload, |_, _| true));
+        assert_eq!(got.offset.as_deref(), Some("1f.0.abcdefgh"));
+        assert_eq!(got.event.attachments, vec![attachment.clone()]);
+    }
+    // The log's entry: the same meaning back, offset included.
+    let entry = crate::cluster::log_entry(&broadcast).expect("encoded");
+    let read = crate::cluster::read_log_entry(&entry).expect("read");
+    assert_eq!(read.nsp, "/chat");
+    assert_eq!(read.rooms, ["red"]);
+    assert_eq!(read.except, ["sid1"]);
+    assert_eq!(read.offset.as_deref(), Some("1f.0.abcdefgh"));
+    assert_eq!(read.event.name, "bin");
+    assert_eq!(read.event.attachments, vec![attachment]);
+    // Garbage from Redis is an error, never a panic.
+    for garbage in [&b""[..], b"\x93\xa1x", b"\xc1", &entry[..entry.len() - 1]] {
+        assert!(crate::cluster::read_log_entry(garbage).is_err());
+    }
+}
+
+#[test]
 fn binary_volatile_and_several_rooms_cross_as_node_sends_them() {
     let node = node();
     let rooms: Vec<Box<str>> = vec!["a".into(), "b".into()];

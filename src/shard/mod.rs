@@ -28,6 +28,7 @@ use crate::stats::{Report, ShardCounts};
 
 mod api;
 mod node;
+mod recovery;
 pub(crate) use api::{ApiPlan, ApiRouterFactory, ApiShard};
 pub(crate) use node::Cluster;
 
@@ -666,6 +667,12 @@ async fn serve(
     }
     monoio::spawn(timer_loop(shard.clone()));
     monoio::spawn(deferred_loop(shard.clone()));
+    // Shard 0 says the node lives, for connection state recovery across nodes.
+    if let (0, Some(cluster)) = (id.index(), &plan.cluster) {
+        if cluster.recovery().is_some() {
+            monoio::spawn(heartbeat_loop(shard.clone()));
+        }
+    }
     let mut batch = Vec::new();
     while !shard.stopped.get() {
         bus.recv_batch(&mut batch).await;
@@ -693,6 +700,19 @@ async fn serve(
     bus.drain(&mut batch);
     drop(batch);
     Ok(())
+}
+
+/// Tells Redis this node lives, every heartbeat until the shard stops (connection state
+/// recovery: a silent node's sessions become restorable elsewhere).
+async fn heartbeat_loop(shard: Rc<Shard>) {
+    while !shard.stopped.get() {
+        let Some(recovery) = shard.plan.cluster.as_ref().and_then(|c| c.recovery()) else {
+            return;
+        };
+        recovery.beat();
+        let pause = recovery.heartbeat();
+        monoio::time::sleep(pause).await;
+    }
 }
 
 /// Sends the broadcasts the engine holds ([`Engine::send_many`]) once per turn of the

@@ -21,17 +21,18 @@ use crate::codec::adapter::RemoteSocket;
 use crate::codec::adapter::SubscriptionMode;
 use crate::codec::frame;
 use crate::codec::notepack;
-use crate::config::{self, ClusterConfig, RedisMode};
+use crate::config::{self, ClusterConfig, RecoveryConfig, RedisMode};
 use crate::gather::RequestId;
 use crate::key::ShardId;
 use crate::net::redis::{self, ClusterSeeds, RedisLink, RedisLinkConfig, RedisUrl};
 use crate::socketio::{
-    Args, Ask, Broadcast, BroadcastOperator, Command, EventArgs, HandshakeInfo, Message, NodeHooks,
-    Op, OpFuture, Operation, Reply, ServerAck, ServerCountFuture, SocketInfo, SocketIo,
-    SocketIoMsg,
+    recovery_offset, Args, Ask, Broadcast, BroadcastOperator, Command, EventArgs, HandshakeInfo,
+    Message, NodeHooks, Op, OpFuture, Operation, Reply, ServerAck, ServerCountFuture,
+    SharedRecovery, SocketInfo, SocketIo, SocketIoMsg,
 };
 use crate::stats::ClusterCounts;
 
+use super::recovery::{self, RedisRecovery};
 use super::ShardMsg;
 
 /// This process's part in a Redis cluster: the adapter state every shard shares (read-mostly:
@@ -39,6 +40,8 @@ use super::ShardMsg;
 pub(crate) struct Cluster {
     node: Arc<RwLock<Node>>,
     link: RedisLink,
+    /// Connection state recovery in Redis, when recovery is on.
+    recovery: Option<RedisRecovery>,
     /// Messages from Redis this node dropped (malformed, unknown, for no namespace it serves).
     dropped: Arc<AtomicU64>,
     /// Questions to the other nodes not fully answered in time (every shard counts here).
@@ -57,6 +60,7 @@ impl Cluster {
         shards: u16,
         parser: config::Parser,
         deflate_threshold: Option<usize>,
+        recovery: Option<&RecoveryConfig>,
     ) -> std::io::Result<Cluster> {
         let invalid = |error: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, error);
         let link_config = match (&config.redis_cluster, &config.redis) {
@@ -91,6 +95,15 @@ impl Cluster {
         let answering: Arc<OnceLock<RedisLink>> = Arc::default();
         let answer_link = answering.clone();
         let next_shard = AtomicUsize::new(0);
+        // With recovery on, every stored broadcast carries an offset: a ringcast node's own
+        // (every node delivers it with the same), or one of this node's for what Node
+        // servers and emitters publish (the link thread counts as one more shard).
+        let node_tag: Arc<str> = recovery::node_tag().into();
+        let offsets = recovery.map(|_| (node_tag.clone(), AtomicU64::new(0)));
+        // What this node delivers of theirs, it logs as its own deliveries (known once the
+        // link is started).
+        let logging: Arc<OnceLock<RedisRecovery>> = Arc::default();
+        let logger = logging.clone();
         let deliver = move |incoming: redis::Incoming| {
             // Questions are spread over the shards; each gathers from all of them.
             let to_a_shard = |command| {
@@ -114,17 +127,55 @@ impl Cluster {
                 cluster::Incoming::Broadcast(remote) => {
                     let event = remote.event;
                     let args = EventArgs::from_parts(event.args, event.count, event.attachments);
+                    let offset = match (&offsets, remote.volatile) {
+                        (Some((node, counter)), false) => Some(
+                            match remote.offset.filter(|o| o.len() <= recovery::MAX_OFFSET) {
+                                Some(offset) => Arc::from(offset),
+                                None => {
+                                    let offset = recovery_offset(
+                                        counter.fetch_add(1, Ordering::Relaxed) + 1,
+                                        shards,
+                                        Some(node),
+                                    );
+                                    if let Some(logger) = logger.get() {
+                                        logger.log_delivered(
+                                            &remote.nsp,
+                                            &offset,
+                                            &remote.rooms,
+                                            &remote.except,
+                                            &event.name,
+                                            &args,
+                                        );
+                                    }
+                                    offset
+                                }
+                            },
+                        ),
+                        _ => None,
+                    };
+                    let (nsp, rooms, except) = (&remote.nsp, remote.rooms, remote.except);
                     // Encoded once, in the parser every shard's clients speak (and
                     // compressed once, when the extension is on).
-                    let mut broadcast = Broadcast::remote(
-                        parser,
-                        &remote.nsp,
-                        remote.rooms,
-                        remote.except,
-                        remote.volatile,
-                        &event.name,
-                        args,
-                    );
+                    let mut broadcast = match offset {
+                        Some(offset) => Broadcast::remote_stored(
+                            parser,
+                            nsp,
+                            rooms,
+                            except,
+                            &event.name,
+                            args,
+                            offset,
+                        ),
+                        None => Broadcast::remote(
+                            parser,
+                            nsp,
+                            rooms,
+                            except,
+                            remote.volatile,
+                            &event.name,
+                            args,
+                        ),
+                    };
                     if let Some(threshold) = deflate_threshold {
                         frame::share_deflate_over(&mut broadcast.frames, threshold);
                     }
@@ -182,9 +233,16 @@ impl Cluster {
                 subscribe(&link, subscriptions);
             }
         }
+        let recovery = recovery.map(|recovery| {
+            RedisRecovery::new(link.clone(), &config.prefix, recovery, parser, node_tag)
+        });
+        if let Some(recovery) = &recovery {
+            let _ = logging.set(recovery.clone());
+        }
         Ok(Cluster {
             node,
             link,
+            recovery,
             dropped,
             request_timeouts: Arc::default(),
         })
@@ -194,6 +252,11 @@ impl Cluster {
     /// (the Admin UI's sessions, through `server::SharedKeys`).
     pub(crate) fn link(&self) -> &RedisLink {
         &self.link
+    }
+
+    /// Connection state recovery in Redis, when recovery is on (shard 0 runs its heartbeat).
+    pub(super) fn recovery(&self) -> Option<&RedisRecovery> {
+        self.recovery.as_ref()
     }
 
     /// Stops the link to Redis (the last shard to stop calls it).
@@ -293,6 +356,10 @@ impl Cluster {
             }
         };
         NodeHooks {
+            recovery: self
+                .recovery
+                .clone()
+                .map(|recovery| Box::new(recovery) as Box<dyn SharedRecovery>),
             rooms: watching.then(|| Box::new(rooms) as Box<_>),
             timeouts: self.request_timeouts.clone(),
             publish: self.publisher(),

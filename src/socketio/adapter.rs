@@ -17,6 +17,7 @@ use super::ack::{AckCollector, AckHandler};
 use super::dispatch::{self, contain};
 use super::message::{encode_event_as, Args, Message};
 use super::operator::{HandshakeInfo, OpError, SocketInfo, DEFAULT_TIMEOUT};
+use super::recovery::{Logged, SharedRecovery};
 use super::tables::SocketKey;
 use super::SocketIo;
 use crate::codec::eio::Version;
@@ -74,7 +75,41 @@ impl Broadcast {
         event: &str,
         args: Args,
     ) -> Broadcast {
-        let frames = encode_event_as(parser, nsp, event, &args, None);
+        Broadcast::remote_as(parser, nsp, rooms, except, volatile, event, args, None)
+    }
+
+    /// [`Broadcast::remote`] for a stored event (never volatile): its frames carry `offset` as
+    /// a last argument, and every shard that delivers it logs it.
+    pub fn remote_stored(
+        parser: Parser,
+        nsp: &str,
+        rooms: Vec<String>,
+        except: Vec<String>,
+        event: &str,
+        args: Args,
+        offset: Arc<str>,
+    ) -> Broadcast {
+        Broadcast::remote_as(parser, nsp, rooms, except, false, event, args, Some(offset))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn remote_as(
+        parser: Parser,
+        nsp: &str,
+        rooms: Vec<String>,
+        except: Vec<String>,
+        volatile: bool,
+        event: &str,
+        args: Args,
+        offset: Option<Arc<str>>,
+    ) -> Broadcast {
+        let frames = match &offset {
+            Some(offset) => {
+                let stored = args.clone().with_str(offset);
+                encode_event_as(parser, nsp, event, &stored, None)
+            }
+            None => encode_event_as(parser, nsp, event, &args, None),
+        };
         Broadcast {
             target: Target {
                 nsp: nsp.into(),
@@ -89,7 +124,7 @@ impl Broadcast {
             }),
             ack: None,
             from_node: true,
-            offset: None,
+            offset,
         }
     }
 
@@ -293,6 +328,8 @@ pub(crate) trait Adapter {
     fn room_changed(&self, nsp: &str, room: &str, created: bool);
     /// Where questions to other nodes that time out are counted.
     fn timeouts(&self) -> Option<&Arc<AtomicU64>>;
+    /// Connection state recovery across nodes and restarts, on a cluster with recovery on.
+    fn shared_recovery(&self) -> Option<&dyn SharedRecovery>;
 }
 
 /// A question for the other nodes of a cluster.
@@ -336,6 +373,8 @@ pub struct NodeHooks {
     /// Counts the servers of namespace `nsp` in the cluster (this process as one), as Node
     /// counts them; `None` when the cluster can't be asked now.
     pub count: Box<dyn Fn(&str) -> ServerCountFuture>,
+    /// Connection state recovery across nodes and restarts, when recovery is on.
+    pub recovery: Option<Box<dyn SharedRecovery>>,
 }
 
 /// [`NodeHooks::ask`]: the question, and the request its answers go to.
@@ -443,6 +482,10 @@ impl Adapter for ShardFanout {
     fn timeouts(&self) -> Option<&Arc<AtomicU64>> {
         self.nodes.as_ref().map(|nodes| &nodes.timeouts)
     }
+
+    fn shared_recovery(&self) -> Option<&dyn SharedRecovery> {
+        self.nodes.as_ref()?.recovery.as_deref()
+    }
 }
 
 /// A request that asks other nodes too: counts it when it ends before every answer came (a
@@ -545,7 +588,10 @@ pub(crate) fn broadcast(io: &Rc<SocketIo>, broadcast: Broadcast, local: bool) ->
     // Node's order: publish, then deliver. A broadcast that waits for acks asks the other
     // nodes instead, once it knows how many there are (they answer to its request).
     match ack {
-        None => io.adapter.publish(&shared, local),
+        None => {
+            io.adapter.publish(&shared, local);
+            log_shared(io, &shared, local);
+        }
         Some(spec) if io.adapter.asks_nodes(local) => {
             let timeout = spec.deadline.saturating_duration_since(io.now());
             ask_nodes(io, &Ask::Broadcast(&shared, timeout), spec.request);
@@ -563,6 +609,25 @@ pub(crate) fn broadcast(io: &Rc<SocketIo>, broadcast: Broadcast, local: bool) ->
         finish(done);
     }
     count
+}
+
+/// Appends a stored broadcast of this node's to the cluster's log, when there is one.
+fn log_shared(io: &SocketIo, broadcast: &Broadcast, local: bool) {
+    let Some(shared) = io.adapter.shared_recovery() else {
+        return;
+    };
+    let (Some(offset), Some((event, args))) = (&broadcast.offset, broadcast.event()) else {
+        return;
+    };
+    shared.log(&Logged {
+        nsp: broadcast.nsp(),
+        offset,
+        rooms: broadcast.rooms(),
+        except: broadcast.except(),
+        local,
+        event,
+        args,
+    });
 }
 
 /// Starts gathering the acks of a broadcast about to be sent: its request id, to put in the

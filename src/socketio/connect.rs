@@ -136,11 +136,15 @@ pub(crate) fn connect(
         let restored = match comeback {
             Some(comeback) => {
                 let operator = BroadcastOperator::new(io.clone(), handshake.nsp.clone(), None);
-                operator
-                    .restore(&comeback.pid, &comeback.offset)
-                    .await
-                    .ok()
-                    .flatten()
+                let (pid, offset) = (&comeback.pid, &comeback.offset);
+                let kept = operator.restore(pid, offset).await.ok().flatten();
+                // On a cluster, the session may have been kept by another node (or by this
+                // one before a restart), and the cluster says whether what this process
+                // kept is still the session to restore.
+                match io.adapter.shared_recovery() {
+                    Some(shared) => shared.restore(&handshake.nsp, pid, offset, kept).await,
+                    None => kept,
+                }
             }
             None => None,
         };
@@ -284,9 +288,14 @@ fn admit(
         // Its private session id: the one it came back with, or a new secret one.
         let pid: Option<Arc<str>> = match (&io.recovery, version, &restored) {
             (_, _, Some(restored)) => Some(restored.session.pid.clone()),
-            (Some(_), Version::V4, None) => Some(Arc::from(
-                Id::generate(io.shard, key.index() as u32, &mut state.random).as_str(),
-            )),
+            (Some(_), Version::V4, None) => {
+                let pid = Id::generate(io.shard, key.index() as u32, &mut state.random);
+                // On a cluster it names its node, for its return should that node die.
+                Some(match io.adapter.shared_recovery() {
+                    Some(shared) => format!("{}.{}", pid.as_str(), shared.node()).into(),
+                    None => Arc::from(pid.as_str()),
+                })
+            }
             _ => None,
         };
         let data = match (data, &restored) {
@@ -359,6 +368,7 @@ fn admit(
     for room in &rooms {
         dispatch::join_unobserved(io, socket, room, max_rooms);
     }
+    dispatch::share_session(io, socket);
     let handle = super::Socket::new(io.clone(), socket, id, name);
     if let Some(observer) = &io.observer {
         contain("observer", || observer.connected(&handle));

@@ -302,6 +302,7 @@ pub(crate) fn join(
 ) -> Option<bool> {
     let joined = join_unobserved(io, socket, room, max_rooms);
     if joined == Some(true) {
+        share_session(io, socket);
         if let (Some(observer), Some(handle)) = (&io.observer, io.handle(socket)) {
             contain("observer", || observer.joined(&handle, room));
         }
@@ -353,6 +354,7 @@ pub(crate) fn leave(io: &Rc<SocketIo>, socket: SocketKey, room: &str) {
     let left = io.state.borrow_mut().leave(socket, room);
     if left {
         watch_room(io, socket, room, false);
+        share_session(io, socket);
         if let (Some(observer), Some(handle)) = (&io.observer, io.handle(socket)) {
             contain("observer", || observer.left(&handle, room));
         }
@@ -406,23 +408,42 @@ pub(crate) fn remove_socket(io: &Rc<SocketIo>, socket: SocketKey, reason: Discon
 }
 
 /// Keeps a removed socket's session for its return, when connection state recovery is on and
-/// the connection was lost rather than left (`recovery::keeps_session`).
+/// the connection was lost rather than left (`recovery::keeps_session`); on a cluster, where
+/// every node sees it.
 fn keep_for_recovery(io: &SocketIo, entry: &SocketState, reason: DisconnectReason) {
     let (Some(recovery), Some(own)) = (&io.recovery, &entry.recovery) else {
         return;
     };
+    let shared = io.adapter.shared_recovery();
     if !recovery::keeps_session(reason.as_str()) {
+        if let Some(shared) = shared {
+            shared.left(&own.pid);
+        }
         return;
     }
     let nsp = io.state.borrow().namespaces[entry.ns].name.clone();
-    let session = recovery::Session {
-        nsp,
-        sid: entry.id.clone(),
-        pid: own.pid.clone(),
-        rooms: entry.rooms.iter().map(|room| Box::from(&**room)).collect(),
-        data: entry.data.clone(),
-    };
+    let session = recovery::Session::of(nsp, entry, own);
+    if let Some(shared) = shared {
+        shared.keep(&session);
+    }
     recovery.borrow_mut().keep(session, io.now());
+}
+
+/// Tells the cluster a connected socket's session as it is now (its rooms changed), for its
+/// return should this node die; on a cluster with connection state recovery only.
+pub(crate) fn share_session(io: &SocketIo, socket: SocketKey) {
+    let Some(shared) = io.adapter.shared_recovery() else {
+        return;
+    };
+    let state = io.state.borrow();
+    let Some(entry) = state.socket(socket) else {
+        return;
+    };
+    let Some(own) = &entry.recovery else {
+        return;
+    };
+    let nsp = state.namespaces[entry.ns].name.clone();
+    shared.live(&recovery::Session::of(nsp, entry, own));
 }
 
 /// Server-side disconnect of one socket from its namespace (`41` to the client).

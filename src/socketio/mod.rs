@@ -44,6 +44,10 @@ pub use namespace::{
 pub use observe::{Observer, ObserverFactory};
 pub(crate) use operator::{selecting_methods, Selection, DEFAULT_TIMEOUT};
 pub use operator::{BroadcastOperator, HandshakeInfo, OpError, OpFuture, SocketInfo};
+pub(crate) use recovery::{
+    node_of as recovery_node_of, offset as recovery_offset, reaches as recovery_reaches, Logged,
+    RestoreFuture, Restored, Session as RecoverySession, SharedRecovery,
+};
 pub use socket::{AckSender, Socket};
 pub use tables::{SocketIoCounts, SocketIoTraffic};
 
@@ -119,7 +123,7 @@ pub struct SocketIo {
     pub(crate) config: SocketIoConfig,
     pub(crate) namespaces: Arc<Namespaces>,
     /// Where broadcasts and operations leave this shard.
-    adapter: Box<dyn Adapter>,
+    pub(crate) adapter: Box<dyn Adapter>,
     /// Requests to other shards waiting for their answers (broadcast acks, operations).
     gather: RefCell<Gather<Reply>>,
     /// The application's lifecycle observer for this shard, if it gave one.
@@ -152,10 +156,18 @@ impl SocketIo {
                 many.iter().map(|make| make(shard)).collect(),
             ))),
         };
-        let recovery = config
-            .recovery
+        let node = hooks
+            .nodes
             .as_ref()
-            .map(|recovery| RefCell::new(recovery::Recovery::new(recovery, shard.index() as u16)));
+            .and_then(|nodes| nodes.recovery.as_ref())
+            .map(|shared| Arc::<str>::from(shared.node()));
+        let recovery = config.recovery.as_ref().map(|recovery| {
+            RefCell::new(recovery::Recovery::new(
+                recovery,
+                shard.index() as u16,
+                node,
+            ))
+        });
         Rc::new(SocketIo {
             recovery,
             shard,

@@ -7,11 +7,19 @@
 //! every shard of the process (`Op::Restore`), and the one holding its `pid` answers. Bounded
 //! by the window (older packets and sessions are dropped) and by a packet count per
 //! namespace. Plain data: no I/O, time handed in.
+//!
+//! On a cluster, [`SharedRecovery`] (lent by the shard, over Redis) keeps the same things
+//! where every node sees them, and this node's tag in offsets and private ids keeps them
+//! unique across nodes and restarts.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::message::Args;
+use super::tables::{SocketRecovery, SocketState};
 use crate::codec::frame::Frame;
 use crate::config::RecoveryConfig;
 
@@ -41,20 +49,39 @@ struct Stored {
 impl Stored {
     /// Whether a socket in `rooms` (its own id room included) was sent this packet.
     fn reaches(&self, rooms: &[Box<str>]) -> bool {
-        let included = self.rooms.is_empty() || self.rooms.iter().any(|r| rooms.contains(r));
-        included && !self.except.iter().any(|r| rooms.contains(r))
+        reaches(&self.rooms, &self.except, rooms)
     }
 }
 
+/// Whether a packet for `to` (all if none) minus `except` reached a socket in `rooms` (its
+/// own id room included).
+pub(crate) fn reaches<S: AsRef<str>>(to: &[S], except: &[S], rooms: &[Box<str>]) -> bool {
+    let within = |room: &S| rooms.iter().any(|r| **r == *room.as_ref());
+    (to.is_empty() || to.iter().any(within)) && !except.iter().any(within)
+}
+
 /// A socket whose connection was lost, as kept for its return.
-#[derive(Debug, Clone)]
-pub(crate) struct Session {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
     pub(crate) nsp: Arc<str>,
     pub(crate) sid: Arc<str>,
     pub(crate) pid: Arc<str>,
     /// Its rooms, its own id room included.
     pub(crate) rooms: Vec<Box<str>>,
     pub(crate) data: Option<Box<str>>,
+}
+
+impl Session {
+    /// The session of a socket as it is now.
+    pub(crate) fn of(nsp: Arc<str>, socket: &SocketState, own: &SocketRecovery) -> Session {
+        Session {
+            nsp,
+            sid: socket.id.clone(),
+            pid: own.pid.clone(),
+            rooms: socket.rooms.iter().map(|room| Box::from(&**room)).collect(),
+            data: socket.data.clone(),
+        }
+    }
 }
 
 /// What a restore hands back: the session and every packet it missed, oldest first.
@@ -64,12 +91,78 @@ pub struct Restored {
     pub(crate) missed: Vec<Vec<Frame>>,
 }
 
+/// A stored packet a node sent, as the cluster's log keeps it.
+pub struct Logged<'a> {
+    /// The namespace.
+    pub nsp: &'a str,
+    /// Its offset.
+    pub offset: &'a str,
+    /// The target rooms (none: the whole namespace; a socket's own id: a direct emit).
+    pub rooms: &'a [Box<str>],
+    /// The rooms whose members were left out.
+    pub except: &'a [Box<str>],
+    /// Sent to this node's sockets only (`local()`).
+    pub local: bool,
+    /// The event name.
+    pub event: &'a str,
+    /// Its arguments, without the offset.
+    pub args: &'a Args,
+}
+
+/// What a restore from the cluster resolves to.
+pub type RestoreFuture = Pin<Box<dyn Future<Output = Option<Box<Restored>>>>>;
+
+/// Connection state recovery across the nodes of a cluster and their restarts (Redis, lent
+/// by the shard). Nothing here may block: writes are queued and forgotten, a restore is a
+/// future.
+pub trait SharedRecovery {
+    /// This node's tag, unique to this run of this process: the last part of its offsets
+    /// and private ids.
+    fn node(&self) -> &str;
+    /// Appends a stored packet this node sent to its namespace's log.
+    fn log(&self, packet: &Logged<'_>);
+    /// A connected socket's session as it is now (at connect, after each room change), for
+    /// its return should this node die.
+    fn live(&self, session: &Session);
+    /// The socket `pid` left for good: nothing is kept.
+    fn left(&self, pid: &str);
+    /// The socket lost its connection: its session is kept for the window.
+    fn keep(&self, session: &Session);
+    /// Takes the session `pid` of `nsp` from the cluster (once, whichever node asks) with
+    /// what it missed after `offset`. `local` is what this process kept itself, if
+    /// anything: it stands when the cluster kept the same session (this node's log is the
+    /// exact one) or can't be asked.
+    fn restore(
+        &self,
+        nsp: &str,
+        pid: &str,
+        offset: &str,
+        local: Option<Box<Restored>>,
+    ) -> RestoreFuture;
+}
+
+/// An offset: unique on its shard (`counter`), in its process (`shard`), and across the
+/// nodes of a cluster and their restarts (`node`, when there is one).
+pub(crate) fn offset(counter: u64, shard: u16, node: Option<&str>) -> Arc<str> {
+    match node {
+        Some(node) => format!("{counter:x}.{shard:x}.{node}").into(),
+        None => format!("{counter:x}.{shard:x}").into(),
+    }
+}
+
+/// The node tag a private id (or offset) ends with, if any.
+pub(crate) fn node_of(id: &str) -> Option<&str> {
+    id.rsplit_once('.').map(|(_, node)| node)
+}
+
 /// One shard's recovery state.
 pub(crate) struct Recovery {
     window: Duration,
     max_packets: usize,
     /// This shard's index, in its offsets: offsets are unique in the process.
     shard: u16,
+    /// The cluster node's tag, in its offsets: unique across nodes and restarts.
+    node: Option<Arc<str>>,
     next: u64,
     logs: HashMap<Arc<str>, VecDeque<Stored>>,
     sessions: HashMap<Arc<str>, (Session, Instant)>,
@@ -78,11 +171,12 @@ pub(crate) struct Recovery {
 }
 
 impl Recovery {
-    pub(crate) fn new(config: &RecoveryConfig, shard: u16) -> Recovery {
+    pub(crate) fn new(config: &RecoveryConfig, shard: u16, node: Option<Arc<str>>) -> Recovery {
         Recovery {
             window: config.window,
             max_packets: config.max_packets.max(1),
             shard,
+            node,
             next: 0,
             logs: HashMap::new(),
             sessions: HashMap::new(),
@@ -94,7 +188,7 @@ impl Recovery {
     /// opaque string).
     pub(crate) fn next_offset(&mut self) -> Arc<str> {
         self.next += 1;
-        format!("{:x}.{:x}", self.next, self.shard).into()
+        offset(self.next, self.shard, self.node.as_deref())
     }
 
     /// Logs a stored packet delivered on this shard.
@@ -203,7 +297,7 @@ mod tests {
 
     #[test]
     fn a_session_gets_what_its_rooms_were_sent_after_its_offset() {
-        let mut recovery = Recovery::new(&config(), 0);
+        let mut recovery = Recovery::new(&config(), 0, None);
         let now = Instant::now();
         let nsp: Arc<str> = "/".into();
         let offsets: Vec<Arc<str>> = (0..5).map(|_| recovery.next_offset()).collect();
@@ -245,7 +339,7 @@ mod tests {
 
     #[test]
     fn an_unknown_offset_pid_or_namespace_or_an_old_session_restores_nothing() {
-        let mut recovery = Recovery::new(&config(), 3);
+        let mut recovery = Recovery::new(&config(), 3, Some("n1".into()));
         let now = Instant::now();
         let nsp: Arc<str> = "/".into();
         let offset = recovery.next_offset();
@@ -259,6 +353,22 @@ mod tests {
     }
 
     #[test]
+    fn offsets_and_pids_name_their_node_and_packets_reach_by_rooms() {
+        assert_eq!(&*offset(31, 2, None), "1f.2");
+        assert_eq!(&*offset(31, 2, Some("n0dE-_x1")), "1f.2.n0dE-_x1");
+        assert_eq!(node_of("1f.2.n0dE-_x1"), Some("n0dE-_x1"));
+        assert_eq!(node_of("Ft_GaezX2-25hQnAAAAB.n0dE-_x1"), Some("n0dE-_x1"));
+        assert_eq!(node_of("Ft_GaezX2-25hQnAAAAB"), None);
+        let mine = rooms(&["sid1", "red"]);
+        assert!(reaches::<&str>(&[], &[], &mine));
+        assert!(reaches(&["blue", "red"], &[], &mine));
+        assert!(reaches(&["sid1"], &[], &mine));
+        assert!(!reaches(&["blue"], &[], &mine));
+        assert!(!reaches(&[], &["red"], &mine));
+        assert!(!reaches(&["red"], &["sid1"], &mine));
+    }
+
+    #[test]
     fn the_log_keeps_at_most_its_count_and_its_window() {
         let mut recovery = Recovery::new(
             &RecoveryConfig {
@@ -266,6 +376,7 @@ mod tests {
                 ..config()
             },
             0,
+            None,
         );
         let now = Instant::now();
         let nsp: Arc<str> = "/".into();

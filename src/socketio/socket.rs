@@ -18,6 +18,7 @@ use super::ack::{AckError, AckHandler};
 use super::dispatch::{self, contain};
 use super::message::{encode_ack, encode_event_as, Args, Message};
 use super::operator::BroadcastOperator;
+use super::recovery::Logged;
 use super::tables::{SocketKey, SocketState, State};
 use super::SocketIo;
 use crate::engine::{CloseReason, SendError, SessionKey};
@@ -221,14 +222,21 @@ impl Socket {
         let offset = recovery.borrow_mut().next_offset();
         let stored = args.clone().with_str(&offset);
         let frames = encode_event_as(self.io.config.parser, &nsp, event, &stored, None);
-        recovery.borrow_mut().store(
-            &nsp,
-            offset,
-            &[self.id().into()],
-            &[],
-            &frames,
-            self.io.now(),
-        );
+        let own_room: [Box<str>; 1] = [self.id().into()];
+        if let Some(shared) = self.io.adapter.shared_recovery() {
+            shared.log(&Logged {
+                nsp: &nsp,
+                offset: &offset,
+                rooms: &own_room,
+                except: &[],
+                local: false,
+                event,
+                args,
+            });
+        }
+        recovery
+            .borrow_mut()
+            .store(&nsp, offset, &own_room, &[], &frames, self.io.now());
         let sent = self.io.send_frames(session, &frames, false);
         self.notify_sent(event, args);
         sent

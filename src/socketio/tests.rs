@@ -799,6 +799,7 @@ fn other_nodes(asked: Option<usize>, last: Rc<Cell<Option<RequestId>>>) -> NodeH
         timeout: Duration::from_secs(3),
         rooms: None,
         timeouts: Arc::default(),
+        recovery: None,
     }
 }
 
