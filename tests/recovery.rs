@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::redis::RedisServer;
+use common::redis::{RedisCluster, RedisServer};
 use common::script::{self, Runtime};
 use common::standalone::{self, TempDir};
 use common::Server;
@@ -57,12 +57,12 @@ struct Node {
     api: String,
 }
 
-fn node(dir: &TempDir, name: &str, redis: &RedisServer, window: &str) -> Node {
+/// `redis` is the `[redis]` table's line: `url = "…"` or `cluster = "…"`.
+fn node(dir: &TempDir, name: &str, redis: &str, window: &str) -> Node {
     let api_port = common::free_port();
     let config = format!(
-        "[server]\ncores = 2\n\n[redis]\nurl = \"{}\"\n\n[recovery]\nwindow = \"{window}\"\n\n\
-         [api]\nlisten = \"127.0.0.1:{api_port}\"\n",
-        redis.url()
+        "[server]\ncores = 2\n\n[redis]\n{redis}\n\n[recovery]\nwindow = \"{window}\"\n\n\
+         [api]\nlisten = \"127.0.0.1:{api_port}\"\n"
     );
     let path = dir.path(&format!("{name}.toml"));
     std::fs::write(&path, config).expect("write the config");
@@ -77,7 +77,7 @@ fn node(dir: &TempDir, name: &str, redis: &RedisServer, window: &str) -> Node {
 /// the new URL. Panics with the script's output unless it exits 0 in time.
 fn cluster_scenario(
     scenario: &str,
-    redis_url: &str,
+    redis_urls: &str,
     a: &mut Node,
     b: &Node,
     mut restart: impl FnMut(&mut Node),
@@ -90,7 +90,7 @@ fn cluster_scenario(
         .env("NODE_B_URL", &b.server.url)
         .env("API_A", &a.api)
         .env("API_B", &b.api)
-        .env("REDIS_URL", redis_url)
+        .env("REDIS_URLS", redis_urls)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -125,13 +125,29 @@ fn cluster_scenario(
     );
 }
 
+fn url_of(redis: &RedisServer) -> String {
+    format!("url = \"{}\"", redis.url())
+}
+
 #[test]
 fn a_client_recovers_on_another_node() {
     let redis = RedisServer::start();
     let dir = TempDir::new("recovery-across");
-    let mut a = node(&dir, "a", &redis, "10s");
-    let b = node(&dir, "b", &redis, "10s");
+    let mut a = node(&dir, "a", &url_of(&redis), "10s");
+    let b = node(&dir, "b", &url_of(&redis), "10s");
     cluster_scenario("across", &redis.url(), &mut a, &b, |_| {
+        unreachable!("no restart")
+    });
+}
+
+#[test]
+fn a_client_recovers_on_another_node_of_a_redis_cluster() {
+    let cluster = RedisCluster::start(3);
+    let dir = TempDir::new("recovery-redis-cluster");
+    let seeds = format!("cluster = \"{}\"", cluster.seeds());
+    let mut a = node(&dir, "a", &seeds, "10s");
+    let b = node(&dir, "b", &seeds, "10s");
+    cluster_scenario("across", &cluster.urls(), &mut a, &b, |_| {
         unreachable!("no restart")
     });
 }
@@ -140,12 +156,12 @@ fn a_client_recovers_on_another_node() {
 fn a_client_recovers_after_its_node_is_killed_and_restarted() {
     let redis = RedisServer::start();
     let dir = TempDir::new("recovery-restart");
-    let mut a = node(&dir, "a", &redis, "10s");
-    let b = node(&dir, "b", &redis, "10s");
+    let mut a = node(&dir, "a", &url_of(&redis), "10s");
+    let b = node(&dir, "b", &url_of(&redis), "10s");
     cluster_scenario("restart", &redis.url(), &mut a, &b, |a| {
         a.server.signal(libc::SIGKILL);
         let _ = a.server.child.wait();
-        *a = node(&dir, "a", &redis, "10s");
+        *a = node(&dir, "a", &url_of(&redis), "10s");
     });
 }
 
@@ -153,8 +169,8 @@ fn a_client_recovers_after_its_node_is_killed_and_restarted() {
 fn a_client_away_past_the_window_gets_a_fresh_session_on_another_node() {
     let redis = RedisServer::start();
     let dir = TempDir::new("recovery-expired");
-    let mut a = node(&dir, "a", &redis, "1s");
-    let b = node(&dir, "b", &redis, "10s");
+    let mut a = node(&dir, "a", &url_of(&redis), "1s");
+    let b = node(&dir, "b", &url_of(&redis), "10s");
     cluster_scenario("expired", &redis.url(), &mut a, &b, |_| {
         unreachable!("no restart")
     });

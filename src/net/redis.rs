@@ -1057,10 +1057,10 @@ enum Body {
     Channel(Bytes),
     /// `SPUBLISH channel payload`.
     Sharded(Bytes),
-    /// `XADD key MAXLEN ~ max_len * field value…`.
-    Stream {
-        max_len: usize,
-        fields: Vec<(&'static str, Bytes)>,
+    /// `name key args…`: a write as frequent as publishes (`XADD`, `HSET`, …).
+    Command {
+        name: &'static str,
+        args: Vec<Value>,
     },
 }
 
@@ -1074,7 +1074,7 @@ struct NumSub {
 /// A command for the link thread's command connection.
 enum Request {
     NumSub(NumSub),
-    /// `name key args…` (`SET … EX`, `SET … PX`, `DEL`, `HSET`, `HDEL`, `PEXPIRE`);
+    /// `name key args…` (`SET … EX`, `SET … PX`, `DEL`);
     /// nobody waits for it.
     Write {
         name: &'static str,
@@ -1219,8 +1219,70 @@ impl RedisLink {
         max_len: usize,
         fields: Vec<(&'static str, Bytes)>,
     ) -> Result<(), PublishError> {
-        let max_len = max_len.max(1);
-        self.queue(key.into(), Body::Stream { max_len, fields })
+        let mut args: Vec<Value> = Vec::with_capacity(4 + 2 * fields.len());
+        args.extend([
+            "MAXLEN".into(),
+            "~".into(),
+            max_len.max(1).to_string().into(),
+        ]);
+        args.push("*".into());
+        for (name, value) in fields {
+            args.push(name.into());
+            args.push(value.into());
+        }
+        self.queue_command("XADD", key.into(), args)
+    }
+
+    /// Queues `HSET key field value` like a publish ([`RedisLink::append`]).
+    pub fn hset(
+        &self,
+        key: impl Into<String>,
+        field: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), PublishError> {
+        let args = vec![field.into().into(), value.into().into()];
+        self.queue_command("HSET", key.into(), args)
+    }
+
+    /// Queues `HDEL key field` like a publish ([`RedisLink::append`]).
+    pub fn hdel(
+        &self,
+        key: impl Into<String>,
+        field: impl Into<String>,
+    ) -> Result<(), PublishError> {
+        self.queue_command("HDEL", key.into(), vec![field.into().into()])
+    }
+
+    /// Queues `PEXPIRE key millis` like a publish ([`RedisLink::append`]).
+    pub fn pexpire(&self, key: impl Into<String>, millis: u64) -> Result<(), PublishError> {
+        let args = vec![millis.max(1).to_string().into()];
+        self.queue_command("PEXPIRE", key.into(), args)
+    }
+
+    /// Queues `SET key value PX millis` like a publish ([`RedisLink::append`]): unlike
+    /// [`RedisLink::set_px`], kept while the link is down, and bounded with the publishes.
+    pub fn queue_set_px(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+        millis: u64,
+    ) -> Result<(), PublishError> {
+        let args = vec![
+            value.into().into(),
+            "PX".into(),
+            millis.max(1).to_string().into(),
+        ];
+        self.queue_command("SET", key.into(), args)
+    }
+
+    /// Queues the write `name key args…` with the publishes.
+    fn queue_command(
+        &self,
+        name: &'static str,
+        key: String,
+        args: Vec<Value>,
+    ) -> Result<(), PublishError> {
+        self.queue(key, Body::Command { name, args })
     }
 
     fn queue(&self, channel: String, body: Body) -> Result<(), PublishError> {
@@ -1238,9 +1300,9 @@ impl RedisLink {
         let size = channel.len()
             + match &body {
                 Body::Channel(payload) | Body::Sharded(payload) => payload.len(),
-                Body::Stream { fields, .. } => fields
+                Body::Command { args, .. } => args
                     .iter()
-                    .map(|(name, value)| name.len() + value.len())
+                    .map(|arg| arg.as_bytes().map_or(8, <[u8]>::len))
                     .sum(),
             };
         let before = shared.queued_bytes.fetch_add(size, Ordering::AcqRel);
@@ -1456,36 +1518,6 @@ impl RedisLink {
         field: impl Into<String>,
     ) -> CommandAnswer<Option<String>> {
         self.text("HGET", vec![key.into(), field.into()])
-    }
-
-    /// `HSET key field value`; fire-and-forget with the same refusals as
-    /// [`RedisLink::set_ex`].
-    pub fn hset(
-        &self,
-        key: impl Into<String>,
-        field: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Result<(), CommandError> {
-        let args = vec![field.into().into(), value.into().into()];
-        self.write("HSET", key.into(), args)
-    }
-
-    /// `HDEL key field`; fire-and-forget with the same refusals as [`RedisLink::set_ex`].
-    pub fn hdel(
-        &self,
-        key: impl Into<String>,
-        field: impl Into<String>,
-    ) -> Result<(), CommandError> {
-        self.write("HDEL", key.into(), vec![field.into().into()])
-    }
-
-    /// `PEXPIRE key millis`; fire-and-forget with the same refusals as [`RedisLink::set_ex`].
-    pub fn pexpire(&self, key: impl Into<String>, millis: u64) -> Result<(), CommandError> {
-        self.write(
-            "PEXPIRE",
-            key.into(),
-            vec![millis.max(1).to_string().into()],
-        )
     }
 
     /// The entries of the stream at `key` after the newest one whose `field` is `value`,
@@ -2032,16 +2064,11 @@ impl Worker {
             let result: Result<Value, _> = match body {
                 Body::Channel(payload) => client.publish(channel, payload).await,
                 Body::Sharded(payload) => client.spublish(channel, payload).await,
-                Body::Stream { max_len, fields } => {
-                    let mut args: Vec<Value> = Vec::with_capacity(5 + 2 * fields.len());
-                    args.push(channel.into());
-                    args.extend(["MAXLEN".into(), "~".into(), max_len.to_string().into()]);
-                    args.push("*".into());
-                    for (name, value) in fields {
-                        args.push(name.into());
-                        args.push(value.into());
-                    }
-                    client.custom(key_command("XADD"), args).await
+                Body::Command { name, args } => {
+                    let mut all: Vec<Value> = Vec::with_capacity(1 + args.len());
+                    all.push(channel.into());
+                    all.extend(args);
+                    client.custom(key_command(name), all).await
                 }
             };
             shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);

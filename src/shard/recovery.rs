@@ -21,8 +21,8 @@ use crate::socketio::{
 
 /// How often a node says it lives, and how long the word lasts: a node silent this long is
 /// taken for dead, and the sessions it held become restorable elsewhere.
-const HEARTBEAT: Duration = Duration::from_secs(1);
-const ALIVE_FOR: Duration = Duration::from_secs(3);
+const HEARTBEAT: Duration = Duration::from_millis(500);
+const ALIVE_FOR: Duration = Duration::from_secs(2);
 
 /// The longest offset taken from another node's message (ringcast's are about 30 bytes):
 /// clients keep it and send it back.
@@ -83,7 +83,7 @@ impl RedisRecovery {
     pub(crate) fn beat(&self) {
         let _ = self
             .link
-            .set_px(self.beat_key(&self.node), "1", millis(ALIVE_FOR));
+            .queue_set_px(self.beat_key(&self.node), "1", millis(ALIVE_FOR));
         let _ = self
             .link
             .pexpire(self.live_key(&self.node), millis(self.window + ALIVE_FOR));
@@ -194,7 +194,7 @@ impl SharedRecovery for RedisRecovery {
     }
 
     fn keep(&self, session: &RecoverySession) {
-        let _ = self.link.set_px(
+        let _ = self.link.queue_set_px(
             self.session_key(&session.pid),
             self.kept(session),
             millis(self.window),

@@ -4,11 +4,12 @@
 // back on another node, or on its own node after that node was SIGKILLed and restarted, with
 // the same id and rooms and exactly the non-volatile events it missed, in order.
 // Usage: node recovery-cluster.mjs <across|restart|expired>
-// Env: RINGCAST_URL (node A), NODE_B_URL, API_A, API_B (each node's HTTP API), REDIS_URL (an
-// `@socket.io/redis-emitter` publishes there too).
+// Env: RINGCAST_URL (node A), NODE_B_URL, API_A, API_B (each node's HTTP API), REDIS_URLS (one
+// URL, or a Redis Cluster's seeds, comma-separated: an `@socket.io/redis-emitter` publishes
+// there too, and garbage is written where the nodes keep their log and sessions).
 // `restart` prints `kill-a` and reads node A's new URL from stdin once the test restarted it.
 import { createInterface } from 'node:readline';
-import { createClient } from 'redis';
+import { createClient, createCluster } from 'redis';
 import { Emitter } from '@socket.io/redis-emitter';
 import { run, track, io, BASE_URL, withTimeout, check, checkEqual, emitAck, sleep, show, waitFor } from './lib.mjs';
 
@@ -67,6 +68,16 @@ async function until(list, count, what) {
   await withTimeout((async () => { while (list.length < count) await sleep(10); })(), 5000, what);
 }
 
+/** A client of the Redis the nodes share (or of its cluster). */
+async function redisClient() {
+  const urls = process.env.REDIS_URLS.split(',');
+  const redis = urls.length > 1
+    ? createCluster({ rootNodes: urls.map((url) => ({ url })) })
+    : createClient({ url: urls[0] });
+  await redis.connect();
+  return redis;
+}
+
 function readLine() {
   const lines = createInterface({ input: process.stdin });
   return new Promise((resolve) => lines.once('line', (line) => { lines.close(); resolve(line.trim()); }));
@@ -89,9 +100,10 @@ async function whileAway(id, other, nearby) {
   if (nearby) {
     // An emitter's broadcast carries no ringcast offset: each node delivers it with one of
     // its own, and logs it as its own delivery.
-    const redis = createClient({ url: process.env.REDIS_URL });
-    await redis.connect();
+    const redis = await redisClient();
     new Emitter(redis).to('red').emit('message', 'from the emitter');
+    // Garbage in the log is skipped, never delivered.
+    await redis.xAdd('socket.io-ringcast#log#/', '*', { o: 'garbage', m: '\x93not a message' });
     await sleep(100);
     await redis.quit();
     expected.push(['message', 'from the emitter']);
@@ -136,6 +148,15 @@ const scenarios = {
     again.connect();
     await waitFor(again, 'connect', 5000, 'a second restore');
     checkEqual(again.recovered, false, 'restored once only');
+    // A session Redis holds as garbage: a fresh session, no error.
+    const redis = await redisClient();
+    await redis.set('socket.io-ringcast#session#garbage-pid', '{not json', { PX: 10000 });
+    await redis.quit();
+    again.disconnect();
+    again.auth = { pid: 'garbage-pid', offset: lost._lastOffset };
+    again.connect();
+    await waitFor(again, 'connect', 5000, 'a garbage session');
+    checkEqual(again.recovered, false, 'a garbage session is not restored');
   },
 
   async 'restart'() {
