@@ -16,7 +16,18 @@ use common::script::{self, Runtime};
 use common::standalone::{self, TempDir};
 use common::Server;
 
-const RECOVERY: &[&str] = &["--cores", "2", "--recovery-window", "10000"];
+/// Two shards, a 10 s window, and pings every 300 ms (a client gone silent is noticed within
+/// 600 ms: `ping timeout`, after which its session is kept too).
+const RECOVERY: &[&str] = &[
+    "--cores",
+    "2",
+    "--recovery-window",
+    "10000",
+    "--ping-interval",
+    "300",
+    "--ping-timeout",
+    "300",
+];
 
 fn scenario(mode: &str, name: &str) {
     let server = Server::start(RECOVERY);
@@ -44,6 +55,11 @@ fn a_lost_polling_client_is_recovered() {
 #[test]
 fn a_client_whose_tcp_connection_dies_is_recovered() {
     scenario("websocket", "killed");
+}
+
+#[test]
+fn a_polling_client_gone_silent_is_recovered_after_its_ping_timeout() {
+    scenario("polling", "killed");
 }
 
 #[test]

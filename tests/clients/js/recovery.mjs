@@ -57,10 +57,12 @@ const scenarios = {
     checkEqual(messages[4], ['after'], 'in its room again');
   },
 
-  // WebSocket only: the TCP connection is destroyed under the client (no close frame), as a
-  // network drop does; the server keeps emitting to it meanwhile.
+  // The connection dies under the client, as a network drop does; the server keeps emitting
+  // to it meanwhile. WebSocket: the TCP connection is destroyed (no close frame). Polling:
+  // nothing more reaches the server (no close packet, no poll), which notices by its ping
+  // timeout (300 ms + 300 ms in tests/recovery.rs).
   async 'killed'() {
-    const lost = await connect({ transports: ['websocket'] });
+    const lost = await connect();
     const other = await connect();
     checkEqual(await emitAck(lost, 'join', ['red']), [], 'join red');
     const messages = record(lost, 'message');
@@ -68,9 +70,17 @@ const scenarios = {
     await withTimeout((async () => { while (messages.length < 1) await sleep(10); })(), 3000, 'the first message');
     const id = lost.id;
     const gone = waitFor(lost, 'disconnect', 5000, 'the disconnect');
-    lost.io.engine.transport.ws._socket.destroy();
-    checkEqual((await gone)[0], 'transport close', 'the client side reason');
-    await sleep(200);
+    const engine = lost.io.engine;
+    if (engine.transport.name === 'websocket') {
+      engine.transport.ws._socket.destroy();
+      checkEqual((await gone)[0], 'transport close', 'the client side reason');
+      await sleep(200);
+    } else {
+      engine.transport.close = () => {};
+      engine._onClose('transport error');
+      checkEqual((await gone)[0], 'transport error', 'the client side reason');
+      await sleep(1200);
+    }
     checkEqual(await emitAck(other, 'publish', ['red', 'missed']), [], 'publish missed');
     lost.connect();
     await waitFor(lost, 'connect', 5000, 'the reconnect');
