@@ -4,7 +4,13 @@
 //!
 //! Frames to write come from `outbound` (the application) and from the engine itself (pong,
 //! close); this file does no I/O and never depends on `polling`.
+//!
+//! A link whose socket `net` may write without its writer task ([`Engine::ws_write_directly`])
+//! is not woken for frames while its writer waits idle: it is listed, and `net` writes every
+//! listed link's queue once per turn ([`Engine::take_direct`]), waking the writer only for
+//! what the socket did not take.
 
+use std::os::fd::RawFd;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -50,6 +56,13 @@ pub(super) struct Link {
     pub(super) hold_until: Option<Instant>,
     /// permessage-deflate was agreed: messages at or over the threshold go compressed.
     pub(super) deflate: bool,
+    /// The writer waits for frames (it returned `Pending` with nothing queued): no write of
+    /// its is in flight.
+    pub(super) idle: bool,
+    /// `net`'s handle to write the socket without the writer, when it has one.
+    pub(super) direct: Option<RawFd>,
+    /// In the engine's list of links to write directly this turn.
+    pub(super) listed: bool,
 }
 
 impl Link {
@@ -63,6 +76,9 @@ impl Link {
             closing: None,
             hold_until: None,
             deflate: false,
+            idle: false,
+            direct: None,
+            listed: false,
         }
     }
 }
@@ -195,18 +211,70 @@ impl Engine {
                 out.extend(queue);
             }
             entry.queued_bytes = 0;
+            entry.idle = false;
+            entry.listed = false;
             return Poll::Ready(WriteBatch::Frames);
         }
         match entry.closing.take() {
             Some(close_frame) => {
                 out.extend(close_frame);
                 entry.closing = Some(None);
+                entry.idle = false;
                 Poll::Ready(WriteBatch::Close)
             }
             None => {
                 entry.waker = Some(cx.waker().clone());
+                entry.idle = true;
                 Poll::Pending
             }
+        }
+    }
+
+    /// `net` may write `link`'s socket itself through `fd` while the writer waits idle (not
+    /// for a TLS stream): its frames are then listed for [`Engine::take_direct`] rather than
+    /// waking the writer. The engine keeps `fd` for `net` and never uses it.
+    pub fn ws_write_directly(&mut self, link: LinkKey, fd: RawFd) {
+        if let Some(entry) = self.link_mut(link) {
+            entry.direct = Some(fd);
+        }
+    }
+
+    /// The next listed link whose idle writer's frames `net` should write now: the link, its
+    /// handle and its queue, taken whole (give it back to [`Engine::recycle_queue`], or what the
+    /// socket did not take to [`Engine::ws_unwritten`]). Links that closed or whose writer
+    /// woke meanwhile are skipped.
+    pub fn take_direct(&mut self) -> Option<(LinkKey, RawFd, Vec<Bytes>)> {
+        while let Some(link) = self.ready_links.pop() {
+            let Some(entry) = self.links.get_mut(link.0) else {
+                continue;
+            };
+            if !std::mem::take(&mut entry.listed) {
+                continue;
+            }
+            let (true, Some(fd), None) = (entry.idle, entry.direct, &entry.closing) else {
+                continue;
+            };
+            if entry.queue.is_empty() {
+                continue;
+            }
+            entry.queued_bytes = 0;
+            return Some((link, fd, std::mem::take(&mut entry.queue)));
+        }
+        None
+    }
+
+    /// What a direct write left (the socket was full, or failed): it goes first in the queue,
+    /// and the writer is woken to write it (and to meet the error, if any).
+    pub fn ws_unwritten(&mut self, link: LinkKey, unwritten: Vec<Bytes>) {
+        let Some(entry) = self.link_mut(link) else {
+            return;
+        };
+        entry.queued_bytes += unwritten.iter().map(Bytes::len).sum::<usize>();
+        let newer = std::mem::replace(&mut entry.queue, unwritten);
+        entry.queue.extend(newer);
+        entry.idle = false;
+        if let Some(waker) = entry.waker.take() {
+            waker.wake();
         }
     }
 
@@ -293,7 +361,19 @@ impl Engine {
         }
         entry.queued_bytes += frame.len();
         entry.queue.push(frame);
-        if let Some(waker) = entry.waker.take() {
+        if entry.idle && entry.direct.is_some() {
+            // Written by `net` at the end of the turn, with no task woken for it.
+            if !entry.listed {
+                entry.listed = true;
+                if self.ready_links.is_empty() && self.deferred.is_empty() {
+                    if let Some(waker) = self.deferred_waker.take() {
+                        waker.wake();
+                    }
+                }
+                self.ready_links.push(link);
+            }
+        } else if let Some(waker) = entry.waker.take() {
+            entry.idle = false;
             waker.wake();
         }
     }

@@ -216,8 +216,11 @@ pub struct Engine {
     closed_by_client: VecDeque<(Id, Version)>,
     /// Broadcasts waiting for the end of the turn ([`Engine::send_many`]), oldest first.
     deferred: Vec<Deferred>,
-    /// The task that calls [`Engine::send_deferred`], woken when the first one is held.
+    /// The task that calls [`Engine::send_deferred`], woken when the first one is held (or
+    /// the first link is listed for a direct write).
     deferred_waker: Option<Waker>,
+    /// Links with frames whose idle writers `net` writes for this turn ([`Engine::take_direct`]).
+    ready_links: Vec<LinkKey>,
     /// Set by [`Engine::drain`]: no new sessions; polling sessions close at their next GET.
     draining: bool,
     /// The server's session limits, shared with the other shards (see [`Engine::admit`]).
@@ -252,6 +255,7 @@ impl Engine {
             closed_by_client: VecDeque::new(),
             deferred: Vec::new(),
             deferred_waker: None,
+            ready_links: Vec::new(),
             draining: false,
             admission: None,
             admitted_unused: 0,

@@ -128,10 +128,11 @@ impl Engine {
         live
     }
 
-    /// Ready when broadcasts are held ([`Engine::send_many`]); otherwise registers the waker
-    /// of the task that will call [`Engine::send_deferred`] once they are.
+    /// Ready when broadcasts are held ([`Engine::send_many`]) or links are listed for a
+    /// direct write ([`Engine::take_direct`]); otherwise registers the waker of the task that
+    /// will call [`Engine::send_deferred`] and write them once they are.
     pub fn poll_deferred(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.deferred.is_empty() {
+        if self.deferred.is_empty() && self.ready_links.is_empty() {
             self.deferred_waker = Some(cx.waker().clone());
             Poll::Pending
         } else {

@@ -279,6 +279,74 @@ fn websocket_session_writes_and_closes() {
     assert_eq!(frames[0][0], 0x88, "a close frame ends the connection");
 }
 
+/// Counts the wakes of the wakers made from it.
+#[derive(Default)]
+struct Wakes(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Wakes {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Wakes {
+    fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn an_idle_writer_is_not_woken_for_frames_net_writes_directly() {
+    let mut engine = engine();
+    let now = Instant::now();
+    let (key, link) = engine.open_websocket(now, peer(Version::V4));
+    engine.ws_write_directly(link, 7);
+    let _ = written(&mut engine, link, now);
+    // The writer waits idle, with a waker that counts.
+    let wakes = std::sync::Arc::new(Wakes::default());
+    let waker = std::task::Waker::from(wakes.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut out = Vec::new();
+    assert!(engine
+        .poll_ws_write(link, now, &mut cx, &mut out)
+        .is_pending());
+    // Two packets: listed once, the writer not woken, the deferred task is.
+    let deferred = std::sync::Arc::new(Wakes::default());
+    let deferred_waker = std::task::Waker::from(deferred.clone());
+    assert!(engine
+        .poll_deferred(&mut Context::from_waker(&deferred_waker))
+        .is_pending());
+    engine.send(key, &Frame::text(b"4one"), false).unwrap();
+    engine.send(key, &Frame::text(b"4two"), false).unwrap();
+    assert_eq!(wakes.count(), 0);
+    assert_eq!(deferred.count(), 1);
+    assert!(engine
+        .poll_deferred(&mut Context::from_waker(noop_waker_ref()))
+        .is_ready());
+    let (taken, fd, frames) = engine.take_direct().expect("listed");
+    assert_eq!((taken, fd, frames.len()), (link, 7, 2));
+    assert!(engine.take_direct().is_none(), "listed once");
+    // What the socket did not take goes first, and wakes the writer.
+    engine.send(key, &Frame::text(b"4three"), false).unwrap();
+    engine.ws_unwritten(link, frames[1..].to_vec());
+    assert_eq!(wakes.count(), 1);
+    let (rest, step) = written(&mut engine, link, now);
+    assert_eq!(step, Poll::Ready(WriteBatch::Frames));
+    assert_eq!(rest.len(), 2);
+    assert!(rest[0].ends_with(b"4two") && rest[1].ends_with(b"4three"));
+    // A writer busy writing (not idle) is woken as before, never listed.
+    engine.send(key, &Frame::text(b"4four"), false).unwrap();
+    assert!(engine.take_direct().is_none());
+    // A closing link is never written directly.
+    let _ = written(&mut engine, link, now);
+    assert!(engine
+        .poll_ws_write(link, now, &mut cx, &mut out)
+        .is_pending());
+    engine.send(key, &Frame::text(b"4five"), false).unwrap();
+    engine.close(key, CloseReason::ServerClose);
+    assert!(engine.take_direct().is_none());
+}
+
 #[test]
 fn v3_binary_frames_carry_the_type_byte() {
     let mut engine = engine();

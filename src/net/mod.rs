@@ -32,7 +32,7 @@ use crate::id::Id;
 use crate::key::ShardId;
 
 pub(crate) use route::{Request, Response, Router};
-pub(crate) use ws::adopt_websocket;
+pub(crate) use ws::{adopt_websocket, write_direct};
 
 /// What the network layer needs from its shard.
 pub(crate) trait Host: 'static {

@@ -281,6 +281,9 @@ async fn write_loop<H: Host>(
     fd: RawFd,
     link: LinkKey,
 ) {
+    // While this task waits idle, the shard writes the link's frames itself (`write_direct`),
+    // with no wake-up of this task per message.
+    host.engine().borrow_mut().ws_write_directly(link, fd);
     let hold = host.engine().borrow().ws_hold_until(link);
     if let Some(until) = hold {
         // Boxed, like every timer here: a timer is hundreds of bytes, and it would otherwise
@@ -366,6 +369,84 @@ async fn write_all(
         }
     }
     (Ok(()), batch)
+}
+
+/// Writes every link listed for a direct write ([`Engine::take_direct`]): the frames queued
+/// this turn for links whose writer waits idle, each link's in as few `sendmsg`s as the socket
+/// takes without blocking (at most `MAX_IOVECS` frames each). What a socket does not take, or
+/// a failed write, goes back to the link's writer task ([`Engine::ws_unwritten`]), which writes
+/// it (or meets the error) through the runtime. The shard calls this once per turn, after the
+/// turn's broadcasts are queued, so each link gets one write for all of them.
+///
+/// [`Engine::take_direct`]: crate::engine::Engine::take_direct
+/// [`Engine::ws_unwritten`]: crate::engine::Engine::ws_unwritten
+pub(crate) fn write_direct<H: Host>(host: &H) {
+    let engine = host.engine();
+    let mut engine = engine.borrow_mut();
+    while let Some((link, fd, frames)) = engine.take_direct() {
+        match send_now(fd, &frames) {
+            Ok(written) if written == frames.iter().map(Bytes::len).sum::<usize>() => {
+                engine.recycle_queue(frames);
+            }
+            Ok(written) => engine.ws_unwritten(link, rest_after(frames, written)),
+            Err(_) => engine.ws_unwritten(link, frames),
+        }
+    }
+}
+
+/// Writes as much of `frames` as the socket takes now, never blocking: the bytes written.
+/// An error only when nothing was written.
+fn send_now(fd: RawFd, frames: &[Bytes]) -> std::io::Result<usize> {
+    let mut written = 0;
+    for chunk in frames.chunks(MAX_IOVECS) {
+        let mut iovecs = SPARE_IOVECS.with(|spare| spare.borrow_mut().take());
+        iovecs.extend(chunk.iter().map(|frame| libc::iovec {
+            iov_base: frame.as_ptr() as *mut libc::c_void,
+            iov_len: frame.len(),
+        }));
+        let size: usize = chunk.iter().map(Bytes::len).sum();
+        // SAFETY: an all-zero `msghdr` is valid (no address, no control data).
+        let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+        message.msg_iov = iovecs.as_mut_ptr();
+        message.msg_iovlen = iovecs.len() as _;
+        // SAFETY: `fd` is the link's socket, open while its writer task holds the write half
+        // (the engine forgets the link before that task ends); the iovecs point into `frames`,
+        // alive and unchanged for the call, which is synchronous. `MSG_DONTWAIT`: never
+        // blocks, whatever the socket's mode; `MSG_NOSIGNAL`: a closed peer is an error, not
+        // SIGPIPE.
+        let sent = unsafe { libc::sendmsg(fd, &message, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        SPARE_IOVECS.with(|spare| spare.borrow_mut().give(iovecs));
+        match usize::try_from(sent) {
+            Ok(sent) => {
+                written += sent;
+                if sent < size {
+                    break;
+                }
+            }
+            Err(_) if written > 0 => break,
+            Err(_) => return Err(std::io::Error::last_os_error()),
+        }
+    }
+    Ok(written)
+}
+
+/// The part of `frames` after their first `written` bytes.
+fn rest_after(mut frames: Vec<Bytes>, mut written: usize) -> Vec<Bytes> {
+    let whole = frames
+        .iter()
+        .take_while(|frame| {
+            let done = frame.len() <= written;
+            if done {
+                written -= frame.len();
+            }
+            done
+        })
+        .count();
+    frames.drain(..whole);
+    if let Some(first) = frames.first_mut() {
+        *first = first.slice(written..);
+    }
+    frames
 }
 
 /// Emptied iovec arrays of this shard's thread, reused by the next batches.
@@ -465,6 +546,34 @@ unsafe impl IoVecBuf for FrameBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_direct_write_takes_what_the_socket_takes_and_leaves_the_rest() {
+        let mut fds = [0; 2];
+        // SAFETY: `socketpair` writes two descriptors into the array, which this test owns.
+        let made =
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) };
+        assert_eq!(made, 0);
+        let frames: Vec<Bytes> = (0u8..8).map(|n| Bytes::from(vec![n; 64 * 1024])).collect();
+        let total: usize = frames.iter().map(Bytes::len).sum();
+        // Nobody reads: the socket takes its buffer's worth, not 512 KiB, and never blocks.
+        let written = send_now(fds[0], &frames).expect("a first write");
+        assert!(written > 0 && written < total, "{written}");
+        let rest = rest_after(frames.clone(), written);
+        let all: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+        let left: Vec<u8> = rest.iter().flat_map(|f| f.iter().copied()).collect();
+        assert_eq!(left, all[written..]);
+        // Full now: nothing more goes, and that is an error (`WouldBlock`), not a hang.
+        let again = send_now(fds[0], &rest).expect_err("full");
+        assert_eq!(again.kind(), std::io::ErrorKind::WouldBlock);
+        assert_eq!(rest_after(frames.clone(), 0), frames);
+        assert!(rest_after(frames, total).is_empty());
+        // SAFETY: the two descriptors `socketpair` made, closed once.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+    }
 
     /// The bytes the batch's iovecs still point at, in order.
     fn unwritten(batch: &FrameBatch) -> Vec<u8> {

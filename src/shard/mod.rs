@@ -716,14 +716,18 @@ async fn heartbeat_loop(shard: Rc<Shard>) {
 }
 
 /// Sends the broadcasts the engine holds ([`Engine::send_many`]) once per turn of the
-/// runtime. Woken by the first one held, this task runs after the tasks already due in the
-/// turn (the runtime runs woken tasks in order), so every publish read in the turn joins the
-/// run before any recipient's writer runs.
+/// runtime, then writes every idle link that got frames ([`net::write_direct`]). Woken by the
+/// first broadcast held or link listed, this task runs after the tasks already due in the turn
+/// (the runtime runs woken tasks in order), so every publish read in the turn joins the run
+/// before any recipient is written.
 async fn deferred_loop(shard: Rc<Shard>) {
     loop {
         poll_fn(|cx| shard.engine.borrow_mut().poll_deferred(cx)).await;
         shard.engine.borrow_mut().send_deferred();
         shard.pump();
+        // Then every link that got frames this turn while its writer waited is written here,
+        // one write each, with no task woken for it.
+        net::write_direct(&*shard);
     }
 }
 

@@ -250,7 +250,8 @@ pub fn encode_event(nsp: &str, event: &str, args: &Args, ack_id: Option<u64>) ->
     } else {
         PacketType::BinaryEvent
     };
-    let mut body = Vec::with_capacity(event.len() + args.json.as_slice().len() + 4);
+    // `["event",args]`: the name's quotes and the brackets and comma, plus a few escapes.
+    let mut body = Vec::with_capacity(event.len() + args.json.as_slice().len() + 8);
     body.push(b'[');
     json::write_str(&mut body, event);
     if args.count > 0 {
