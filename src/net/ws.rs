@@ -385,49 +385,78 @@ pub(crate) fn write_direct<H: Host>(host: &H) {
     let mut engine = engine.borrow_mut();
     while let Some((link, fd, frames)) = engine.take_direct() {
         match send_now(fd, &frames) {
-            Ok(written) if written == frames.iter().map(Bytes::len).sum::<usize>() => {
-                engine.recycle_queue(frames);
-            }
-            Ok(written) => engine.ws_unwritten(link, rest_after(frames, written)),
+            Ok(Sent::All) => engine.recycle_queue(frames),
+            Ok(Sent::Part(written)) => engine.ws_unwritten(link, rest_after(frames, written)),
             Err(_) => engine.ws_unwritten(link, frames),
         }
     }
 }
 
-/// Writes as much of `frames` as the socket takes now, never blocking: the bytes written.
-/// An error only when nothing was written.
-fn send_now(fd: RawFd, frames: &[Bytes]) -> std::io::Result<usize> {
+/// How much of a direct write the socket took.
+#[derive(Debug, PartialEq, Eq)]
+enum Sent {
+    All,
+    /// These many bytes.
+    Part(usize),
+}
+
+/// Frames per `sendmsg` from an iovec array on the stack (a link's turn is most often one
+/// or a few frames); more go in chunks of `MAX_IOVECS` from the shard's spare arrays.
+const STACK_IOVECS: usize = 16;
+
+/// Writes as much of `frames` as the socket takes now, never blocking. An error only when
+/// nothing was written.
+fn send_now(fd: RawFd, frames: &[Bytes]) -> std::io::Result<Sent> {
     let mut written = 0;
-    for chunk in frames.chunks(MAX_IOVECS) {
-        let mut iovecs = SPARE_IOVECS.with(|spare| spare.borrow_mut().take());
-        iovecs.extend(chunk.iter().map(|frame| libc::iovec {
+    let chunk_len = if frames.len() <= STACK_IOVECS {
+        STACK_IOVECS
+    } else {
+        MAX_IOVECS
+    };
+    for chunk in frames.chunks(chunk_len) {
+        let iovec = |frame: &Bytes| libc::iovec {
             iov_base: frame.as_ptr() as *mut libc::c_void,
             iov_len: frame.len(),
-        }));
+        };
         let size: usize = chunk.iter().map(Bytes::len).sum();
-        // SAFETY: an all-zero `msghdr` is valid (no address, no control data).
-        let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-        message.msg_iov = iovecs.as_mut_ptr();
-        message.msg_iovlen = iovecs.len() as _;
-        // SAFETY: `fd` is the link's socket, open while its writer task holds the write half
-        // (the engine forgets the link before that task ends); the iovecs point into `frames`,
-        // alive and unchanged for the call, which is synchronous. `MSG_DONTWAIT`: never
-        // blocks, whatever the socket's mode; `MSG_NOSIGNAL`: a closed peer is an error, not
-        // SIGPIPE.
-        let sent = unsafe { libc::sendmsg(fd, &message, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-        SPARE_IOVECS.with(|spare| spare.borrow_mut().give(iovecs));
-        match usize::try_from(sent) {
-            Ok(sent) => {
-                written += sent;
-                if sent < size {
-                    break;
-                }
+        let sent = if chunk.len() <= STACK_IOVECS {
+            let mut iovecs = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; STACK_IOVECS];
+            for (slot, frame) in iovecs.iter_mut().zip(chunk) {
+                *slot = iovec(frame);
             }
-            Err(_) if written > 0 => break,
+            send_iovecs(fd, &mut iovecs[..chunk.len()])
+        } else {
+            let mut iovecs = SPARE_IOVECS.with(|spare| spare.borrow_mut().take());
+            iovecs.extend(chunk.iter().map(iovec));
+            let sent = send_iovecs(fd, &mut iovecs);
+            SPARE_IOVECS.with(|spare| spare.borrow_mut().give(iovecs));
+            sent
+        };
+        match usize::try_from(sent) {
+            Ok(sent) if sent == size => written += sent,
+            Ok(sent) => return Ok(Sent::Part(written + sent)),
+            Err(_) if written > 0 => return Ok(Sent::Part(written)),
             Err(_) => return Err(std::io::Error::last_os_error()),
         }
     }
-    Ok(written)
+    Ok(Sent::All)
+}
+
+/// One `sendmsg` of `iovecs` that never blocks: what it returned.
+fn send_iovecs(fd: RawFd, iovecs: &mut [libc::iovec]) -> isize {
+    // SAFETY: an all-zero `msghdr` is valid (no address, no control data).
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = iovecs.as_mut_ptr();
+    message.msg_iovlen = iovecs.len() as _;
+    // SAFETY: `fd` is the link's socket, open while its writer task holds the write half (the
+    // engine forgets the link before that task ends); the iovecs point into frames the caller
+    // keeps alive and unchanged for the call, which is synchronous. `MSG_DONTWAIT`: never
+    // blocks, whatever the socket's mode; `MSG_NOSIGNAL`: a closed peer is an error, not
+    // SIGPIPE.
+    unsafe { libc::sendmsg(fd, &message, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) }
 }
 
 /// The part of `frames` after their first `written` bytes.
@@ -557,7 +586,9 @@ mod tests {
         let frames: Vec<Bytes> = (0u8..8).map(|n| Bytes::from(vec![n; 64 * 1024])).collect();
         let total: usize = frames.iter().map(Bytes::len).sum();
         // Nobody reads: the socket takes its buffer's worth, not 512 KiB, and never blocks.
-        let written = send_now(fds[0], &frames).expect("a first write");
+        let Sent::Part(written) = send_now(fds[0], &frames).expect("a first write") else {
+            panic!("all of it written");
+        };
         assert!(written > 0 && written < total, "{written}");
         let rest = rest_after(frames.clone(), written);
         let all: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
@@ -567,6 +598,20 @@ mod tests {
         let again = send_now(fds[0], &rest).expect_err("full");
         assert_eq!(again.kind(), std::io::ErrorKind::WouldBlock);
         assert_eq!(rest_after(frames.clone(), 0), frames);
+        // A few small frames, from the stack's iovecs: all of them (the peer reads now).
+        let mut drained = vec![0u8; 1 << 20];
+        // SAFETY: reads into a buffer this test owns, at most its length.
+        while unsafe {
+            libc::recv(
+                fds[1],
+                drained.as_mut_ptr().cast(),
+                drained.len(),
+                libc::MSG_DONTWAIT,
+            )
+        } > 0
+        {}
+        let small: Vec<Bytes> = (0..20).map(|n| Bytes::from(vec![n; 10])).collect();
+        assert_eq!(send_now(fds[0], &small).expect("small frames"), Sent::All);
         assert!(rest_after(frames, total).is_empty());
         // SAFETY: the two descriptors `socketpair` made, closed once.
         unsafe {

@@ -800,7 +800,8 @@ pub(crate) fn deliver_local(io: &Rc<SocketIo>, broadcast: &Broadcast) -> usize {
         );
     }
     let mut targets = Vec::new();
-    let mut sessions = Vec::new();
+    // Sized for a small room at once (growing it costs a reallocation per doubling).
+    let mut sessions = Vec::with_capacity(16);
     // Only a broadcast that waits for acks (or that an observer watches) needs to know which
     // sockets got it.
     let plain = broadcast.ack.is_none() && !broadcast.volatile;
