@@ -1267,11 +1267,7 @@ impl RedisLink {
         value: impl Into<String>,
         millis: u64,
     ) -> Result<(), PublishError> {
-        let args = vec![
-            value.into().into(),
-            "PX".into(),
-            millis.max(1).to_string().into(),
-        ];
+        let args = expiring(value.into(), "PX", millis);
         self.queue_command("SET", key.into(), args)
     }
 
@@ -1419,13 +1415,7 @@ impl RedisLink {
         value: impl Into<String>,
         secs: u64,
     ) -> Result<(), CommandError> {
-        // `EX 0` is an error in Redis: the shortest expiry is a second.
-        let args = vec![
-            value.into().into(),
-            "EX".into(),
-            secs.max(1).to_string().into(),
-        ];
-        self.write("SET", key.into(), args)
+        self.write("SET", key.into(), expiring(value.into(), "EX", secs))
     }
 
     /// `EXISTS key` on the command connection (on a cluster, at the master owning the key's
@@ -1487,12 +1477,7 @@ impl RedisLink {
         value: impl Into<String>,
         millis: u64,
     ) -> Result<(), CommandError> {
-        let args = vec![
-            value.into().into(),
-            "PX".into(),
-            millis.max(1).to_string().into(),
-        ];
-        self.write("SET", key.into(), args)
+        self.write("SET", key.into(), expiring(value.into(), "PX", millis))
     }
 
     /// `GET key` on the command connection (on a cluster, at the master owning the key's
@@ -2602,6 +2587,12 @@ fn text_answer(value: Value) -> Result<Option<String>, CommandError> {
             .map(Some)
             .ok_or_else(|| CommandError::Redis("unexpected answer: not text".to_owned())),
     }
+}
+
+/// `SET`'s arguments after the key for `value` expiring after `amount` of `unit` (`EX`
+/// seconds, `PX` milliseconds): at least one, as `EX 0` and `PX 0` are errors in Redis.
+fn expiring(value: String, unit: &'static str, amount: u64) -> Vec<Value> {
+    vec![value.into(), unit.into(), amount.max(1).to_string().into()]
 }
 
 /// `XRANGE` / `XREVRANGE` answer `[[id, [field, value, …]], …]`.

@@ -153,29 +153,14 @@ impl Cluster {
                         ),
                         _ => None,
                     };
-                    let (nsp, rooms, except) = (&remote.nsp, remote.rooms, remote.except);
                     // Encoded once, in the parser every shard's clients speak (and
                     // compressed once, when the extension is on).
-                    let mut broadcast = match offset {
-                        Some(offset) => Broadcast::remote_stored(
-                            parser,
-                            nsp,
-                            rooms,
-                            except,
-                            &event.name,
-                            args,
-                            offset,
-                        ),
-                        None => Broadcast::remote(
-                            parser,
-                            nsp,
-                            rooms,
-                            except,
-                            remote.volatile,
-                            &event.name,
-                            args,
-                        ),
-                    };
+                    let mut broadcast =
+                        Broadcast::remote(parser, &remote.nsp, &event.name, args, offset)
+                            .to(remote.rooms, remote.except);
+                    if remote.volatile {
+                        broadcast = broadcast.volatile();
+                    }
                     if let Some(threshold) = deflate_threshold {
                         frame::share_deflate_over(&mut broadcast.frames, threshold);
                     }

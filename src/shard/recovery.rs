@@ -291,17 +291,8 @@ impl LogReader {
             .map(|packet| {
                 let event = packet.event;
                 let args = EventArgs::from_parts(event.args, event.count, event.attachments);
-                let offset = packet.offset.unwrap_or_default();
-                Broadcast::remote_stored(
-                    self.parser,
-                    &packet.nsp,
-                    Vec::new(),
-                    Vec::new(),
-                    &event.name,
-                    args,
-                    offset.into(),
-                )
-                .frames
+                let offset = packet.offset.unwrap_or_default().into();
+                Broadcast::remote(self.parser, &packet.nsp, &event.name, args, Some(offset)).frames
             })
             .collect();
         let session = RecoverySession {

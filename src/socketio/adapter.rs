@@ -63,42 +63,15 @@ pub struct Broadcast {
 }
 
 impl Broadcast {
-    /// A broadcast another node published, encoded once for every shard of this process.
-    /// Never published again (it reaches the shards as a peer message, not through the
-    /// adapter). `parser` is the server's: every shard's clients speak it.
+    /// A broadcast another node published, encoded once for every shard of this process, to
+    /// the whole namespace until [`Broadcast::to`] says otherwise. Never published again (it
+    /// reaches the shards as a peer message, not through the adapter). `parser` is the
+    /// server's: every shard's clients speak it. With `offset` it is stored (connection state
+    /// recovery): its frames carry the offset as a last argument, and every shard that
+    /// delivers it logs it.
     pub fn remote(
         parser: Parser,
         nsp: &str,
-        rooms: Vec<String>,
-        except: Vec<String>,
-        volatile: bool,
-        event: &str,
-        args: Args,
-    ) -> Broadcast {
-        Broadcast::remote_as(parser, nsp, rooms, except, volatile, event, args, None)
-    }
-
-    /// [`Broadcast::remote`] for a stored event (never volatile): its frames carry `offset` as
-    /// a last argument, and every shard that delivers it logs it.
-    pub fn remote_stored(
-        parser: Parser,
-        nsp: &str,
-        rooms: Vec<String>,
-        except: Vec<String>,
-        event: &str,
-        args: Args,
-        offset: Arc<str>,
-    ) -> Broadcast {
-        Broadcast::remote_as(parser, nsp, rooms, except, false, event, args, Some(offset))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn remote_as(
-        parser: Parser,
-        nsp: &str,
-        rooms: Vec<String>,
-        except: Vec<String>,
-        volatile: bool,
         event: &str,
         args: Args,
         offset: Option<Arc<str>>,
@@ -113,10 +86,10 @@ impl Broadcast {
         Broadcast {
             target: Target {
                 nsp: nsp.into(),
-                rooms: rooms.into_iter().map(String::into_boxed_str).collect(),
-                except: except.into_iter().map(String::into_boxed_str).collect(),
+                rooms: Vec::new(),
+                except: Vec::new(),
             },
-            volatile,
+            volatile: false,
             frames,
             packet: Some(EventPacket {
                 event: event.into(),
@@ -126,6 +99,19 @@ impl Broadcast {
             from_node: true,
             offset,
         }
+    }
+
+    /// Only to members of `rooms` (all if none), minus members of `except`.
+    pub fn to(mut self, rooms: Vec<String>, except: Vec<String>) -> Broadcast {
+        self.target.rooms = boxed(rooms);
+        self.target.except = boxed(except);
+        self
+    }
+
+    /// Dropped for recipients that can't take it at once (never a stored one).
+    pub fn volatile(mut self) -> Broadcast {
+        self.volatile = self.offset.is_none();
+        self
     }
 
     /// The namespace.
