@@ -219,6 +219,7 @@ impl Shard {
                 peers: Box::new(|_: ShardId, _: SocketIoMsg| {}),
                 spawn: Box::new(|_: LocalTask| {}),
                 nodes: None,
+                directory: None,
             },
             now,
         );

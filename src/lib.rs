@@ -32,6 +32,7 @@ mod config;
 mod control;
 mod datetime;
 mod deadline;
+mod directory;
 mod engine;
 mod gather;
 mod histogram;

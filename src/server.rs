@@ -235,6 +235,12 @@ impl ServerBuilder {
             endpoint: control,
             running: vec![true; shards],
         }));
+        // With recovery on, every shard must see every stored broadcast to log it (a session
+        // it kept may be in the room), so broadcasts go everywhere.
+        let directory = (shards > 1
+            && shards <= crate::directory::MAX_SHARDS
+            && config.socketio.recovery.is_none())
+        .then(|| Arc::new(crate::directory::RoomDirectory::new()));
         let plan = Arc::new(Plan {
             config,
             endpoints,
@@ -245,6 +251,7 @@ impl ServerBuilder {
             metrics_listener: Mutex::new(metrics_listener),
             api,
             counters: self.counters,
+            directory,
         });
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut threads = Vec::with_capacity(shards);

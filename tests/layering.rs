@@ -35,6 +35,7 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     ("rooms.rs", &["monoio", "crate::"]),
+    ("directory.rs", &["monoio", "crate::"]),
     // Pure data structures: instants come in as arguments, nothing of the crate goes in.
     ("deadline.rs", &["monoio", "crate::", "Instant::now"]),
     ("gather.rs", &["monoio", "crate::", "Instant::now"]),

@@ -101,6 +101,8 @@ pub(crate) struct Plan {
     pub(crate) api: Option<ApiPlan>,
     /// Counters of the layers above the shards, asked at each scrape.
     pub(crate) counters: Option<Arc<crate::metrics::FamilySource>>,
+    /// Which shards have members of which rooms (with more than one shard and recovery off).
+    pub(crate) directory: Option<Arc<crate::directory::RoomDirectory>>,
 }
 
 /// One shard's state, shared by its tasks through `Rc`.
@@ -598,6 +600,7 @@ async fn serve(
                 .cluster
                 .as_ref()
                 .map(|cluster| cluster.hooks(id, plan.config.cluster.requests_timeout)),
+            directory: plan.directory.clone(),
         },
         Instant::now(),
     );

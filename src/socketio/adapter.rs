@@ -281,6 +281,9 @@ pub(crate) trait Adapter {
     fn responders(&self, local: bool) -> usize;
     /// Sends a message (made once per responder) to every responder.
     fn send_all(&self, msg: &dyn Fn() -> SocketIoMsg, local: bool);
+    /// Sends a message (made once per shard) to the other shards of this process whose bits
+    /// are set in `shards`.
+    fn send_to_shards(&self, shards: u64, msg: &dyn Fn() -> SocketIoMsg);
     /// Sends an answer back to the responder a request came from.
     fn reply(&self, origin: Origin, msg: SocketIoMsg);
     /// Hands a broadcast of this shard's to other nodes, unless `local`; whether it does is
@@ -394,6 +397,13 @@ impl Adapter for ShardFanout {
             if shard != self.shard {
                 (self.peers)(shard, msg());
             }
+        }
+    }
+
+    fn send_to_shards(&self, shards: u64, msg: &dyn Fn() -> SocketIoMsg) {
+        let others = shards & !(1u64 << self.shard.index());
+        for shard in (0..self.shards).filter(|&shard| others & (1u64 << shard) != 0) {
+            (self.peers)(ShardId::new(shard), msg());
         }
     }
 
@@ -584,8 +594,18 @@ pub(crate) fn broadcast(io: &Rc<SocketIo>, broadcast: Broadcast, local: bool) ->
         }
         Some(_) => {}
     }
-    io.adapter
-        .send_all(&|| SocketIoMsg::Broadcast(shared.clone()), local);
+    // A plain broadcast to rooms goes only to the shards with members of them.
+    let shards = match (&io.directory, ack) {
+        (Some(directory), None) if !shared.rooms().is_empty() => {
+            directory.shards_of(shared.nsp(), shared.rooms())
+        }
+        _ => None,
+    };
+    let msg = || SocketIoMsg::Broadcast(shared.clone());
+    match shards {
+        Some(shards) => io.adapter.send_to_shards(shards, &msg),
+        None => io.adapter.send_all(&msg, local),
+    }
     let count = deliver_local(io, &shared);
     if let Some(request) = request {
         let done = io

@@ -325,10 +325,12 @@ pub(crate) fn join_unobserved(
     joined
 }
 
-/// After `socket` joined (`joined`) or left `room`: tells the adapter when that made the room
-/// appear on this shard (its only member) or empty, if the adapter listens.
+/// After `socket` joined (`joined`) or left `room`: when that made the room appear on this
+/// shard (its only member) or empty, tells the adapter (if it listens) and the shards' room
+/// directory (if there is one; a socket's own id room is never listed).
 pub(crate) fn watch_room(io: &Rc<SocketIo>, socket: SocketKey, room: &str, joined: bool) {
-    if !io.adapter.watches_rooms() {
+    let watches = io.adapter.watches_rooms();
+    if !watches && io.directory.is_none() {
         return;
     }
     let changed = {
@@ -341,11 +343,17 @@ pub(crate) fn watch_room(io: &Rc<SocketIo>, socket: SocketKey, room: &str, joine
                 (None, _) => !joined,
                 _ => false,
             };
-            changed.then(|| nsp.name.clone())
+            changed.then(|| (nsp.name.clone(), *entry.id == *room))
         })
     };
-    if let Some(nsp) = changed {
+    let Some((nsp, own)) = changed else {
+        return;
+    };
+    if watches {
         io.adapter.room_changed(&nsp, room, joined);
+    }
+    if let (Some(directory), false) = (&io.directory, own) {
+        directory.set(&nsp, room, io.shard.index(), joined);
     }
 }
 
@@ -372,7 +380,8 @@ pub(crate) fn remove_socket(io: &Rc<SocketIo>, socket: SocketKey, reason: Discon
     };
     let handle = handle.departing(entry.extension.clone());
     keep_for_recovery(io, &entry, reason);
-    if io.adapter.watches_rooms() {
+    let watches = io.adapter.watches_rooms();
+    if watches || io.directory.is_some() {
         let state = io.state.borrow();
         let nsp = &state.namespaces[entry.ns];
         let emptied: Vec<_> = entry
@@ -383,7 +392,12 @@ pub(crate) fn remove_socket(io: &Rc<SocketIo>, socket: SocketKey, reason: Discon
         let name = nsp.name.clone();
         drop(state);
         for room in emptied {
-            io.adapter.room_changed(&name, room, false);
+            if watches {
+                io.adapter.room_changed(&name, room, false);
+            }
+            if let (Some(directory), false) = (&io.directory, **room == *entry.id) {
+                directory.set(&name, room, io.shard.index(), false);
+            }
         }
     }
     for (_, handler) in entry.acks {

@@ -52,6 +52,7 @@ pub use socket::{AckSender, Socket};
 pub use tables::{SocketIoCounts, SocketIoTraffic};
 
 use crate::codec::frame::Frame;
+use crate::directory::RoomDirectory;
 use crate::engine::{CloseReason, Engine, Event, SendError, SessionKey};
 use crate::gather::Gather;
 use crate::key::ShardId;
@@ -69,6 +70,8 @@ pub struct ShardHooks {
     pub spawn: Box<dyn Fn(LocalTask)>,
     /// Reaches the other nodes of a cluster, if any.
     pub nodes: Option<NodeHooks>,
+    /// The shards' room directory: broadcasts to rooms go only to shards with members.
+    pub directory: Option<Arc<RoomDirectory>>,
 }
 
 /// Why a socket left its namespace (the strings Socket.IO clients and servers use).
@@ -136,6 +139,9 @@ pub struct SocketIo {
     pub(crate) traffic: RefCell<SocketIoTraffic>,
     /// Connection state recovery's offsets, log and kept sessions, when it is on.
     pub(crate) recovery: Option<RefCell<recovery::Recovery>>,
+    /// Which shards have members of which rooms, shared by the server's shards (none with
+    /// one shard, or with recovery on: every shard then logs every stored broadcast).
+    pub(crate) directory: Option<Arc<RoomDirectory>>,
 }
 
 impl SocketIo {
@@ -170,6 +176,7 @@ impl SocketIo {
         });
         Rc::new(SocketIo {
             recovery,
+            directory: hooks.directory,
             shard,
             engine,
             state: RefCell::new(State::new(shard, shards)),

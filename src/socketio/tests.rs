@@ -30,6 +30,8 @@ struct Cluster {
     mailbox: Mailbox,
     tasks: Rc<RefCell<Vec<LocalTask>>>,
     now: Instant,
+    /// Broadcasts sent to each shard by the other so far.
+    broadcasts_to: Rc<RefCell<[usize; 2]>>,
 }
 
 /// A WebSocket client session on one shard.
@@ -67,7 +69,12 @@ impl Cluster {
     ) -> Cluster {
         let mailbox: Mailbox = Rc::default();
         let tasks: Rc<RefCell<Vec<LocalTask>>> = Rc::default();
+        let broadcasts_to: Rc<RefCell<[usize; 2]>> = Rc::default();
         let namespaces = Arc::new(namespaces);
+        // As the server does: a room directory unless recovery is on.
+        let directory = recovery
+            .is_none()
+            .then(|| Arc::new(crate::directory::RoomDirectory::new()));
         let now = Instant::now();
         let shards = (0..2u16)
             .map(|id| {
@@ -75,6 +82,7 @@ impl Cluster {
                 let engine = Rc::new(RefCell::new(Engine::new(id, EngineConfig::default())));
                 let mailbox = mailbox.clone();
                 let spawned = tasks.clone();
+                let counted = broadcasts_to.clone();
                 SocketIo::new(
                     id,
                     2,
@@ -89,9 +97,15 @@ impl Cluster {
                     },
                     namespaces.clone(),
                     ShardHooks {
-                        peers: Box::new(move |to, msg| mailbox.borrow_mut().push_back((to, msg))),
+                        peers: Box::new(move |to, msg| {
+                            if let SocketIoMsg::Broadcast(_) = msg {
+                                counted.borrow_mut()[to.index()] += 1;
+                            }
+                            mailbox.borrow_mut().push_back((to, msg))
+                        }),
                         spawn: Box::new(move |task| spawned.borrow_mut().push(task)),
                         nodes: nodes(id),
+                        directory: directory.clone(),
                     },
                     now,
                 )
@@ -102,6 +116,7 @@ impl Cluster {
             mailbox,
             tasks,
             now,
+            broadcasts_to,
         }
     }
 
@@ -332,6 +347,40 @@ fn broadcast_reaches_room_members_on_both_shards_in_order() {
         assert_eq!(cluster.read(member), expected);
     }
     assert!(cluster.read(&outsider).is_empty());
+}
+
+#[test]
+fn a_broadcast_to_rooms_goes_only_to_shards_with_members() {
+    let cluster = Cluster::new(namespaces(builtins()));
+    let (here, _) = member(&cluster, 0, "here");
+    let (there, there_id) = member(&cluster, 1, "both");
+    let (_, _) = member(&cluster, 0, "both");
+    let sent = |cluster: &Cluster| cluster.broadcasts_to.borrow()[1];
+    let before = sent(&cluster);
+    // Shard 1 has nobody in "here": it is not sent the broadcast.
+    cluster.send(&here, r#"42["publish","here","local"]"#);
+    assert_eq!(cluster.read(&here), [r#"42["message","local"]"#]);
+    assert_eq!(sent(&cluster), before);
+    // It has a member of "both": it is.
+    cluster.send(&here, r#"42["publish","both","shared"]"#);
+    assert_eq!(cluster.read(&there), [r#"42["message","shared"]"#]);
+    assert_eq!(sent(&cluster), before + 1);
+    // A socket id is no listed room: every shard is asked, and its socket gets it.
+    cluster.send(&here, &format!(r#"42["publish","{there_id}","direct"]"#));
+    assert_eq!(cluster.read(&there), [r#"42["message","direct"]"#]);
+    assert_eq!(sent(&cluster), before + 2);
+    // Its member left: shard 1 is no longer sent what goes to "both".
+    cluster.send(&there, r#"421["leave","both"]"#);
+    assert_eq!(cluster.read(&there), ["431[]"]);
+    cluster.send(&here, r#"42["publish","both","after"]"#);
+    assert_eq!(sent(&cluster), before + 2);
+    // Nor once its last socket in a room is gone.
+    cluster.send(&there, r#"421["join","gone"]"#);
+    cluster.read(&there);
+    let (_, _) = member(&cluster, 0, "gone");
+    cluster.send(&there, "41");
+    cluster.send(&here, r#"42["publish","gone","after"]"#);
+    assert_eq!(sent(&cluster), before + 2);
 }
 
 #[test]
