@@ -2116,52 +2116,39 @@ impl Worker {
         answer: oneshot::Sender<Result<Option<Vec<StreamEntry>>, CommandError>>,
     ) -> Option<Task> {
         const PAGE: usize = 256;
-        if !self.state.publisher.up() {
-            let _ = answer.send(Err(CommandError::Disconnected));
-            return None;
-        }
-        let client = self.publisher.clone();
-        let timeout = self.shared.config.command_timeout;
-        Some(Box::pin(async move {
-            let walk = async {
-                let mut newer: Vec<StreamEntry> = Vec::new();
-                let mut end = "+".to_owned();
-                loop {
-                    let args: Vec<Value> = vec![
-                        key.clone().into(),
-                        end.clone().into(),
-                        "-".into(),
-                        "COUNT".into(),
-                        PAGE.to_string().into(),
-                    ];
-                    let page = client.custom::<Value, _>(key_command("XREVRANGE"), args);
-                    let entries = stream_entries(page.await.map_err(command_error)?)?;
-                    let Some(last) = entries.last() else {
-                        return Ok(None);
-                    };
-                    end = format!("({}", last.id);
-                    let full_page = entries.len() == PAGE;
-                    for entry in entries {
-                        if entry.field(&field) == Some(&value) {
-                            newer.reverse();
-                            return Ok(Some(newer));
-                        }
-                        if newer.len() >= limit {
-                            return Ok(None);
-                        }
-                        newer.push(entry);
+        self.answer_with(answer, move |client| async move {
+            let mut newer: Vec<StreamEntry> = Vec::new();
+            let mut end = "+".to_owned();
+            loop {
+                let args: Vec<Value> = vec![
+                    key.clone().into(),
+                    end.clone().into(),
+                    "-".into(),
+                    "COUNT".into(),
+                    PAGE.to_string().into(),
+                ];
+                let page = client.custom::<Value, _>(key_command("XREVRANGE"), args);
+                let entries = stream_entries(page.await.map_err(command_error)?)?;
+                let Some(last) = entries.last() else {
+                    return Ok(None);
+                };
+                end = format!("({}", last.id);
+                let full_page = entries.len() == PAGE;
+                for entry in entries {
+                    if entry.field(&field) == Some(&value) {
+                        newer.reverse();
+                        return Ok(Some(newer));
                     }
-                    if !full_page {
+                    if newer.len() >= limit {
                         return Ok(None);
                     }
+                    newer.push(entry);
                 }
-            };
-            let found = match tokio::time::timeout(timeout, walk).await {
-                Err(_elapsed) => Err(CommandError::Timeout),
-                Ok(found) => found,
-            };
-            let _ = answer.send(found);
-        }))
+                if !full_page {
+                    return Ok(None);
+                }
+            }
+        })
     }
 
     /// `SCAN … MATCH` on the server, or on every master of a cluster one after the other (the
@@ -2172,63 +2159,41 @@ impl Worker {
         limit: usize,
         answer: oneshot::Sender<Result<Vec<(String, String)>, CommandError>>,
     ) -> Option<Task> {
-        if !self.state.publisher.up() {
-            let _ = answer.send(Err(CommandError::Disconnected));
-            return None;
-        }
         let cluster = self.shared.config.is_cluster();
-        let masters = if cluster {
-            match self.publisher.cached_cluster_state() {
-                Some(layout) => Some(layout.unique_primary_nodes()),
-                None => {
-                    let _ = answer.send(Err(CommandError::Disconnected));
-                    return None;
-                }
-            }
-        } else {
-            None
-        };
-        let client = self.publisher.clone();
-        let timeout = self.shared.config.command_timeout;
-        Some(Box::pin(async move {
-            let scan = async {
-                let mut keys = BTreeSet::new();
-                match masters {
-                    None => scan_on(&client, &pattern, limit, &mut keys).await?,
-                    Some(masters) => {
-                        for master in masters {
-                            if keys.len() >= limit {
-                                break;
-                            }
-                            let node = client.with_cluster_node(master);
-                            scan_on(&node, &pattern, limit, &mut keys).await?;
+        let masters = self.masters();
+        self.answer_with(answer, move |client| async move {
+            let masters = masters?;
+            let mut keys = BTreeSet::new();
+            match masters {
+                None => scan_on(&client, &pattern, limit, &mut keys).await?,
+                Some(masters) => {
+                    for master in masters {
+                        if keys.len() >= limit {
+                            break;
                         }
+                        let node = client.with_cluster_node(master);
+                        scan_on(&node, &pattern, limit, &mut keys).await?;
                     }
                 }
-                let keys: Vec<String> = keys.into_iter().collect();
-                let mut found = Vec::with_capacity(keys.len());
-                // `by_slot` keeps each `MGET` within one slot on a cluster (else CROSSSLOT),
-                // and to a few hundred keys, so no reply is huge.
-                for group in by_slot(&keys, cluster) {
-                    let asked = group.len();
-                    let mget = client.custom::<Value, _>(key_command("MGET"), group.clone());
-                    let values = mget_values(mget.await.map_err(command_error)?, asked)?;
-                    found.extend(
-                        group
-                            .into_iter()
-                            .zip(values)
-                            .filter_map(|(key, value)| Some((key, value?))),
-                    );
-                }
-                found.sort();
-                Ok(found)
-            };
-            let found = match tokio::time::timeout(timeout, scan).await {
-                Err(_elapsed) => Err(CommandError::Timeout),
-                Ok(found) => found,
-            };
-            let _ = answer.send(found);
-        }))
+            }
+            let keys: Vec<String> = keys.into_iter().collect();
+            let mut found = Vec::with_capacity(keys.len());
+            // `by_slot` keeps each `MGET` within one slot on a cluster (else CROSSSLOT),
+            // and to a few hundred keys, so no reply is huge.
+            for group in by_slot(&keys, cluster) {
+                let asked = group.len();
+                let mget = client.custom::<Value, _>(key_command("MGET"), group.clone());
+                let values = mget_values(mget.await.map_err(command_error)?, asked)?;
+                found.extend(
+                    group
+                        .into_iter()
+                        .zip(values)
+                        .filter_map(|(key, value)| Some((key, value?))),
+                );
+            }
+            found.sort();
+            Ok(found)
+        })
     }
 
     /// `name key args…` on the command connection with nobody waiting for it: dropped while
@@ -2263,68 +2228,76 @@ impl Worker {
         answer: oneshot::Sender<Result<T, CommandError>>,
         read: fn(Value) -> Result<T, CommandError>,
     ) -> Option<Task> {
-        if !self.state.publisher.up() {
-            let _ = answer.send(Err(CommandError::Disconnected));
-            return None;
-        }
-        let client = self.publisher.clone();
-        let timeout = self.shared.config.command_timeout;
-        Some(Box::pin(async move {
-            let asked = client.custom::<Value, _>(key_command(name), args);
-            let reply = match tokio::time::timeout(timeout, asked).await {
-                Err(_elapsed) => Err(CommandError::Timeout),
-                Ok(Ok(value)) => read(value),
-                Ok(Err(error)) => Err(command_error(error)),
-            };
-            let _ = answer.send(reply);
-        }))
+        self.answer_with(answer, move |client| async move {
+            let value = client
+                .custom::<Value, _>(key_command(name), args)
+                .await
+                .map_err(command_error)?;
+            read(value)
+        })
     }
 
     /// `PUBSUB NUMSUB` or `SHARDNUMSUB`, asked of the server, or of every master of a cluster
     /// (each counts only its own connections) and added up.
     fn num_sub(&self, request: NumSub) -> Option<Task> {
-        if !self.state.publisher.up() {
-            let _ = request.answer.send(Err(CommandError::Disconnected));
-            return None;
-        }
+        let NumSub {
+            channel,
+            sharded,
+            answer,
+        } = request;
         // On a cluster, every master the client's routing table knows (it has one once
         // connected).
-        let masters = if self.shared.config.is_cluster() {
-            match self.publisher.cached_cluster_state() {
-                Some(layout) => Some(layout.unique_primary_nodes()),
-                None => {
-                    let _ = request.answer.send(Err(CommandError::Disconnected));
-                    return None;
-                }
-            }
-        } else {
-            None
-        };
-        let client = self.publisher.clone();
+        let masters = self.masters();
+        self.answer_with(answer, move |client| async move {
+            let Some(masters) = masters? else {
+                return count_on(&client, channel, sharded).await;
+            };
+            let asked = masters.into_iter().map(|master| {
+                let client = client.with_cluster_node(master);
+                let channel = channel.clone();
+                async move { count_on(&client, channel, sharded).await }
+            });
+            let counts = futures_util::future::try_join_all(asked).await?;
+            Ok(counts.into_iter().sum())
+        })
+    }
+
+    /// The masters of the cluster the client knows, or `None` for one server; `Disconnected`
+    /// while the client has no layout yet.
+    fn masters(&self) -> Result<Option<Vec<Server>>, CommandError> {
+        if !self.shared.config.is_cluster() {
+            return Ok(None);
+        }
+        match self.publisher.cached_cluster_state() {
+            Some(layout) => Ok(Some(layout.unique_primary_nodes())),
+            None => Err(CommandError::Disconnected),
+        }
+    }
+
+    /// Runs `work` on the command connection as a task that sends its result to `answer`
+    /// (`Timeout` past the command timeout); `Disconnected` at once, and no task, while the
+    /// link is down.
+    fn answer_with<T, F>(
+        &self,
+        answer: oneshot::Sender<Result<T, CommandError>>,
+        work: impl FnOnce(Client) -> F,
+    ) -> Option<Task>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, CommandError>> + Send + 'static,
+    {
+        if !self.state.publisher.up() {
+            let _ = answer.send(Err(CommandError::Disconnected));
+            return None;
+        }
+        let work = work(self.publisher.clone());
         let timeout = self.shared.config.command_timeout;
         Some(Box::pin(async move {
-            let NumSub {
-                channel,
-                sharded,
-                answer,
-            } = request;
-            let count = async {
-                let Some(masters) = masters else {
-                    return count_on(&client, channel, sharded).await;
-                };
-                let asked = masters.into_iter().map(|master| {
-                    let client = client.with_cluster_node(master);
-                    let channel = channel.clone();
-                    async move { count_on(&client, channel, sharded).await }
-                });
-                let counts = futures_util::future::try_join_all(asked).await?;
-                Ok(counts.into_iter().sum())
-            };
-            let count = match tokio::time::timeout(timeout, count).await {
+            let result = match tokio::time::timeout(timeout, work).await {
                 Err(_elapsed) => Err(CommandError::Timeout),
-                Ok(count) => count,
+                Ok(result) => result,
             };
-            let _ = answer.send(count);
+            let _ = answer.send(result);
         }))
     }
 
