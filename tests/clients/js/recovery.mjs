@@ -1,7 +1,7 @@
 // Connection state recovery from socket.io-client 4.x's side (run by tests/recovery.rs): a
 // client whose connection goes away while others keep emitting comes back with the same id,
 // its rooms, and exactly the non-volatile events it missed, in order, before `connect`
-// (`socket.recovered`); a bogus pid or offset gets a fresh session.
+// (`socket.recovered`); a bogus pid, or a real pid with a bogus offset, gets a fresh session.
 // Usage: node recovery.mjs <polling|websocket> <scenario>
 import { run, track, io, BASE_URL, withTimeout, check, checkEqual, emitAck, sleep, show, waitFor, transportOptions } from './lib.mjs';
 
@@ -93,6 +93,20 @@ const scenarios = {
     const socket = await connect({ auth: { pid: 'nobody-has-this-pid', offset: '1.0' } });
     checkEqual(socket.recovered, false, 'a bogus pid is not recovered');
     check(typeof socket.id === 'string' && socket.id.length === 20, `a fresh id ${socket.id}`);
+    // A real session's pid with an offset the server never gave: a fresh session too.
+    const lost = await connect();
+    const other = await connect();
+    checkEqual(await emitAck(lost, 'join', ['red']), [], 'join red');
+    const messages = record(lost, 'message');
+    checkEqual(await emitAck(other, 'publish', ['red', 'before']), [], 'publish before');
+    await withTimeout((async () => { while (messages.length < 1) await sleep(10); })(), 3000, 'the first message');
+    const gone = waitFor(lost, 'disconnect', 5000, 'the disconnect');
+    lost.io.engine.close();
+    await gone;
+    await sleep(200);
+    const again = await connect({ auth: { pid: lost._pid, offset: 'not-an-offset' } });
+    checkEqual(again.recovered, false, 'a bogus offset is not recovered');
+    check(again.id !== lost.id, `a fresh id ${again.id}`);
   },
 };
 
