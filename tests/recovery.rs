@@ -2,9 +2,8 @@
 //! socket.io-client 4.x against the real binary on two shards, over WebSocket and
 //! long-polling: a client whose connection goes away comes back with its id, rooms and the
 //! events it missed; a bogus pid, or a real one with a bogus offset, gets a fresh session. With
-//! a real `redis-server`, two nodes:
-//! the client comes back on the other node, or on its own after a SIGKILL and a restart; past
-//! the window it gets a fresh session.
+//! a real `redis-server`, two nodes: the client comes back on the other node, or on its own
+//! after a SIGKILL and a restart; past the window it gets a fresh session.
 
 mod common;
 
