@@ -43,7 +43,7 @@ pub(crate) struct RedisRecovery {
 }
 
 /// A session as Redis keeps it (JSON).
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Kept {
     nsp: String,
     sid: String,

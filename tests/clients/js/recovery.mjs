@@ -20,15 +20,27 @@ function record(socket, name) {
   return got;
 }
 
+/** Waits until `list` holds `count` entries. */
+async function until(list, count, what) {
+  await withTimeout((async () => { while (list.length < count) await sleep(10); })(), 3000, what);
+}
+
+/** Two clients, `lost` in room red and recording its `message` events, which has got
+ * `before` from `other` (so it holds an offset to come back with). */
+async function inRed() {
+  const lost = await connect();
+  const other = await connect();
+  checkEqual(await emitAck(lost, 'join', ['red']), [], 'join red');
+  const messages = record(lost, 'message');
+  checkEqual(await emitAck(other, 'publish', ['red', 'before']), [], 'publish before');
+  await until(messages, 1, 'the first message');
+  return { lost, other, messages };
+}
+
 const scenarios = {
   async 'recovered'() {
-    const lost = await connect();
-    const other = await connect();
-    checkEqual(await emitAck(lost, 'join', ['red']), [], 'join red');
-    const messages = record(lost, 'message');
+    const { lost, other, messages } = await inRed();
     const everyone = record(lost, 'everyone');
-    checkEqual(await emitAck(other, 'publish', ['red', 'before']), [], 'publish before');
-    await withTimeout((async () => { while (messages.length < 1) await sleep(10); })(), 3000, 'the first message');
     const id = lost.id;
     // The connection goes away (no namespace disconnect: the server keeps the session).
     const gone = waitFor(lost, 'disconnect', 5000, 'the disconnect');
@@ -53,7 +65,7 @@ const scenarios = {
     checkEqual(everyone.length, 0, 'nothing else');
     // Still in its room.
     checkEqual(await emitAck(other, 'publish', ['red', 'after']), [], 'publish after');
-    await withTimeout((async () => { while (messages.length < 5) await sleep(10); })(), 3000, 'the event after');
+    await until(messages, 5, 'the event after');
     checkEqual(messages[4], ['after'], 'in its room again');
   },
 
@@ -62,12 +74,7 @@ const scenarios = {
   // nothing more reaches the server (no close packet, no poll), which notices by its ping
   // timeout (300 ms + 300 ms in tests/recovery.rs).
   async 'killed'() {
-    const lost = await connect();
-    const other = await connect();
-    checkEqual(await emitAck(lost, 'join', ['red']), [], 'join red');
-    const messages = record(lost, 'message');
-    checkEqual(await emitAck(other, 'publish', ['red', 'before']), [], 'publish before');
-    await withTimeout((async () => { while (messages.length < 1) await sleep(10); })(), 3000, 'the first message');
+    const { lost, other, messages } = await inRed();
     const id = lost.id;
     const gone = waitFor(lost, 'disconnect', 5000, 'the disconnect');
     const engine = lost.io.engine;
@@ -94,12 +101,7 @@ const scenarios = {
     checkEqual(socket.recovered, false, 'a bogus pid is not recovered');
     check(typeof socket.id === 'string' && socket.id.length === 20, `a fresh id ${socket.id}`);
     // A real session's pid with an offset the server never gave: a fresh session too.
-    const lost = await connect();
-    const other = await connect();
-    checkEqual(await emitAck(lost, 'join', ['red']), [], 'join red');
-    const messages = record(lost, 'message');
-    checkEqual(await emitAck(other, 'publish', ['red', 'before']), [], 'publish before');
-    await withTimeout((async () => { while (messages.length < 1) await sleep(10); })(), 3000, 'the first message');
+    const { lost } = await inRed();
     const gone = waitFor(lost, 'disconnect', 5000, 'the disconnect');
     lost.io.engine.close();
     await gone;
